@@ -67,6 +67,16 @@ class _OwnSteer(llm_steer.Steer):
 
         return steered_forward
 
+    def reset(self, layer_idx: int) -> None:
+        super().reset(layer_idx)
+        # llm_steer restores the saved bound method as an instance attribute;
+        # drop it when it is just the class's own forward, so the layer is
+        # exactly as it was (no attribute, no reference cycle).
+        layer = self.model._modules["model"].layers[layer_idx]
+        restored = vars(layer).get("forward")
+        if getattr(restored, "__func__", None) is type(layer).forward:
+            del layer.forward
+
     def capture_input(self, layer_idx: int, input_ids: torch.Tensor) -> torch.Tensor:
         """The hidden state entering `layer_idx` for `input_ids` ([1, T])."""
         try:

@@ -17,6 +17,7 @@ from typing import Any
 from steering.engine import Steerer, steerer_for
 from steering.errors import IncompatibleVectorError, NoModelError
 from steering.models import LoadedModel
+from steering.vector import SteeringVector
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class ModelSession:
         self._source = source
         self.lock = lock if lock is not None else threading.Lock()
         self._last: Steerer | None = None
+        # Vectors of a model that was unloaded, offered to the next model.
+        self._orphans: tuple[SteeringVector, ...] = ()
         self._resolve_lock = threading.Lock()
 
     def current(self) -> Current:
@@ -56,27 +59,37 @@ class ModelSession:
         with self._resolve_lock:
             loaded = self._source()
             if loaded is None or loaded.model is None:
-                self._last = None
+                self._forget_model()
                 raise NoModelError("No model is loaded. Load a model first.")
             steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
             notice = ""
-            previous = self._last
-            if previous is not None and previous is not steerer:
-                notice = self._carry_over(previous, steerer)
+            if steerer is not self._last:
+                changed = self._last is not None or bool(self._orphans)
+                self._forget_model()
+                if changed:
+                    notice = self._carry_over(self._orphans, steerer)
+                self._orphans = ()
             self._last = steerer
             return Current(loaded=loaded, steerer=steerer, notice=notice)
 
+    def _forget_model(self) -> None:
+        """Keep the old model's vectors as data and leave that model unsteered
+        (it may live on elsewhere); hold no reference to it."""
+        if self._last is not None:
+            self._orphans = self._last.vectors
+            self._last.reset()
+            self._last = None
+
     @staticmethod
-    def _carry_over(previous: Steerer, steerer: Steerer) -> str:
-        """Move the old model's vectors onto the new one where they fit."""
+    def _carry_over(vectors: tuple[SteeringVector, ...], steerer: Steerer) -> str:
+        """Put the vectors that fit onto the new model's Steerer."""
         kept, dropped = [], []
-        for vector in previous.vectors:
+        for vector in vectors:
             try:
                 steerer.check(vector)
                 kept.append(vector)
             except IncompatibleVectorError:
                 dropped.append(vector)
-        previous.reset()  # the old model may live on elsewhere; leave it clean
         steerer.set_vectors(kept)
         notice = f"The model changed to {steerer.info.name}."
         if kept:
