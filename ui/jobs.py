@@ -1,0 +1,82 @@
+"""Running model work under the model lock, off the Gradio worker thread.
+
+A Gradio generator handler may resume on a different thread after each
+`yield`, and may be abandoned when the browser goes away. So the handler
+never holds the lock itself: a job thread acquires it, does the work, always
+releases it, and passes what it produces back through a queue. The handler
+only reads the queue and turns items into UI updates.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+WAITING = "waiting"
+ITEM = "item"
+_DONE = "done"
+_ERROR = "error"
+
+Emit = Callable[[Any], None]
+
+
+class ModelJob:
+    """`work(emit)` run in its own thread while holding `lock`.
+
+    Iterate `events()` to get (WAITING, None) once if the lock is busy, then
+    (ITEM, x) for each `emit(x)`; afterwards `result` holds what `work`
+    returned. An exception raised by `work` is raised again from `events()`.
+    """
+
+    def __init__(self, lock: AbstractContextManager[Any], work: Callable[[Emit], Any]) -> None:
+        self._lock = lock
+        self._work = work
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.result: Any = None
+
+    def _run(self) -> None:
+        try:
+            acquire = getattr(self._lock, "acquire", None)
+            if acquire is not None and not acquire(blocking=False):
+                self._queue.put((WAITING, None))
+                acquire()
+            elif acquire is None:
+                self._lock.__enter__()
+            try:
+                outcome = self._work(self._emit)
+            finally:
+                release = getattr(self._lock, "release", None)
+                if release is not None:
+                    release()
+                else:
+                    self._lock.__exit__(None, None, None)
+            self._queue.put((_DONE, outcome))
+        except BaseException as exc:  # handed to the caller's thread
+            self._queue.put((_ERROR, exc))
+
+    def _emit(self, item: Any) -> None:
+        self._queue.put((ITEM, item))
+
+    def events(self) -> Iterator[tuple[str, Any]]:
+        thread = threading.Thread(target=self._run, name="steerswarm-model-job", daemon=True)
+        thread.start()
+        while True:
+            kind, payload = self._queue.get()
+            if kind == _DONE:
+                self.result = payload
+                return
+            if kind == _ERROR:
+                raise payload
+            yield kind, payload
+
+
+def run_locked(lock: AbstractContextManager[Any], work: Callable[[], Any]) -> Any:
+    """Run `work()` holding `lock` in the calling thread (for quick, non-streaming use)."""
+    with lock:
+        return work()

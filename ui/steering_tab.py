@@ -1,0 +1,354 @@
+"""The Steering tab: make vectors from prompts, list, remove, reset, save and load them.
+
+`SteeringActions` holds the handlers; each returns (or yields) the values of
+the outputs named in `SteeringTab`. Handlers that use the model are
+generators: they say so in the status line while they wait for the model lock.
+A refused action leaves the active vectors exactly as they were.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from steering.capture import capture_vector, split_prompts
+from steering.errors import SteerSwarmError
+from steering.models import ModelInfo
+from steering.session import Current, ModelSession
+from steering.store import load_vectors, save_vectors
+from steering.vector import SteeringVector
+from ui import format as fmt
+from ui.jobs import WAITING, ModelJob
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FILE_NAME = "steering-vectors.safetensors"
+DEFAULT_COEFF = 4.0
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+# Outputs of every vector-changing action: (table rows, remove-dropdown update, status).
+VectorView = tuple[Any, Any, str]
+
+
+def default_layer(num_layers: int) -> int:
+    """A middle-early layer, where concept directions steer best (12 of SmolLM2's 30)."""
+    return min(num_layers - 1, round(num_layers * 0.4))
+
+
+@dataclass
+class SteeringTab:
+    """The components of the tab, for wiring by other tabs and tests."""
+
+    model_line: gr.Markdown
+    concept: gr.Textbox
+    contrast: gr.Textbox
+    layer: gr.Slider
+    coeff: gr.Number
+    add: gr.Button
+    table: gr.Dataframe
+    remove_choice: gr.Dropdown
+    remove: gr.Button
+    reset: gr.Button
+    file_name: gr.Textbox
+    save: gr.Button
+    saved_file: gr.File
+    load_file: gr.File
+    load: gr.Button
+    status: gr.Markdown
+
+
+class SteeringActions:
+    """The Steering tab's handlers, bound to one model session."""
+
+    def __init__(self, session: ModelSession, save_dir: Path | None = None) -> None:
+        self.session = session
+        self.save_dir = save_dir
+
+    # -- helpers -----------------------------------------------------------
+
+    def _view(self, current: Current, status: str) -> VectorView:
+        vectors = current.steerer.vectors
+        return (
+            fmt.vector_rows(vectors),
+            gr.update(choices=fmt.vector_choices(vectors), value=None),
+            fmt.notice_prefix(current.notice) + status,
+        )
+
+    def _locked(
+        self, action: str, work: Callable[[Current], str]
+    ) -> Iterator[VectorView]:
+        """Run `work(current)` under the model lock; yield the waiting notice if
+        the lock is busy, then the new view with the status `work` returned."""
+
+        def job_work(_emit: Callable[[Any], None]) -> VectorView:
+            current = self.session.current()
+            try:
+                status = work(current)
+            except SteerSwarmError as exc:
+                return self._view(current, fmt.failed(action, str(exc)))
+            return self._view(current, status)
+
+        job = ModelJob(self.session.lock, job_work)
+        try:
+            for kind, _ in job.events():
+                if kind == WAITING:
+                    yield gr.update(), gr.update(), fmt.WAITING
+        except SteerSwarmError as exc:  # no model, or a model we cannot steer
+            yield gr.update(), gr.update(), fmt.failed(action, str(exc))
+            return
+        except Exception as exc:  # the status line must say what happened
+            log.exception("steering action %r failed", action)
+            yield gr.update(), gr.update(), fmt.failed(
+                action, f"unexpected error {type(exc).__name__}: {exc}."
+            )
+            return
+        yield job.result
+
+    def model_facts(self) -> tuple[ModelInfo | None, tuple[SteeringVector, ...], str]:
+        """(model facts, active vectors, problem) for building and refreshing the UI;
+        with no usable model: (None, (), why)."""
+        try:
+            steerer = self.session.current().steerer
+        except SteerSwarmError as exc:
+            return None, (), str(exc)
+        return steerer.info, steerer.vectors, ""
+
+    # -- handlers ----------------------------------------------------------
+
+    def refresh(self) -> tuple[str, Any, Any, Any]:
+        """(model line, layer slider update, table, dropdown) for the model in use now.
+
+        Does not wait: while the model is busy the view is left as it is.
+        """
+        acquire = getattr(self.session.lock, "acquire", None)
+        if acquire is not None and not acquire(blocking=False):
+            return gr.update(), gr.update(), gr.update(), gr.update()
+        try:
+            info, vectors, problem = self.model_facts()
+        finally:
+            if acquire is not None:
+                self.session.lock.release()  # type: ignore[attr-defined]
+        if info is None:
+            return fmt.model_line(None, problem), gr.update(), [], gr.update(choices=[])
+        return (
+            fmt.model_line(info),
+            gr.update(maximum=info.num_layers - 1, info=_layer_info(info)),
+            fmt.vector_rows(vectors),
+            gr.update(choices=fmt.vector_choices(vectors), value=None),
+        )
+
+    def add_vector(
+        self, concept: str | None, contrast: str | None, layer: Any, coeff: Any
+    ) -> Iterator[VectorView]:
+        prompts = split_prompts(concept)
+        contrast_prompts = split_prompts(contrast)
+
+        def work(current: Current) -> str:
+            steerer = current.steerer
+            vector = capture_vector(steerer, prompts, layer, coeff, contrast_prompts)
+            steerer.add(vector)
+            count = len(steerer.vectors)
+            made_from = f"{len(prompts)} concept prompt{'s' if len(prompts) != 1 else ''}"
+            if contrast_prompts:
+                made_from += f" minus {len(contrast_prompts)} contrast prompt" + (
+                    "s" if len(contrast_prompts) != 1 else ""
+                )
+            return (
+                f"✅ Added vector #{count}: layer {vector.layer}, coefficient "
+                f"{vector.coeff:g}, from {made_from}. {fmt.vector_count(count)}"
+            )
+
+        yield from self._locked("add the steering vector", work)
+
+    def remove_vector(self, choice: str | None) -> Iterator[VectorView]:
+        def work(current: Current) -> str:
+            steerer = current.steerer
+            index = fmt.choice_index(choice)
+            if index is None:
+                return fmt.failed("remove a vector", "Choose the vector to remove first.")
+            labels = fmt.vector_choices(steerer.vectors)
+            if index >= len(labels) or labels[index] != choice:
+                return fmt.failed(
+                    "remove a vector",
+                    "The list of active vectors changed; choose the vector again.",
+                )
+            removed = steerer.remove(index)
+            return (
+                f"🗑️ Removed vector #{index + 1} (layer {removed.layer}, "
+                f"{removed.summary(40)}). {fmt.vector_count(len(steerer.vectors))}"
+            )
+
+        yield from self._locked("remove the vector", work)
+
+    def reset_vectors(self) -> Iterator[VectorView]:
+        def work(current: Current) -> str:
+            count = len(current.steerer.vectors)
+            current.steerer.reset()
+            return f"↺ Removed all {count} steering vector(s): the model is unsteered."
+
+        yield from self._locked("reset the steering vectors", work)
+
+    def save_vectors(self, file_name: str | None) -> Iterator[tuple[Any, str]]:
+        """Write the active vectors to a file offered for download."""
+        try:
+            name = _file_name(file_name)
+        except ValueError as exc:
+            yield gr.update(), fmt.failed("save the vectors", str(exc))
+            return
+        saved: list[Path] = []
+
+        def work(current: Current) -> str:
+            if self.save_dir is None:
+                self.save_dir = Path(tempfile.mkdtemp(prefix="steerswarm-"))
+            path = save_vectors(self.save_dir / name, current.steerer.vectors, current.steerer.info)
+            saved.append(path)
+            count = len(current.steerer.vectors)
+            return f"💾 Saved {count} vector(s) to {path} — download it below."
+
+        for _table, _choices, status in self._locked("save the vectors", work):
+            yield (str(saved[0]) if saved else gr.update()), status
+
+    def load_vectors(self, file: Any) -> Iterator[VectorView]:
+        """Replace the active vectors with the ones in an uploaded file."""
+        path = _upload_path(file)
+
+        def work(current: Current) -> str:
+            if path is None:
+                return fmt.failed("load vectors", "Choose a vector file (.safetensors) first.")
+            steerer = current.steerer
+            vectors = load_vectors(path, steerer.info)
+            before = len(steerer.vectors)
+            steerer.set_vectors(vectors)
+            return (
+                f"📂 Loaded {len(vectors)} vector(s) from {Path(path).name}; they "
+                f"replace the {before} that were active. {fmt.vector_count(len(vectors))}"
+            )
+
+        yield from self._locked("load the vectors", work)
+
+
+def _layer_info(info: ModelInfo) -> str:
+    return f"{info.name} has layers 0 to {info.num_layers - 1}"
+
+
+def _file_name(name: str | None) -> str:
+    """A plain file name ending in .safetensors (no folders)."""
+    name = Path((name or "").strip()).name
+    stem = _SAFE_NAME.sub("-", name.removesuffix(".safetensors")).strip("-.")
+    if not stem:
+        raise ValueError("Give the file a name, e.g. steering-vectors.safetensors.")
+    return stem + ".safetensors"
+
+
+def _upload_path(file: Any) -> str | None:
+    """The local path of a gr.File value (a path string, or an object with .name/.path)."""
+    if file is None or file == "":
+        return None
+    if isinstance(file, (str, Path)):
+        return str(file)
+    for attr in ("path", "name"):
+        value = getattr(file, attr, None)
+        if isinstance(value, str):
+            return value
+    if isinstance(file, dict):
+        return file.get("path") or file.get("name")
+    return None
+
+
+def build(actions: SteeringActions) -> SteeringTab:
+    """Lay out the tab inside the current Blocks context and wire its events."""
+    info, vectors, problem = actions.model_facts()
+    num_layers = info.num_layers if info is not None else 32
+    model_line = gr.Markdown(fmt.model_line(info, problem))
+    with gr.Row():
+        with gr.Column(scale=3):
+            concept = gr.Textbox(
+                label="Concept prompts",
+                lines=4,
+                placeholder="One prompt per line, e.g.\nI am so happy today!\nWhat a wonderful surprise.",
+            )
+            contrast = gr.Textbox(
+                label="Contrast prompts",
+                lines=4,
+                placeholder="Optional, one per line: the opposite of the concept, e.g.\n"
+                "I am so sad today.\nWhat a terrible loss.",
+            )
+        with gr.Column(scale=2):
+            layer = gr.Slider(
+                minimum=0,
+                maximum=max(num_layers - 1, 1),
+                value=default_layer(num_layers),
+                step=1,
+                label="Layer",
+                info=_layer_info(info) if info is not None else "load a model to see its layers",
+            )
+            coeff = gr.Number(
+                value=DEFAULT_COEFF,
+                label="Coefficient",
+                info="H + coefficient × V; negative steers away. Typical 1 to 8.",
+            )
+            add = gr.Button("Add steering vector", variant="primary")
+    table = gr.Dataframe(
+        value=fmt.vector_rows(vectors),
+        headers=fmt.VECTOR_HEADERS,
+        label="Active steering vectors",
+        interactive=False,
+        wrap=True,
+    )
+    with gr.Row():
+        remove_choice = gr.Dropdown(
+            choices=fmt.vector_choices(vectors),
+            value=None,
+            label="Vector to remove",
+            scale=3,
+        )
+        remove = gr.Button("Remove vector", scale=1)
+        reset = gr.Button("Reset steering vectors", variant="stop", scale=1)
+    with gr.Row():
+        with gr.Column():
+            file_name = gr.Textbox(value=DEFAULT_FILE_NAME, label="File name")
+            save = gr.Button("Save vectors")
+            saved_file = gr.File(label="Saved vector file", interactive=False)
+        with gr.Column():
+            load_file = gr.File(
+                label="Vector file to load", file_types=[".safetensors"], type="filepath"
+            )
+            load = gr.Button("Load vectors")
+    status = gr.Markdown(
+        fmt.vector_count(len(vectors)) if info is not None else f"⚠️ {problem}",
+        elem_id="steering-status",
+    )
+
+    view = [table, remove_choice, status]
+    add.click(
+        actions.add_vector, [concept, contrast, layer, coeff], view, api_name="add_vector"
+    )
+    remove.click(actions.remove_vector, [remove_choice], view, api_name="remove_vector")
+    reset.click(actions.reset_vectors, None, view, api_name="reset_vectors")
+    save.click(actions.save_vectors, [file_name], [saved_file, status], api_name="save_vectors")
+    load.click(actions.load_vectors, [load_file], view, api_name="load_vectors")
+    return SteeringTab(
+        model_line=model_line,
+        concept=concept,
+        contrast=contrast,
+        layer=layer,
+        coeff=coeff,
+        add=add,
+        table=table,
+        remove_choice=remove_choice,
+        remove=remove,
+        reset=reset,
+        file_name=file_name,
+        save=save,
+        saved_file=saved_file,
+        load_file=load_file,
+        load=load,
+        status=status,
+    )
