@@ -7,6 +7,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
@@ -20,16 +21,40 @@ TITLE = "steerswarm · activation steering"
 
 @dataclass
 class Tabs:
-    """The built tabs and their handler objects."""
+    """The built tabs and their handler objects (for wiring and tests)."""
 
     steering: steering_tab.SteeringTab
     steering_actions: steering_tab.SteeringActions
     chat: chat_tab.ChatTab
     chat_actions: chat_tab.ChatActions
+    optimize: Any = None  # optimize_tab.OptimizeTab when the optimizer is installed
+    optimize_actions: Any = None
 
-    def refresh_outputs(self) -> list[gr.components.Component]:
+    def refresh_outputs(self) -> list[Any]:
         s = self.steering
         return [s.model_line, s.layer, s.table, s.remove_choice]
+
+
+def _build_optimize(tabs: Tabs, session: ModelSession) -> None:
+    """The Optimize tab, wired to the Steering tab (it changes the active vectors)."""
+    try:
+        from ui import optimize_tab
+    except ImportError as exc:  # lm-eval or pyswarms missing (e.g. in a trimmed webui env)
+        log.warning("the Optimize tab is unavailable: %s", exc)
+        gr.Markdown(
+            f"⚠️ Optimizing needs lm-eval and pyswarms (`pip install -r requirements.txt`): {exc}"
+        )
+        return
+    actions = optimize_tab.OptimizeActions(session, tabs.steering_actions)
+    tab = optimize_tab.build(actions)
+    tabs.optimize, tabs.optimize_actions = tab, actions
+    s = tabs.steering
+    tab.apply.click(
+        actions.apply,
+        [tab.result],
+        [s.table, s.remove_choice, s.status, tab.status, tab.vectors],
+        api_name="apply_best",
+    )
 
 
 def build_tabs(session: ModelSession, save_dir: Path | None = None) -> Tabs:
@@ -43,8 +68,14 @@ def build_tabs(session: ModelSession, save_dir: Path | None = None) -> Tabs:
             steering = steering_tab.build(steering_actions)
         with gr.Tab("Chat"):
             chat = chat_tab.build(chat_actions)
-    tabs = Tabs(steering, steering_actions, chat, chat_actions)
+        tabs = Tabs(steering, steering_actions, chat, chat_actions)
+        with gr.Tab("Optimize") as optimize_page:
+            _build_optimize(tabs, session)
     steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs())
+    if tabs.optimize is not None:
+        optimize_page.select(
+            tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]
+        )
     return tabs
 
 

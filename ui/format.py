@@ -5,9 +5,12 @@ Pure functions of plain data; no Gradio and no model access here.
 
 from __future__ import annotations
 
+import html
+import math
 import re
 from collections.abc import Sequence
 
+from optimize.results import Evaluation, OptimizationResult, Progress
 from steering.models import ModelInfo
 from steering.vector import SteeringVector
 
@@ -79,3 +82,91 @@ def failed(action: str, message: str) -> str:
 
 def notice_prefix(notice: str) -> str:
     return f"ℹ️ {notice} " if notice else ""
+
+
+# -- Optimize tab -------------------------------------------------------------
+
+EVALUATION_HEADERS = [
+    "Iteration",
+    "Particle",
+    "Layers",
+    "Alphas",
+    "Score",
+    "± stderr",
+    "Seconds",
+    "Cached",
+]
+
+
+def _score(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.4g}"
+
+
+def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[list[object]]:
+    """One row per evaluation, newest first; the baseline reads 'baseline'."""
+    rows: list[list[object]] = []
+    for e in reversed(evaluations):
+        rows.append(
+            [
+                "baseline" if e.is_baseline else e.iteration + 1,
+                "—" if e.is_baseline else e.particle + 1,
+                ", ".join(str(layer) for layer in e.layers) or "no steering",
+                ", ".join(f"{alpha:g}" for alpha in e.alphas) or "—",
+                _score(e.score),
+                _score(e.stderr),
+                round(e.seconds, 2),
+                "yes" if e.cached else "",
+            ]
+        )
+    return rows
+
+
+def progress_html(progress: Progress | None, note: str = "") -> str:
+    """A progress bar (inline styles only, so it looks the same in every Gradio)."""
+    if progress is None:
+        fraction, text = 0.0, note or "Not started."
+    else:
+        fraction = progress.fraction
+        text = (
+            f"{progress.done} of {progress.total} evaluations · best "
+            f"{_score(progress.best_score)} · unsteered baseline {_score(progress.baseline)}"
+        )
+        if note:
+            text += f" · {note}"
+    percent = max(0.0, min(100.0, 100.0 * fraction))
+    return (
+        '<div id="optimize-progress-bar" role="progressbar" '
+        f'aria-valuenow="{percent:.0f}" aria-valuemin="0" aria-valuemax="100" '
+        'style="width:100%;height:14px;border-radius:7px;background:#e5e7eb;overflow:hidden">'
+        f'<div style="width:{percent:.1f}%;height:100%;background:#f97316"></div></div>'
+        f'<div style="margin-top:6px;font-size:0.95em">{html.escape(text)}</div>'
+    )
+
+
+def result_summary(result: OptimizationResult) -> str:
+    """What a run found, in Markdown."""
+    best, base = result.best, result.baseline
+    lines = [
+        f"### {'Cancelled run: best so far' if result.cancelled else 'Best setting found'}",
+        f"- **Task:** {result.fitness.task} · metric **{result.metric}** "
+        f"({'higher' if result.higher_is_better else 'lower'} is better) · "
+        f"{result.samples} documents",
+        f"- **Baseline (no steering):** {_score(base.score)} ± {_score(base.stderr)}",
+        f"- **Best:** {_score(best.score)} ± {_score(best.stderr)} "
+        f"({result.gain_points:+.1f} points)",
+    ]
+    for record, layer, alpha in zip(result.vectors, best.layers, best.alphas):
+        lines.append(
+            f"- **Vector #{record.index + 1}** ({_prompts(record.prompts, 40)}): "
+            f"layer {record.layer} × {record.coeff:g} → **layer {layer} × {alpha:g}**"
+        )
+    cached = len(result.history) - result.paid_evaluations
+    lines.append(
+        f"- {len(result.evaluations)} evaluations plus the baseline in "
+        f"{result.wall_seconds:.1f} s ({cached} reused a cached score) · seed {result.seed}"
+    )
+    lines.append("")
+    lines.append("Click **Apply best** to make this setting the active steering vectors.")
+    return "\n".join(lines)

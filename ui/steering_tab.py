@@ -81,7 +81,7 @@ class SteeringActions:
             fmt.notice_prefix(current.notice) + status,
         )
 
-    def _locked(
+    def locked(
         self, action: str, work: Callable[[Current], str]
     ) -> Iterator[VectorView]:
         """Run `work(current)` under the model lock; yield the waiting notice if
@@ -165,7 +165,7 @@ class SteeringActions:
                 f"{vector.coeff:g}, from {made_from}. {fmt.vector_count(count)}"
             )
 
-        yield from self._locked("add the steering vector", work)
+        yield from self.locked("add the steering vector", work)
 
     def remove_vector(self, choice: str | None) -> Iterator[VectorView]:
         def work(current: Current) -> str:
@@ -185,7 +185,7 @@ class SteeringActions:
                 f"{removed.summary(40)}). {fmt.vector_count(len(steerer.vectors))}"
             )
 
-        yield from self._locked("remove the vector", work)
+        yield from self.locked("remove the vector", work)
 
     def reset_vectors(self) -> Iterator[VectorView]:
         def work(current: Current) -> str:
@@ -193,7 +193,7 @@ class SteeringActions:
             current.steerer.reset()
             return f"↺ Removed all {count} steering vector(s): the model is unsteered."
 
-        yield from self._locked("reset the steering vectors", work)
+        yield from self.locked("reset the steering vectors", work)
 
     def save_vectors(self, file_name: str | None) -> Iterator[tuple[Any, str]]:
         """Write the active vectors to a file offered for download."""
@@ -212,7 +212,7 @@ class SteeringActions:
             count = len(current.steerer.vectors)
             return f"💾 Saved {count} vector(s) to {path} — download it below."
 
-        for _table, _choices, status in self._locked("save the vectors", work):
+        for _table, _choices, status in self.locked("save the vectors", work):
             yield (str(saved[0]) if saved else gr.update()), status
 
     def load_vectors(self, file: Any) -> Iterator[VectorView]:
@@ -231,7 +231,7 @@ class SteeringActions:
                 f"replace the {before} that were active. {fmt.vector_count(len(vectors))}"
             )
 
-        yield from self._locked("load the vectors", work)
+        yield from self.locked("load the vectors", work)
 
 
 def _layer_info(info: ModelInfo) -> str:

@@ -1,0 +1,115 @@
+"""Matplotlib figures for the Optimize tab (built without pyplot, so no global
+figure state and no GUI backend: gr.Plot renders them to PNG)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+
+from optimize.results import Evaluation
+
+_SIZE = (6.0, 3.6)
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def _better(a: float, b: float, higher_is_better: bool) -> bool:
+    if math.isnan(a):
+        return False
+    if math.isnan(b):
+        return True
+    return a > b if higher_is_better else a < b
+
+
+def running_best(evaluations: Sequence[Evaluation], higher_is_better: bool = True) -> list[float]:
+    """The best score after each non-baseline evaluation."""
+    best: list[float] = []
+    current = math.nan
+    for e in evaluations:
+        if e.is_baseline:
+            continue
+        if _better(e.score, current, higher_is_better):
+            current = e.score
+        best.append(current)
+    return best
+
+
+def convergence(
+    evaluations: Sequence[Evaluation], baseline: float | None, best: Sequence[float]
+) -> Figure:
+    """Best score so far (`best`, one per non-baseline evaluation) against the
+    number of evaluations, every score as a dot, the unsteered baseline dashed."""
+    fig = Figure(figsize=_SIZE, dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    scored = [e for e in evaluations if not e.is_baseline]
+    xs = list(range(1, len(scored) + 1))
+    if scored:
+        ax.scatter(xs, [e.score for e in scored], s=18, color="#9ca3af", label="each evaluation")
+    if scored and len(best) == len(scored):
+        ax.step(xs, list(best), where="post", color="#f97316", linewidth=2, label="best so far")
+    if baseline is not None and not math.isnan(baseline):
+        ax.axhline(baseline, color="#2563eb", linestyle="--", linewidth=1.2, label="unsteered baseline")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("score")
+    ax.set_title("Convergence")
+    if xs:
+        ax.set_xlim(0.5, max(xs) + 0.5)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="best", fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def particles(
+    evaluations: Sequence[Evaluation],
+    vector_numbers: Sequence[int] = (),
+    best: Evaluation | None = None,
+) -> Figure:
+    """Every evaluated particle as a point at (layer, alpha), coloured by score;
+    one marker shape per optimized vector, the best setting ringed."""
+    fig = Figure(figsize=_SIZE, dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    scored = [e for e in evaluations if not e.is_baseline and not math.isnan(e.score)]
+    if scored:
+        scores = [e.score for e in scored]
+        low, high = min(scores), max(scores)
+        if low == high:
+            low, high = low - 0.5, high + 0.5
+        slots = len(scored[0].layers)
+        mappable = None
+        for slot in range(slots):
+            number = vector_numbers[slot] if slot < len(vector_numbers) else slot + 1
+            mappable = ax.scatter(
+                [e.layers[slot] for e in scored],
+                [e.alphas[slot] for e in scored],
+                c=scores,
+                cmap="viridis",
+                vmin=low,
+                vmax=high,
+                s=46,
+                marker=_MARKERS[slot % len(_MARKERS)],
+                edgecolors="black",
+                linewidths=0.4,
+                label=f"vector #{number}",
+            )
+        if best is not None and not best.is_baseline:
+            ax.scatter(
+                list(best.layers),
+                list(best.alphas),
+                s=220,
+                facecolors="none",
+                edgecolors="#dc2626",
+                linewidths=2,
+                label="best",
+            )
+        if mappable is not None:
+            fig.colorbar(mappable, ax=ax, label="score")
+        ax.legend(loc="best", fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("alpha (coefficient)")
+    ax.set_title("Particles: layer × alpha, coloured by score")
+    ax.grid(alpha=0.3)
+    return fig
