@@ -1,0 +1,58 @@
+"""pyswarms without its side effects on logging.
+
+Each pyswarms `Reporter` (one is built when pyswarms is imported, several
+more with every optimizer) runs `logging.config.dictConfig` on the root
+logger, replacing the host's handlers and opening `report.log` in the
+current directory, unless the environment variable LOG_CFG names a logging
+config. While pyswarms is imported or an optimizer is built we point LOG_CFG
+at a config that changes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_NOOP_CONFIG = Path(__file__).with_name("pyswarms_logging.yaml")
+_LOCK = threading.Lock()
+
+
+@contextmanager
+def _no_logging_setup() -> Iterator[None]:
+    with _LOCK:
+        previous = os.environ.get("LOG_CFG")
+        os.environ["LOG_CFG"] = str(_NOOP_CONFIG)
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("LOG_CFG", None)
+            else:
+                os.environ["LOG_CFG"] = previous
+
+
+def global_best_pso(
+    n_particles: int,
+    dimensions: int,
+    options: dict[str, float],
+    bounds: tuple[np.ndarray, np.ndarray],
+) -> Any:
+    """A pyswarms GlobalBestPSO whose particles stop at the bounds
+    (`bh_strategy="nearest"`; the default "periodic" wraps them around to the
+    far side of the range). Draws its initial swarm from numpy's global RNG."""
+    with _no_logging_setup():
+        from pyswarms.single.global_best import GlobalBestPSO
+
+        return GlobalBestPSO(
+            n_particles=n_particles,
+            dimensions=dimensions,
+            options=dict(options),
+            bounds=bounds,
+            bh_strategy="nearest",
+        )

@@ -1,0 +1,238 @@
+"""`python -m optimize`: search the layer and alpha of saved steering vectors.
+
+Errors are one line on stderr with a non-zero exit, and no output file.
+The first Ctrl-C stops after the current evaluation and saves what was found
+(marked cancelled); a second one aborts at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import NoReturn
+
+from steering.errors import InvalidInputError, SteerSwarmError
+
+PROG = "python -m optimize"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Find the layer and alpha of steering vectors that maximise an "
+        "lm-eval score, with a particle swarm.",
+    )
+    p.add_argument("--vectors", required=True, metavar="FILE", help="saved steering vectors")
+    p.add_argument(
+        "--select",
+        default=None,
+        metavar="N,N",
+        help="which vectors of the file to optimize, numbered from 1 (default: all)",
+    )
+    p.add_argument("--task", required=True, metavar="NAME", help="lm-eval task or group")
+    p.add_argument(
+        "--include-path", default=None, metavar="DIR", help="folder of local task YAMLs"
+    )
+    p.add_argument("--metric", default="acc", help="metric to maximise (default: acc)")
+    p.add_argument(
+        "--limit", type=int, default=20, help="documents scored, 0 for all (default: 20)"
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: 8)")
+    p.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples (default: 0)")
+    p.add_argument("--particles", type=int, default=4, help="swarm size (default: 4)")
+    p.add_argument("--iterations", type=int, default=3, help="swarm iterations (default: 3)")
+    p.add_argument("--c1", type=float, default=0.5, help="cognitive coefficient (default: 0.5)")
+    p.add_argument("--c2", type=float, default=0.3, help="social coefficient (default: 0.3)")
+    p.add_argument("--w", type=float, default=0.9, help="inertia weight (default: 0.9)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--layer-min", type=int, default=None, help="lowest layer, from 0 (default: 0)"
+    )
+    p.add_argument(
+        "--layer-max", type=int, default=None, help="highest layer (default: the model's last)"
+    )
+    p.add_argument("--alpha-min", type=float, default=-4.0, help="lowest alpha (default: -4)")
+    p.add_argument("--alpha-max", type=float, default=4.0, help="highest alpha (default: 4)")
+    p.add_argument(
+        "--alpha-decimals", type=int, default=2, help="alphas are rounded to this (default: 2)"
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON result")
+    p.add_argument(
+        "--model", default=None, help="model folder or hub id (default: embedded SmolLM2)"
+    )
+    p.add_argument("--gguf-file", default=None, help="GGUF file in --model, or a path to one")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def _selection(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    numbers = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise InvalidInputError(
+                f"--select takes vector numbers from 1, separated by commas, got {text!r}."
+            )
+        numbers.append(int(part) - 1)
+    return numbers
+
+
+def _check_out(path: Path) -> None:
+    if path.is_dir():
+        raise InvalidInputError(f"--out names a folder, not a file: {path}")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"The folder of --out does not exist: {path.parent}")
+    if not os.access(path.parent, os.W_OK):
+        raise InvalidInputError(f"Cannot write into the folder of --out: {path.parent}")
+
+
+def _fmt(score: float, stderr: float) -> str:
+    return f"{score:.4f}" + ("" if math.isnan(stderr) else f" ± {stderr:.4f}")
+
+
+def _run(args: argparse.Namespace) -> int:
+    # Imported here so that --help and argument errors are instant.
+    from tqdm import tqdm
+
+    from optimize import (
+        FitnessConfig,
+        Progress,
+        PsoConfig,
+        SearchSpace,
+        run_optimization,
+    )
+    from optimize.fitness import find_task
+    from steering import load_model, load_vectors, steerer_for
+
+    fitness = FitnessConfig(
+        task=args.task,
+        include_path=args.include_path,
+        metric=args.metric,
+        limit=None if args.limit == 0 else args.limit,
+        batch_size=args.batch_size,
+        num_fewshot=args.num_fewshot,
+    )
+    pso = PsoConfig(
+        particles=args.particles,
+        iterations=args.iterations,
+        c1=args.c1,
+        c2=args.c2,
+        w=args.w,
+        seed=args.seed,
+    )
+    selection = _selection(args.select)
+    out = Path(args.out)
+    _check_out(out)
+    vectors_path = Path(args.vectors)
+    if not vectors_path.is_file():
+        raise InvalidInputError(f"Vector file not found: {vectors_path}")
+    if fitness.include_path:
+        find_task(fitness)  # cheap for a task folder: fail before loading the model
+
+    loaded = load_model(args.model, args.gguf_file, args.device)
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    vectors = load_vectors(vectors_path, steerer.info)
+    space = SearchSpace(
+        layer_min=0 if args.layer_min is None else args.layer_min,
+        layer_max=steerer.info.num_layers - 1 if args.layer_max is None else args.layer_max,
+        alpha_min=args.alpha_min,
+        alpha_max=args.alpha_max,
+        alpha_decimals=args.alpha_decimals,
+    )
+    steerer.set_vectors(vectors)
+    indices = list(range(len(vectors))) if selection is None else selection
+
+    cancel = threading.Event()
+    bar = tqdm(
+        total=1 + pso.evaluations,
+        unit="eval",
+        desc="optimizing",
+        disable=args.quiet,  # explicit: `python -m optimize` sets TQDM_DISABLE for the others
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def on_progress(progress: Progress) -> None:
+        bar.update(progress.done - bar.n)
+        best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
+        bar.set_postfix_str(f"best {best}, baseline {progress.baseline:.3f}")
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        bar.write("Stopping after the current evaluation (Ctrl-C again to abort).")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = run_optimization(
+            steerer, indices, fitness, space, pso, on_progress=on_progress, cancel=cancel
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        bar.close()
+    result.save(out)
+
+    lines = [
+        f"task {fitness.task}, metric {result.metric}, {result.samples} documents",
+        f"baseline {_fmt(result.baseline.score, result.baseline.stderr)}",
+        f"best     {_fmt(result.best.score, result.best.stderr)} "
+        f"({result.gain_points:+.1f} points)",
+    ]
+    for record, layer, alpha in zip(result.vectors, result.best.layers, result.best.alphas):
+        lines.append(f"vector {record.index + 1}: layer {layer}, alpha {alpha:g}")
+    cached = sum(1 for e in result.evaluations if e.cached)
+    lines.append(
+        f"{len(result.evaluations)} evaluations ({cached} cached) in "
+        f"{result.wall_seconds:.1f} s" + (" - cancelled" if result.cancelled else "")
+    )
+    lines.append(f"saved {out}")
+    print("\n".join(lines))
+    return 0
+
+
+def _quiet_libraries() -> None:
+    # lm-eval's chatter would bury our progress bar; real warnings still show.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("lm_eval", "transformers", "datasets"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_libraries()
+    started = time.perf_counter()
+    try:
+        return _run(args)
+    except SteerSwarmError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"{PROG}: aborted after {time.perf_counter() - started:.0f} s; nothing saved",
+            file=sys.stderr,
+        )
+        return 130
+
+

@@ -1,0 +1,320 @@
+"""Scoring a steering setting with lm-eval on the already-loaded model.
+
+`LmEvalFitness` is built once per optimization run: it wraps the model in one
+HFLM, indexes and loads the task once, and builds the task's requests (prompts,
+few-shot contexts) once. Each `evaluate(vectors)` then only clears the
+responses, runs the model on the same requests with `vectors` applied, and
+aggregates the metric. That is lm-eval's `evaluate()` for one process, minus
+rebuilding the requests per call (which would redraw few-shot examples from a
+sampler whose random state moves on), minus bootstrap, sample logging, any
+response cache (a cache keyed on the request would ignore the steering) and
+any reseeding of global random state.
+
+The one place the model runs is `_run_requests`. Issue 5 (reusing the
+computation of the layers below the lowest steered layer) plugs in there.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from steering.engine import Steerer
+from steering.errors import InvalidInputError, SteerSwarmError
+from steering.vector import SteeringVector
+
+from optimize._rng import preserved_rng
+from optimize.config import FitnessConfig
+from optimize.errors import FitnessError
+
+log = logging.getLogger(__name__)
+
+# lm-eval's default few-shot seed (DEFAULT_OTHER_SEED): the same few-shot
+# examples simple_evaluate would draw. It seeds the task's own sampler only.
+FEWSHOT_SEED = 1234
+
+
+@dataclass(frozen=True)
+class FitnessOutcome:
+    """One scoring of one steering setting.
+
+    `stderr` is the standard error of the mean of the per-document metric
+    values, sqrt(sample variance / n) (lm-eval's own `mean_stderr`, the
+    `acc_stderr` it reports; for 0/1 accuracy this is sqrt(p(1-p)/(n-1))),
+    pooled over the documents of every task in a group. It is NaN when the
+    metric is not aggregated by a mean, or when there is a single document.
+    `responses` are the model's raw answers per request, in request order.
+    """
+
+    score: float
+    stderr: float
+    samples: int
+    responses: tuple[Any, ...] = field(repr=False, default=())
+
+
+@dataclass
+class _TaskPlan:
+    name: str
+    task: Any
+    docs: list[tuple[int, Any]]
+    instances_by_doc: dict[int, list[Any]]
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def _task_manager(config: FitnessConfig) -> Any:
+    from lm_eval.tasks import TaskManager
+
+    try:
+        if config.include_path:
+            return TaskManager(include_path=config.include_path, include_defaults=False)
+        return TaskManager()
+    except Exception as exc:  # lm-eval raises untyped errors
+        raise FitnessError(f"lm-eval could not index the tasks: {_short(exc)}") from exc
+
+
+def find_task(config: FitnessConfig) -> Any:
+    """An lm-eval TaskManager that knows `config.task`, or InvalidInputError.
+
+    Cheap with `include_path` (only that folder is indexed); without it lm-eval
+    indexes its ~14,700 built-in tasks (5-7 s). Loads no data.
+    """
+    manager = _task_manager(config)
+    name, folder = config.task, config.include_path
+    if name not in manager.all_tasks:
+        where = f"in the task folder {folder}" if folder else "in lm-eval"
+        message = f"Task {name!r} is not registered {where}."
+        close = difflib.get_close_matches(name, manager.all_tasks, n=3)
+        if close:
+            message += " Did you mean " + ", ".join(repr(c) for c in close) + "?"
+        if folder:
+            message += " A task's name is the `task:` field of its YAML file."
+        else:
+            message += (
+                " For a task of your own, give the folder of its YAML files (--include-path)."
+            )
+        raise InvalidInputError(message)
+    if name in manager.all_tags:
+        raise InvalidInputError(
+            f"{name!r} is an lm-eval tag (a list of separate tasks with no combined "
+            "score), not a task or a group: pick one of its tasks."
+        )
+    return manager
+
+
+class LmEvalFitness:
+    """Scores steering settings on one lm-eval task with the loaded model."""
+
+    def __init__(self, steerer: Steerer, config: FitnessConfig) -> None:
+        self.steerer = steerer
+        self.config = config
+        with preserved_rng():
+            self.lm = self._build_lm()
+            self._tasks, self._groups = self._load_tasks()
+            self.metric, self.filter, self.higher_is_better = self._resolve_metric()
+            self._plans = self._build_requests()
+        self._requests: dict[str, list[Any]] = defaultdict(list)
+        for plan in self._plans:
+            for instance in plan.task.instances:
+                self._requests[instance.request_type].extend([instance] * (instance.repeats or 1))
+        self.samples = sum(len(plan.docs) for plan in self._plans)
+
+    @property
+    def metric_key(self) -> str:
+        """The metric as lm-eval names it in its results ("acc,none")."""
+        return f"{self.metric},{self.filter}"
+
+    # ---------------------------------------------------------------- building
+
+    def _build_lm(self) -> Any:
+        from lm_eval.models.huggingface import HFLM
+
+        try:
+            return HFLM(
+                pretrained=self.steerer.model,
+                tokenizer=self.steerer.tokenizer,
+                batch_size=self.config.batch_size,
+            )
+        except Exception as exc:  # lm-eval raises untyped errors
+            raise FitnessError(
+                f"lm-eval cannot wrap {self.steerer.info.name}: {_short(exc)}"
+            ) from exc
+
+    def _load_tasks(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        name = self.config.task
+        manager = find_task(self.config)
+        try:
+            loaded = manager.load([name])
+        except Exception as exc:
+            raise FitnessError(f"lm-eval could not load the task {name!r}: {_short(exc)}") from exc
+        tasks, groups = dict(loaded["tasks"]), dict(loaded["groups"])
+        if not tasks:
+            raise FitnessError(f"The lm-eval task {name!r} has no subtasks to run.")
+        for task in tasks.values():
+            # As simple_evaluate does: a task whose config fixes 0 shots keeps 0.
+            if task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=self.config.num_fewshot)
+            task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        return tasks, groups
+
+    def _resolve_metric(self) -> tuple[str, str, bool]:
+        name = self.config.task
+        metric, _, wanted_filter = self.config.metric.partition(",")
+        metric, wanted_filter = metric.strip(), wanted_filter.strip()
+        group = self._groups.get(name)
+        if group is not None:
+            offered = [a.metric for a in (group.aggregate_metric_list or [])]
+            if not offered:
+                raise InvalidInputError(
+                    f"The group {name!r} reports no combined score; pick one of its "
+                    f"tasks: {', '.join(sorted(self._tasks))}."
+                )
+            if metric not in offered:
+                raise InvalidInputError(
+                    f"The group {name!r} has no combined {metric!r}; it combines: "
+                    f"{', '.join(offered)}."
+                )
+        filters: list[str] | None = None
+        first = next(iter(self._tasks.values()))
+        higher_is_better = first.higher_is_better().get(metric) is not False
+        for task_name, task in self._tasks.items():
+            reported = set(task.aggregation()) | set(getattr(task, "_metric_fn_list", {}))
+            if metric not in reported:
+                raise InvalidInputError(
+                    f"Metric {metric!r} is not reported by the task {task_name!r}; it "
+                    f"reports: {', '.join(sorted(reported)) or 'nothing'}."
+                )
+            names = [f.name for f in getattr(task, "_filters", [])] or ["none"]
+            filters = names if filters is None else [f for f in filters if f in names]
+        filters = filters or ["none"]
+        if wanted_filter:
+            if wanted_filter not in filters:
+                raise InvalidInputError(
+                    f"The filter {wanted_filter!r} of metric {self.config.metric!r} is not "
+                    f"used by {name!r}; its filters are: {', '.join(filters)}."
+                )
+            chosen = wanted_filter
+        else:
+            chosen = "none" if "none" in filters else filters[0]
+        return metric, chosen, higher_is_better
+
+    def _build_requests(self) -> list[_TaskPlan]:
+        from lm_eval.evaluator_utils import get_sample_size
+
+        plans = []
+        for name, task in self._tasks.items():
+            limit = get_sample_size(task, self.config.limit)
+            try:
+                task.build_all_requests(
+                    limit=limit,
+                    rank=0,
+                    world_size=1,
+                    cache_requests=False,
+                    rewrite_requests_cache=False,
+                    system_instruction=None,
+                    apply_chat_template=False,
+                    fewshot_as_multiturn=False,
+                    chat_template=None,
+                    tokenizer_name="",
+                )
+                docs = list(task.doc_iterator(rank=0, limit=limit, world_size=1))
+            except Exception as exc:
+                raise FitnessError(
+                    f"lm-eval could not build the prompts of the task {name!r}: {_short(exc)}"
+                ) from exc
+            by_doc: dict[int, list[Any]] = defaultdict(list)
+            for instance in task.instances:
+                by_doc[instance.doc_id].append(instance)
+            for instances in by_doc.values():
+                instances.sort(key=lambda inst: inst.idx)
+            plans.append(_TaskPlan(name, task, docs, dict(by_doc)))
+        return plans
+
+    # ---------------------------------------------------------------- scoring
+
+    def score(self, vectors: Sequence[SteeringVector]) -> tuple[float, float]:
+        """(score, standard error) of the model steered by exactly `vectors`."""
+        outcome = self.evaluate(vectors)
+        return outcome.score, outcome.stderr
+
+    def evaluate(self, vectors: Sequence[SteeringVector]) -> FitnessOutcome:
+        """Score the model steered by exactly `vectors` (() for unsteered).
+
+        The previously active vectors are back afterwards, whatever happens.
+
+        Raises:
+            FitnessError: lm-eval failed; the message says how.
+        """
+        with preserved_rng(), self.steerer.applied(vectors):
+            try:
+                return self._evaluate()
+            except SteerSwarmError:
+                raise
+            except Exception as exc:
+                raise FitnessError(
+                    f"lm-eval failed while scoring {self.config.task!r}: "
+                    f"{type(exc).__name__}: {_short(exc)}"
+                ) from exc
+
+    def _evaluate(self) -> FitnessOutcome:
+        from lm_eval.api.metrics import mean, mean_stderr
+        from lm_eval.evaluator_utils import _process_results
+
+        responses = self._run_requests()
+        results_acc: dict[str, Any] = {}
+        pooled: list[float] = []
+        all_means = True
+        for plan in self._plans:
+            task = plan.task
+            task.apply_filters()
+            raw: dict[tuple[str, str], list[Any]] = defaultdict(list)
+            for filter_key in task.instances[0].filtered_resps:
+                for doc_id, doc in plan.docs:
+                    requests = plan.instances_by_doc[doc_id]
+                    metrics = task.process_results(
+                        doc, [req.filtered_resps[filter_key] for req in requests]
+                    )
+                    for metric, value in metrics.items():
+                        raw[(metric, filter_key)].append(value)
+            results_acc[plan.name] = {"task": task, "raw_metrics": raw, "logged_samples": []}
+            pooled.extend(raw.get((self.metric, self.filter), []))
+            all_means = all_means and task.aggregation().get(self.metric, mean) is mean
+        results = _process_results(results_acc, self._groups, bootstrap_iters=0)
+        top = self.config.task if self.config.task in results.metrics else next(iter(self._tasks))
+        value = results.metrics[top].get(self.metric_key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise FitnessError(
+                f"lm-eval reported no {self.metric_key!r} for {self.config.task!r} "
+                f"(got {value!r})."
+            )
+        stderr = (
+            float(mean_stderr([float(v) for v in pooled]))
+            if all_means and len(pooled) > 1
+            else math.nan
+        )
+        return FitnessOutcome(
+            score=float(value), stderr=stderr, samples=self.samples, responses=responses
+        )
+
+    def _run_requests(self) -> tuple[Any, ...]:
+        """Run the model on every request (with whatever steering is active)
+        and attach the responses to the requests, as lm-eval's evaluate() does."""
+        for plan in self._plans:
+            for instance in plan.task.instances:
+                instance.resps = []
+                instance.filtered_resps = {}
+        ordered = []
+        for request_type, requests in self._requests.items():
+            answers = getattr(self.lm, request_type)(requests, disable_tqdm=True)
+            for answer, request in zip(answers, requests, strict=True):
+                request.resps.append(answer)
+            ordered.extend(answers)
+        return tuple(ordered)

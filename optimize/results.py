@@ -1,0 +1,277 @@
+"""What a run reports: the evaluations, progress, and the result (saved as JSON)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from steering.errors import InvalidInputError
+
+from optimize.config import FitnessConfig, PsoConfig
+from optimize.space import SearchSpace
+
+FORMAT = "steerswarm.optimization"
+FORMAT_VERSION = 1
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN or infinity: they are written as null."""
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One scored setting.
+
+    `iteration` and `particle` are -1 for the unsteered baseline. `layers` and
+    `alphas` hold one entry per selected vector (empty for the baseline).
+    `stderr` is NaN when the metric has no standard error. `cached` is True
+    when the setting had been scored before in this run (its score is reused
+    and nothing was run). `seconds` is the wall time this evaluation took.
+    """
+
+    iteration: int
+    particle: int
+    layers: tuple[int, ...]
+    alphas: tuple[float, ...]
+    score: float
+    stderr: float
+    seconds: float
+    cached: bool = False
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.iteration < 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "iteration": self.iteration,
+            "particle": self.particle,
+            "layers": list(self.layers),
+            "alphas": list(self.alphas),
+            "score": _finite_or_none(self.score),
+            "stderr": _finite_or_none(self.stderr),
+            "seconds": self.seconds,
+            "cached": self.cached,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        score, stderr = data.get("score"), data.get("stderr")
+        return cls(
+            iteration=int(data["iteration"]),
+            particle=int(data["particle"]),
+            layers=tuple(int(v) for v in data["layers"]),
+            alphas=tuple(float(v) for v in data["alphas"]),
+            score=math.nan if score is None else float(score),
+            stderr=math.nan if stderr is None else float(stderr),
+            seconds=float(data["seconds"]),
+            cached=bool(data.get("cached", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after the baseline and after every evaluation.
+
+    `best_score` is the best setting's score so far (None until one is scored);
+    `latest` is the evaluation just finished.
+    """
+
+    done: int
+    total: int
+    best_score: float | None
+    baseline: float | None
+    latest: Evaluation | None
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class VectorRecord:
+    """Which concept a selected vector was, so `apply_best` can check that the
+    active vectors are still the ones the run optimized."""
+
+    index: int
+    layer: int
+    coeff: float
+    prompts: tuple[str, ...]
+    contrast_prompts: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "layer": self.layer,
+            "coeff": self.coeff,
+            "prompts": list(self.prompts),
+            "contrast_prompts": list(self.contrast_prompts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VectorRecord:
+        return cls(
+            index=int(data["index"]),
+            layer=int(data["layer"]),
+            coeff=float(data["coeff"]),
+            prompts=tuple(data["prompts"]),
+            contrast_prompts=tuple(data.get("contrast_prompts", ())),
+        )
+
+
+@dataclass(frozen=True)
+class OptimizationResult:
+    """The outcome of `run_optimization`.
+
+    `history` holds every evaluation in order, the baseline first. `best` is
+    the best scored setting (never the baseline); it may score below the
+    baseline when no setting helped. Particles score the user's active vectors
+    with the selected ones set to the particle's layer and alpha; the baseline
+    is the model with no steering at all. `cancelled` runs hold the
+    evaluations done before the cancel.
+    """
+
+    baseline: Evaluation
+    best: Evaluation
+    history: list[Evaluation]
+    vector_indices: tuple[int, ...]
+    vectors: tuple[VectorRecord, ...]
+    seed: int
+    fitness: FitnessConfig
+    space: SearchSpace
+    pso: PsoConfig
+    model: str
+    num_layers: int
+    metric: str
+    higher_is_better: bool
+    samples: int
+    cancelled: bool
+    wall_seconds: float
+    created_at: str = field(default_factory=_now)
+
+    @property
+    def gain_points(self) -> float:
+        """Best minus baseline, in points (x100: 0.62 vs 0.55 accuracy is 7 points)."""
+        return 100.0 * (self.best.score - self.baseline.score)
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        """The scored settings, without the baseline."""
+        return [e for e in self.history if not e.is_baseline]
+
+    @property
+    def paid_evaluations(self) -> int:
+        """Evaluations that ran the model (the baseline included; cache hits not)."""
+        return sum(1 for e in self.history if not e.cached)
+
+    def best_by_iteration(self) -> list[float]:
+        """The best score found up to the end of each iteration."""
+        best: list[float] = []
+        current: float | None = None
+        for e in self.evaluations:
+            if current is None or self._better(e.score, current):
+                current = e.score
+            while len(best) <= e.iteration:
+                best.append(current)
+            best[e.iteration] = current
+        return best
+
+    def _better(self, a: float, b: float) -> bool:
+        return a > b if self.higher_is_better else a < b
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "created_at": self.created_at,
+            "model": {"name": self.model, "num_layers": self.num_layers},
+            "task": self.fitness.task,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "samples": self.samples,
+            "baseline": self.baseline.to_dict(),
+            "best": self.best.to_dict(),
+            "gain_points": self.gain_points,
+            "cancelled": self.cancelled,
+            "wall_seconds": self.wall_seconds,
+            "seed": self.seed,
+            "vector_indices": list(self.vector_indices),
+            "vectors": [v.to_dict() for v in self.vectors],
+            "fitness": dataclasses.asdict(self.fitness),
+            "space": dataclasses.asdict(self.space),
+            "pso": dataclasses.asdict(self.pso),
+            "best_by_iteration": self.best_by_iteration(),
+            "history": [e.to_dict() for e in self.history],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> OptimizationResult:
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise InvalidInputError("This is not a steerswarm optimization result.")
+        if data.get("version") != FORMAT_VERSION:
+            raise InvalidInputError(
+                f"This optimization result has format version {data.get('version')!r}; "
+                f"this steerswarm reads version {FORMAT_VERSION}."
+            )
+        try:
+            fitness = dict(data["fitness"])
+            if fitness.get("include_path") and not Path(fitness["include_path"]).is_dir():
+                fitness["include_path"] = None  # the folder was moved; keep the record readable
+            return cls(
+                baseline=Evaluation.from_dict(data["baseline"]),
+                best=Evaluation.from_dict(data["best"]),
+                history=[Evaluation.from_dict(e) for e in data["history"]],
+                vector_indices=tuple(int(i) for i in data["vector_indices"]),
+                vectors=tuple(VectorRecord.from_dict(v) for v in data["vectors"]),
+                seed=int(data["seed"]),
+                fitness=FitnessConfig(**fitness),
+                space=SearchSpace(**data["space"]),
+                pso=PsoConfig(**data["pso"]),
+                model=str(data["model"]["name"]),
+                num_layers=int(data["model"]["num_layers"]),
+                metric=str(data["metric"]),
+                higher_is_better=bool(data["higher_is_better"]),
+                samples=int(data["samples"]),
+                cancelled=bool(data["cancelled"]),
+                wall_seconds=float(data["wall_seconds"]),
+                created_at=str(data.get("created_at", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"The optimization result is incomplete: {exc!r}.") from exc
+
+    def save(self, path: str | Path) -> Path:
+        """Write the result as JSON, atomically (a failure leaves no partial file)."""
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2, allow_nan=False)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> OptimizationResult:
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInputError(f"Result file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidInputError(f"{path.name} is not a readable result file: {exc}") from exc
+        return cls.from_dict(data)
