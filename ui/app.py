@@ -42,7 +42,7 @@ def _build_optimize(tabs: Tabs, session: ModelSession) -> None:
     except ImportError as exc:  # lm-eval or pyswarms missing (e.g. in a trimmed webui env)
         log.warning("the Optimize tab is unavailable: %s", exc)
         gr.Markdown(
-            f"⚠️ Optimizing needs lm-eval and pyswarms (`pip install -r requirements.txt`): {exc}"
+            f"⚠ Optimizing needs lm-eval and pyswarms (`pip install -r requirements.txt`): {exc}"
         )
         return
     actions = optimize_tab.OptimizeActions(session, tabs.steering_actions)

@@ -82,7 +82,7 @@ class ChatActions:
         text = (message or "").strip()
         unchanged = (gr.update(), gr.update(), gr.update(), gr.update(), gr.update())
         if not text:
-            yield (*unchanged, "⚠️ Type a message first.")
+            yield (*unchanged, "⚠ Type a message first.")
             return
         try:
             settings = GenerationSettings(
@@ -150,7 +150,7 @@ class ChatActions:
         history = [*conversation, _assistant(steered)]
         if compare:
             unsteered_log = [*unsteered_log, conversation[-1], _assistant(unsteered)]
-        done = f"✅ Replied with {_steering_summary(count)}"
+        done = f"✓ Replied with {_steering_summary(count)}"
         done += "; the unsteered reply is on the right." if compare else "."
         yield (
             compat.to_chatbot(history),

@@ -35,9 +35,10 @@ def chatbot(label: str, **kwargs: Any) -> gr.Chatbot:
     return gr.Chatbot(label=label, **_CHATBOT_KWARGS, **kwargs)
 
 
-def to_chatbot(messages: Sequence[dict[str, str]]) -> list[Any]:
-    """Turn a list of {"role", "content"} messages into this Gradio's Chatbot value."""
-    if CHATBOT_MESSAGES:
+def to_chatbot(messages: Sequence[dict[str, str]], as_messages: bool | None = None) -> list[Any]:
+    """Turn a list of {"role", "content"} messages into this Gradio's Chatbot
+    value (`as_messages` overrides the detected format, for tests)."""
+    if CHATBOT_MESSAGES if as_messages is None else as_messages:
         return [{"role": m["role"], "content": m["content"]} for m in messages]
     pairs: list[list[str | None]] = []
     for message in messages:

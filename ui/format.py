@@ -17,7 +17,7 @@ from steering.vector import SteeringVector
 VECTOR_HEADERS = ["#", "Layer", "Coefficient", "Concept prompts", "Contrast prompts", "Norm"]
 
 WAITING = (
-    "⏳ Waiting for the model: another job (an optimization, a reply or a vector "
+    "Waiting for the model: another job (an optimization, a reply or a vector "
     "change) is using it. This starts as soon as it is free."
 )
 
@@ -77,11 +77,11 @@ def model_line(info: ModelInfo | None, problem: str = "") -> str:
 
 def failed(action: str, message: str) -> str:
     """Status line for an action that was refused; nothing was changed."""
-    return f"⚠️ Could not {action}: {message} Nothing was changed."
+    return f"⚠ Could not {action}: {message} Nothing was changed."
 
 
 def notice_prefix(notice: str) -> str:
-    return f"ℹ️ {notice} " if notice else ""
+    return f"ℹ {notice} " if notice else ""
 
 
 # -- Optimize tab -------------------------------------------------------------

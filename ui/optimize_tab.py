@@ -226,7 +226,7 @@ class OptimizeActions:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
             return
         if not self._busy.acquire(blocking=False):
-            yield (*keep, "⚠️ An optimization is already running. Cancel it or wait for it.")
+            yield (*keep, "⚠ An optimization is already running. Cancel it or wait for it.")
             return
         try:
             self._cancel.clear()
@@ -278,7 +278,7 @@ class OptimizeActions:
                     plots.particles(history, numbers, _best(history, last.best_score)),
                     "",
                     *no_result,
-                    f"⏳ Optimizing ({elapsed:.0f} s). Chat and vector changes wait until "
+                    f"Optimizing ({elapsed:.0f} s). Chat and vector changes wait until "
                     "this run ends; **Cancel** stops it after the current evaluation.",
                 )
         except OptimizationCancelled as exc:
@@ -286,7 +286,7 @@ class OptimizeActions:
                 fmt.progress_html(last, "cancelled"),
                 *(gr.update(),) * 4,
                 *no_result,
-                f"✋ {exc} The active vectors are unchanged.",
+                f"✕ {exc} The active vectors are unchanged.",
             )
             return
         except SteerSwarmError as exc:
@@ -310,7 +310,7 @@ class OptimizeActions:
             return
         result: OptimizationResult = job.result
         saved = self._save(result)
-        done = "✋ Cancelled; showing the best setting so far." if result.cancelled else "✅ Done."
+        done = "✕ Cancelled; showing the best setting so far." if result.cancelled else "✓ Done."
         yield (
             fmt.progress_html(_final_progress(result), "cancelled" if result.cancelled else "done"),
             fmt.evaluation_rows(result.history),
@@ -343,7 +343,7 @@ class OptimizeActions:
         if not self._busy.locked():
             return "Nothing to cancel: no optimization is running."
         self._cancel.set()
-        return "✋ Cancelling: the run stops after the current evaluation…"
+        return "✕ Cancelling: the run stops after the current evaluation…"
 
     def apply(
         self, result: OptimizationResult | None
@@ -366,7 +366,7 @@ class OptimizeActions:
                 for r, layer, alpha in zip(result.vectors, result.best.layers, result.best.alphas)
             )
             applied.append(summary)
-            return f"✅ Applied the best setting: {summary}. " + fmt.vector_count(
+            return f"✓ Applied the best setting: {summary}. " + fmt.vector_count(
                 len(current.steerer.vectors)
             )
 
@@ -470,20 +470,22 @@ def build(actions: OptimizeActions) -> OptimizeTab:
         run = gr.Button("Optimize vectors", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
+    status = gr.Markdown("", elem_id="optimize-status")
     with gr.Row():
         convergence = gr.Plot(label="Convergence")
         particle_plot = gr.Plot(label="Particles")
+    with gr.Row():
+        with gr.Column(scale=3):
+            summary = gr.Markdown("", elem_id="optimize-summary")
+        with gr.Column(scale=2):
+            apply = gr.Button("Apply best", variant="primary")
+            result_file = gr.File(label="Result file (JSON)", interactive=False, height=90)
     evaluations = gr.Dataframe(
         value=[],
         headers=fmt.EVALUATION_HEADERS,
         label="Evaluations",
         interactive=False,
     )
-    summary = gr.Markdown("", elem_id="optimize-summary")
-    with gr.Row():
-        apply = gr.Button("Apply best", variant="primary")
-        result_file = gr.File(label="Result file (JSON)", interactive=False)
-    status = gr.Markdown("", elem_id="optimize-status")
     result = gr.State(None)
 
     form = [

@@ -161,7 +161,7 @@ class SteeringActions:
                     "s" if len(contrast_prompts) != 1 else ""
                 )
             return (
-                f"✅ Added vector #{count}: layer {vector.layer}, coefficient "
+                f"✓ Added vector #{count}: layer {vector.layer}, coefficient "
                 f"{vector.coeff:g}, from {made_from}. {fmt.vector_count(count)}"
             )
 
@@ -181,7 +181,7 @@ class SteeringActions:
                 )
             removed = steerer.remove(index)
             return (
-                f"🗑️ Removed vector #{index + 1} (layer {removed.layer}, "
+                f"✓ Removed vector #{index + 1} (layer {removed.layer}, "
                 f"{removed.summary(40)}). {fmt.vector_count(len(steerer.vectors))}"
             )
 
@@ -191,7 +191,7 @@ class SteeringActions:
         def work(current: Current) -> str:
             count = len(current.steerer.vectors)
             current.steerer.reset()
-            return f"↺ Removed all {count} steering vector(s): the model is unsteered."
+            return f"✓ Removed all {count} steering vector(s): the model is unsteered."
 
         yield from self.locked("reset the steering vectors", work)
 
@@ -210,7 +210,7 @@ class SteeringActions:
             path = save_vectors(self.save_dir / name, current.steerer.vectors, current.steerer.info)
             saved.append(path)
             count = len(current.steerer.vectors)
-            return f"💾 Saved {count} vector(s) to {path} — download it below."
+            return f"✓ Saved {count} vector(s) to {path} — download it below."
 
         for _table, _choices, status in self.locked("save the vectors", work):
             yield (str(saved[0]) if saved else gr.update()), status
@@ -227,7 +227,7 @@ class SteeringActions:
             before = len(steerer.vectors)
             steerer.set_vectors(vectors)
             return (
-                f"📂 Loaded {len(vectors)} vector(s) from {Path(path).name}; they "
+                f"✓ Loaded {len(vectors)} vector(s) from {Path(path).name}; they "
                 f"replace the {before} that were active. {fmt.vector_count(len(vectors))}"
             )
 
@@ -295,6 +295,10 @@ def build(actions: SteeringActions) -> SteeringTab:
                 info="H + coefficient × V; negative steers away. Typical 1 to 8.",
             )
             add = gr.Button("Add steering vector", variant="primary")
+    status = gr.Markdown(
+        fmt.vector_count(len(vectors)) if info is not None else f"⚠ {problem}",
+        elem_id="steering-status",
+    )
     table = gr.Dataframe(
         value=fmt.vector_rows(vectors),
         headers=fmt.VECTOR_HEADERS,
@@ -315,16 +319,15 @@ def build(actions: SteeringActions) -> SteeringTab:
         with gr.Column():
             file_name = gr.Textbox(value=DEFAULT_FILE_NAME, label="File name")
             save = gr.Button("Save vectors")
-            saved_file = gr.File(label="Saved vector file", interactive=False)
+            saved_file = gr.File(label="Saved vector file", interactive=False, height=90)
         with gr.Column():
             load_file = gr.File(
-                label="Vector file to load", file_types=[".safetensors"], type="filepath"
+                label="Vector file to load",
+                file_types=[".safetensors"],
+                type="filepath",
+                height=150,
             )
             load = gr.Button("Load vectors")
-    status = gr.Markdown(
-        fmt.vector_count(len(vectors)) if info is not None else f"⚠️ {problem}",
-        elem_id="steering-status",
-    )
 
     view = [table, remove_choice, status]
     add.click(

@@ -1,0 +1,302 @@
+"""Steering tab handlers on the tiny model: every refused input shows a message
+and leaves the active vectors exactly as they were."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from steering import steerer_for
+from steering.session import ModelSession
+from ui import format as fmt
+from ui.steering_tab import SteeringActions
+
+JOY = "I am so happy today!\nWhat a wonderful surprise."
+GRIEF = "I am so sad today.\nWhat a terrible loss."
+
+
+def last(gen):
+    """The final value a generator handler yields."""
+    values = list(gen)
+    assert values, "the handler yielded nothing"
+    return values[-1]
+
+
+@pytest.fixture
+def session(tiny):
+    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
+    steerer.reset()
+    yield ModelSession(lambda: tiny)
+    steerer.reset()
+
+
+@pytest.fixture
+def actions(session, tmp_path):
+    return SteeringActions(session, tmp_path)
+
+
+@pytest.fixture
+def with_vector(actions):
+    """Actions with one vector already active; returns (actions, that vector)."""
+    table, _, status = last(actions.add_vector(JOY, GRIEF, 1, 3.0))
+    assert status.startswith("✓ Added vector #1"), status
+    return actions, actions.session.current().steerer.vectors[0]
+
+
+def active(actions):
+    return actions.session.current().steerer.vectors
+
+
+def assert_refused(status, *needles):
+    assert status.startswith("⚠ Could not"), status
+    assert status.endswith("Nothing was changed."), status
+    for needle in needles:
+        assert needle in status, status
+
+
+def test_add_vector_lists_it(actions):
+    table, choices, status = last(actions.add_vector(JOY, GRIEF, 2, 3.5))
+    assert "layer 2, coefficient 3.5" in status and "1 steering vector active" in status
+    assert table == [[1, 2, 3.5, "I am so happy today! | What a wonderful surprise.",
+                      "I am so sad today. | What a terrible loss.", table[0][5]]]
+    assert choices["choices"] == [fmt.vector_label(1, active(actions)[0])]
+    vector = active(actions)[0]
+    assert vector.layer == 2 and vector.coeff == 3.5 and len(vector.prompts) == 2
+
+
+def test_add_vector_without_contrast_uses_the_plain_mean(actions):
+    _, _, status = last(actions.add_vector("A calm, quiet evening by the lake.", "", 0, 1))
+    assert "from 1 concept prompt." in status
+    assert active(actions)[0].contrast_prompts == ()
+
+
+@pytest.mark.parametrize("concept", ["", "   \n  \n", None])
+def test_empty_concept_prompts_are_refused(with_vector, concept):
+    actions, before = with_vector
+    table, _, status = last(actions.add_vector(concept, GRIEF, 1, 3.0))
+    assert_refused(status, "Enter at least one concept prompt")
+    assert active(actions) == (before,)
+    assert len(table) == 1
+
+
+@pytest.mark.parametrize("layer", [4, 99, -1, 1.5, None])
+def test_layer_out_of_range_is_refused(with_vector, layer):
+    actions, before = with_vector
+    _, _, status = last(actions.add_vector(JOY, GRIEF, layer, 3.0))
+    assert_refused(status, "Layer")
+    if layer in (4, 99, -1):
+        assert "this model has layers 0 to 3" in status
+    assert active(actions) == (before,)
+
+
+@pytest.mark.parametrize("coeff", [math.nan, math.inf, -math.inf, 1e6, -101.0, "lots", None])
+def test_bad_coefficient_is_refused(with_vector, coeff):
+    actions, before = with_vector
+    _, _, status = last(actions.add_vector(JOY, GRIEF, 1, coeff))
+    assert_refused(status, "Coefficient must be a")
+    assert active(actions) == (before,)
+
+
+def test_prompt_longer_than_the_context_is_refused(with_vector):
+    actions, before = with_vector
+    long_prompt = " ".join(["word"] * 300)  # the tiny model's context is 128 tokens
+    _, _, status = last(actions.add_vector(long_prompt, "", 1, 3.0))
+    assert_refused(status, "longer than the model's context of 128 tokens")
+    _, _, status = last(actions.add_vector(JOY, long_prompt, 1, 3.0))
+    assert_refused(status, "longer than the model's context")
+    assert active(actions) == (before,)
+
+
+def test_remove_vector(with_vector):
+    actions, first = with_vector
+    last(actions.add_vector("Bright sunshine and laughter.", "", 2, 2.0))
+    second = active(actions)[1]
+    table, choices, status = last(actions.remove_vector(fmt.vector_label(1, first)))
+    assert status.startswith("✓ Removed vector #1") and "1 steering vector active" in status
+    assert active(actions) == (second,)
+    assert table[0][1] == 2 and choices["choices"] == [fmt.vector_label(1, second)]
+
+
+@pytest.mark.parametrize("choice", [None, "", "#7 layer 1 × 3: gone"])
+def test_remove_without_a_valid_choice_is_refused(with_vector, choice):
+    actions, before = with_vector
+    _, _, status = last(actions.remove_vector(choice))
+    assert_refused(status)
+    assert active(actions) == (before,)
+
+
+def test_remove_with_a_stale_choice_is_refused(with_vector):
+    """The list changed since the dropdown was filled: never remove the wrong vector."""
+    actions, first = with_vector
+    stale = fmt.vector_label(1, first)
+    last(actions.reset_vectors())
+    last(actions.add_vector("Bright sunshine and laughter.", "", 2, 2.0))
+    now = active(actions)
+    _, _, status = last(actions.remove_vector(stale))
+    assert_refused(status, "choose the vector again")
+    assert active(actions) == now
+
+
+def test_reset_vectors(with_vector):
+    actions, _ = with_vector
+    table, choices, status = last(actions.reset_vectors())
+    assert table == [] and choices["choices"] == []
+    assert "Removed all 1 steering vector(s)" in status
+    assert active(actions) == ()
+    assert actions.session.current().steerer.steered_layers() == []
+
+
+def test_save_and_load_round_trip(with_vector):
+    actions, before = with_vector
+    path, status = last(actions.save_vectors("my joy vectors"))
+    assert path.endswith("my-joy-vectors.safetensors") and "Saved 1 vector(s)" in status
+    last(actions.reset_vectors())
+    table, _, status = last(actions.load_vectors(path))
+    assert status.startswith("✓ Loaded 1 vector(s) from my-joy-vectors.safetensors")
+    (loaded,) = active(actions)
+    assert loaded.same_as(before)
+    assert len(table) == 1
+
+
+def test_save_with_no_vectors_is_refused(actions):
+    path, status = last(actions.save_vectors("empty"))
+    assert_refused(status, "no steering vectors to save")
+    assert path == {"__type__": "update"}
+
+
+def test_save_with_no_file_name_is_refused(with_vector):
+    actions, _ = with_vector
+    _, status = last(actions.save_vectors("  "))
+    assert_refused(status, "Give the file a name")
+
+
+def test_load_without_a_file_is_refused(with_vector):
+    actions, before = with_vector
+    _, _, status = last(actions.load_vectors(None))
+    assert_refused(status, "Choose a vector file")
+    assert active(actions) == (before,)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a safetensors file at all", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"],
+)
+def test_corrupt_file_is_refused(with_vector, tmp_path, content):
+    actions, before = with_vector
+    bad = tmp_path / "corrupt.safetensors"
+    bad.write_bytes(content)
+    _, _, status = last(actions.load_vectors(str(bad)))
+    assert_refused(status, "corrupt.safetensors")
+    assert active(actions) == (before,)
+
+
+def test_truncated_file_is_refused(with_vector, tmp_path):
+    actions, before = with_vector
+    path, _ = last(actions.save_vectors("whole"))
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.safetensors"
+    cut.write_bytes(data[: len(data) // 2])
+    _, _, status = last(actions.load_vectors(str(cut)))
+    assert_refused(status, "truncated or corrupt")
+    assert active(actions) == (before,)
+
+
+def test_file_for_another_model_is_refused(with_vector, tiny_gpt2, tmp_path):
+    actions, _ = with_vector
+    path, _ = last(actions.save_vectors("llama"))
+    gpt2 = SteeringActions(ModelSession(lambda: tiny_gpt2), tmp_path)
+    _, _, status = last(gpt2.load_vectors(path))
+    assert_refused(status, "3 layers")
+    assert gpt2.session.current().steerer.vectors == ()
+
+
+def test_every_action_without_a_model_says_so(tmp_path):
+    actions = SteeringActions(ModelSession(lambda: None), tmp_path)
+    results = [
+        last(actions.add_vector(JOY, GRIEF, 1, 3.0)),
+        last(actions.remove_vector("#1 layer 1 × 3: x")),
+        last(actions.reset_vectors()),
+        last(actions.load_vectors(str(tmp_path / "x.safetensors"))),
+    ]
+    for _table, _choices, status in results:
+        assert_refused(status, "No model is loaded")
+    _, status = last(actions.save_vectors("x"))
+    assert_refused(status, "No model is loaded")
+    line, _layer, table, _ = actions.refresh()
+    assert "none" in line and "No model is loaded" in line and table == []
+
+
+def test_refresh_shows_the_model_and_vectors(with_vector):
+    actions, vector = with_vector
+    line, layer, table, choices = actions.refresh()
+    assert "tiny-llama · 4 layers (0–3)" in line
+    assert layer["maximum"] == 3
+    assert len(table) == 1 and choices["choices"] == [fmt.vector_label(1, vector)]
+
+
+def test_actions_wait_for_the_model_lock_and_say_so(actions):
+    """While another job holds the lock (an optimization, a reply), a vector
+    change waits, tells the user, and happens only after the lock is free."""
+    lock = actions.session.lock
+    lock.acquire()
+    gen = actions.add_vector(JOY, GRIEF, 1, 3.0)
+    try:
+        _, _, status = next(gen)
+        assert status == fmt.WAITING
+        assert active(actions) == ()
+    finally:
+        lock.release()
+    _, _, status = last(gen)
+    assert status.startswith("✓ Added vector #1")
+
+
+def test_model_work_runs_under_the_lock(actions, monkeypatch):
+    from ui import steering_tab
+
+    seen = []
+    real = steering_tab.capture_vector
+
+    def spy(*args, **kwargs):
+        seen.append(actions.session.lock.locked())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(steering_tab, "capture_vector", spy)
+    last(actions.add_vector(JOY, GRIEF, 1, 3.0))
+    assert seen == [True]
+    assert not actions.session.lock.locked()
+
+
+def test_unexpected_errors_are_shown_and_change_nothing(with_vector, monkeypatch):
+    from ui import steering_tab
+
+    actions, before = with_vector
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(steering_tab, "capture_vector", broken)
+    _, _, status = last(actions.add_vector(JOY, GRIEF, 1, 3.0))
+    assert "unexpected error RuntimeError: CUDA out of memory" in status
+    assert active(actions) == (before,)
+    assert not actions.session.lock.locked()
+
+
+def test_concurrent_adds_do_not_interleave(actions):
+    """Two users adding at once: both vectors land, one after the other."""
+    errors = []
+
+    def add(text):
+        try:
+            last(actions.add_vector(text, "", 1, 1.0))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=add, args=(f"Sentence number {i} is here.",)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(active(actions)) == 3
