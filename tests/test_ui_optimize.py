@@ -1,0 +1,217 @@
+"""Optimize tab handlers on the tiny model with the local steer_sentiment task
+(4 documents, 2 particles, 2 iterations: a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from matplotlib.figure import Figure
+
+from steering import steerer_for
+from steering.session import ModelSession
+from ui import format as fmt
+from ui.optimize_tab import TASKS_DIR, OptimizeActions, default_layer_range
+from ui.steering_tab import SteeringActions
+
+UPDATE = {"__type__": "update"}
+
+
+def last(gen):
+    values = list(gen)
+    assert values, "the handler yielded nothing"
+    return values[-1]
+
+
+@pytest.fixture
+def session(tiny):
+    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
+    steerer.reset()
+    yield ModelSession(lambda: tiny)
+    steerer.reset()
+
+
+@pytest.fixture
+def steering(session, tmp_path):
+    actions = SteeringActions(session, tmp_path)
+    status = last(actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0))[2]
+    assert status.startswith("✓ Added"), status
+    return actions
+
+
+@pytest.fixture
+def actions(session, steering):
+    return OptimizeActions(session, steering)
+
+
+def form(actions, **changes):
+    """The tab's inputs, in order, with small settings."""
+    values = {
+        "vectors": actions.vector_choices(None)["value"],
+        "task": "steer_sentiment",
+        "task_folder": str(TASKS_DIR),
+        "metric": "acc",
+        "limit": 4,
+        "batch_size": 4,
+        "particles": 2,
+        "iterations": 2,
+        "layer_min": 0,
+        "layer_max": 3,
+        "alpha_min": -4.0,
+        "alpha_max": 4.0,
+        "c1": 0.5,
+        "c2": 0.3,
+        "w": 0.9,
+        "seed": 0,
+    }
+    values.update(changes)
+    return list(values.values())
+
+
+def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, session, tmp_path):
+    steerer = session.current().steerer
+    before = steerer.vectors
+    views = list(actions.optimize(*form(actions)))
+    live = [v for v in views if isinstance(v[2], Figure)]
+    assert len(live) >= 5  # the baseline, then 4 evaluations, then the result
+    assert "1 of 5 evaluations" in live[0][0] and "5 of 5 evaluations" in views[-1][0]
+    progress, rows, convergence, particles, summary, result, result_file, status = views[-1]
+    assert isinstance(convergence, Figure) and isinstance(particles, Figure)
+    assert rows[-1][0] == "baseline" and len(rows) == 5
+    assert "Best setting found" in summary and "steer_sentiment" in summary
+    assert status.startswith("✓ Done.") and "Apply best" in status
+    assert not result.cancelled and len(result.history) == 5
+    assert json.loads(open(result_file).read())["task"] == "steer_sentiment"
+    assert steerer.vectors == before  # nothing applied yet
+
+    table, _choices, steering_status, optimize_status, vector_box = last(actions.apply(result))
+    best = result.best
+    assert optimize_status == steering_status and steering_status.startswith("✓ Applied")
+    (applied,) = steerer.vectors
+    assert (applied.layer, applied.coeff) == (best.layers[0], best.alphas[0])
+    assert table[0][1:3] == [best.layers[0], best.alphas[0]]
+    assert vector_box["choices"] == [fmt.vector_label(1, applied)]
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"vectors": []}, "Select at least one vector"),
+        ({"task": "  "}, "Enter an lm-eval task name"),
+        ({"task_folder": "/no/such/folder"}, "Task folder not found"),
+        ({"limit": 0}, "The limit must be 1 or more"),
+        ({"limit": 2.5}, "Limit must be a whole number"),
+        ({"batch_size": None}, "Enter a value for Batch size"),
+        ({"particles": 0}, "number of particles must be 1 or more"),
+        ({"layer_min": 3, "layer_max": 1}, "The layer range is empty"),
+        ({"alpha_min": math.nan}, "lowest alpha must be a finite number"),
+        ({"alpha_max": 1e9}, "highest alpha must be between"),
+        ({"alpha_min": 2, "alpha_max": 1}, "lowest alpha below the highest"),
+        ({"w": -1}, "w must be a finite number of 0 or more"),
+        ({"seed": -3}, "seed must be 0 or more"),
+    ],
+)
+def test_bad_settings_are_refused_before_the_model_runs(actions, session, changes, needle):
+    before = session.current().steerer.vectors
+    views = list(actions.optimize(*form(actions, **changes)))
+    assert len(views) == 1
+    status = views[0][-1]
+    assert status.startswith("⚠ Could not start the optimization") and needle in status, status
+    assert all(v == UPDATE for v in views[0][:-1])
+    assert session.current().steerer.vectors == before
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"layer_max": 9}, "outside tiny-llama, which has layers 0 to 3"),
+        ({"task": "no_such_task"}, "no_such_task"),
+        ({"metric": "bleu_nonsense"}, "bleu_nonsense"),
+    ],
+)
+def test_settings_the_model_or_task_rejects_are_reported(actions, session, changes, needle):
+    before = session.current().steerer.vectors
+    *_, final = actions.optimize(*form(actions, **changes))
+    status = final[-1]
+    assert status.startswith("⚠ Could not run the optimization") and needle in status, status
+    assert session.current().steerer.vectors == before
+    assert not session.lock.locked()
+
+
+def test_stale_vector_selection_is_refused(actions, steering, session):
+    choices = actions.vector_choices(None)["value"]
+    last(steering.reset_vectors())
+    last(steering.add_vector("Another concept entirely.", "", 2, 1.0))
+    *_, final = actions.optimize(*form(actions, vectors=choices))
+    assert "The active vectors changed" in final[-1]
+
+
+def test_cancel_stops_the_run_and_keeps_the_vectors(actions, session):
+    before = session.current().steerer.vectors
+    assert actions.cancel() == "Nothing to cancel: no optimization is running."
+    gen = actions.optimize(*form(actions, particles=2, iterations=6))
+    views = []
+    for view in gen:
+        views.append(view)
+        if "2 of 13 evaluations" in view[0]:
+            assert actions.cancel().startswith("✕ Cancelling")
+    final = views[-1]
+    assert "cancelled" in final[0]
+    result = final[5]
+    assert result.cancelled and len(result.history) < 13
+    assert "Cancelled run: best so far" in final[4]
+    assert session.current().steerer.vectors == before
+    assert not session.lock.locked()
+
+
+def test_cancel_before_anything_was_scored(actions, session):
+    before = session.current().steerer.vectors
+    gen = actions.optimize(*form(actions))
+    first = next(gen)
+    assert first[-1].startswith("Starting")
+    actions.cancel()
+    final = list(gen)[-1]
+    assert final[-1].startswith("✕ The optimization was cancelled")
+    assert final[5] == UPDATE  # no result
+    assert session.current().steerer.vectors == before
+
+
+def test_only_one_run_at_a_time(actions):
+    first = actions.optimize(*form(actions))
+    next(first)  # running
+    try:
+        (view,) = list(actions.optimize(*form(actions)))
+        assert "already running" in view[-1]
+    finally:
+        first.close()
+
+
+def test_apply_without_a_result_is_refused(actions):
+    (view,) = list(actions.apply(None))
+    assert view[3] == "⚠ Could not apply the best setting: Run an optimization first. Nothing was changed."
+
+
+def test_apply_after_the_vectors_changed_is_refused(actions, steering, session):
+    *_, final = actions.optimize(*form(actions))
+    result = final[5]
+    last(steering.reset_vectors())
+    last(steering.add_vector("Another concept entirely.", "", 2, 1.0))
+    before = session.current().steerer.vectors
+    view = last(actions.apply(result))
+    assert "The active vectors changed since this optimization ran" in view[3]
+    assert session.current().steerer.vectors == before
+
+
+def test_no_model(tmp_path):
+    session = ModelSession(lambda: None)
+    actions = OptimizeActions(session, SteeringActions(session, tmp_path))
+    assert actions.vector_choices(None)["choices"] == []
+    *_, final = actions.optimize(*form(actions, vectors=["#1 layer 1 × 2: x"]))
+    assert "No model is loaded" in final[-1]
+
+
+def test_default_layer_range():
+    assert default_layer_range(30) == (8, 18)
+    assert default_layer_range(4) == (1, 2)
+    assert default_layer_range(1) == (0, 0)
