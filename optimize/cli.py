@@ -20,8 +20,6 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from steering.errors import InvalidInputError, SteerSwarmError
-
 PROG = "python -m optimize"
 
 
@@ -81,6 +79,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _selection(text: str | None) -> list[int] | None:
+    from steering.errors import InvalidInputError
+
     if text is None:
         return None
     numbers = []
@@ -95,6 +95,8 @@ def _selection(text: str | None) -> list[int] | None:
 
 
 def _check_out(path: Path) -> None:
+    from steering.errors import InvalidInputError
+
     if path.is_dir():
         raise InvalidInputError(f"--out names a folder, not a file: {path}")
     if not path.parent.is_dir():
@@ -108,7 +110,6 @@ def _fmt(score: float, stderr: float) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Imported here so that --help and argument errors are instant.
     from tqdm import tqdm
 
     from optimize import (
@@ -120,6 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     from optimize.fitness import find_task
     from steering import load_model, load_vectors, steerer_for
+    from steering.errors import InvalidInputError
 
     fitness = FitnessConfig(
         task=args.task,
@@ -218,6 +220,9 @@ def _quiet_libraries() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _quiet_libraries()
+    # Imported after parsing, so that --help and usage errors are instant.
+    from steering.errors import SteerSwarmError
+
     started = time.perf_counter()
     try:
         return _run(args)
