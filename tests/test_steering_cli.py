@@ -1,0 +1,92 @@
+"""`python -m steering` as a script would use it: real processes, real files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from steering import load_vectors, steerer_for
+from steering.models import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "steering", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+
+
+@pytest.fixture
+def tiny_dir(tiny, tmp_path):
+    folder = tmp_path / "tiny-model"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def prompt_files(tmp_path):
+    joy = tmp_path / "joy.txt"
+    joy.write_text("I am so happy today!\n\nWhat a wonderful day.\n")
+    grief = tmp_path / "grief.txt"
+    grief.write_text("I am so sad today.\nWhat a terrible day.\n")
+    return joy, grief
+
+
+def test_capture_then_generate_with_a_local_model(tiny_dir, prompt_files, tmp_path):
+    joy, grief = prompt_files
+    out = tmp_path / "joy.safetensors"
+    done = run_cli("capture", "--model", str(tiny_dir), "--prompts", str(joy), "--contrast", str(grief),
+                   "--layer", "2", "--coeff", "3", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "Saved a vector at layer 2" in done.stdout
+    loaded = load_model(str(tiny_dir))
+    [vector] = load_vectors(out, steerer_for(loaded.model, loaded.tokenizer, loaded.name).info)
+    assert vector.prompts == ("I am so happy today!", "What a wonderful day.")
+    assert vector.contrast_prompts == ("I am so sad today.", "What a terrible day.")
+    assert (vector.layer, vector.coeff) == (2, 3.0)
+
+    done = run_cli("generate", "--model", str(tiny_dir), "--vectors", str(out), "--prompt", "Hello there",
+                   "--max-new-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    header = done.stdout.splitlines()[0]
+    assert header.startswith("steered") and "| unsteered" in header
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--layer", "9", "--coeff", "1"], "Layer 9 is out of range"),
+        (["--layer", "1", "--coeff", "inf"], "finite number"),
+        (["--layer", "1", "--coeff", "1", "--prompts", "/nonexistent.txt"], "Cannot read prompts file"),
+    ],
+)
+def test_capture_errors_exit_non_zero_without_output(tiny_dir, prompt_files, tmp_path, extra, message):
+    joy, _ = prompt_files
+    out = tmp_path / "never.safetensors"
+    done = run_cli("capture", "--model", str(tiny_dir), "--prompts", str(joy), *extra, "--out", str(out))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_generate_refuses_a_corrupt_vector_file(tiny_dir, tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    done = run_cli("generate", "--model", str(tiny_dir), "--vectors", str(bad), "--prompt", "Hi")
+    assert done.returncode == 2 and "truncated or corrupt" in done.stderr and done.stdout == ""
+
+
+@pytest.mark.slow
+def test_capture_with_the_embedded_model_by_default(prompt_files, tmp_path):
+    joy, grief = prompt_files
+    out = tmp_path / "joy.safetensors"
+    done = run_cli("capture", "--prompts", str(joy), "--contrast", str(grief), "--layer", "12",
+                   "--coeff", "4", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert out.stat().st_size > 576 * 4
