@@ -13,8 +13,9 @@ from ui.chat_tab import ChatActions
 
 
 def run(gen):
+    """Every view the chat handler yields; each must fill its 6 outputs."""
     values = list(gen)
-    assert values, "the handler yielded nothing"
+    assert values and all(len(v) == 6 for v in values), [len(v) for v in values]
     return values
 
 

@@ -24,6 +24,13 @@ def last(gen):
     return values[-1]
 
 
+def views(gen):
+    """Every view the optimize handler yields; each must fill its 8 outputs."""
+    values = list(gen)
+    assert values and all(len(v) == 8 for v in values), [len(v) for v in values]
+    return values
+
+
 @pytest.fixture
 def session(tiny):
     steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
@@ -72,20 +79,23 @@ def form(actions, **changes):
 def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, session, tmp_path):
     steerer = session.current().steerer
     before = steerer.vectors
-    views = list(actions.optimize(*form(actions)))
-    live = [v for v in views if isinstance(v[2], Figure)]
+    shown = views(actions.optimize(*form(actions)))
+    live = [v for v in shown if isinstance(v[2], Figure)]
     assert len(live) >= 5  # the baseline, then 4 evaluations, then the result
-    assert "1 of 5 evaluations" in live[0][0] and "5 of 5 evaluations" in views[-1][0]
-    progress, rows, convergence, particles, summary, result, result_file, status = views[-1]
+    assert "1 of 5 evaluations" in live[0][0] and "5 of 5 evaluations" in shown[-1][0]
+    progress, rows, convergence, particles, summary, result, result_file, status = shown[-1]
     assert isinstance(convergence, Figure) and isinstance(particles, Figure)
     assert rows[-1][0] == "baseline" and len(rows) == 5
     assert "Best setting found" in summary and "steer_sentiment" in summary
     assert status.startswith("✓ Done.") and "Apply best" in status
     assert not result.cancelled and len(result.history) == 5
-    assert json.loads(open(result_file).read())["task"] == "steer_sentiment"
+    assert result_file["visible"] is True
+    assert json.loads(open(result_file["value"]).read())["task"] == "steer_sentiment"
     assert steerer.vectors == before  # nothing applied yet
 
-    table, _choices, steering_status, optimize_status, vector_box = last(actions.apply(result))
+    applied_view = last(actions.apply(result))
+    assert len(applied_view) == 5
+    table, _choices, steering_status, optimize_status, vector_box = applied_view
     best = result.best
     assert optimize_status == steering_status and steering_status.startswith("✓ Applied")
     (applied,) = steerer.vectors
@@ -114,11 +124,10 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
 )
 def test_bad_settings_are_refused_before_the_model_runs(actions, session, changes, needle):
     before = session.current().steerer.vectors
-    views = list(actions.optimize(*form(actions, **changes)))
-    assert len(views) == 1
-    status = views[0][-1]
+    (view,) = views(actions.optimize(*form(actions, **changes)))
+    status = view[-1]
     assert status.startswith("⚠ Could not start the optimization") and needle in status, status
-    assert all(v == UPDATE for v in views[0][:-1])
+    assert all(v == UPDATE for v in view[:-1])
     assert session.current().steerer.vectors == before
 
 
@@ -132,7 +141,7 @@ def test_bad_settings_are_refused_before_the_model_runs(actions, session, change
 )
 def test_settings_the_model_or_task_rejects_are_reported(actions, session, changes, needle):
     before = session.current().steerer.vectors
-    *_, final = actions.optimize(*form(actions, **changes))
+    final = views(actions.optimize(*form(actions, **changes)))[-1]
     status = final[-1]
     assert status.startswith("⚠ Could not run the optimization") and needle in status, status
     assert session.current().steerer.vectors == before
@@ -151,12 +160,13 @@ def test_cancel_stops_the_run_and_keeps_the_vectors(actions, session):
     before = session.current().steerer.vectors
     assert actions.cancel() == "Nothing to cancel: no optimization is running."
     gen = actions.optimize(*form(actions, particles=2, iterations=6))
-    views = []
+    shown = []
     for view in gen:
-        views.append(view)
+        assert len(view) == 8
+        shown.append(view)
         if "2 of 13 evaluations" in view[0]:
             assert actions.cancel().startswith("✕ Cancelling")
-    final = views[-1]
+    final = shown[-1]
     assert "cancelled" in final[0]
     result = final[5]
     assert result.cancelled and len(result.history) < 13
@@ -171,7 +181,7 @@ def test_cancel_before_anything_was_scored(actions, session):
     first = next(gen)
     assert first[-1].startswith("Starting")
     actions.cancel()
-    final = list(gen)[-1]
+    final = views(gen)[-1]
     assert final[-1].startswith("✕ The optimization was cancelled")
     assert final[5] == UPDATE  # no result
     assert session.current().steerer.vectors == before

@@ -18,9 +18,10 @@ GRIEF = "I am so sad today.\nWhat a terrible loss."
 
 
 def last(gen):
-    """The final value a generator handler yields."""
+    """The final value a generator handler yields (each fills 3 outputs, or 2 for save)."""
     values = list(gen)
     assert values, "the handler yielded nothing"
+    assert len({len(v) for v in values}) == 1 and len(values[0]) in (2, 3), values
     return values[-1]
 
 
@@ -150,7 +151,9 @@ def test_reset_vectors(with_vector):
 
 def test_save_and_load_round_trip(with_vector):
     actions, before = with_vector
-    path, status = last(actions.save_vectors("my joy vectors"))
+    file, status = last(actions.save_vectors("my joy vectors"))
+    assert file["visible"] is True
+    path = file["value"]
     assert path.endswith("my-joy-vectors.safetensors") and "Saved 1 vector(s)" in status
     last(actions.reset_vectors())
     table, _, status = last(actions.load_vectors(path))
@@ -194,7 +197,7 @@ def test_corrupt_file_is_refused(with_vector, tmp_path, content):
 
 def test_truncated_file_is_refused(with_vector, tmp_path):
     actions, before = with_vector
-    path, _ = last(actions.save_vectors("whole"))
+    path = last(actions.save_vectors("whole"))[0]["value"]
     data = open(path, "rb").read()
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(data[: len(data) // 2])
@@ -205,7 +208,7 @@ def test_truncated_file_is_refused(with_vector, tmp_path):
 
 def test_file_for_another_model_is_refused(with_vector, tiny_gpt2, tmp_path):
     actions, _ = with_vector
-    path, _ = last(actions.save_vectors("llama"))
+    path = last(actions.save_vectors("llama"))[0]["value"]
     gpt2 = SteeringActions(ModelSession(lambda: tiny_gpt2), tmp_path)
     _, _, status = last(gpt2.load_vectors(path))
     assert_refused(status, "3 layers")

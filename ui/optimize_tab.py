@@ -242,7 +242,7 @@ class OptimizeActions:
         numbers = [i + 1 for i in request.indices]
         work = _OptimizeWork(self.session, request, self._cancel)
         job = ModelJob(self.session.lock, work)
-        no_result = (gr.update(), gr.update(), gr.update())
+        no_result = (gr.update(), gr.update())  # result state, result file
         yield (
             fmt.progress_html(None, "Starting…"),
             [],
@@ -322,7 +322,7 @@ class OptimizeActions:
             plots.particles(result.history, numbers, result.best),
             fmt.result_summary(result),
             result,
-            saved if saved is not None else gr.update(),
+            gr.update(value=saved, visible=True) if saved is not None else gr.update(),
             f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
             f"({result.gain_points:+.1f} points). The active vectors are unchanged until "
             "you click **Apply best**.",
@@ -472,19 +472,20 @@ def build(actions: OptimizeActions) -> OptimizeTab:
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
     status = gr.Markdown("", elem_id="optimize-status")
     with gr.Row():
-        convergence = gr.Plot(label="Convergence")
-        particle_plot = gr.Plot(label="Particles")
+        convergence = gr.Plot(label="Convergence", show_label=False, elem_id="convergence-plot")
+        particle_plot = gr.Plot(label="Particles", show_label=False, elem_id="particle-plot")
     with gr.Row():
         with gr.Column(scale=3):
             summary = gr.Markdown("", elem_id="optimize-summary")
         with gr.Column(scale=2):
             apply = gr.Button("Apply best", variant="primary")
-            result_file = gr.File(label="Result file (JSON)", interactive=False, height=90)
+            result_file = gr.File(label="Result file (JSON)", interactive=False, visible=False)
     evaluations = gr.Dataframe(
         value=[],
         headers=fmt.EVALUATION_HEADERS,
         label="Evaluations",
         interactive=False,
+        elem_id="evaluations",
     )
     result = gr.State(None)
 

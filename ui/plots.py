@@ -53,6 +53,7 @@ def convergence(
     ax.set_xlabel("evaluations")
     ax.set_ylabel("score")
     ax.set_title("Convergence")
+    ax.margins(y=0.12)
     if xs:
         ax.set_xlim(0.5, max(xs) + 0.5)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -108,6 +109,7 @@ def particles(
             fig.colorbar(mappable, ax=ax, label="score")
         ax.legend(loc="best", fontsize=8)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.margins(x=0.1, y=0.12)
     ax.set_xlabel("layer")
     ax.set_ylabel("alpha (coefficient)")
     ax.set_title("Particles: layer × alpha, coloured by score")

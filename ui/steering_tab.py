@@ -30,7 +30,7 @@ from ui.jobs import WAITING, ModelJob
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
-DEFAULT_COEFF = 4.0
+DEFAULT_COEFF = 2.0
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 # Outputs of every vector-changing action: (table rows, remove-dropdown update, status).
@@ -213,7 +213,7 @@ class SteeringActions:
             return f"✓ Saved {count} vector(s) to {path} — download it below."
 
         for _table, _choices, status in self.locked("save the vectors", work):
-            yield (str(saved[0]) if saved else gr.update()), status
+            yield (gr.update(value=str(saved[0]), visible=True) if saved else gr.update()), status
 
     def load_vectors(self, file: Any) -> Iterator[VectorView]:
         """Replace the active vectors with the ones in an uploaded file."""
@@ -292,7 +292,7 @@ def build(actions: SteeringActions) -> SteeringTab:
             coeff = gr.Number(
                 value=DEFAULT_COEFF,
                 label="Coefficient",
-                info="H + coefficient × V; negative steers away. Typical 1 to 8.",
+                info="H + coefficient × V; negative steers away. Start near 2: too high garbles the text.",
             )
             add = gr.Button("Add steering vector", variant="primary")
     status = gr.Markdown(
@@ -304,7 +304,9 @@ def build(actions: SteeringActions) -> SteeringTab:
         headers=fmt.VECTOR_HEADERS,
         label="Active steering vectors",
         interactive=False,
+        elem_id="active-vectors",
         wrap=True,
+        column_widths=["6%", "8%", "12%", "34%", "30%", "10%"],
     )
     with gr.Row():
         remove_choice = gr.Dropdown(
@@ -319,7 +321,7 @@ def build(actions: SteeringActions) -> SteeringTab:
         with gr.Column():
             file_name = gr.Textbox(value=DEFAULT_FILE_NAME, label="File name")
             save = gr.Button("Save vectors")
-            saved_file = gr.File(label="Saved vector file", interactive=False, height=90)
+            saved_file = gr.File(label="Saved vector file", interactive=False, visible=False)
         with gr.Column():
             load_file = gr.File(
                 label="Vector file to load",

@@ -1,0 +1,203 @@
+"""The real app with SmolLM2 in headless Chromium: make a vector, chat with and
+without it, optimize it and apply the best setting, as a user would.
+
+Screenshots go to tests/artifacts/screenshots/ (ignored by git); set
+STEERSWARM_SCREENSHOT_DIR=docs/screenshots to refresh the README's images.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from steering import steerer_for
+from steering.session import ModelSession
+from ui.app import build_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1280, "height": 900}
+
+JOY = "\n".join(
+    [
+        "I feel so joyful and happy today!",
+        "What a wonderful, delightful surprise, I am thrilled.",
+        "Laughing with friends in the sunshine makes me glad.",
+    ]
+)
+GRIEF = "\n".join(
+    [
+        "I feel so sad and heartbroken today.",
+        "What a terrible, painful loss, I am devastated.",
+        "Crying alone in the dark makes me miserable.",
+    ]
+)
+MESSAGE = "Describe your morning in two sentences."
+
+
+def screenshot_dir() -> Path:
+    folder = Path(os.environ.get("STEERSWARM_SCREENSHOT_DIR", ROOT / "tests/artifacts/screenshots"))
+    if not folder.is_absolute():
+        folder = ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(smollm2, tmp_path_factory):
+    """The standalone app on SmolLM2, served on a free localhost port."""
+    session = ModelSession(lambda: smollm2)
+    app = build_app(session, tmp_path_factory.mktemp("vectors"))
+    app.queue()
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", session
+    finally:
+        app.close()
+        steerer_for(smollm2.model, smollm2.tokenizer, smollm2.name).reset()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install it with `scripts/install.sh --test`.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    url, session = served
+    session.current().steerer.reset()  # every test starts unsteered
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(url)
+    page.get_by_text("SmolLM2-135M-Instruct · 30 layers").wait_for(timeout=30_000)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def first_row(page) -> list[str]:
+    """The cells of the first row of "Active steering vectors" (the table also
+    holds empty cells it uses to measure columns: they are skipped)."""
+    from playwright.sync_api import expect
+
+    cells = page.locator("#active-vectors td")
+    expect(cells.filter(has_text=re.compile(r"\S")).first).to_have_text("1")
+    texts = [t.strip() for t in cells.all_text_contents() if t.strip()]
+    return texts[:6]
+
+
+def add_joy_vector(page, layer: int = 12, coefficient: float = 2.0) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_label("Concept prompts").fill(JOY)
+    page.get_by_label("Contrast prompts").fill(GRIEF)
+    layer_box = page.get_by_label("number input for Layer")
+    layer_box.fill(str(layer))
+    layer_box.press("Enter")
+    page.get_by_label("Coefficient").fill(str(coefficient))
+    page.get_by_role("button", name="Add steering vector").click()
+    expect(page.locator("#steering-status")).to_contain_text(
+        f"Added vector #1: layer {layer}, coefficient {coefficient:g}", timeout=60_000
+    )
+    table = page.locator("#active-vectors")
+    expect(table).to_contain_text("I feel so joyful and happy today!")
+    expect(table).to_contain_text("I feel so sad and heartbroken today.")
+
+
+def test_steer_then_chat_beside_the_unsteered_model(page):
+    from playwright.sync_api import expect
+
+    add_joy_vector(page)
+    assert first_row(page)[1:3] == ["12", "2"]
+    page.screenshot(path=str(screenshot_dir() / "steering-tab.png"), full_page=True)
+
+    page.get_by_role("tab", name="Chat").click()
+    page.get_by_label("Compare with unsteered").check()
+    expect(page.locator("#unsteered-chat")).to_be_visible()
+    tokens = page.get_by_label("number input for Max new tokens")
+    tokens.fill("40")
+    tokens.press("Enter")
+    page.get_by_label("Message").fill(MESSAGE)
+    page.get_by_role("button", name="Send", exact=True).click()
+    expect(page.locator("#chat-status")).to_contain_text(
+        "Replied with 1 steering vector active; the unsteered reply is on the right.",
+        timeout=120_000,
+    )
+    steered = page.locator("#steered-chat [data-testid=bot]").last.inner_text().strip()
+    unsteered = page.locator("#unsteered-chat [data-testid=bot]").last.inner_text().strip()
+    log.info("steered reply: %r", steered)
+    log.info("unsteered reply: %r", unsteered)
+    assert steered and unsteered
+    assert steered != unsteered
+    expect(page.locator("#steered-chat [data-testid=user]").last).to_have_text(MESSAGE)
+    page.screenshot(path=str(screenshot_dir() / "chat-tab.png"), full_page=True)
+
+
+def test_optimize_then_apply_best(page):
+    from playwright.sync_api import expect
+
+    add_joy_vector(page)
+    before = first_row(page)
+
+    page.get_by_role("tab", name="Optimize").click()
+    expect(
+        page.get_by_role("checkbox", name=re.compile(r"^#1 layer 12 × 2: I feel so joyful"))
+    ).to_be_checked()
+    for label, value in (("Limit", "8"), ("Batch size", "8"), ("Particles", "2"), ("Iterations", "2")):
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_role("button", name="Optimize vectors").click()
+
+    progress = page.locator("#optimize-progress")
+    expect(progress).to_contain_text(re.compile(r"[1-5] of 5 evaluations"), timeout=120_000)
+    summary = page.locator("#optimize-summary")
+    expect(summary).to_contain_text("Best setting found", timeout=240_000)
+    expect(progress).to_contain_text("5 of 5 evaluations")
+    expect(page.locator("#optimize-status")).to_contain_text("Done.")
+    expect(page.locator("#convergence-plot img")).to_be_visible()
+    expect(page.locator("#particle-plot img")).to_be_visible()
+    expect(page.locator("#evaluations")).to_contain_text("baseline")
+    best = re.search(r"→ layer (\d+) × (-?[\d.]+)", summary.inner_text())
+    assert best, summary.inner_text()
+    page.screenshot(path=str(screenshot_dir() / "optimize-tab.png"), full_page=True)
+
+    page.get_by_role("button", name="Apply best").click()
+    expect(page.locator("#optimize-status")).to_contain_text("Applied the best setting", timeout=60_000)
+    page.get_by_role("tab", name="Steering").click()
+    expect(page.locator("#steering-status")).to_contain_text("Applied the best setting")
+    after = first_row(page)
+    assert after[1:3] == [best.group(1), best.group(2)], after
+    assert after != before
+    assert after[3:5] == before[3:5]  # the same concept, now at its best layer and alpha
