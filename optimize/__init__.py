@@ -37,7 +37,24 @@ _EXPORTS = {
     "round_half_away": "optimize.space",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Evaluation",
+    "FitnessConfig",
+    "FitnessError",
+    "FitnessOutcome",
+    "LmEvalFitness",
+    "OptimizationCancelled",
+    "OptimizationResult",
+    "Progress",
+    "PsoConfig",
+    "SearchSpace",
+    "Setting",
+    "VectorRecord",
+    "apply_best",
+    "round_half_away",
+    "run_optimization",
+    "swarm_search",
+]
 
 if TYPE_CHECKING:
     from optimize.config import FitnessConfig, PsoConfig

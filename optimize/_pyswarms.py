@@ -10,11 +10,13 @@ at a config that changes nothing.
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -24,7 +26,8 @@ _LOCK = threading.Lock()
 
 
 @contextmanager
-def _no_logging_setup() -> Iterator[None]:
+def no_logging_setup() -> Iterator[None]:
+    """Inside the block, building a pyswarms Reporter leaves logging alone."""
     with _LOCK:
         previous = os.environ.get("LOG_CFG")
         os.environ["LOG_CFG"] = str(_NOOP_CONFIG)
@@ -37,6 +40,13 @@ def _no_logging_setup() -> Iterator[None]:
                 os.environ["LOG_CFG"] = previous
 
 
+def import_pyswarms(module: str = "pyswarms") -> ModuleType:
+    """Import a pyswarms module without its logging side effects (importing
+    pyswarms builds a Reporter at module level)."""
+    with no_logging_setup():
+        return importlib.import_module(module)
+
+
 def global_best_pso(
     n_particles: int,
     dimensions: int,
@@ -46,7 +56,7 @@ def global_best_pso(
     """A pyswarms GlobalBestPSO whose particles stop at the bounds
     (`bh_strategy="nearest"`; the default "periodic" wraps them around to the
     far side of the range). Draws its initial swarm from numpy's global RNG."""
-    with _no_logging_setup():
+    with no_logging_setup():
         from pyswarms.single.global_best import GlobalBestPSO
 
         return GlobalBestPSO(

@@ -42,9 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         help="which vectors of the file to optimize, numbered from 1 (default: all)",
     )
     p.add_argument("--task", required=True, metavar="NAME", help="lm-eval task or group")
-    p.add_argument(
-        "--include-path", default=None, metavar="DIR", help="folder of local task YAMLs"
-    )
+    p.add_argument("--include-path", default=None, metavar="DIR", help="folder of local task YAMLs")
     p.add_argument("--metric", default="acc", help="metric to maximise (default: acc)")
     p.add_argument(
         "--limit", type=int, default=20, help="documents scored, 0 for all (default: 20)"
@@ -57,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--c2", type=float, default=0.3, help="social coefficient (default: 0.3)")
     p.add_argument("--w", type=float, default=0.9, help="inertia weight (default: 0.9)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument(
-        "--layer-min", type=int, default=None, help="lowest layer, from 0 (default: 0)"
-    )
+    p.add_argument("--layer-min", type=int, default=None, help="lowest layer, from 0 (default: 0)")
     p.add_argument(
         "--layer-max", type=int, default=None, help="highest layer (default: the model's last)"
     )
@@ -198,7 +194,9 @@ def _run(args: argparse.Namespace) -> int:
         f"best     {_fmt(result.best.score, result.best.stderr)} "
         f"({result.gain_points:+.1f} points)",
     ]
-    for record, layer, alpha in zip(result.vectors, result.best.layers, result.best.alphas):
+    for record, layer, alpha in zip(
+        result.vectors, result.best.layers, result.best.alphas, strict=True
+    ):
         lines.append(f"vector {record.index + 1}: layer {layer}, alpha {alpha:g}")
     cached = sum(1 for e in result.evaluations if e.cached)
     lines.append(
@@ -239,5 +237,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 130
-
-

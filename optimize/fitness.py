@@ -24,13 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from steering.engine import Steerer
-from steering.errors import InvalidInputError, SteerSwarmError
-from steering.vector import SteeringVector
-
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig
 from optimize.errors import FitnessError
+from steering.engine import Steerer
+from steering.errors import InvalidInputError, SteerSwarmError
+from steering.vector import SteeringVector
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +116,10 @@ class LmEvalFitness:
         self.steerer = steerer
         self.config = config
         with preserved_rng():
-            self.lm = self._build_lm()
             self._tasks, self._groups = self._load_tasks()
             self.metric, self.filter, self.higher_is_better = self._resolve_metric()
             self._plans = self._build_requests()
+            self.lm = self._build_lm()
         self._requests: dict[str, list[Any]] = defaultdict(list)
         for plan in self._plans:
             for instance in plan.task.instances:
@@ -292,8 +291,7 @@ class LmEvalFitness:
         value = results.metrics[top].get(self.metric_key)
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise FitnessError(
-                f"lm-eval reported no {self.metric_key!r} for {self.config.task!r} "
-                f"(got {value!r})."
+                f"lm-eval reported no {self.metric_key!r} for {self.config.task!r} (got {value!r})."
             )
         stderr = (
             float(mean_stderr([float(v) for v in pooled]))

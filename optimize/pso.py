@@ -15,11 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from steering.capture import recapture
-from steering.engine import Steerer
-from steering.errors import IncompatibleVectorError, InvalidInputError
-from steering.vector import SteeringVector
-
 from optimize._pyswarms import global_best_pso
 from optimize._rng import preserved_rng, seeded_numpy
 from optimize.config import FitnessConfig, PsoConfig
@@ -27,6 +22,10 @@ from optimize.errors import OptimizationCancelled
 from optimize.fitness import LmEvalFitness
 from optimize.results import Evaluation, OptimizationResult, Progress, VectorRecord
 from optimize.space import Key, SearchSpace, Setting
+from steering.capture import recapture
+from steering.engine import Steerer
+from steering.errors import IncompatibleVectorError, InvalidInputError
+from steering.vector import SteeringVector
 
 ScoreFn = Callable[[Setting], tuple[float, float]]
 
@@ -152,7 +151,9 @@ def _check_indices(vector_indices: Sequence[int], count: int) -> tuple[int, ...]
 
 def _restore(steerer: Steerer, vectors: tuple[SteeringVector, ...]) -> None:
     current = steerer.vectors
-    if len(current) != len(vectors) or any(a is not b for a, b in zip(current, vectors)):
+    if len(current) != len(vectors) or any(
+        a is not b for a, b in zip(current, vectors, strict=True)
+    ):
         steerer.set_vectors(vectors)
 
 

@@ -8,21 +8,20 @@ import math
 import os
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from steering.errors import InvalidInputError
-
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.space import SearchSpace
+from steering.errors import InvalidInputError
 
 FORMAT = "steerswarm.optimization"
 FORMAT_VERSION = 1
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _finite_or_none(value: float) -> float | None:

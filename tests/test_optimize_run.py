@@ -26,8 +26,14 @@ from steering import capture_vector, recapture, steerer_for
 from steering.errors import IncompatibleVectorError, InvalidInputError
 
 _TEXTS = [
-    ("I love it", 0), ("I hate it", 1), ("Great day", 0), ("Awful day", 1),
-    ("So happy", 0), ("So sad", 1), ("Nice food", 0), ("Bad food", 1),
+    ("I love it", 0),
+    ("I hate it", 1),
+    ("Great day", 0),
+    ("Awful day", 1),
+    ("So happy", 0),
+    ("So sad", 1),
+    ("Nice food", 0),
+    ("Bad food", 1),
 ]
 
 _YAML = """\
@@ -62,6 +68,14 @@ def task_folder(tmp_path_factory):
     train = [json.dumps({"text": t + "!", "label": label}) for t, label in _TEXTS[:4]]
     (folder / "train.jsonl").write_text("\n".join(train) + "\n")
     (folder / "tiny.yaml").write_text(_YAML.format(folder=folder))
+    # a second task (other prompt, tagged) and a group of both
+    other = _YAML.format(folder=folder).replace("task: tiny_sentiment", "task: tiny_mood")
+    other = other.replace("Sentiment:", "Mood:") + "tag: tiny_tag\n"
+    (folder / "mood.yaml").write_text(other)
+    (folder / "group.yaml").write_text(
+        "group: tiny_group\ntask: [tiny_sentiment, tiny_mood]\n"
+        "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
+    )
     return str(folder)
 
 
@@ -87,14 +101,16 @@ SPACE = SearchSpace(layer_min=0, layer_max=3, alpha_min=-30.0, alpha_max=30.0)
 def _unchanged(steerer, originals, layers):
     return (
         len(steerer.vectors) == len(originals)
-        and all(a is b for a, b in zip(steerer.vectors, originals))
-        and all(a.same_as(b) for a, b in zip(steerer.vectors, originals))
+        and all(a is b for a, b in zip(steerer.vectors, originals, strict=True))
+        and all(a.same_as(b) for a, b in zip(steerer.vectors, originals, strict=True))
         and steerer.steered_layers() == layers
     )
 
 
 def _comparable(history):
-    return [(e.iteration, e.particle, e.layers, e.alphas, e.score, e.stderr, e.cached) for e in history]
+    return [
+        (e.iteration, e.particle, e.layers, e.alphas, e.score, e.stderr, e.cached) for e in history
+    ]
 
 
 # ---------------------------------------------------------------- the fitness
@@ -135,10 +151,54 @@ def test_fitness_scores_equal_a_fresh_lm_eval_run(steerer, task_folder):
         assert mine.samples == 6
 
 
+def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, task_folder):
+    from lm_eval.api.metrics import mean_stderr
+    from lm_eval.evaluator import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    group = LmEvalFitness(steerer, _fitness(task_folder, task="tiny_group", limit=4))
+    ours = group.evaluate(())
+    assert ours.samples == 8
+    with steerer.unsteered():
+        fresh = simple_evaluate(
+            model=HFLM(pretrained=steerer.model, tokenizer=steerer.tokenizer, batch_size=8),
+            tasks=["tiny_group"],
+            task_manager=TaskManager(include_path=task_folder, include_defaults=False),
+            limit=4,
+            bootstrap_iters=0,
+            log_samples=False,
+            random_seed=None,
+            numpy_random_seed=None,
+            torch_random_seed=None,
+        )
+    results = fresh["results"]
+    assert ours.score == pytest.approx(results["tiny_group"]["acc,none"], abs=1e-12)
+    # the standard error of the mean over the pooled documents of both tasks
+    per_doc = [
+        float(label == int(a[0] < b[0]))
+        for label, (a, b) in zip(
+            [label for _, label in _TEXTS[:4]] * 2,
+            zip(ours.responses[0::2], ours.responses[1::2], strict=True),
+            strict=True,
+        )
+    ]
+    assert sum(per_doc) / 8 == pytest.approx(ours.score)
+    assert ours.stderr == pytest.approx(mean_stderr(per_doc))
+
+    with pytest.raises(InvalidInputError, match="'tiny_tag' is an lm-eval tag"):
+        LmEvalFitness(steerer, _fitness(task_folder, task="tiny_tag"))
+
+
 def test_unknown_task_and_metric_fail_clearly(steerer, task_folder):
-    with pytest.raises(InvalidInputError, match="'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'"):
+    with pytest.raises(
+        InvalidInputError, match="'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'"
+    ):
         LmEvalFitness(steerer, _fitness(task_folder, task="tiny_sentimnet"))
-    with pytest.raises(InvalidInputError, match="Metric 'f1' is not reported by the task 'tiny_sentiment'; it reports: acc"):
+    with pytest.raises(
+        InvalidInputError,
+        match="Metric 'f1' is not reported by the task 'tiny_sentiment'; it reports: acc",
+    ):
         LmEvalFitness(steerer, _fitness(task_folder, metric="f1"))
     with pytest.raises(InvalidInputError, match="filter 'strict' .* its filters are: none"):
         LmEvalFitness(steerer, _fitness(task_folder, metric="acc,strict"))
@@ -147,7 +207,9 @@ def test_unknown_task_and_metric_fail_clearly(steerer, task_folder):
 # ---------------------------------------------------------------- the run
 
 
-def test_run_reports_progress_restores_vectors_and_leaves_no_trace(steerer, task_folder, tmp_path, monkeypatch):
+def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
+    steerer, task_folder, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     originals, layers = steerer.vectors, steerer.steered_layers()
     root_handlers = list(logging.getLogger().handlers)
@@ -157,7 +219,11 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(steerer, task
     seen = []
 
     result = run_optimization(
-        steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=4),
+        steerer,
+        [0],
+        _fitness(task_folder),
+        SPACE,
+        PsoConfig(particles=3, iterations=2, seed=4),
         on_progress=seen.append,
     )
 
@@ -185,7 +251,9 @@ def test_same_seed_gives_the_same_history(steerer, task_folder):
     pso = PsoConfig(particles=3, iterations=2, seed=8)
     first = run_optimization(steerer, [0], _fitness(task_folder), SPACE, pso)
     second = run_optimization(steerer, [0], _fitness(task_folder), SPACE, pso)
-    other = run_optimization(steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9))
+    other = run_optimization(
+        steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9)
+    )
     assert _comparable(first.history) == _comparable(second.history)
     assert [e.alphas for e in first.history] != [e.alphas for e in other.history]
 
@@ -228,8 +296,13 @@ def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypat
         return real(self, requests, disable_tqdm=disable_tqdm)
 
     monkeypatch.setattr(HFLM, "loglikelihood", failing)
-    with pytest.raises(FitnessError, match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory"):
-        run_optimization(steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2))
+    with pytest.raises(
+        FitnessError,
+        match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",
+    ):
+        run_optimization(
+            steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2)
+        )
     assert len(calls) == 3
     assert _unchanged(steerer, originals, layers)
 
@@ -242,7 +315,14 @@ def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, task_fo
             raise KeyError("ui went away")
 
     with pytest.raises(KeyError):
-        run_optimization(steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=2, iterations=2), on_progress=broken)
+        run_optimization(
+            steerer,
+            [0],
+            _fitness(task_folder),
+            SPACE,
+            PsoConfig(particles=2, iterations=2),
+            on_progress=broken,
+        )
     assert _unchanged(steerer, originals, layers)
 
 
@@ -255,8 +335,13 @@ def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer,
             cancel.set()
 
     result = run_optimization(
-        steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=3),
-        on_progress=on_progress, cancel=cancel,
+        steerer,
+        [0],
+        _fitness(task_folder),
+        SPACE,
+        PsoConfig(particles=3, iterations=3),
+        on_progress=on_progress,
+        cancel=cancel,
     )
     assert result.cancelled
     assert len(result.history) == 3 and len(result.evaluations) == 2
@@ -274,8 +359,13 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
     cancel.clear()
     with pytest.raises(OptimizationCancelled, match="before any steering setting was scored"):
         run_optimization(
-            steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=2, iterations=1),
-            on_progress=lambda p: cancel.set(), cancel=cancel,
+            steerer,
+            [0],
+            _fitness(task_folder),
+            SPACE,
+            PsoConfig(particles=2, iterations=1),
+            on_progress=lambda p: cancel.set(),
+            cancel=cancel,
         )
     assert _unchanged(steerer, originals, layers)
 
@@ -330,7 +420,9 @@ def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_f
     )
     before = steerer.vectors
     steerer.set_vectors([before[1], before[0]])
-    with pytest.raises(InvalidInputError, match="The active vectors changed since this optimization ran: vector 1"):
+    with pytest.raises(
+        InvalidInputError, match="The active vectors changed since this optimization ran: vector 1"
+    ):
         apply_best(steerer, result)
     other = tiny_factory(seed=3)
     other_steerer = steerer_for(other.model, other.tokenizer, other.name)

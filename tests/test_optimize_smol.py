@@ -27,8 +27,16 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 TASKS = str(REPO / "tasks")
 
-JOY = ["What a wonderful, happy day.", "I love this, it is delightful.", "Great news, we are thrilled!"]
-GRIEF = ["What a terrible, sad day.", "I hate this, it is dreadful.", "Awful news, we are heartbroken."]
+JOY = [
+    "What a wonderful, happy day.",
+    "I love this, it is delightful.",
+    "Great news, we are thrilled!",
+]
+GRIEF = [
+    "What a terrible, sad day.",
+    "I hate this, it is dreadful.",
+    "Awful news, we are heartbroken.",
+]
 
 
 @pytest.fixture
@@ -80,19 +88,28 @@ def test_steered_loglikelihoods_do_not_depend_on_batch_size(steerer):
     plain_8 = eight.evaluate(())
 
     assert len(steered_1.responses) == len(steered_8.responses) == 48
-    for (ll_1, greedy_1), (ll_8, greedy_8) in zip(steered_1.responses, steered_8.responses):
+    for (ll_1, greedy_1), (ll_8, greedy_8) in zip(
+        steered_1.responses, steered_8.responses, strict=True
+    ):
         assert abs(ll_1 - ll_8) < 1e-4
         assert greedy_1 == greedy_8
     assert (steered_1.score, steered_1.stderr) == (steered_8.score, steered_8.stderr)
     # the steering did reach the model
-    assert max(abs(a[0] - b[0]) for a, b in zip(steered_8.responses, plain_8.responses)) > 0.01
+    assert (
+        max(abs(a[0] - b[0]) for a, b in zip(steered_8.responses, plain_8.responses, strict=True))
+        > 0.01
+    )
 
 
 def _cli(args, cwd):
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     return subprocess.run(
         [sys.executable, "-m", "optimize", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -109,9 +126,27 @@ def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
     assert not out.exists()
 
     ok = _cli(
-        [*common, "--task", "steer_sentiment", "--particles", "2", "--iterations", "1",
-         "--batch-size", "4", "--seed", "1", "--layer-min", "8", "--layer-max", "16",
-         "--alpha-min", "-4", "--alpha-max", "4"],
+        [
+            *common,
+            "--task",
+            "steer_sentiment",
+            "--particles",
+            "2",
+            "--iterations",
+            "1",
+            "--batch-size",
+            "4",
+            "--seed",
+            "1",
+            "--layer-min",
+            "8",
+            "--layer-max",
+            "16",
+            "--alpha-min",
+            "-4",
+            "--alpha-max",
+            "4",
+        ],
         tmp_path,
     )
     assert ok.returncode == 0, ok.stderr
@@ -121,7 +156,9 @@ def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
     assert data["pso"]["particles"] == 2 and data["seed"] == 1
     assert len(data["history"]) == 3
     assert 8 <= data["best"]["layers"][0] <= 16
-    assert data["gain_points"] == pytest.approx(100 * (data["best"]["score"] - data["baseline"]["score"]))
+    assert data["gain_points"] == pytest.approx(
+        100 * (data["best"]["score"] - data["baseline"]["score"])
+    )
     assert "baseline" in ok.stdout and "saved" in ok.stdout
     assert "optimizing" in ok.stderr  # the progress bar
     assert not (tmp_path / "report.log").exists()

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import random
+import subprocess
+import sys
+import textwrap
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pyswarms.utils.functions.single_obj import sphere
 
 from optimize import (
     Evaluation,
@@ -23,7 +27,11 @@ from optimize import (
     round_half_away,
     swarm_search,
 )
+from optimize._pyswarms import import_pyswarms
 from steering.errors import InvalidInputError
+
+# A plain `import pyswarms` would write ./report.log and reconfigure logging.
+sphere = import_pyswarms("pyswarms.utils.functions.single_obj").sphere
 
 
 # ---------------------------------------------------------------- rounding
@@ -203,8 +211,12 @@ def test_swarm_search_minimises_when_lower_is_better():
 
 def test_same_seed_same_history_other_seed_other_history():
     pso = PsoConfig(particles=5, iterations=4, seed=11)
-    first = swarm_search(SPACE, 2, pso, lambda s: _sphere_score(Setting(s.layers[:1], s.alphas[:1])))
-    second = swarm_search(SPACE, 2, pso, lambda s: _sphere_score(Setting(s.layers[:1], s.alphas[:1])))
+    first = swarm_search(
+        SPACE, 2, pso, lambda s: _sphere_score(Setting(s.layers[:1], s.alphas[:1]))
+    )
+    second = swarm_search(
+        SPACE, 2, pso, lambda s: _sphere_score(Setting(s.layers[:1], s.alphas[:1]))
+    )
     other = swarm_search(
         SPACE,
         2,
@@ -280,6 +292,31 @@ def test_cancel_stops_before_the_next_evaluation():
     )
     assert outcome.cancelled
     assert outcome.history == seen and len(seen) == 7
+
+
+def test_importing_and_running_pyswarms_leaves_logging_alone(tmp_path):
+    """In a fresh process, where pyswarms is imported for the first time."""
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        from optimize import PsoConfig, SearchSpace, swarm_search
+        assert "pyswarms" not in sys.modules
+        before = list(logging.getLogger().handlers), logging.getLogger().level
+        space = SearchSpace(layer_min=0, layer_max=3, alpha_min=-1, alpha_max=1)
+        swarm_search(space, 1, PsoConfig(particles=2, iterations=2), lambda s: (0.0, 0.0))
+        assert "pyswarms" in sys.modules
+        assert (list(logging.getLogger().handlers), logging.getLogger().level) == before
+        print("ok")
+        """
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=repo)
+    env.pop("LOG_CFG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout == "ok\n", done.stderr
+    assert list(tmp_path.iterdir()) == []  # no report.log
 
 
 def test_pyswarms_leaves_logging_and_the_working_directory_alone(tmp_path, monkeypatch):
