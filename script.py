@@ -12,5 +12,5 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from extension import *  # noqa: E402,F401,F403
+from extension import *  # noqa: E402,F403
 from extension import main, params, setup, ui  # noqa: E402,F401

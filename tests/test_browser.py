@@ -35,19 +35,15 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 900}
 
-JOY = "\n".join(
-    [
-        "I feel so joyful and happy today!",
-        "What a wonderful, delightful surprise, I am thrilled.",
-        "Laughing with friends in the sunshine makes me glad.",
-    ]
+JOY = (
+    "I feel so joyful and happy today!\n"
+    "What a wonderful, delightful surprise, I am thrilled.\n"
+    "Laughing with friends in the sunshine makes me glad."
 )
-GRIEF = "\n".join(
-    [
-        "I feel so sad and heartbroken today.",
-        "What a terrible, painful loss, I am devastated.",
-        "Crying alone in the dark makes me miserable.",
-    ]
+GRIEF = (
+    "I feel so sad and heartbroken today.\n"
+    "What a terrible, painful loss, I am devastated.\n"
+    "Crying alone in the dark makes me miserable."
 )
 MESSAGE = "Describe your morning in two sentences."
 
@@ -176,7 +172,12 @@ def test_optimize_then_apply_best(page):
     expect(
         page.get_by_role("checkbox", name=re.compile(r"^#1 layer 12 × 2: I feel so joyful"))
     ).to_be_checked()
-    for label, value in (("Limit", "8"), ("Batch size", "8"), ("Particles", "2"), ("Iterations", "2")):
+    for label, value in (
+        ("Limit", "8"),
+        ("Batch size", "8"),
+        ("Particles", "2"),
+        ("Iterations", "2"),
+    ):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()
 
@@ -194,7 +195,9 @@ def test_optimize_then_apply_best(page):
     page.screenshot(path=str(screenshot_dir() / "optimize-tab.png"), full_page=True)
 
     page.get_by_role("button", name="Apply best").click()
-    expect(page.locator("#optimize-status")).to_contain_text("Applied the best setting", timeout=60_000)
+    expect(page.locator("#optimize-status")).to_contain_text(
+        "Applied the best setting", timeout=60_000
+    )
     page.get_by_role("tab", name="Steering").click()
     expect(page.locator("#steering-status")).to_contain_text("Applied the best setting")
     after = first_row(page)

@@ -3,6 +3,8 @@ refused input, and the model lock."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from steering import capture_vector, steerer_for
@@ -45,7 +47,7 @@ def reply_of(chatbot_value):
 def test_reply_streams_and_is_recorded(session):
     views = run(ChatActions(session).send("Hello there!", [], [], False, 12, 0))
     assert len(views) > 3  # token by token
-    steered, unsteered, history, log, box, status = views[-1]
+    steered, _unsteered, history, log, box, status = views[-1]
     assert status == "✓ Replied with no steering vectors active (add some in the Steering tab)."
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert history[0]["content"] == "Hello there!" and history[1]["content"]
@@ -53,7 +55,7 @@ def test_reply_streams_and_is_recorded(session):
     assert reply_of(steered) == history[1]["content"]
     # streamed text only grows
     texts = [reply_of(v[0]) for v in views[:-1] if v[0] != {"__type__": "update"}]
-    assert all(b.startswith(a) for a, b in zip(texts, texts[1:]))
+    assert all(b.startswith(a) for a, b in itertools.pairwise(texts))
 
 
 def test_compare_shows_the_unsteered_reply_beside(steered_session):
@@ -61,7 +63,7 @@ def test_compare_shows_the_unsteered_reply_beside(steered_session):
     steerer = session.current().steerer
     vectors = steerer.vectors
     *_, final = run(ChatActions(session).send("Tell me about your day.", [], [], True, 12, 0))
-    steered, unsteered, history, log, _, status = final
+    _steered, unsteered, history, log, _, status = final
     assert "1 steering vector active; the unsteered reply is on the right." in status
     assert [m["role"] for m in log] == ["user", "assistant"]
     assert log[0]["content"] == "Tell me about your day."
@@ -92,8 +94,12 @@ def test_empty_message_is_refused(session, message):
 
 @pytest.mark.parametrize(
     ("max_new_tokens", "temperature", "needle"),
-    [(0, 0, "Max new tokens"), (99999, 0, "Max new tokens"), (10, 9, "Temperature"),
-     (None, 0, "Could not reply")],
+    [
+        (0, 0, "Max new tokens"),
+        (99999, 0, "Max new tokens"),
+        (10, 9, "Temperature"),
+        (None, 0, "Could not reply"),
+    ],
 )
 def test_bad_settings_are_refused(session, max_new_tokens, temperature, needle):
     (view,) = run(ChatActions(session).send("Hi", [], [], False, max_new_tokens, temperature))
@@ -113,7 +119,10 @@ def test_conversation_longer_than_the_context_is_refused(session):
 
 def test_no_model_is_reported(tmp_path):
     *_, final = run(ChatActions(ModelSession(lambda: None)).send("Hi", [], [], True, 8, 0))
-    assert final[-1] == "⚠ Could not reply: No model is loaded. Load a model first. Nothing was changed."
+    assert (
+        final[-1]
+        == "⚠ Could not reply: No model is loaded. Load a model first. Nothing was changed."
+    )
 
 
 def test_clear():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from matplotlib.figure import Figure
@@ -42,7 +43,9 @@ def session(tiny):
 @pytest.fixture
 def steering(session, tmp_path):
     actions = SteeringActions(session, tmp_path)
-    status = last(actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0))[2]
+    status = last(
+        actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0)
+    )[2]
     assert status.startswith("✓ Added"), status
     return actions
 
@@ -83,14 +86,14 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
     live = [v for v in shown if isinstance(v[2], Figure)]
     assert len(live) >= 5  # the baseline, then 4 evaluations, then the result
     assert "1 of 5 evaluations" in live[0][0] and "5 of 5 evaluations" in shown[-1][0]
-    progress, rows, convergence, particles, summary, result, result_file, status = shown[-1]
+    _progress, rows, convergence, particles, summary, result, result_file, status = shown[-1]
     assert isinstance(convergence, Figure) and isinstance(particles, Figure)
     assert rows[-1][0] == "baseline" and len(rows) == 5
     assert "Best setting found" in summary and "steer_sentiment" in summary
     assert status.startswith("✓ Done.") and "Apply best" in status
     assert not result.cancelled and len(result.history) == 5
     assert result_file["visible"] is True
-    assert json.loads(open(result_file["value"]).read())["task"] == "steer_sentiment"
+    assert json.loads(Path(result_file["value"]).read_text())["task"] == "steer_sentiment"
     assert steerer.vectors == before  # nothing applied yet
 
     applied_view = last(actions.apply(result))
@@ -199,7 +202,10 @@ def test_only_one_run_at_a_time(actions):
 
 def test_apply_without_a_result_is_refused(actions):
     (view,) = list(actions.apply(None))
-    assert view[3] == "⚠ Could not apply the best setting: Run an optimization first. Nothing was changed."
+    assert (
+        view[3]
+        == "⚠ Could not apply the best setting: Run an optimization first. Nothing was changed."
+    )
 
 
 def test_apply_after_the_vectors_changed_is_refused(actions, steering, session):
@@ -225,3 +231,16 @@ def test_default_layer_range():
     assert default_layer_range(30) == (8, 18)
     assert default_layer_range(4) == (1, 2)
     assert default_layer_range(1) == (0, 0)
+
+
+def test_chat_waits_while_an_optimization_runs_and_says_so(actions, session):
+    from ui.chat_tab import ChatActions
+
+    run = actions.optimize(*form(actions))
+    for view in run:
+        if "1 of 5 evaluations" in view[0]:
+            break  # the run holds the model lock now
+    chat = ChatActions(session).send("Hi", [], [], False, 4, 0)
+    assert next(chat)[-1] == fmt.WAITING
+    assert views(run)[-1][-1].startswith("✓ Done.")  # finish the run
+    assert list(chat)[-1][-1].startswith("✓ Replied")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -41,7 +42,7 @@ def actions(session, tmp_path):
 @pytest.fixture
 def with_vector(actions):
     """Actions with one vector already active; returns (actions, that vector)."""
-    table, _, status = last(actions.add_vector(JOY, GRIEF, 1, 3.0))
+    _table, _, status = last(actions.add_vector(JOY, GRIEF, 1, 3.0))
     assert status.startswith("✓ Added vector #1"), status
     return actions, actions.session.current().steerer.vectors[0]
 
@@ -60,8 +61,16 @@ def assert_refused(status, *needles):
 def test_add_vector_lists_it(actions):
     table, choices, status = last(actions.add_vector(JOY, GRIEF, 2, 3.5))
     assert "layer 2, coefficient 3.5" in status and "1 steering vector active" in status
-    assert table == [[1, 2, 3.5, "I am so happy today! | What a wonderful surprise.",
-                      "I am so sad today. | What a terrible loss.", table[0][5]]]
+    assert table == [
+        [
+            1,
+            2,
+            3.5,
+            "I am so happy today! | What a wonderful surprise.",
+            "I am so sad today. | What a terrible loss.",
+            table[0][5],
+        ]
+    ]
     assert choices["choices"] == [fmt.vector_label(1, active(actions)[0])]
     vector = active(actions)[0]
     assert vector.layer == 2 and vector.coeff == 3.5 and len(vector.prompts) == 2
@@ -184,7 +193,7 @@ def test_load_without_a_file_is_refused(with_vector):
 
 @pytest.mark.parametrize(
     "content",
-    [b"", b"not a safetensors file at all", b"\x08\x00\x00\x00\x00\x00\x00\x00{\"a\":1}"],
+    [b"", b"not a safetensors file at all", b'\x08\x00\x00\x00\x00\x00\x00\x00{"a":1}'],
 )
 def test_corrupt_file_is_refused(with_vector, tmp_path, content):
     actions, before = with_vector
@@ -198,7 +207,7 @@ def test_corrupt_file_is_refused(with_vector, tmp_path, content):
 def test_truncated_file_is_refused(with_vector, tmp_path):
     actions, before = with_vector
     path = last(actions.save_vectors("whole"))[0]["value"]
-    data = open(path, "rb").read()
+    data = Path(path).read_bytes()
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(data[: len(data) // 2])
     _, _, status = last(actions.load_vectors(str(cut)))
@@ -293,10 +302,12 @@ def test_concurrent_adds_do_not_interleave(actions):
     def add(text):
         try:
             last(actions.add_vector(text, "", 1, 1.0))
-        except BaseException as exc:  # pragma: no cover - reported below
+        except Exception as exc:  # noqa: BLE001 - reported by the assert below
             errors.append(exc)
 
-    threads = [threading.Thread(target=add, args=(f"Sentence number {i} is here.",)) for i in range(3)]
+    threads = [
+        threading.Thread(target=add, args=(f"Sentence number {i} is here.",)) for i in range(3)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -214,7 +214,9 @@ def build(actions: ChatActions) -> ChatTab:
         with gr.Column():
             steered = compat.chatbot("Steered", height=420, elem_id="steered-chat")
         with gr.Column(visible=False) as unsteered_column:
-            unsteered = compat.chatbot("Unsteered (no vectors)", height=420, elem_id="unsteered-chat")
+            unsteered = compat.chatbot(
+                "Unsteered (no vectors)", height=420, elem_id="unsteered-chat"
+            )
     with gr.Row():
         message = gr.Textbox(
             label="Message",

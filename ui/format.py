@@ -9,10 +9,12 @@ import html
 import math
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from optimize.results import Evaluation, OptimizationResult, Progress
-from steering.models import ModelInfo
-from steering.vector import SteeringVector
+if TYPE_CHECKING:  # the Steering tab must not need the optimizer installed
+    from optimize.results import Evaluation, OptimizationResult, Progress
+    from steering.models import ModelInfo
+    from steering.vector import SteeringVector
 
 VECTOR_HEADERS = ["#", "Layer", "Coefficient", "Concept prompts", "Contrast prompts", "Norm"]
 
@@ -150,12 +152,16 @@ def result_summary(result: OptimizationResult) -> str:
     best, base = result.best, result.baseline
     lines = [
         f"### {'Cancelled run: best so far' if result.cancelled else 'Best setting found'}",
-        f"- **Task:** {result.fitness.task} · metric **{result.metric}** "
-        f"({'higher' if result.higher_is_better else 'lower'} is better) · "
-        f"{result.samples} documents",
+        (
+            f"- **Task:** {result.fitness.task} · metric **{result.metric}** "
+            f"({'higher' if result.higher_is_better else 'lower'} is better) · "
+            f"{result.samples} documents"
+        ),
         f"- **Baseline (no steering):** {_score(base.score)} ± {_score(base.stderr)}",
-        f"- **Best:** {_score(best.score)} ± {_score(best.stderr)} "
-        f"({result.gain_points:+.1f} points)",
+        (
+            f"- **Best:** {_score(best.score)} ± {_score(best.stderr)} "
+            f"({result.gain_points:+.1f} points)"
+        ),
     ]
     for record, layer, alpha in zip(result.vectors, best.layers, best.alphas):
         lines.append(

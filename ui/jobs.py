@@ -57,7 +57,7 @@ class ModelJob:
                 else:
                     self._lock.__exit__(None, None, None)
             self._queue.put((_DONE, outcome))
-        except BaseException as exc:  # handed to the caller's thread
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             self._queue.put((_ERROR, exc))
 
     def _emit(self, item: Any) -> None:
@@ -74,9 +74,3 @@ class ModelJob:
             if kind == _ERROR:
                 raise payload
             yield kind, payload
-
-
-def run_locked(lock: AbstractContextManager[Any], work: Callable[[], Any]) -> Any:
-    """Run `work()` holding `lock` in the calling thread (for quick, non-streaming use)."""
-    with lock:
-        return work()

@@ -219,8 +219,22 @@ class OptimizeActions:
         keep = (gr.update(),) * 7
         try:
             request = parse_request(
-                vectors, task, task_folder, metric, limit, batch_size, particles, iterations,
-                layer_min, layer_max, alpha_min, alpha_max, c1, c2, w, seed,
+                vectors,
+                task,
+                task_folder,
+                metric,
+                limit,
+                batch_size,
+                particles,
+                iterations,
+                layer_min,
+                layer_max,
+                alpha_min,
+                alpha_max,
+                c1,
+                c2,
+                w,
+                seed,
             )
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
@@ -278,8 +292,10 @@ class OptimizeActions:
                     plots.particles(history, numbers, _best(history, last.best_score)),
                     "",
                     *no_result,
-                    f"Optimizing ({elapsed:.0f} s). Chat and vector changes wait until "
-                    "this run ends; **Cancel** stops it after the current evaluation.",
+                    (
+                        f"Optimizing ({elapsed:.0f} s). Chat and vector changes wait until "
+                        "this run ends; **Cancel** stops it after the current evaluation."
+                    ),
                 )
         except OptimizationCancelled as exc:
             yield (
@@ -323,9 +339,11 @@ class OptimizeActions:
             fmt.result_summary(result),
             result,
             gr.update(value=saved, visible=True) if saved is not None else gr.update(),
-            f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
-            f"({result.gain_points:+.1f} points). The active vectors are unchanged until "
-            "you click **Apply best**.",
+            (
+                f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
+                f"({result.gain_points:+.1f} points). The active vectors are unchanged until "
+                "you click **Apply best**."
+            ),
         )
 
     def _save(self, result: OptimizationResult) -> str | None:
@@ -345,9 +363,7 @@ class OptimizeActions:
         self._cancel.set()
         return "✕ Cancelling: the run stops after the current evaluation…"
 
-    def apply(
-        self, result: OptimizationResult | None
-    ) -> Iterator[tuple[Any, Any, str, str, Any]]:
+    def apply(self, result: OptimizationResult | None) -> Iterator[tuple[Any, Any, str, str, Any]]:
         """Make the result's best setting the active vectors.
 
         Yields (steering table, remove dropdown, steering status, optimize
@@ -438,9 +454,7 @@ def build(actions: OptimizeActions) -> OptimizeTab:
         "Standard lm-eval tasks need internet for their data; local tasks in the task "
         "folder work offline."
     )
-    vector_box = gr.CheckboxGroup(
-        choices=choices, value=choices, label="Vectors to optimize"
-    )
+    vector_box = gr.CheckboxGroup(choices=choices, value=choices, label="Vectors to optimize")
     with gr.Row():
         task = gr.Textbox(value=DEFAULT_TASK, label="Task", info="lm-eval task or group name")
         task_folder = gr.Textbox(
@@ -460,12 +474,11 @@ def build(actions: OptimizeActions) -> OptimizeTab:
         layer_max = gr.Number(value=high, precision=0, label="Highest layer")
         alpha_min = gr.Number(value=-8.0, label="Lowest alpha")
         alpha_max = gr.Number(value=8.0, label="Highest alpha")
-    with gr.Accordion("PSO options", open=False):
-        with gr.Row():
-            c1 = gr.Number(value=0.5, label="c1 (cognitive)")
-            c2 = gr.Number(value=0.3, label="c2 (social)")
-            w = gr.Number(value=0.9, label="w (inertia)")
-            seed = gr.Number(value=0, precision=0, label="Seed")
+    with gr.Accordion("PSO options", open=False), gr.Row():
+        c1 = gr.Number(value=0.5, label="c1 (cognitive)")
+        c2 = gr.Number(value=0.3, label="c2 (social)")
+        w = gr.Number(value=0.9, label="w (inertia)")
+        seed = gr.Number(value=0, precision=0, label="Seed")
     with gr.Row():
         run = gr.Button("Optimize vectors", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
@@ -490,8 +503,22 @@ def build(actions: OptimizeActions) -> OptimizeTab:
     result = gr.State(None)
 
     form = [
-        vector_box, task, task_folder, metric, limit, batch_size, particles, iterations,
-        layer_min, layer_max, alpha_min, alpha_max, c1, c2, w, seed,
+        vector_box,
+        task,
+        task_folder,
+        metric,
+        limit,
+        batch_size,
+        particles,
+        iterations,
+        layer_min,
+        layer_max,
+        alpha_min,
+        alpha_max,
+        c1,
+        c2,
+        w,
+        seed,
     ]
     view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
     run.click(actions.optimize, form, view, api_name="optimize")

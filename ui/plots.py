@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
 
-from optimize.results import Evaluation
+if TYPE_CHECKING:
+    from optimize.results import Evaluation
 
 _SIZE = (6.0, 3.6)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -49,7 +51,9 @@ def convergence(
     if scored and len(best) == len(scored):
         ax.step(xs, list(best), where="post", color="#f97316", linewidth=2, label="best so far")
     if baseline is not None and not math.isnan(baseline):
-        ax.axhline(baseline, color="#2563eb", linestyle="--", linewidth=1.2, label="unsteered baseline")
+        ax.axhline(
+            baseline, color="#2563eb", linestyle="--", linewidth=1.2, label="unsteered baseline"
+        )
     ax.set_xlabel("evaluations")
     ax.set_ylabel("score")
     ax.set_title("Convergence")

@@ -81,9 +81,7 @@ class SteeringActions:
             fmt.notice_prefix(current.notice) + status,
         )
 
-    def locked(
-        self, action: str, work: Callable[[Current], str]
-    ) -> Iterator[VectorView]:
+    def locked(self, action: str, work: Callable[[Current], str]) -> Iterator[VectorView]:
         """Run `work(current)` under the model lock; yield the waiting notice if
         the lock is busy, then the new view with the status `work` returned."""
 
@@ -105,8 +103,10 @@ class SteeringActions:
             return
         except Exception as exc:  # the status line must say what happened
             log.exception("steering action %r failed", action)
-            yield gr.update(), gr.update(), fmt.failed(
-                action, f"unexpected error {type(exc).__name__}: {exc}."
+            yield (
+                gr.update(),
+                gr.update(),
+                fmt.failed(action, f"unexpected error {type(exc).__name__}: {exc}."),
             )
             return
         yield job.result
@@ -332,9 +332,7 @@ def build(actions: SteeringActions) -> SteeringTab:
             load = gr.Button("Load vectors")
 
     view = [table, remove_choice, status]
-    add.click(
-        actions.add_vector, [concept, contrast, layer, coeff], view, api_name="add_vector"
-    )
+    add.click(actions.add_vector, [concept, contrast, layer, coeff], view, api_name="add_vector")
     remove.click(actions.remove_vector, [remove_choice], view, api_name="remove_vector")
     reset.click(actions.reset_vectors, None, view, api_name="reset_vectors")
     save.click(actions.save_vectors, [file_name], [saved_file, status], api_name="save_vectors")
