@@ -20,7 +20,7 @@ from typing import Any, Callable
 import llm_steer
 import torch
 
-from steering.errors import IncompatibleVectorError, InvalidInputError
+from steering.errors import IncompatibleVectorError, InvalidInputError, NoModelError
 from steering.models import ModelInfo, find_decoder_layers, model_info
 from steering.vector import SteeringVector, check_layer
 
@@ -28,20 +28,43 @@ from steering.vector import SteeringVector, check_layer
 class _LayerView:
     """Shows llm_steer the layers where it expects them (`_modules['model'].layers`)
     without adding or renaming anything in the real model, so `state_dict()`
-    and `save_pretrained()` stay untouched."""
+    and `save_pretrained()` stay untouched. It holds the model itself only
+    weakly (see `_model_ref`)."""
 
     def __init__(self, model: torch.nn.Module, layers: torch.nn.ModuleList) -> None:
-        self._model = model
+        self._model_ref = _model_ref(model)
         self._modules = {"model": SimpleNamespace(layers=layers)}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._model(*args, **kwargs)
+        return _live(self._model_ref)(*args, **kwargs)
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
-        return self._model.parameters()
+        return _live(self._model_ref).parameters()
 
     def modules(self) -> Iterator[torch.nn.Module]:
-        return self._model.modules()
+        return _live(self._model_ref).modules()
+
+
+def _model_ref(model: Any) -> Callable[[], Any]:
+    """A weak reference to `model`.
+
+    Nothing here may keep a model alive: when text-generation-webui unloads
+    or replaces its model it drops its reference and collects garbage to free
+    the GPU memory, and a strong reference held by the steering state (or by
+    the `_STEERERS` entry, whose value would then keep its own key alive)
+    would keep every old model's weights in memory.
+    """
+    try:
+        return weakref.ref(model)
+    except TypeError:  # objects without weak reference support (not torch modules)
+        return lambda: model
+
+
+def _live(ref: Callable[[], Any]) -> Any:
+    model = ref()
+    if model is None:
+        raise NoModelError("The model was unloaded. Load a model first.")
+    return model
 
 
 class _OwnSteer(llm_steer.Steer):
@@ -99,8 +122,19 @@ class _OwnSteer(llm_steer.Steer):
         return sorted(self.steers)
 
 
+class ActiveVectors:
+    """The active vectors of one Steerer, kept apart from it: holding this
+    remembers a model's vectors without keeping the model alive."""
+
+    __slots__ = ("vectors",)
+
+    def __init__(self) -> None:
+        self.vectors: tuple[SteeringVector, ...] = ()
+
+
 # One Steerer per model object: two would each save the other's replaced
-# forward as the "original" and restore the wrong one.
+# forward as the "original" and restore the wrong one. Keyed weakly, and a
+# Steerer holds its model only weakly, so an entry goes when its model does.
 _STEERERS: weakref.WeakKeyDictionary[torch.nn.Module, Steerer] = weakref.WeakKeyDictionary()
 _STEERERS_LOCK = threading.Lock()
 
@@ -125,18 +159,35 @@ class Steerer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, name: str = "model") -> None:
-        self.model = model
+        self._model_ref = _model_ref(model)
         self.tokenizer = tokenizer
         self.layers = find_decoder_layers(model)
         self.info: ModelInfo = model_info(model, name)
         self._engine = _OwnSteer(_LayerView(model, self.layers), tokenizer)
-        self._vectors: tuple[SteeringVector, ...] = ()
+        self.active = ActiveVectors()
         self._lock = threading.RLock()
         self._scoped = False
 
     @property
+    def model(self) -> Any:
+        """The steered model.
+
+        Raises:
+            NoModelError: the model was unloaded (the Steerer holds it weakly).
+        """
+        return _live(self._model_ref)
+
+    @property
     def vectors(self) -> tuple[SteeringVector, ...]:
-        return self._vectors
+        return self.active.vectors
+
+    @property
+    def _vectors(self) -> tuple[SteeringVector, ...]:
+        return self.active.vectors
+
+    @_vectors.setter
+    def _vectors(self, vectors: tuple[SteeringVector, ...]) -> None:
+        self.active.vectors = vectors
 
     @property
     def device(self) -> torch.device:

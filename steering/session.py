@@ -9,12 +9,13 @@ change and carries over only the vectors that still fit.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from steering.engine import Steerer, steerer_for
+from steering.engine import ActiveVectors, Steerer, steerer_for
 from steering.errors import IncompatibleVectorError, NoModelError
 from steering.models import LoadedModel
 from steering.vector import SteeringVector
@@ -44,7 +45,11 @@ class ModelSession:
     ) -> None:
         self._source = source
         self.lock = lock if lock is not None else threading.Lock()
-        self._last: Steerer | None = None
+        # The Steerer of the last model, held weakly: between two actions the
+        # session must not keep a model the webui unloaded alive (its memory
+        # would never be freed). Its vectors are remembered apart from it.
+        self._last: weakref.ref[Steerer] | None = None
+        self._last_active: ActiveVectors | None = None
         # Vectors of a model that was unloaded, offered to the next model.
         self._orphans: tuple[SteeringVector, ...] = ()
         self._resolve_lock = threading.Lock()
@@ -63,22 +68,27 @@ class ModelSession:
                 raise NoModelError("No model is loaded. Load a model first.")
             steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
             notice = ""
-            if steerer is not self._last:
+            last = self._last() if self._last is not None else None
+            if steerer is not last:
                 changed = self._last is not None or bool(self._orphans)
                 self._forget_model()
                 if changed:
                     notice = self._carry_over(self._orphans, steerer)
                 self._orphans = ()
-            self._last = steerer
+            self._last = weakref.ref(steerer)
+            self._last_active = steerer.active
             return Current(loaded=loaded, steerer=steerer, notice=notice)
 
     def _forget_model(self) -> None:
         """Keep the old model's vectors as data and leave that model unsteered
-        (it may live on elsewhere); hold no reference to it."""
-        if self._last is not None:
-            self._orphans = self._last.vectors
-            self._last.reset()
-            self._last = None
+        if it still lives elsewhere; hold no reference to it."""
+        if self._last is not None and self._last_active is not None:
+            self._orphans = self._last_active.vectors
+            old = self._last()
+            if old is not None:
+                old.reset()
+        self._last = None
+        self._last_active = None
 
     @staticmethod
     def _carry_over(vectors: tuple[SteeringVector, ...], steerer: Steerer) -> str:
