@@ -29,6 +29,7 @@ _EXPORTS = {
     "run_optimization": "optimize.pso",
     "swarm_search": "optimize.pso",
     "Evaluation": "optimize.results",
+    "HeldOutScores": "optimize.results",
     "OptimizationResult": "optimize.results",
     "Progress": "optimize.results",
     "VectorRecord": "optimize.results",
@@ -42,6 +43,7 @@ __all__ = [
     "FitnessConfig",
     "FitnessError",
     "FitnessOutcome",
+    "HeldOutScores",
     "LmEvalFitness",
     "OptimizationCancelled",
     "OptimizationResult",
@@ -61,7 +63,13 @@ if TYPE_CHECKING:
     from optimize.errors import FitnessError, OptimizationCancelled
     from optimize.fitness import FitnessOutcome, LmEvalFitness
     from optimize.pso import apply_best, run_optimization, swarm_search
-    from optimize.results import Evaluation, OptimizationResult, Progress, VectorRecord
+    from optimize.results import (
+        Evaluation,
+        HeldOutScores,
+        OptimizationResult,
+        Progress,
+        VectorRecord,
+    )
     from optimize.space import SearchSpace, Setting, round_half_away
 
 

@@ -43,6 +43,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--task", required=True, metavar="NAME", help="lm-eval task or group")
     p.add_argument("--include-path", default=None, metavar="DIR", help="folder of local task YAMLs")
+    p.add_argument(
+        "--heldout-task",
+        default=None,
+        metavar="NAME",
+        help="task of documents the search never sees (same --include-path and --metric): "
+        "the baseline and the best setting are scored on it after the search",
+    )
+    p.add_argument(
+        "--heldout-limit",
+        type=int,
+        default=None,
+        help="held-out documents scored, 0 for all (default: the same as --limit)",
+    )
     p.add_argument("--metric", default="acc", help="metric to maximise (default: acc)")
     p.add_argument(
         "--limit", type=int, default=20, help="documents scored, 0 for all (default: 20)"
@@ -116,6 +129,7 @@ def _run(args: argparse.Namespace) -> int:
         run_optimization,
     )
     from optimize.fitness import find_task
+    from optimize.pso import check_heldout
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
 
@@ -135,6 +149,20 @@ def _run(args: argparse.Namespace) -> int:
         w=args.w,
         seed=args.seed,
     )
+    heldout = None
+    if args.heldout_task is not None:
+        heldout_limit = args.limit if args.heldout_limit is None else args.heldout_limit
+        heldout = FitnessConfig(
+            task=args.heldout_task,
+            include_path=args.include_path,
+            metric=args.metric,
+            limit=None if heldout_limit == 0 else heldout_limit,
+            batch_size=args.batch_size,
+            num_fewshot=args.num_fewshot,
+        )
+        check_heldout(fitness, heldout)
+    elif args.heldout_limit is not None:
+        raise InvalidInputError("--heldout-limit needs --heldout-task.")
     selection = _selection(args.select)
     out = Path(args.out)
     _check_out(out)
@@ -142,7 +170,9 @@ def _run(args: argparse.Namespace) -> int:
     if not vectors_path.is_file():
         raise InvalidInputError(f"Vector file not found: {vectors_path}")
     if fitness.include_path:
-        find_task(fitness)  # cheap for a task folder: fail before loading the model
+        # cheap for a task folder: fail before loading the model
+        for config in (fitness,) if heldout is None else (fitness, heldout):
+            find_task(config)
 
     loaded = load_model(args.model, args.gguf_file, args.device)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
@@ -159,7 +189,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     bar = tqdm(
-        total=1 + pso.evaluations,
+        total=1 + pso.evaluations + (0 if heldout is None else 2),
         unit="eval",
         desc="optimizing",
         disable=args.quiet,  # explicit: `python -m optimize` sets TQDM_DISABLE for the others
@@ -168,6 +198,8 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     def on_progress(progress: Progress) -> None:
+        if progress.phase == "heldout":
+            bar.set_description_str("held-out")
         bar.update(progress.done - bar.n)
         best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
         bar.set_postfix_str(f"best {best}, baseline {progress.baseline:.3f}")
@@ -181,7 +213,14 @@ def _run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         result = run_optimization(
-            steerer, indices, fitness, space, pso, on_progress=on_progress, cancel=cancel
+            steerer,
+            indices,
+            fitness,
+            space,
+            pso,
+            on_progress=on_progress,
+            cancel=cancel,
+            heldout=heldout,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -198,6 +237,16 @@ def _run(args: argparse.Namespace) -> int:
         result.vectors, result.best.layers, result.best.alphas, strict=True
     ):
         lines.append(f"vector {record.index + 1}: layer {layer}, alpha {alpha:g}")
+    if result.heldout is not None:
+        held = result.heldout
+        lines += [
+            f"held-out task {held.fitness.task}, {held.samples} documents the search never saw",
+            f"  baseline {_fmt(held.baseline.score, held.baseline.stderr)}",
+            f"  best     {_fmt(held.best.score, held.best.stderr)} "
+            f"({held.gain_points:+.1f} points)",
+        ]
+    elif heldout is not None:
+        lines.append("held-out task not scored: the run was cancelled")
     cached = sum(1 for e in result.evaluations if e.cached)
     lines.append(
         f"{len(result.evaluations)} evaluations ({cached} cached) in "

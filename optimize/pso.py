@@ -7,6 +7,7 @@ lm-eval fitness; `apply_best` makes a result's best setting the active vectors.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -20,7 +21,13 @@ from optimize._rng import preserved_rng, seeded_numpy
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.errors import OptimizationCancelled
 from optimize.fitness import LmEvalFitness
-from optimize.results import Evaluation, OptimizationResult, Progress, VectorRecord
+from optimize.results import (
+    Evaluation,
+    HeldOutScores,
+    OptimizationResult,
+    Progress,
+    VectorRecord,
+)
 from optimize.space import Key, SearchSpace, Setting
 from steering.capture import recapture
 from steering.engine import Steerer
@@ -157,6 +164,19 @@ def _restore(steerer: Steerer, vectors: tuple[SteeringVector, ...]) -> None:
         steerer.set_vectors(vectors)
 
 
+def check_heldout(fitness: FitnessConfig, heldout: FitnessConfig | None) -> None:
+    """Raise InvalidInputError when the held-out task is the search task itself
+    (its scores would not be held out)."""
+    if heldout is not None and (heldout.task, heldout.include_path) == (
+        fitness.task,
+        fitness.include_path,
+    ):
+        raise InvalidInputError(
+            f"The held-out task is the search task {fitness.task!r}: pick a task whose "
+            "documents the search does not score."
+        )
+
+
 def run_optimization(
     steerer: Steerer,
     vector_indices: Sequence[int],
@@ -165,6 +185,7 @@ def run_optimization(
     pso: PsoConfig,
     on_progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
+    heldout: FitnessConfig | None = None,
 ) -> OptimizationResult:
     """Search the layer and alpha of the selected active vectors for the best
     lm-eval score.
@@ -178,6 +199,13 @@ def run_optimization(
     afterwards, whether the run succeeds, fails or is cancelled. The caller
     holds the model lock; this takes no lock beyond `steerer.applied`.
 
+    `heldout` names a second task whose documents the search never sees: it is
+    loaded before the search (so a bad name fails early) and, after the
+    search, scores the unsteered model and the best setting once each, into
+    `result.heldout`; `on_progress` is called after each (phase "heldout").
+    A cancel before then skips it (the result is marked cancelled). The
+    held-out task must not be the search task itself.
+
     Raises:
         InvalidInputError: a bad selection, a layer range outside the model,
             an unknown task or metric.
@@ -188,9 +216,19 @@ def run_optimization(
     originals = steerer.vectors
     indices = _check_indices(vector_indices, len(originals))
     space.check_model(steerer.info.num_layers, steerer.info.name)
+    check_heldout(fitness, heldout)
     try:
         return _optimize(
-            steerer, originals, indices, fitness, space, pso, on_progress, cancel, started
+            steerer,
+            originals,
+            indices,
+            fitness,
+            space,
+            pso,
+            on_progress,
+            cancel,
+            started,
+            heldout,
         )
     finally:
         _restore(steerer, originals)
@@ -206,14 +244,16 @@ def _optimize(
     on_progress: Callable[[Progress], None] | None,
     cancel: threading.Event | None,
     started: float,
+    heldout: FitnessConfig | None = None,
 ) -> OptimizationResult:
     def check_cancel(what: str) -> None:
         if cancel is not None and cancel.is_set():
             raise OptimizationCancelled(f"The optimization was cancelled {what}.")
 
-    total = 1 + pso.evaluations
+    total = 1 + pso.evaluations + (0 if heldout is None else 2)
     check_cancel("before it started")
     scorer = LmEvalFitness(steerer, fitness)
+    heldout_scorer = None if heldout is None else LmEvalFitness(steerer, heldout)
     check_cancel("before the baseline was scored")
     t0 = time.perf_counter()
     base_score, base_stderr = scorer.score(())
@@ -230,7 +270,7 @@ def _optimize(
     best: Evaluation | None = None
     done = 1
 
-    def report(latest: Evaluation) -> None:
+    def report(latest: Evaluation | None, phase: str = "search") -> None:
         if on_progress is not None:
             on_progress(
                 Progress(
@@ -239,6 +279,7 @@ def _optimize(
                     best_score=None if best is None else best.score,
                     baseline=baseline.score,
                     latest=latest,
+                    phase=phase,
                 )
             )
 
@@ -282,9 +323,44 @@ def _optimize(
         raise OptimizationCancelled(
             "The optimization was cancelled before any steering setting was scored."
         )
+    found = best_of(outcome.history, higher)
+    cancelled = outcome.cancelled
+    heldout_scores = None
+    if heldout_scorer is not None and not cancelled:
+        evaluations: list[Evaluation] = []
+        for template, vectors in (
+            (baseline, ()),
+            (found, particle_vectors(Setting(found.layers, found.alphas))),
+        ):
+            if cancel is not None and cancel.is_set():
+                cancelled = True
+                break
+            t0 = time.perf_counter()
+            value, stderr = heldout_scorer.score(vectors)
+            evaluations.append(
+                dataclasses.replace(
+                    template,
+                    score=value,
+                    stderr=stderr,
+                    seconds=time.perf_counter() - t0,
+                    cached=False,
+                )
+            )
+            done += 1
+            with preserved_rng():
+                report(None, "heldout")
+        if not cancelled:
+            heldout_scores = HeldOutScores(
+                fitness=heldout_scorer.config,
+                metric=heldout_scorer.metric_key,
+                higher_is_better=heldout_scorer.higher_is_better,
+                samples=heldout_scorer.samples,
+                baseline=evaluations[0],
+                best=evaluations[1],
+            )
     return OptimizationResult(
         baseline=baseline,
-        best=best_of(outcome.history, higher),
+        best=found,
         history=[baseline, *outcome.history],
         vector_indices=indices,
         vectors=tuple(
@@ -306,8 +382,9 @@ def _optimize(
         metric=scorer.metric_key,
         higher_is_better=higher,
         samples=scorer.samples,
-        cancelled=outcome.cancelled,
+        cancelled=cancelled,
         wall_seconds=time.perf_counter() - started,
+        heldout=heldout_scores,
     )
 
 

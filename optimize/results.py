@@ -85,7 +85,9 @@ class Progress:
     """Reported after the baseline and after every evaluation.
 
     `best_score` is the best setting's score so far (None until one is scored);
-    `latest` is the evaluation just finished.
+    `latest` is the evaluation just finished. After the search, a run with a
+    held-out task reports once more per held-out scoring, with `phase`
+    "heldout" and `latest` None (those scores are not search evaluations).
     """
 
     done: int
@@ -93,6 +95,7 @@ class Progress:
     best_score: float | None
     baseline: float | None
     latest: Evaluation | None
+    phase: str = "search"
 
     @property
     def fraction(self) -> float:
@@ -131,6 +134,59 @@ class VectorRecord:
 
 
 @dataclass(frozen=True)
+class HeldOutScores:
+    """The unsteered model and the best setting scored on a held-out task:
+    documents the search never saw, so the gain there is not selected for.
+
+    `baseline` has no layers (no steering at all, like the search baseline);
+    `best` carries the layers and alphas of the search's best setting, and its
+    iteration and particle.
+    """
+
+    fitness: FitnessConfig
+    metric: str
+    higher_is_better: bool
+    samples: int
+    baseline: Evaluation
+    best: Evaluation
+
+    @property
+    def gain_points(self) -> float:
+        """Best minus baseline on the held-out documents, in points."""
+        return 100.0 * (self.best.score - self.baseline.score)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task": self.fitness.task,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
+            "samples": self.samples,
+            "baseline": self.baseline.to_dict(),
+            "best": self.best.to_dict(),
+            "gain_points": self.gain_points,
+            "fitness": dataclasses.asdict(self.fitness),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HeldOutScores:
+        return cls(
+            fitness=_fitness_from_dict(data["fitness"]),
+            metric=str(data["metric"]),
+            higher_is_better=bool(data["higher_is_better"]),
+            samples=int(data["samples"]),
+            baseline=Evaluation.from_dict(data["baseline"]),
+            best=Evaluation.from_dict(data["best"]),
+        )
+
+
+def _fitness_from_dict(data: dict[str, Any]) -> FitnessConfig:
+    fitness = dict(data)
+    if fitness.get("include_path") and not Path(fitness["include_path"]).is_dir():
+        fitness["include_path"] = None  # the folder was moved; keep the record readable
+    return FitnessConfig(**fitness)
+
+
+@dataclass(frozen=True)
 class OptimizationResult:
     """The outcome of `run_optimization`.
 
@@ -139,7 +195,9 @@ class OptimizationResult:
     baseline when no setting helped. Particles score the user's active vectors
     with the selected ones set to the particle's layer and alpha; the baseline
     is the model with no steering at all. `cancelled` runs hold the
-    evaluations done before the cancel.
+    evaluations done before the cancel. `heldout` holds the baseline and best
+    setting scored on a held-out task, when the run was given one and was not
+    cancelled before scoring it.
     """
 
     baseline: Evaluation
@@ -159,6 +217,7 @@ class OptimizationResult:
     cancelled: bool
     wall_seconds: float
     created_at: str = field(default_factory=_now)
+    heldout: HeldOutScores | None = None
 
     @property
     def gain_points(self) -> float:
@@ -213,6 +272,7 @@ class OptimizationResult:
             "pso": dataclasses.asdict(self.pso),
             "best_by_iteration": self.best_by_iteration(),
             "history": [e.to_dict() for e in self.history],
+            "heldout": None if self.heldout is None else self.heldout.to_dict(),
         }
 
     @classmethod
@@ -225,9 +285,7 @@ class OptimizationResult:
                 f"this steerswarm reads version {FORMAT_VERSION}."
             )
         try:
-            fitness = dict(data["fitness"])
-            if fitness.get("include_path") and not Path(fitness["include_path"]).is_dir():
-                fitness["include_path"] = None  # the folder was moved; keep the record readable
+            heldout = data.get("heldout")
             return cls(
                 baseline=Evaluation.from_dict(data["baseline"]),
                 best=Evaluation.from_dict(data["best"]),
@@ -235,7 +293,7 @@ class OptimizationResult:
                 vector_indices=tuple(int(i) for i in data["vector_indices"]),
                 vectors=tuple(VectorRecord.from_dict(v) for v in data["vectors"]),
                 seed=int(data["seed"]),
-                fitness=FitnessConfig(**fitness),
+                fitness=_fitness_from_dict(data["fitness"]),
                 space=SearchSpace(**data["space"]),
                 pso=PsoConfig(**data["pso"]),
                 model=str(data["model"]["name"]),
@@ -246,6 +304,7 @@ class OptimizationResult:
                 cancelled=bool(data["cancelled"]),
                 wall_seconds=float(data["wall_seconds"]),
                 created_at=str(data.get("created_at", "")),
+                heldout=None if heldout is None else HeldOutScores.from_dict(heldout),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"The optimization result is incomplete: {exc!r}.") from exc

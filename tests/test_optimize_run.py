@@ -36,6 +36,15 @@ _TEXTS = [
     ("Bad food", 1),
 ]
 
+_HELDOUT = [
+    ("What a lovely gift", 0),
+    ("The bus was late again", 1),
+    ("Best film this year", 0),
+    ("My phone broke", 1),
+    ("Such a kind nurse", 0),
+    ("Cold soup, rude staff", 1),
+]
+
 _YAML = """\
 task: tiny_sentiment
 dataset_path: json
@@ -75,6 +84,14 @@ def task_folder(tmp_path_factory):
     (folder / "group.yaml").write_text(
         "group: tiny_group\ntask: [tiny_sentiment, tiny_mood]\n"
         "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
+    )
+    # held-out documents: the same prompt over texts the search never scores
+    held = [json.dumps({"text": t, "label": label}) for t, label in _HELDOUT]
+    (folder / "heldout.jsonl").write_text("\n".join(held) + "\n")
+    (folder / "heldout.yaml").write_text(
+        _YAML.format(folder=folder)
+        .replace("task: tiny_sentiment", "task: tiny_heldout")
+        .replace("test.jsonl", "heldout.jsonl")
     )
     return str(folder)
 
@@ -428,3 +445,171 @@ def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_f
     other_steerer = steerer_for(other.model, other.tokenizer, other.name)
     with pytest.raises(IncompatibleVectorError, match="found on tiny-llama"):
         apply_best(other_steerer, result)
+
+
+# ---------------------------------------------------------------- held-out scoring
+
+
+def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_path):
+    """After the search, the unsteered model and the best setting are scored on
+    the held-out task: exactly what a separate LmEvalFitness gives them."""
+    originals, layers = steerer.vectors, steerer.steered_layers()
+    heldout = _fitness(task_folder, task="tiny_heldout", limit=None)
+    seen = []
+    result = run_optimization(
+        steerer,
+        [0],
+        _fitness(task_folder),
+        SPACE,
+        PsoConfig(particles=3, iterations=2, seed=5),
+        on_progress=seen.append,
+        heldout=heldout,
+    )
+    assert _unchanged(steerer, originals, layers)
+    scores = result.heldout
+    assert scores is not None and scores.fitness == heldout and scores.samples == 6
+    assert (scores.metric, scores.higher_is_better) == ("acc,none", True)
+    # progress: the search as before, then one report per held-out scoring
+    assert [p.done for p in seen] == list(range(1, 10)) and {p.total for p in seen} == {9}
+    assert [p.phase for p in seen] == ["search"] * 7 + ["heldout"] * 2
+    assert [p.latest for p in seen[:7]] == result.history and seen[7].latest is None
+    # the held-out scores are those of the baseline and best settings, scored directly
+    assert scores.baseline.layers == () and scores.baseline.is_baseline
+    assert (scores.best.layers, scores.best.alphas) == (result.best.layers, result.best.alphas)
+    assert (scores.best.iteration, scores.best.particle) == (
+        result.best.iteration,
+        result.best.particle,
+    )
+    direct = LmEvalFitness(steerer, heldout)
+    best_vectors = [
+        recapture(steerer, originals[0], result.best.layers[0]).with_coeff(result.best.alphas[0]),
+        originals[1],
+    ]
+    assert direct.score(()) == (scores.baseline.score, scores.baseline.stderr)
+    assert direct.score(best_vectors) == (scores.best.score, scores.best.stderr)
+    assert scores.gain_points == pytest.approx(100 * (scores.best.score - scores.baseline.score))
+    # and the search's own scores did not see those documents
+    search = LmEvalFitness(steerer, _fitness(task_folder))
+    assert search.score(())[0] == result.baseline.score
+    loaded = type(result).load(result.save(tmp_path / "run.json"))
+    assert loaded.heldout == scores and loaded.to_dict() == result.to_dict()
+
+
+def test_a_held_out_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
+    originals, layers = steerer.vectors, steerer.steered_layers()
+    real = LmEvalFitness.score
+
+    def failing(self, vectors):
+        if self.config.task == "tiny_heldout" and vectors:
+            raise FitnessError("held-out scoring failed (simulated)")
+        return real(self, vectors)
+
+    monkeypatch.setattr(LmEvalFitness, "score", failing)
+    with pytest.raises(FitnessError, match="held-out scoring failed"):
+        run_optimization(
+            steerer,
+            [0],
+            _fitness(task_folder),
+            SPACE,
+            PsoConfig(particles=2, iterations=1),
+            heldout=_fitness(task_folder, task="tiny_heldout"),
+        )
+    assert _unchanged(steerer, originals, layers)
+
+
+@pytest.mark.parametrize("cancel_at", ["search", "heldout"])
+def test_a_cancel_skips_the_held_out_scores(steerer, task_folder, cancel_at):
+    originals, layers = steerer.vectors, steerer.steered_layers()
+    cancel = threading.Event()
+
+    def on_progress(progress):
+        if (cancel_at == "search" and progress.done == 3) or progress.phase == "heldout":
+            cancel.set()
+
+    result = run_optimization(
+        steerer,
+        [0],
+        _fitness(task_folder),
+        SPACE,
+        PsoConfig(particles=2, iterations=2),
+        on_progress=on_progress,
+        cancel=cancel,
+        heldout=_fitness(task_folder, task="tiny_heldout"),
+    )
+    assert result.cancelled and result.heldout is None
+    assert len(result.evaluations) == (2 if cancel_at == "search" else 4)
+    assert _unchanged(steerer, originals, layers)
+
+
+def test_a_bad_held_out_task_fails_before_any_scoring(steerer, task_folder, monkeypatch):
+    originals, layers = steerer.vectors, steerer.steered_layers()
+    scored = []
+    monkeypatch.setattr(LmEvalFitness, "score", lambda self, vectors: scored.append(1))
+    with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
+        run_optimization(
+            steerer,
+            [0],
+            _fitness(task_folder),
+            SPACE,
+            PsoConfig(),
+            heldout=_fitness(task_folder, task="nope"),
+        )
+    with pytest.raises(InvalidInputError, match="held-out task is the search task"):
+        run_optimization(
+            steerer, [0], _fitness(task_folder), SPACE, PsoConfig(), heldout=_fitness(task_folder)
+        )
+    assert not scored
+    assert _unchanged(steerer, originals, layers)
+
+
+def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from steering import save_vectors
+
+    root = Path(__file__).resolve().parents[1]
+    model_dir = tmp_path / "tiny-model"
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    vectors = save_vectors(tmp_path / "v.safetensors", steerer.vectors[:1], steerer.info)
+    out = tmp_path / "result.json"
+    common = [
+        *("--model", str(model_dir), "--vectors", str(vectors), "--out", str(out)),
+        *("--include-path", task_folder, "--task", "tiny_sentiment", "--limit", "6"),
+    ]
+
+    def cli(*args):
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
+        return subprocess.run(
+            [sys.executable, "-m", "optimize", *common, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+
+    for args, message in [
+        (("--heldout-task", "tiny_heldot"), "'tiny_heldot' is not registered"),
+        (("--heldout-task", "tiny_sentiment"), "held-out task is the search task"),
+        (("--heldout-limit", "3"), "--heldout-limit needs --heldout-task"),
+    ]:
+        bad = cli(*args)
+        assert bad.returncode == 1 and message in bad.stderr and bad.stderr.count("\n") == 1
+        assert not out.exists()
+
+    ok = cli(
+        *("--heldout-task", "tiny_heldout", "--heldout-limit", "0", "--quiet"),
+        *("--particles", "2", "--iterations", "1", "--layer-max", "3"),
+        *("--alpha-min", "-30", "--alpha-max", "30"),
+    )
+    assert ok.returncode == 0, ok.stderr
+    data = json.loads(out.read_text())
+    held = data["heldout"]
+    assert held["task"] == "tiny_heldout" and held["samples"] == 6
+    assert held["fitness"]["limit"] is None and held["best"]["layers"] == data["best"]["layers"]
+    assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.stdout
+    assert f"({held['gain_points']:+.1f} points)" in ok.stdout

@@ -3,6 +3,7 @@ swarm loop on a known function (pyswarms' sphere), and the result file."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ import pytest
 from optimize import (
     Evaluation,
     FitnessConfig,
+    HeldOutScores,
     OptimizationResult,
     PsoConfig,
     SearchSpace,
@@ -394,6 +396,36 @@ def test_result_round_trips_through_json(tmp_path):
         "seconds": 1.1,
         "cached": False,
     }
+
+
+def test_held_out_scores_round_trip_and_old_files_still_load(tmp_path):
+    result = _result()
+    heldout = HeldOutScores(
+        fitness=FitnessConfig("sentiment_heldout", limit=60),
+        metric="acc,none",
+        higher_is_better=True,
+        samples=60,
+        baseline=Evaluation(-1, -1, (), (), 0.55, 0.064, 2.0),
+        best=dataclasses.replace(result.best, score=0.8, stderr=0.052, seconds=2.1),
+    )
+    with_heldout = dataclasses.replace(result, heldout=heldout)
+    assert heldout.gain_points == pytest.approx(25.0)
+    data = with_heldout.to_dict()
+    assert data["heldout"]["task"] == "sentiment_heldout"
+    assert data["heldout"]["gain_points"] == pytest.approx(25.0)
+    assert data["heldout"]["best"]["layers"] == [4, 5]
+    loaded = OptimizationResult.load(with_heldout.save(tmp_path / "heldout.json"))
+    assert loaded.heldout == heldout
+    assert loaded.to_dict() == data
+
+    # a run without a held-out task, and a file written before held-out scores existed
+    assert result.to_dict()["heldout"] is None
+    old = result.to_dict()
+    del old["heldout"]
+    assert OptimizationResult.from_dict(old).heldout is None
+    broken = result.to_dict() | {"heldout": {"task": "x"}}
+    with pytest.raises(InvalidInputError, match="result is incomplete"):
+        OptimizationResult.from_dict(broken)
 
 
 def test_loading_something_else_fails_clearly(tmp_path):
