@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from steering.engine import ActiveVectors, Steerer, steerer_for
-from steering.errors import IncompatibleVectorError, NoModelError
+from steering.errors import IncompatibleVectorError, NoModelError, SteerSwarmError
 from steering.models import LoadedModel
 from steering.vector import SteeringVector
 
@@ -53,6 +53,9 @@ class ModelSession:
         # Vectors of a model that was unloaded, offered to the next model.
         self._orphans: tuple[SteeringVector, ...] = ()
         self._resolve_lock = threading.Lock()
+        # What the last model change did (the notice of that change), shown
+        # beside the model until the next change.
+        self.last_change = ""
 
     def current(self) -> Current:
         """The current model and Steerer.
@@ -73,11 +76,25 @@ class ModelSession:
                 changed = self._last is not None or bool(self._orphans)
                 self._forget_model()
                 if changed:
-                    notice = self._carry_over(self._orphans, steerer)
+                    notice = self.last_change = self._carry_over(self._orphans, steerer)
                 self._orphans = ()
             self._last = weakref.ref(steerer)
             self._last_active = steerer.active
             return Current(loaded=loaded, steerer=steerer, notice=notice)
+
+    def still_current(self, steerer: Steerer) -> bool:
+        """Whether `steerer`'s model is still the model in use (asks the source
+        only; changes nothing). Long runs check it between steps, so they stop
+        instead of going on with a model that was unloaded or replaced."""
+        try:
+            loaded = self._source()
+            return (
+                loaded is not None
+                and loaded.model is steerer.model
+                and loaded.tokenizer is steerer.tokenizer
+            )
+        except SteerSwarmError:
+            return False
 
     def _forget_model(self) -> None:
         """Keep the old model's vectors as data and leave that model unsteered
