@@ -13,6 +13,7 @@ import gradio as gr
 
 from steering.session import ModelSession
 from ui import chat_tab, steering_tab
+from ui.settings import FormSettings
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,8 @@ class Tabs:
 
     steering: steering_tab.SteeringTab
     steering_actions: steering_tab.SteeringActions
-    chat: chat_tab.ChatTab
-    chat_actions: chat_tab.ChatActions
+    chat: chat_tab.ChatTab | None  # None inside the webui, which has its own chat
+    chat_actions: chat_tab.ChatActions | None
     optimize: Any = None  # optimize_tab.OptimizeTab when the optimizer is installed
     optimize_actions: Any = None
 
@@ -35,7 +36,16 @@ class Tabs:
         return [s.model_line, s.layer, s.table, s.remove_choice]
 
 
-def _build_optimize(tabs: Tabs, session: ModelSession) -> None:
+WEBUI_CHAT_NOTE = (
+    "💬 **Chat in the webui's own Chat tab.** The active steering vectors sit on the "
+    "loaded model itself, so every reply there (and from the webui's API) is steered "
+    "until you remove them here. After you load another model or apply a LoRA, open "
+    "this tab again: the vectors that fit the new model are put on it, and any that "
+    "do not are dropped with a message."
+)
+
+
+def _build_optimize(tabs: Tabs, session: ModelSession, settings: FormSettings) -> None:
     """The Optimize tab, wired to the Steering tab (it changes the active vectors)."""
     try:
         from ui import optimize_tab
@@ -46,7 +56,7 @@ def _build_optimize(tabs: Tabs, session: ModelSession) -> None:
         )
         return
     actions = optimize_tab.OptimizeActions(session, tabs.steering_actions)
-    tab = optimize_tab.build(actions)
+    tab = optimize_tab.build(actions, settings)
     tabs.optimize, tabs.optimize_actions = tab, actions
     s = tabs.steering
     tab.apply.click(
@@ -57,20 +67,36 @@ def _build_optimize(tabs: Tabs, session: ModelSession) -> None:
     )
 
 
-def build_tabs(session: ModelSession, save_dir: Path | None = None) -> Tabs:
-    """Build the Steering, Chat and Optimize tabs inside the current Blocks context."""
+def build_tabs(
+    session: ModelSession,
+    save_dir: Path | None = None,
+    *,
+    webui: bool = False,
+    settings: FormSettings | None = None,
+) -> Tabs:
+    """Build the Steering, Chat and Optimize tabs inside the current Blocks context.
+
+    With `webui=True` (inside text-generation-webui) there is no Chat tab:
+    the webui's own chat is steered, and a note at the top says so.
+    `settings` gives the forms their starting values and remembers changes.
+    """
+    settings = settings or FormSettings()
     steering_actions = steering_tab.SteeringActions(
         session, save_dir or Path(tempfile.mkdtemp(prefix="steerswarm-"))
     )
-    chat_actions = chat_tab.ChatActions(session)
+    chat_actions = None if webui else chat_tab.ChatActions(session)
+    if webui:
+        gr.Markdown(WEBUI_CHAT_NOTE, elem_id="steerswarm-webui-note")
     with gr.Tabs():
         with gr.Tab("Steering") as steering_page:
-            steering = steering_tab.build(steering_actions)
-        with gr.Tab("Chat"):
-            chat = chat_tab.build(chat_actions)
+            steering = steering_tab.build(steering_actions, settings)
+        chat = None
+        if chat_actions is not None:
+            with gr.Tab("Chat"):
+                chat = chat_tab.build(chat_actions)
         tabs = Tabs(steering, steering_actions, chat, chat_actions)
         with gr.Tab("Optimize") as optimize_page:
-            _build_optimize(tabs, session)
+            _build_optimize(tabs, session, settings)
     steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs())
     if tabs.optimize is not None:
         optimize_page.select(

@@ -30,11 +30,12 @@ from optimize import (
     apply_best,
     run_optimization,
 )
-from steering.errors import InvalidInputError, SteerSwarmError
+from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
 from ui.jobs import WAITING, ModelJob
+from ui.settings import FormSettings
 from ui.steering_tab import SteeringActions
 
 log = logging.getLogger(__name__)
@@ -352,6 +353,7 @@ class OptimizeActions:
             return None
         try:
             stamp = time.strftime("%Y%m%d-%H%M%S")
+            Path(folder).mkdir(parents=True, exist_ok=True)
             return str(result.save(Path(folder) / f"optimization-{stamp}.json"))
         except (OSError, ValueError):
             log.exception("could not save the optimization result")
@@ -425,6 +427,18 @@ class _OptimizeWork:
 
     def __call__(self, emit: Callable[[Any], None]) -> OptimizationResult:
         steerer = self.session.current().steerer
+
+        def emit_while_current(progress: Any) -> None:
+            # Called after every evaluation. The webui can unload or replace
+            # its model while we hold the generation lock; stop rather than
+            # go on scoring a model that is no longer the one in use.
+            if not self.session.still_current(steerer):
+                raise NoModelError(
+                    f"The model changed during the optimization ({steerer.info.name} is no "
+                    "longer the loaded model), so the run stopped; nothing was applied."
+                )
+            emit(progress)
+
         labels = fmt.vector_choices(steerer.vectors)
         for choice, index in zip(self.request.choices, self.request.indices):
             if index >= len(labels) or labels[index] != choice:
@@ -438,15 +452,26 @@ class _OptimizeWork:
             self.request.fitness,
             self.request.space,
             self.request.pso,
-            on_progress=emit,
+            on_progress=emit_while_current,
             cancel=self.cancel,
         )
 
 
-def build(actions: OptimizeActions) -> OptimizeTab:
-    """Lay out the tab inside the current Blocks context and wire its events."""
+def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
+    """Lay out the tab inside the current Blocks context and wire its events.
+
+    `settings` gives the form's starting values and remembers what the user
+    enters."""
+    settings = settings or FormSettings()
     info, vectors, _problem = actions.steering.model_facts()
     low, high = default_layer_range(info.num_layers) if info is not None else (0, 0)
+    top = info.num_layers - 1 if info is not None else None
+    get = settings.get
+
+    def layer_value(key: str, default: int) -> int:
+        """A saved layer, within the loaded model's layers."""
+        value = get(key, default)
+        return value if top is None else min(max(value, 0), top)
     choices = fmt.vector_choices(vectors)
     gr.Markdown(
         "Search the **layer** and **alpha** (coefficient) of the chosen vectors with a "
@@ -456,29 +481,37 @@ def build(actions: OptimizeActions) -> OptimizeTab:
     )
     vector_box = gr.CheckboxGroup(choices=choices, value=choices, label="Vectors to optimize")
     with gr.Row():
-        task = gr.Textbox(value=DEFAULT_TASK, label="Task", info="lm-eval task or group name")
+        task = gr.Textbox(
+            value=get("optimize_task", DEFAULT_TASK), label="Task", info="lm-eval task or group name"
+        )
         task_folder = gr.Textbox(
-            value=str(TASKS_DIR) if TASKS_DIR.is_dir() else "",
+            value=get("optimize_task_folder", str(TASKS_DIR) if TASKS_DIR.is_dir() else ""),
             label="Task folder",
             info="folder of local task YAMLs; empty = lm-eval's built-in tasks",
             scale=2,
         )
-        metric = gr.Textbox(value="acc", label="Metric")
+        metric = gr.Textbox(value=get("optimize_metric"), label="Metric")
     with gr.Row():
-        limit = gr.Number(value=20, precision=0, label="Limit", info="documents per evaluation")
-        batch_size = gr.Number(value=8, precision=0, label="Batch size")
-        particles = gr.Number(value=4, precision=0, label="Particles")
-        iterations = gr.Number(value=3, precision=0, label="Iterations")
+        limit = gr.Number(
+            value=get("optimize_limit"), precision=0, label="Limit", info="documents per evaluation"
+        )
+        batch_size = gr.Number(value=get("optimize_batch_size"), precision=0, label="Batch size")
+        particles = gr.Number(value=get("optimize_particles"), precision=0, label="Particles")
+        iterations = gr.Number(value=get("optimize_iterations"), precision=0, label="Iterations")
     with gr.Row():
-        layer_min = gr.Number(value=low, precision=0, label="Lowest layer")
-        layer_max = gr.Number(value=high, precision=0, label="Highest layer")
-        alpha_min = gr.Number(value=-8.0, label="Lowest alpha")
-        alpha_max = gr.Number(value=8.0, label="Highest alpha")
+        layer_min = gr.Number(
+            value=layer_value("optimize_layer_min", low), precision=0, label="Lowest layer"
+        )
+        layer_max = gr.Number(
+            value=layer_value("optimize_layer_max", high), precision=0, label="Highest layer"
+        )
+        alpha_min = gr.Number(value=get("optimize_alpha_min"), label="Lowest alpha")
+        alpha_max = gr.Number(value=get("optimize_alpha_max"), label="Highest alpha")
     with gr.Accordion("PSO options", open=False), gr.Row():
-        c1 = gr.Number(value=0.5, label="c1 (cognitive)")
-        c2 = gr.Number(value=0.3, label="c2 (social)")
-        w = gr.Number(value=0.9, label="w (inertia)")
-        seed = gr.Number(value=0, precision=0, label="Seed")
+        c1 = gr.Number(value=get("optimize_c1"), label="c1 (cognitive)")
+        c2 = gr.Number(value=get("optimize_c2"), label="c2 (social)")
+        w = gr.Number(value=get("optimize_w"), label="w (inertia)")
+        seed = gr.Number(value=get("optimize_seed"), precision=0, label="Seed")
     with gr.Row():
         run = gr.Button("Optimize vectors", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
@@ -520,6 +553,16 @@ def build(actions: OptimizeActions) -> OptimizeTab:
         w,
         seed,
     ]
+    for key, component in (
+        ("optimize_task", task), ("optimize_task_folder", task_folder),
+        ("optimize_metric", metric), ("optimize_limit", limit),
+        ("optimize_batch_size", batch_size), ("optimize_particles", particles),
+        ("optimize_iterations", iterations), ("optimize_layer_min", layer_min),
+        ("optimize_layer_max", layer_max), ("optimize_alpha_min", alpha_min),
+        ("optimize_alpha_max", alpha_max), ("optimize_c1", c1), ("optimize_c2", c2),
+        ("optimize_w", w), ("optimize_seed", seed),
+    ):  # fmt: skip
+        settings.remember(component, key)
     view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
     run.click(actions.optimize, form, view, api_name="optimize")
     cancel.click(actions.cancel, None, [status], api_name="cancel_optimization")

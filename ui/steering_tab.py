@@ -26,6 +26,7 @@ from steering.store import load_vectors, save_vectors
 from steering.vector import SteeringVector
 from ui import format as fmt
 from ui.jobs import WAITING, ModelJob
+from ui.settings import FormSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,14 @@ class SteeringActions:
             return None, (), str(exc)
         return steerer.info, steerer.vectors, ""
 
+    def model_line(self, info: ModelInfo | None, problem: str = "") -> str:
+        """Which model is steered, and what happened at the last model change
+        (the vectors kept or dropped), so that a change noticed while
+        refreshing is still reported."""
+        line = fmt.model_line(info, problem)
+        change = self.session.last_change
+        return f"{line}  \nℹ {change}" if change else line
+
     # -- handlers ----------------------------------------------------------
 
     def refresh(self) -> tuple[str, Any, Any, Any]:
@@ -136,9 +145,9 @@ class SteeringActions:
             if acquire is not None:
                 self.session.lock.release()  # type: ignore[attr-defined]
         if info is None:
-            return fmt.model_line(None, problem), gr.update(), [], gr.update(choices=[])
+            return self.model_line(None, problem), gr.update(), [], gr.update(choices=[])
         return (
-            fmt.model_line(info),
+            self.model_line(info),
             gr.update(maximum=info.num_layers - 1, info=_layer_info(info)),
             fmt.vector_rows(vectors),
             gr.update(choices=fmt.vector_choices(vectors), value=None),
@@ -262,11 +271,16 @@ def _upload_path(file: Any) -> str | None:
     return None
 
 
-def build(actions: SteeringActions) -> SteeringTab:
-    """Lay out the tab inside the current Blocks context and wire its events."""
+def build(actions: SteeringActions, settings: FormSettings | None = None) -> SteeringTab:
+    """Lay out the tab inside the current Blocks context and wire its events.
+
+    `settings` gives the layer and coefficient to start with and remembers
+    the ones the user enters."""
+    settings = settings or FormSettings()
     info, vectors, problem = actions.model_facts()
     num_layers = info.num_layers if info is not None else 32
-    model_line = gr.Markdown(fmt.model_line(info, problem))
+    start_layer = min(max(settings.get("layer", default_layer(num_layers)), 0), num_layers - 1)
+    model_line = gr.Markdown(actions.model_line(info, problem))
     with gr.Row():
         with gr.Column(scale=3):
             concept = gr.Textbox(
@@ -284,13 +298,13 @@ def build(actions: SteeringActions) -> SteeringTab:
             layer = gr.Slider(
                 minimum=0,
                 maximum=max(num_layers - 1, 1),
-                value=default_layer(num_layers),
+                value=start_layer,
                 step=1,
                 label="Layer",
                 info=_layer_info(info) if info is not None else "load a model to see its layers",
             )
             coeff = gr.Number(
-                value=DEFAULT_COEFF,
+                value=settings.get("coefficient", DEFAULT_COEFF),
                 label="Coefficient",
                 info="H + coefficient × V; negative steers away. Start near 2: too high garbles the text.",
             )
@@ -331,6 +345,8 @@ def build(actions: SteeringActions) -> SteeringTab:
             )
             load = gr.Button("Load vectors")
 
+    settings.remember(layer, "layer")
+    settings.remember(coeff, "coefficient")
     view = [table, remove_choice, status]
     add.click(actions.add_vector, [concept, contrast, layer, coeff], view, api_name="add_vector")
     remove.click(actions.remove_vector, [remove_choice], view, api_name="remove_vector")
