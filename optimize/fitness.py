@@ -10,8 +10,13 @@ sampler whose random state moves on), minus bootstrap, sample logging, any
 response cache (a cache keyed on the request would ignore the steering) and
 any reseeding of global random state.
 
-The one place the model runs is `_run_requests`. Issue 5 (reusing the
-computation of the layers below the lowest steered layer) plugs in there.
+The one place the model runs is `_run_requests`. Loglikelihood requests
+(multiple-choice tasks) go through a `PrefixScorer` when the model's layout
+allows it: it runs the layers below the lowest steered layer once per input
+and reuses them for every setting, runs the LM head only where a token is
+scored, and gives lm-eval's own (loglikelihood, is_greedy) answers (checked
+against lm-eval on one batch when built). Other request types, and models it
+does not support, go through lm-eval's HFLM.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig
 from optimize.errors import FitnessError
+from optimize.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, SteerSwarmError
 from steering.vector import SteeringVector
@@ -110,9 +116,22 @@ def find_task(config: FitnessConfig) -> Any:
 
 
 class LmEvalFitness:
-    """Scores steering settings on one lm-eval task with the loaded model."""
+    """Scores steering settings on one lm-eval task with the loaded model.
 
-    def __init__(self, steerer: Steerer, config: FitnessConfig) -> None:
+    With `prefix_cache` (the default), loglikelihood requests are scored by a
+    `PrefixScorer` that keeps the hidden states below the steering in up to
+    `cache_bytes` of memory (0: keep none, run every layer every time). Its
+    answers equal lm-eval's; `prefix_cache=False` scores through lm-eval.
+    """
+
+    def __init__(
+        self,
+        steerer: Steerer,
+        config: FitnessConfig,
+        *,
+        prefix_cache: bool = True,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         self.steerer = steerer
         self.config = config
         with preserved_rng():
@@ -125,6 +144,20 @@ class LmEvalFitness:
             for instance in plan.task.instances:
                 self._requests[instance.request_type].extend([instance] * (instance.repeats or 1))
         self.samples = sum(len(plan.docs) for plan in self._plans)
+        self.prefix_scorer: PrefixScorer | None = None
+        if prefix_cache and self._requests.get("loglikelihood"):
+            with preserved_rng():
+                self.prefix_scorer = PrefixScorer.build(
+                    steerer,
+                    self.lm,
+                    self._requests["loglikelihood"],
+                    config.batch_size,
+                    cache_bytes,
+                )
+
+    def requests(self, request_type: str = "loglikelihood") -> list[Any]:
+        """The requests of one type that every evaluation sends, in order."""
+        return list(self._requests.get(request_type, []))
 
     @property
     def metric_key(self) -> str:
@@ -311,7 +344,11 @@ class LmEvalFitness:
                 instance.filtered_resps = {}
         ordered = []
         for request_type, requests in self._requests.items():
-            answers = getattr(self.lm, request_type)(requests, disable_tqdm=True)
+            if request_type == "loglikelihood" and self.prefix_scorer is not None:
+                steered = self.steerer.steered_layers()
+                answers = self.prefix_scorer.score(min(steered) if steered else None)
+            else:
+                answers = getattr(self.lm, request_type)(requests, disable_tqdm=True)
             for answer, request in zip(answers, requests, strict=True):
                 request.resps.append(answer)
             ordered.extend(answers)

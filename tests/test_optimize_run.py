@@ -300,19 +300,17 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatc
 
 
 def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
-    from lm_eval.models.huggingface import HFLM
-
     originals, layers = steerer.vectors, steerer.steered_layers()
     calls = []
-    real = HFLM.loglikelihood
+    real = LmEvalFitness._run_requests  # where the model runs, on either scoring path
 
-    def failing(self, requests, disable_tqdm=False):
-        calls.append(len(requests))
+    def failing(self):
+        calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("CUDA out of memory (simulated)")
-        return real(self, requests, disable_tqdm=disable_tqdm)
+        return real(self)
 
-    monkeypatch.setattr(HFLM, "loglikelihood", failing)
+    monkeypatch.setattr(LmEvalFitness, "_run_requests", failing)
     with pytest.raises(
         FitnessError,
         match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",

@@ -1,0 +1,362 @@
+"""lm-eval's loglikelihood answers, with the layers below the steering run once.
+
+Steering adds to the hidden state entering its layer, so for a given input
+everything below the lowest steered layer L is the same for every particle.
+`PrefixScorer` takes a task's loglikelihood requests once and tokenizes them
+as lm-eval's HFLM does. It keeps one row per distinct model input (all
+one-token choices of a context share a row), sorted longest first and cut
+into right-padded batches. Scoring a setting then runs, per batch:
+
+1. the hidden state entering layer L, from its store when it is there; else
+   computed from the nearest stored layer below L (or the embeddings) and
+   stored if the store has room. Layers below L are unsteered by definition.
+2. layers L..N-1 with the steering active (each layer's own forward, so the
+   steering the Steerer installed applies), then the final norm.
+3. the LM head and log-softmax only at the positions whose next token is
+   scored, giving per request the sum of the continuation's log-probs and
+   whether greedy decoding produces it: lm-eval's (loglikelihood, is_greedy).
+
+Causal attention means a row's real positions never see the padding to their
+right, so a row's numbers do not depend on what shares its batch.
+
+The layer loop is written for the decoder-only layout of Llama, Mistral and
+Qwen2/3 in transformers 5 (`model.model.{embed_tokens, rotary_emb, layers,
+norm}` and `model.lm_head`). `PrefixScorer.build` returns None for any other
+model, and checks the loop against lm-eval's own answers on one batch before
+it is used, returning None on any mismatch: the caller then scores through
+lm-eval (correct, just slower).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+# Model types whose base model runs exactly: embed -> rotary + causal mask ->
+# layers -> norm, and whose causal LM applies only lm_head after that.
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+# The store of hidden states keeps at most this many bytes (1 GiB).
+DEFAULT_CACHE_BYTES = 1 << 30
+
+
+class _Unscorable(Exception):
+    """A request this scorer does not handle (lm-eval will say what is wrong)."""
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One right-padded batch of distinct model inputs.
+
+    `pick_rows`/`pick_positions` index the positions whose logits are needed
+    (each once); `targets[i]` is the continuation token scored at pick
+    `picks[i]`, for request `owners[i]` (an index into the batch's requests).
+    """
+
+    ids: torch.Tensor  # [rows, width]
+    pick_rows: torch.Tensor  # [picks]
+    pick_positions: torch.Tensor  # [picks]
+    picks: torch.Tensor  # [scored tokens] -> index into the picks
+    targets: torch.Tensor  # [scored tokens]
+    owners: torch.Tensor  # [scored tokens] -> index into `requests`
+    requests: tuple[int, ...]  # indices into the scorer's request list
+
+    @property
+    def tokens(self) -> int:
+        return int(self.ids.numel())
+
+
+def _tokenize(lm: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context tokens, continuation tokens) exactly as HFLM.loglikelihood makes them."""
+    if context == "":
+        continuation_enc = lm.tok_encode(continuation, add_special_tokens=False)
+        if lm.prefix_token_id != continuation_enc[0]:
+            return [lm.prefix_token_id], continuation_enc
+        return continuation_enc[:1], continuation_enc[1:]
+    return lm._encode_pair(context, continuation)
+
+
+def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
+    """Why the layer loop cannot run this model, or None when it can."""
+    config = getattr(model, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model type {model_type!r} is not one of {sorted(SUPPORTED_MODEL_TYPES)}"
+    base = getattr(model, "model", None)
+    parts = ("embed_tokens", "rotary_emb", "norm", "layers")
+    if base is None or any(getattr(base, p, None) is None for p in parts):
+        return "the model does not have the model.{embed_tokens, rotary_emb, norm, layers} layout"
+    if base.layers is not layers:
+        return "the steered layers are not model.model.layers"
+    if getattr(model, "lm_head", None) is None:
+        return "the model has no lm_head"
+    if getattr(lm, "backend", None) != "causal":
+        return "lm-eval does not treat the model as causal"
+    if getattr(lm, "mixed_precision_dtype", None) is not None:
+        return "lm-eval runs the model under autocast"
+    return None
+
+
+class PrefixScorer:
+    """Scores a fixed list of loglikelihood requests, reusing the hidden
+    states below the lowest steered layer. Build it with `PrefixScorer.build`."""
+
+    def __init__(
+        self,
+        model: Any,
+        lm: Any,
+        requests: Sequence[Any],
+        batch_size: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self.model = model
+        self.base = model.model
+        self.layers = self.base.layers
+        self.num_layers = len(self.layers)
+        self.config = self.base.config
+        self.device = self.base.embed_tokens.weight.device
+        self.softmax_dtype = getattr(lm, "softmax_dtype", None)
+        self.cache_bytes = max(0, int(cache_bytes))
+        self.requests = len(requests)
+        self.batches = self._plan(lm, requests, batch_size)
+        self.rows = sum(int(b.ids.shape[0]) for b in self.batches)
+        # layer -> hidden states entering it, one tensor per batch
+        self._store: dict[int, list[torch.Tensor]] = {}
+        self._bytes_per_layer = sum(b.tokens for b in self.batches) * self._hidden_bytes()
+        self._storable_layers = self._choose_storable()
+        self.layer_runs = 0  # decoder layers run, summed over batches
+
+    @classmethod
+    def build(
+        cls,
+        steerer: Any,
+        lm: Any,
+        requests: Sequence[Any],
+        batch_size: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> PrefixScorer | None:
+        """A scorer for `requests`, or None (with the reason logged) when the
+        model's layout is not supported or the scorer's answers on one batch
+        differ from lm-eval's."""
+        model = steerer.model
+        why = _supported(model, steerer.layers, lm)
+        if why is not None:
+            log.info("prefix cache off: %s; scoring through lm-eval", why)
+            return None
+        if not requests:
+            return None
+        try:
+            scorer = cls(model, lm, requests, batch_size, cache_bytes)
+        except _Unscorable as exc:
+            log.info("prefix cache off: %s; scoring through lm-eval", exc)
+            return None
+        why = scorer._differs_from_lm_eval(lm, requests)
+        if why is not None:
+            log.warning("prefix cache off: %s; scoring through lm-eval", why)
+            return None
+        return scorer
+
+    # ----------------------------------------------------------------- plan
+
+    def _plan(self, lm: Any, requests: Sequence[Any], batch_size: int) -> list[_Batch]:
+        # request -> (row, continuation tokens); lm-eval's input is
+        # (context + continuation) left-truncated to max_length + 1, minus the
+        # last token, and its scored logits are the last len(continuation).
+        rows: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        for index, instance in enumerate(requests):
+            context, continuation = _tokenize(lm, *instance.args)
+            if not context or not continuation or len(continuation) > lm.max_length:
+                raise _Unscorable(f"request {index} has an empty or over-long continuation")
+            row = tuple((context + continuation)[-(lm.max_length + 1) :][:-1])
+            rows.setdefault(row, []).append((index, continuation))
+        ordered = sorted(rows, key=lambda r: (-len(r), r))
+        batches = []
+        for start in range(0, len(ordered), max(1, batch_size)):
+            chunk = ordered[start : start + batch_size]
+            width = len(chunk[0])
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            pick_index: dict[tuple[int, int], int] = {}
+            picks, targets, owners, members = [], [], [], []
+            for r, row in enumerate(chunk):
+                ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+                for index, continuation in rows[row]:
+                    owner = len(members)
+                    members.append(index)
+                    first = len(row) - len(continuation)
+                    for offset, token in enumerate(continuation):
+                        key = (r, first + offset)
+                        picks.append(pick_index.setdefault(key, len(pick_index)))
+                        targets.append(token)
+                        owners.append(owner)
+            where = sorted(pick_index, key=pick_index.__getitem__)
+            batches.append(
+                _Batch(
+                    ids=ids.to(self.device),
+                    pick_rows=torch.tensor([w[0] for w in where], device=self.device),
+                    pick_positions=torch.tensor([w[1] for w in where], device=self.device),
+                    picks=torch.tensor(picks, device=self.device),
+                    targets=torch.tensor(targets, device=self.device),
+                    owners=torch.tensor(owners, device=self.device),
+                    requests=tuple(members),
+                )
+            )
+        return batches
+
+    def _hidden_bytes(self) -> int:
+        dtype = self.base.embed_tokens.weight.dtype
+        return int(self.config.hidden_size) * torch.empty((), dtype=dtype).element_size()
+
+    # ---------------------------------------------------------------- layers
+
+    def _mask_kinds(self) -> list[str]:
+        """The attention mask each layer gets, as each model's own forward picks it."""
+        model_type = self.config.model_type
+        if model_type in ("qwen2", "qwen3"):
+            return list(self.config.layer_types)
+        if model_type == "mistral" and self.config.sliding_window is not None:
+            return ["sliding_attention"] * self.num_layers
+        return ["full_attention"] * self.num_layers
+
+    def _run_layers(
+        self,
+        hidden: torch.Tensor,
+        start: int,
+        stop: int,
+        keep: dict[int, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Layers start..stop-1 on `hidden` (the state entering layer `start`),
+        as the base model's forward runs them for input ids with no padding
+        mask. With `keep`, the states entering the storable layers in
+        start+1..stop are put in it."""
+        if start >= stop:
+            return hidden
+        from transformers.masking_utils import (
+            create_causal_mask,
+            create_sliding_window_causal_mask,
+        )
+
+        positions = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+        kinds = self._mask_kinds()
+        makers = {
+            "full_attention": create_causal_mask,
+            "sliding_attention": create_sliding_window_causal_mask,
+        }
+        masks = {
+            kind: makers[kind](self.config, hidden, None, None, position_ids=positions)
+            for kind in set(kinds[start:stop])
+        }
+        rotary = self.base.rotary_emb(hidden, position_ids=positions)
+        for index in range(start, stop):
+            hidden = self.layers[index](
+                hidden,
+                attention_mask=masks[kinds[index]],
+                position_ids=positions,
+                position_embeddings=rotary,
+            )
+            self.layer_runs += 1
+            if keep is not None and self._storable(index + 1):
+                keep[index + 1] = hidden
+        return hidden
+
+    def _storable(self, layer: int) -> bool:
+        return layer in self._storable_layers and layer not in self._store
+
+    def _choose_storable(self) -> frozenset[int]:
+        """Every layer if all fit in `cache_bytes`, else every k-th, evenly."""
+        if self._bytes_per_layer <= 0 or self._bytes_per_layer > self.cache_bytes:
+            return frozenset()
+        fit = self.cache_bytes // self._bytes_per_layer
+        stride = max(1, math.ceil(self.num_layers / fit))
+        return frozenset(range(stride, self.num_layers + 1, stride))
+
+    @property
+    def stored_layers(self) -> list[int]:
+        """Layers whose entering hidden states are stored."""
+        return sorted(self._store)
+
+    @property
+    def stored_bytes(self) -> int:
+        return len(self._store) * self._bytes_per_layer
+
+    # --------------------------------------------------------------- scoring
+
+    @torch.no_grad()
+    def score(self, lowest_steered: int | None) -> list[tuple[float, bool]]:
+        """(loglikelihood, is_greedy) per request, in request order, with the
+        model as it is now: steered at `lowest_steered` and above, or not at
+        all when None."""
+        layer = self.num_layers if lowest_steered is None else int(lowest_steered)
+        if not 0 <= layer <= self.num_layers:
+            raise ValueError(f"layer {layer} is outside 0..{self.num_layers}")
+        start = max((s for s in self._store if s <= layer), default=0)
+        new: dict[int, list[torch.Tensor]] = {}
+        answers: list[tuple[float, bool] | None] = [None] * self.requests
+        for index, batch in enumerate(self.batches):
+            hidden = (
+                self._store[start][index] if start else self.base.embed_tokens(batch.ids)
+            )
+            # Below `layer` nothing is steered: the states entering layers up
+            # to `layer` are the unsteered ones, fit to keep for any setting.
+            keep: dict[int, torch.Tensor] = {}
+            hidden = self._run_layers(hidden, start, layer, keep)
+            for kept, state in keep.items():
+                new.setdefault(kept, []).append(state)
+            self._answer(batch, self._run_layers(hidden, layer, self.num_layers), answers)
+        self._store.update(new)  # only whole layers: every batch got through
+        assert all(a is not None for a in answers)
+        return answers  # type: ignore[return-value]
+
+    def _answer(
+        self, batch: _Batch, hidden: torch.Tensor, answers: list[tuple[float, bool] | None]
+    ) -> None:
+        picked = self.base.norm(hidden)[batch.pick_rows, batch.pick_positions]
+        logits = self.model.lm_head(picked)
+        logprobs = F.log_softmax(logits, dim=-1, dtype=self.softmax_dtype)
+        scored = logprobs[batch.picks, batch.targets]
+        greedy = logprobs.argmax(dim=-1)[batch.picks] == batch.targets
+        count = len(batch.requests)
+        sums = torch.zeros(count, dtype=scored.dtype, device=scored.device)
+        sums.index_add_(0, batch.owners, scored)
+        misses = torch.zeros(count, dtype=torch.long, device=scored.device)
+        misses.index_add_(0, batch.owners, (~greedy).long())
+        for owner, (value, miss) in enumerate(zip(sums.tolist(), misses.tolist(), strict=True)):
+            answers[batch.requests[owner]] = (float(value), miss == 0)
+
+    # ----------------------------------------------------------------- check
+
+    def _differs_from_lm_eval(self, lm: Any, requests: Sequence[Any]) -> str | None:
+        """Compare with lm-eval on the shortest batch, the loop split mid-model.
+
+        Both run the model as it is (with whatever steering is active), so the
+        comparison needs no change of the active vectors."""
+        batch = self.batches[-1]
+        subset = [requests[i] for i in batch.requests]
+        split = self.num_layers // 2
+        answers: list[tuple[float, bool] | None] = [None] * self.requests
+        try:
+            with torch.no_grad():
+                expected = lm.loglikelihood(subset, disable_tqdm=True)
+                hidden = self._run_layers(self.base.embed_tokens(batch.ids), 0, split)
+                self._answer(batch, self._run_layers(hidden, split, self.num_layers), answers)
+        except Exception as exc:  # any failure of the fast path means: do not use it
+            return f"the layer loop failed on this model ({type(exc).__name__}: {exc})"
+        finally:
+            self.layer_runs = 0
+        tolerance = 1e-3 if self.base.embed_tokens.weight.dtype == torch.float32 else 5e-2
+        for index, want in zip(batch.requests, expected, strict=True):
+            got = answers[index]
+            assert got is not None
+            if not math.isclose(want[0], got[0], rel_tol=tolerance, abs_tol=tolerance):
+                return (
+                    f"its loglikelihood of request {index} is {got[0]:.6f}, lm-eval's is "
+                    f"{want[0]:.6f}"
+                )
+        return None
