@@ -1,10 +1,16 @@
 """steerswarm as a text-generation-webui extension, and as a standalone app.
 
-In the webui (through script.py): `setup()` binds a ModelSession to the
-webui's loaded model and generation lock, and `ui()` builds the tabs inside
-the tab the webui opens for us. Standalone: `python extension.py [--model
-PATH] [--gguf-file FILE] [--host 127.0.0.1] [--port 7860]` loads a model
-(the embedded SmolLM2-135M-Instruct by default) and serves the same tabs.
+In the webui (through script.py): `ui()` builds the Steering and Optimize
+tabs inside the tab the webui opens for us. They act on the webui's loaded
+model (`modules.shared.model` and `.tokenizer`), looked up afresh for every
+action, and take the webui's generation lock around every use of it, so an
+optimization and a chat reply never run at once. Chat happens in the webui's
+own chat: the vectors sit on the model, so it is steered. `params` carries
+the tab's name and the form values the webui saves as `<name>-<key>`.
+
+Standalone: `python extension.py [--model PATH] [--gguf-file FILE] [--host
+127.0.0.1] [--port 7860]` loads a model (the embedded SmolLM2-135M-Instruct
+by default) and serves the same tabs with a Chat tab of their own.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 _HERE = Path(__file__).resolve().parent
@@ -25,41 +33,151 @@ log = logging.getLogger("steerswarm")
 
 __all__ = ["main", "params", "setup", "ui"]
 
-params = {"display_name": "Activation Steering", "is_tab": True}
+# The webui's one piece of extension state: it sets these from the settings
+# `<name>-<key>` after importing us and saves them on "Save settings". The
+# form values (ui/settings.py) start as None = "the default".
+params: dict[str, Any] = {
+    "display_name": "Activation Steering",
+    "is_tab": True,
+    "layer": None,
+    "coefficient": None,
+    "optimize_task": None,
+    "optimize_task_folder": None,
+    "optimize_metric": None,
+    "optimize_limit": None,
+    "optimize_batch_size": None,
+    "optimize_particles": None,
+    "optimize_iterations": None,
+    "optimize_layer_min": None,
+    "optimize_layer_max": None,
+    "optimize_alpha_min": None,
+    "optimize_alpha_max": None,
+    "optimize_c1": None,
+    "optimize_c2": None,
+    "optimize_w": None,
+    "optimize_seed": None,
+}
 
-# The webui calls setup() once and ui() later, as plain functions: the session
-# made by the one is what the other builds on.
-_webui: dict[str, Any] = {}
+_LOADER_HINT = (
+    "Steering adds vectors to the hidden states of a PyTorch model; the llama.cpp, "
+    "ExLlama and TensorRT-LLM loaders run the model outside PyTorch. Load the model "
+    "with the Transformers loader to steer it."
+)
 
 
-def _webui_model() -> Any:
-    """The model the webui has loaded now, as a LoadedModel (or None)."""
-    from modules import shared  # type: ignore[import-not-found]
-
-    from steering.models import LoadedModel
-
-    model = getattr(shared, "model", None)
-    tokenizer = getattr(shared, "tokenizer", None)
-    if model is None or tokenizer is None:
-        return None
-    return LoadedModel(model=model, tokenizer=tokenizer, name=str(shared.model_name or "model"))
-
-
-def setup() -> None:
-    """Bind a ModelSession to the webui's model (when running inside the webui)."""
-    from steering.session import ModelSession
-
+def _webui_shared() -> ModuleType | None:
+    """The webui's `modules.shared`, or None when not running inside the webui."""
     try:
         from modules import shared  # type: ignore[import-not-found]
     except ImportError:
-        log.info("modules.shared is not importable: not running inside text-generation-webui")
-        return
-    _webui["session"] = ModelSession(_webui_model, lock=getattr(shared, "generation_lock", None))
+        return None
+    return shared
+
+
+class WebuiLock:
+    """The webui's `shared.generation_lock`, looked up at each use.
+
+    server.py creates that lock at start-up, in some versions after the
+    extensions are imported, so it is not read once and kept. Until it
+    exists a lock of our own stands in. Each thread releases the lock it
+    acquired, even if the webui replaced it in between.
+    """
+
+    def __init__(self, shared: ModuleType) -> None:
+        self._shared = shared
+        self._fallback = threading.Lock()
+        self._held = threading.local()
+
+    def _lock(self) -> Any:
+        lock = getattr(self._shared, "generation_lock", None)
+        return lock if lock is not None else self._fallback
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        lock = self._lock()
+        acquired = bool(lock.acquire(blocking, timeout))
+        if acquired:
+            self._stack().append(lock)
+        return acquired
+
+    def release(self) -> None:
+        stack = self._stack()
+        if not stack:
+            raise RuntimeError("release of an unacquired lock")
+        stack.pop().release()
+
+    def locked(self) -> bool:
+        return bool(self._lock().locked())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _stack(self) -> list[Any]:
+        stack = getattr(self._held, "locks", None)
+        if stack is None:
+            stack = self._held.locks = []
+        return stack
+
+
+def webui_model_source(shared: ModuleType) -> Callable[[], Any]:
+    """A ModelSession source that reads the webui's model at each call.
+
+    Returns None when no model is loaded. Raises UnsupportedModelError, with
+    the loader named, for a model our steering cannot reach into.
+    """
+    from steering.errors import UnsupportedModelError
+    from steering.models import LoadedModel, find_decoder_layers
+
+    def source() -> LoadedModel | None:
+        model = getattr(shared, "model", None)
+        if model is None:
+            return None
+        name = str(getattr(shared, "model_name", "") or "")
+        name = name if name and name != "None" else type(model).__name__
+        loras = [str(n) for n in getattr(shared, "lora_names", None) or []]
+        if loras and hasattr(model, "get_base_model"):
+            name += " + LoRA " + ", ".join(loras)
+        loader = getattr(getattr(shared, "args", None), "loader", None) or "another"
+        try:
+            find_decoder_layers(model)
+        except UnsupportedModelError as exc:
+            raise UnsupportedModelError(
+                f"{name} is loaded with the {loader} loader and cannot be steered here: "
+                f"{exc} {_LOADER_HINT}"
+            ) from exc
+        tokenizer = getattr(shared, "tokenizer", None)
+        if tokenizer is None:
+            raise UnsupportedModelError(
+                f"{name} is loaded without a tokenizer ({loader} loader); steering needs "
+                f"one to turn prompts into activations. {_LOADER_HINT}"
+            )
+        return LoadedModel(model=model, tokenizer=tokenizer, name=name)
+
+    return source
+
+
+def setup() -> None:
+    """Called once by the webui after the import. Only reports where we run:
+    the model is looked up when the tab is used, not here. Never raises."""
+    try:
+        shared = _webui_shared()
+        if shared is None:
+            log.info("modules.shared is not importable: not running inside text-generation-webui")
+        else:
+            log.info("steerswarm: steering %s", getattr(shared, "model_name", "no model yet"))
+    except Exception:  # pragma: no cover - defensive: the webui must start
+        log.exception("steerswarm: setup failed")
 
 
 def ui() -> None:
-    """Build the tabs in the webui's open Blocks context. Never raises: an
-    exception here would stop the whole webui."""
+    """Build the tabs in the webui's open Blocks context.
+
+    Never raises: nothing in the webui catches an exception from an
+    extension's ui(), so one would stop the whole webui at start-up. A
+    failure is shown in the tab instead.
+    """
     try:
         import gradio as gr
     except Exception:  # pragma: no cover - the webui always has gradio
@@ -68,17 +186,33 @@ def ui() -> None:
     try:
         from steering.session import ModelSession
         from ui.app import build_tabs
+        from ui.settings import FormSettings
 
-        session = _webui.get("session")
-        if session is None:
+        shared = _webui_shared()
+        if shared is None:
             session = ModelSession(lambda: None)
-        build_tabs(session)
+        else:
+            session = ModelSession(webui_model_source(shared), lock=WebuiLock(shared))
+        build_tabs(
+            session,
+            _save_dir(),
+            webui=True,
+            settings=FormSettings(params),
+        )
     except Exception as exc:
         log.exception("steerswarm: building the tabs failed")
         try:
             gr.Markdown(f"⚠️ Activation Steering could not start: {type(exc).__name__}: {exc}")
         except Exception:
             log.exception("steerswarm: could not show the error either")
+
+
+def _save_dir() -> Path | None:
+    """Where saved vectors and optimization results go in the webui: beside
+    its other user files (user_data/steerswarm, made on the first save), or
+    a temporary folder when the webui has no user_data folder."""
+    user_data = Path("user_data")
+    return (user_data / "steerswarm").resolve() if user_data.is_dir() else None
 
 
 def _parser() -> argparse.ArgumentParser:

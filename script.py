@@ -1,16 +1,43 @@
 """text-generation-webui entry point: everything lives in extension.py.
 
-The webui imports this file as `extensions.<name>.script` (or by file path
-for user extensions), so put this folder on sys.path first; then
-`extension`, `steering`, `ui` and `optimize` import the same way in both cases.
+The webui imports this file as `extensions.<name>.script`, or, from
+user_data/extensions, by its file path as the top-level module
+`user_ext_<name>`. Neither gives us a package to import relative to, so this
+folder goes on sys.path and `extension`, `steering`, `ui` and `optimize`
+import as top-level modules in both cases. Should another extension already
+have a module called `extension`, ours is loaded from its path under a name
+of its own instead.
 """
 
+import importlib.util
 import os
 import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_HERE = os.path.dirname(os.path.realpath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
-from extension import *  # noqa: E402,F403
-from extension import main, params, setup, ui  # noqa: E402,F401
+
+def _load_extension():  # type: ignore[no-untyped-def]
+    path = os.path.join(_HERE, "extension.py")
+    module = sys.modules.get("extension")
+    if module is None:
+        import extension as module
+    if os.path.realpath(getattr(module, "__file__", "") or "") == path:
+        return module
+    name = "steerswarm_extension"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        loaded = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        sys.modules[name] = loaded
+        spec.loader.exec_module(loaded)  # type: ignore[union-attr]
+    return sys.modules[name]
+
+
+_extension = _load_extension()
+params = _extension.params
+setup = _extension.setup
+ui = _extension.ui
+main = _extension.main
+
+__all__ = ["main", "params", "setup", "ui"]
