@@ -1,17 +1,9 @@
 """The assembled app: labels the docs and browser tests rely on, the real
-Gradio server driven with gradio_client, and the extension entry points."""
+Gradio server driven with gradio_client, and the standalone entry point."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import socket
-import subprocess
-import sys
-import textwrap
-import types
-from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -22,7 +14,6 @@ from steering import steerer_for
 from steering.session import ModelSession
 from ui.app import build_app, build_tabs
 
-ROOT = Path(__file__).resolve().parent.parent
 
 SPEC_LABELS = {
     # Steering
@@ -166,84 +157,7 @@ def test_served_app_refuses_bad_input_visibly(served, session, tmp_path):
     assert session.current().steerer.vectors == ()
 
 
-# -- the extension entry points ------------------------------------------------
-
-
-def test_extension_params():
-    assert extension.params == {"display_name": "Activation Steering", "is_tab": True}
-
-
-def test_ui_builds_without_the_webui(monkeypatch):
-    monkeypatch.setattr(extension, "_webui", {})
-    with gr.Blocks() as app:
-        extension.ui()
-    assert "Add steering vector" in labels(app)
-
-
-def test_ui_never_raises(monkeypatch):
-    """An exception in an extension's ui() would stop the whole webui."""
-    import ui.app
-
-    def broken(session):
-        raise TypeError("Slider.__init__() got an unexpected keyword argument 'min'")
-
-    monkeypatch.setattr(ui.app, "build_tabs", broken)
-    with gr.Blocks() as app:
-        extension.ui()
-    texts = [c["props"].get("value") for c in app.config["components"]]
-    assert any("Activation Steering could not start: TypeError" in str(t) for t in texts)
-
-
-def test_setup_binds_the_webui_model_and_lock(monkeypatch, tiny):
-    import threading
-
-    shared = types.ModuleType("modules.shared")
-    shared.model, shared.tokenizer, shared.model_name = tiny.model, tiny.tokenizer, "tiny-webui"
-    shared.generation_lock = threading.Lock()
-    modules = types.ModuleType("modules")
-    modules.shared = shared
-    monkeypatch.setitem(sys.modules, "modules", modules)
-    monkeypatch.setitem(sys.modules, "modules.shared", shared)
-    monkeypatch.setattr(extension, "_webui", {})
-
-    extension.setup()
-    session = extension._webui["session"]
-    assert session.lock is shared.generation_lock
-    assert session.current().steerer.info.name == "tiny-webui"
-    with gr.Blocks() as app:
-        extension.ui()
-    assert component(app, "Layer")["props"]["maximum"] == 3
-    shared.model = None  # the user unloads the model
-    with pytest.raises(Exception, match="No model is loaded"):
-        session.current()
-
-
-def test_setup_outside_the_webui_does_nothing(monkeypatch):
-    monkeypatch.setattr(extension, "_webui", {})
-    monkeypatch.setitem(sys.modules, "modules", None)  # import fails
-    extension.setup()
-    assert extension._webui == {}
-
-
-def test_script_loads_by_file_path():
-    spec = importlib.util.spec_from_file_location("user_ext_steerswarm", ROOT / "script.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.params is extension.params  # the webui's settings reach extension.params
-    assert module.ui is extension.ui and module.setup is extension.setup
-
-
-def test_script_loads_as_a_webui_package(tmp_path, monkeypatch):
-    (tmp_path / "extensions").mkdir()
-    (tmp_path / "extensions" / "steerswarm").symlink_to(ROOT, target_is_directory=True)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    try:
-        module = importlib.import_module("extensions.steerswarm.script")
-        assert module.params["display_name"] == "Activation Steering"
-        assert callable(module.ui) and callable(module.setup)
-    finally:
-        for name in [n for n in sys.modules if n.startswith("extensions")]:
-            del sys.modules[name]
+# -- the standalone entry point (the webui entry: test_webui_*.py) --------------
 
 
 def test_main_rejects_a_missing_gguf_file(caplog):
@@ -265,58 +179,6 @@ def test_main_help():
     with pytest.raises(SystemExit) as exit_info:
         extension.main(["--help"])
     assert exit_info.value.code == 0
-
-
-GRADIO4 = os.environ.get("STEERSWARM_GRADIO4_PYTHON")
-
-_GRADIO4_SCRIPT = textwrap.dedent(
-    """
-    import socket, sys
-    sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[1] + "/tests")
-    import gradio as gr
-    assert gr.__version__.startswith("4."), gr.__version__
-    from gradio_client import Client
-    from transformers import AutoTokenizer
-    from conftest import _tiny_llama
-    from steering.models import EMBEDDED_GGUF, LoadedModel, embedded_model_folder
-    from steering.session import ModelSession
-    from ui.app import build_app, build_tabs
-    import extension
-
-    with gr.Blocks():
-        extension.ui()  # no webui model: must still build
-    tok = AutoTokenizer.from_pretrained(str(embedded_model_folder()), gguf_file=EMBEDDED_GGUF)
-    tiny = LoadedModel(_tiny_llama(tok, 0), tok, "tiny")
-    app = build_app(ModelSession(lambda: tiny))
-    app.queue()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-    status = client.predict("good day", "bad day", 1, 2.0, api_name="/add_vector")[2]
-    assert status.startswith("✓ Added"), status
-    steered, unsteered, box, status = client.predict("Hi", True, 6, 0, api_name="/chat")
-    assert status.startswith("✓ Replied"), status
-    assert steered[0][0] == "Hi" and unsteered[0][0] == "Hi", steered  # [user, bot] pairs
-    app.close()
-    print("GRADIO4 OK", gr.__version__)
-    """
-)
-
-
-@pytest.mark.skipif(
-    not GRADIO4,
-    reason="set STEERSWARM_GRADIO4_PYTHON to a Python with gradio 4.37 and this project's "
-    "dependencies to check the tabs in the webui's Gradio",
-)
-def test_tabs_work_in_gradio_4(tmp_path):
-    """The webui runs Gradio 4.37: the same tabs must build and work there."""
-    script = tmp_path / "gradio4_check.py"
-    script.write_text(_GRADIO4_SCRIPT)
-    done = subprocess.run(
-        [GRADIO4, str(script), str(ROOT)], check=False, capture_output=True, text=True, timeout=300
-    )
-    assert "GRADIO4 OK 4." in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
 
 
 def test_build_tabs_inside_an_open_blocks(session, tmp_path):

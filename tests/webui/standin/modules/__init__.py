@@ -7,5 +7,5 @@ imports an extension's `script.py` by the webui's two routes, applies the
 `<name>-<param>` settings, runs `setup()` and builds the tab around `ui()`;
 `ui` writes the extension parameters into the saved settings.
 
-Put `tests/webui` first on sys.path to import it as `modules`.
+Put `tests/webui/standin` first on sys.path to import it as `modules`.
 """

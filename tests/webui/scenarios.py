@@ -1,0 +1,446 @@
+"""What a webui user does with the extension, as plain functions that assert.
+
+Each scenario gets a fresh folder and the tokenizer, builds a stand-in webui
+(harness.Webui), loads the extension the webui's way, builds its tab inside
+`gr.Blocks` and drives the handlers the page registered. tests/test_webui_*.py
+run them under the current Gradio; tests/webui/gradio4_check.py runs
+`GRADIO4` under Gradio 4.37 in .venv-gradio4.
+"""
+
+from __future__ import annotations
+
+import socket
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from harness import NAME, REPO, ROUTES, Webui, last, tiny_llama
+
+TASKS = str(REPO / "tasks")
+PROMPTS = ("I love this!\nWhat a wonderful day.", "I hate this.\nWhat an awful day.")
+PROBE = torch.tensor([[1, 400, 2000, 30, 7]])
+
+
+def _logits(model: Any) -> torch.Tensor:
+    """What the webui's chat computes with shared.model, on a fixed input."""
+    with torch.no_grad():
+        return model(PROBE).logits
+
+
+def _choices(webui: Webui) -> list[str]:
+    from ui import format as fmt
+    from steering import steerer_for
+
+    model, tokenizer = webui.shared.model, webui.shared.tokenizer
+    return fmt.vector_choices(steerer_for(model, tokenizer).vectors)
+
+
+def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
+    """Run "Optimize vectors" with a small, quick setting; the final view."""
+    form = {
+        "task": "steer_sentiment", "folder": TASKS, "metric": "acc", "limit": 4,
+        "batch": 4, "particles": 2, "iterations": 1, "layer_min": 0, "layer_max": 3,
+        "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
+    }  # fmt: skip
+    form.update(override)
+    return webui.call("optimize", choices, *form.values())
+
+
+def _add(webui: Webui, layer: int = 1, coeff: float = 3.0) -> str:
+    _table, _choices, status = webui.call("add_vector", *PROMPTS, layer, coeff)
+    return status
+
+
+# -- loading -------------------------------------------------------------------
+
+
+def loads_like_the_webui(tmp: Path, tokenizer: Any) -> None:
+    """Both import routes; params; setup(); the tab built by ui() in gr.Blocks."""
+    for route in ROUTES:
+        with Webui(tmp / route, route) as webui:
+            webui.set_model(tiny_llama(tokenizer), tokenizer)
+            script = webui.load()
+            expected = "extensions.steerswarm.script" if route == "extensions" else "user_ext_steerswarm"
+            assert script.__name__ == expected, script.__name__
+            import extension
+
+            assert script.params is extension.params  # the webui's settings reach the tab
+            assert script.params["display_name"] == "Activation Steering"
+            assert script.params["is_tab"] is True
+            assert script in webui.extensions.setup_called
+            webui.build()
+            texts = webui.texts()
+            for label in ("Activation Steering", "Steering", "Optimize", "Add steering vector",
+                          "Optimize vectors", "Reset steering vectors", "Apply best"):  # fmt: skip
+                assert label in texts, label
+            assert not {"Send", "Compare with unsteered"} & set(texts)  # the webui has the chat
+            assert any("Chat in the webui's own Chat tab" in t for t in texts)
+            assert any("tiny-webui · 4 layers" in t for t in texts)
+
+
+def settings_persist(tmp: Path, tokenizer: Any) -> None:
+    """Saved `steerswarm-<key>` settings fill the form; what the user enters is
+    saved back by "Save settings" and fills the form after a restart."""
+    saved = {f"{NAME}-layer": 2, f"{NAME}-coefficient": 3.5, f"{NAME}-optimize_particles": 6}
+    with Webui(tmp / "first") as webui:
+        webui.shared.settings.update(saved)
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        webui.build()
+        assert webui.component("Layer").value == 2
+        assert webui.component("Coefficient").value == 3.5
+        assert webui.component("Particles").value == 6
+        assert webui.component("Iterations").value == 3  # not saved: the default
+        webui.on_change("Layer")(1)
+        webui.on_change("Coefficient")(-2.5)
+        webui.on_change("Lowest alpha")(-3.0)
+        webui.on_change("Seed")(7)
+        webui.on_change("Task")("my_task")
+        webui.on_change("Particles")(None)  # a cleared box is not saved over the value
+        from modules import ui as webui_ui
+
+        written = yaml.safe_dump(webui_ui.extension_settings([NAME]))
+    restored = yaml.safe_load(written)
+    assert restored[f"{NAME}-layer"] == 1 and restored[f"{NAME}-coefficient"] == -2.5
+    assert restored[f"{NAME}-optimize_particles"] == 6
+    with Webui(tmp / "second") as webui:
+        webui.shared.settings.update(restored)
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        webui.build()
+        values = {label: webui.component(label).value for label in
+                  ("Layer", "Coefficient", "Lowest alpha", "Seed", "Task", "Particles")}  # fmt: skip
+        assert values == {"Layer": 1, "Coefficient": -2.5, "Lowest alpha": -3.0, "Seed": 7,
+                          "Task": "my_task", "Particles": 6}, values  # fmt: skip
+
+
+def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
+    """A hand-edited settings.yaml with nonsense, or a layer the new model lacks."""
+    with Webui(tmp) as webui:
+        webui.shared.settings.update(
+            {f"{NAME}-layer": 99, f"{NAME}-coefficient": "strong", f"{NAME}-optimize_limit": 2.5,
+             f"{NAME}-optimize_layer_max": 40, f"{NAME}-optimize_seed": True}  # fmt: skip
+        )
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        webui.build()
+        assert webui.component("Layer").value == 3  # within the model's 4 layers
+        assert webui.component("Coefficient").value == 2.0
+        assert webui.component("Limit").value == 20
+        assert webui.component("Highest layer").value == 3
+        assert webui.component("Seed").value == 0
+
+
+def ui_never_raises(tmp: Path, tokenizer: Any) -> None:
+    """Nothing in the webui catches an exception from ui(): it must show it instead."""
+    import ui.app
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise TypeError("Slider.__init__() got an unexpected keyword argument 'min'")
+
+    original = ui.app.build_tabs
+    ui.app.build_tabs = broken
+    try:
+        with Webui(tmp) as webui:
+            webui.load()
+            webui.build()  # create_extensions_tabs() returns normally
+            assert any("Activation Steering could not start: TypeError" in t for t in webui.texts())
+    finally:
+        ui.app.build_tabs = original
+
+
+# -- steering the webui's model ------------------------------------------------
+
+
+def steers_the_webui_model(tmp: Path, tokenizer: Any) -> None:
+    """Add, optimize, apply, reset through the tab's handlers, on shared.model:
+    the webui's chat, which runs shared.model, is steered."""
+    with Webui(tmp) as webui:
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        webui.build()
+        plain = _logits(webui.shared.model)
+
+        assert _add(webui).startswith("✓ Added vector #1: layer 1"), "add"
+        steered = _logits(webui.shared.model)
+        assert not torch.allclose(plain, steered)  # every reply of the webui is steered
+
+        view = _optimize(webui, _choices(webui))
+        assert view[-1].startswith("✓ Done."), view[-1]
+        result = view[5]
+        assert result.model == "tiny-webui" and len(result.history) == 3  # baseline + 2
+        assert torch.equal(_logits(webui.shared.model), steered)  # unchanged until applied
+
+        _table, _choices_update, status, opt_status, _vectors = webui.call("apply_best", result)
+        assert status.startswith("✓ Applied the best setting"), status
+
+        _table, _choices_update, status = webui.call("reset_vectors")
+        assert status.startswith("✓ Removed all 1 steering vector(s)"), status
+        assert torch.equal(_logits(webui.shared.model), plain)  # exactly unsteered again
+
+
+def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
+    """While the webui generates (it holds shared.generation_lock) a vector
+    change and an optimization wait; our model work runs only holding it."""
+    import ui.optimize_tab
+    import ui.steering_tab
+
+    with Webui(tmp) as webui:
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        webui.build()
+        lock = webui.shared.generation_lock
+        held_during: list[bool] = []
+
+        def holding(fn: Callable[..., Any]) -> Callable[..., Any]:
+            def wrapped(*args: Any, **kwargs: Any) -> Any:
+                held_during.append(lock.locked())
+                return fn(*args, **kwargs)
+
+            return wrapped
+
+        originals = (ui.steering_tab.capture_vector, ui.optimize_tab.run_optimization)
+        ui.steering_tab.capture_vector = holding(originals[0])
+        ui.optimize_tab.run_optimization = holding(originals[1])
+        try:
+            lock.acquire()  # a chat reply is being generated
+            adding = webui.handler("add_vector")(*PROMPTS, 1, 3.0)
+            assert "Waiting for the model" in next(adding)[2]
+            lock.release()
+            assert last(adding)[2].startswith("✓ Added vector #1")
+
+            lock.acquire()
+            optimizing = _optimize_gen(webui)
+            first = next(optimizing)
+            assert first[-1].startswith("Starting"), first[-1]
+            waiting = next(optimizing)
+            assert "Waiting for the model" in waiting[-1], waiting[-1]
+            lock.release()
+            assert last(optimizing)[-1].startswith("✓ Done."), "optimize"
+        finally:
+            ui.steering_tab.capture_vector, ui.optimize_tab.run_optimization = originals
+            if lock.locked():
+                lock.release()
+        assert held_during == [True, True], held_during
+        assert not lock.locked()
+
+
+def _optimize_gen(webui: Webui) -> Iterator[Any]:
+    form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
+    return webui.handler("optimize")(_choices(webui), *form)
+
+
+# -- model changes ---------------------------------------------------------------
+
+
+def follows_model_changes(tmp: Path, tokenizer: Any) -> None:
+    """Another model of the same size keeps the vectors; one of another size
+    drops them with a message; an unloaded model is freed at once and the
+    tab says no model is loaded; the old model is never called again."""
+    with Webui(tmp) as webui:
+        first = tiny_llama(tokenizer, seed=0)
+        webui.set_model(first, tokenizer, "model-a")
+        webui.load()
+        webui.build()
+        assert _add(webui, layer=2).startswith("✓ Added vector #1")
+
+        second = tiny_llama(tokenizer, seed=1)
+        webui.set_model(second, tokenizer, "model-b")  # the user loads another model
+        calls: list[str] = []
+        first.register_forward_pre_hook(lambda *a: calls.append("stale"))
+        line, _layer, table, _ = webui.call("refresh")
+        assert "model-b" in line and "Kept 1 vector(s)" in line, line
+        assert len(table) == 1
+        assert not torch.equal(_logits(second), _logits_unsteered(second, webui))
+        assert _add(webui, layer=1).startswith("✓ Added vector #2")
+        assert calls == []  # nothing ran on the model that was replaced
+
+        wide = tiny_llama(tokenizer, seed=2, hidden_size=48)
+        webui.set_model(wide, tokenizer, "model-c")
+        _table, _choices_update, status = webui.call("reset_vectors")
+        assert "The model changed to model-c. Dropped 2 vector(s) made for a model of another size" in status, status
+
+        assert _add(webui).startswith("✓ Added vector #1")
+        gone = weakref.ref(wide)
+        del wide
+        webui.set_model(None)  # unload: the webui drops it and collects garbage
+        assert gone() is None  # its memory is free before the extension does anything
+        _table, _choices_update, status = webui.call("add_vector", *PROMPTS, 1, 3.0)
+        assert "No model is loaded" in status, status
+        line, *_ = webui.call("refresh")
+        assert "none" in line and "No model is loaded" in line, line
+
+
+def _logits_unsteered(model: Any, webui: Webui) -> torch.Tensor:
+    from steering import steerer_for
+
+    with steerer_for(model, webui.shared.tokenizer).unsteered():
+        return _logits(model)
+
+
+def stops_when_the_model_changes_mid_run(tmp: Path, tokenizer: Any) -> None:
+    """The webui may load another model while an optimization holds the
+    generation lock: the run stops at the next evaluation instead of going
+    on with the old model, and says so."""
+    import ui.optimize_tab
+
+    with Webui(tmp) as webui:
+        first = tiny_llama(tokenizer, seed=0)
+        webui.set_model(first, tokenizer, "model-a")
+        webui.load()
+        webui.build()
+        _add(webui)
+        choices = _choices(webui)
+        second = tiny_llama(tokenizer, seed=1)
+        scored: list[int] = []
+        original = ui.optimize_tab.run_optimization
+
+        def run_and_swap(*args: Any, on_progress: Any, **kwargs: Any) -> Any:
+            def progress(item: Any) -> None:
+                scored.append(item.done)
+                webui.set_model(second, tokenizer, "model-b")  # during the run
+                on_progress(item)
+
+            return original(*args, on_progress=progress, **kwargs)
+
+        ui.optimize_tab.run_optimization = run_and_swap
+        try:
+            view = _optimize(webui, choices, particles=4, iterations=2)
+        finally:
+            ui.optimize_tab.run_optimization = original
+        assert "The model changed during the optimization (model-a is no longer" in view[-1], view[-1]
+        assert scored == [1]  # the baseline only: nothing more ran on model-a
+        from steering import steerer_for
+
+        assert len(steerer_for(first, tokenizer).vectors) == 1  # restored, not applied
+
+
+def refuses_models_it_cannot_steer(tmp: Path, tokenizer: Any) -> None:
+    """llama.cpp, ExLlama and TensorRT-LLM models: a clear message, no crash."""
+
+    class LlamaServer:  # llama.cpp: a client of a llama-server process
+        def generate(self, prompt: str, state: dict) -> str:
+            return "text"
+
+    class Exllamav3HF(torch.nn.Module):  # a torch module, but no decoder layers inside
+        def __init__(self) -> None:
+            super().__init__()
+            self.ex_model = torch.nn.Linear(2, 2)
+            self.config = type("Config", (), {"model_type": "llama"})()
+
+    class TensorRTLLMModel:
+        pass
+
+    for model, loader in ((LlamaServer(), "llama.cpp"), (Exllamav3HF(), "ExLlamav3_HF"),
+                          (TensorRTLLMModel(), "TensorRT-LLM")):  # fmt: skip
+        with Webui(tmp / loader) as webui:
+            webui.shared.args.loader = loader
+            webui.set_model(model, object(), "some-model")
+            webui.load()
+            webui.build()
+            expected = f"some-model is loaded with the {loader} loader and cannot be steered here"
+            assert any(expected in t for t in webui.texts()), webui.texts()
+            _table, _choices_update, status = webui.call("add_vector", *PROMPTS, 1, 3.0)
+            assert status.startswith("⚠ Could not add the steering vector") and expected in status, status
+            assert "Transformers loader" in status
+            assert expected in webui.call("reset_vectors")[2]
+            view = _optimize(webui, ["#1 layer 1 × 3: x"])
+            assert expected in view[-1], view[-1]
+            line, *_ = webui.call("refresh")
+            assert expected in line
+
+
+def follows_a_lora(tmp: Path, tokenizer: Any) -> None:
+    """Applying a LoRA makes shared.model a peft PeftModel around the same
+    model: the vectors stay, on the PeftModel the webui now runs, the tab
+    says what happened, and optimizing works on it; removing the LoRA hands
+    the base model back with the vectors still on."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from steering import steerer_for
+
+    with Webui(tmp) as webui:
+        base = tiny_llama(tokenizer)
+        webui.set_model(base, tokenizer, "tiny-webui")
+        webui.load()
+        webui.build()
+        assert _add(webui, layer=1).startswith("✓ Added vector #1")
+
+        config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        lora = get_peft_model(base, config)  # what the webui's add_lora_to_model makes
+        assert isinstance(lora, PeftModel)
+        webui.shared.model, webui.shared.lora_names = lora, ["tiny-lora"]
+        line, _layer, table, _ = webui.call("refresh")
+        assert "The model changed to tiny-webui + LoRA tiny-lora. Kept 1 vector(s)" in line, line
+        assert len(table) == 1
+        assert steerer_for(lora, tokenizer).steered_layers() == [1]
+        assert steerer_for(base, tokenizer).steered_layers() == []  # no second hook
+        assert not torch.equal(_logits(lora), _logits_unsteered(lora, webui))
+
+        view = _optimize(webui, _choices(webui))
+        assert view[-1].startswith("✓ Done."), view[-1]
+        assert "LoRA tiny-lora" in view[5].model
+
+        webui.shared.model, webui.shared.lora_names = lora.unload(), []
+        _table, _choices_update, status = webui.call("reset_vectors")
+        assert status.startswith("ℹ The model changed to tiny-webui. Kept 1 vector(s)"), status
+        assert "Removed all 1 steering vector(s)" in status
+
+
+# -- the page served by Gradio --------------------------------------------------
+
+
+def served_page_works(tmp: Path, tokenizer: Any) -> None:
+    """The page launched by this Gradio and driven over HTTP with its client:
+    every output goes through Gradio's own (version-specific) processing."""
+    from gradio_client import Client
+
+    with Webui(tmp) as webui:
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        page = webui.build()
+        page.queue()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        table, _choices_update, status = client.predict(*PROMPTS, 1, 3.0, api_name="/add_vector")
+        assert status.startswith("✓ Added vector #1"), status
+        assert table["data"][0][:3] == [1, 1, 3.0], table
+        choices = _choices(webui)
+        # Opening the Optimize tab offers the vectors added since the page was built.
+        offered = client.predict([], api_name="/vector_choices")
+        assert offered == choices or offered.get("value") == choices, offered
+        form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
+        view = client.predict(choices, *form, api_name="/optimize")
+        assert view[-1].startswith("✓ Done."), view[-1]
+        _table, _choices_update, status = client.predict(api_name="/reset_vectors")
+        assert status.startswith("✓ Removed all 1"), status
+
+
+# Every scenario, and the ones the Gradio 4 check runs (all but those that
+# need packages only the main environment has).
+ALL: dict[str, Callable[[Path, Any], None]] = {
+    fn.__name__: fn
+    for fn in (
+        loads_like_the_webui,
+        settings_persist,
+        bad_settings_fall_back,
+        ui_never_raises,
+        steers_the_webui_model,
+        one_model_user_at_a_time,
+        follows_model_changes,
+        stops_when_the_model_changes_mid_run,
+        refuses_models_it_cannot_steer,
+        follows_a_lora,
+        served_page_works,
+    )
+}
+# peft is a test dependency of the main environment only; a LoRA changes
+# nothing that depends on the Gradio version.
+GRADIO4 = {name: fn for name, fn in ALL.items() if name != "follows_a_lora"}
