@@ -37,7 +37,7 @@ class Tabs:
 
 
 WEBUI_CHAT_NOTE = (
-    "💬 **Chat in the webui's own Chat tab.** The active steering vectors sit on the "
+    "**Chat in the webui's own Chat tab.** The active steering vectors sit on the "
     "loaded model itself, so every reply there (and from the webui's API) is steered "
     "until you remove them here. After you load another model or apply a LoRA, open "
     "this tab again: the vectors that fit the new model are put on it, and any that "
