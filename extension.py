@@ -56,6 +56,8 @@ params: dict[str, Any] = {
     "optimize_c2": None,
     "optimize_w": None,
     "optimize_seed": None,
+    "optimize_heldout_task": None,
+    "optimize_heldout_limit": None,
 }
 
 _LOADER_HINT = (

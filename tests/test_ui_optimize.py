@@ -74,6 +74,8 @@ def form(actions, **changes):
         "c2": 0.3,
         "w": 0.9,
         "seed": 0,
+        "heldout_task": "",
+        "heldout_limit": 100,
     }
     values.update(changes)
     return list(values.values())
@@ -123,6 +125,9 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
         ({"alpha_min": 2, "alpha_max": 1}, "lowest alpha below the highest"),
         ({"w": -1}, "w must be a finite number of 0 or more"),
         ({"seed": -3}, "seed must be 0 or more"),
+        ({"heldout_task": "sentiment_heldout", "heldout_limit": 0}, "Held-out limit must be 1"),
+        ({"heldout_task": "sentiment_heldout", "heldout_limit": None}, "Enter a value for Held"),
+        ({"heldout_task": "steer_sentiment"}, "held-out task is the search task"),
     ],
 )
 def test_bad_settings_are_refused_before_the_model_runs(actions, session, changes, needle):
@@ -140,6 +145,7 @@ def test_bad_settings_are_refused_before_the_model_runs(actions, session, change
         ({"layer_max": 9}, "outside tiny-llama, which has layers 0 to 3"),
         ({"task": "no_such_task"}, "no_such_task"),
         ({"metric": "bleu_nonsense"}, "bleu_nonsense"),
+        ({"heldout_task": "no_such_heldout"}, "no_such_heldout"),
     ],
 )
 def test_settings_the_model_or_task_rejects_are_reported(actions, session, changes, needle):
@@ -244,3 +250,51 @@ def test_chat_waits_while_an_optimization_runs_and_says_so(actions, session):
     assert next(chat)[-1] == fmt.WAITING
     assert views(run)[-1][-1].startswith("✓ Done.")  # finish the run
     assert list(chat)[-1][-1].startswith("✓ Replied")
+
+
+def test_example_settings_fill_the_form(actions):
+    from steering.presets import load_preset
+
+    preset = load_preset("sentiment").optimize
+    values = actions.example_settings()
+    assert len(values) == 18  # every field but the vector selection, then the status
+    (task, folder, metric, limit, batch, particles, iterations, low, high, a_min, a_max,
+     c1, c2, w, seed, held_task, held_limit, status) = values  # fmt: skip
+    assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
+    assert folder == str(TASKS_DIR) and metric == preset["metric"]
+    assert (limit, held_limit, batch) == (50, 100, preset["batch_size"])
+    assert (particles, iterations, seed) == (6, 5, 0)
+    assert (a_min, a_max, c1, c2, w) == (-3.0, 3.0, preset["c1"], preset["c2"], preset["w"])
+    assert (low, high) == (1, 3)  # the preset's 1-15, kept inside the tiny model's layers
+    assert status.startswith("✓ Filled in the search settings") and "sentiment_heldout" in status
+    *fields, status = actions.example_settings("no_such_preset")
+    assert fields == [UPDATE] * 17 and status.startswith("⚠ Could not load the example")
+
+
+def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, session):
+    from optimize import FitnessConfig, LmEvalFitness
+    from steering import recapture
+
+    steerer = session.current().steerer
+    before = steerer.vectors
+    changes = {"task": "sentiment_search", "heldout_task": "sentiment_heldout", "heldout_limit": 6}
+    shown = views(actions.optimize(*form(actions, **changes)))
+    assert any("scoring the held-out task" in v[0] for v in shown)
+    assert "7 of 7 evaluations" in shown[-1][0]
+    _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
+    held = result.heldout
+    assert held is not None and held.samples == 6 and held.fitness.task == "sentiment_heldout"
+    assert len(rows) == 5  # the search's evaluations only
+    assert "Held-out task:** sentiment_heldout · 6 documents the search never saw" in summary
+    assert f"({held.gain_points:+.1f} points)" in summary
+    assert status.startswith("✓ Done.") and "Held-out sentiment_heldout: best" in status
+    saved = json.loads(Path(result_file["value"]).read_text())
+    assert saved["heldout"]["task"] == "sentiment_heldout"
+    assert steerer.vectors == before
+    # the reported held-out scores are those of a direct evaluation
+    direct = LmEvalFitness(
+        steerer, FitnessConfig("sentiment_heldout", str(TASKS_DIR), limit=6, batch_size=4)
+    )
+    best = recapture(steerer, before[0], result.best.layers[0]).with_coeff(result.best.alphas[0])
+    assert direct.score(()) == (held.baseline.score, held.baseline.stderr)
+    assert direct.score([best]) == (held.best.score, held.best.stderr)

@@ -314,3 +314,40 @@ def test_concurrent_adds_do_not_interleave(actions):
         thread.join()
     assert not errors
     assert len(active(actions)) == 3
+
+
+def test_load_example_fills_the_form_and_changes_no_vector(actions):
+    from steering.presets import load_preset
+
+    preset = load_preset("sentiment")
+    concept, contrast, layer, coeff, status = actions.load_example()
+    assert concept.splitlines() == list(preset.concept) and len(preset.concept) >= 4
+    assert contrast.splitlines() == list(preset.contrast) and len(preset.contrast) >= 4
+    # the tiny model has layers 0 to 3: the preset's layer 8 is brought inside it
+    assert (layer, coeff) == (3, preset.coefficient)
+    assert status.startswith("✓ Filled in the example") and "Add steering vector" in status
+    assert "has no layer 8" in status and "measured on SmolLM2-135M-Instruct" in status
+    assert active(actions) == ()
+    # the filled-in form adds the example's vector
+    _table, _, added = last(actions.add_vector(concept, contrast, layer, coeff))
+    assert added.startswith("✓ Added vector #1"), added
+    (vector,) = active(actions)
+    assert vector.prompts == preset.concept and vector.contrast_prompts == preset.contrast
+
+
+def test_load_example_on_a_model_it_fits_and_a_missing_preset(actions):
+    from ui.steering_tab import SteeringActions
+
+    class Info:
+        name, num_layers = "SmolLM2-135M-Instruct", 30
+
+    fits = SteeringActions(actions.session, None)
+    fits.model_facts = lambda: (Info, (), "")
+    *_, layer, _coeff, status = fits.load_example()
+    assert layer == 8 and status.startswith("✓") and "has no layer" not in status
+    assert "measured on" not in status
+
+    keep = {"__type__": "update"}
+    *fields, status = actions.load_example("no_such_preset")
+    assert fields == [keep] * 4
+    assert status.startswith("⚠ Could not load the example") and "no_such_preset" in status

@@ -168,6 +168,19 @@ def result_summary(result: OptimizationResult) -> str:
             f"- **Vector #{record.index + 1}** ({_prompts(record.prompts, 40)}): "
             f"layer {record.layer} × {record.coeff:g} → **layer {layer} × {alpha:g}**"
         )
+    heldout = result.heldout
+    if heldout is not None:
+        lines += [
+            (
+                f"- **Held-out task:** {heldout.fitness.task} · {heldout.samples} documents "
+                "the search never saw"
+            ),
+            (
+                f"  - baseline {_score(heldout.baseline.score)} ± "
+                f"{_score(heldout.baseline.stderr)} · best {_score(heldout.best.score)} ± "
+                f"{_score(heldout.best.stderr)} (**{heldout.gain_points:+.1f} points**)"
+            ),
+        ]
     cached = len(result.history) - result.paid_evaluations
     lines.append(
         f"- {len(result.evaluations)} evaluations plus the baseline in "

@@ -30,7 +30,9 @@ from optimize import (
     apply_best,
     run_optimization,
 )
+from optimize.pso import check_heldout
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
+from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
@@ -66,6 +68,9 @@ class OptimizeTab:
     c2: gr.Number
     w: gr.Number
     seed: gr.Number
+    heldout_task: gr.Textbox
+    heldout_limit: gr.Number
+    example: gr.Button
     run: gr.Button
     cancel: gr.Button
     progress: gr.HTML
@@ -88,6 +93,7 @@ class RunRequest:
     fitness: FitnessConfig
     space: SearchSpace
     pso: PsoConfig
+    heldout: FitnessConfig | None = None
 
 
 def default_layer_range(num_layers: int) -> tuple[int, int]:
@@ -127,8 +133,11 @@ def parse_request(
     c2: Any,
     w: Any,
     seed: Any,
+    heldout_task: str | None = None,
+    heldout_limit: Any = None,
 ) -> RunRequest:
-    """Check the form before anything touches the model.
+    """Check the form before anything touches the model. An empty held-out
+    task means no held-out scoring (its limit is then not used).
 
     Raises:
         InvalidInputError: with a message naming the field.
@@ -166,7 +175,20 @@ def parse_request(
         w=w,
         seed=_whole("Seed", seed),
     )
-    return RunRequest(chosen, tuple(indices), fitness, space, pso)
+    heldout = None
+    if (heldout_task or "").strip():
+        held_limit = _whole("Held-out limit", heldout_limit)
+        if held_limit < 1:
+            raise InvalidInputError(f"Held-out limit must be 1 or more, got {held_limit}.")
+        heldout = FitnessConfig(
+            task=heldout_task or "",
+            include_path=folder,
+            metric=fitness.metric,
+            limit=held_limit,
+            batch_size=fitness.batch_size,
+        )
+        check_heldout(fitness, heldout)
+    return RunRequest(chosen, tuple(indices), fitness, space, pso, heldout)
 
 
 class OptimizeActions:
@@ -215,6 +237,8 @@ class OptimizeActions:
         c2: Any,
         w: Any,
         seed: Any,
+        heldout_task: str | None = None,
+        heldout_limit: Any = None,
     ) -> Iterator[OptimizeView]:
         """Run the search, yielding the live view after every evaluation."""
         keep = (gr.update(),) * 7
@@ -236,6 +260,8 @@ class OptimizeActions:
                 c2,
                 w,
                 seed,
+                heldout_task,
+                heldout_limit,
             )
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
@@ -287,7 +313,9 @@ class OptimizeActions:
                         best_so_far.append(last.best_score)
                 elapsed = time.perf_counter() - started
                 yield (
-                    fmt.progress_html(last),
+                    fmt.progress_html(
+                        last, "scoring the held-out task" if last.phase == "heldout" else ""
+                    ),
                     fmt.evaluation_rows(history),
                     plots.convergence(history, last.baseline, best_so_far),
                     plots.particles(history, numbers, _best(history, last.best_score)),
@@ -328,6 +356,13 @@ class OptimizeActions:
         result: OptimizationResult = job.result
         saved = self._save(result)
         done = "✕ Cancelled; showing the best setting so far." if result.cancelled else "✓ Done."
+        heldout = result.heldout
+        held_line = (
+            ""
+            if heldout is None
+            else f" Held-out {heldout.fitness.task}: best {heldout.best.score:.4g} vs baseline "
+            f"{heldout.baseline.score:.4g} ({heldout.gain_points:+.1f} points)."
+        )
         yield (
             fmt.progress_html(_final_progress(result), "cancelled" if result.cancelled else "done"),
             fmt.evaluation_rows(result.history),
@@ -342,8 +377,8 @@ class OptimizeActions:
             gr.update(value=saved, visible=True) if saved is not None else gr.update(),
             (
                 f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
-                f"({result.gain_points:+.1f} points). The active vectors are unchanged until "
-                "you click **Apply best**."
+                f"({result.gain_points:+.1f} points).{held_line} The active vectors are "
+                "unchanged until you click **Apply best**."
             ),
         )
 
@@ -358,6 +393,45 @@ class OptimizeActions:
         except (OSError, ValueError):
             log.exception("could not save the optimization result")
             return None
+
+    def example_settings(self, name: str = "sentiment") -> tuple[Any, ...]:
+        """The preset's search settings put in the form (task, held-out task,
+        limits, swarm, layer and alpha bounds, PSO options, seed), then a
+        status line. The layer bounds are kept inside the loaded model."""
+        fields = (
+            "task", "metric", "limit", "batch_size", "particles", "iterations",
+            "layer_min", "layer_max", "alpha_min", "alpha_max", "c1", "c2", "w",
+            "seed", "heldout_task", "heldout_limit",
+        )  # fmt: skip
+        try:
+            preset = load_preset(name)
+        except SteerSwarmError as exc:
+            return (*(gr.update(),) * (len(fields) + 1), fmt.failed("load the example", str(exc)))
+        values = dict(preset.optimize)
+        acquire = getattr(self.session.lock, "acquire", None)
+        if acquire is None or acquire(blocking=False):
+            try:
+                info, _vectors, _problem = self.steering.model_facts()
+            finally:
+                if acquire is not None:
+                    self.session.lock.release()  # type: ignore[attr-defined]
+            if info is not None:
+                top = info.num_layers - 1
+                values["layer_min"] = min(values["layer_min"], top)
+                values["layer_max"] = min(values["layer_max"], top)
+        folder = str(TASKS_DIR)
+        task, *rest = (values[key] for key in fields)
+        return (
+            task,
+            folder,
+            *rest,
+            (
+                f"✓ Filled in the search settings of the example “{preset.title}”: "
+                f"{values['particles']} particles × {values['iterations']} iterations on "
+                f"{values['limit']} documents of {values['task']}, then the baseline and the "
+                f"best setting on {values['heldout_task']}. Click **Optimize vectors**."
+            ),
+        )
 
     def cancel(self) -> str:
         if not self._busy.locked():
@@ -407,10 +481,11 @@ def _best(history: list[Evaluation], best_score: float | None) -> Evaluation | N
 
 
 def _final_progress(result: OptimizationResult) -> Progress:
-    done = len(result.history)
+    held = 0 if result.heldout is None else 2
+    done = len(result.history) + held
     return Progress(
         done=done,
-        total=done if result.cancelled else 1 + result.pso.evaluations,
+        total=done if result.cancelled else 1 + result.pso.evaluations + held,
         best_score=result.best.score,
         baseline=result.baseline.score,
         latest=result.history[-1],
@@ -454,6 +529,7 @@ class _OptimizeWork:
             self.request.pso,
             on_progress=emit_while_current,
             cancel=self.cancel,
+            heldout=self.request.heldout,
         )
 
 
@@ -513,6 +589,21 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         w = gr.Number(value=get("optimize_w"), label="w (inertia)")
         seed = gr.Number(value=get("optimize_seed"), precision=0, label="Seed")
     with gr.Row():
+        heldout_task = gr.Textbox(
+            value=get("optimize_heldout_task"),
+            label="Held-out task",
+            info="optional: a task of other documents (same folder and metric); the baseline "
+            "and the best setting are scored on it after the search",
+            scale=2,
+        )
+        heldout_limit = gr.Number(
+            value=get("optimize_heldout_limit"),
+            precision=0,
+            label="Held-out limit",
+            info="held-out documents scored",
+        )
+    with gr.Row():
+        example = gr.Button("Use example settings")
         run = gr.Button("Optimize vectors", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
@@ -552,6 +643,8 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         c2,
         w,
         seed,
+        heldout_task,
+        heldout_limit,
     ]
     for key, component in (
         ("optimize_task", task), ("optimize_task_folder", task_folder),
@@ -561,11 +654,18 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         ("optimize_layer_max", layer_max), ("optimize_alpha_min", alpha_min),
         ("optimize_alpha_max", alpha_max), ("optimize_c1", c1), ("optimize_c2", c2),
         ("optimize_w", w), ("optimize_seed", seed),
+        ("optimize_heldout_task", heldout_task), ("optimize_heldout_limit", heldout_limit),
     ):  # fmt: skip
         settings.remember(component, key)
     view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
     run.click(actions.optimize, form, view, api_name="optimize")
     cancel.click(actions.cancel, None, [status], api_name="cancel_optimization")
+    example.click(
+        actions.example_settings,
+        None,
+        [*form[1:], status],  # every field but the vector selection
+        api_name="example_settings",
+    )
     return OptimizeTab(
         vectors=vector_box,
         task=task,
@@ -583,6 +683,9 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         c2=c2,
         w=w,
         seed=seed,
+        heldout_task=heldout_task,
+        heldout_limit=heldout_limit,
+        example=example,
         run=run,
         cancel=cancel,
         progress=progress,

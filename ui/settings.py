@@ -39,6 +39,8 @@ FIELDS: dict[str, tuple[type, Any]] = {
     "optimize_c2": (float, 0.3),
     "optimize_w": (float, 0.9),
     "optimize_seed": (int, 0),
+    "optimize_heldout_task": (str, ""),  # empty: no held-out scoring
+    "optimize_heldout_limit": (int, 100),
 }
 
 DEFAULTS: dict[str, Any] = {key: default for key, (_kind, default) in FIELDS.items()}

@@ -21,6 +21,7 @@ import gradio as gr
 from steering.capture import capture_vector, split_prompts
 from steering.errors import SteerSwarmError
 from steering.models import ModelInfo
+from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from steering.store import load_vectors, save_vectors
 from steering.vector import SteeringVector
@@ -53,6 +54,7 @@ class SteeringTab:
     layer: gr.Slider
     coeff: gr.Number
     add: gr.Button
+    example: gr.Button
     table: gr.Dataframe
     remove_choice: gr.Dropdown
     remove: gr.Button
@@ -224,6 +226,44 @@ class SteeringActions:
         for _table, _choices, status in self.locked("save the vectors", work):
             yield (gr.update(value=str(saved[0]), visible=True) if saved else gr.update()), status
 
+    def load_example(self, name: str = "sentiment") -> tuple[Any, Any, Any, Any, str]:
+        """(concept, contrast, layer, coefficient, status): the preset's prompts
+        and capture settings put in the form. Changes no vector: the user
+        then clicks "Add steering vector". Does not wait for the model."""
+        try:
+            preset = load_preset(name)
+        except SteerSwarmError as exc:
+            keep = gr.update()
+            return keep, keep, keep, keep, fmt.failed("load the example", str(exc))
+        layer, note = preset.layer, ""
+        acquire = getattr(self.session.lock, "acquire", None)
+        if acquire is None or acquire(blocking=False):
+            try:
+                info, _vectors, _problem = self.model_facts()
+            finally:
+                if acquire is not None:
+                    self.session.lock.release()  # type: ignore[attr-defined]
+            if info is not None and layer >= info.num_layers:
+                layer = info.num_layers - 1
+                note = (
+                    f" {info.name} has no layer {preset.layer}: layer {layer} is filled in "
+                    "(the search picks the layer anyway)."
+                )
+            if info is not None and info.name != preset.model:
+                note += f" The example was measured on {preset.model}, not {info.name}."
+        return (
+            preset.concept_text,
+            preset.contrast_text,
+            layer,
+            preset.coefficient,
+            (
+                f"✓ Filled in the example “{preset.title}”: {len(preset.concept)} concept "
+                f"and {len(preset.contrast)} contrast prompts, layer {layer}, coefficient "
+                f"{preset.coefficient:g}. Click **Add steering vector**, then on the Optimize "
+                "tab **Use example settings** and **Optimize vectors**." + note
+            ),
+        )
+
     def load_vectors(self, file: Any) -> Iterator[VectorView]:
         """Replace the active vectors with the ones in an uploaded file."""
         path = _upload_path(file)
@@ -309,6 +349,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
                 info="H + coefficient × V; negative steers away. Start near 2: too high garbles the text.",
             )
             add = gr.Button("Add steering vector", variant="primary")
+            example = gr.Button("Load example", size="sm")
     status = gr.Markdown(
         fmt.vector_count(len(vectors)) if info is not None else f"⚠ {problem}",
         elem_id="steering-status",
@@ -349,6 +390,12 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
     settings.remember(coeff, "coefficient")
     view = [table, remove_choice, status]
     add.click(actions.add_vector, [concept, contrast, layer, coeff], view, api_name="add_vector")
+    example.click(
+        actions.load_example,
+        None,
+        [concept, contrast, layer, coeff, status],
+        api_name="load_example",
+    )
     remove.click(actions.remove_vector, [remove_choice], view, api_name="remove_vector")
     reset.click(actions.reset_vectors, None, view, api_name="reset_vectors")
     save.click(actions.save_vectors, [file_name], [saved_file, status], api_name="save_vectors")
@@ -360,6 +407,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         layer=layer,
         coeff=coeff,
         add=add,
+        example=example,
         table=table,
         remove_choice=remove_choice,
         remove=remove,
