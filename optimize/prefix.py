@@ -47,6 +47,13 @@ SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 # The store of hidden states keeps at most this many bytes (1 GiB).
 DEFAULT_CACHE_BYTES = 1 << 30
 
+# The answers do not depend on the batch, so batches are filled up to at least
+# this many tokens (rows x width) even when the configured batch size is
+# smaller: on 2 CPU cores SmolLM2 ran 100 contexts 5-30 % faster in batches of
+# 16-64 than of 8, and a GPU gains more. Memory stays small: no batch holds
+# logits beyond the scored positions.
+MIN_BATCH_TOKENS = 1024
+
 
 class _Unscorable(Exception):
     """A request this scorer does not handle (lm-eval will say what is wrong)."""
@@ -179,9 +186,12 @@ class PrefixScorer:
             rows.setdefault(row, []).append((index, continuation))
         ordered = sorted(rows, key=lambda r: (-len(r), r))
         batches = []
-        for start in range(0, len(ordered), max(1, batch_size)):
-            chunk = ordered[start : start + batch_size]
-            width = len(chunk[0])
+        start = 0
+        while start < len(ordered):
+            width = len(ordered[start])  # the longest row of the batch
+            size = max(1, batch_size, MIN_BATCH_TOKENS // width)
+            chunk = ordered[start : start + size]
+            start += size
             ids = torch.zeros((len(chunk), width), dtype=torch.long)
             pick_index: dict[tuple[int, int], int] = {}
             picks, targets, owners, members = [], [], [], []

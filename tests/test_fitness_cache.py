@@ -14,6 +14,7 @@ from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2Fo
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from optimize import FitnessConfig, LmEvalFitness
+from optimize import prefix
 from optimize.prefix import PrefixScorer
 from steering import capture_vector, steerer_for
 from steering.models import LoadedModel
@@ -70,7 +71,8 @@ def _steerer(loaded):
 
 
 def _concept(steerer, layer, coeff):
-    return capture_vector(steerer, ["I love this day", "so happy"], layer, coeff, ["I hate it", "so sad"])
+    joy, grief = ["I love this day", "so happy"], ["I hate it", "so sad"]
+    return capture_vector(steerer, joy, layer, coeff, grief)
 
 
 def _assert_same(fast, slow, tol=1e-4):
@@ -94,12 +96,21 @@ def _settings(steerer):
     ]
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 8])
-def test_answers_equal_lm_eval_at_every_layer_alpha_and_batch_size(tiny, task_folder, batch_size):
+@pytest.mark.parametrize("batch_size, min_tokens", [(1, 0), (3, 0), (8, 0), (2, 1024)])
+def test_answers_equal_lm_eval_at_every_layer_alpha_and_batch_size(
+    tiny, task_folder, monkeypatch, batch_size, min_tokens
+):
+    """`min_tokens` 0 keeps the configured batch size exactly; 1024 fills batches."""
+    monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", min_tokens)
     steerer = _steerer(tiny)
     fast = LmEvalFitness(steerer, _config(task_folder, batch_size=batch_size))
     slow = LmEvalFitness(steerer, _config(task_folder, batch_size=batch_size), prefix_cache=False)
     assert fast.prefix_scorer is not None and slow.prefix_scorer is None
+    rows = [int(b.ids.shape[0]) for b in fast.prefix_scorer.batches]
+    if min_tokens == 0:
+        assert max(rows) == batch_size
+    else:
+        assert max(rows) > batch_size
     # visit layers high, low, high again: later visits start from stored states
     settings = _settings(steerer)
     for vectors in settings + settings[::-1]:
@@ -259,7 +270,7 @@ def test_other_supported_layouts_equal_lm_eval(kind, tokenizer, task_folder):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task, limit", [("steer_sentiment", 16), ("steer_health", 6)])
-def test_smollm2_answers_equal_lm_eval(smol, task, limit):
+def test_smollm2_answers_equal_lm_eval(smol, task, limit, monkeypatch):
     """One-token choices (sentiment) and multi-token answer texts (health)."""
     from pathlib import Path
 
@@ -271,9 +282,11 @@ def test_smollm2_answers_equal_lm_eval(smol, task, limit):
         [capture_vector(steerer, joy, 27, 8.0, grief)],
         [capture_vector(steerer, joy, 8, 2.0, grief), capture_vector(steerer, joy, 20, 3.0, grief)],
     ]
-    slow = LmEvalFitness(steerer, FitnessConfig(task, include_path=tasks, limit=limit), prefix_cache=False)
+    config = FitnessConfig(task, include_path=tasks, limit=limit)
+    slow = LmEvalFitness(steerer, config, prefix_cache=False)
     expected = [slow.evaluate(vectors) for vectors in settings]
-    for batch_size in (1, 16):
+    for batch_size, min_tokens in ((1, 0), (8, 1024)):
+        monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", min_tokens)
         config = FitnessConfig(task, include_path=tasks, limit=limit, batch_size=batch_size)
         fast = LmEvalFitness(steerer, config)
         assert fast.prefix_scorer is not None
