@@ -1,0 +1,64 @@
+"""The bench's own machinery (no model): interleaved rounds, paired ratios,
+the markdown table, the command line. The benchmarks themselves run with
+`python -m bench`; nothing here asserts a timing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench._common import Timing, interleaved, ratio, table
+from bench.run import _parser, _settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rounds_rotate_the_order_and_warm_up_untimed():
+    calls = []
+    variants = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    setups = {"b": lambda: calls.append("setup b")}
+    timings = interleaved(variants, rounds=3, setup=setups, warmup_skip=("c",))
+    assert calls == [
+        "a", "setup b", "b",  # warm-up, c skipped
+        "a", "setup b", "b", "c",
+        "setup b", "b", "c", "a",
+        "c", "a", "setup b", "b",
+    ]
+    assert all(len(t.wall) == 3 and len(t.cpu) == 3 for t in timings.values())
+
+
+def test_a_ratio_pairs_the_rounds():
+    slow = Timing(wall=[2.0, 9.0, 3.0], cpu=[2.0, 2.0, 3.0])
+    fast = Timing(wall=[1.0, 3.0, 1.0], cpu=[1.0, 1.0, 1.0])
+    r = ratio(slow, fast)
+    assert (r.median, r.low, r.high, r.cpu_median) == (3.0, 2.0, 3.0, 2.0)
+
+
+def test_markdown_table():
+    assert table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
+
+
+def test_quick_and_default_settings():
+    args = _parser().parse_args(["--quick"])
+    quick = _settings(args, 30)
+    default = _settings(_parser().parse_args([]), 30)
+    assert quick["rounds_b"] < default["rounds_b"] and quick["limit"] == 40
+    assert default["limit"] is None and default["scaling_layers"] == [3, 21, 27]
+    assert (default["particles"], default["iterations"], default["opt_limit"]) == (8, 5, 50)
+    none = _settings(_parser().parse_args(["--scaling-layers", "none"]), 30)
+    assert none["scaling_layers"] == []
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["nonsense"], 2)])
+def test_command_line(argv, code):
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", *argv], cwd=REPO, capture_output=True, text=True
+    )
+    assert done.returncode == code
+    if code:
+        assert "unknown benchmark 'nonsense'" in done.stderr
+    else:
+        assert "generation" in done.stdout and "--quick" in done.stdout
