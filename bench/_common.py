@@ -89,12 +89,15 @@ def interleaved(
 
 @dataclass(frozen=True)
 class Ratio:
-    """Median over rounds of a per-round ratio, with its spread."""
+    """Median over rounds of a per-round ratio, with its spread, and the
+    ratio of the two variants' fastest rounds (other jobs on the machine
+    only ever add time, so the fastest round is the least disturbed)."""
 
     median: float
     low: float
     high: float
     cpu_median: float
+    best: float
 
     def to_dict(self) -> dict[str, float]:
         return {
@@ -102,6 +105,7 @@ class Ratio:
             "low": self.low,
             "high": self.high,
             "cpu_median": self.cpu_median,
+            "best": self.best,
         }
 
     def cell(self, digits: int = 2) -> str:
@@ -117,6 +121,7 @@ def ratio(numerator: Timing, denominator: Timing) -> Ratio:
         low=min(walls),
         high=max(walls),
         cpu_median=statistics.median(cpus) if cpus else float("nan"),
+        best=min(numerator.wall) / min(denominator.wall),
     )
 
 

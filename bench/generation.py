@@ -76,6 +76,7 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
                 f"tokens/s, {name} / unsteered",
                 r.cell(3),
                 f"{r.cpu_median:.3f}",
+                f"{r.best:.3f}",
                 f">= {TARGET}",
                 met(r.median, TARGET, at_least=True),
             ]
@@ -88,7 +89,8 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
         f"{tps['1 vector']:.1f}, four vectors at layers {four_layers} "
         f"{tps['4 vectors']:.1f}.\n\n"
         + table(
-            ["figure", "median (range)", "median of CPU-time ratios", "target", "met"], rows
+            ["figure", "median (range)", "CPU-time ratio", "fastest rounds", "target", "met"],
+            rows,
         )
     )
     return {

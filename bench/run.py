@@ -30,20 +30,22 @@ def _parser() -> argparse.ArgumentParser:
         help=f"which to run: {', '.join(BENCHES)} (default: all)",
     )
     p.add_argument("--quick", action="store_true", help="fewer rounds and documents (~3 min)")
-    p.add_argument("--long", action="store_true", help="more rounds, and (c) also without the prefix cache")
+    p.add_argument(
+        "--long", action="store_true", help="more rounds, and (c) also without the prefix cache"
+    )
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds for (a) and (b)")
-    p.add_argument("--model", default=None, help="model folder or hub id (default: embedded SmolLM2)")
+    p.add_argument("--model", default=None, help="model folder or hub id (default: SmolLM2)")
     p.add_argument("--gguf-file", default=None, help="GGUF file inside --model")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    p.add_argument("--out", default=None, metavar="DIR", help="results folder (default: bench/results)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results (default: bench/results)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     g = p.add_argument_group("(a) generation")
-    g.add_argument("--tokens", type=int, default=None, help="new tokens per reply (default: 32)")
+    g.add_argument("--tokens", type=int, default=None, help="new tokens per reply (default: 24)")
     g = p.add_argument_group("(b) one particle evaluation")
-    g.add_argument("--task", default="steer_sentiment", help="shipped task (default: steer_sentiment)")
+    g.add_argument("--task", default="steer_sentiment", help="task (default: steer_sentiment)")
     g.add_argument("--limit", type=int, default=None, help="documents, 0 for all (default: all)")
-    g.add_argument("--batch-size", type=int, default=None, help="fitness batch size (default: the fitness's)")
-    g.add_argument("--layer", type=int, default=None, help="the particle's layer (default: 0.4 of the depth)")
+    g.add_argument("--batch-size", type=int, default=None, help="fitness batch size (default: 8)")
+    g.add_argument("--layer", type=int, default=None, help="the particle's layer (default: 0.4 N)")
     g.add_argument("--alpha", type=float, default=4.0, help="the particle's alpha (default: 4)")
     g.add_argument(
         "--scaling-layers", default=None, metavar="L,L",
@@ -62,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace, num_layers: int) -> dict[str, Any]:
     quick, long = args.quick, args.long
-    rounds_a = args.rounds or (3 if quick else 12 if long else 5)
+    rounds_a = args.rounds or (4 if quick else 20 if long else 10)
     rounds_b = args.rounds or (2 if quick else 5 if long else 3)
     if args.scaling_layers is None:
         fractions = (0.1, 0.9) if quick else (0.1, 0.7, 0.9)
@@ -73,7 +75,7 @@ def _settings(args: argparse.Namespace, num_layers: int) -> dict[str, Any]:
         scaling = [int(v) for v in args.scaling_layers.split(",") if v.strip()]
     limit = args.limit if args.limit is not None else (40 if quick else 0)
     return {
-        "tokens": args.tokens or (24 if quick else 32),
+        "tokens": args.tokens or 24,
         "rounds_a": rounds_a,
         "rounds_b": rounds_b,
         "limit": None if limit == 0 else limit,
@@ -115,6 +117,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     settings = _settings(args, bench.num_layers)
     log(f"machine: {machine_line(info)}")
+    load = info.get("load_average", (0.0,))[0]
+    if load > (info["cores"] or 1) and info["torch_threads"] > 1:
+        log(
+            f"warning: load average {load:.1f} on {info['cores']} cores: other jobs share the "
+            "CPU and torch's threads will wait on each other; --threads 1 gives steadier figures"
+        )
     sections = [
         "## Benchmarks",
         f"Model {bench.loaded.name} on {info['device']}: {machine_line(info)}. "

@@ -34,7 +34,7 @@ def test_a_ratio_pairs_the_rounds():
     slow = Timing(wall=[2.0, 9.0, 3.0], cpu=[2.0, 2.0, 3.0])
     fast = Timing(wall=[1.0, 3.0, 1.0], cpu=[1.0, 1.0, 1.0])
     r = ratio(slow, fast)
-    assert (r.median, r.low, r.high, r.cpu_median) == (3.0, 2.0, 3.0, 2.0)
+    assert (r.median, r.low, r.high, r.cpu_median, r.best) == (3.0, 2.0, 3.0, 2.0, 2.0)
 
 
 def test_markdown_table():
