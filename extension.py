@@ -58,6 +58,11 @@ params: dict[str, Any] = {
     "optimize_seed": None,
     "optimize_heldout_task": None,
     "optimize_heldout_limit": None,
+    # Set by the operator (settings.yaml: steerswarm-allowed_task_folders, a
+    # list of folders), never from the page: task folders the Optimize tab may
+    # offer besides the shipped tasks and user_data/steerswarm/tasks. A task
+    # folder holds code lm-eval runs (see README, "Security model").
+    "allowed_task_folders": None,
 }
 
 _LOADER_HINT = (
@@ -200,6 +205,7 @@ def ui() -> None:
             _save_dir(),
             webui=True,
             settings=FormSettings(params),
+            task_sources=_webui_task_sources(),
         )
     except Exception as exc:
         log.exception("steerswarm: building the tabs failed")
@@ -215,6 +221,38 @@ def _save_dir() -> Path | None:
     a temporary folder when the webui has no user_data folder."""
     user_data = Path("user_data")
     return (user_data / "steerswarm").resolve() if user_data.is_dir() else None
+
+
+def _webui_task_sources() -> Any:
+    """The webui's allowed task sources: the shipped tasks, user_data/steerswarm/tasks,
+    and the folders of the `allowed_task_folders` setting. A setting of the
+    wrong kind, or a folder that may never be allowed, is left out with a
+    log line (the webui must start)."""
+    from optimize.task_sources import AllowedTaskSources, TaskSourceError
+
+    data_dir = _save_dir()
+    sources = AllowedTaskSources.default(data_dir)
+    wanted = params.get("allowed_task_folders")
+    if isinstance(wanted, str):
+        wanted = [wanted]
+    if wanted is not None and not (
+        isinstance(wanted, list) and all(isinstance(f, str) for f in wanted)
+    ):
+        log.error("steerswarm: ignoring allowed_task_folders=%r: not a list of folders", wanted)
+        wanted = None
+    for folder in wanted or []:
+        try:
+            sources = AllowedTaskSources((*sources.folders, Path(folder)))
+        except TaskSourceError as exc:
+            log.error("steerswarm: %s It is not offered.", exc)
+    return sources
+
+
+def _standalone_data_dir() -> Path:
+    """The standalone app's data folder: $XDG_DATA_HOME/steerswarm, else
+    ~/.local/share/steerswarm (its `tasks/` subfolder is an allowed task folder)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "steerswarm"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -234,6 +272,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on")
     parser.add_argument("--port", type=int, default=7860, help="port to serve on")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="the app's data folder; its tasks/ subfolder is an allowed task folder "
+        "(default: $XDG_DATA_HOME/steerswarm or ~/.local/share/steerswarm)",
+    )
+    parser.add_argument(
+        "--allow-task-folder",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also offer the lm-eval tasks in DIR on the Optimize tab (repeatable). A task "
+        "folder holds Python that lm-eval runs: allow only folders you trust, and "
+        "never one visitors can write to (the upload and temporary folders are refused)",
+    )
     return parser
 
 
@@ -243,18 +297,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
+    from optimize.task_sources import AllowedTaskSources
     from steering.errors import SteerSwarmError
     from steering.models import load_model
     from steering.session import ModelSession
     from ui.app import build_app
 
     try:
+        sources = AllowedTaskSources.default(
+            args.data_dir or _standalone_data_dir(), args.allow_task_folder
+        )
         loaded = load_model(args.model, args.gguf_file)
     except SteerSwarmError as exc:
         log.error("%s", exc)
         return 2
     session = ModelSession(lambda: loaded)
-    app = build_app(session)
+    app = build_app(session, task_sources=sources)
     app.queue()
     log.info("serving on http://%s:%d", args.host, args.port)
     app.launch(server_name=args.host, server_port=args.port)

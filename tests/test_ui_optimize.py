@@ -114,7 +114,8 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
     [
         ({"vectors": []}, "Select at least one vector"),
         ({"task": "  "}, "Enter an lm-eval task name"),
-        ({"task_folder": "/no/such/folder"}, "Task folder not found"),
+        ({"task_folder": "/no/such/folder"}, "is not one the operator allowed"),
+        ({"task_folder": str(TASKS_DIR / "no_such_folder")}, "Task folder not found"),
         ({"limit": 0}, "The limit must be 1 or more"),
         ({"limit": 2.5}, "Limit must be a whole number"),
         ({"batch_size": None}, "Enter a value for Batch size"),

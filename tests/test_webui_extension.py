@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_params_name_the_tab_and_every_saved_setting():
     assert extension.params["display_name"] == "Activation Steering"
     assert extension.params["is_tab"] is True
-    assert set(extension.params) == {"display_name", "is_tab", *FIELDS}
+    assert set(extension.params) == {"display_name", "is_tab", "allowed_task_folders", *FIELDS}
     # The webui saves a parameter unless it equals its own setting of that name.
     from modules_names import WEBUI_SETTING_NAMES
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import gradio as gr
 
+from optimize.task_sources import AllowedTaskSources
 from steering.session import ModelSession
 from ui import chat_tab, steering_tab
 from ui.settings import FormSettings
@@ -45,7 +46,9 @@ WEBUI_CHAT_NOTE = (
 )
 
 
-def _build_optimize(tabs: Tabs, session: ModelSession, settings: FormSettings) -> None:
+def _build_optimize(
+    tabs: Tabs, session: ModelSession, settings: FormSettings, task_sources: AllowedTaskSources | None
+) -> None:
     """The Optimize tab, wired to the Steering tab (it changes the active vectors)."""
     try:
         from ui import optimize_tab
@@ -55,7 +58,7 @@ def _build_optimize(tabs: Tabs, session: ModelSession, settings: FormSettings) -
             f"⚠ Optimizing needs lm-eval and pyswarms (`pip install -r requirements.txt`): {exc}"
         )
         return
-    actions = optimize_tab.OptimizeActions(session, tabs.steering_actions)
+    actions = optimize_tab.OptimizeActions(session, tabs.steering_actions, task_sources)
     tab = optimize_tab.build(actions, settings)
     tabs.optimize, tabs.optimize_actions = tab, actions
     s = tabs.steering
@@ -73,12 +76,15 @@ def build_tabs(
     *,
     webui: bool = False,
     settings: FormSettings | None = None,
+    task_sources: AllowedTaskSources | None = None,
 ) -> Tabs:
     """Build the Steering, Chat and Optimize tabs inside the current Blocks context.
 
     With `webui=True` (inside text-generation-webui) there is no Chat tab:
     the webui's own chat is steered, and a note at the top says so.
     `settings` gives the forms their starting values and remembers changes.
+    `task_sources` (set by the operator at start, never from the page) are the task folders the Optimize tab offers and
+    accepts; None: the shipped tasks and lm-eval's registered tasks.
     """
     settings = settings or FormSettings()
     steering_actions = steering_tab.SteeringActions(
@@ -96,7 +102,7 @@ def build_tabs(
                 chat = chat_tab.build(chat_actions)
         tabs = Tabs(steering, steering_actions, chat, chat_actions)
         with gr.Tab("Optimize") as optimize_page:
-            _build_optimize(tabs, session, settings)
+            _build_optimize(tabs, session, settings, task_sources)
     steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs())
     if tabs.optimize is not None:
         optimize_page.select(
@@ -105,10 +111,12 @@ def build_tabs(
     return tabs
 
 
-def build_app(session: ModelSession, save_dir: Path | None = None) -> gr.Blocks:
+def build_app(
+    session: ModelSession, save_dir: Path | None = None, task_sources: AllowedTaskSources | None = None
+) -> gr.Blocks:
     """The standalone app: a title and the tabs."""
     with gr.Blocks(title=TITLE) as app:
         gr.Markdown(f"## {TITLE}")
-        tabs = build_tabs(session, save_dir)
+        tabs = build_tabs(session, save_dir, task_sources=task_sources)
         app.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs())
     return app

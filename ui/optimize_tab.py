@@ -31,6 +31,7 @@ from optimize import (
     run_optimization,
 )
 from optimize.pso import check_heldout
+from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.presets import load_preset
 from steering.session import Current, ModelSession
@@ -42,7 +43,7 @@ from ui.steering_tab import SteeringActions
 
 log = logging.getLogger(__name__)
 
-TASKS_DIR = Path(__file__).resolve().parent.parent / "tasks"
+TASKS_DIR = SHIPPED_TASKS
 DEFAULT_TASK = "steer_sentiment"
 
 # (progress, evaluations table, convergence plot, particle plot, summary,
@@ -54,7 +55,7 @@ OptimizeView = tuple[Any, Any, Any, Any, Any, Any, Any, str]
 class OptimizeTab:
     vectors: gr.CheckboxGroup
     task: gr.Textbox
-    task_folder: gr.Textbox
+    task_folder: gr.Dropdown
     metric: gr.Textbox
     limit: gr.Number
     batch_size: gr.Number
@@ -135,12 +136,16 @@ def parse_request(
     seed: Any,
     heldout_task: str | None = None,
     heldout_limit: Any = None,
+    sources: AllowedTaskSources | None = None,
 ) -> RunRequest:
     """Check the form before anything touches the model. An empty held-out
-    task means no held-out scoring (its limit is then not used).
+    task means no held-out scoring (its limit is then not used). The task
+    folder must be one of `sources` (default: the shipped tasks, or lm-eval's
+    registered tasks): a visitor never picks a folder of code to run.
 
     Raises:
-        InvalidInputError: with a message naming the field.
+        InvalidInputError: with a message naming the field (TaskSourceError
+            for a task folder that is not allowed).
     """
     chosen = tuple(choices or ())
     if not chosen:
@@ -153,7 +158,7 @@ def parse_request(
         if index is None:
             raise InvalidInputError(f"Unknown vector {choice!r}; refresh the tab.")
         indices.append(index)
-    folder = (task_folder or "").strip() or None
+    folder = (sources or AllowedTaskSources()).include_path(task_folder)
     fitness = FitnessConfig(
         task=task or "",
         include_path=folder,
@@ -194,9 +199,15 @@ def parse_request(
 class OptimizeActions:
     """The Optimize tab's handlers. One run at a time per app (the model is one)."""
 
-    def __init__(self, session: ModelSession, steering: SteeringActions) -> None:
+    def __init__(
+        self,
+        session: ModelSession,
+        steering: SteeringActions,
+        sources: AllowedTaskSources | None = None,
+    ) -> None:
         self.session = session
         self.steering = steering
+        self.sources = sources or AllowedTaskSources()
         self._busy = threading.Lock()
         self._cancel = threading.Event()
 
@@ -262,6 +273,7 @@ class OptimizeActions:
                 seed,
                 heldout_task,
                 heldout_limit,
+                self.sources,
             )
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
@@ -560,10 +572,17 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         task = gr.Textbox(
             value=get("optimize_task", DEFAULT_TASK), label="Task", info="lm-eval task or group name"
         )
-        task_folder = gr.Textbox(
-            value=get("optimize_task_folder", str(TASKS_DIR) if TASKS_DIR.is_dir() else ""),
+        folder_choices = actions.sources.choices()
+        saved_folder = get("optimize_task_folder", actions.sources.first())
+        task_folder = gr.Dropdown(
+            choices=folder_choices,
+            value=(
+                saved_folder
+                if saved_folder in [value for _label, value in folder_choices]
+                else actions.sources.first()
+            ),
             label="Task folder",
-            info="folder of local task YAMLs; empty = lm-eval's built-in tasks",
+            info="task folders the operator allowed, or lm-eval's registered tasks",
             scale=2,
         )
         metric = gr.Textbox(value=get("optimize_metric"), label="Metric")
