@@ -81,3 +81,15 @@ def smol(smollm2):
     steerer.reset()
     yield smollm2
     steerer.reset()
+
+
+@pytest.fixture
+def tiny_session(tiny):
+    """A ModelSession on the tiny Llama, with a clean steering state before and after."""
+    from steering import steerer_for
+    from steering.session import ModelSession
+
+    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
+    steerer.reset()
+    yield ModelSession(lambda: tiny)
+    steerer.reset()

@@ -21,9 +21,7 @@ from optimize.task_sources import (
     TaskSourceError,
     upload_folder,
 )
-from steering import steerer_for
 from steering.errors import InvalidInputError
-from steering.session import ModelSession
 from ui.optimize_tab import OptimizeActions, parse_request
 from ui.steering_tab import SteeringActions
 
@@ -52,11 +50,8 @@ def uploads(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def session(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield ModelSession(lambda: tiny)
-    steerer.reset()
+def session(tiny_session):
+    return tiny_session
 
 
 def form(task: str, folder: str, choices: list[str]) -> list[object]:

@@ -10,7 +10,6 @@ import pytest
 from gradio_client import Client, handle_file
 
 import extension
-from steering import steerer_for
 from steering.session import ModelSession
 from ui.app import build_app, build_tabs
 
@@ -85,11 +84,8 @@ def component(app: gr.Blocks, label: str) -> dict:
 
 
 @pytest.fixture
-def session(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield ModelSession(lambda: tiny)
-    steerer.reset()
+def session(tiny_session):
+    return tiny_session
 
 
 @pytest.fixture

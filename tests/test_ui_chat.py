@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from steering import capture_vector, steerer_for
+from steering import capture_vector
 from steering.session import ModelSession
 from ui import compat
 from ui import format as fmt
@@ -22,11 +22,8 @@ def run(gen):
 
 
 @pytest.fixture
-def session(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield ModelSession(lambda: tiny)
-    steerer.reset()
+def session(tiny_session):
+    return tiny_session
 
 
 @pytest.fixture

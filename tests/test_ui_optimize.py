@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from steering import steerer_for
 from steering.session import ModelSession
 from ui import format as fmt
 from ui.optimize_tab import TASKS_DIR, OptimizeActions, default_layer_range
@@ -33,11 +32,8 @@ def views(gen):
 
 
 @pytest.fixture
-def session(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield ModelSession(lambda: tiny)
-    steerer.reset()
+def session(tiny_session):
+    return tiny_session
 
 
 @pytest.fixture

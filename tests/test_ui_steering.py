@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from steering import steerer_for
 from steering.session import ModelSession
 from ui import format as fmt
 from ui.steering_tab import SteeringActions
@@ -27,11 +26,8 @@ def last(gen):
 
 
 @pytest.fixture
-def session(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield ModelSession(lambda: tiny)
-    steerer.reset()
+def session(tiny_session):
+    return tiny_session
 
 
 @pytest.fixture
