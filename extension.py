@@ -31,7 +31,7 @@ if str(_HERE) not in sys.path:
 
 log = logging.getLogger("steerswarm")
 
-__all__ = ["main", "params", "setup", "ui"]
+__all__ = ["logits_processor_modifier", "main", "params", "setup", "ui"]
 
 # The webui's one piece of extension state: it sets these from the settings
 # `<name>-<key>` after importing us and saves them on "Save settings". The
@@ -165,6 +165,55 @@ def webui_model_source(shared: ModuleType) -> Callable[[], Any]:
     return source
 
 
+class WebuiHost:
+    """What the webui's module-level hooks reach: the session of the tab.
+
+    The webui calls an extension through module functions (`ui()`, then
+    hooks such as `logits_processor_modifier` on every generation), so the
+    session `ui()` builds must be reachable from module level. It lives
+    here, in one object made at import, rather than in loose globals.
+    """
+
+    def __init__(self) -> None:
+        self.session: Any = None  # steering.session.ModelSession, once ui() ran
+
+    def before_generation(self) -> None:
+        """Put the vectors on the model the webui is about to generate with.
+
+        After the webui loads another model (Model tab, API, idle reload, an
+        extension), the first reply must already be steered: resolving the
+        session carries the vectors that fit over to the new model. When the
+        model did not change this is a dictionary lookup. Never raises: a
+        failure here must not stop the reply.
+        """
+        session = self.session
+        if session is None:
+            return
+        from steering.errors import SteerSwarmError
+
+        try:
+            notice = session.current().notice
+        except SteerSwarmError:
+            return  # no model, or one we cannot steer: the tab says why when opened
+        except Exception:  # pragma: no cover - defensive: the reply must go on
+            log.exception("steerswarm: could not check the model before generating")
+            return
+        if notice:
+            log.info("steerswarm: %s", notice)
+
+
+_HOST = WebuiHost()
+
+
+def logits_processor_modifier(processor_list: list[Any], input_ids: Any = None) -> list[Any]:
+    """Webui hook, called by its Transformers generation right before
+    `model.generate`, holding the generation lock (chat, notebook and API
+    alike): the moment to make sure the vectors are on the model in use.
+    Adds no logits processor."""
+    _HOST.before_generation()
+    return processor_list
+
+
 def setup() -> None:
     """Called once by the webui after the import. Only reports where we run:
     the model is looked up when the tab is used, not here. Never raises."""
@@ -200,6 +249,7 @@ def ui() -> None:
             session = ModelSession(lambda: None)
         else:
             session = ModelSession(webui_model_source(shared), lock=WebuiLock(shared))
+        _HOST.session = session
         build_tabs(
             session,
             _save_dir(),

@@ -39,5 +39,6 @@ params = _extension.params
 setup = _extension.setup
 ui = _extension.ui
 main = _extension.main
+logits_processor_modifier = _extension.logits_processor_modifier
 
-__all__ = ["main", "params", "setup", "ui"]
+__all__ = ["logits_processor_modifier", "main", "params", "setup", "ui"]

@@ -275,6 +275,32 @@ def follows_model_changes(tmp: Path, tokenizer: Any) -> None:
         assert "none" in line and "No model is loaded" in line, line
 
 
+def steered_before_the_first_reply(tmp: Path, tokenizer: Any) -> None:
+    """The webui loads another model of the same size (Model tab, API or an
+    extension) and generates at once, with the tab untouched: the vectors are
+    on the new model before its first reply, put there by the hook the webui
+    runs right before `model.generate`; with no model the hook does nothing."""
+    with Webui(tmp) as webui:
+        webui.set_model(tiny_llama(tokenizer, seed=0), tokenizer, "model-a")
+        webui.load()
+        webui.build()
+        assert _add(webui, layer=2).startswith("✓ Added vector #1")
+
+        second = tiny_llama(tokenizer, seed=1)
+        webui.set_model(second, tokenizer, "model-b")
+        plain = _logits(second)
+        processors: list[Any] = []
+        assert webui.extensions.apply_extensions("logits_processor", processors, PROBE) == []
+        assert not torch.equal(_logits(second), plain)  # steered, tab untouched
+        assert torch.equal(_logits_unsteered(second, webui), plain)
+        again = _logits(second)
+        webui.extensions.apply_extensions("logits_processor", [], PROBE)  # nothing changed
+        assert torch.equal(_logits(second), again)
+
+        webui.set_model(None)
+        assert webui.extensions.apply_extensions("logits_processor", [], PROBE) == []
+
+
 def _logits_unsteered(model: Any, webui: Webui) -> torch.Tensor:
     from steering import steerer_for
 
@@ -435,6 +461,7 @@ ALL: dict[str, Callable[[Path, Any], None]] = {
         steers_the_webui_model,
         one_model_user_at_a_time,
         follows_model_changes,
+        steered_before_the_first_reply,
         stops_when_the_model_changes_mid_run,
         refuses_models_it_cannot_steer,
         follows_a_lora,

@@ -102,3 +102,19 @@ def create_extensions_block() -> None:
             for extension, name in shown:
                 gr.Markdown(f"\n### {getattr(extension, 'params', {}).get('display_name', name)}")
                 extension.ui()
+
+
+def apply_extensions(typ: str, *args: Any) -> Any:
+    """The hooks the webui runs around a generation; only the one the
+    Transformers loader calls right before `model.generate` is here:
+    `logits_processor_modifier(processor_list, input_ids)`, whose list
+    result replaces the processors."""
+    if typ != "logits_processor":
+        raise ValueError(f"the stand-in has no {typ!r} hook")
+    processors, input_ids = args
+    for extension, _name in iterator():
+        if hasattr(extension, "logits_processor_modifier"):
+            result = extension.logits_processor_modifier(processors, input_ids)
+            if type(result) is list:
+                processors = result
+    return processors
