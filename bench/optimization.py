@@ -10,9 +10,6 @@ rerun); the distinct settings actually scored are reported beside them.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import partial
 from typing import Any
 
 from bench._common import TASKS, Bench, log, table
@@ -28,7 +25,7 @@ def run(
     seed: int,
     compare_uncached: bool = False,
 ) -> dict[str, Any]:
-    from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
+    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 
     from bench.particle import supports_prefix_cache
 
@@ -49,9 +46,10 @@ def run(
         steerer.set_vectors([bench.vector(round(0.4 * n), 2.0)])
         log(f"(c) optimization ({label}): {task}, limit {limit}, {particles}x{iterations}")
         started = time.perf_counter()
+        options = {} if mode is None else {"prefix_cache": mode}
         try:
-            with _prefix_cache(mode):
-                result = run_optimization(steerer, [0], fitness, space, pso)
+            scorer = LmEvalFitness(steerer, fitness, **options)
+            result = run_optimization(steerer, [0], scorer, space, pso)
         finally:
             steerer.reset()
         wall = time.perf_counter() - started
@@ -92,20 +90,3 @@ def run(
         "seed": seed,
         "runs": runs,
     }
-
-
-@contextmanager
-def _prefix_cache(mode: bool | None) -> Iterator[None]:
-    """run_optimization builds its own fitness; for the comparison run, make
-    it build one with the prefix cache on or off (None: as it comes)."""
-    import optimize.pso
-
-    if mode is None:
-        yield
-        return
-    original = optimize.pso.LmEvalFitness
-    optimize.pso.LmEvalFitness = partial(original, prefix_cache=mode)  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        optimize.pso.LmEvalFitness = original  # type: ignore[misc]

@@ -1,9 +1,12 @@
 """Optimize steering with particle swarms scored by lm-eval.
 
-    from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization, apply_best
+    from optimize import (
+        FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization, apply_best,
+    )
 
+    fitness = LmEvalFitness(steerer, FitnessConfig("steer_sentiment", include_path="tasks"))
     result = run_optimization(
-        steerer, [0], FitnessConfig("steer_sentiment", include_path="tasks"),
+        steerer, [0], fitness,
         SearchSpace(layer_min=4, layer_max=24, alpha_min=-8, alpha_max=8), PsoConfig(seed=0),
     )
     result.save("results.json")
@@ -25,13 +28,24 @@ _EXPORTS = {
     "OptimizationCancelled": "optimize.errors",
     "FitnessOutcome": "optimize.fitness",
     "LmEvalFitness": "optimize.fitness",
-    "apply_best": "optimize.pso",
-    "run_optimization": "optimize.pso",
-    "swarm_search": "optimize.pso",
+    "Fitness": "optimize.metrics",
+    "Metrics": "optimize.metrics",
+    "OBJECTIVES": "optimize.objective",
+    "Objective": "optimize.objective",
+    "make_objective": "optimize.objective",
+    "apply_best": "optimize.run",
+    "check_heldout": "optimize.run",
+    "run_optimization": "optimize.run",
+    "SearchOutcome": "optimize.search",
+    "search": "optimize.search",
+    "swarm_search": "optimize.search",
+    "STRATEGIES": "optimize.strategies",
+    "Strategy": "optimize.strategies",
     "Evaluation": "optimize.results",
     "HeldOutScores": "optimize.results",
     "OptimizationResult": "optimize.results",
     "Progress": "optimize.results",
+    "TunedVector": "optimize.results",
     "VectorRecord": "optimize.results",
     "SearchSpace": "optimize.space",
     "Setting": "optimize.space",
@@ -39,22 +53,33 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "OBJECTIVES",
+    "STRATEGIES",
     "Evaluation",
+    "Fitness",
     "FitnessConfig",
     "FitnessError",
     "FitnessOutcome",
     "HeldOutScores",
     "LmEvalFitness",
+    "Metrics",
+    "Objective",
     "OptimizationCancelled",
     "OptimizationResult",
     "Progress",
     "PsoConfig",
+    "SearchOutcome",
     "SearchSpace",
     "Setting",
+    "Strategy",
+    "TunedVector",
     "VectorRecord",
     "apply_best",
+    "check_heldout",
+    "make_objective",
     "round_half_away",
     "run_optimization",
+    "search",
     "swarm_search",
 ]
 
@@ -62,14 +87,19 @@ if TYPE_CHECKING:
     from optimize.config import FitnessConfig, PsoConfig
     from optimize.errors import FitnessError, OptimizationCancelled
     from optimize.fitness import FitnessOutcome, LmEvalFitness
-    from optimize.pso import apply_best, run_optimization, swarm_search
+    from optimize.metrics import Fitness, Metrics
+    from optimize.objective import OBJECTIVES, Objective, make_objective
     from optimize.results import (
         Evaluation,
         HeldOutScores,
         OptimizationResult,
         Progress,
+        TunedVector,
         VectorRecord,
     )
+    from optimize.run import apply_best, check_heldout, run_optimization
+    from optimize.search import SearchOutcome, search, swarm_search
+    from optimize.strategies import STRATEGIES, Strategy
     from optimize.space import SearchSpace, Setting, round_half_away
 
 

@@ -123,13 +123,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from optimize import (
         FitnessConfig,
+        LmEvalFitness,
         Progress,
         PsoConfig,
         SearchSpace,
         run_optimization,
     )
     from optimize.fitness import find_task
-    from optimize.pso import check_heldout
+    from optimize.run import check_heldout
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
 
@@ -215,12 +216,12 @@ def _run(args: argparse.Namespace) -> int:
         result = run_optimization(
             steerer,
             indices,
-            fitness,
+            LmEvalFitness(steerer, fitness),
             space,
             pso,
             on_progress=on_progress,
             cancel=cancel,
-            heldout=heldout,
+            heldout=None if heldout is None else LmEvalFitness(steerer, heldout),
         )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -32,6 +32,7 @@ from typing import Any
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig
 from optimize.errors import FitnessError
+from optimize.metrics import Metrics
 from optimize.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, SteerSwarmError
@@ -60,6 +61,11 @@ class FitnessOutcome:
     stderr: float
     samples: int
     responses: tuple[Any, ...] = field(repr=False, default=())
+
+    @property
+    def metrics(self) -> Metrics:
+        """The score and its standard error as named metrics."""
+        return Metrics.of_target(self.score, self.stderr)
 
 
 @dataclass
@@ -116,7 +122,8 @@ def find_task(config: FitnessConfig) -> Any:
 
 
 class LmEvalFitness:
-    """Scores steering settings on one lm-eval task with the loaded model.
+    """Scores steering settings on one lm-eval task with the loaded model (an
+    `optimize.metrics.Fitness`: the task's metric is the "target").
 
     With `prefix_cache` (the default), loglikelihood requests are scored by a
     `PrefixScorer` that keeps the hidden states below the steering in up to
@@ -271,6 +278,10 @@ class LmEvalFitness:
         return plans
 
     # ---------------------------------------------------------------- scoring
+
+    def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
+        """The named metrics of the model steered by exactly `vectors`."""
+        return self.evaluate(vectors).metrics
 
     def score(self, vectors: Sequence[SteeringVector]) -> tuple[float, float]:
         """(score, standard error) of the model steered by exactly `vectors`."""

@@ -7,17 +7,24 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from optimize.config import FitnessConfig, PsoConfig
-from optimize.space import SearchSpace
+from optimize.metrics import TARGET, TARGET_STDERR, Metrics
+from optimize.objective import Objective, make_objective
+from optimize.space import SearchSpace, Setting
 from steering.errors import InvalidInputError
 
 FORMAT = "steerswarm.optimization"
-FORMAT_VERSION = 1
+# 2: every evaluation records its named metrics; the result its objective and
+# strategy. Version 1 files (score and stderr only, objective "target", PSO)
+# still load.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 def _now() -> str:
@@ -38,6 +45,8 @@ class Evaluation:
     `stderr` is NaN when the metric has no standard error. `cached` is True
     when the setting had been scored before in this run (its score is reused
     and nothing was run). `seconds` is the wall time this evaluation took.
+    `metrics` holds every metric the fitness reported; its "target" and
+    "target_stderr" are always `score` and `stderr`.
     """
 
     iteration: int
@@ -48,6 +57,40 @@ class Evaluation:
     stderr: float
     seconds: float
     cached: bool = False
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        # `score` and `stderr` are the target's truth (so dataclasses.replace
+        # of a score also replaces it among the metrics).
+        merged = Metrics({**self.metrics, TARGET: self.score, TARGET_STDERR: self.stderr})
+        object.__setattr__(self, "metrics", merged)
+
+    @classmethod
+    def scored(
+        cls,
+        iteration: int,
+        particle: int,
+        setting: Setting,
+        metrics: Metrics,
+        seconds: float,
+        cached: bool = False,
+    ) -> Evaluation:
+        """The evaluation of `setting` that measured `metrics`."""
+        return cls(
+            iteration=iteration,
+            particle=particle,
+            layers=setting.layers,
+            alphas=setting.alphas,
+            score=metrics.target,
+            stderr=metrics.target_stderr,
+            seconds=seconds,
+            cached=cached,
+            metrics=metrics,
+        )
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.layers, self.alphas)
 
     @property
     def is_baseline(self) -> bool:
@@ -63,6 +106,7 @@ class Evaluation:
             "stderr": _finite_or_none(self.stderr),
             "seconds": self.seconds,
             "cached": self.cached,
+            "metrics": self.metrics.to_dict(),
         }
 
     @classmethod
@@ -77,6 +121,7 @@ class Evaluation:
             stderr=math.nan if stderr is None else float(stderr),
             seconds=float(data["seconds"]),
             cached=bool(data.get("cached", False)),
+            metrics=Metrics.from_dict(data.get("metrics") or {}),
         )
 
 
@@ -131,6 +176,24 @@ class VectorRecord:
             prompts=tuple(data["prompts"]),
             contrast_prompts=tuple(data.get("contrast_prompts", ())),
         )
+
+
+@dataclass(frozen=True)
+class TunedVector:
+    """One optimized vector and the layer and alpha a setting gives it."""
+
+    vector: VectorRecord
+    layer: int
+    alpha: float
+
+
+def tune(vectors: Sequence[VectorRecord], setting: Setting) -> tuple[TunedVector, ...]:
+    """Each vector with its layer and alpha in `setting` (one pair per vector,
+    in order)."""
+    return tuple(
+        TunedVector(vector, layer, alpha)
+        for vector, layer, alpha in zip(vectors, setting.layers, setting.alphas, strict=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -218,6 +281,8 @@ class OptimizationResult:
     wall_seconds: float
     created_at: str = field(default_factory=_now)
     heldout: HeldOutScores | None = None
+    objective: str = "target"
+    strategy: str = "pso"
 
     @property
     def gain_points(self) -> float:
@@ -234,20 +299,26 @@ class OptimizationResult:
         """Evaluations that ran the model (the baseline included; cache hits not)."""
         return sum(1 for e in self.history if not e.cached)
 
+    @property
+    def ranking(self) -> Objective:
+        """The objective this run ranked by: what "best" means for it."""
+        return make_objective(self.objective, self.higher_is_better)
+
     def best_by_iteration(self) -> list[float]:
-        """The best score found up to the end of each iteration."""
+        """The best setting's score up to the end of each iteration."""
         best: list[float] = []
-        current: float | None = None
-        for e in self.evaluations:
-            if current is None or self._better(e.score, current):
-                current = e.score
+        evaluations = self.evaluations
+        for e, leader in zip(evaluations, self.ranking.running_best(evaluations), strict=True):
             while len(best) <= e.iteration:
-                best.append(current)
-            best[e.iteration] = current
+                best.append(leader.score)
+            best[e.iteration] = leader.score
         return best
 
-    def _better(self, a: float, b: float) -> bool:
-        return a > b if self.higher_is_better else a < b
+    def tuned(self, evaluation: Evaluation | None = None) -> tuple[TunedVector, ...]:
+        """Each optimized vector with its layer and alpha in `evaluation`
+        (default: the best): the one place a setting meets its vectors."""
+        chosen = self.best if evaluation is None else evaluation
+        return tune(self.vectors, chosen.setting)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -273,16 +344,19 @@ class OptimizationResult:
             "best_by_iteration": self.best_by_iteration(),
             "history": [e.to_dict() for e in self.history],
             "heldout": None if self.heldout is None else self.heldout.to_dict(),
+            "objective": self.objective,
+            "strategy": self.strategy,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> OptimizationResult:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise InvalidInputError("This is not a steerswarm optimization result.")
-        if data.get("version") != FORMAT_VERSION:
+        if data.get("version") not in READABLE_VERSIONS:
             raise InvalidInputError(
                 f"This optimization result has format version {data.get('version')!r}; "
-                f"this steerswarm reads version {FORMAT_VERSION}."
+                f"this steerswarm reads versions "
+                f"{', '.join(str(v) for v in READABLE_VERSIONS)}."
             )
         try:
             heldout = data.get("heldout")
@@ -305,6 +379,8 @@ class OptimizationResult:
                 wall_seconds=float(data["wall_seconds"]),
                 created_at=str(data.get("created_at", "")),
                 heldout=None if heldout is None else HeldOutScores.from_dict(heldout),
+                objective=str(data.get("objective", "target")),
+                strategy=str(data.get("strategy", "pso")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"The optimization result is incomplete: {exc!r}.") from exc

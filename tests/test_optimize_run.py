@@ -112,6 +112,11 @@ def _fitness(folder, **kw):
     return FitnessConfig(**({"task": "tiny_sentiment", "include_path": folder, "limit": 6} | kw))
 
 
+def _lm(steerer, folder, **kw):
+    """The lm-eval fitness a run is given (the caller builds it)."""
+    return LmEvalFitness(steerer, _fitness(folder, **kw))
+
+
 SPACE = SearchSpace(layer_min=0, layer_max=3, alpha_min=-30.0, alpha_max=30.0)
 
 
@@ -238,7 +243,7 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
     result = run_optimization(
         steerer,
         [0],
-        _fitness(task_folder),
+        _lm(steerer, task_folder),
         SPACE,
         PsoConfig(particles=3, iterations=2, seed=4),
         on_progress=seen.append,
@@ -266,10 +271,10 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
 
 def test_same_seed_gives_the_same_history(steerer, task_folder):
     pso = PsoConfig(particles=3, iterations=2, seed=8)
-    first = run_optimization(steerer, [0], _fitness(task_folder), SPACE, pso)
-    second = run_optimization(steerer, [0], _fitness(task_folder), SPACE, pso)
+    first = run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, pso)
+    second = run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, pso)
     other = run_optimization(
-        steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9)
+        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9)
     )
     assert _comparable(first.history) == _comparable(second.history)
     assert [e.alphas for e in first.history] != [e.alphas for e in other.history]
@@ -277,16 +282,16 @@ def test_same_seed_gives_the_same_history(steerer, task_folder):
 
 def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatch):
     paid = []
-    score = LmEvalFitness.score
+    metrics = LmEvalFitness.metrics
 
     def counting(self, vectors):
         paid.append(tuple((v.layer, v.coeff) for v in vectors))
-        return score(self, vectors)
+        return metrics(self, vectors)
 
-    monkeypatch.setattr(LmEvalFitness, "score", counting)
+    monkeypatch.setattr(LmEvalFitness, "metrics", counting)
     space = SearchSpace(layer_min=1, layer_max=2, alpha_min=-0.5, alpha_max=0.5, alpha_decimals=0)
     result = run_optimization(
-        steerer, [0], _fitness(task_folder), space, PsoConfig(particles=4, iterations=3, seed=0)
+        steerer, [0], _lm(steerer, task_folder), space, PsoConfig(particles=4, iterations=3, seed=0)
     )
     settings = {(e.layers, e.alphas) for e in result.evaluations}
     assert len(result.evaluations) == 12
@@ -316,7 +321,7 @@ def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypat
         match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",
     ):
         run_optimization(
-            steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2)
+            steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2)
         )
     assert len(calls) == 3
     assert _unchanged(steerer, originals, layers)
@@ -333,7 +338,7 @@ def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, task_fo
         run_optimization(
             steerer,
             [0],
-            _fitness(task_folder),
+            _lm(steerer, task_folder),
             SPACE,
             PsoConfig(particles=2, iterations=2),
             on_progress=broken,
@@ -352,7 +357,7 @@ def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer,
     result = run_optimization(
         steerer,
         [0],
-        _fitness(task_folder),
+        _lm(steerer, task_folder),
         SPACE,
         PsoConfig(particles=3, iterations=3),
         on_progress=on_progress,
@@ -369,14 +374,14 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(OptimizationCancelled, match="cancelled before it started"):
-        run_optimization(steerer, [0], _fitness(task_folder), SPACE, PsoConfig(), cancel=cancel)
+        run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(), cancel=cancel)
 
     cancel.clear()
     with pytest.raises(OptimizationCancelled, match="before any steering setting was scored"):
         run_optimization(
             steerer,
             [0],
-            _fitness(task_folder),
+            _lm(steerer, task_folder),
             SPACE,
             PsoConfig(particles=2, iterations=1),
             on_progress=lambda p: cancel.set(),
@@ -397,14 +402,14 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
 def test_bad_selections_fail_before_any_work(steerer, task_folder, indices, space, message):
     originals = steerer.vectors
     with pytest.raises(InvalidInputError, match=message):
-        run_optimization(steerer, indices, _fitness(task_folder), space, PsoConfig())
+        run_optimization(steerer, indices, _lm(steerer, task_folder), space, PsoConfig())
     assert steerer.vectors == originals
 
 
 def test_an_unknown_task_fails_clearly_and_restores(steerer, task_folder):
     originals, layers = steerer.vectors, steerer.steered_layers()
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
-        run_optimization(steerer, [0], _fitness(task_folder, task="nope"), SPACE, PsoConfig())
+        run_optimization(steerer, [0], _lm(steerer, task_folder, task="nope"), SPACE, PsoConfig())
     assert _unchanged(steerer, originals, layers)
 
 
@@ -414,7 +419,7 @@ def test_an_unknown_task_fails_clearly_and_restores(steerer, task_folder):
 def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
     originals = steerer.vectors
     result = run_optimization(
-        steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=2)
+        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=2)
     )
     applied = apply_best(steerer, result)
     assert steerer.vectors == applied
@@ -431,7 +436,7 @@ def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
 
 def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_factory):
     result = run_optimization(
-        steerer, [0], _fitness(task_folder), SPACE, PsoConfig(particles=2, iterations=1)
+        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
     )
     before = steerer.vectors
     steerer.set_vectors([before[1], before[0]])
@@ -457,11 +462,11 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
     result = run_optimization(
         steerer,
         [0],
-        _fitness(task_folder),
+        _lm(steerer, task_folder),
         SPACE,
         PsoConfig(particles=3, iterations=2, seed=5),
         on_progress=seen.append,
-        heldout=heldout,
+        heldout=LmEvalFitness(steerer, heldout),
     )
     assert _unchanged(steerer, originals, layers)
     scores = result.heldout
@@ -495,22 +500,22 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
 
 def test_a_held_out_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
-    real = LmEvalFitness.score
+    real = LmEvalFitness.metrics
 
     def failing(self, vectors):
         if self.config.task == "tiny_heldout" and vectors:
             raise FitnessError("held-out scoring failed (simulated)")
         return real(self, vectors)
 
-    monkeypatch.setattr(LmEvalFitness, "score", failing)
+    monkeypatch.setattr(LmEvalFitness, "metrics", failing)
     with pytest.raises(FitnessError, match="held-out scoring failed"):
         run_optimization(
             steerer,
             [0],
-            _fitness(task_folder),
+            _lm(steerer, task_folder),
             SPACE,
             PsoConfig(particles=2, iterations=1),
-            heldout=_fitness(task_folder, task="tiny_heldout"),
+            heldout=_lm(steerer, task_folder, task="tiny_heldout"),
         )
     assert _unchanged(steerer, originals, layers)
 
@@ -527,12 +532,12 @@ def test_a_cancel_skips_the_held_out_scores(steerer, task_folder, cancel_at):
     result = run_optimization(
         steerer,
         [0],
-        _fitness(task_folder),
+        _lm(steerer, task_folder),
         SPACE,
         PsoConfig(particles=2, iterations=2),
         on_progress=on_progress,
         cancel=cancel,
-        heldout=_fitness(task_folder, task="tiny_heldout"),
+        heldout=_lm(steerer, task_folder, task="tiny_heldout"),
     )
     assert result.cancelled and result.heldout is None
     assert len(result.evaluations) == (2 if cancel_at == "search" else 4)
@@ -542,19 +547,19 @@ def test_a_cancel_skips_the_held_out_scores(steerer, task_folder, cancel_at):
 def test_a_bad_held_out_task_fails_before_any_scoring(steerer, task_folder, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
     scored = []
-    monkeypatch.setattr(LmEvalFitness, "score", lambda self, vectors: scored.append(1))
+    monkeypatch.setattr(LmEvalFitness, "metrics", lambda self, vectors: scored.append(1))
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
         run_optimization(
             steerer,
             [0],
-            _fitness(task_folder),
+            _lm(steerer, task_folder),
             SPACE,
             PsoConfig(),
-            heldout=_fitness(task_folder, task="nope"),
+            heldout=_lm(steerer, task_folder, task="nope"),
         )
     with pytest.raises(InvalidInputError, match="held-out task is the search task"):
         run_optimization(
-            steerer, [0], _fitness(task_folder), SPACE, PsoConfig(), heldout=_fitness(task_folder)
+            steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(), heldout=_lm(steerer, task_folder)
         )
     assert not scored
     assert _unchanged(steerer, originals, layers)

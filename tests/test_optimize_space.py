@@ -395,6 +395,7 @@ def test_result_round_trips_through_json(tmp_path):
         "stderr": 0.049,
         "seconds": 1.1,
         "cached": False,
+        "metrics": {"target": 0.55, "target_stderr": 0.049},
     }
 
 

@@ -22,15 +22,16 @@ import gradio as gr
 from optimize import (
     Evaluation,
     FitnessConfig,
+    LmEvalFitness,
     OptimizationCancelled,
     OptimizationResult,
     Progress,
     PsoConfig,
     SearchSpace,
     apply_best,
+    check_heldout,
     run_optimization,
 )
-from optimize.pso import check_heldout
 from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.presets import load_preset
@@ -533,15 +534,16 @@ class _OptimizeWork:
                     "The active vectors changed since this tab was shown; "
                     "check the selection and start again."
                 )
+        held = self.request.heldout
         return run_optimization(
             steerer,
             self.request.indices,
-            self.request.fitness,
+            LmEvalFitness(steerer, self.request.fitness),
             self.request.space,
             self.request.pso,
             on_progress=emit_while_current,
             cancel=self.cancel,
-            heldout=self.request.heldout,
+            heldout=None if held is None else LmEvalFitness(steerer, held),
         )
 
 
