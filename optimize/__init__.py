@@ -37,7 +37,7 @@ _EXPORTS = {
     "check_heldout": "optimize.run",
     "run_optimization": "optimize.run",
     "SearchOutcome": "optimize.search",
-    "search": "optimize.search",
+    "run_search": "optimize.search",
     "swarm_search": "optimize.search",
     "STRATEGIES": "optimize.strategies",
     "Strategy": "optimize.strategies",
@@ -79,7 +79,7 @@ __all__ = [
     "make_objective",
     "round_half_away",
     "run_optimization",
-    "search",
+    "run_search",
     "swarm_search",
 ]
 
@@ -98,7 +98,7 @@ if TYPE_CHECKING:
         VectorRecord,
     )
     from optimize.run import apply_best, check_heldout, run_optimization
-    from optimize.search import SearchOutcome, search, swarm_search
+    from optimize.search import SearchOutcome, run_search, swarm_search
     from optimize.strategies import STRATEGIES, Strategy
     from optimize.space import SearchSpace, Setting, round_half_away
 

@@ -234,10 +234,8 @@ def _run(args: argparse.Namespace) -> int:
         f"best     {_fmt(result.best.score, result.best.stderr)} "
         f"({result.gain_points:+.1f} points)",
     ]
-    for record, layer, alpha in zip(
-        result.vectors, result.best.layers, result.best.alphas, strict=True
-    ):
-        lines.append(f"vector {record.index + 1}: layer {layer}, alpha {alpha:g}")
+    for tuned in result.tuned():
+        lines.append(f"vector {tuned.vector.index + 1}: layer {tuned.layer}, alpha {tuned.alpha:g}")
     if result.heldout is not None:
         held = result.heldout
         lines += [

@@ -129,8 +129,9 @@ class Evaluation:
 class Progress:
     """Reported after the baseline and after every evaluation.
 
-    `best_score` is the best setting's score so far (None until one is scored);
-    `latest` is the evaluation just finished. After the search, a run with a
+    `best_score` is the best setting's score so far (None until one is
+    scored), `best` that setting's evaluation; `latest` is the evaluation just
+    finished. After the search, a run with a
     held-out task reports once more per held-out scoring, with `phase`
     "heldout" and `latest` None (those scores are not search evaluations).
     """
@@ -141,6 +142,7 @@ class Progress:
     baseline: float | None
     latest: Evaluation | None
     phase: str = "search"
+    best: Evaluation | None = None
 
     @property
     def fraction(self) -> float:
@@ -303,6 +305,10 @@ class OptimizationResult:
     def ranking(self) -> Objective:
         """The objective this run ranked by: what "best" means for it."""
         return make_objective(self.objective, self.higher_is_better)
+
+    def running_best(self) -> list[float]:
+        """The best setting's score after each scored setting (not the baseline)."""
+        return [e.score for e in self.ranking.running_best(self.evaluations)]
 
     def best_by_iteration(self) -> list[float]:
         """The best setting's score up to the end of each iteration."""

@@ -27,7 +27,7 @@ from optimize.results import (
     VectorRecord,
     tune,
 )
-from optimize.search import one_by_one, search
+from optimize.search import one_by_one, run_search
 from optimize.space import SearchSpace, Setting
 from steering.capture import recapture
 from steering.engine import Steerer
@@ -228,6 +228,7 @@ def _optimize(
                     baseline=baseline.score,
                     latest=latest,
                     phase=phase,
+                    best=best,
                 )
             )
 
@@ -244,7 +245,7 @@ def _optimize(
             best = evaluation
         report(evaluation)
 
-    outcome = search(
+    outcome = run_search(
         space,
         len(indices),
         pso,

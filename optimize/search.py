@@ -68,7 +68,7 @@ def one_by_one(score: ScoreFn) -> BatchScoreFn:
     return evaluate
 
 
-def search(
+def run_search(
     space: SearchSpace,
     n_vectors: int,
     config: PsoConfig,
@@ -136,11 +136,11 @@ def swarm_search(
     cancel: threading.Event | None = None,
     on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> SearchOutcome:
-    """`search` with a one-setting-at-a-time `score` and a registered objective
+    """`run_search` with a one-setting-at-a-time `score` and a registered objective
     (by name) for a target metric of direction `higher_is_better`.
 
     `score(setting)` returns Metrics, or a (target, stderr) pair."""
-    return search(
+    return run_search(
         space,
         n_vectors,
         pso,

@@ -21,7 +21,7 @@ from optimize import (
     SearchSpace,
     Strategy,
     make_objective,
-    search,
+    run_search,
     swarm_search,
 )
 from steering.errors import InvalidInputError
@@ -131,7 +131,7 @@ def test_the_batch_hook_gets_each_iterations_new_settings_once():
         return [Metrics(target=s.layers[0] + s.alphas[0], extra=1.0) for s in settings]
 
     pso = PsoConfig(particles=6, iterations=5, seed=0)
-    outcome = search(space, 1, pso, evaluate, make_objective("target"))
+    outcome = run_search(space, 1, pso, evaluate, make_objective("target"))
     batched = [s for batch in batches for s in batch]
     assert len(batches) == 5 and len(batched) == len({s.key for s in batched})
     assert sum(not e.cached for e in outcome.history) == len(batched)

@@ -163,10 +163,11 @@ def result_summary(result: OptimizationResult) -> str:
             f"({result.gain_points:+.1f} points)"
         ),
     ]
-    for record, layer, alpha in zip(result.vectors, best.layers, best.alphas):
+    for tuned in result.tuned():
+        record = tuned.vector
         lines.append(
             f"- **Vector #{record.index + 1}** ({_prompts(record.prompts, 40)}): "
-            f"layer {record.layer} × {record.coeff:g} → **layer {layer} × {alpha:g}**"
+            f"layer {record.layer} × {record.coeff:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
         )
     heldout = result.heldout
     if heldout is not None:

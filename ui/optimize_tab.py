@@ -331,7 +331,7 @@ class OptimizeActions:
                     ),
                     fmt.evaluation_rows(history),
                     plots.convergence(history, last.baseline, best_so_far),
-                    plots.particles(history, numbers, _best(history, last.best_score)),
+                    plots.particles(history, numbers, last.best),
                     "",
                     *no_result,
                     (
@@ -382,7 +382,7 @@ class OptimizeActions:
             plots.convergence(
                 result.history,
                 result.baseline.score,
-                plots.running_best(result.history, result.higher_is_better),
+                result.running_best(),
             ),
             plots.particles(result.history, numbers, result.best),
             fmt.result_summary(result),
@@ -467,8 +467,8 @@ class OptimizeActions:
         def work(current: Current) -> str:
             apply_best(current.steerer, result)
             summary = ", ".join(
-                f"#{r.index + 1} → layer {layer} × {alpha:g}"
-                for r, layer, alpha in zip(result.vectors, result.best.layers, result.best.alphas)
+                f"#{t.vector.index + 1} → layer {t.layer} × {t.alpha:g}"
+                for t in result.tuned()
             )
             applied.append(summary)
             return f"✓ Applied the best setting: {summary}. " + fmt.vector_count(
@@ -485,14 +485,6 @@ class OptimizeActions:
             )
 
 
-def _best(history: list[Evaluation], best_score: float | None) -> Evaluation | None:
-    """The first evaluation with the best score so far (the one the run reports)."""
-    for evaluation in history:
-        if not evaluation.is_baseline and evaluation.score == best_score:
-            return evaluation
-    return None
-
-
 def _final_progress(result: OptimizationResult) -> Progress:
     held = 0 if result.heldout is None else 2
     done = len(result.history) + held
@@ -502,6 +494,7 @@ def _final_progress(result: OptimizationResult) -> Progress:
         best_score=result.best.score,
         baseline=result.baseline.score,
         latest=result.history[-1],
+        best=result.best,
     )
 
 

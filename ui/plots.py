@@ -16,27 +16,6 @@ _SIZE = (6.0, 3.6)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
-def _better(a: float, b: float, higher_is_better: bool) -> bool:
-    if math.isnan(a):
-        return False
-    if math.isnan(b):
-        return True
-    return a > b if higher_is_better else a < b
-
-
-def running_best(evaluations: Sequence[Evaluation], higher_is_better: bool = True) -> list[float]:
-    """The best score after each non-baseline evaluation."""
-    best: list[float] = []
-    current = math.nan
-    for e in evaluations:
-        if e.is_baseline:
-            continue
-        if _better(e.score, current, higher_is_better):
-            current = e.score
-        best.append(current)
-    return best
-
-
 def convergence(
     evaluations: Sequence[Evaluation], baseline: float | None, best: Sequence[float]
 ) -> Figure:
