@@ -33,31 +33,16 @@ log = logging.getLogger("steerswarm")
 
 __all__ = ["logits_processor_modifier", "main", "params", "setup", "ui"]
 
+from ui.settings import FIELDS as _SAVED  # noqa: E402 - after the sys.path line
+
 # The webui's one piece of extension state: it sets these from the settings
 # `<name>-<key>` after importing us and saves them on "Save settings". The
-# form values (ui/settings.py) start as None = "the default".
+# form values (ui/settings.py, built from optimize/settings.py) start as
+# None = "the default".
 params: dict[str, Any] = {
     "display_name": "Activation Steering",
     "is_tab": True,
-    "layer": None,
-    "coefficient": None,
-    "optimize_task": None,
-    "optimize_task_folder": None,
-    "optimize_metric": None,
-    "optimize_limit": None,
-    "optimize_batch_size": None,
-    "optimize_particles": None,
-    "optimize_iterations": None,
-    "optimize_layer_min": None,
-    "optimize_layer_max": None,
-    "optimize_alpha_min": None,
-    "optimize_alpha_max": None,
-    "optimize_c1": None,
-    "optimize_c2": None,
-    "optimize_w": None,
-    "optimize_seed": None,
-    "optimize_heldout_task": None,
-    "optimize_heldout_limit": None,
+    **dict.fromkeys(_SAVED),
     # Set by the operator (settings.yaml: steerswarm-allowed_task_folders, a
     # list of folders), never from the page: task folders the Optimize tab may
     # offer besides the shipped tasks and user_data/steerswarm/tasks. A task

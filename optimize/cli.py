@@ -20,6 +20,8 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from optimize.settings import add_arguments
+
 PROG = "python -m optimize"
 
 
@@ -41,42 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N,N",
         help="which vectors of the file to optimize, numbered from 1 (default: all)",
     )
-    p.add_argument("--task", required=True, metavar="NAME", help="lm-eval task or group")
-    p.add_argument("--include-path", default=None, metavar="DIR", help="folder of local task YAMLs")
-    p.add_argument(
-        "--heldout-task",
-        default=None,
-        metavar="NAME",
-        help="task of documents the search never sees (same --include-path and --metric): "
-        "the baseline and the best setting are scored on it after the search",
-    )
-    p.add_argument(
-        "--heldout-limit",
-        type=int,
-        default=None,
-        help="held-out documents scored, 0 for all (default: the same as --limit)",
-    )
-    p.add_argument("--metric", default="acc", help="metric to maximise (default: acc)")
-    p.add_argument(
-        "--limit", type=int, default=20, help="documents scored, 0 for all (default: 20)"
-    )
-    p.add_argument("--batch-size", type=int, default=8, help="lm-eval batch size (default: 8)")
-    p.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples (default: 0)")
-    p.add_argument("--particles", type=int, default=4, help="swarm size (default: 4)")
-    p.add_argument("--iterations", type=int, default=3, help="swarm iterations (default: 3)")
-    p.add_argument("--c1", type=float, default=0.5, help="cognitive coefficient (default: 0.5)")
-    p.add_argument("--c2", type=float, default=0.3, help="social coefficient (default: 0.3)")
-    p.add_argument("--w", type=float, default=0.9, help="inertia weight (default: 0.9)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    p.add_argument("--layer-min", type=int, default=None, help="lowest layer, from 0 (default: 0)")
-    p.add_argument(
-        "--layer-max", type=int, default=None, help="highest layer (default: the model's last)"
-    )
-    p.add_argument("--alpha-min", type=float, default=-4.0, help="lowest alpha (default: -4)")
-    p.add_argument("--alpha-max", type=float, default=4.0, help="highest alpha (default: 4)")
-    p.add_argument(
-        "--alpha-decimals", type=int, default=2, help="alphas are rounded to this (default: 2)"
-    )
+    add_arguments(p)  # the run settings, from optimize/settings.py
     p.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON result")
     p.add_argument(
         "--model", default=None, help="model folder or hub id (default: embedded SmolLM2)"
@@ -136,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
 
     fitness = FitnessConfig(
         task=args.task,
-        include_path=args.include_path,
+        include_path=args.task_folder,
         metric=args.metric,
         limit=None if args.limit == 0 else args.limit,
         batch_size=args.batch_size,
@@ -155,7 +122,7 @@ def _run(args: argparse.Namespace) -> int:
         heldout_limit = args.limit if args.heldout_limit is None else args.heldout_limit
         heldout = FitnessConfig(
             task=args.heldout_task,
-            include_path=args.include_path,
+            include_path=args.task_folder,
             metric=args.metric,
             limit=None if heldout_limit == 0 else heldout_limit,
             batch_size=args.batch_size,

@@ -5,34 +5,15 @@ Both are validated when built, with messages a UI can show verbatim.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from optimize.settings import BY_NAME, default
+from steering import validate
 from steering.errors import InvalidInputError
 
 # np.random.seed accepts 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
-
-
-def _whole(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}.")
-    if value < minimum:
-        raise InvalidInputError(f"{name} must be {minimum} or more, got {value}.")
-    return value
-
-
-def _coefficient(name: str, value: object) -> float:
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}.") from None
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0:
-        raise InvalidInputError(f"{name} must be a finite number of 0 or more, got {value!r}.")
-    return number
 
 
 @dataclass(frozen=True)
@@ -53,10 +34,10 @@ class FitnessConfig:
 
     task: str
     include_path: str | None = None
-    metric: str = "acc"
-    limit: int | None = 20
-    batch_size: int = 8
-    num_fewshot: int = 0
+    metric: str = default("metric")
+    limit: int | None = default("limit")
+    batch_size: int = default("batch_size")
+    num_fewshot: int = default("num_fewshot")
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task.strip():
@@ -75,11 +56,9 @@ class FitnessConfig:
             raise InvalidInputError(f"Enter a metric name such as 'acc', got {self.metric!r}.")
         object.__setattr__(self, "metric", self.metric.strip())
         if self.limit is not None:
-            object.__setattr__(self, "limit", _whole("The limit", self.limit, 1))
-        object.__setattr__(self, "batch_size", _whole("The batch size", self.batch_size, 1))
-        object.__setattr__(
-            self, "num_fewshot", _whole("The number of few-shot examples", self.num_fewshot, 0)
-        )
+            object.__setattr__(self, "limit", BY_NAME["limit"].check(self.limit))
+        for name in ("batch_size", "num_fewshot"):
+            object.__setattr__(self, name, BY_NAME[name].check(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -96,25 +75,18 @@ class PsoConfig:
         seed: the same seed gives the same search.
     """
 
-    particles: int = 4
-    iterations: int = 3
-    c1: float = 0.5
-    c2: float = 0.3
-    w: float = 0.9
-    seed: int = 0
+    particles: int = default("particles")
+    iterations: int = default("iterations")
+    c1: float = default("c1")
+    c2: float = default("c2")
+    w: float = default("w")
+    seed: int = default("seed")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "particles", _whole("The number of particles", self.particles, 1))
-        object.__setattr__(
-            self, "iterations", _whole("The number of iterations", self.iterations, 1)
-        )
-        object.__setattr__(self, "c1", _coefficient("c1", self.c1))
-        object.__setattr__(self, "c2", _coefficient("c2", self.c2))
-        object.__setattr__(self, "w", _coefficient("w", self.w))
-        seed = _whole("The seed", self.seed, 0)
-        if seed > MAX_SEED:
-            raise InvalidInputError(f"The seed must be at most {MAX_SEED}, got {seed}.")
-        object.__setattr__(self, "seed", seed)
+        for name in ("particles", "iterations", "c1", "c2", "w", "seed"):
+            object.__setattr__(self, name, BY_NAME[name].check(getattr(self, name)))
+        # numpy's limit, not a user's bound, so not in the table's bounds
+        validate.whole("The seed", self.seed, maximum=MAX_SEED)
 
     @property
     def evaluations(self) -> int:

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from optimize.settings import BY_NAME, default
 from steering.errors import InvalidInputError
+from steering.validate import number
 from steering.vector import MAX_ABS_COEFF
 
 # Continuous layer bounds reach this far past the outer whole layers, so each
@@ -50,26 +52,6 @@ class Setting:
         return (self.layers, self.alphas)
 
 
-def _whole(name: str, value: object) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}.")
-    return value
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}.")
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}.") from None
-    if not math.isfinite(number):
-        raise InvalidInputError(f"{name} must be a finite number, got {value!r}.")
-    return number
-
-
 @dataclass(frozen=True)
 class SearchSpace:
     """Bounds shared by every selected vector: a whole-layer range and an alpha
@@ -83,36 +65,27 @@ class SearchSpace:
     layer_max: int
     alpha_min: float
     alpha_max: float
-    alpha_decimals: int = 2
+    alpha_decimals: int = default("alpha_decimals")
 
     def __post_init__(self) -> None:
-        layer_min = _whole("The lowest layer", self.layer_min)
-        layer_max = _whole("The highest layer", self.layer_max)
-        if layer_min < 0:
-            raise InvalidInputError(f"The lowest layer must be 0 or more, got {layer_min}.")
+        layer_min = BY_NAME["layer_min"].check(self.layer_min)
+        layer_max = BY_NAME["layer_max"].check(self.layer_max)
         if layer_max < layer_min:
             raise InvalidInputError(
                 f"The layer range is empty: the highest layer ({layer_max}) is below "
                 f"the lowest ({layer_min})."
             )
-        alpha_min = _number("The lowest alpha", self.alpha_min)
-        alpha_max = _number("The highest alpha", self.alpha_max)
-        for name, value in (("lowest", alpha_min), ("highest", alpha_max)):
-            if abs(value) > MAX_ABS_COEFF:
-                raise InvalidInputError(
-                    f"The {name} alpha must be between {-MAX_ABS_COEFF:g} and "
-                    f"{MAX_ABS_COEFF:g}, got {value:g}."
-                )
+        # a vector's own limit on alpha (steering.vector), beyond the table's
+        alpha_min, alpha_max = (
+            number(BY_NAME[name].noun, getattr(self, name), -MAX_ABS_COEFF, MAX_ABS_COEFF)
+            for name in ("alpha_min", "alpha_max")
+        )
         if not alpha_min < alpha_max:
             raise InvalidInputError(
                 f"The alpha range must have the lowest alpha below the highest, "
                 f"got {alpha_min:g} to {alpha_max:g}."
             )
-        decimals = _whole("The number of alpha decimals", self.alpha_decimals)
-        if not 0 <= decimals <= 6:
-            raise InvalidInputError(
-                f"The number of alpha decimals must be between 0 and 6, got {decimals}."
-            )
+        decimals = BY_NAME["alpha_decimals"].check(self.alpha_decimals)
         object.__setattr__(self, "layer_min", layer_min)
         object.__setattr__(self, "layer_max", layer_max)
         object.__setattr__(self, "alpha_min", alpha_min)

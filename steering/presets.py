@@ -12,31 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from optimize.settings import PRESET, check_preset
+from optimize.settings import fields as run_fields
 from steering.capture import split_prompts
 from steering.errors import InvalidInputError
 
 PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 
-# The optimize settings a preset must give (the names of the CLI's options,
-# with underscores): what makes the documented run reproducible.
-OPTIMIZE_KEYS = (
-    "task",
-    "heldout_task",
-    "metric",
-    "limit",
-    "heldout_limit",
-    "batch_size",
-    "particles",
-    "iterations",
-    "layer_min",
-    "layer_max",
-    "alpha_min",
-    "alpha_max",
-    "c1",
-    "c2",
-    "w",
-    "seed",
-)
+# The optimize settings a preset must give: the PRESET rows of the run
+# settings table (named as the CLI's options, with underscores), which is
+# what makes the documented run reproducible. The table (standard library
+# only) checks each value's kind and bounds.
+OPTIMIZE_KEYS = tuple(f.name for f in run_fields(PRESET))
 
 
 @dataclass(frozen=True)
@@ -45,7 +32,8 @@ class Preset:
 
     `layer` and `coefficient` are where the vector is captured (the search
     recaptures it at each layer it tries); `optimize` holds the search
-    settings, keyed as in OPTIMIZE_KEYS; its tasks are in the shipped tasks/
+    settings, keyed as in OPTIMIZE_KEYS and checked against
+    optimize/settings.py; its tasks are in the shipped tasks/
     folder.
     """
 
@@ -94,10 +82,7 @@ def load_preset(name: str = "sentiment", presets_dir: Path = PRESETS_DIR) -> Pre
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidInputError(f"The preset {path} is not readable: {exc}") from exc
     try:
-        optimize = dict(data["optimize"])
-        missing = [key for key in OPTIMIZE_KEYS if key not in optimize]
-        if missing:
-            raise KeyError(", ".join(missing))
+        optimize = check_preset(data["optimize"])
         return Preset(
             name=str(data["name"]),
             title=str(data["title"]),
@@ -109,5 +94,7 @@ def load_preset(name: str = "sentiment", presets_dir: Path = PRESETS_DIR) -> Pre
             optimize=optimize,
             folder=folder,
         )
+    except InvalidInputError as exc:
+        raise InvalidInputError(f"The preset {path} is not valid: {exc}") from exc
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"The preset {path} is incomplete: {exc}") from exc

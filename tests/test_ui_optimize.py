@@ -48,7 +48,7 @@ def steering(session, tmp_path):
 
 @pytest.fixture
 def actions(session, steering):
-    return OptimizeActions(session, steering)
+    return OptimizeActions(session, steering.save_dir)
 
 
 def form(actions, **changes):
@@ -224,7 +224,7 @@ def test_apply_after_the_vectors_changed_is_refused(actions, steering, session):
 
 def test_no_model(tmp_path):
     session = ModelSession(lambda: None)
-    actions = OptimizeActions(session, SteeringActions(session, tmp_path))
+    actions = OptimizeActions(session, tmp_path)
     assert actions.vector_choices(None)["choices"] == []
     *_, final = actions.optimize(*form(actions, vectors=["#1 layer 1 × 2: x"]))
     assert "No model is loaded" in final[-1]
@@ -295,3 +295,11 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, sessio
     best = recapture(steerer, before[0], result.best.layers[0]).with_coeff(result.best.alphas[0])
     assert direct.score(()) == (held.baseline.score, held.baseline.stderr)
     assert direct.score([best]) == (held.best.score, held.best.stderr)
+
+
+def test_the_form_lays_out_every_form_setting_of_the_table_once():
+    from optimize.settings import FORM, fields
+    from ui.optimize_form import LAID_OUT, NAMES
+
+    assert sorted(LAID_OUT) == sorted(NAMES) == sorted(f.name for f in fields(FORM))
+    assert len(set(LAID_OUT)) == len(LAID_OUT)

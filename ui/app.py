@@ -58,7 +58,9 @@ def _build_optimize(
             f"⚠ Optimizing needs lm-eval and pyswarms (`pip install -r requirements.txt`): {exc}"
         )
         return
-    actions = optimize_tab.OptimizeActions(session, tabs.steering_actions, task_sources)
+    actions = optimize_tab.OptimizeActions(
+        session, tabs.steering_actions.save_dir, task_sources
+    )
     tab = optimize_tab.build(actions, settings)
     tabs.optimize, tabs.optimize_actions = tab, actions
     s = tabs.steering

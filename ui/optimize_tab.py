@@ -21,31 +21,42 @@ import gradio as gr
 
 from optimize import (
     Evaluation,
-    FitnessConfig,
     LmEvalFitness,
     OptimizationCancelled,
     OptimizationResult,
     Progress,
-    PsoConfig,
-    SearchSpace,
     apply_best,
-    check_heldout,
     run_optimization,
 )
-from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
+from optimize.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
 from ui.jobs import WAITING, ModelJob
+from ui.model_access import locked, model_facts, peek_facts
+from ui.optimize_form import (
+    NAMES,
+    TASKS_DIR,
+    RunRequest,
+    build_form,
+    default_layer_range,
+    parse_request,
+)
 from ui.settings import FormSettings
-from ui.steering_tab import SteeringActions
+
+__all__ = [
+    "TASKS_DIR",
+    "OptimizeActions",
+    "OptimizeTab",
+    "RunRequest",
+    "build",
+    "default_layer_range",
+    "parse_request",
+]
 
 log = logging.getLogger(__name__)
-
-TASKS_DIR = SHIPPED_TASKS
-DEFAULT_TASK = "steer_sentiment"
 
 # (progress, evaluations table, convergence plot, particle plot, summary,
 #  result state, result file, status)
@@ -54,24 +65,11 @@ OptimizeView = tuple[Any, Any, Any, Any, Any, Any, Any, str]
 
 @dataclass
 class OptimizeTab:
+    """The tab's components: the vector selection, the form's fields by
+    setting name (optimize/settings.py), the buttons and the live view."""
+
     vectors: gr.CheckboxGroup
-    task: gr.Textbox
-    task_folder: gr.Dropdown
-    metric: gr.Textbox
-    limit: gr.Number
-    batch_size: gr.Number
-    particles: gr.Number
-    iterations: gr.Number
-    layer_min: gr.Number
-    layer_max: gr.Number
-    alpha_min: gr.Number
-    alpha_max: gr.Number
-    c1: gr.Number
-    c2: gr.Number
-    w: gr.Number
-    seed: gr.Number
-    heldout_task: gr.Textbox
-    heldout_limit: gr.Number
+    fields: dict[str, Any]
     example: gr.Button
     run: gr.Button
     cancel: gr.Button
@@ -86,128 +84,19 @@ class OptimizeTab:
     status: gr.Markdown
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything "Optimize vectors" was given, validated."""
-
-    choices: tuple[str, ...]
-    indices: tuple[int, ...]
-    fitness: FitnessConfig
-    space: SearchSpace
-    pso: PsoConfig
-    heldout: FitnessConfig | None = None
-
-
-def default_layer_range(num_layers: int) -> tuple[int, int]:
-    """About the second quarter to the middle of the model, where steering works best."""
-    low = min(num_layers - 1, round(num_layers * 0.25))
-    high = max(low, min(num_layers - 1, round(num_layers * 0.6)))
-    return low, high
-
-
-def _whole(name: str, value: Any) -> int:
-    """A whole number from a gr.Number (which may give a float or None)."""
-    if value is None:
-        raise InvalidInputError(f"Enter a value for {name}.")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}.") from None
-    if not number.is_integer():
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}.")
-    return int(number)
-
-
-def parse_request(
-    choices: list[str] | None,
-    task: str | None,
-    task_folder: str | None,
-    metric: str | None,
-    limit: Any,
-    batch_size: Any,
-    particles: Any,
-    iterations: Any,
-    layer_min: Any,
-    layer_max: Any,
-    alpha_min: Any,
-    alpha_max: Any,
-    c1: Any,
-    c2: Any,
-    w: Any,
-    seed: Any,
-    heldout_task: str | None = None,
-    heldout_limit: Any = None,
-    sources: AllowedTaskSources | None = None,
-) -> RunRequest:
-    """Check the form before anything touches the model. An empty held-out
-    task means no held-out scoring (its limit is then not used). The task
-    folder must be one of `sources` (default: the shipped tasks, or lm-eval's
-    registered tasks): a visitor never picks a folder of code to run.
-
-    Raises:
-        InvalidInputError: with a message naming the field (TaskSourceError
-            for a task folder that is not allowed).
-    """
-    chosen = tuple(choices or ())
-    if not chosen:
-        raise InvalidInputError(
-            "Select at least one vector to optimize (add one in the Steering tab first)."
-        )
-    indices = []
-    for choice in chosen:
-        index = fmt.choice_index(choice)
-        if index is None:
-            raise InvalidInputError(f"Unknown vector {choice!r}; refresh the tab.")
-        indices.append(index)
-    folder = (sources or AllowedTaskSources()).include_path(task_folder)
-    fitness = FitnessConfig(
-        task=task or "",
-        include_path=folder,
-        metric=metric or "",
-        limit=_whole("Limit", limit),
-        batch_size=_whole("Batch size", batch_size),
-    )
-    space = SearchSpace(
-        _whole("Lowest layer", layer_min),
-        _whole("Highest layer", layer_max),
-        alpha_min,
-        alpha_max,
-    )
-    pso = PsoConfig(
-        particles=_whole("Particles", particles),
-        iterations=_whole("Iterations", iterations),
-        c1=c1,
-        c2=c2,
-        w=w,
-        seed=_whole("Seed", seed),
-    )
-    heldout = None
-    if (heldout_task or "").strip():
-        held_limit = _whole("Held-out limit", heldout_limit)
-        if held_limit < 1:
-            raise InvalidInputError(f"Held-out limit must be 1 or more, got {held_limit}.")
-        heldout = FitnessConfig(
-            task=heldout_task or "",
-            include_path=folder,
-            metric=fitness.metric,
-            limit=held_limit,
-            batch_size=fitness.batch_size,
-        )
-        check_heldout(fitness, heldout)
-    return RunRequest(chosen, tuple(indices), fitness, space, pso, heldout)
-
-
 class OptimizeActions:
     """The Optimize tab's handlers. One run at a time per app (the model is one)."""
 
     def __init__(
         self,
         session: ModelSession,
-        steering: SteeringActions,
+        save_dir: Path | None = None,
         sources: AllowedTaskSources | None = None,
     ) -> None:
+        """`save_dir`: where results are saved (None: not saved); `sources`:
+        the task folders the operator allowed (None: the shipped tasks)."""
         self.session = session
-        self.steering = steering
+        self.save_dir = save_dir
         self.sources = sources or AllowedTaskSources()
         self._busy = threading.Lock()
         self._cancel = threading.Event()
@@ -217,65 +106,20 @@ class OptimizeActions:
     def vector_choices(self, selected: list[str] | None = None) -> Any:
         """The active vectors as choices, keeping the still-valid selection
         (all of them when none is). Does not wait while the model is busy."""
-        acquire = getattr(self.session.lock, "acquire", None)
-        if acquire is not None and not acquire(blocking=False):
+        facts = peek_facts(self.session)
+        if facts is None:
             return gr.update()
-        try:
-            _info, vectors, _problem = self.steering.model_facts()
-        finally:
-            if acquire is not None:
-                self.session.lock.release()  # type: ignore[attr-defined]
-        choices = fmt.vector_choices(vectors)
+        choices = fmt.vector_choices(facts[1])
         kept = [c for c in (selected or []) if c in choices]
         return gr.update(choices=choices, value=kept or choices)
 
     # -- handlers ------------------------------------------------------------
 
-    def optimize(
-        self,
-        vectors: list[str] | None,
-        task: str | None,
-        task_folder: str | None,
-        metric: str | None,
-        limit: Any,
-        batch_size: Any,
-        particles: Any,
-        iterations: Any,
-        layer_min: Any,
-        layer_max: Any,
-        alpha_min: Any,
-        alpha_max: Any,
-        c1: Any,
-        c2: Any,
-        w: Any,
-        seed: Any,
-        heldout_task: str | None = None,
-        heldout_limit: Any = None,
-    ) -> Iterator[OptimizeView]:
+    def optimize(self, vectors: list[str] | None, *values: Any) -> Iterator[OptimizeView]:
         """Run the search, yielding the live view after every evaluation."""
         keep = (gr.update(),) * 7
         try:
-            request = parse_request(
-                vectors,
-                task,
-                task_folder,
-                metric,
-                limit,
-                batch_size,
-                particles,
-                iterations,
-                layer_min,
-                layer_max,
-                alpha_min,
-                alpha_max,
-                c1,
-                c2,
-                w,
-                seed,
-                heldout_task,
-                heldout_limit,
-                self.sources,
-            )
+            request = parse_request(vectors, *values, sources=self.sources)
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
             return
@@ -396,7 +240,7 @@ class OptimizeActions:
         )
 
     def _save(self, result: OptimizationResult) -> str | None:
-        folder = self.steering.save_dir
+        folder = self.save_dir
         if folder is None:
             return None
         try:
@@ -411,27 +255,17 @@ class OptimizeActions:
         """The preset's search settings put in the form (task, held-out task,
         limits, swarm, layer and alpha bounds, PSO options, seed), then a
         status line. The layer bounds are kept inside the loaded model."""
-        fields = (
-            "task", "metric", "limit", "batch_size", "particles", "iterations",
-            "layer_min", "layer_max", "alpha_min", "alpha_max", "c1", "c2", "w",
-            "seed", "heldout_task", "heldout_limit",
-        )  # fmt: skip
+        fields = tuple(name for name in NAMES if name != "task_folder")
         try:
             preset = load_preset(name)
         except SteerSwarmError as exc:
             return (*(gr.update(),) * (len(fields) + 1), fmt.failed("load the example", str(exc)))
         values = dict(preset.optimize)
-        acquire = getattr(self.session.lock, "acquire", None)
-        if acquire is None or acquire(blocking=False):
-            try:
-                info, _vectors, _problem = self.steering.model_facts()
-            finally:
-                if acquire is not None:
-                    self.session.lock.release()  # type: ignore[attr-defined]
-            if info is not None:
-                top = info.num_layers - 1
-                values["layer_min"] = min(values["layer_min"], top)
-                values["layer_max"] = min(values["layer_max"], top)
+        info = (peek_facts(self.session) or (None,))[0]  # busy: no check, no wait
+        if info is not None:
+            top = info.num_layers - 1
+            values["layer_min"] = min(values["layer_min"], top)
+            values["layer_max"] = min(values["layer_max"], top)
         folder = str(TASKS_DIR)
         task, *rest = (values[key] for key in fields)
         return (
@@ -475,7 +309,7 @@ class OptimizeActions:
                 len(current.steerer.vectors)
             )
 
-        for table, choices, status in self.steering.locked("apply the best setting", work):
+        for table, choices, status in locked(self.session, "apply the best setting", work):
             yield (
                 table,
                 choices,
@@ -545,16 +379,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
 
     `settings` gives the form's starting values and remembers what the user
     enters."""
-    settings = settings or FormSettings()
-    info, vectors, _problem = actions.steering.model_facts()
-    low, high = default_layer_range(info.num_layers) if info is not None else (0, 0)
-    top = info.num_layers - 1 if info is not None else None
-    get = settings.get
-
-    def layer_value(key: str, default: int) -> int:
-        """A saved layer, within the loaded model's layers."""
-        value = get(key, default)
-        return value if top is None else min(max(value, 0), top)
+    info, vectors, _problem = model_facts(actions.session)
     choices = fmt.vector_choices(vectors)
     gr.Markdown(
         "Search the **layer** and **alpha** (coefficient) of the chosen vectors with a "
@@ -563,59 +388,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         "folder work offline."
     )
     vector_box = gr.CheckboxGroup(choices=choices, value=choices, label="Vectors to optimize")
-    with gr.Row():
-        task = gr.Textbox(
-            value=get("optimize_task", DEFAULT_TASK), label="Task", info="lm-eval task or group name"
-        )
-        folder_choices = actions.sources.choices()
-        saved_folder = get("optimize_task_folder", actions.sources.first())
-        task_folder = gr.Dropdown(
-            choices=folder_choices,
-            value=(
-                saved_folder
-                if saved_folder in [value for _label, value in folder_choices]
-                else actions.sources.first()
-            ),
-            label="Task folder",
-            info="task folders the operator allowed, or lm-eval's registered tasks",
-            scale=2,
-        )
-        metric = gr.Textbox(value=get("optimize_metric"), label="Metric")
-    with gr.Row():
-        limit = gr.Number(
-            value=get("optimize_limit"), precision=0, label="Limit", info="documents per evaluation"
-        )
-        batch_size = gr.Number(value=get("optimize_batch_size"), precision=0, label="Batch size")
-        particles = gr.Number(value=get("optimize_particles"), precision=0, label="Particles")
-        iterations = gr.Number(value=get("optimize_iterations"), precision=0, label="Iterations")
-    with gr.Row():
-        layer_min = gr.Number(
-            value=layer_value("optimize_layer_min", low), precision=0, label="Lowest layer"
-        )
-        layer_max = gr.Number(
-            value=layer_value("optimize_layer_max", high), precision=0, label="Highest layer"
-        )
-        alpha_min = gr.Number(value=get("optimize_alpha_min"), label="Lowest alpha")
-        alpha_max = gr.Number(value=get("optimize_alpha_max"), label="Highest alpha")
-    with gr.Accordion("PSO options", open=False), gr.Row():
-        c1 = gr.Number(value=get("optimize_c1"), label="c1 (cognitive)")
-        c2 = gr.Number(value=get("optimize_c2"), label="c2 (social)")
-        w = gr.Number(value=get("optimize_w"), label="w (inertia)")
-        seed = gr.Number(value=get("optimize_seed"), precision=0, label="Seed")
-    with gr.Row():
-        heldout_task = gr.Textbox(
-            value=get("optimize_heldout_task"),
-            label="Held-out task",
-            info="optional: a task of other documents (same folder and metric); the baseline "
-            "and the best setting are scored on it after the search",
-            scale=2,
-        )
-        heldout_limit = gr.Number(
-            value=get("optimize_heldout_limit"),
-            precision=0,
-            label="Held-out limit",
-            info="held-out documents scored",
-        )
+    fields = build_form(settings or FormSettings(), info, actions.sources)
     with gr.Row():
         example = gr.Button("Use example settings")
         run = gr.Button("Optimize vectors", variant="primary")
@@ -640,65 +413,14 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     )
     result = gr.State(None)
 
-    form = [
-        vector_box,
-        task,
-        task_folder,
-        metric,
-        limit,
-        batch_size,
-        particles,
-        iterations,
-        layer_min,
-        layer_max,
-        alpha_min,
-        alpha_max,
-        c1,
-        c2,
-        w,
-        seed,
-        heldout_task,
-        heldout_limit,
-    ]
-    for key, component in (
-        ("optimize_task", task), ("optimize_task_folder", task_folder),
-        ("optimize_metric", metric), ("optimize_limit", limit),
-        ("optimize_batch_size", batch_size), ("optimize_particles", particles),
-        ("optimize_iterations", iterations), ("optimize_layer_min", layer_min),
-        ("optimize_layer_max", layer_max), ("optimize_alpha_min", alpha_min),
-        ("optimize_alpha_max", alpha_max), ("optimize_c1", c1), ("optimize_c2", c2),
-        ("optimize_w", w), ("optimize_seed", seed),
-        ("optimize_heldout_task", heldout_task), ("optimize_heldout_limit", heldout_limit),
-    ):  # fmt: skip
-        settings.remember(component, key)
+    form = list(fields.values())
     view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
-    run.click(actions.optimize, form, view, api_name="optimize")
+    run.click(actions.optimize, [vector_box, *form], view, api_name="optimize")
     cancel.click(actions.cancel, None, [status], api_name="cancel_optimization")
-    example.click(
-        actions.example_settings,
-        None,
-        [*form[1:], status],  # every field but the vector selection
-        api_name="example_settings",
-    )
+    example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
     return OptimizeTab(
         vectors=vector_box,
-        task=task,
-        task_folder=task_folder,
-        metric=metric,
-        limit=limit,
-        batch_size=batch_size,
-        particles=particles,
-        iterations=iterations,
-        layer_min=layer_min,
-        layer_max=layer_max,
-        alpha_min=alpha_min,
-        alpha_max=alpha_max,
-        c1=c1,
-        c2=c2,
-        w=w,
-        seed=seed,
-        heldout_task=heldout_task,
-        heldout_limit=heldout_limit,
+        fields=fields,
         example=example,
         run=run,
         cancel=cancel,

@@ -12,35 +12,24 @@ the tabs must never fail on it.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import gradio as gr
+from optimize.settings import FORM
+from optimize.settings import fields as run_fields
+
+if TYPE_CHECKING:
+    import gradio as gr
 
 log = logging.getLogger(__name__)
 
-# key -> (kind, default). A default of None means "derived from the model".
+# saved key -> (kind, default). A default of None means "derived" (from the
+# model, or as the setting's help says). The Steering tab's two values, then
+# the Optimize form's settings from the run settings table.
 FIELDS: dict[str, tuple[type, Any]] = {
     "layer": (int, None),
     "coefficient": (float, 2.0),
-    "optimize_task": (str, "steer_sentiment"),
-    "optimize_task_folder": (str, None),  # None: the tasks folder shipped with steerswarm
-    "optimize_metric": (str, "acc"),
-    "optimize_limit": (int, 20),
-    "optimize_batch_size": (int, 8),
-    "optimize_particles": (int, 4),
-    "optimize_iterations": (int, 3),
-    "optimize_layer_min": (int, None),
-    "optimize_layer_max": (int, None),
-    "optimize_alpha_min": (float, -8.0),
-    "optimize_alpha_max": (float, 8.0),
-    "optimize_c1": (float, 0.5),
-    "optimize_c2": (float, 0.3),
-    "optimize_w": (float, 0.9),
-    "optimize_seed": (int, 0),
-    "optimize_heldout_task": (str, ""),  # empty: no held-out scoring
-    "optimize_heldout_limit": (int, 100),
+    **{f.saved_key: (f.kind, f.default) for f in run_fields(FORM)},
 }
 
 DEFAULTS: dict[str, Any] = {key: default for key, (_kind, default) in FIELDS.items()}
@@ -48,19 +37,18 @@ DEFAULTS: dict[str, Any] = {key: default for key, (_kind, default) in FIELDS.ite
 
 def _coerce(kind: type, value: Any) -> Any:
     """`value` as `kind`, or raise ValueError (bools are not numbers here)."""
-    if isinstance(value, bool):
-        raise ValueError("a true/false value")
+    from steering import validate
+    from steering.errors import InvalidInputError
+
     if kind is str:
         if not isinstance(value, str):
             raise ValueError("not text")
         return value
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError("not a finite number")
-    if kind is int:
-        if float(value) != int(value):
-            raise ValueError("not a whole number")
-        return int(value)
-    return float(value)
+    check = validate.whole if kind is int else validate.number
+    try:
+        return check("the value", value)
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 class FormSettings:

@@ -26,7 +26,7 @@ from steering.session import Current, ModelSession
 from steering.store import load_vectors, save_vectors
 from steering.vector import SteeringVector
 from ui import format as fmt
-from ui.jobs import WAITING, ModelJob
+from ui.model_access import Facts, VectorView, locked, model_facts, peek_facts
 from ui.settings import FormSettings
 
 log = logging.getLogger(__name__)
@@ -35,8 +35,6 @@ DEFAULT_FILE_NAME = "steering-vectors.safetensors"
 DEFAULT_COEFF = 2.0
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
-# Outputs of every vector-changing action: (table rows, remove-dropdown update, status).
-VectorView = tuple[Any, Any, str]
 
 
 def default_layer(num_layers: int) -> int:
@@ -76,52 +74,13 @@ class SteeringActions:
 
     # -- helpers -----------------------------------------------------------
 
-    def _view(self, current: Current, status: str) -> VectorView:
-        vectors = current.steerer.vectors
-        return (
-            fmt.vector_rows(vectors),
-            gr.update(choices=fmt.vector_choices(vectors), value=None),
-            fmt.notice_prefix(current.notice) + status,
-        )
-
     def locked(self, action: str, work: Callable[[Current], str]) -> Iterator[VectorView]:
-        """Run `work(current)` under the model lock; yield the waiting notice if
-        the lock is busy, then the new view with the status `work` returned."""
+        """`work(current)` under the model lock (ui.model_access.locked)."""
+        return locked(self.session, action, work)
 
-        def job_work(_emit: Callable[[Any], None]) -> VectorView:
-            current = self.session.current()
-            try:
-                status = work(current)
-            except SteerSwarmError as exc:
-                return self._view(current, fmt.failed(action, str(exc)))
-            return self._view(current, status)
-
-        job = ModelJob(self.session.lock, job_work)
-        try:
-            for kind, _ in job.events():
-                if kind == WAITING:
-                    yield gr.update(), gr.update(), fmt.WAITING
-        except SteerSwarmError as exc:  # no model, or a model we cannot steer
-            yield gr.update(), gr.update(), fmt.failed(action, str(exc))
-            return
-        except Exception as exc:  # the status line must say what happened
-            log.exception("steering action %r failed", action)
-            yield (
-                gr.update(),
-                gr.update(),
-                fmt.failed(action, f"unexpected error {type(exc).__name__}: {exc}."),
-            )
-            return
-        yield job.result
-
-    def model_facts(self) -> tuple[ModelInfo | None, tuple[SteeringVector, ...], str]:
-        """(model facts, active vectors, problem) for building and refreshing the UI;
-        with no usable model: (None, (), why)."""
-        try:
-            steerer = self.session.current().steerer
-        except SteerSwarmError as exc:
-            return None, (), str(exc)
-        return steerer.info, steerer.vectors, ""
+    def model_facts(self) -> Facts:
+        """(model facts, active vectors, problem) for building the tab."""
+        return model_facts(self.session)
 
     def model_line(self, info: ModelInfo | None, problem: str = "") -> str:
         """Which model is steered, and what happened at the last model change
@@ -138,14 +97,10 @@ class SteeringActions:
 
         Does not wait: while the model is busy the view is left as it is.
         """
-        acquire = getattr(self.session.lock, "acquire", None)
-        if acquire is not None and not acquire(blocking=False):
+        facts = peek_facts(self.session, self.model_facts)
+        if facts is None:
             return gr.update(), gr.update(), gr.update(), gr.update()
-        try:
-            info, vectors, problem = self.model_facts()
-        finally:
-            if acquire is not None:
-                self.session.lock.release()  # type: ignore[attr-defined]
+        info, vectors, problem = facts
         if info is None:
             return self.model_line(None, problem), gr.update(), [], gr.update(choices=[])
         return (
@@ -236,21 +191,15 @@ class SteeringActions:
             keep = gr.update()
             return keep, keep, keep, keep, fmt.failed("load the example", str(exc))
         layer, note = preset.layer, ""
-        acquire = getattr(self.session.lock, "acquire", None)
-        if acquire is None or acquire(blocking=False):
-            try:
-                info, _vectors, _problem = self.model_facts()
-            finally:
-                if acquire is not None:
-                    self.session.lock.release()  # type: ignore[attr-defined]
-            if info is not None and layer >= info.num_layers:
-                layer = info.num_layers - 1
-                note = (
-                    f" {info.name} has no layer {preset.layer}: layer {layer} is filled in "
-                    "(the search picks the layer anyway)."
-                )
-            if info is not None and info.name != preset.model:
-                note += f" The example was measured on {preset.model}, not {info.name}."
+        info = (peek_facts(self.session, self.model_facts) or (None,))[0]  # busy: no check, no wait
+        if info is not None and layer >= info.num_layers:
+            layer = info.num_layers - 1
+            note = (
+                f" {info.name} has no layer {preset.layer}: layer {layer} is filled in "
+                "(the search picks the layer anyway)."
+            )
+        if info is not None and info.name != preset.model:
+            note += f" The example was measured on {preset.model}, not {info.name}."
         return (
             preset.concept_text,
             preset.contrast_text,

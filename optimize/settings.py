@@ -1,0 +1,211 @@
+"""The one table of an optimization run's settings.
+
+Each setting is declared once here: its name, kind, default, bounds, label and
+help. From this table come the flags of `python -m optimize`
+(`add_arguments`), the Optimize tab's form (ui/optimize_form.py), the keys
+the webui saves (`optimize_<name>`, ui/settings.py and extension.py's
+`params`), the defaults of FitnessConfig / PsoConfig / SearchSpace, and the
+check of a preset's "optimize" block (`check_preset`). Adding a setting is
+one row here plus where the run uses it.
+
+Standard library only: `python -m optimize --help` builds its parser from
+this table before torch is imported.
+
+The default alpha range is -4 to 4 (it was 4 on the command line and 8 in
+the UI). Raw alpha multiplies a difference-of-means vector; on SmolLM2-135M
+the measured text stays fluent and turns cheerful at +2 to +4 and degrades
+above about +8 (README's table), and a webui chat looped at alpha 4 (issue
+9). So +-4 keeps the swarm where text still reads, and a range of 8 wide is
+searched in 800 steps of 0.01. Wider ranges remain one flag or field away;
+a relative "strength" unit that does not depend on the vector's norm is
+planned (issue 12).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Where a setting appears. "cli": a flag; "form": a field of the Optimize tab
+# (saved by the webui); "preset": a key every preset's "optimize" block gives.
+CLI, FORM, PRESET = "cli", "form", "preset"
+EVERYWHERE = frozenset({CLI, FORM, PRESET})
+
+# The groups a setting belongs to (the table is in the form's order).
+GROUPS = ("task", "swarm", "search space", "held-out")
+
+
+@dataclass(frozen=True)
+class Field:
+    """One run setting.
+
+    Attributes:
+        name: the Python name (a FitnessConfig/PsoConfig/SearchSpace attribute
+            or a run option); the CLI flag is `--name-with-dashes` unless
+            `flag` says otherwise; the webui saves it as `optimize_<name>`.
+        kind: int, float or str.
+        default: the value when none is given. None means "none" for text
+            and "derived from the model or the other settings" for numbers
+            (the help says how).
+        label: the form's label; also names the value in the form's errors.
+        noun: names the value in the run's own errors ("The limit").
+        help: one line for the CLI help and the form's info text.
+        group: one of GROUPS.
+        minimum, maximum: inclusive bounds (None: unbounded).
+        where: which of CLI, FORM, PRESET show it.
+        flag: the CLI flag, when it is not `--name-with-dashes`.
+        required_on_cli: the CLI has no default for it.
+        metavar: the CLI's placeholder, when not N (int), X (float), NAME (text).
+    """
+
+    name: str
+    kind: type
+    default: Any
+    label: str
+    noun: str
+    help: str
+    group: str
+    minimum: float | None = None
+    maximum: float | None = None
+    where: frozenset[str] = EVERYWHERE
+    flag: str | None = None
+    required_on_cli: bool = False
+    metavar: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in (int, float, str) or self.group not in GROUPS:
+            raise ValueError(f"bad settings row {self.name!r}")
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def saved_key(self) -> str:
+        """The key the webui saves the form value under."""
+        return "optimize_" + self.name
+
+    def check(self, value: Any) -> Any:
+        """`value` as this setting's kind within its bounds, else InvalidInputError
+        (named by `noun`). Text is stripped; None stays None only for text."""
+        from steering import validate
+
+        if self.kind is int:
+            return validate.whole(self.noun, value, self.minimum, self.maximum)  # type: ignore[arg-type]
+        if self.kind is float:
+            return validate.number(self.noun, value, self.minimum, self.maximum)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            from steering.errors import InvalidInputError
+
+            raise InvalidInputError(f"{self.noun} must be text, got {value!r}.")
+        return value.strip()
+
+
+FIELDS: tuple[Field, ...] = (
+    # -- task ----------------------------------------------------------------
+    Field("task", str, "steer_sentiment", "Task", "The task",
+          "lm-eval task or group name", "task", required_on_cli=True),
+    Field("task_folder", str, None, "Task folder", "The task folder",
+          "folder of local task YAMLs; none: lm-eval's registered tasks (the form "
+          "offers only the folders the operator allowed)",
+          "task", where=frozenset({CLI, FORM}), flag="--include-path", metavar="DIR"),
+    Field("metric", str, "acc", "Metric", "The metric", "metric to maximise", "task"),
+    Field("limit", int, 20, "Limit", "The limit",
+          "documents scored per evaluation (on the command line 0 means all)",
+          "task", minimum=1),
+    Field("batch_size", int, 8, "Batch size", "The batch size",
+          "lm-eval batch size; scores do not depend on it", "task", minimum=1),
+    Field("num_fewshot", int, 0, "Few-shot examples", "The number of few-shot examples",
+          "few-shot examples per prompt", "task", minimum=0, where=frozenset({CLI})),
+    # -- swarm -----------------------------------------------------------------
+    Field("particles", int, 4, "Particles", "The number of particles",
+          "particles in the swarm", "swarm", minimum=1),
+    Field("iterations", int, 3, "Iterations", "The number of iterations",
+          "swarm iterations", "swarm", minimum=1),
+    # -- search space ----------------------------------------------------------
+    Field("layer_min", int, None, "Lowest layer", "The lowest layer",
+          "lowest layer searched, from 0 (default: 0 on the command line, about a "
+          "quarter of the model in the form)", "search space", minimum=0),
+    Field("layer_max", int, None, "Highest layer", "The highest layer",
+          "highest layer searched (default: the model's last on the command line, "
+          "about 60% of the model in the form)", "search space", minimum=0),
+    Field("alpha_min", float, -4.0, "Lowest alpha", "The lowest alpha",
+          "lowest alpha searched", "search space"),
+    Field("alpha_max", float, 4.0, "Highest alpha", "The highest alpha",
+          "highest alpha searched", "search space"),
+    Field("alpha_decimals", int, 2, "Alpha decimals", "The number of alpha decimals",
+          "alphas are rounded to this many decimals", "search space",
+          minimum=0, maximum=6, where=frozenset({CLI})),
+    Field("c1", float, 0.5, "c1 (cognitive)", "c1",
+          "cognitive coefficient: pull towards a particle's own best", "swarm", minimum=0),
+    Field("c2", float, 0.3, "c2 (social)", "c2",
+          "social coefficient: pull towards the swarm's best", "swarm", minimum=0),
+    Field("w", float, 0.9, "w (inertia)", "w", "inertia weight", "swarm", minimum=0),
+    Field("seed", int, 0, "Seed", "The seed",
+          "random seed: the same seed gives the same search", "swarm", minimum=0),
+    # -- held-out --------------------------------------------------------------
+    Field("heldout_task", str, None, "Held-out task", "The held-out task",
+          "optional: a task of other documents (same folder and metric); the baseline "
+          "and the best setting are scored on it after the search", "held-out"),
+    Field("heldout_limit", int, None, "Held-out limit", "The held-out limit",
+          "held-out documents scored (default: the same as the limit; on the command "
+          "line 0 means all)", "held-out", minimum=1),
+)  # fmt: skip
+
+BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
+
+
+def fields(where: str) -> tuple[Field, ...]:
+    """The settings shown in `where` (CLI, FORM or PRESET), in table order."""
+    return tuple(f for f in FIELDS if where in f.where)
+
+
+def default(name: str) -> Any:
+    """The table's default of a setting (for the config dataclasses)."""
+    return BY_NAME[name].default
+
+
+def _default_text(f: Field) -> str:
+    if f.required_on_cli or f.default is None:
+        return ""
+    return f" (default: {f.default:g})" if f.kind is float else f" (default: {f.default})"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add a flag for every CLI setting, with its type, default and help."""
+    for f in fields(CLI):
+        parser.add_argument(
+            f.cli_flag,
+            dest=f.name,
+            type=f.kind,
+            required=f.required_on_cli,
+            default=None if f.required_on_cli else f.default,
+            metavar=f.metavar or {int: "N", float: "X", str: "NAME"}[f.kind],
+            help=(f.help + _default_text(f)).replace("%", "%%"),
+        )
+
+
+def check_preset(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A preset's "optimize" block, checked against the table.
+
+    Raises:
+        InvalidInputError: a setting is missing, unknown, or out of bounds.
+    """
+    from steering.errors import InvalidInputError
+
+    wanted = fields(PRESET)
+    missing = [f.name for f in wanted if f.name not in values]
+    unknown = sorted(set(values) - {f.name for f in wanted})
+    if missing or unknown:
+        raise InvalidInputError(
+            "The preset's optimize settings "
+            + (f"lack {', '.join(missing)}" if missing else "")
+            + ("; " if missing and unknown else "")
+            + (f"have unknown {', '.join(unknown)}" if unknown else "")
+            + "."
+        )
+    return {f.name: f.check(values[f.name]) for f in wanted}

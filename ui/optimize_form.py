@@ -1,0 +1,181 @@
+"""The Optimize tab's form, built from the run settings table
+(optimize/settings.py), and the check of what it was given.
+
+Each form field's label, starting value and info text come from the table;
+only the layout (which fields share a row) is decided here. The fields carry
+no Gradio minimum/maximum: Gradio would refuse an out-of-range number with
+its own pop-up before our handler runs, and the run's own check gives a
+better message in the status line (the bounds are in the table and checked
+by FitnessConfig, SearchSpace and PsoConfig).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from optimize import FitnessConfig, PsoConfig, SearchSpace
+from optimize.run import check_heldout
+from optimize.settings import BY_NAME, FORM, Field, fields
+from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
+from steering import validate
+from steering.errors import InvalidInputError
+from steering.models import ModelInfo
+from ui import format as fmt
+from ui.settings import FormSettings
+
+TASKS_DIR = SHIPPED_TASKS
+
+FORM_FIELDS: tuple[Field, ...] = fields(FORM)
+NAMES: tuple[str, ...] = tuple(f.name for f in FORM_FIELDS)
+
+# The layout: rows of fields, the PSO options folded away, wide text fields.
+_ROWS = (
+    ("task", "task_folder", "metric"),
+    ("limit", "batch_size", "particles", "iterations"),
+    ("layer_min", "layer_max", "alpha_min", "alpha_max"),
+)
+_FOLDED = ("c1", "c2", "w", "seed")
+_LAST_ROW = ("heldout_task", "heldout_limit")
+_WIDE = {"heldout_task": 2}
+LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW)  # a test checks it covers NAMES
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything "Optimize vectors" was given, validated."""
+
+    choices: tuple[str, ...]
+    indices: tuple[int, ...]
+    fitness: FitnessConfig
+    space: SearchSpace
+    pso: PsoConfig
+    heldout: FitnessConfig | None = None
+
+
+def default_layer_range(num_layers: int) -> tuple[int, int]:
+    """About the second quarter to the middle of the model, where steering works best."""
+    low = min(num_layers - 1, round(num_layers * 0.25))
+    high = max(low, min(num_layers - 1, round(num_layers * 0.6)))
+    return low, high
+
+
+def _whole(name: str, form: dict[str, Any], minimum: int | None = None) -> int:
+    """A whole number from a gr.Number (which may give a float or None)."""
+    label = BY_NAME[name].label
+    return validate.whole(label, validate.given(label, form.get(name)), minimum)
+
+
+def parse_request(
+    choices: list[str] | None, *values: Any, sources: AllowedTaskSources | None = None
+) -> RunRequest:
+    """Check the form (its values in the order of NAMES; the held-out ones may
+    be left out) before anything touches the model. An empty held-out task
+    means no held-out scoring (its limit is then not used). The task folder
+    must be one of `sources` (default: the shipped tasks, or lm-eval's
+    registered tasks): a visitor never picks a folder of code to run.
+
+    Raises:
+        InvalidInputError: with a message naming the field (TaskSourceError
+            for a task folder that is not allowed).
+    """
+    form = dict(zip(NAMES, values))
+    chosen = tuple(choices or ())
+    if not chosen:
+        raise InvalidInputError(
+            "Select at least one vector to optimize (add one in the Steering tab first)."
+        )
+    indices = []
+    for choice in chosen:
+        index = fmt.choice_index(choice)
+        if index is None:
+            raise InvalidInputError(f"Unknown vector {choice!r}; refresh the tab.")
+        indices.append(index)
+    folder = (sources or AllowedTaskSources()).include_path(form.get("task_folder"))
+    fitness = FitnessConfig(
+        task=form.get("task") or "",
+        include_path=folder,
+        metric=form.get("metric") or "",
+        limit=_whole("limit", form),
+        batch_size=_whole("batch_size", form),
+    )
+    space = SearchSpace(
+        _whole("layer_min", form), _whole("layer_max", form), form.get("alpha_min"),
+        form.get("alpha_max"),
+    )  # fmt: skip
+    pso = PsoConfig(
+        particles=_whole("particles", form),
+        iterations=_whole("iterations", form),
+        c1=form.get("c1"),
+        c2=form.get("c2"),
+        w=form.get("w"),
+        seed=_whole("seed", form),
+    )
+    heldout = None
+    if (form.get("heldout_task") or "").strip():
+        heldout = FitnessConfig(
+            task=form["heldout_task"],
+            include_path=folder,
+            metric=fitness.metric,
+            limit=_whole("heldout_limit", form, minimum=1),
+            batch_size=fitness.batch_size,
+        )
+        check_heldout(fitness, heldout)
+    return RunRequest(chosen, tuple(indices), fitness, space, pso, heldout)
+
+
+def starting_values(
+    settings: FormSettings, info: ModelInfo | None, sources: AllowedTaskSources
+) -> dict[str, Any]:
+    """Each field's first value: the saved one, else the table's default, else
+    what the table calls derived (the first allowed task folder, a layer range
+    inside the loaded model, no held-out task, the held-out limit = the limit).
+    Saved layers are kept inside the loaded model; a saved task folder that
+    is no longer allowed gives way to the first allowed one."""
+    low, high = default_layer_range(info.num_layers) if info is not None else (0, 0)
+    derived = {
+        "task_folder": sources.first(),
+        "layer_min": low,
+        "layer_max": high,
+        "heldout_task": "",
+        "heldout_limit": settings.get(BY_NAME["limit"].saved_key),
+    }
+    values = {f.name: settings.get(f.saved_key, derived.get(f.name)) for f in FORM_FIELDS}
+    if values["task_folder"] not in [value for _label, value in sources.choices()]:
+        values["task_folder"] = sources.first()
+    if info is not None:
+        for name in ("layer_min", "layer_max"):
+            values[name] = min(max(values[name], 0), info.num_layers - 1)
+    return values
+
+
+def _component(f: Field, value: Any, sources: AllowedTaskSources) -> gr.components.Component:
+    if f.name == "task_folder":  # only folders the operator allowed, never typed in
+        return gr.Dropdown(
+            choices=sources.choices(), value=value, label=f.label, info=f.help, scale=2
+        )
+    if f.kind is str:
+        return gr.Textbox(value=value, label=f.label, info=f.help, scale=_WIDE.get(f.name))
+    precision = 0 if f.kind is int else None
+    return gr.Number(value=value, precision=precision, label=f.label, info=f.help)
+
+
+def build_form(
+    settings: FormSettings, info: ModelInfo | None, sources: AllowedTaskSources
+) -> dict[str, gr.components.Component]:
+    """Lay the fields out in the current Blocks context; remember what the user
+    enters. Returns the components by setting name, in the order of NAMES."""
+    values = starting_values(settings, info, sources)
+    built: dict[str, gr.components.Component] = {}
+    for row in _ROWS:
+        with gr.Row():
+            built.update({name: _component(BY_NAME[name], values[name], sources) for name in row})
+    with gr.Accordion("PSO options", open=False), gr.Row():
+        built.update({name: _component(BY_NAME[name], values[name], sources) for name in _FOLDED})
+    with gr.Row():
+        built.update({name: _component(BY_NAME[name], values[name], sources) for name in _LAST_ROW})
+    for name, component in built.items():
+        settings.remember(component, BY_NAME[name].saved_key)
+    return {name: built[name] for name in NAMES}
