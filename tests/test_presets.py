@@ -78,9 +78,10 @@ def test_search_and_held_out_items_never_overlap():
 
 
 def test_the_demo_tasks_share_one_wording_and_the_loader():
-    search = (SENTIMENT / "sentiment_search.yaml").read_text()
-    heldout = (SENTIMENT / "sentiment_heldout.yaml").read_text()
+    search = (TASKS / "sentiment_search.yaml").read_text()
+    heldout = (TASKS / "sentiment_heldout.yaml").read_text()
     wording = "Is the tone of this text positive or negative?"
     for yaml in (search, heldout):
         assert wording in yaml and "custom_dataset: !function utils.load_local_dataset" in yaml
-    assert "test: data.jsonl" in search and "test: heldout.jsonl" in heldout
+    assert "test: steer_sentiment/data.jsonl" in search
+    assert "test: steer_sentiment/heldout.jsonl" in heldout

@@ -32,10 +32,11 @@ def plant_task(folder: Path, sentinel: Path) -> Path:
     """A working copy of steer_sentiment whose utils.py writes `sentinel` on import."""
     task = folder / "evil_task"
     task.mkdir(parents=True)
-    yaml = (SHIPPED_TASKS / "steer_sentiment" / "steer_sentiment.yaml").read_text()
-    (task / "evil.yaml").write_text(yaml.replace("task: steer_sentiment", "task: evil_task"))
+    yaml = (SHIPPED_TASKS / "steer_sentiment.yaml").read_text()
+    yaml = yaml.replace("task: steer_sentiment", "task: evil_task")
+    (task / "evil.yaml").write_text(yaml.replace("steer_sentiment/data.jsonl", "data.jsonl"))
     shutil.copy(SHIPPED_TASKS / "steer_sentiment" / "data.jsonl", task / "data.jsonl")
-    loader = (SHIPPED_TASKS / "steer_sentiment" / "utils.py").read_text()
+    loader = (SHIPPED_TASKS / "utils.py").read_text()
     (task / "utils.py").write_text(SENTINEL_LINE.format(sentinel=str(sentinel)) + loader)
     return task
 
@@ -65,7 +66,8 @@ def test_a_task_uploaded_by_a_visitor_is_refused_and_never_imported(
     planted = plant_task(uploads / "0123abcd", sentinel)
     steering = SteeringActions(session, tmp_path / "saved")
     *_, view = steering.add_vector("good", "bad", 1, 1.0)
-    actions = OptimizeActions(session, steering, AllowedTaskSources.default(tmp_path / "data"))
+    sources = AllowedTaskSources.default(tmp_path / "data")
+    actions = OptimizeActions(session, steering.save_dir, sources)
     choices = actions.vector_choices(None)["value"]
     for folder in (planted, planted.parent, uploads, f"{uploads}/../gradio-uploads/0123abcd"):
         shown = list(actions.optimize(*form("evil_task", str(folder), choices)))
@@ -85,7 +87,7 @@ def test_the_same_task_in_an_allowed_folder_runs_its_python(tmp_path, session):
     plant_task(data / "tasks", sentinel)
     steering = SteeringActions(session, tmp_path / "saved")
     list(steering.add_vector("good", "bad", 1, 1.0))
-    actions = OptimizeActions(session, steering, AllowedTaskSources.default(data))
+    actions = OptimizeActions(session, steering.save_dir, AllowedTaskSources.default(data))
     choices = actions.vector_choices(None)["value"]
     shown = list(actions.optimize(*form("evil_task", str(data / "tasks"), choices)))
     assert shown[-1][-1].startswith("✓ Done."), shown[-1][-1]

@@ -125,25 +125,16 @@ class ChatActions:
                     gr.update(),
                     notice + status,
                 )
-        except SteerSwarmError as exc:
-            yield (
-                compat.to_chatbot(history),
-                compat.to_chatbot(unsteered_log),
-                gr.update(),
-                gr.update(),
-                gr.update(),
-                fmt.failed("reply", str(exc)),
-            )
-            return
         except Exception as exc:  # the status line must say what happened
-            log.exception("chat reply failed")
+            if not isinstance(exc, SteerSwarmError):
+                log.exception("chat reply failed")
             yield (
                 compat.to_chatbot(history),
                 compat.to_chatbot(unsteered_log),
                 gr.update(),
                 gr.update(),
                 gr.update(),
-                fmt.failed("reply", f"unexpected error {type(exc).__name__}: {exc}."),
+                fmt.failure("reply", exc),
             )
             return
         steered, unsteered, count = job.result

@@ -82,6 +82,16 @@ def failed(action: str, message: str) -> str:
     return f"⚠ Could not {action}: {message} Nothing was changed."
 
 
+def failure(action: str, exc: BaseException) -> str:
+    """Status line for an action that raised: a typed error's own message
+    (written for users), else the unexpected error's type and text."""
+    from steering.errors import SteerSwarmError
+
+    if isinstance(exc, SteerSwarmError):
+        return failed(action, str(exc))
+    return failed(action, f"unexpected error {type(exc).__name__}: {exc}.")
+
+
 def notice_prefix(notice: str) -> str:
     return f"ℹ {notice} " if notice else ""
 

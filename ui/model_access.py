@@ -86,15 +86,9 @@ def locked(
         for kind, _ in job.events():
             if kind == WAITING:
                 yield gr.update(), gr.update(), fmt.WAITING
-    except SteerSwarmError as exc:  # no model, or a model we cannot steer
-        yield gr.update(), gr.update(), fmt.failed(action, str(exc))
-        return
-    except Exception as exc:  # the status line must say what happened
-        log.exception("steering action %r failed", action)
-        yield (
-            gr.update(),
-            gr.update(),
-            fmt.failed(action, f"unexpected error {type(exc).__name__}: {exc}."),
-        )
+    except Exception as exc:  # no model, a model we cannot steer, or a bug
+        if not isinstance(exc, SteerSwarmError):
+            log.exception("steering action %r failed", action)
+        yield gr.update(), gr.update(), fmt.failure(action, exc)
         return
     yield job.result

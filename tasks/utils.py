@@ -1,11 +1,13 @@
-"""Offline loader for this task's local data file.
+"""Offline loader for the local data files of every task YAML in this folder.
 
 lm-eval 0.4.13 hands ``dataset_kwargs`` straight to ``datasets.load_dataset``,
 which resolves a relative ``data_files`` path against the current working
 directory.  The YAML therefore names this function as ``custom_dataset``: lm-eval
 calls it with the task metadata and ``dataset_kwargs`` as keyword arguments, and
-it resolves relative paths against the folder holding this file (the YAML's
-folder), so the task works whatever the current directory is.
+it resolves relative paths against the folder holding this file (the YAMLs'
+folder, tasks/), so the tasks work whatever the current directory is. One
+loader for all of them: lm-eval imports a `!function` only from a file beside
+the YAML, so the YAMLs sit here and their data in per-task folders.
 """
 
 import json
@@ -33,8 +35,8 @@ def load_local_dataset(data_files=None, **_metadata):
     list of paths); extra keyword arguments (task metadata) are ignored.
     """
     if data_files is None:
-        data_files = {"test": "data.jsonl"}
-    elif isinstance(data_files, (str, Path)):
+        raise ValueError("the task YAML names no data_files")
+    if isinstance(data_files, (str, Path)):
         data_files = {"test": data_files}
     splits = {}
     for split, paths in data_files.items():
