@@ -235,10 +235,10 @@ class Bench:
     def num_layers(self) -> int:
         return int(self.steerer.info.num_layers)
 
-    def vector(self, layer: int, coeff: float) -> Any:
-        """The joy-minus-grief vector captured at `layer`, scaled by `coeff`."""
+    def vector(self, layer: int, alpha: float) -> Any:
+        """The joy-minus-grief vector captured at `layer`, scaled by `alpha`."""
         from steering import capture_vector
 
         if layer not in self._vectors:
             self._vectors[layer] = capture_vector(self.steerer, JOY, layer, 1.0, GRIEF)
-        return self._vectors[layer].with_coeff(coeff)
+        return self._vectors[layer].with_alpha(alpha)

@@ -79,7 +79,7 @@ def _record(index: int, vector: SteeringVector) -> VectorRecord:
     return VectorRecord(
         index=index,
         layer=vector.layer,
-        coeff=vector.coeff,
+        coeff=vector.alpha,
         prompts=vector.prompts,
         contrast_prompts=vector.contrast_prompts,
     )
@@ -123,7 +123,7 @@ class _Placer:
             if base is None:
                 base = recapture(self.steerer, self.vectors[index], item.layer)
                 self._recaptured[(index, item.layer)] = base
-            vectors[index] = base.with_coeff(item.alpha)
+            vectors[index] = base.with_alpha(item.alpha)
         return vectors
 
 

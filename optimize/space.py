@@ -19,7 +19,7 @@ import numpy as np
 from optimize.settings import BY_NAME, default
 from steering.errors import InvalidInputError
 from steering.validate import number
-from steering.vector import MAX_ABS_COEFF
+from steering.vector import MAX_ABS_ALPHA
 
 # Continuous layer bounds reach this far past the outer whole layers, so each
 # whole layer in the range owns an interval of the same width (1.0) and the end
@@ -77,7 +77,7 @@ class SearchSpace:
             )
         # a vector's own limit on alpha (steering.vector), beyond the table's
         alpha_min, alpha_max = (
-            number(BY_NAME[name].noun, getattr(self, name), -MAX_ABS_COEFF, MAX_ABS_COEFF)
+            number(BY_NAME[name].noun, getattr(self, name), -MAX_ABS_ALPHA, MAX_ABS_ALPHA)
             for name in ("alpha_min", "alpha_max")
         )
         if not alpha_min < alpha_max:

@@ -1,6 +1,6 @@
 """Capture concept vectors and steer a model's hidden states with them."""
 
-from steering.capture import capture_vector, recapture, split_prompts
+from steering.capture import capture, capture_vector, recapture, split_prompts
 from steering.engine import Steerer, steerer_for
 from steering.errors import (
     IncompatibleVectorError,
@@ -13,10 +13,12 @@ from steering.errors import (
 from steering.generate import GenerationSettings, complete, reply, stream_reply
 from steering.models import LoadedModel, ModelInfo, find_decoder_layers, load_model, model_info
 from steering.store import load_vectors, save_vectors
-from steering.vector import MAX_ABS_COEFF, SteeringVector
+from steering.extract import METHODS, VectorSource, get_method, register
+from steering.vector import MAX_ABS_ALPHA, SteeringVector
 
 __all__ = [
-    "MAX_ABS_COEFF",
+    "MAX_ABS_ALPHA",
+    "METHODS",
     "GenerationSettings",
     "IncompatibleVectorError",
     "InvalidInputError",
@@ -28,13 +30,17 @@ __all__ = [
     "SteeringVector",
     "UnsupportedModelError",
     "VectorFileError",
+    "VectorSource",
+    "capture",
     "capture_vector",
     "complete",
     "find_decoder_layers",
+    "get_method",
     "load_model",
     "load_vectors",
     "model_info",
     "recapture",
+    "register",
     "reply",
     "save_vectors",
     "split_prompts",

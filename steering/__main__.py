@@ -1,7 +1,7 @@
 """Command line: capture a vector, or generate with saved vectors.
 
-    python -m steering capture --prompts FILE [--contrast FILE] --layer L --coeff A --out FILE
-    python -m steering generate --vectors FILE --prompt TEXT
+    python -m steering capture --prompts FILE [--contrast FILE] --layer L --alpha A --out FILE
+    python -m steering generate --vectors FILE --prompt TEXT [--alpha A]
 
 Both take --model and --gguf-file (default: the embedded SmolLM2).
 """
@@ -38,7 +38,6 @@ def _parser() -> argparse.ArgumentParser:
     capture.add_argument("--prompts", required=True, help="file with one concept prompt per line")
     capture.add_argument("--contrast", help="file with one contrast prompt per line")
     capture.add_argument("--layer", type=int, required=True)
-    capture.add_argument("--coeff", type=float, required=True)
     capture.add_argument("--out", required=True, help="vector file to write (.safetensors)")
     generate = sub.add_parser("generate", help="steered and unsteered completions of a prompt")
     generate.add_argument("--vectors", required=True, help="vector file from `capture` or the app")
@@ -46,17 +45,27 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--max-new-tokens", type=int, default=60)
     generate.add_argument("--temperature", type=float, default=0.0)
     for command in (capture, generate):
+        command.add_argument(
+            "--alpha",
+            type=float,
+            help="H + alpha * V at the vector's layer"
+            + (" (required)" if command is capture else " (default: each vector's saved alpha)"),
+        )
+        # `--coeff` was the old name of --alpha; kept so old scripts still run.
+        command.add_argument("--coeff", dest="alpha", type=float, help=argparse.SUPPRESS)
         command.add_argument("--model", help="local model folder or hub id (default: embedded SmolLM2)")
         command.add_argument("--gguf-file", help="GGUF file inside --model, or a path to one")
     return parser
 
 
 def _capture(args: argparse.Namespace) -> None:
+    if args.alpha is None:
+        raise InvalidInputError("capture needs --alpha (the steering strength, e.g. --alpha 4).")
     prompts = _read_prompts(args.prompts)
     contrast = _read_prompts(args.contrast)
     loaded = load_model(args.model, args.gguf_file)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
-    vector = capture_vector(steerer, prompts, args.layer, args.coeff, contrast)
+    vector = capture_vector(steerer, prompts, args.layer, args.alpha, contrast)
     path = save_vectors(args.out, [vector], steerer.info)
     print(f"Saved a vector at layer {vector.layer} (norm {vector.norm:.2f}) to {path}")
 
@@ -66,6 +75,8 @@ def _generate(args: argparse.Namespace) -> None:
     loaded = load_model(args.model, args.gguf_file)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
     vectors = load_vectors(args.vectors, steerer.info)
+    if args.alpha is not None:
+        vectors = [vector.with_alpha(args.alpha) for vector in vectors]
     with steerer.unsteered():
         unsteered = complete(loaded.model, loaded.tokenizer, args.prompt, settings)
     with steerer.applied(vectors):

@@ -1,12 +1,13 @@
-"""Turning concept prompts into a steering vector."""
+"""Turning concept prompts into a steering vector, and moving one to another layer."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from steering.engine import Steerer
-from steering.errors import InvalidInputError
-from steering.vector import SteeringVector, check_coeff, check_layer
+from steering.extract import VectorSource
+from steering.vector import SteeringVector, check_alpha, check_layer
 
 
 def split_prompts(text: str | None) -> list[str]:
@@ -18,37 +19,38 @@ def capture_vector(
     steerer: Steerer,
     prompts: Sequence[str],
     layer: int,
-    coeff: float,
+    alpha: float,
     contrast_prompts: Sequence[str] = (),
 ) -> SteeringVector:
-    """Capture V = mean(prompts) - mean(contrast_prompts) at `layer`.
+    """Capture V = mean(prompts) - mean(contrast_prompts) at `layer` (method
+    `mean_diff`), or the plain mean (`mean`) without contrast prompts.
 
-    Without contrast prompts V is the plain mean. Everything is checked
-    before the model runs; the model's active vectors are not changed.
+    Everything is checked before the model runs; the model's active vectors
+    are not changed.
     """
-    prompts = [p.strip() for p in prompts if p and p.strip()]
-    contrast = [p.strip() for p in contrast_prompts if p and p.strip()]
-    if not prompts:
-        raise InvalidInputError("Enter at least one concept prompt (one per line).")
+    source = VectorSource.from_prompts(prompts, contrast_prompts)
+    return capture(steerer, source, layer, alpha)
+
+
+def capture(
+    steerer: Steerer, source: VectorSource, layer: int, alpha: float
+) -> SteeringVector:
+    """Run `source`'s extraction method at `layer` and wrap the direction as a
+    new vector (a new id)."""
     layer = check_layer(layer, steerer.info.num_layers)
-    coeff = check_coeff(coeff)
-    direction = steerer.capture_mean(prompts, layer)
-    if contrast:
-        direction = direction - steerer.capture_mean(contrast, layer)
-    return SteeringVector(
-        layer=layer,
-        coeff=coeff,
-        direction=direction,
-        prompts=tuple(prompts),
-        contrast_prompts=tuple(contrast),
-    )
+    alpha = check_alpha(alpha)
+    direction = source.direction(steerer, layer)
+    return SteeringVector(layer=layer, alpha=alpha, direction=direction, source=source)
 
 
 def recapture(steerer: Steerer, vector: SteeringVector, layer: int) -> SteeringVector:
-    """The same concept captured at another layer (a direction only means
-    something at the layer it came from)."""
+    """The same vector (same id, alpha, method and inputs) at another layer:
+    a direction only means something at the layer it came from, so the
+    vector's own method runs again there (from the activations the Steerer
+    kept, so no forward pass when its prompts were captured this session)."""
     if layer == vector.layer:
         return vector
-    return capture_vector(
-        steerer, vector.prompts, layer, vector.coeff, vector.contrast_prompts
+    layer = check_layer(layer, steerer.info.num_layers)
+    return dataclasses.replace(
+        vector, layer=layer, direction=vector.source.direction(steerer, layer)
     )

@@ -5,14 +5,20 @@ state entering it. We keep its mechanism but fix three things by subclassing:
 its state lives in a class attribute shared by every instance (we give each
 instance its own), it only finds layers at `model.model.layers` (we hand it a
 view of the layers), and it scales the added direction by the RMS of the last
-position, which is padding in a right-padded batch (we add exactly coeff * V).
+position, which is padding in a right-padded batch (we add exactly alpha * V).
+A delta may also be [B, 1, H], one per row of the batch (`applied_rows`), so
+several settings share one batched forward.
+
+Capture does not go through llm_steer: `steering.activations` records every
+layer's input in one batched pass with plain pre-hooks, and the Steerer keeps
+the result for the session.
 """
 
 from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -20,6 +26,7 @@ from typing import Any, Callable
 import llm_steer
 import torch
 
+from steering.activations import ActivationCache, capture_all_layers
 from steering.errors import IncompatibleVectorError, InvalidInputError, NoModelError
 from steering.models import ModelInfo, find_decoder_layers, model_info
 from steering.vector import SteeringVector, check_layer
@@ -68,7 +75,7 @@ def _live(ref: Callable[[], Any]) -> Any:
 
 
 class _OwnSteer(llm_steer.Steer):
-    """llm_steer.Steer with per-instance state and the exact rule H + coeff * V."""
+    """llm_steer.Steer with per-instance state and the exact rule H + alpha * V."""
 
     def __init__(self, view: _LayerView, tokenizer: Any) -> None:
         super().__init__(view, tokenizer)  # type: ignore[arg-type]
@@ -81,7 +88,7 @@ class _OwnSteer(llm_steer.Steer):
             hidden = kwargs["hidden_states"] if in_kwargs else args[0]
             delta = sum(elem.coeff * elem.tensor for elem in data.steer_vectors)
             # Out of place: the caller may still hold the unsteered tensor.
-            steered = hidden + delta.to(hidden.dtype)
+            steered = hidden + delta.to(hidden.device, hidden.dtype)
             if in_kwargs:
                 kwargs["hidden_states"] = steered
             else:
@@ -100,22 +107,14 @@ class _OwnSteer(llm_steer.Steer):
         if getattr(restored, "__func__", None) is type(layer).forward:
             del layer.forward
 
-    def capture_input(self, layer_idx: int, input_ids: torch.Tensor) -> torch.Tensor:
-        """The hidden state entering `layer_idx` for `input_ids` ([1, T])."""
-        try:
-            return self._capture_tensor(layer_idx, input_ids)
-        finally:
-            self.reset(layer_idx)
-
-    def apply(self, vectors: Sequence[SteeringVector]) -> None:
+    def apply(self, deltas: Sequence[tuple[int, str, torch.Tensor, float]]) -> None:
+        """Steer with (layer, text, tensor, alpha) elements, replacing any before;
+        a tensor is [H] (every row) or [B, 1, H] (one delta per row)."""
         self.reset_all()
-        for vector in vectors:
-            direction = vector.direction.to(self.device)
+        for layer, text, tensor, alpha in deltas:
             self._add_steer_vector(
-                vector.layer,
-                llm_steer.SteerElement(
-                    text=vector.summary(), tensor=direction, coeff=vector.coeff
-                ),
+                layer,
+                llm_steer.SteerElement(text=text, tensor=tensor.to(self.device), coeff=alpha),
             )
 
     def steered_layers(self) -> list[int]:
@@ -152,7 +151,8 @@ def steerer_for(model: Any, tokenizer: Any, name: str = "model") -> Steerer:
 
 
 class Steerer:
-    """Owns the steering of one model: the active vectors and the hooks.
+    """Owns the steering of one model: the active vectors, the hooks, and the
+    activations captured from it this session.
 
     Use `steerer_for(model, tokenizer)` rather than building one directly.
     Every change is all-or-nothing: on any error the previous set is restored.
@@ -165,6 +165,9 @@ class Steerer:
         self.info: ModelInfo = model_info(model, name)
         self._engine = _OwnSteer(_LayerView(model, self.layers), tokenizer)
         self.active = ActiveVectors()
+        # Keyed by prompt tuple; lives and dies with this Steerer, hence with
+        # the model object (a new model or LoRA wrapper gets a new Steerer).
+        self.activations = ActivationCache()
         self._lock = threading.RLock()
         self._scoped = False
 
@@ -180,14 +183,6 @@ class Steerer:
     @property
     def vectors(self) -> tuple[SteeringVector, ...]:
         return self.active.vectors
-
-    @property
-    def _vectors(self) -> tuple[SteeringVector, ...]:
-        return self.active.vectors
-
-    @_vectors.setter
-    def _vectors(self, vectors: tuple[SteeringVector, ...]) -> None:
-        self.active.vectors = vectors
 
     @property
     def device(self) -> torch.device:
@@ -207,32 +202,53 @@ class Steerer:
             )
 
     def set_vectors(self, vectors: Sequence[SteeringVector]) -> None:
-        """Make `vectors` the active set, or change nothing if any does not fit."""
+        """Make `vectors` the active set, or change nothing if any does not fit
+        or two share an id (the active set is looked up by id)."""
         vectors = tuple(vectors)
+        ids = [vector.id for vector in vectors]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError(
+                "Two active vectors cannot share an id; give the copy a new id."
+            )
+        self._install(vectors)
+
+    def _install(self, vectors: tuple[SteeringVector, ...]) -> None:
+        """Steer with `vectors` (a scoped setting may hold one user vector twice,
+        at two layers)."""
         for vector in vectors:
             self.check(vector)
+        elements = [(v.layer, v.summary(), v.direction, v.alpha) for v in vectors]
         with self._lock:
-            previous = self._vectors
+            previous = self.active.vectors
             try:
-                self._engine.apply(vectors)
+                self._engine.apply(elements)
             except BaseException:
-                self._engine.apply(previous)
+                self._engine.apply([(v.layer, v.summary(), v.direction, v.alpha) for v in previous])
                 raise
-            self._vectors = vectors
+            self.active.vectors = vectors
 
     def add(self, vector: SteeringVector) -> None:
-        self.set_vectors((*self._vectors, vector))
+        self.set_vectors((*self.active.vectors, vector))
 
-    def remove(self, index: int) -> SteeringVector:
-        """Remove the vector at `index` (0-based) and return it."""
+    def find(self, vector_id: str) -> SteeringVector:
+        """The active vector with this id.
+
+        Raises:
+            InvalidInputError: no active vector has it.
+        """
+        for vector in self.active.vectors:
+            if vector.id == vector_id:
+                return vector
+        raise InvalidInputError(
+            f"There is no active vector with id {vector_id!r}: "
+            f"{len(self.active.vectors)} vector(s) are active."
+        )
+
+    def remove(self, vector_id: str) -> SteeringVector:
+        """Remove the active vector with this id and return it."""
         with self._lock:
-            if not 0 <= index < len(self._vectors):
-                raise InvalidInputError(
-                    f"There is no vector number {index + 1}: "
-                    f"{len(self._vectors)} vector(s) are active."
-                )
-            removed = self._vectors[index]
-            self.set_vectors(self._vectors[:index] + self._vectors[index + 1 :])
+            removed = self.find(vector_id)
+            self.set_vectors(tuple(v for v in self.active.vectors if v is not removed))
             return removed
 
     def reset(self) -> None:
@@ -243,50 +259,103 @@ class Steerer:
     def applied(self, vectors: Sequence[SteeringVector]) -> Iterator[None]:
         """Steer with `vectors` inside the block; the previous set is back after it,
         whatever happens inside. Does not nest."""
-        with self._lock:
-            if self._scoped:
-                raise RuntimeError("Steerer.applied() does not nest.")
-            self._scoped = True
+        with self._scope(), self._swapped(tuple(vectors)):
+            yield
+
+    @contextmanager
+    def applied_rows(self, rows: Sequence[Sequence[SteeringVector]]) -> Iterator[None]:
+        """Steer row i of every batch inside the block with the vectors `rows[i]`
+        (a batch must then have exactly len(rows) rows). Several settings so
+        share one forward; each layer gets one [B, 1, H] delta holding
+        sum(alpha * V) of each row's vectors there."""
+        rows = [tuple(row) for row in rows]
+        if not rows:
+            raise InvalidInputError("applied_rows needs at least one row.")
+        for row in rows:
+            for vector in row:
+                self.check(vector)
+        size = self.info.hidden_size
+        deltas: dict[int, torch.Tensor] = {}
+        for index, row in enumerate(rows):
+            for vector in row:
+                delta = deltas.setdefault(vector.layer, torch.zeros(len(rows), 1, size))
+                delta[index, 0] += vector.alpha * vector.direction
+        with self.applied_deltas(deltas):
+            yield
+
+    @contextmanager
+    def applied_deltas(self, deltas: Mapping[int, torch.Tensor]) -> Iterator[None]:
+        """Add `deltas[layer]` ([B, 1, H], one row per batch row, or [H]) to the
+        state entering each layer inside the block, instead of the active
+        vectors, which are back after it. Does not nest."""
+        elements = []
+        for layer, delta in sorted(deltas.items()):
+            layer = check_layer(layer, self.info.num_layers)
+            if not isinstance(delta, torch.Tensor) or delta.shape[-1] != self.info.hidden_size or (
+                delta.dim() not in (1, 3) or (delta.dim() == 3 and delta.shape[1] != 1)
+            ):
+                raise InvalidInputError(
+                    f"A delta for layer {layer} must be [B, 1, {self.info.hidden_size}] "
+                    f"or [{self.info.hidden_size}], got {tuple(getattr(delta, 'shape', ()))}."
+                )
+            if not torch.isfinite(delta).all():
+                raise InvalidInputError(f"The delta for layer {layer} is not finite.")
+            elements.append((layer, f"row deltas at layer {layer}", delta.float(), 1.0))
+        with self._scope(), self._swapped(()):
             try:
-                with self._swapped(vectors):
-                    yield
+                self._engine.apply(elements)
+                yield
             finally:
-                self._scoped = False
+                self._engine.apply([])
 
     def unsteered(self) -> AbstractContextManager[None]:
         """The model with no steering inside the block."""
         return self.applied(())
 
     @contextmanager
-    def _swapped(self, vectors: Sequence[SteeringVector]) -> Iterator[None]:
+    def _scope(self) -> Iterator[None]:
         with self._lock:
-            previous = self._vectors
-            self.set_vectors(vectors)
+            if self._scoped:
+                raise RuntimeError("Steerer.applied() does not nest.")
+            self._scoped = True
             try:
                 yield
             finally:
-                self.set_vectors(previous)
+                self._scoped = False
+
+    @contextmanager
+    def _swapped(self, vectors: tuple[SteeringVector, ...]) -> Iterator[None]:
+        with self._lock:
+            previous = self.active.vectors
+            self._install(vectors)
+            try:
+                yield
+            finally:
+                self._install(previous)
 
     def steered_layers(self) -> list[int]:
         """Layers whose forward is currently replaced (for tests and checks)."""
         return self._engine.steered_layers()
 
-    def capture_mean(self, prompts: Sequence[str], layer: int) -> torch.Tensor:
-        """Mean hidden state entering `layer` over the prompts' tokens, then over prompts.
+    def prompt_activations(self, prompts: Sequence[str]) -> torch.Tensor:
+        """[len(prompts), num_layers, hidden] float32 on CPU: for each prompt and
+        layer, the mean over its tokens of the hidden state entering the layer.
 
         A BOS token is put first when the tokenizer has one, and position 0 is
-        left out of the mean: its activation is an outsized attention sink that
-        says nothing about the prompt. Captured with no steering active.
+        left out of the mean (see `steering.activations`). Captured with no
+        steering active, every layer in one batched pass per chunk of prompts,
+        and kept for the session: asking again, at any layer, costs nothing.
         """
-        layer = check_layer(layer, self.info.num_layers)
-        token_lists = [self._tokens(prompt) for prompt in prompts]
-        means = []
-        with self._swapped(()), torch.no_grad():
-            for tokens in token_lists:
-                ids = torch.tensor([tokens], device=self.device)
-                hidden = self._engine.capture_input(layer, ids)
-                means.append(hidden[0, 1:].float().mean(dim=0).cpu())
-        return torch.stack(means).mean(dim=0)
+        key = tuple(prompts)
+        with self._lock:
+            cached = self.activations.get(key)
+            if cached is not None:
+                return cached
+            token_lists = [self._tokens(prompt) for prompt in key]
+            with self._swapped(()):
+                captured = capture_all_layers(self.model, self.layers, token_lists, self.device)
+            self.activations.put(key, captured)
+            return captured
 
     def _tokens(self, prompt: str) -> list[int]:
         tokens = self.tokenizer.encode(prompt, add_special_tokens=False)

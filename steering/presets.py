@@ -30,7 +30,7 @@ OPTIMIZE_KEYS = tuple(f.name for f in run_fields(PRESET))
 class Preset:
     """A concept to capture and how to search its layer and alpha.
 
-    `layer` and `coefficient` are where the vector is captured (the search
+    `layer` and `alpha` are where the vector is captured (the search
     recaptures it at each layer it tries); `optimize` holds the search
     settings, keyed as in OPTIMIZE_KEYS and checked against
     optimize/settings.py; its tasks are in the shipped tasks/
@@ -43,7 +43,7 @@ class Preset:
     concept: tuple[str, ...]
     contrast: tuple[str, ...]
     layer: int
-    coefficient: float
+    alpha: float
     optimize: dict[str, Any]
     folder: Path
 
@@ -90,7 +90,7 @@ def load_preset(name: str = "sentiment", presets_dir: Path = PRESETS_DIR) -> Pre
             concept=_read(folder, data["concept"]),
             contrast=_read(folder, data["contrast"]),
             layer=int(data["layer"]),
-            coefficient=float(data["coefficient"]),
+            alpha=float(data["alpha"]),
             optimize=optimize,
             folder=folder,
         )

@@ -2,6 +2,14 @@
 
 One file: safetensors holds the directions, and its string metadata holds a
 JSON document describing the set. Nothing is ever unpickled.
+
+Format version 2 (written): each vector entry is
+    {"id", "layer", "alpha", "method", "inputs": {...}, "created_at"}
+where `method` names a registered extraction method and `inputs` its inputs
+(for `mean` / `mean_diff`: "prompts" and "contrast_prompts" lists).
+Version 1 (still read) had {"layer", "coeff", "prompts", "contrast_prompts",
+"created_at"}: the method is `mean_diff` when it has contrast prompts, else
+`mean`, and each vector gets a new id.
 """
 
 from __future__ import annotations
@@ -15,15 +23,20 @@ from typing import Any
 
 import safetensors
 import safetensors.torch
+import torch
 
 from steering.errors import IncompatibleVectorError, InvalidInputError, VectorFileError
+from steering.extract import VectorSource
 from steering.models import ModelInfo
 from steering.vector import SteeringVector
 
 FORMAT = "steerswarm.vectors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _META_KEY = "steerswarm"
-_VECTOR_FIELDS = ("layer", "coeff", "prompts", "contrast_prompts", "created_at")
+_VECTOR_FIELDS = {
+    1: ("layer", "coeff", "prompts", "contrast_prompts", "created_at"),
+    2: ("id", "layer", "alpha", "method", "inputs", "created_at"),
+}
 
 
 def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: ModelInfo) -> Path:
@@ -43,10 +56,10 @@ def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: Mode
         },
         "vectors": [
             {
+                "id": v.id,
                 "layer": v.layer,
-                "coeff": v.coeff,
-                "prompts": list(v.prompts),
-                "contrast_prompts": list(v.contrast_prompts),
+                "alpha": v.alpha,
+                **v.source.to_json(),
                 "created_at": v.created_at,
             }
             for v in vectors
@@ -105,14 +118,7 @@ def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
                 f"expected ({info.hidden_size},)."
             )
         try:
-            vector = SteeringVector(
-                layer=entry["layer"],
-                coeff=entry["coeff"],
-                direction=tensor,
-                prompts=tuple(entry["prompts"]),
-                contrast_prompts=tuple(entry["contrast_prompts"]),
-                created_at=entry["created_at"],
-            )
+            vector = _vector(meta["version"], entry, tensor)
         except InvalidInputError as exc:
             raise VectorFileError(f"{path.name}: vector {i + 1} is invalid: {exc}") from exc
         if vector.layer >= info.num_layers:
@@ -120,8 +126,32 @@ def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
                 f"{path.name}: vector {i + 1} is for layer {vector.layer}, "
                 f"but the model has layers 0 to {info.num_layers - 1}."
             )
+        if any(v.id == vector.id for v in vectors):
+            raise VectorFileError(f"{path.name}: vector {i + 1} repeats the id {vector.id!r}.")
         vectors.append(vector)
     return vectors
+
+
+def _vector(version: int, entry: dict[str, Any], tensor: torch.Tensor) -> SteeringVector:
+    """One vector from its file entry (of format `version`)."""
+    if version == 1:
+        return SteeringVector(
+            layer=entry["layer"],
+            alpha=entry["coeff"],
+            direction=tensor,
+            source=VectorSource.from_prompts(entry["prompts"], entry["contrast_prompts"]),
+            created_at=entry["created_at"],
+        )
+    if not isinstance(entry["inputs"], dict):
+        raise InvalidInputError("its inputs are not a mapping.")
+    return SteeringVector(
+        layer=entry["layer"],
+        alpha=entry["alpha"],
+        direction=tensor,
+        source=VectorSource(entry["method"], entry["inputs"]),
+        created_at=entry["created_at"],
+        id=entry["id"],
+    )
 
 
 def _parse_meta(path: Path, raw: str | None) -> dict[str, Any]:
@@ -133,10 +163,11 @@ def _parse_meta(path: Path, raw: str | None) -> dict[str, Any]:
         raise VectorFileError(f"{path.name}: metadata is not valid JSON ({exc}).") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise VectorFileError(f"{path.name} is not a steerswarm vector file.")
-    if meta.get("version") != FORMAT_VERSION:
+    version = meta.get("version")
+    if version not in _VECTOR_FIELDS:
         raise VectorFileError(
-            f"{path.name} has format version {meta.get('version')!r}; "
-            f"this steerswarm reads version {FORMAT_VERSION}."
+            f"{path.name} has format version {version!r}; "
+            f"this steerswarm reads versions {', '.join(map(str, _VECTOR_FIELDS))}."
         )
     model = meta.get("model")
     vectors = meta.get("vectors")
@@ -146,7 +177,9 @@ def _parse_meta(path: Path, raw: str | None) -> dict[str, Any]:
         if not isinstance(model.get(key), kind):
             raise VectorFileError(f"{path.name}: metadata field model.{key} is missing.")
     for i, entry in enumerate(vectors):
-        missing = [f for f in _VECTOR_FIELDS if not isinstance(entry, dict) or f not in entry]
+        missing = [
+            f for f in _VECTOR_FIELDS[version] if not isinstance(entry, dict) or f not in entry
+        ]
         if missing:
             raise VectorFileError(
                 f"{path.name}: vector {i + 1} lacks the field(s) {', '.join(missing)}."

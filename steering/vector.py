@@ -4,32 +4,40 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import torch
 
 from steering.errors import InvalidInputError
+from steering.extract import VectorSource
 
 # Beyond this the residual stream is swamped and the model only babbles;
-# useful coefficients for a difference-of-means vector are around 0.5-10.
-MAX_ABS_COEFF = 100.0
+# useful alphas for a difference-of-means vector are around 0.5-10.
+MAX_ABS_ALPHA = 100.0
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_coeff(coeff: float) -> float:
-    """Return `coeff` as a float, or raise InvalidInputError."""
+def new_vector_id() -> str:
+    """A short random id (12 hex digits of a uuid4): unique enough for the
+    vectors of one session or file, short enough to read in a log."""
+    return uuid.uuid4().hex[:12]
+
+
+def check_alpha(alpha: float) -> float:
+    """Return `alpha` as a float, or raise InvalidInputError."""
     try:
-        value = float(coeff)
+        value = float(alpha)
     except (TypeError, ValueError):
-        raise InvalidInputError(f"Coefficient must be a number, got {coeff!r}.") from None
-    if not math.isfinite(value) or abs(value) > MAX_ABS_COEFF:
+        raise InvalidInputError(f"Alpha must be a number, got {alpha!r}.") from None
+    if not math.isfinite(value) or abs(value) > MAX_ABS_ALPHA:
         raise InvalidInputError(
-            f"Coefficient must be a finite number between {-MAX_ABS_COEFF:g} "
-            f"and {MAX_ABS_COEFF:g}, got {coeff!r}."
+            f"Alpha must be a finite number between {-MAX_ABS_ALPHA:g} "
+            f"and {MAX_ABS_ALPHA:g}, got {alpha!r}."
         )
     return value
 
@@ -49,23 +57,26 @@ def check_layer(layer: int, num_layers: int) -> int:
 
 @dataclass(frozen=True, eq=False)
 class SteeringVector:
-    """A direction V added as H + coeff * V to the hidden state entering `layer`.
+    """A direction V added as H + alpha * V to the hidden state entering `layer`.
 
-    `direction` is the raw mean activation of `prompts` (minus that of
-    `contrast_prompts` when there are any), captured at `layer`, float32 on CPU.
+    `direction` is what `source.method` extracted from `source.inputs` at
+    `layer`, float32 on CPU. `id` names the user's vector for its whole life:
+    a copy at another layer (`recapture`) or with another alpha
+    (`with_alpha`) keeps it, because it is still that vector; labels shown to
+    people are built from it and never parsed back.
     """
 
     layer: int
-    coeff: float
+    alpha: float
     direction: torch.Tensor
-    prompts: tuple[str, ...]
-    contrast_prompts: tuple[str, ...] = ()
+    source: VectorSource
     created_at: str = field(default_factory=_now)
+    id: str = field(default_factory=new_vector_id)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.layer, int) or self.layer < 0:
+        if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
             raise InvalidInputError(f"Layer must be a whole number >= 0, got {self.layer!r}.")
-        object.__setattr__(self, "coeff", check_coeff(self.coeff))
+        object.__setattr__(self, "alpha", check_alpha(self.alpha))
         if not isinstance(self.direction, torch.Tensor) or self.direction.dim() != 1:
             raise InvalidInputError("A steering direction must be a 1-D tensor.")
         if not torch.isfinite(self.direction).all():
@@ -73,10 +84,24 @@ class SteeringVector:
         object.__setattr__(
             self, "direction", self.direction.detach().to("cpu", torch.float32)
         )
-        object.__setattr__(self, "prompts", tuple(self.prompts))
-        object.__setattr__(self, "contrast_prompts", tuple(self.contrast_prompts))
-        if not self.prompts:
-            raise InvalidInputError("A steering vector needs at least one concept prompt.")
+        if not isinstance(self.source, VectorSource):
+            raise InvalidInputError("A steering vector needs a VectorSource (method and inputs).")
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise InvalidInputError(f"A vector id must be a non-empty string, got {self.id!r}.")
+
+    @property
+    def method(self) -> str:
+        return self.source.method
+
+    @property
+    def prompts(self) -> tuple[str, ...]:
+        """The concept prompts (every method has them)."""
+        return self.source.prompts
+
+    @property
+    def contrast_prompts(self) -> tuple[str, ...]:
+        """The contrast prompts, () for a method without them."""
+        return self.source.contrast_prompts
 
     @property
     def hidden_size(self) -> int:
@@ -84,7 +109,7 @@ class SteeringVector:
 
     @property
     def norm(self) -> float:
-        """Euclidean norm of the direction (before the coefficient)."""
+        """Euclidean norm of the direction (before alpha)."""
         return float(self.direction.norm())
 
     def summary(self, width: int = 60) -> str:
@@ -94,15 +119,16 @@ class SteeringVector:
             text += "  vs  " + " | ".join(self.contrast_prompts)
         return text if len(text) <= width else text[: width - 1] + "…"
 
-    def with_coeff(self, coeff: float) -> SteeringVector:
-        return dataclasses.replace(self, coeff=coeff)
+    def with_alpha(self, alpha: float) -> SteeringVector:
+        """The same vector (same id) with another alpha."""
+        return dataclasses.replace(self, alpha=alpha)
 
     def same_as(self, other: SteeringVector) -> bool:
-        """True when both vectors steer identically and came from the same prompts."""
+        """True when both vectors steer identically and came from the same method
+        and inputs (ids and creation times may differ)."""
         return (
             self.layer == other.layer
-            and self.coeff == other.coeff
-            and self.prompts == other.prompts
-            and self.contrast_prompts == other.contrast_prompts
+            and self.alpha == other.alpha
+            and self.source == other.source
             and torch.equal(self.direction, other.direction)
         )

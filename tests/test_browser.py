@@ -123,10 +123,10 @@ def add_joy_vector(page, layer: int = 12, coefficient: float = 2.0) -> None:
     layer_box = page.get_by_label("number input for Layer")
     layer_box.fill(str(layer))
     layer_box.press("Enter")
-    page.get_by_label("Coefficient").fill(str(coefficient))
+    page.get_by_label("Alpha").fill(str(coefficient))
     page.get_by_role("button", name="Add steering vector").click()
     expect(page.locator("#steering-status")).to_contain_text(
-        f"Added vector #1: layer {layer}, coefficient {coefficient:g}", timeout=60_000
+        f"Added vector #1: layer {layer}, alpha {coefficient:g}", timeout=60_000
     )
     table = page.locator("#active-vectors")
     expect(table).to_contain_text("I feel so joyful and happy today!")

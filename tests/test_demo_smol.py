@@ -26,7 +26,7 @@ def test_the_demo_gains_on_held_out_items(smol):
     settings = preset.optimize
     steerer = steerer_for(smol.model, smol.tokenizer, smol.name)
     vector = capture_vector(
-        steerer, preset.concept, preset.layer, preset.coefficient, preset.contrast
+        steerer, preset.concept, preset.layer, preset.alpha, preset.contrast
     )
     steerer.set_vectors([vector])
 

@@ -70,9 +70,9 @@ def _steerer(loaded):
     return s
 
 
-def _concept(steerer, layer, coeff):
+def _concept(steerer, layer, alpha):
     joy, grief = ["I love this day", "so happy"], ["I hate it", "so sad"]
-    return capture_vector(steerer, joy, layer, coeff, grief)
+    return capture_vector(steerer, joy, layer, alpha, grief)
 
 
 def _assert_same(fast, slow, tol=1e-4):

@@ -147,7 +147,7 @@ def test_fitness_scores_equal_a_fresh_lm_eval_run(steerer, task_folder):
 
     config = _fitness(task_folder, num_fewshot=2, batch_size=4)
     fitness = LmEvalFitness(steerer, config)
-    steered = [recapture(steerer, steerer.vectors[0], 2).with_coeff(25.0)]
+    steered = [recapture(steerer, steerer.vectors[0], 2).with_alpha(25.0)]
     ours = [fitness.evaluate(vectors) for vectors in ((), steered, (), steered)]
     assert ours[0] == ours[2] and ours[1] == ours[3]  # reuse is stable
     assert ours[0].responses != ours[1].responses  # and steering reaches the model
@@ -285,7 +285,7 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatc
     metrics = LmEvalFitness.metrics
 
     def counting(self, vectors):
-        paid.append(tuple((v.layer, v.coeff) for v in vectors))
+        paid.append(tuple((v.layer, v.alpha) for v in vectors))
         return metrics(self, vectors)
 
     monkeypatch.setattr(LmEvalFitness, "metrics", counting)
@@ -424,9 +424,9 @@ def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
     applied = apply_best(steerer, result)
     assert steerer.vectors == applied
     best_layer, best_alpha = result.best.layers[0], result.best.alphas[0]
-    assert (applied[0].layer, applied[0].coeff) == (best_layer, best_alpha)
+    assert (applied[0].layer, applied[0].alpha) == (best_layer, best_alpha)
     assert applied[0].prompts == originals[0].prompts
-    assert applied[0].same_as(recapture(steerer, originals[0], best_layer).with_coeff(best_alpha))
+    assert applied[0].same_as(recapture(steerer, originals[0], best_layer).with_alpha(best_alpha))
     assert applied[1] is originals[1]  # not selected: untouched
     assert steerer.steered_layers() == sorted({best_layer, originals[1].layer})
     # what is applied scores what the run reported
@@ -485,7 +485,7 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
     )
     direct = LmEvalFitness(steerer, heldout)
     best_vectors = [
-        recapture(steerer, originals[0], result.best.layers[0]).with_coeff(result.best.alphas[0]),
+        recapture(steerer, originals[0], result.best.layers[0]).with_alpha(result.best.alphas[0]),
         originals[1],
     ]
     assert direct.score(()) == (scores.baseline.score, scores.baseline.stderr)

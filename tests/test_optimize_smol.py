@@ -69,7 +69,7 @@ def test_end_to_end_run_on_a_local_task(steerer, tmp_path):
     assert loaded.to_dict() == result.to_dict()
 
     applied = apply_best(steerer, result)
-    assert (applied[0].layer, applied[0].coeff) == (result.best.layers[0], result.best.alphas[0])
+    assert (applied[0].layer, applied[0].alpha) == (result.best.layers[0], result.best.alphas[0])
     assert steerer.steered_layers() == [result.best.layers[0]]
 
 
@@ -78,8 +78,8 @@ def test_steered_loglikelihoods_do_not_depend_on_batch_size(steerer):
     adds exactly alpha * V at every position, so the real positions of a row
     see the same numbers whatever shares their batch."""
     vectors = [
-        recapture(steerer, steerer.vectors[0], 10).with_coeff(6.0),
-        recapture(steerer, steerer.vectors[0], 18).with_coeff(-3.0),
+        recapture(steerer, steerer.vectors[0], 10).with_alpha(6.0),
+        recapture(steerer, steerer.vectors[0], 18).with_alpha(-3.0),
     ]
     config = dict(task="steer_health", include_path=TASKS, limit=12)
     one = LmEvalFitness(steerer, FitnessConfig(batch_size=1, **config))

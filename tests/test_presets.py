@@ -28,7 +28,7 @@ def test_the_sentiment_preset_is_complete_and_valid():
     preset = load_preset("sentiment")
     assert preset.model == "SmolLM2-135M-Instruct"
     assert len(preset.concept) == len(preset.contrast) == 6
-    assert (preset.layer, preset.coefficient) == (8, 1.0)
+    assert (preset.layer, preset.alpha) == (8, 1.0)
     settings = preset.optimize
     assert set(OPTIMIZE_KEYS) <= set(settings)
     search = FitnessConfig(

@@ -53,9 +53,9 @@ def test_joy_vector_moves_next_words_and_greedy_completions_the_expected_way(smo
         return next_word_sentiment(model, tokenizer, OPENINGS), lexicon
 
     base_next, base_lexicon = measure()
-    steerer.set_vectors([vector.with_coeff(4.0)])
+    steerer.set_vectors([vector.with_alpha(4.0)])
     joy_next, joy_lexicon = measure()
-    steerer.set_vectors([vector.with_coeff(-4.0)])
+    steerer.set_vectors([vector.with_alpha(-4.0)])
     grief_next, grief_lexicon = measure()
     steerer.reset()
 
@@ -66,7 +66,7 @@ def test_joy_vector_moves_next_words_and_greedy_completions_the_expected_way(smo
 def test_coefficient_zero_and_reset_give_the_baseline_exactly(smol, joy_vector):
     steerer, vector = joy_vector
     base = logits(smol)
-    steerer.add(vector.with_coeff(0.0))
+    steerer.add(vector.with_alpha(0.0))
     assert torch.equal(logits(smol), base)
     steerer.set_vectors([vector])
     assert not torch.equal(logits(smol), base)

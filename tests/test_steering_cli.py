@@ -42,14 +42,14 @@ def test_capture_then_generate_with_a_local_model(tiny_dir, prompt_files, tmp_pa
     joy, grief = prompt_files
     out = tmp_path / "joy.safetensors"
     done = run_cli("capture", "--model", str(tiny_dir), "--prompts", str(joy), "--contrast", str(grief),
-                   "--layer", "2", "--coeff", "3", "--out", str(out))
+                   "--layer", "2", "--alpha", "3", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "Saved a vector at layer 2" in done.stdout
     loaded = load_model(str(tiny_dir))
     [vector] = load_vectors(out, steerer_for(loaded.model, loaded.tokenizer, loaded.name).info)
     assert vector.prompts == ("I am so happy today!", "What a wonderful day.")
     assert vector.contrast_prompts == ("I am so sad today.", "What a terrible day.")
-    assert (vector.layer, vector.coeff) == (2, 3.0)
+    assert (vector.layer, vector.alpha) == (2, 3.0)
 
     done = run_cli("generate", "--model", str(tiny_dir), "--vectors", str(out), "--prompt", "Hello there",
                    "--max-new-tokens", "8")
@@ -61,9 +61,11 @@ def test_capture_then_generate_with_a_local_model(tiny_dir, prompt_files, tmp_pa
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--layer", "9", "--coeff", "1"], "Layer 9 is out of range"),
-        (["--layer", "1", "--coeff", "inf"], "finite number"),
-        (["--layer", "1", "--coeff", "1", "--prompts", "/nonexistent.txt"], "Cannot read prompts file"),
+        (["--layer", "9", "--alpha", "1"], "Layer 9 is out of range"),
+        (["--layer", "1", "--alpha", "inf"], "finite number"),
+        (["--layer", "1", "--coeff", "inf"], "finite number"),  # the old name still works
+        (["--layer", "1"], "capture needs --alpha"),
+        (["--layer", "1", "--alpha", "1", "--prompts", "/nonexistent.txt"], "Cannot read prompts file"),
     ],
 )
 def test_capture_errors_exit_non_zero_without_output(tiny_dir, prompt_files, tmp_path, extra, message):
@@ -73,6 +75,19 @@ def test_capture_errors_exit_non_zero_without_output(tiny_dir, prompt_files, tmp
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not out.exists()
+
+
+def test_deprecated_coeff_flag_is_alpha_and_hidden(tiny_dir, prompt_files, tmp_path):
+    joy, _ = prompt_files
+    out = tmp_path / "old.safetensors"
+    done = run_cli("capture", "--model", str(tiny_dir), "--prompts", str(joy), "--layer", "1",
+                   "--coeff", "-2.5", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    loaded = load_model(str(tiny_dir))
+    [vector] = load_vectors(out, steerer_for(loaded.model, loaded.tokenizer, loaded.name).info)
+    assert (vector.layer, vector.alpha, vector.method) == (1, -2.5, "mean")
+    helped = run_cli("capture", "--help")
+    assert "--alpha" in helped.stdout and "--coeff" not in helped.stdout
 
 
 def test_generate_refuses_a_corrupt_vector_file(tiny_dir, tmp_path):
@@ -87,6 +102,6 @@ def test_capture_with_the_embedded_model_by_default(prompt_files, tmp_path):
     joy, grief = prompt_files
     out = tmp_path / "joy.safetensors"
     done = run_cli("capture", "--prompts", str(joy), "--contrast", str(grief), "--layer", "12",
-                   "--coeff", "4", "--out", str(out))
+                   "--alpha", "4", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 576 * 4

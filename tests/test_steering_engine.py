@@ -11,6 +11,7 @@ from steering import (
     InvalidInputError,
     SteeringVector,
     UnsupportedModelError,
+    VectorSource,
     capture_vector,
     steerer_for,
 )
@@ -29,14 +30,14 @@ def hidden_states(model, ids=IDS):
         return model(ids, output_hidden_states=True).hidden_states
 
 
-def random_vector(layer, coeff=1.0, size=32, seed=0, prompt="concept"):
+def random_vector(layer, alpha=1.0, size=32, seed=0, prompt="concept"):
     generator = torch.Generator().manual_seed(seed)
-    return SteeringVector(layer=layer, coeff=coeff, direction=torch.randn(size, generator=generator),
-                          prompts=(prompt,))
+    return SteeringVector(layer=layer, alpha=alpha, direction=torch.randn(size, generator=generator),
+                          source=VectorSource.from_prompts((prompt,)))
 
 
 def reference_logits(model, vectors, ids=IDS):
-    """Logits with H + coeff * V added by plain forward pre-hooks (the reference)."""
+    """Logits with H + alpha * V added by plain forward pre-hooks (the reference)."""
     layers = find_decoder_layers(model)
     handles = []
 
@@ -50,7 +51,7 @@ def reference_logits(model, vectors, ids=IDS):
         return hook
 
     for vector in vectors:
-        delta = vector.coeff * vector.direction
+        delta = vector.alpha * vector.direction
         handles.append(layers[vector.layer].register_forward_pre_hook(make_hook(delta), with_kwargs=True))
     try:
         return logits(model, ids)
@@ -62,7 +63,7 @@ def reference_logits(model, vectors, ids=IDS):
 def test_layers_below_are_untouched_and_output_matches_reference(tiny):
     steerer = steerer_for(tiny.model, tiny.tokenizer)
     base_hidden = hidden_states(tiny.model)
-    vector = random_vector(layer=2, coeff=3.0)
+    vector = random_vector(layer=2, alpha=3.0)
     steerer.add(vector)
     steered_hidden = hidden_states(tiny.model)
     for i in range(3):  # embeddings and the outputs of layers 0 and 1 feed layer 2 unchanged
@@ -86,7 +87,7 @@ def test_several_vectors_on_same_and_different_layers_add_up(tiny):
                                rtol=0, atol=1e-5)
 
 
-def test_coefficient_zero_is_the_unsteered_model(tiny):
+def test_alpha_zero_is_the_unsteered_model(tiny):
     base = logits(tiny.model)
     steerer = steerer_for(tiny.model, tiny.tokenizer)
     steerer.add(random_vector(1, 0.0))
@@ -109,12 +110,12 @@ def test_remove_one_vector(tiny):
     steerer = steerer_for(tiny.model, tiny.tokenizer)
     first, second = random_vector(1, 2.0, seed=1), random_vector(2, 2.0, seed=2)
     steerer.set_vectors([first, second])
-    assert steerer.remove(0) is first
+    assert steerer.remove(first.id) is first
     assert steerer.vectors == (second,)
     torch.testing.assert_close(logits(tiny.model), reference_logits_unsteered(tiny, steerer, [second]),
                                rtol=0, atol=1e-6)
-    with pytest.raises(InvalidInputError, match="no vector number 5"):
-        steerer.remove(4)
+    with pytest.raises(InvalidInputError, match="no active vector with id 'gone'"):
+        steerer.remove("gone")
     assert steerer.vectors == (second,)
 
 
@@ -172,7 +173,7 @@ def test_reloaded_model_starts_unsteered(tiny, tiny_factory):
 def test_capture_is_the_mean_over_tokens_without_position_zero(tiny):
     steerer = steerer_for(tiny.model, tiny.tokenizer)
     prompts = ["the cat sat on the mat", "a dog ran in the park today"]
-    vector = capture_vector(steerer, prompts, layer=2, coeff=1.0)
+    vector = capture_vector(steerer, prompts, layer=2, alpha=1.0)
     expected = []
     for prompt in prompts:
         ids = [tiny.tokenizer.bos_token_id, *tiny.tokenizer.encode(prompt, add_special_tokens=False)]
@@ -186,7 +187,7 @@ def test_capture_with_contrast_is_the_difference_of_means(tiny):
     neg = capture_vector(steerer, ["I hate that"], 1, 1.0)
     diff = capture_vector(steerer, ["I love this"], 1, 2.0, ["I hate that"])
     torch.testing.assert_close(diff.direction, pos.direction - neg.direction, rtol=0, atol=1e-6)
-    assert diff.contrast_prompts == ("I hate that",) and diff.coeff == 2.0
+    assert diff.contrast_prompts == ("I hate that",) and diff.alpha == 2.0
 
 
 def test_capture_ignores_active_steering_and_leaves_it_in_place(tiny):
@@ -195,6 +196,7 @@ def test_capture_ignores_active_steering_and_leaves_it_in_place(tiny):
     active = random_vector(0, 8.0)
     steerer.add(active)
     steered = logits(tiny.model)
+    steerer.activations.clear()  # capture again for real, not from the session's cache
     again = capture_vector(steerer, ["hello there"], 3, 1.0)
     assert torch.equal(again.direction, clean.direction)
     assert steerer.vectors == (active,)
@@ -202,7 +204,7 @@ def test_capture_ignores_active_steering_and_leaves_it_in_place(tiny):
 
 
 @pytest.mark.parametrize(
-    ("prompts", "layer", "coeff", "message"),
+    ("prompts", "layer", "alpha", "message"),
     [
         ([], 1, 1.0, "at least one concept prompt"),
         (["   ", ""], 1, 1.0, "at least one concept prompt"),
@@ -216,23 +218,23 @@ def test_capture_ignores_active_steering_and_leaves_it_in_place(tiny):
         (["word " * 200], 1, 1.0, "longer than the model's context of 128"),
     ],
 )
-def test_bad_capture_input_is_refused_and_changes_nothing(tiny, prompts, layer, coeff, message):
+def test_bad_capture_input_is_refused_and_changes_nothing(tiny, prompts, layer, alpha, message):
     steerer = steerer_for(tiny.model, tiny.tokenizer)
     steerer.add(random_vector(1))
     before = logits(tiny.model)
     with pytest.raises(InvalidInputError, match=message):
-        capture_vector(steerer, prompts, layer, coeff)
+        capture_vector(steerer, prompts, layer, alpha)
     assert len(steerer.vectors) == 1 and steerer.steered_layers() == [1]
     assert torch.equal(logits(tiny.model), before)
 
 
 def test_vector_validates_itself():
     with pytest.raises(InvalidInputError, match="finite"):
-        SteeringVector(1, 1.0, torch.tensor([1.0, float("nan")]), ("x",))
+        SteeringVector(1, 1.0, torch.tensor([1.0, float("nan")]), VectorSource.from_prompts(("x",)))
     with pytest.raises(InvalidInputError, match="1-D"):
-        SteeringVector(1, 1.0, torch.zeros(2, 2), ("x",))
+        SteeringVector(1, 1.0, torch.zeros(2, 2), VectorSource.from_prompts(("x",)))
     with pytest.raises(InvalidInputError, match="concept prompt"):
-        SteeringVector(1, 1.0, torch.zeros(2), ())
+        SteeringVector(1, 1.0, torch.zeros(2), VectorSource.from_prompts(()))
 
 
 def test_gpt2_layers_steer_without_touching_the_state_dict(tiny_gpt2, tmp_path):
@@ -264,3 +266,43 @@ def test_unsupported_models_get_a_clear_message(tokenizer):
 
     with pytest.raises(UnsupportedModelError, match="Odd.*'oddformer'.*Supported layouts"):
         steerer_for(Odd(), tokenizer)
+
+
+ROWS = torch.tensor([[1, 520, 3000, 77, 9001, 42, 7], [1, 88, 12, 4000, 5, 6, 900], [1, 7, 7, 7, 300, 2, 11]])
+
+
+def test_each_row_of_a_batch_gets_its_own_setting(tiny):
+    steerer = steerer_for(tiny.model, tiny.tokenizer)
+    active = random_vector(2, 9.0, seed=9)
+    steerer.add(active)
+    settings = [
+        [random_vector(1, 2.0, seed=1), random_vector(3, -1.5, seed=2)],
+        [],  # unsteered row
+        [random_vector(1, -4.0, seed=3), random_vector(1, 0.5, seed=4), random_vector(2, 1.0, seed=5)],
+    ]
+    with steerer.applied_rows(settings):
+        batched = logits(tiny.model, ROWS)
+    with steerer.unsteered():
+        for row, vectors in enumerate(settings):
+            expected = reference_logits(tiny.model, vectors, ROWS[row : row + 1])
+            torch.testing.assert_close(batched[row : row + 1], expected, rtol=0, atol=1e-5)
+    # Everything is back: the active vector steers again, no other layer is touched.
+    assert steerer.vectors == (active,) and steerer.steered_layers() == [2]
+    steerer.reset()
+    assert all("forward" not in vars(layer) for layer in steerer.layers)
+
+
+def test_bad_row_deltas_are_refused_and_change_nothing(tiny):
+    steerer = steerer_for(tiny.model, tiny.tokenizer)
+    steerer.add(random_vector(1))
+    before = logits(tiny.model)
+    for deltas, message in [
+        ({1: torch.zeros(2, 3, 32)}, r"must be \[B, 1, 32\]"),
+        ({1: torch.zeros(2, 1, 64)}, r"must be \[B, 1, 32\]"),
+        ({9: torch.zeros(2, 1, 32)}, "Layer 9 is out of range"),
+        ({1: torch.full((2, 1, 32), float("nan"))}, "not finite"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            with steerer.applied_deltas(deltas):
+                pass
+    assert steerer.steered_layers() == [1] and torch.equal(logits(tiny.model), before)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -36,6 +37,7 @@ def test_round_trip_gives_identical_vectors_and_logits(tiny, steered, tmp_path):
     loaded = load_vectors(path, steered.info)
     assert len(loaded) == 2
     assert all(a.same_as(b) and a.created_at == b.created_at for a, b in zip(loaded, originals))
+    assert [v.id for v in loaded] == [v.id for v in originals]
     steered.set_vectors(loaded)
     assert torch.equal(logits(tiny.model), expected)
 
@@ -47,8 +49,12 @@ def test_file_holds_tensors_and_readable_metadata(steered, tmp_path):
     with safetensors.safe_open(str(path), framework="pt") as handle:
         meta = json.loads(handle.metadata()["steerswarm"])
     assert meta["model"] == {"name": "tiny-llama", "model_type": "llama", "hidden_size": 32, "num_layers": 4}
-    assert meta["vectors"][0]["contrast_prompts"] == ["rainy and cold"]
-    assert meta["vectors"][1]["layer"] == 3 and meta["vectors"][1]["coeff"] == -1.0
+    assert meta["version"] == 2
+    first, second = meta["vectors"]
+    assert first["method"] == "mean_diff" and first["inputs"]["contrast_prompts"] == ["rainy and cold"]
+    assert second["method"] == "mean" and second["inputs"] == {"prompts": ["a happy song", "joyful news"]}
+    assert second["layer"] == 3 and second["alpha"] == -1.0
+    assert [first["id"], second["id"]] == [v.id for v in steered.vectors]
 
 
 def test_nothing_to_save_is_refused(steered, tmp_path):
@@ -91,7 +97,11 @@ def _rewrite_meta(path, change):
         (lambda p: _rewrite_meta(p, lambda m, t: m.pop("model")), VectorFileError, "lacks the model"),
         (lambda p: _rewrite_meta(p, lambda m, t: m.update(version=9)), VectorFileError, "format version 9"),
         (lambda p: _rewrite_meta(p, lambda m, t: t.pop("vector.1")), VectorFileError, "vector 2 has no tensor"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(coeff="NaN")), VectorFileError, "invalid"),
+        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(alpha="NaN")), VectorFileError, "invalid"),
+        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(method="pca")), VectorFileError,
+         "Unknown extraction method 'pca'; valid methods: mean, mean_diff"),
+        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][1].update(id=m["vectors"][0]["id"])),
+         VectorFileError, "repeats the id"),
         (lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(hidden_size=64)), IncompatibleVectorError,
          "hidden size 64"),
         (lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(num_layers=30)), IncompatibleVectorError,
@@ -115,3 +125,22 @@ def test_file_for_a_model_of_another_size_is_refused(tiny, tiny_gpt2, steered, t
     with pytest.raises(IncompatibleVectorError, match="made for tiny-llama.*4 layers.*3 layers"):
         load_vectors(path, gpt2.info)
     assert gpt2.vectors == ()
+
+
+V1_FILE = Path(__file__).parent / "data" / "vectors-v1.safetensors"
+
+
+def test_format_1_files_still_load(steered):
+    """tests/data/vectors-v1.safetensors was written by the format-1 code (before
+    vectors had ids and methods): `coeff` is read as alpha, the method follows
+    from the contrast prompts, and every vector gets a fresh id."""
+    loaded = load_vectors(V1_FILE, steered.info)
+    assert [(v.layer, v.alpha, v.method) for v in loaded] == [(1, 2.5, "mean_diff"), (3, -1.0, "mean")]
+    assert loaded[0].prompts == ("sunny and warm",) and loaded[0].contrast_prompts == ("rainy and cold",)
+    assert loaded[1].prompts == ("a happy song", "joyful news") and loaded[1].contrast_prompts == ()
+    assert len({v.id for v in loaded}) == 2 and loaded[0].created_at == "2026-11-30T03:26:52+00:00"
+    # The same tiny model (same seed) gives the same directions as the old capture.
+    for old, new in zip(loaded, steered.vectors):
+        torch.testing.assert_close(old.direction, new.direction, rtol=0, atol=1e-5)
+    steered.set_vectors(loaded)
+    assert steered.vectors == tuple(loaded)

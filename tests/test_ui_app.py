@@ -20,7 +20,7 @@ SPEC_LABELS = {
     "Concept prompts",
     "Contrast prompts",
     "Layer",
-    "Coefficient",
+    "Alpha",
     "Add steering vector",
     "Active steering vectors",
     "Vector to remove",

@@ -100,9 +100,9 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
     best = result.best
     assert optimize_status == steering_status and steering_status.startswith("✓ Applied")
     (applied,) = steerer.vectors
-    assert (applied.layer, applied.coeff) == (best.layers[0], best.alphas[0])
+    assert (applied.layer, applied.alpha) == (best.layers[0], best.alphas[0])
     assert table[0][1:3] == [best.layers[0], best.alphas[0]]
-    assert vector_box["choices"] == [fmt.vector_label(1, applied)]
+    assert vector_box["choices"] == [(fmt.vector_label(1, applied), applied.id)]
 
 
 @pytest.mark.parametrize(
@@ -292,7 +292,7 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, sessio
     direct = LmEvalFitness(
         steerer, FitnessConfig("sentiment_heldout", str(TASKS_DIR), limit=6, batch_size=4)
     )
-    best = recapture(steerer, before[0], result.best.layers[0]).with_coeff(result.best.alphas[0])
+    best = recapture(steerer, before[0], result.best.layers[0]).with_alpha(result.best.alphas[0])
     assert direct.score(()) == (held.baseline.score, held.baseline.stderr)
     assert direct.score([best]) == (held.best.score, held.best.stderr)
 

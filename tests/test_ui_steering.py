@@ -56,7 +56,7 @@ def assert_refused(status, *needles):
 
 def test_add_vector_lists_it(actions):
     table, choices, status = last(actions.add_vector(JOY, GRIEF, 2, 3.5))
-    assert "layer 2, coefficient 3.5" in status and "1 steering vector active" in status
+    assert "layer 2, alpha 3.5" in status and "1 steering vector active" in status
     assert table == [
         [
             1,
@@ -67,9 +67,9 @@ def test_add_vector_lists_it(actions):
             table[0][5],
         ]
     ]
-    assert choices["choices"] == [fmt.vector_label(1, active(actions)[0])]
+    assert choices["choices"] == [(fmt.vector_label(1, active(actions)[0]), active(actions)[0].id)]
     vector = active(actions)[0]
-    assert vector.layer == 2 and vector.coeff == 3.5 and len(vector.prompts) == 2
+    assert vector.layer == 2 and vector.alpha == 3.5 and len(vector.prompts) == 2
 
 
 def test_add_vector_without_contrast_uses_the_plain_mean(actions):
@@ -97,11 +97,11 @@ def test_layer_out_of_range_is_refused(with_vector, layer):
     assert active(actions) == (before,)
 
 
-@pytest.mark.parametrize("coeff", [math.nan, math.inf, -math.inf, 1e6, -101.0, "lots", None])
-def test_bad_coefficient_is_refused(with_vector, coeff):
+@pytest.mark.parametrize("alpha", [math.nan, math.inf, -math.inf, 1e6, -101.0, "lots", None])
+def test_bad_alpha_is_refused(with_vector, alpha):
     actions, before = with_vector
-    _, _, status = last(actions.add_vector(JOY, GRIEF, 1, coeff))
-    assert_refused(status, "Coefficient must be a")
+    _, _, status = last(actions.add_vector(JOY, GRIEF, 1, alpha))
+    assert_refused(status, "Alpha must be a")
     assert active(actions) == (before,)
 
 
@@ -119,13 +119,13 @@ def test_remove_vector(with_vector):
     actions, first = with_vector
     last(actions.add_vector("Bright sunshine and laughter.", "", 2, 2.0))
     second = active(actions)[1]
-    table, choices, status = last(actions.remove_vector(fmt.vector_label(1, first)))
+    table, choices, status = last(actions.remove_vector(first.id))
     assert status.startswith("✓ Removed vector #1") and "1 steering vector active" in status
     assert active(actions) == (second,)
-    assert table[0][1] == 2 and choices["choices"] == [fmt.vector_label(1, second)]
+    assert table[0][1] == 2 and choices["choices"] == [(fmt.vector_label(1, second), second.id)]
 
 
-@pytest.mark.parametrize("choice", [None, "", "#7 layer 1 × 3: gone"])
+@pytest.mark.parametrize("choice", [None, "", "0123456789ab", "#1 layer 1 × 3: gone"])
 def test_remove_without_a_valid_choice_is_refused(with_vector, choice):
     actions, before = with_vector
     _, _, status = last(actions.remove_vector(choice))
@@ -136,7 +136,7 @@ def test_remove_without_a_valid_choice_is_refused(with_vector, choice):
 def test_remove_with_a_stale_choice_is_refused(with_vector):
     """The list changed since the dropdown was filled: never remove the wrong vector."""
     actions, first = with_vector
-    stale = fmt.vector_label(1, first)
+    stale = first.id
     last(actions.reset_vectors())
     last(actions.add_vector("Bright sunshine and laughter.", "", 2, 2.0))
     now = active(actions)
@@ -224,7 +224,7 @@ def test_every_action_without_a_model_says_so(tmp_path):
     actions = SteeringActions(ModelSession(lambda: None), tmp_path)
     results = [
         last(actions.add_vector(JOY, GRIEF, 1, 3.0)),
-        last(actions.remove_vector("#1 layer 1 × 3: x")),
+        last(actions.remove_vector("0123456789ab")),
         last(actions.reset_vectors()),
         last(actions.load_vectors(str(tmp_path / "x.safetensors"))),
     ]
@@ -241,7 +241,7 @@ def test_refresh_shows_the_model_and_vectors(with_vector):
     line, layer, table, choices = actions.refresh()
     assert "tiny-llama · 4 layers (0–3)" in line
     assert layer["maximum"] == 3
-    assert len(table) == 1 and choices["choices"] == [fmt.vector_label(1, vector)]
+    assert len(table) == 1 and choices["choices"] == [(fmt.vector_label(1, vector), vector.id)]
 
 
 def test_actions_wait_for_the_model_lock_and_say_so(actions):
@@ -316,16 +316,16 @@ def test_load_example_fills_the_form_and_changes_no_vector(actions):
     from steering.presets import load_preset
 
     preset = load_preset("sentiment")
-    concept, contrast, layer, coeff, status = actions.load_example()
+    concept, contrast, layer, alpha, status = actions.load_example()
     assert concept.splitlines() == list(preset.concept) and len(preset.concept) >= 4
     assert contrast.splitlines() == list(preset.contrast) and len(preset.contrast) >= 4
     # the tiny model has layers 0 to 3: the preset's layer 8 is brought inside it
-    assert (layer, coeff) == (3, preset.coefficient)
+    assert (layer, alpha) == (3, preset.alpha)
     assert status.startswith("✓ Filled in the example") and "Add steering vector" in status
     assert "has no layer 8" in status and "measured on SmolLM2-135M-Instruct" in status
     assert active(actions) == ()
     # the filled-in form adds the example's vector
-    _table, _, added = last(actions.add_vector(concept, contrast, layer, coeff))
+    _table, _, added = last(actions.add_vector(concept, contrast, layer, alpha))
     assert added.startswith("✓ Added vector #1"), added
     (vector,) = active(actions)
     assert vector.prompts == preset.concept and vector.contrast_prompts == preset.contrast
@@ -339,7 +339,7 @@ def test_load_example_on_a_model_it_fits_and_a_missing_preset(actions):
 
     fits = SteeringActions(actions.session, None)
     fits.model_facts = lambda: (Info, (), "")
-    *_, layer, _coeff, status = fits.load_example()
+    *_, layer, _alpha, status = fits.load_example()
     assert layer == 8 and status.startswith("✓") and "has no layer" not in status
     assert "measured on" not in status
 

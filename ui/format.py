@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import math
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -16,15 +15,12 @@ if TYPE_CHECKING:  # the Steering tab must not need the optimizer installed
     from steering.models import ModelInfo
     from steering.vector import SteeringVector
 
-VECTOR_HEADERS = ["#", "Layer", "Coefficient", "Concept prompts", "Contrast prompts", "Norm"]
+VECTOR_HEADERS = ["#", "Layer", "Alpha", "Concept prompts", "Contrast prompts", "Norm"]
 
 WAITING = (
     "Waiting for the model: another job (an optimization, a reply or a vector "
     "change) is using it. This starts as soon as it is free."
 )
-
-_CHOICE = re.compile(r"^#(\d+) ")
-
 
 def _prompts(prompts: Sequence[str], width: int = 80) -> str:
     text = " | ".join(prompts)
@@ -37,7 +33,7 @@ def vector_rows(vectors: Sequence[SteeringVector]) -> list[list[object]]:
         [
             i,
             v.layer,
-            round(v.coeff, 4),
+            round(v.alpha, 4),
             _prompts(v.prompts),
             _prompts(v.contrast_prompts) or "—",
             round(v.norm, 2),
@@ -47,18 +43,15 @@ def vector_rows(vectors: Sequence[SteeringVector]) -> list[list[object]]:
 
 
 def vector_label(number: int, vector: SteeringVector) -> str:
-    """A short one-line name of a vector, e.g. '#2 layer 12 × 4: joy | … vs grief'."""
-    return f"#{number} layer {vector.layer} × {vector.coeff:g}: {vector.summary(50)}"
+    """A short one-line name of a vector, e.g. '#2 layer 12 × 4: joy | … vs grief'.
+    For people only: choices carry the vector's id as their value."""
+    return f"#{number} layer {vector.layer} × {vector.alpha:g}: {vector.summary(50)}"
 
 
-def vector_choices(vectors: Sequence[SteeringVector]) -> list[str]:
-    return [vector_label(i, v) for i, v in enumerate(vectors, start=1)]
-
-
-def choice_index(choice: str | None) -> int | None:
-    """The 0-based index named by a `vector_label`, or None."""
-    match = _CHOICE.match(choice or "")
-    return int(match.group(1)) - 1 if match else None
+def vector_choices(vectors: Sequence[SteeringVector]) -> list[tuple[str, str]]:
+    """(label, id) pairs for a Dropdown or CheckboxGroup: the user sees the
+    label, the handler receives the id."""
+    return [(vector_label(i, v), v.id) for i, v in enumerate(vectors, start=1)]
 
 
 def vector_count(n: int) -> str:

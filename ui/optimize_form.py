@@ -23,7 +23,6 @@ from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from steering import validate
 from steering.errors import InvalidInputError
 from steering.models import ModelInfo
-from ui import format as fmt
 from ui.settings import FormSettings
 
 TASKS_DIR = SHIPPED_TASKS
@@ -47,8 +46,7 @@ LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW)  # a test checks it covers NA
 class RunRequest:
     """Everything "Optimize vectors" was given, validated."""
 
-    choices: tuple[str, ...]
-    indices: tuple[int, ...]
+    vector_ids: tuple[str, ...]
     fitness: FitnessConfig
     space: SearchSpace
     pso: PsoConfig
@@ -87,12 +85,8 @@ def parse_request(
         raise InvalidInputError(
             "Select at least one vector to optimize (add one in the Steering tab first)."
         )
-    indices = []
-    for choice in chosen:
-        index = fmt.choice_index(choice)
-        if index is None:
-            raise InvalidInputError(f"Unknown vector {choice!r}; refresh the tab.")
-        indices.append(index)
+    if not all(isinstance(choice, str) and choice for choice in chosen):
+        raise InvalidInputError(f"Unknown vector in {list(chosen)!r}; refresh the tab.")
     folder = (sources or AllowedTaskSources()).include_path(form.get("task_folder"))
     fitness = FitnessConfig(
         task=form.get("task") or "",
@@ -123,7 +117,7 @@ def parse_request(
             batch_size=fitness.batch_size,
         )
         check_heldout(fitness, heldout)
-    return RunRequest(chosen, tuple(indices), fitness, space, pso, heldout)
+    return RunRequest(chosen, fitness, space, pso, heldout)
 
 
 def starting_values(

@@ -110,8 +110,9 @@ class OptimizeActions:
         if facts is None:
             return gr.update()
         choices = fmt.vector_choices(facts[1])
-        kept = [c for c in (selected or []) if c in choices]
-        return gr.update(choices=choices, value=kept or choices)
+        ids = [vector_id for _label, vector_id in choices]
+        kept = [c for c in (selected or []) if c in ids]
+        return gr.update(choices=choices, value=kept or ids)
 
     # -- handlers ------------------------------------------------------------
 
@@ -137,7 +138,6 @@ class OptimizeActions:
         history: list[Evaluation] = []
         best_so_far: list[float] = []
         last: Progress | None = None
-        numbers = [i + 1 for i in request.indices]
         work = _OptimizeWork(self.session, request, self._cancel)
         job = ModelJob(self.session.lock, work)
         no_result = (gr.update(), gr.update())  # result state, result file
@@ -175,7 +175,7 @@ class OptimizeActions:
                     ),
                     fmt.evaluation_rows(history),
                     plots.convergence(history, last.baseline, best_so_far),
-                    plots.particles(history, numbers, last.best),
+                    plots.particles(history, work.numbers, last.best),
                     "",
                     *no_result,
                     (
@@ -228,7 +228,7 @@ class OptimizeActions:
                 result.baseline.score,
                 result.running_best(),
             ),
-            plots.particles(result.history, numbers, result.best),
+            plots.particles(result.history, [i + 1 for i in result.vector_indices], result.best),
             fmt.result_summary(result),
             result,
             gr.update(value=saved, visible=True) if saved is not None else gr.update(),
@@ -339,6 +339,9 @@ class _OptimizeWork:
         self.session = session
         self.request = request
         self.cancel = cancel
+        # The chosen vectors' numbers (1-based), known once the run has
+        # found them among the active vectors; read by the progress view.
+        self.numbers: list[int] = []
 
     def __call__(self, emit: Callable[[Any], None]) -> OptimizationResult:
         steerer = self.session.current().steerer
@@ -354,17 +357,18 @@ class _OptimizeWork:
                 )
             emit(progress)
 
-        labels = fmt.vector_choices(steerer.vectors)
-        for choice, index in zip(self.request.choices, self.request.indices):
-            if index >= len(labels) or labels[index] != choice:
-                raise InvalidInputError(
-                    "The active vectors changed since this tab was shown; "
-                    "check the selection and start again."
-                )
+        ids = [vector.id for vector in steerer.vectors]
+        if not set(self.request.vector_ids) <= set(ids):
+            raise InvalidInputError(
+                "The active vectors changed since this tab was shown; "
+                "check the selection and start again."
+            )
+        indices = tuple(ids.index(vector_id) for vector_id in self.request.vector_ids)
+        self.numbers = [i + 1 for i in indices]
         held = self.request.heldout
         return run_optimization(
             steerer,
-            self.request.indices,
+            indices,
             LmEvalFitness(steerer, self.request.fitness),
             self.request.space,
             self.request.pso,
@@ -382,12 +386,14 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     info, vectors, _problem = model_facts(actions.session)
     choices = fmt.vector_choices(vectors)
     gr.Markdown(
-        "Search the **layer** and **alpha** (coefficient) of the chosen vectors with a "
+        "Search the **layer** and **alpha** of the chosen vectors with a "
         "particle swarm; each particle is scored by an lm-eval task on the loaded model. "
         "Standard lm-eval tasks need internet for their data; local tasks in the task "
         "folder work offline."
     )
-    vector_box = gr.CheckboxGroup(choices=choices, value=choices, label="Vectors to optimize")
+    vector_box = gr.CheckboxGroup(
+        choices=choices, value=[v for _label, v in choices], label="Vectors to optimize"
+    )
     fields = build_form(settings or FormSettings(), info, actions.sources)
     with gr.Row():
         example = gr.Button("Use example settings")

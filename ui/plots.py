@@ -94,7 +94,7 @@ def particles(
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.margins(x=0.1, y=0.12)
     ax.set_xlabel("layer")
-    ax.set_ylabel("alpha (coefficient)")
+    ax.set_ylabel("alpha")
     ax.set_title("Particles: layer × alpha, coloured by score")
     ax.grid(alpha=0.3)
     return fig

@@ -32,7 +32,7 @@ from ui.settings import FormSettings
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
-DEFAULT_COEFF = 2.0
+DEFAULT_ALPHA = 2.0
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -50,7 +50,7 @@ class SteeringTab:
     concept: gr.Textbox
     contrast: gr.Textbox
     layer: gr.Slider
-    coeff: gr.Number
+    alpha: gr.Number
     add: gr.Button
     example: gr.Button
     table: gr.Dataframe
@@ -111,14 +111,14 @@ class SteeringActions:
         )
 
     def add_vector(
-        self, concept: str | None, contrast: str | None, layer: Any, coeff: Any
+        self, concept: str | None, contrast: str | None, layer: Any, alpha: Any
     ) -> Iterator[VectorView]:
         prompts = split_prompts(concept)
         contrast_prompts = split_prompts(contrast)
 
         def work(current: Current) -> str:
             steerer = current.steerer
-            vector = capture_vector(steerer, prompts, layer, coeff, contrast_prompts)
+            vector = capture_vector(steerer, prompts, layer, alpha, contrast_prompts)
             steerer.add(vector)
             count = len(steerer.vectors)
             made_from = f"{len(prompts)} concept prompt{'s' if len(prompts) != 1 else ''}"
@@ -127,27 +127,29 @@ class SteeringActions:
                     "s" if len(contrast_prompts) != 1 else ""
                 )
             return (
-                f"✓ Added vector #{count}: layer {vector.layer}, coefficient "
-                f"{vector.coeff:g}, from {made_from}. {fmt.vector_count(count)}"
+                f"✓ Added vector #{count}: layer {vector.layer}, alpha "
+                f"{vector.alpha:g}, from {made_from}. {fmt.vector_count(count)}"
             )
 
         yield from self.locked("add the steering vector", work)
 
-    def remove_vector(self, choice: str | None) -> Iterator[VectorView]:
+    def remove_vector(self, vector_id: str | None) -> Iterator[VectorView]:
+        """Remove the vector whose id the dropdown holds."""
+
         def work(current: Current) -> str:
             steerer = current.steerer
-            index = fmt.choice_index(choice)
-            if index is None:
+            if not vector_id:
                 return fmt.failed("remove a vector", "Choose the vector to remove first.")
-            labels = fmt.vector_choices(steerer.vectors)
-            if index >= len(labels) or labels[index] != choice:
+            ids = [vector.id for vector in steerer.vectors]
+            if vector_id not in ids:
                 return fmt.failed(
                     "remove a vector",
                     "The list of active vectors changed; choose the vector again.",
                 )
-            removed = steerer.remove(index)
+            number = ids.index(vector_id) + 1
+            removed = steerer.remove(vector_id)
             return (
-                f"✓ Removed vector #{index + 1} (layer {removed.layer}, "
+                f"✓ Removed vector #{number} (layer {removed.layer}, "
                 f"{removed.summary(40)}). {fmt.vector_count(len(steerer.vectors))}"
             )
 
@@ -182,7 +184,7 @@ class SteeringActions:
             yield (gr.update(value=str(saved[0]), visible=True) if saved else gr.update()), status
 
     def load_example(self, name: str = "sentiment") -> tuple[Any, Any, Any, Any, str]:
-        """(concept, contrast, layer, coefficient, status): the preset's prompts
+        """(concept, contrast, layer, alpha, status): the preset's prompts
         and capture settings put in the form. Changes no vector: the user
         then clicks "Add steering vector". Does not wait for the model."""
         try:
@@ -204,11 +206,11 @@ class SteeringActions:
             preset.concept_text,
             preset.contrast_text,
             layer,
-            preset.coefficient,
+            preset.alpha,
             (
                 f"✓ Filled in the example “{preset.title}”: {len(preset.concept)} concept "
-                f"and {len(preset.contrast)} contrast prompts, layer {layer}, coefficient "
-                f"{preset.coefficient:g}. Click **Add steering vector**, then on the Optimize "
+                f"and {len(preset.contrast)} contrast prompts, layer {layer}, alpha "
+                f"{preset.alpha:g}. Click **Add steering vector**, then on the Optimize "
                 "tab **Use example settings** and **Optimize vectors**." + note
             ),
         )
@@ -263,7 +265,7 @@ def _upload_path(file: Any) -> str | None:
 def build(actions: SteeringActions, settings: FormSettings | None = None) -> SteeringTab:
     """Lay out the tab inside the current Blocks context and wire its events.
 
-    `settings` gives the layer and coefficient to start with and remembers
+    `settings` gives the layer and alpha to start with and remembers
     the ones the user enters."""
     settings = settings or FormSettings()
     info, vectors, problem = actions.model_facts()
@@ -292,10 +294,10 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
                 label="Layer",
                 info=_layer_info(info) if info is not None else "load a model to see its layers",
             )
-            coeff = gr.Number(
-                value=settings.get("coefficient", DEFAULT_COEFF),
-                label="Coefficient",
-                info="H + coefficient × V; negative steers away. Start near 2: too high garbles the text.",
+            alpha = gr.Number(
+                value=settings.get("coefficient", DEFAULT_ALPHA),
+                label="Alpha",
+                info="H + alpha × V; negative steers away. Start near 2: too high garbles the text.",
             )
             add = gr.Button("Add steering vector", variant="primary")
             example = gr.Button("Load example", size="sm")
@@ -336,13 +338,13 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
             load = gr.Button("Load vectors")
 
     settings.remember(layer, "layer")
-    settings.remember(coeff, "coefficient")
+    settings.remember(alpha, "coefficient")
     view = [table, remove_choice, status]
-    add.click(actions.add_vector, [concept, contrast, layer, coeff], view, api_name="add_vector")
+    add.click(actions.add_vector, [concept, contrast, layer, alpha], view, api_name="add_vector")
     example.click(
         actions.load_example,
         None,
-        [concept, contrast, layer, coeff, status],
+        [concept, contrast, layer, alpha, status],
         api_name="load_example",
     )
     remove.click(actions.remove_vector, [remove_choice], view, api_name="remove_vector")
@@ -354,7 +356,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         concept=concept,
         contrast=contrast,
         layer=layer,
-        coeff=coeff,
+        alpha=alpha,
         add=add,
         example=example,
         table=table,

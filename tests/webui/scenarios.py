@@ -32,11 +32,11 @@ def _logits(model: Any) -> torch.Tensor:
 
 
 def _choices(webui: Webui) -> list[str]:
-    from ui import format as fmt
+    """The ids of the active vectors (what the Optimize tab's checkboxes hold)."""
     from steering import steerer_for
 
     model, tokenizer = webui.shared.model, webui.shared.tokenizer
-    return fmt.vector_choices(steerer_for(model, tokenizer).vectors)
+    return [vector.id for vector in steerer_for(model, tokenizer).vectors]
 
 
 def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
@@ -50,8 +50,8 @@ def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
     return webui.call("optimize", choices, *form.values())
 
 
-def _add(webui: Webui, layer: int = 1, coeff: float = 3.0) -> str:
-    _table, _choices, status = webui.call("add_vector", *PROMPTS, layer, coeff)
+def _add(webui: Webui, layer: int = 1, alpha: float = 3.0) -> str:
+    _table, _choices, status = webui.call("add_vector", *PROMPTS, layer, alpha)
     return status
 
 
@@ -92,11 +92,11 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         webui.load()
         webui.build()
         assert webui.component("Layer").value == 2
-        assert webui.component("Coefficient").value == 3.5
+        assert webui.component("Alpha").value == 3.5
         assert webui.component("Particles").value == 6
         assert webui.component("Iterations").value == 3  # not saved: the default
         webui.on_change("Layer")(1)
-        webui.on_change("Coefficient")(-2.5)
+        webui.on_change("Alpha")(-2.5)
         webui.on_change("Lowest alpha")(-3.0)
         webui.on_change("Seed")(7)
         webui.on_change("Task")("my_task")
@@ -113,8 +113,8 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         webui.load()
         webui.build()
         values = {label: webui.component(label).value for label in
-                  ("Layer", "Coefficient", "Lowest alpha", "Seed", "Task", "Particles")}  # fmt: skip
-        assert values == {"Layer": 1, "Coefficient": -2.5, "Lowest alpha": -3.0, "Seed": 7,
+                  ("Layer", "Alpha", "Lowest alpha", "Seed", "Task", "Particles")}  # fmt: skip
+        assert values == {"Layer": 1, "Alpha": -2.5, "Lowest alpha": -3.0, "Seed": 7,
                           "Task": "my_task", "Particles": 6}, values  # fmt: skip
 
 
@@ -129,7 +129,7 @@ def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
         webui.load()
         webui.build()
         assert webui.component("Layer").value == 3  # within the model's 4 layers
-        assert webui.component("Coefficient").value == 2.0
+        assert webui.component("Alpha").value == 2.0
         assert webui.component("Limit").value == 20
         assert webui.component("Highest layer").value == 3
         assert webui.component("Seed").value == 0

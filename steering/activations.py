@@ -1,0 +1,142 @@
+"""The hidden state entering every decoder layer, for many prompts at once.
+
+One right-padded batched forward per chunk of prompts records, with a forward
+pre-hook on each layer, the mean over each prompt's real tokens (position 0
+left out: its activation is an outsized attention sink that says nothing about
+the prompt) of the state entering that layer. Right padding keeps every real
+token's position and causal context unchanged, so the numbers are those of
+one forward per prompt. The forward stops after the last layer's input is
+recorded: the vocabulary projection of a big batch is the largest tensor of
+the whole pass and is not needed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+# Prompts per forward: enough to use a batch, few enough that memory stays flat
+# for a thousand prompts (each layer's state is reduced to [B, H] at once).
+CHUNK = 16
+
+
+class _Done(Exception):
+    """Raised by the last layer's hook to end the forward early."""
+
+
+def capture_all_layers(
+    model: Any,
+    layers: Sequence[torch.nn.Module],
+    token_lists: Sequence[Sequence[int]],
+    device: torch.device,
+    chunk: int = CHUNK,
+) -> torch.Tensor:
+    """[len(token_lists), len(layers), hidden] float32 on CPU: per prompt and
+    layer, the mean over positions 1.. of the state entering the layer.
+    Every list must hold at least two tokens. Runs under no_grad."""
+    order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
+    out: list[torch.Tensor | None] = [None] * len(token_lists)
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        means = _chunk_means(model, layers, [token_lists[i] for i in rows], device)
+        for row, index in enumerate(rows):
+            out[index] = means[row]
+    return torch.stack(out)  # type: ignore[arg-type]
+
+
+def _chunk_means(
+    model: Any,
+    layers: Sequence[torch.nn.Module],
+    token_lists: Sequence[Sequence[int]],
+    device: torch.device,
+) -> torch.Tensor:
+    """[B, num_layers, hidden] for one right-padded batch."""
+    width = max(len(tokens) for tokens in token_lists)
+    ids = torch.zeros((len(token_lists), width), dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, tokens in enumerate(token_lists):
+        ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        attention[row, : len(tokens)] = 1
+    keep = attention.bool()
+    keep[:, 0] = False  # position 0 is left out of the mean
+    counts = keep.sum(dim=1, keepdim=True).float()
+    per_layer: list[torch.Tensor | None] = [None] * len(layers)
+
+    def record(index: int, module: Any, args: tuple, kwargs: dict) -> None:
+        hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+        mask = keep.to(hidden.device)[..., None]
+        # where(), not a product: a padded row's state may be NaN in some
+        # attention kernels, and NaN * 0 is NaN.
+        total = torch.where(mask, hidden.float(), 0.0).sum(dim=1)
+        per_layer[index] = (total / counts.to(hidden.device)).cpu()
+        if index == len(layers) - 1:
+            raise _Done
+
+    handles = [
+        layer.register_forward_pre_hook(_bound(record, index), with_kwargs=True)
+        for index, layer in enumerate(layers)
+    ]
+    try:
+        with torch.no_grad():
+            model(
+                input_ids=ids.to(device),
+                attention_mask=attention.to(device),
+                use_cache=False,
+            )
+    except _Done:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    if any(mean is None for mean in per_layer):
+        raise RuntimeError("The model's forward did not pass through every decoder layer.")
+    return torch.stack(per_layer, dim=1)  # type: ignore[arg-type]
+
+
+class _bound:
+    """`record` with its layer index fixed (a class, not a closure in a loop)."""
+
+    __slots__ = ("index", "record")
+
+    def __init__(self, record: Any, index: int) -> None:
+        self.record, self.index = record, index
+
+    def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self.record(self.index, module, args, kwargs)
+
+
+class ActivationCache:
+    """Captured activations of one model, keyed by the prompt tuple, least
+    recently used dropped first. Bounded by entries and by bytes so that a
+    long session with many prompt sets cannot grow without end."""
+
+    def __init__(self, max_entries: int = 64, max_bytes: int = 256 * 2**20) -> None:
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._entries: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+
+    def get(self, key: tuple[str, ...]) -> torch.Tensor | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: tuple[str, ...], value: torch.Tensor) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_entries or self.nbytes > self.max_bytes
+        ):
+            self._entries.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()

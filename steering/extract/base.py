@@ -1,0 +1,81 @@
+"""What an extraction method is, and the input checks methods share.
+
+A method turns named inputs (prompts, contrast prompts, later a task) into a
+direction at one layer. It reads activations only through `Activations`, so it
+never runs the model itself: the Steerer captures every layer in one pass and
+keeps the result, and a method asked for another layer costs no forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import torch
+
+from steering.errors import InvalidInputError
+
+PROMPTS = "prompts"
+CONTRAST_PROMPTS = "contrast_prompts"
+
+
+class Activations(Protocol):
+    """Where a method gets activations from (the Steerer)."""
+
+    def prompt_activations(self, prompts: Sequence[str]) -> torch.Tensor:
+        """[len(prompts), num_layers, hidden] float32 on CPU: for each prompt and
+        layer, the mean over its tokens (position 0 left out) of the hidden state
+        entering that layer, captured unsteered."""
+        ...
+
+
+class ExtractionMethod(Protocol):
+    """One way of making a direction. Register an instance in `steering.extract`."""
+
+    name: str
+
+    def check(self, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        """The inputs validated and normalised (tuples of stripped strings),
+        or InvalidInputError with a message for the user."""
+        ...
+
+    def direction(
+        self, activations: Activations, inputs: Mapping[str, Any], layer: int
+    ) -> torch.Tensor:
+        """The direction [hidden] at `layer` from checked `inputs`."""
+        ...
+
+
+def only_keys(method: str, inputs: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    """Refuse inputs a method does not use (a typo would otherwise be ignored)."""
+    extra = sorted(set(inputs) - set(allowed))
+    if extra:
+        raise InvalidInputError(
+            f"The extraction method {method!r} does not take {', '.join(extra)}; "
+            f"it takes {', '.join(allowed)}."
+        )
+
+
+def prompt_tuple(inputs: Mapping[str, Any], key: str, missing: str) -> tuple[str, ...]:
+    """`inputs[key]` as a tuple of stripped, non-blank prompts; `missing` is
+    the error message when there are none."""
+    value = inputs.get(key, ())
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InvalidInputError(f"{key} must be a list of prompts, got {type(value).__name__}.")
+    prompts = []
+    for prompt in value:
+        if not isinstance(prompt, str):
+            raise InvalidInputError(f"{key} must hold text, got {prompt!r}.")
+        if prompt.strip():
+            prompts.append(prompt.strip())
+    if not prompts:
+        raise InvalidInputError(missing)
+    return tuple(prompts)
+
+
+CONCEPT_MISSING = "Enter at least one concept prompt (one per line)."
+
+
+def mean_at(activations: Activations, prompts: Sequence[str], layer: int) -> torch.Tensor:
+    """Mean over prompts of the per-prompt token means at `layer`."""
+    return activations.prompt_activations(prompts)[:, layer].mean(dim=0)
