@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -78,6 +78,7 @@ def run_search(
     strategy: str = "pso",
     cancel: threading.Event | None = None,
     on_evaluation: Callable[[Evaluation], None] | None = None,
+    known: Mapping[Key, Metrics] | None = None,
 ) -> SearchOutcome:
     """Search `space` for `n_vectors` vectors with the registered `strategy`.
 
@@ -89,9 +90,13 @@ def run_search(
     `cancel` is checked before each evaluation. Evaluations and
     `on_evaluation` run with global random state preserved, so they cannot
     change the search's course; the caller's state is left as it was.
+
+    `known` holds settings already scored (say, read back from a journal):
+    they are reused like cache hits, so replaying an interrupted run's seed
+    with them reaches where it stopped without scoring anything twice.
     """
     history: list[Evaluation] = []
-    cache: dict[Key, Metrics] = {}
+    cache: dict[Key, Metrics] = dict(known or {})
     rng = SearchRandomState(config.seed)
     with rng.active():
         proposer = make_strategy(strategy, space.bounds(n_vectors), config)

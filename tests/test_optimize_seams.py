@@ -194,3 +194,32 @@ def test_metrics_are_a_frozen_validated_mapping():
         metrics["kl"] = 2.0  # type: ignore[index]
     with pytest.raises(ValueError, match="must be a number"):
         Metrics(kl="high")
+
+
+def test_known_scores_let_a_cancelled_search_resume_where_it_stopped():
+    pso = PsoConfig(particles=4, iterations=3, seed=5)
+    ranking = make_objective("target")
+    calls = []
+
+    def evaluate(settings):
+        for setting in settings:
+            calls.append(setting.key)
+            yield Metrics.of_target(-_distance(setting), 0.0)
+
+    whole = run_search(SPACE, 1, pso, evaluate, ranking)
+    cancel = threading.Event()
+
+    def stop_after_five(evaluation):
+        if evaluation.iteration * 4 + evaluation.particle == 4:
+            cancel.set()
+
+    part = run_search(SPACE, 1, pso, evaluate, ranking, cancel=cancel, on_evaluation=stop_after_five)
+    assert part.cancelled and len(part.history) == 5
+    journal = {e.setting.key: e.metrics for e in part.history}
+    calls.clear()
+    resumed = run_search(SPACE, 1, pso, evaluate, ranking, known=journal)
+    assert [(e.setting, e.score) for e in resumed.history] == [
+        (e.setting, e.score) for e in whole.history
+    ]
+    assert not set(calls) & set(journal)  # nothing scored twice
+    assert all(e.cached for e in resumed.history[:5])
