@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
+from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from steering import capture_vector, steerer_for
 from steering.presets import load_preset
 
@@ -33,8 +33,11 @@ def test_the_demo_gains_on_held_out_items(smol):
     result = run_optimization(
         steerer,
         [0],
-        FitnessConfig(
-            settings["task"], TASKS, settings["metric"], settings["limit"], settings["batch_size"]
+        LmEvalFitness(
+            steerer,
+            FitnessConfig(
+                settings["task"], TASKS, settings["metric"], settings["limit"], settings["batch_size"]
+            ),
         ),
         SearchSpace(
             settings["layer_min"],

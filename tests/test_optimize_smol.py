@@ -52,7 +52,9 @@ def test_end_to_end_run_on_a_local_task(steerer, tmp_path):
     result = run_optimization(
         steerer,
         [0],
-        FitnessConfig("steer_sentiment", include_path=TASKS, limit=10, batch_size=8),
+        LmEvalFitness(
+            steerer, FitnessConfig("steer_sentiment", include_path=TASKS, limit=10, batch_size=8)
+        ),
         SearchSpace(layer_min=4, layer_max=24, alpha_min=-8.0, alpha_max=8.0),
         PsoConfig(particles=3, iterations=2, seed=0),
         on_progress=seen.append,
