@@ -292,6 +292,14 @@ class OptimizationResult:
         return 100.0 * (self.best.score - self.baseline.score)
 
     @property
+    def improved(self) -> bool:
+        """Whether the best setting beats the unsteered model: it ranks above
+        the baseline and steers at all (some alpha is not 0). Only then is it
+        offered as a gain; otherwise no setting beat the unsteered model."""
+        steers = any(alpha != 0 for alpha in self.best.alphas)
+        return steers and self.ranking.better(self.best.metrics, self.baseline.metrics)
+
+    @property
     def evaluations(self) -> list[Evaluation]:
         """The scored settings, without the baseline."""
         return [e for e in self.history if not e.is_baseline]

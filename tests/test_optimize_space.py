@@ -374,6 +374,19 @@ def test_result_reports_gain_and_best_by_iteration():
     assert result.paid_evaluations == 4  # the baseline and three settings; one cached
 
 
+def test_result_improved_only_when_a_steering_setting_beats_the_baseline():
+    result = _result()
+    assert result.improved  # 0.62 vs 0.50, alphas (0.5, 0.0)
+    history = result.history
+    assert not _result(best=history[4]).improved  # 0.40: below the baseline
+    tie = dataclasses.replace(history[1], score=0.5)
+    assert not _result(best=tie).improved  # level with the baseline
+    zero = dataclasses.replace(history[2], alphas=(0.0, 0.0))
+    assert not _result(best=zero).improved  # alpha 0 everywhere: the baseline itself
+    lower = _result(best=history[4], higher_is_better=False)
+    assert lower.improved  # a lower score is better for this metric
+
+
 def test_result_round_trips_through_json(tmp_path):
     result = _result()
     path = result.save(tmp_path / "result.json")
