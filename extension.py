@@ -31,7 +31,7 @@ if str(_HERE) not in sys.path:
 
 log = logging.getLogger("steerswarm")
 
-__all__ = ["logits_processor_modifier", "main", "params", "setup", "ui"]
+__all__ = ["logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
 
 from ui.settings import FIELDS as _SAVED  # noqa: E402 - after the sys.path line
 
@@ -40,7 +40,7 @@ from ui.settings import FIELDS as _SAVED  # noqa: E402 - after the sys.path line
 # form values (ui/settings.py, built from optimize/settings.py) start as
 # None = "the default".
 params: dict[str, Any] = {
-    "display_name": "Activation Steering",
+    "display_name": "Steering",  # the webui's sidebar cuts longer names
     "is_tab": True,
     **dict.fromkeys(_SAVED),
     # Set by the operator (settings.yaml: steerswarm-allowed_task_folders, a
@@ -161,6 +161,28 @@ class WebuiHost:
 
     def __init__(self) -> None:
         self.session: Any = None  # steering.session.ModelSession, once ui() ran
+        self.tabs: Any = None  # ui.app.Tabs, once ui() ran
+
+    def waiting_note(self) -> str | None:
+        """What a reply that must wait for our model work is told, or None."""
+        actions = getattr(self.tabs, "optimize_actions", None)
+        return None if actions is None else actions.run_status.waiting_note()
+
+    def before_reply(self) -> None:
+        """Tell the user when their reply waits for an optimization, and for
+        how long: a notice in the page that sent it (Gradio's toast, shown
+        in the webui's Chat tab) and a line in the server log (for API
+        callers). Never raises."""
+        try:
+            note = self.waiting_note()
+            if note is None:
+                return
+            log.warning("steerswarm: %s", note)
+            import gradio as gr
+
+            gr.Warning(note)
+        except Exception:  # pragma: no cover - defensive: the reply must go on
+            log.exception("steerswarm: could not tell the reply to wait")
 
     def before_generation(self) -> None:
         """Put the vectors on the model the webui is about to generate with.
@@ -199,6 +221,14 @@ def logits_processor_modifier(processor_list: list[Any], input_ids: Any = None) 
     return processor_list
 
 
+def state_modifier(state: dict[str, Any]) -> dict[str, Any]:
+    """Webui hook, called with the generation settings as a chat reply
+    starts, before it waits for the generation lock: the moment to say that
+    it will wait for a running optimization. Changes no setting."""
+    _HOST.before_reply()
+    return state
+
+
 def setup() -> None:
     """Called once by the webui after the import. Only reports where we run:
     the model is looked up when the tab is used, not here. Never raises."""
@@ -235,7 +265,7 @@ def ui() -> None:
         else:
             session = ModelSession(webui_model_source(shared), lock=WebuiLock(shared))
         _HOST.session = session
-        build_tabs(
+        _HOST.tabs = build_tabs(
             session,
             _save_dir(),
             webui=True,

@@ -40,5 +40,6 @@ setup = _extension.setup
 ui = _extension.ui
 main = _extension.main
 logits_processor_modifier = _extension.logits_processor_modifier
+state_modifier = _extension.state_modifier
 
-__all__ = ["logits_processor_modifier", "main", "params", "setup", "ui"]
+__all__ = ["logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_params_name_the_tab_and_every_saved_setting():
-    assert extension.params["display_name"] == "Activation Steering"
+    assert extension.params["display_name"] == "Steering"
     assert extension.params["is_tab"] is True
     assert set(extension.params) == {"display_name", "is_tab", "allowed_task_folders", *FIELDS}
     # The webui saves a parameter unless it equals its own setting of that name.
@@ -102,6 +102,6 @@ def test_script_loads_its_own_extension_beside_another_extensions(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     ours = sys.modules["steerswarm_extension"]
-    assert module.params is ours.params and module.params["display_name"] == "Activation Steering"
+    assert module.params is ours.params and module.params["display_name"] == "Steering"
     assert Path(ours.__file__).resolve() == ROOT / "extension.py"
     del sys.modules["steerswarm_extension"]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.context import Context
 
 from optimize.task_sources import AllowedTaskSources
 from steering.session import ModelSession
@@ -40,9 +41,9 @@ class Tabs:
 WEBUI_CHAT_NOTE = (
     "**Chat in the webui's own Chat tab.** The active steering vectors sit on the "
     "loaded model itself, so every reply there (and from the webui's API) is steered "
-    "until you remove them here. After you load another model or apply a LoRA, open "
-    "this tab again: the vectors that fit the new model are put on it, and any that "
-    "do not are dropped with a message."
+    "until you remove them here. After a model is loaded or a LoRA applied (here, in "
+    "the Model tab or through the API), the vectors that fit it are on it before its "
+    "first reply; this tab says which were dropped."
 )
 
 
@@ -89,6 +90,7 @@ def build_tabs(
     accepts; None: the shipped tasks and lm-eval's registered tasks.
     """
     settings = settings or FormSettings()
+    enclosing = Context.block  # inside the webui: the tab it opened for us
     steering_actions = steering_tab.SteeringActions(
         session, save_dir or Path(tempfile.mkdtemp(prefix="steerswarm-"))
     )
@@ -105,12 +107,30 @@ def build_tabs(
         tabs = Tabs(steering, steering_actions, chat, chat_actions)
         with gr.Tab("Optimize") as optimize_page:
             _build_optimize(tabs, session, settings, task_sources)
-    steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs())
+    steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
+        lambda: _status_without_model(steering_actions), None, [steering.status], api_name=False
+    )
+    if webui and isinstance(enclosing, gr.Tab):
+        # The webui's sidebar shows our tab; coming back to it after the model
+        # was unloaded or swapped must not show the old model's facts.
+        enclosing.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
+            lambda: _status_without_model(steering_actions),
+            None,
+            [steering.status],
+            api_name=False,
+        )
     if tabs.optimize is not None:
         optimize_page.select(
             tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]
         )
     return tabs
+
+
+def _status_without_model(actions: steering_tab.SteeringActions) -> Any:
+    """After a refresh: with no usable model the status line says why (an
+    earlier "1 steering vector active" would be stale); otherwise it stays."""
+    info, _vectors, problem = actions.model_facts()
+    return gr.update() if info is not None else f"⚠ {problem}"
 
 
 def build_app(

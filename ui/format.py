@@ -191,5 +191,11 @@ def result_summary(result: OptimizationResult) -> str:
         f"{result.wall_seconds:.1f} s ({cached} reused a cached score) · seed {result.seed}"
     )
     lines.append("")
-    lines.append("Click **Apply best** to make this setting the active steering vectors.")
+    if result.improved:
+        lines.append("Click **Apply best** to make this setting the active steering vectors.")
+    else:
+        lines.append(
+            "**No setting beat the unsteered model** on this task, so there is nothing to "
+            "apply: steering with these vectors did not help here."
+        )
     return "\n".join(lines)

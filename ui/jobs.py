@@ -74,3 +74,67 @@ class ModelJob:
             if kind == _ERROR:
                 raise payload
             yield kind, payload
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(seconds, 1):.0f} s"
+    return f"{seconds / 60:.0f} min"
+
+
+class RunStatus:
+    """How far a long model job (an optimization) has got, for the people it
+    makes wait: the webui's chat and API replies queue behind it.
+
+    The job thread reports `started(total)`, `advanced(done, total)` and
+    `finished()`; any thread may read `waiting_note()`. The estimate is the
+    mean time per evaluation so far times those left.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._clock = clock or time.monotonic
+        self._lock = threading.Lock()
+        self._since: float | None = None
+        self._done = 0
+        self._total = 0
+
+    def started(self, total: int) -> None:
+        with self._lock:
+            self._since, self._done, self._total = self._clock(), 0, total
+
+    def advanced(self, done: int, total: int) -> None:
+        with self._lock:
+            self._done, self._total = done, total
+
+    def finished(self) -> None:
+        with self._lock:
+            self._since = None
+
+    def left_seconds(self) -> float | None:
+        """Seconds the run may still take; None when none runs or before the
+        first evaluation ends (nothing to estimate from)."""
+        with self._lock:
+            if self._since is None or self._done <= 0:
+                return None
+            per = (self._clock() - self._since) / self._done
+            return per * max(self._total - self._done, 0)
+
+    def waiting_note(self) -> str | None:
+        """What a reply waiting for the run is told; None when none runs."""
+        with self._lock:
+            running, done, total = self._since is not None, self._done, self._total
+        if not running:
+            return None
+        left = self.left_seconds()
+        how_long = (
+            f"about {_duration(left)} left ({done} of {total} evaluations done)"
+            if left is not None
+            else f"it has just started ({total} evaluations)"
+        )
+        return (
+            "Steering: an optimization is using the model, so this reply "
+            f"waits until it ends: {how_long}. Cancel it under Steering → Optimize to "
+            "reply sooner."
+        )

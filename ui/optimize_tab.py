@@ -34,7 +34,7 @@ from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
-from ui.jobs import WAITING, ModelJob
+from ui.jobs import WAITING, ModelJob, RunStatus
 from ui.model_access import locked, model_facts, peek_facts
 from ui.optimize_form import (
     NAMES,
@@ -100,6 +100,9 @@ class OptimizeActions:
         self.sources = sources or AllowedTaskSources()
         self._busy = threading.Lock()
         self._cancel = threading.Event()
+        # How far the running optimization has got: read by the webui hook
+        # that tells a waiting chat reply how long it waits.
+        self.run_status = RunStatus()
 
     # -- views ---------------------------------------------------------------
 
@@ -119,6 +122,11 @@ class OptimizeActions:
     def optimize(self, vectors: list[str] | None, *values: Any) -> Iterator[OptimizeView]:
         """Run the search, yielding the live view after every evaluation."""
         keep = (gr.update(),) * 7
+        if not vectors:  # "no model" explains an empty selection better
+            _info, _vectors, problem = model_facts(self.session)
+            if problem:
+                yield (*keep, fmt.failed("start the optimization", problem))
+                return
         try:
             request = parse_request(vectors, *values, sources=self.sources)
         except SteerSwarmError as exc:
@@ -138,7 +146,7 @@ class OptimizeActions:
         history: list[Evaluation] = []
         best_so_far: list[float] = []
         last: Progress | None = None
-        work = _OptimizeWork(self.session, request, self._cancel)
+        work = _OptimizeWork(self.session, request, self._cancel, self.run_status)
         job = ModelJob(self.session.lock, work)
         no_result = (gr.update(), gr.update())  # result state, result file
         yield (
@@ -168,7 +176,6 @@ class OptimizeActions:
                     history.append(last.latest)
                     if not last.latest.is_baseline and last.best_score is not None:
                         best_so_far.append(last.best_score)
-                elapsed = time.perf_counter() - started
                 yield (
                     fmt.progress_html(
                         last, "scoring the held-out task" if last.phase == "heldout" else ""
@@ -178,10 +185,7 @@ class OptimizeActions:
                     plots.particles(history, work.numbers, last.best),
                     "",
                     *no_result,
-                    (
-                        f"Optimizing ({elapsed:.0f} s). Chat and vector changes wait until "
-                        "this run ends; **Cancel** stops it after the current evaluation."
-                    ),
+                    self._running_line(time.perf_counter() - started),
                 )
         except OptimizationCancelled as exc:
             yield (
@@ -213,6 +217,12 @@ class OptimizeActions:
         result: OptimizationResult = job.result
         saved = self._save(result)
         done = "✕ Cancelled; showing the best setting so far." if result.cancelled else "✓ Done."
+        outcome = (
+            "The active vectors are unchanged until you click **Apply best**."
+            if result.improved
+            else "No setting beat the unsteered model, so there is nothing to apply; "
+            "the active vectors are unchanged."
+        )
         heldout = result.heldout
         held_line = (
             ""
@@ -234,10 +244,25 @@ class OptimizeActions:
             gr.update(value=saved, visible=True) if saved is not None else gr.update(),
             (
                 f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
-                f"({result.gain_points:+.1f} points).{held_line} The active vectors are "
-                "unchanged until you click **Apply best**."
+                f"({result.gain_points:+.1f} points).{held_line} {outcome}"
             ),
         )
+
+    def _running_line(self, elapsed: float) -> str:
+        """The status line while the run goes; once Cancel was clicked it says
+        so rather than flick back to "Optimizing"."""
+        if self._cancel.is_set():
+            return "✕ Cancelling: the run stops after the current evaluation…"
+        left = self.run_status.left_seconds()
+        eta = "" if left is None else f", about {left:.0f} s left"
+        return (
+            f"Optimizing ({elapsed:.0f} s{eta}). Chat replies (the webui's too) and vector "
+            "changes wait until this run ends; **Cancel** stops it after the current evaluation."
+        )
+
+    def apply_offer(self, result: OptimizationResult | None) -> Any:
+        """Offer "Apply best" only for a setting that beat the unsteered model."""
+        return gr.update(visible=result is None or result.improved)
 
     def _save(self, result: OptimizationResult) -> str | None:
         folder = self.save_dir
@@ -292,8 +317,13 @@ class OptimizeActions:
         Yields (steering table, remove dropdown, steering status, optimize
         status, vector choices).
         """
-        if result is None:
-            message = fmt.failed("apply the best setting", "Run an optimization first.")
+        if result is None or not result.improved:
+            why = (
+                "Run an optimization first."
+                if result is None
+                else "No setting beat the unsteered model in that run."
+            )
+            message = fmt.failed("apply the best setting", why)
             yield gr.update(), gr.update(), gr.update(), message, gr.update()
             return
         applied: list[str] = []
@@ -335,13 +365,20 @@ def _final_progress(result: OptimizationResult) -> Progress:
 class _OptimizeWork:
     """The model work of one run, executed by a ModelJob under the model lock."""
 
-    def __init__(self, session: ModelSession, request: RunRequest, cancel: threading.Event) -> None:
+    def __init__(
+        self,
+        session: ModelSession,
+        request: RunRequest,
+        cancel: threading.Event,
+        status: RunStatus,
+    ) -> None:
         self.session = session
         self.request = request
         self.cancel = cancel
         # The chosen vectors' numbers (1-based), known once the run has
         # found them among the active vectors; read by the progress view.
         self.numbers: list[int] = []
+        self.status = status
 
     def __call__(self, emit: Callable[[Any], None]) -> OptimizationResult:
         steerer = self.session.current().steerer
@@ -353,8 +390,9 @@ class _OptimizeWork:
             if not self.session.still_current(steerer):
                 raise NoModelError(
                     f"The model changed during the optimization ({steerer.info.name} is no "
-                    "longer the loaded model), so the run stopped; nothing was applied."
+                    "longer the loaded model), so the run stopped."
                 )
+            self.status.advanced(progress.done, progress.total)
             emit(progress)
 
         ids = [vector.id for vector in steerer.vectors]
@@ -366,16 +404,20 @@ class _OptimizeWork:
         indices = tuple(ids.index(vector_id) for vector_id in self.request.vector_ids)
         self.numbers = [i + 1 for i in indices]
         held = self.request.heldout
-        return run_optimization(
-            steerer,
-            indices,
-            LmEvalFitness(steerer, self.request.fitness),
-            self.request.space,
-            self.request.pso,
-            on_progress=emit_while_current,
-            cancel=self.cancel,
-            heldout=None if held is None else LmEvalFitness(steerer, held),
-        )
+        self.status.started(self.request.pso.evaluations + 1 + (0 if held is None else 2))
+        try:
+            return run_optimization(
+                steerer,
+                indices,
+                LmEvalFitness(steerer, self.request.fitness),
+                self.request.space,
+                self.request.pso,
+                on_progress=emit_while_current,
+                cancel=self.cancel,
+                heldout=None if held is None else LmEvalFitness(steerer, held),
+            )
+        finally:
+            self.status.finished()
 
 
 def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
@@ -421,7 +463,9 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
 
     form = list(fields.values())
     view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
-    run.click(actions.optimize, [vector_box, *form], view, api_name="optimize")
+    run.click(actions.optimize, [vector_box, *form], view, api_name="optimize").then(
+        actions.apply_offer, [result], [apply], api_name=False, queue=False
+    )
     cancel.click(actions.cancel, None, [status], api_name="cancel_optimization")
     example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
     return OptimizeTab(

@@ -102,7 +102,12 @@ class SteeringActions:
             return gr.update(), gr.update(), gr.update(), gr.update()
         info, vectors, problem = facts
         if info is None:
-            return self.model_line(None, problem), gr.update(), [], gr.update(choices=[])
+            return (
+                self.model_line(None, problem),
+                gr.update(info="No model is loaded."),
+                [],
+                gr.update(choices=[]),
+            )
         return (
             self.model_line(info),
             gr.update(maximum=info.num_layers - 1, info=_layer_info(info)),

@@ -69,12 +69,12 @@ def loads_like_the_webui(tmp: Path, tokenizer: Any) -> None:
             import extension
 
             assert script.params is extension.params  # the webui's settings reach the tab
-            assert script.params["display_name"] == "Activation Steering"
+            assert script.params["display_name"] == "Steering"
             assert script.params["is_tab"] is True
             assert script in webui.extensions.setup_called
             webui.build()
             texts = webui.texts()
-            for label in ("Activation Steering", "Steering", "Optimize", "Add steering vector",
+            for label in ("Steering", "Optimize", "Add steering vector",
                           "Optimize vectors", "Reset steering vectors", "Apply best"):  # fmt: skip
                 assert label in texts, label
             assert not {"Send", "Compare with unsteered"} & set(texts)  # the webui has the chat

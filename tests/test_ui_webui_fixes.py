@@ -1,0 +1,104 @@
+"""What webui users hit (issue 9), at the level of the tab's handlers: no
+"Apply best" for a setting that did not beat the unsteered model, "no model"
+before "select a vector", no flicker back to "Optimizing" after Cancel, and
+the note a reply gets while an optimization holds the model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from steering.session import ModelSession
+from ui import format as fmt
+from ui.jobs import RunStatus
+from ui.optimize_tab import TASKS_DIR, OptimizeActions
+from ui.steering_tab import SteeringActions
+
+UPDATE = {"__type__": "update"}
+
+
+def form(actions, **changes):
+    values = {
+        "vectors": actions.vector_choices(None)["value"],
+        "task": "steer_sentiment", "task_folder": str(TASKS_DIR), "metric": "acc",
+        "limit": 4, "batch_size": 4, "particles": 2, "iterations": 2, "layer_min": 0,
+        "layer_max": 3, "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
+        "w": 0.9, "seed": 0, "heldout_task": "", "heldout_limit": 100,
+    }  # fmt: skip
+    values.update(changes)
+    return list(values.values())
+
+
+@pytest.fixture
+def actions(tiny_session, tmp_path):
+    steering = SteeringActions(tiny_session, tmp_path)
+    for _ in steering.add_vector("I love this.", "I hate this.", 1, 2.0):
+        pass
+    return OptimizeActions(tiny_session, steering)
+
+
+def run(actions, **changes):
+    return list(actions.optimize(*form(actions, **changes)))
+
+
+def test_a_run_that_beat_nothing_offers_nothing_to_apply(actions, tiny_session):
+    final = run(actions)[-1]
+    result = final[5]
+    worse = dataclasses.replace(result, best=dataclasses.replace(result.baseline, layers=(1,), alphas=(0.0,)))
+    assert not worse.improved
+    assert actions.apply_offer(worse) == {**UPDATE, "visible": False}
+    before = tiny_session.current().steerer.vectors
+    *_, status, _choices = list(actions.apply(worse))[-1]
+    assert status == fmt.failed(
+        "apply the best setting", "No setting beat the unsteered model in that run."
+    )
+    assert tiny_session.current().steerer.vectors == before
+    summary = fmt.result_summary(worse)
+    assert "No setting beat the unsteered model" in summary and "Apply best" not in summary
+    assert actions.apply_offer(None)["visible"] is True  # before any run: the usual button
+    if result.improved:
+        assert "Apply best" in final[-1] and actions.apply_offer(result)["visible"] is True
+    else:
+        assert "No setting beat the unsteered model" in final[-1]
+
+
+def test_optimize_with_no_model_says_no_model():
+    steering = SteeringActions(ModelSession(lambda: None))
+    nothing = OptimizeActions(steering.session, steering)
+    (view,) = list(nothing.optimize(*form(nothing)))
+    assert view[-1] == fmt.failed("start the optimization", "No model is loaded. Load a model first.")
+
+
+def test_after_cancel_the_status_never_says_optimizing_again(actions):
+    shown = []
+    for view in actions.optimize(*form(actions, particles=2, iterations=6)):
+        shown.append(view[-1])
+        if len(shown) == 3:
+            actions.cancel()
+    after = shown[3:]
+    assert after and not any(line.startswith("Optimizing") for line in after), after
+    assert any(line.startswith("Optimizing") for line in shown[:3])
+
+
+def test_run_status_tells_a_waiting_reply_how_long():
+    now = [100.0]
+    status = RunStatus(clock=lambda: now[0])
+    assert status.waiting_note() is None  # nothing runs: nothing to say
+    status.started(13)
+    assert "it has just started (13 evaluations)" in status.waiting_note()
+    now[0] += 30
+    status.advanced(3, 13)
+    assert status.left_seconds() == pytest.approx(100.0)
+    note = status.waiting_note()
+    assert "this reply waits until it ends: about 2 min left (3 of 13 evaluations done)" in note
+    status.finished()
+    assert status.waiting_note() is None
+
+
+def test_a_running_optimization_reports_its_progress_to_the_note(actions):
+    notes = []
+    for view in actions.optimize(*form(actions)):
+        notes.append(actions.run_status.waiting_note())
+    assert any(n and "of 5 evaluations done" in n for n in notes), notes
+    assert actions.run_status.waiting_note() is None  # over: replies no longer wait
