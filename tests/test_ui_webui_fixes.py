@@ -35,7 +35,7 @@ def actions(tiny_session, tmp_path):
     steering = SteeringActions(tiny_session, tmp_path)
     for _ in steering.add_vector("I love this.", "I hate this.", 1, 2.0):
         pass
-    return OptimizeActions(tiny_session, steering)
+    return OptimizeActions(tiny_session, steering.save_dir)
 
 
 def run(actions, **changes):
@@ -64,8 +64,7 @@ def test_a_run_that_beat_nothing_offers_nothing_to_apply(actions, tiny_session):
 
 
 def test_optimize_with_no_model_says_no_model():
-    steering = SteeringActions(ModelSession(lambda: None))
-    nothing = OptimizeActions(steering.session, steering)
+    nothing = OptimizeActions(ModelSession(lambda: None))
     (view,) = list(nothing.optimize(*form(nothing)))
     assert view[-1] == fmt.failed("start the optimization", "No model is loaded. Load a model first.")
 
