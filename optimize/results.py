@@ -151,32 +151,38 @@ class Progress:
 
 @dataclass(frozen=True)
 class VectorRecord:
-    """Which concept a selected vector was, so `apply_best` can check that the
-    active vectors are still the ones the run optimized."""
+    """Which vector a selected vector was, so `apply_best` can find it again
+    among the active vectors: by its stable `vector_id` (None in results written
+    before vectors had ids, which are found by position and prompts)."""
 
     index: int
     layer: int
-    coeff: float
+    alpha: float
     prompts: tuple[str, ...]
     contrast_prompts: tuple[str, ...] = ()
+    vector_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "id": self.vector_id,
             "index": self.index,
             "layer": self.layer,
-            "coeff": self.coeff,
+            "alpha": self.alpha,
             "prompts": list(self.prompts),
             "contrast_prompts": list(self.contrast_prompts),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VectorRecord:
+        vector_id = data.get("id")
         return cls(
             index=int(data["index"]),
             layer=int(data["layer"]),
-            coeff=float(data["coeff"]),
+            # Version 1 results called the alpha "coeff".
+            alpha=float(data["alpha"] if "alpha" in data else data["coeff"]),
             prompts=tuple(data["prompts"]),
             contrast_prompts=tuple(data.get("contrast_prompts", ())),
+            vector_id=None if vector_id is None else str(vector_id),
         )
 
 

@@ -79,15 +79,27 @@ def _record(index: int, vector: SteeringVector) -> VectorRecord:
     return VectorRecord(
         index=index,
         layer=vector.layer,
-        coeff=vector.alpha,
+        alpha=vector.alpha,
         prompts=vector.prompts,
         contrast_prompts=vector.contrast_prompts,
+        vector_id=vector.id,
     )
 
 
 def _position(current: Sequence[SteeringVector], record: VectorRecord) -> int:
     """Where the vector `record` describes is among `current`, or
-    InvalidInputError. The one place a result finds its vectors again."""
+    InvalidInputError. The one place a result finds its vectors again: by id
+    (a vector keeps its id when it is recaptured or rescaled, so a result can be
+    applied again after Apply best), or for results without ids by position."""
+    if record.vector_id is not None:
+        for position, vector in enumerate(current):
+            if vector.id == record.vector_id:
+                return position
+        raise InvalidInputError(
+            "The active vectors changed since this optimization ran: the vector made from "
+            f"{' | '.join(record.prompts)[:60]!r} is no longer active. Restore it (load its "
+            "vector file), then apply again."
+        )
     index = record.index
     if (
         index < len(current)

@@ -16,6 +16,7 @@ from optimize import (
     FitnessConfig,
     FitnessError,
     LmEvalFitness,
+    OptimizationResult,
     OptimizationCancelled,
     PsoConfig,
     SearchSpace,
@@ -439,11 +440,13 @@ def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_f
         steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
     )
     before = steerer.vectors
-    steerer.set_vectors([before[1], before[0]])
+    steerer.set_vectors([before[1]])
     with pytest.raises(
-        InvalidInputError, match="The active vectors changed since this optimization ran: vector 1"
+        InvalidInputError, match="The active vectors changed since this optimization ran"
     ):
         apply_best(steerer, result)
+    assert steerer.vectors == (before[1],)  # nothing changed by the refusal
+    steerer.set_vectors(before)
     other = tiny_factory(seed=3)
     other_steerer = steerer_for(other.model, other.tokenizer, other.name)
     with pytest.raises(IncompatibleVectorError, match="found on tiny-llama"):
@@ -616,3 +619,20 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
     assert held["fitness"]["limit"] is None and held["best"]["layers"] == data["best"]["layers"]
     assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.stdout
     assert f"({held['gain_points']:+.1f} points)" in ok.stdout
+
+
+def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, task_folder):
+    """Vectors are found by their stable id, not their position: reordering the
+    active set, or applying twice, still tunes the vector the run optimized."""
+    result = run_optimization(
+        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
+    )
+    before = steerer.vectors
+    steerer.set_vectors([before[1], before[0]])
+    applied = apply_best(steerer, result)
+    assert applied[0] is before[1]
+    assert applied[1].id == before[0].id
+    assert (applied[1].layer, applied[1].alpha) == (result.best.layers[0], result.best.alphas[0])
+    assert apply_best(steerer, result)[1].same_as(applied[1])  # applying again is a no-op
+    saved = OptimizationResult.from_dict(result.to_dict())
+    assert saved.vectors[0].vector_id == before[0].id

@@ -170,7 +170,7 @@ def result_summary(result: OptimizationResult) -> str:
         record = tuned.vector
         lines.append(
             f"- **Vector #{record.index + 1}** ({_prompts(record.prompts, 40)}): "
-            f"layer {record.layer} × {record.coeff:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
+            f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
         )
     heldout = result.heldout
     if heldout is not None:
