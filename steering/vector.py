@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import torch
 
+from steering import validate
 from steering.errors import InvalidInputError
 from steering.extract import VectorSource
 
@@ -30,11 +30,8 @@ def new_vector_id() -> str:
 
 def check_alpha(alpha: float) -> float:
     """Return `alpha` as a float, or raise InvalidInputError."""
-    try:
-        value = float(alpha)
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"Alpha must be a number, got {alpha!r}.") from None
-    if not math.isfinite(value) or abs(value) > MAX_ABS_ALPHA:
+    value = validate.number("Alpha", alpha)
+    if abs(value) > MAX_ABS_ALPHA:
         raise InvalidInputError(
             f"Alpha must be a finite number between {-MAX_ABS_ALPHA:g} "
             f"and {MAX_ABS_ALPHA:g}, got {alpha!r}."
@@ -44,10 +41,7 @@ def check_alpha(alpha: float) -> float:
 
 def check_layer(layer: int, num_layers: int) -> int:
     """Return `layer` as an int in [0, num_layers), or raise InvalidInputError."""
-    if isinstance(layer, float) and layer.is_integer():
-        layer = int(layer)
-    if not isinstance(layer, int) or isinstance(layer, bool):
-        raise InvalidInputError(f"Layer must be a whole number, got {layer!r}.")
+    layer = validate.whole("Layer", layer)
     if not 0 <= layer < num_layers:
         raise InvalidInputError(
             f"Layer {layer} is out of range: this model has layers 0 to {num_layers - 1}."
