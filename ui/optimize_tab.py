@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +39,10 @@ from ui.optimize_form import (
     NAMES,
     TASKS_DIR,
     RunRequest,
-    build_form,
     default_layer_range,
     parse_request,
 )
-from ui.settings import FormSettings
+from ui.optimize_layout import OptimizeTab, build
 
 __all__ = [
     "TASKS_DIR",
@@ -61,27 +59,6 @@ log = logging.getLogger(__name__)
 # (progress, evaluations table, convergence plot, particle plot, summary,
 #  result state, result file, status)
 OptimizeView = tuple[Any, Any, Any, Any, Any, Any, Any, str]
-
-
-@dataclass
-class OptimizeTab:
-    """The tab's components: the vector selection, the form's fields by
-    setting name (optimize/settings.py), the buttons and the live view."""
-
-    vectors: gr.CheckboxGroup
-    fields: dict[str, Any]
-    example: gr.Button
-    run: gr.Button
-    cancel: gr.Button
-    progress: gr.HTML
-    evaluations: gr.Dataframe
-    convergence: gr.Plot
-    particle_plot: gr.Plot
-    summary: gr.Markdown
-    result: gr.State
-    result_file: gr.File
-    apply: gr.Button
-    status: gr.Markdown
 
 
 class OptimizeActions:
@@ -418,69 +395,3 @@ class _OptimizeWork:
             )
         finally:
             self.status.finished()
-
-
-def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
-    """Lay out the tab inside the current Blocks context and wire its events.
-
-    `settings` gives the form's starting values and remembers what the user
-    enters."""
-    info, vectors, _problem = model_facts(actions.session)
-    choices = fmt.vector_choices(vectors)
-    gr.Markdown(
-        "Search the **layer** and **alpha** of the chosen vectors with a "
-        "particle swarm; each particle is scored by an lm-eval task on the loaded model. "
-        "Standard lm-eval tasks need internet for their data; local tasks in the task "
-        "folder work offline."
-    )
-    vector_box = gr.CheckboxGroup(
-        choices=choices, value=[v for _label, v in choices], label="Vectors to optimize"
-    )
-    fields = build_form(settings or FormSettings(), info, actions.sources)
-    with gr.Row():
-        example = gr.Button("Use example settings")
-        run = gr.Button("Optimize vectors", variant="primary")
-        cancel = gr.Button("Cancel", variant="stop")
-    progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
-    status = gr.Markdown("", elem_id="optimize-status")
-    with gr.Row():
-        convergence = gr.Plot(label="Convergence", show_label=False, elem_id="convergence-plot")
-        particle_plot = gr.Plot(label="Particles", show_label=False, elem_id="particle-plot")
-    with gr.Row():
-        with gr.Column(scale=3):
-            summary = gr.Markdown("", elem_id="optimize-summary")
-        with gr.Column(scale=2):
-            apply = gr.Button("Apply best", variant="primary")
-            result_file = gr.File(label="Result file (JSON)", interactive=False, visible=False)
-    evaluations = gr.Dataframe(
-        value=[],
-        headers=fmt.EVALUATION_HEADERS,
-        label="Evaluations",
-        interactive=False,
-        elem_id="evaluations",
-    )
-    result = gr.State(None)
-
-    form = list(fields.values())
-    view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
-    run.click(actions.optimize, [vector_box, *form], view, api_name="optimize").then(
-        actions.apply_offer, [result], [apply], api_name=False, queue=False
-    )
-    cancel.click(actions.cancel, None, [status], api_name="cancel_optimization")
-    example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
-    return OptimizeTab(
-        vectors=vector_box,
-        fields=fields,
-        example=example,
-        run=run,
-        cancel=cancel,
-        progress=progress,
-        evaluations=evaluations,
-        convergence=convergence,
-        particle_plot=particle_plot,
-        summary=summary,
-        result=result,
-        result_file=result_file,
-        apply=apply,
-        status=status,
-    )
