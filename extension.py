@@ -34,6 +34,7 @@ log = logging.getLogger("steerswarm")
 __all__ = ["logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
 
 from ui.settings import FIELDS as _SAVED  # noqa: E402 - after the sys.path line
+from ui.settings import RENAMED as _RENAMED  # noqa: E402
 
 # The webui's one piece of extension state: it sets these from the settings
 # `<name>-<key>` after importing us and saves them on "Save settings". The
@@ -43,6 +44,7 @@ params: dict[str, Any] = {
     "display_name": "Steering",  # the webui's sidebar cuts longer names
     "is_tab": True,
     **dict.fromkeys(_SAVED),
+    **dict.fromkeys(_RENAMED),  # read once from older settings, never written
     # Set by the operator (settings.yaml: steerswarm-allowed_task_folders, a
     # list of folders), never from the page: task folders the Optimize tab may
     # offer besides the shipped tasks and user_data/steerswarm/tasks. A task

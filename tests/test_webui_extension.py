@@ -33,7 +33,7 @@ import types  # noqa: E402
 import gradio as gr  # noqa: E402
 
 import extension  # noqa: E402
-from ui.settings import FIELDS  # noqa: E402
+from ui.settings import FIELDS, RENAMED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,11 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_params_name_the_tab_and_every_saved_setting():
     assert extension.params["display_name"] == "Steering"
     assert extension.params["is_tab"] is True
-    assert set(extension.params) == {"display_name", "is_tab", "allowed_task_folders", *FIELDS}
+    assert set(extension.params) == {
+        "display_name", "is_tab", "allowed_task_folders", *FIELDS, *RENAMED
+    }  # fmt: skip
     # The webui saves a parameter unless it equals its own setting of that name.
     from modules_names import WEBUI_SETTING_NAMES
 
-    assert not set(FIELDS) & WEBUI_SETTING_NAMES
+    assert not (set(FIELDS) | set(RENAMED)) & WEBUI_SETTING_NAMES
 
 
 def test_ui_outside_the_webui_builds_and_says_there_is_no_model():

@@ -1,4 +1,4 @@
-"""Form values that outlive a session: the layer, the coefficient and the
+"""Form values that outlive a session: the layer, the alpha and the
 optimization settings the user last entered.
 
 Inside text-generation-webui the store is the extension's `params` dict: the
@@ -28,9 +28,14 @@ log = logging.getLogger(__name__)
 # the Optimize form's settings from the run settings table.
 FIELDS: dict[str, tuple[type, Any]] = {
     "layer": (int, None),
-    "coefficient": (float, 2.0),
+    "alpha": (float, 2.0),
     **{f.saved_key: (f.kind, f.default) for f in run_fields(FORM)},
 }
+
+# Saved keys renamed since: old key -> new key. The old key is still read (the
+# webui only fills `params` keys it is given, so these are offered too) when
+# the new one was never saved.
+RENAMED: dict[str, str] = {"coefficient": "alpha"}
 
 DEFAULTS: dict[str, Any] = {key: default for key, (_kind, default) in FIELDS.items()}
 
@@ -60,7 +65,12 @@ class FormSettings:
     def get(self, key: str, fallback: Any = None) -> Any:
         """The stored value of `key`, else its default, else `fallback`."""
         kind, default = FIELDS[key]
-        value = None if self.store is None else self.store.get(key)
+        value = None
+        if self.store is not None:
+            value = self.store.get(key)
+            for old, new in RENAMED.items():
+                if new == key and value is None:
+                    value = self.store.get(old)
         if value is not None:
             try:
                 return _coerce(kind, value)

@@ -300,7 +300,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
                 info=_layer_info(info) if info is not None else "load a model to see its layers",
             )
             alpha = gr.Number(
-                value=settings.get("coefficient", DEFAULT_ALPHA),
+                value=settings.get("alpha", DEFAULT_ALPHA),
                 label="Alpha",
                 info="H + alpha × V; negative steers away. Start near 2: too high garbles the text.",
             )
@@ -343,7 +343,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
             load = gr.Button("Load vectors")
 
     settings.remember(layer, "layer")
-    settings.remember(alpha, "coefficient")
+    settings.remember(alpha, "alpha")
     view = [table, remove_choice, status]
     add.click(actions.add_vector, [concept, contrast, layer, alpha], view, api_name="add_vector")
     example.click(

@@ -83,8 +83,9 @@ def loads_like_the_webui(tmp: Path, tokenizer: Any) -> None:
 
 
 def settings_persist(tmp: Path, tokenizer: Any) -> None:
-    """Saved `steerswarm-<key>` settings fill the form; what the user enters is
-    saved back by "Save settings" and fills the form after a restart."""
+    """Saved `steerswarm-<key>` settings fill the form (an older `-coefficient`
+    fills Alpha); what the user enters is saved back by "Save settings" and fills
+    the form after a restart."""
     saved = {f"{NAME}-layer": 2, f"{NAME}-coefficient": 3.5, f"{NAME}-optimize_particles": 6}
     with Webui(tmp / "first") as webui:
         webui.shared.settings.update(saved)
@@ -105,7 +106,7 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
 
         written = yaml.safe_dump(webui_ui.extension_settings([NAME]))
     restored = yaml.safe_load(written)
-    assert restored[f"{NAME}-layer"] == 1 and restored[f"{NAME}-coefficient"] == -2.5
+    assert restored[f"{NAME}-layer"] == 1 and restored[f"{NAME}-alpha"] == -2.5
     assert restored[f"{NAME}-optimize_particles"] == 6
     with Webui(tmp / "second") as webui:
         webui.shared.settings.update(restored)
