@@ -2,7 +2,8 @@
 # Installs steerswarm and the embedded model into ./.venv (offline-safe after
 # that). With --test it also installs the test tools, Debian's headless
 # Chromium for the browser tests, and ./.venv-gradio4 (Gradio 4.37, the API
-# text-generation-webui runs) for the tests that build the tabs there.
+# text-generation-webui runs) for the tests that build the tabs there, and
+# ./.venv-repeng (repeng, which needs numpy < 2) for the GGUF interchange test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -15,4 +16,5 @@ if [ "${1:-}" = "--test" ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
   fi
   bash scripts/install_gradio4.sh
+  bash scripts/install_repeng.sh
 fi
