@@ -107,8 +107,11 @@ class SteeringVector:
         return float(self.direction.norm())
 
     def summary(self, width: int = 60) -> str:
-        """The prompts in one short line, for tables."""
-        text = " | ".join(self.prompts)
+        """The prompts in one short line, for tables (for a method without
+        prompts, such as an imported GGUF direction, its inputs)."""
+        text = " | ".join(self.prompts) or f"{self.method}: " + " ".join(
+            str(value) for value in self.source.inputs.values()
+        )
         if self.contrast_prompts:
             text += "  vs  " + " | ".join(self.contrast_prompts)
         return text if len(text) <= width else text[: width - 1] + "…"

@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from steering.errors import InvalidInputError
-from steering.extract import mean, mean_diff
+from steering.extract import gguf, mean, mean_diff
 from steering.extract.base import CONTRAST_PROMPTS, PROMPTS, Activations, ExtractionMethod
 
 # name -> method. Filled here at import and read everywhere else; tests that
@@ -31,6 +31,7 @@ def register(method: ExtractionMethod) -> ExtractionMethod:
 
 register(mean.METHOD)
 register(mean_diff.METHOD)
+register(gguf.METHOD)
 
 
 def get_method(name: str) -> ExtractionMethod:
