@@ -1,9 +1,14 @@
-"""Command line: capture a vector, or generate with saved vectors.
+"""Command line: capture, generate, and exchange vectors with llama.cpp and repeng.
+
+GGUF control vectors are llama.cpp's and repeng's format (docs/gguf.md).
 
     python -m steering capture --prompts FILE [--contrast FILE] --layer L --alpha A --out FILE
     python -m steering generate --vectors FILE --prompt TEXT [--alpha A]
+    python -m steering export-gguf --vectors FILE [--alpha A] --out FILE.gguf
+    python -m steering import-gguf --control-vector FILE.gguf [--scale S] [--skip-last-layer] --out FILE
 
-Both take --model and --gguf-file (default: the embedded SmolLM2).
+All take --model and --gguf-file (default: the embedded SmolLM2). `generate`
+and `export-gguf` read .safetensors vector files and .gguf control vectors.
 """
 
 from __future__ import annotations
@@ -15,11 +20,13 @@ import textwrap
 from pathlib import Path
 
 from steering.capture import capture_vector, split_prompts
-from steering.engine import steerer_for
+from steering.engine import Steerer, steerer_for
 from steering.errors import InvalidInputError, SteerSwarmError
 from steering.generate import GenerationSettings, complete
+from steering.gguf import export_control_vector, import_control_vector, llama_cpp_flags, load_vector_file
 from steering.models import load_model
-from steering.store import load_vectors, save_vectors
+from steering.store import save_vectors
+from steering.vector import SteeringVector
 
 
 def _read_prompts(path: str | None) -> list[str]:
@@ -44,7 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--prompt", required=True)
     generate.add_argument("--max-new-tokens", type=int, default=60)
     generate.add_argument("--temperature", type=float, default=0.0)
-    for command in (capture, generate):
+    export = sub.add_parser("export-gguf", help="write vectors as a llama.cpp control vector")
+    export.add_argument("--vectors", required=True, help="vector file (.safetensors or .gguf)")
+    export.add_argument("--out", required=True, help="control vector file to write (.gguf)")
+    imports = sub.add_parser("import-gguf", help="read a llama.cpp or repeng control vector")
+    imports.add_argument("--control-vector", required=True, help="GGUF control vector file")
+    imports.add_argument("--scale", type=float, default=1.0, help="alpha of every direction")
+    imports.add_argument(
+        "--skip-last-layer", action="store_true",
+        help="leave out the direction added after the last layer (steerswarm cannot apply it)",
+    )  # fmt: skip
+    imports.add_argument("--out", required=True, help="vector file to write (.safetensors)")
+    for command in (capture, generate, export):
         command.add_argument(
             "--alpha",
             type=float,
@@ -53,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         # `--coeff` was the old name of --alpha; kept so old scripts still run.
         command.add_argument("--coeff", dest="alpha", type=float, help=argparse.SUPPRESS)
+    for command in (capture, generate, export, imports):
         command.add_argument("--model", help="local model folder or hub id (default: embedded SmolLM2)")
         command.add_argument("--gguf-file", help="GGUF file inside --model, or a path to one")
     return parser
@@ -74,14 +93,49 @@ def _generate(args: argparse.Namespace) -> None:
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
     loaded = load_model(args.model, args.gguf_file)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
-    vectors = load_vectors(args.vectors, steerer.info)
-    if args.alpha is not None:
-        vectors = [vector.with_alpha(args.alpha) for vector in vectors]
+    vectors = _vectors(args, steerer)
     with steerer.unsteered():
         unsteered = complete(loaded.model, loaded.tokenizer, args.prompt, settings)
     with steerer.applied(vectors):
         steered = complete(loaded.model, loaded.tokenizer, args.prompt, settings)
     print(side_by_side(("steered", steered), ("unsteered", unsteered)))
+
+
+def _vectors(args: argparse.Namespace, steerer: Steerer) -> list[SteeringVector]:
+    vectors, loaded_line = load_vector_file(args.vectors, steerer.info)
+    print(loaded_line, file=sys.stderr)
+    if args.alpha is not None:
+        vectors = [vector.with_alpha(args.alpha) for vector in vectors]
+    return vectors
+
+
+def _export_gguf(args: argparse.Namespace) -> None:
+    loaded = load_model(args.model, args.gguf_file)
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    control = export_control_vector(args.out, _vectors(args, steerer), steerer.info)
+    path = Path(args.out).resolve()
+    print(f"Wrote {path}: {len(control.directions)} direction(s), llama.cpp layers "
+          f"{control.layer_range[0]} to {control.layer_range[1]}.")  # fmt: skip
+    print(f"llama-server flags (text-generation-webui: the llama.cpp loader's extra-flags):\n"
+          f"  {llama_cpp_flags(path, control)}")  # fmt: skip
+
+
+def _import_gguf(args: argparse.Namespace) -> None:
+    loaded = load_model(args.model, args.gguf_file)
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    imported = import_control_vector(
+        args.control_vector, steerer.info, args.scale, args.skip_last_layer
+    )
+    path = save_vectors(args.out, imported.vectors, steerer.info)
+    print(f"{imported.notice} Saved them to {path}")
+
+
+_COMMANDS = {
+    "capture": _capture,
+    "generate": _generate,
+    "export-gguf": _export_gguf,
+    "import-gguf": _import_gguf,
+}
 
 
 def side_by_side(left: tuple[str, str], right: tuple[str, str], width: int = 48) -> str:
@@ -104,10 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "capture":
-            _capture(args)
-        else:
-            _generate(args)
+        _COMMANDS[args.command](args)
     except SteerSwarmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

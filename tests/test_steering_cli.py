@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from steering import load_vectors, steerer_for
 from steering.models import load_model
@@ -105,3 +106,41 @@ def test_capture_with_the_embedded_model_by_default(prompt_files, tmp_path):
                    "--alpha", "4", "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert out.stat().st_size > 576 * 4
+
+
+def test_export_gguf_import_gguf_and_generate_from_a_control_vector(tiny_dir, tmp_path):
+    from steering.extract import VectorSource
+    from steering.gguf import read_control_vector
+    from steering.store import save_vectors
+    from steering.vector import SteeringVector
+
+    loaded = load_model(str(tiny_dir))
+    info = steerer_for(loaded.model, loaded.tokenizer, loaded.name).info
+    source = VectorSource.from_prompts(["joy"])
+    vectors = [SteeringVector(2, 1.5, torch.ones(32), source), SteeringVector(1, 1.0, torch.ones(32), source)]
+    save_vectors(tmp_path / "two.safetensors", vectors, info)
+    out = tmp_path / "cv.gguf"
+    done = run_cli("export-gguf", "--model", str(tiny_dir), "--vectors", str(tmp_path / "two.safetensors"),
+                   "--out", str(out))
+    assert done.returncode == 2 and "layer 1" in done.stderr and "direction.0" in done.stderr
+    assert not out.exists()
+
+    save_vectors(tmp_path / "one.safetensors", vectors[:1], info)
+    done = run_cli("export-gguf", "--model", str(tiny_dir), "--vectors", str(tmp_path / "one.safetensors"),
+                   "--alpha", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert f"--control-vector {out} --control-vector-layer-range 1 1" in done.stdout
+    assert torch.equal(read_control_vector(out).directions[1], torch.full((32,), 2.0))
+
+    back = tmp_path / "back.safetensors"
+    done = run_cli("import-gguf", "--model", str(tiny_dir), "--control-vector", str(out), "--scale", "0.5",
+                   "--out", str(back))
+    assert done.returncode == 0, done.stderr
+    assert "Imported 1 vector(s) from cv.gguf at layer(s) 2" in done.stdout
+    [vector] = load_vectors(back, info)
+    assert (vector.layer, vector.alpha, vector.method) == (2, 0.5, "gguf")
+
+    done = run_cli("generate", "--model", str(tiny_dir), "--vectors", str(out), "--prompt", "Hello",
+                   "--max-new-tokens", "4")
+    assert done.returncode == 0, done.stderr
+    assert "Imported 1 vector(s) from cv.gguf" in done.stderr
