@@ -34,7 +34,7 @@ def vector_rows(vectors: Sequence[SteeringVector]) -> list[list[object]]:
             i,
             v.layer,
             round(v.alpha, 4),
-            _prompts(v.prompts),
+            _prompts(v.prompts) or v.summary(80),  # a method without prompts: its inputs
             _prompts(v.contrast_prompts) or "—",
             round(v.norm, 2),
         ]

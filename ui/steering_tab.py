@@ -9,7 +9,6 @@ A refused action leaves the active vectors exactly as they were.
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,12 +19,15 @@ import gradio as gr
 
 from steering.capture import capture_vector, split_prompts
 from steering.errors import SteerSwarmError
+from steering.gguf import load_vector_file
 from steering.models import ModelInfo
 from steering.presets import load_preset
 from steering.session import Current, ModelSession
-from steering.store import load_vectors, save_vectors
+from steering.store import save_vectors
 from steering.vector import SteeringVector
 from ui import format as fmt
+from ui import gguf_panel
+from ui.files import plain_file_name, upload_path
 from ui.model_access import Facts, VectorView, locked, model_facts, peek_facts
 from ui.settings import FormSettings
 
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
 DEFAULT_ALPHA = 2.0
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 
@@ -63,6 +64,7 @@ class SteeringTab:
     load_file: gr.File
     load: gr.Button
     status: gr.Markdown
+    gguf: gguf_panel.GgufPanel
 
 
 class SteeringActions:
@@ -171,7 +173,7 @@ class SteeringActions:
     def save_vectors(self, file_name: str | None) -> Iterator[tuple[Any, str]]:
         """Write the active vectors to a file offered for download."""
         try:
-            name = _file_name(file_name)
+            name = plain_file_name(file_name, ".safetensors")
         except ValueError as exc:
             yield gr.update(), fmt.failed("save the vectors", str(exc))
             return
@@ -221,19 +223,22 @@ class SteeringActions:
         )
 
     def load_vectors(self, file: Any) -> Iterator[VectorView]:
-        """Replace the active vectors with the ones in an uploaded file."""
-        path = _upload_path(file)
+        """Replace the active vectors with the ones in an uploaded file: a
+        steerswarm vector file, or a llama.cpp / repeng GGUF control vector."""
+        path = upload_path(file)
 
         def work(current: Current) -> str:
             if path is None:
-                return fmt.failed("load vectors", "Choose a vector file (.safetensors) first.")
+                return fmt.failed(
+                    "load vectors", "Choose a vector file (.safetensors or .gguf) first."
+                )
             steerer = current.steerer
-            vectors = load_vectors(path, steerer.info)
+            vectors, loaded = load_vector_file(path, steerer.info)
             before = len(steerer.vectors)
             steerer.set_vectors(vectors)
             return (
-                f"✓ Loaded {len(vectors)} vector(s) from {Path(path).name}; they "
-                f"replace the {before} that were active. {fmt.vector_count(len(vectors))}"
+                f"✓ {loaded} They replace the {before} that were active. "
+                f"{fmt.vector_count(len(vectors))}"
             )
 
         yield from self.locked("load the vectors", work)
@@ -241,30 +246,6 @@ class SteeringActions:
 
 def _layer_info(info: ModelInfo) -> str:
     return f"{info.name} has layers 0 to {info.num_layers - 1}"
-
-
-def _file_name(name: str | None) -> str:
-    """A plain file name ending in .safetensors (no folders)."""
-    name = Path((name or "").strip()).name
-    stem = _SAFE_NAME.sub("-", name.removesuffix(".safetensors")).strip("-.")
-    if not stem:
-        raise ValueError("Give the file a name, e.g. steering-vectors.safetensors.")
-    return stem + ".safetensors"
-
-
-def _upload_path(file: Any) -> str | None:
-    """The local path of a gr.File value (a path string, or an object with .name/.path)."""
-    if file is None or file == "":
-        return None
-    if isinstance(file, (str, Path)):
-        return str(file)
-    for attr in ("path", "name"):
-        value = getattr(file, attr, None)
-        if isinstance(value, str):
-            return value
-    if isinstance(file, dict):
-        return file.get("path") or file.get("name")
-    return None
 
 
 def build(actions: SteeringActions, settings: FormSettings | None = None) -> SteeringTab:
@@ -335,12 +316,14 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
             saved_file = gr.File(label="Saved vector file", interactive=False, visible=False)
         with gr.Column():
             load_file = gr.File(
-                label="Vector file to load",
-                file_types=[".safetensors"],
+                label="Vector file to load (.safetensors, or a .gguf control vector)",
+                file_types=[".safetensors", ".gguf"],
                 type="filepath",
                 height=150,
             )
             load = gr.Button("Load vectors")
+
+    gguf = gguf_panel.build(gguf_panel.GgufActions(actions.session, actions.save_dir), file_name, status)
 
     settings.remember(layer, "layer")
     settings.remember(alpha, "alpha")
@@ -374,4 +357,5 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         load_file=load_file,
         load=load,
         status=status,
+        gguf=gguf,
     )
