@@ -57,6 +57,17 @@ _LOADER_HINT = (
     "ExLlama and TensorRT-LLM loaders run the model outside PyTorch. Load the model "
     "with the Transformers loader to steer it."
 )
+# The llama.cpp loader can still be steered, by llama.cpp itself (steering/gguf.py).
+_LLAMA_CPP_HINT = (
+    "llama.cpp can apply steerswarm's vectors itself: load the model with the Transformers "
+    "loader, make or load the vectors here, click Export for llama.cpp in the Steering tab, "
+    "then load the GGUF model with the llama.cpp loader and the flags shown there in its "
+    "extra-flags field. Capturing and the optimizer need the Transformers loader."
+)
+
+
+def _loader_hint(loader: str) -> str:
+    return _LLAMA_CPP_HINT if loader == "llama.cpp" else _LOADER_HINT
 
 
 def _webui_shared() -> ModuleType | None:
@@ -139,13 +150,13 @@ def webui_model_source(shared: ModuleType) -> Callable[[], Any]:
         except UnsupportedModelError as exc:
             raise UnsupportedModelError(
                 f"{name} is loaded with the {loader} loader and cannot be steered here: "
-                f"{exc} {_LOADER_HINT}"
+                f"{exc} {_loader_hint(loader)}"
             ) from exc
         tokenizer = getattr(shared, "tokenizer", None)
         if tokenizer is None:
             raise UnsupportedModelError(
                 f"{name} is loaded without a tokenizer ({loader} loader); steering needs "
-                f"one to turn prompts into activations. {_LOADER_HINT}"
+                f"one to turn prompts into activations. {_loader_hint(loader)}"
             )
         return LoadedModel(model=model, tokenizer=tokenizer, name=name)
 

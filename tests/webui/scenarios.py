@@ -374,6 +374,8 @@ def refuses_models_it_cannot_steer(tmp: Path, tokenizer: Any) -> None:
             _table, _choices_update, status = webui.call("add_vector", *PROMPTS, 1, 3.0)
             assert status.startswith("⚠ Could not add the steering vector") and expected in status, status
             assert "Transformers loader" in status
+            # With llama.cpp, the tab points to the export llama.cpp applies itself.
+            assert ("Export for llama.cpp" in status) == (loader == "llama.cpp"), status
             assert expected in webui.call("reset_vectors")[2]
             view = _optimize(webui, ["#1 layer 1 × 3: x"])
             assert expected in view[-1], view[-1]
