@@ -76,3 +76,9 @@ def test_vectors_cross_between_steerswarm_and_repeng_with_the_same_logits(smol, 
     theirs = logits(imported.vectors)
     assert np.abs(theirs - repeng["base"]).max() > 1.0
     np.testing.assert_allclose(theirs, repeng["theirs"], rtol=0, atol=1e-4)
+    print(  # the figures docs/gguf.md reports (pytest -s shows them)
+        f"max |logit difference|: ours in repeng {np.abs(repeng['ours'] - steered).max():.2e}, "
+        f"repeng's here {np.abs(theirs - repeng['theirs']).max():.2e}, "
+        f"steering moved them by up to {np.abs(steered - repeng['base']).max():.2f} "
+        f"and {np.abs(theirs - repeng['base']).max():.2f}"
+    )

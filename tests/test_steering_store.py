@@ -99,7 +99,7 @@ def _rewrite_meta(path, change):
         (lambda p: _rewrite_meta(p, lambda m, t: t.pop("vector.1")), VectorFileError, "vector 2 has no tensor"),
         (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(alpha="NaN")), VectorFileError, "invalid"),
         (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(method="pca")), VectorFileError,
-         "Unknown extraction method 'pca'; valid methods: mean, mean_diff"),
+         "Unknown extraction method 'pca'; valid methods: gguf, mean, mean_diff"),
         (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][1].update(id=m["vectors"][0]["id"])),
          VectorFileError, "repeats the id"),
         (lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(hidden_size=64)), IncompatibleVectorError,
