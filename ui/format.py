@@ -22,6 +22,41 @@ WAITING = (
     "change) is using it. This starts as soon as it is free."
 )
 
+# What Markdown (CommonMark, GFM autolinks and strikethrough, Gradio's $$
+# LaTeX) could turn into markup, each backslash-escaped to stand for itself:
+# these characters anywhere; `_` where it could open or close emphasis (not
+# inside a word, so names like no_such_task stay readable); the `:` of `://`,
+# the `.` of `www.` and `@` (autolinks); a block marker at the very start.
+_MARKDOWN_SPECIAL = re.compile(
+    r"[\\`*\[\]!|~$]"
+    r"|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])"
+    r"|:(?=//)|(?<=www)\.|@"
+    r"|^\s*(?:[#+=-]|\d+[.)])",
+    re.IGNORECASE,
+)
+
+
+def _escape_markdown(match: re.Match[str]) -> str:
+    found = match.group(0)
+    return found[:-1] + "\\" + found[-1]
+
+
+def md(text: object) -> str:
+    """`text` made safe to put inside a gr.Markdown (or gr.HTML) string: shown
+    exactly as typed, never as markup.
+
+    Every piece of user text (prompts, task and file names, model names,
+    error messages that quote input) goes through this before it is
+    interpolated into a status line, table or summary: Markdown syntax is
+    backslash-escaped (`[link](http://x)`, `![img](http://x)`, `**`, a
+    leading `#`, autolinks), then HTML is escaped (`<img onerror=...>` and
+    `<script>` become text), and line breaks become spaces so one value
+    cannot start a heading or a list of its own.
+    """
+    flat = " ".join(str(text).splitlines())
+    return html.escape(_MARKDOWN_SPECIAL.sub(_escape_markdown, flat), quote=False)
+
+
 def _prompts(prompts: Sequence[str], width: int = 80) -> str:
     text = " | ".join(prompts)
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -63,16 +98,16 @@ def vector_count(n: int) -> str:
 def model_line(info: ModelInfo | None, problem: str = "") -> str:
     """The line at the top of the tabs that says which model is steered."""
     if info is None:
-        return f"**Model:** none — {problem}" if problem else "**Model:** none"
+        return f"**Model:** none — {md(problem)}" if problem else "**Model:** none"
     return (
-        f"**Model:** {info.name} · {info.num_layers} layers (0–{info.num_layers - 1}) · "
+        f"**Model:** {md(info.name)} · {info.num_layers} layers (0–{info.num_layers - 1}) · "
         f"hidden size {info.hidden_size} · context {info.max_context} tokens"
     )
 
 
 def failed(action: str, message: str) -> str:
     """Status line for an action that was refused; nothing was changed."""
-    return f"⚠ Could not {action}: {message} Nothing was changed."
+    return f"⚠ Could not {action}: {md(message)} Nothing was changed."
 
 
 def failure(action: str, exc: BaseException) -> str:
@@ -86,7 +121,7 @@ def failure(action: str, exc: BaseException) -> str:
 
 
 def notice_prefix(notice: str) -> str:
-    return f"ℹ {notice} " if notice else ""
+    return f"ℹ {md(notice)} " if notice else ""
 
 
 # -- Optimize tab -------------------------------------------------------------
@@ -156,7 +191,7 @@ def result_summary(result: OptimizationResult) -> str:
     lines = [
         f"### {'Cancelled run: best so far' if result.cancelled else 'Best setting found'}",
         (
-            f"- **Task:** {result.fitness.task} · metric **{result.metric}** "
+            f"- **Task:** {md(result.fitness.task)} · metric **{md(result.metric)}** "
             f"({'higher' if result.higher_is_better else 'lower'} is better) · "
             f"{result.samples} documents"
         ),
@@ -169,14 +204,14 @@ def result_summary(result: OptimizationResult) -> str:
     for tuned in result.tuned():
         record = tuned.vector
         lines.append(
-            f"- **Vector #{record.index + 1}** ({_prompts(record.prompts, 40)}): "
+            f"- **Vector #{record.index + 1}** ({md(_prompts(record.prompts, 40))}): "
             f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
         )
     heldout = result.heldout
     if heldout is not None:
         lines += [
             (
-                f"- **Held-out task:** {heldout.fitness.task} · {heldout.samples} documents "
+                f"- **Held-out task:** {md(heldout.fitness.task)} · {heldout.samples} documents "
                 "the search never saw"
             ),
             (

@@ -204,7 +204,7 @@ class OptimizeActions:
         held_line = (
             ""
             if heldout is None
-            else f" Held-out {heldout.fitness.task}: best {heldout.best.score:.4g} vs baseline "
+            else f" Held-out {fmt.md(heldout.fitness.task)}: best {heldout.best.score:.4g} vs baseline "
             f"{heldout.baseline.score:.4g} ({heldout.gain_points:+.1f} points)."
         )
         yield (

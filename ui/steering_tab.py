@@ -90,7 +90,7 @@ class SteeringActions:
         refreshing is still reported."""
         line = fmt.model_line(info, problem)
         change = self.session.last_change
-        return f"{line}  \nℹ {change}" if change else line
+        return f"{line}  \nℹ {fmt.md(change)}" if change else line
 
     # -- handlers ----------------------------------------------------------
 
@@ -157,7 +157,7 @@ class SteeringActions:
             removed = steerer.remove(vector_id)
             return (
                 f"✓ Removed vector #{number} (layer {removed.layer}, "
-                f"{removed.summary(40)}). {fmt.vector_count(len(steerer.vectors))}"
+                f"{fmt.md(removed.summary(40))}). {fmt.vector_count(len(steerer.vectors))}"
             )
 
         yield from self.locked("remove the vector", work)
@@ -185,7 +185,7 @@ class SteeringActions:
             path = save_vectors(self.save_dir / name, current.steerer.vectors, current.steerer.info)
             saved.append(path)
             count = len(current.steerer.vectors)
-            return f"✓ Saved {count} vector(s) to {path} — download it below."
+            return f"✓ Saved {count} vector(s) to {fmt.md(path)} — download it below."
 
         for _table, _choices, status in self.locked("save the vectors", work):
             yield (gr.update(value=str(saved[0]), visible=True) if saved else gr.update()), status
@@ -237,7 +237,7 @@ class SteeringActions:
             before = len(steerer.vectors)
             steerer.set_vectors(vectors)
             return (
-                f"✓ {loaded} They replace the {before} that were active. "
+                f"✓ {fmt.md(loaded)} They replace the {before} that were active. "
                 f"{fmt.vector_count(len(vectors))}"
             )
 
@@ -288,7 +288,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
             add = gr.Button("Add steering vector", variant="primary")
             example = gr.Button("Load example", size="sm")
     status = gr.Markdown(
-        fmt.vector_count(len(vectors)) if info is not None else f"⚠ {problem}",
+        fmt.vector_count(len(vectors)) if info is not None else f"⚠ {fmt.md(problem)}",
         elem_id="steering-status",
     )
     table = gr.Dataframe(
