@@ -169,7 +169,7 @@ class OptimizeActions:
                 fmt.progress_html(last, "cancelled"),
                 *(gr.update(),) * 4,
                 *no_result,
-                f"✕ {exc} The active vectors are unchanged.",
+                f"✕ {fmt.md(exc)} The active vectors are unchanged.",
             )
             return
         except SteerSwarmError as exc:

@@ -204,11 +204,11 @@ class SteeringActions:
         if info is not None and layer >= info.num_layers:
             layer = info.num_layers - 1
             note = (
-                f" {info.name} has no layer {preset.layer}: layer {layer} is filled in "
+                f" {fmt.md(info.name)} has no layer {preset.layer}: layer {layer} is filled in "
                 "(the search picks the layer anyway)."
             )
         if info is not None and info.name != preset.model:
-            note += f" The example was measured on {preset.model}, not {info.name}."
+            note += f" The example was measured on {preset.model}, not {fmt.md(info.name)}."
         return (
             preset.concept_text,
             preset.contrast_text,
