@@ -27,6 +27,14 @@ LAYER_PATHS = (
     "model.decoder.layers",  # OPT
 )
 
+# Where the norm after the last decoder layer lives, in the same families.
+FINAL_NORM_PATHS = (
+    "model.norm",
+    "transformer.ln_f",
+    "gpt_neox.final_layer_norm",
+    "model.decoder.final_layer_norm",
+)
+
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -144,3 +152,14 @@ def model_info(model: Any, name: str) -> ModelInfo:
         hidden_size=int(hidden_size),
         max_context=int(max_context),
     )
+
+
+def find_final_norm(model: Any) -> torch.nn.Module | None:
+    """The norm applied after the last decoder layer, or None when the model
+    has none at a known place (the logit lens then reads the raw state)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for path in FINAL_NORM_PATHS:
+        norm = _resolve(base, path)
+        if isinstance(norm, torch.nn.Module):
+            return norm
+    return None
