@@ -14,6 +14,27 @@ if TYPE_CHECKING:
 
 _SIZE = (6.0, 3.6)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+# The page may be light or dark (the webui defaults to dark): a transparent
+# figure with mid-grey text and frames reads on both.
+_INK = "#9ca3af"
+
+
+def _themeless(fig: Figure) -> Figure:
+    """Make `fig` transparent, its text and frames mid-grey."""
+    fig.patch.set_alpha(0.0)
+    for ax in fig.axes:
+        ax.set_facecolor("none")
+        ax.tick_params(colors=_INK)
+        for spine in ax.spines.values():
+            spine.set_color(_INK)
+        for text in (ax.title, ax.xaxis.label, ax.yaxis.label):
+            text.set_color(_INK)
+        legend = ax.get_legend()
+        if legend is not None:
+            legend.get_frame().set_alpha(0.0)
+            for text in legend.get_texts():
+                text.set_color(_INK)
+    return fig
 
 
 def convergence(
@@ -43,7 +64,7 @@ def convergence(
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
-    return fig
+    return _themeless(fig)
 
 
 def particles(
@@ -97,4 +118,4 @@ def particles(
     ax.set_ylabel("alpha")
     ax.set_title("Particles: layer × alpha, coloured by score")
     ax.grid(alpha=0.3)
-    return fig
+    return _themeless(fig)
