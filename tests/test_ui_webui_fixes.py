@@ -101,3 +101,26 @@ def test_a_running_optimization_reports_its_progress_to_the_note(actions):
         notes.append(actions.run_status.waiting_note())
     assert any(n and "of 5 evaluations done" in n for n in notes), notes
     assert actions.run_status.waiting_note() is None  # over: replies no longer wait
+
+
+def test_plots_and_progress_read_on_a_dark_page():
+    from optimize.results import Evaluation
+    from ui import plots
+
+    history = [Evaluation(-1, -1, (), (), 0.5, 0.1, 1.0), Evaluation(0, 0, (3,), (1.0,), 0.6, 0.1, 1.0)]
+    for fig in (plots.convergence(history, 0.5, [0.6]), plots.particles(history, [1], history[1])):
+        assert fig.patch.get_alpha() == 0.0  # no white card on the webui's dark theme
+        assert all(ax.get_facecolor()[3] == 0.0 for ax in fig.axes)
+    assert "#e5e7eb" not in fmt.progress_html(None)  # the near-white track
+
+
+def test_tables_are_capped_in_this_gradio():
+    import inspect
+
+    import gradio as gr
+
+    from ui import compat
+
+    (name, value), = compat.table_height(220).items()
+    assert name in inspect.signature(gr.Dataframe.__init__).parameters and value == 220
+    gr.Dataframe(value=[], headers=["#"], **compat.table_height(220))  # accepted as is

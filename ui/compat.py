@@ -46,3 +46,11 @@ def to_chatbot(messages: Sequence[dict[str, str]], as_messages: bool | None = No
             pairs.append([None, None])
         pairs[-1][0 if message["role"] == "user" else 1] = message["content"]
     return pairs
+
+
+def table_height(px: int) -> dict[str, int]:
+    """Dataframe kwargs capping a table's height at `px`. Gradio 4.37 calls it
+    `height` and draws an empty table that tall (500 px by default, most of
+    the webui's screen); current Gradio calls it `max_height`."""
+    params = inspect.signature(gr.Dataframe.__init__).parameters
+    return {"max_height" if "max_height" in params else "height": px}

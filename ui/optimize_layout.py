@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from ui import compat
 from ui import format as fmt
 from ui.model_access import model_facts
 from ui.optimize_form import build_form
@@ -77,6 +78,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         label="Evaluations",
         interactive=False,
         elem_id="evaluations",
+        **compat.table_height(320),
     )
     result = gr.State(None)
 

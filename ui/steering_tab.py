@@ -25,6 +25,7 @@ from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from steering.store import save_vectors
 from steering.vector import SteeringVector
+from ui import compat
 from ui import format as fmt
 from ui import gguf_panel
 from ui.files import plain_file_name, upload_path
@@ -33,6 +34,7 @@ from ui.settings import FormSettings
 
 log = logging.getLogger(__name__)
 
+TABLE_HEIGHT_PX = 220  # about five vectors; more scroll
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
 DEFAULT_ALPHA = 2.0
 
@@ -299,6 +301,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         elem_id="active-vectors",
         wrap=True,
         column_widths=["6%", "8%", "12%", "34%", "30%", "10%"],
+        **compat.table_height(TABLE_HEIGHT_PX),
     )
     with gr.Row():
         remove_choice = gr.Dropdown(
