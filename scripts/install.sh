@@ -3,7 +3,8 @@
 # that). With --test it also installs the test tools, Debian's headless
 # Chromium for the browser tests, and ./.venv-gradio4 (Gradio 4.37, the API
 # text-generation-webui runs) for the tests that build the tabs there, and
-# ./.venv-repeng (repeng, which needs numpy < 2) for the GGUF interchange test.
+# ./.venv-repeng (repeng, which needs numpy < 2) for the GGUF interchange test,
+# and the real text-generation-webui in ./.webui (scripts/install_webui.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -17,4 +18,5 @@ if [ "${1:-}" = "--test" ]; then
   fi
   bash scripts/install_gradio4.sh
   bash scripts/install_repeng.sh
+  bash scripts/install_webui.sh  # the real text-generation-webui for tests/test_real_webui.py
 fi

@@ -1,0 +1,276 @@
+"""The extension inside the real text-generation-webui, driven as a user drives it.
+
+The webui (commit 1dcde41, its own Gradio 4.37.2 fork) is built by
+scripts/install_webui.sh into .webui/ with SmolLM2 as a float32 Transformers
+folder; the extension is installed there as the README tells users. One server
+runs for this module (Transformers loader, --api, CPU, one thread). The tests
+use its UI in headless Chromium and its OpenAI-compatible API. Replies are
+greedy (the webui's Deterministic preset; temperature 0 through the API) and
+short (48 new tokens).
+
+Screenshots go to tests/artifacts/screenshots/ (ignored by git); set
+STEERSWARM_SCREENSHOT_DIR=docs/screenshots to refresh the README's images.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "webui"))
+
+from real import RealWebui  # noqa: E402
+
+pytestmark = [pytest.mark.webui, pytest.mark.browser, pytest.mark.slow]
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+VIEWPORT = {"width": 1400, "height": 1000}
+TAB_NAME = "Steering"  # params["display_name"]: the webui's sidebar label
+UI_TIMEOUT_MS = 60_000
+REPLY_TIMEOUT_MS = 180_000
+
+JOY = (
+    "I feel so joyful and happy today!\n"
+    "What a wonderful, delightful surprise, I am thrilled.\n"
+    "Laughing with friends in the sunshine makes me glad."
+)
+GRIEF = (
+    "I feel so sad and heartbroken today.\n"
+    "What a terrible, painful loss, I am devastated.\n"
+    "Crying alone in the dark makes me miserable."
+)
+MESSAGE = "Describe your morning in two sentences."
+ALPHA_LABEL = re.compile(r"^(Alpha|Coefficient)")
+README_ALPHAS = (2.0, 3.0)  # README "Steering": alpha 2 to 3 turns replies cheerful
+
+
+def screenshot(page, name: str) -> Path:
+    import os
+
+    folder = Path(os.environ.get("STEERSWARM_SCREENSHOT_DIR", ROOT / "tests/artifacts/screenshots"))
+    folder = folder if folder.is_absolute() else ROOT / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    page.screenshot(path=str(path), full_page=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def webui(tmp_path_factory):
+    server = RealWebui(tmp_path_factory.mktemp("webui"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        log.info("webui log tail:\n%s", server.log_tail(3000))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: install it with `scripts/install.sh --test`.")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def page(browser, webui):
+    """The webui's page; the model is loaded and unsteered when a test starts."""
+    if webui.model_name() != "SmolLM2-135M-Instruct":
+        webui.load()
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(webui.url)
+    open_tab(page)
+    reset_vectors(page)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+# -- what a user does --------------------------------------------------------
+
+
+def open_tab(page) -> None:
+    """Open the extension's tab from the webui's left sidebar."""
+    page.get_by_role("tab", name=TAB_NAME, exact=True).click()
+    page.locator("#steerswarm-webui-note").wait_for()
+
+
+def reset_vectors(page) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Steering", exact=True).last.click()
+    page.get_by_role("button", name="Reset steering vectors").click()
+    expect(page.locator("#steering-status")).to_contain_text("unsteered")
+
+
+def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
+    from playwright.sync_api import expect
+
+    page.get_by_label("Concept prompts").fill(JOY)
+    page.get_by_label("Contrast prompts").fill(GRIEF)
+    layer_box = page.get_by_label("number input for Layer")
+    layer_box.fill(str(layer))
+    layer_box.press("Enter")
+    page.get_by_label(ALPHA_LABEL).fill(str(alpha))
+    page.get_by_role("button", name="Add steering vector").click()
+    expect(page.locator("#steering-status")).to_contain_text("Added vector #1", timeout=REPLY_TIMEOUT_MS)
+    table = page.locator("#active-vectors")
+    expect(table).to_contain_text("I feel so joyful and happy today!")
+    expect(table).to_contain_text("I feel so sad and heartbroken today.")
+
+
+def ui_chat(page, message: str = MESSAGE) -> str:
+    """Send `message` in a new chat of the webui's Chat tab; the reply's text.
+
+    The webui marks the chat `_generating` before the reply's message appears
+    and clears the mark when the reply is complete."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    page.locator("#new-chat-btn").click()
+    expect(page.locator("#chat .assistant-message")).to_have_count(0)
+    page.locator("#chat-input textarea").fill(message)
+    page.locator("#Generate").click()
+    reply = page.locator("#chat .assistant-message")
+    expect(reply).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator("._generating")).to_have_count(0, timeout=REPLY_TIMEOUT_MS)
+    return str(reply.get_attribute("data-raw")).strip()
+
+
+# -- the tests ---------------------------------------------------------------
+
+
+def test_tab_steers_the_webui_chat_and_api_and_reset_restores_them(page, webui):
+    unsteered_api = webui.chat(MESSAGE)
+    unsteered_ui = ui_chat(page)
+
+    open_tab(page)
+    add_joy_vector(page)
+    screenshot(page, "webui-tab.png")
+    steered_api = webui.chat(MESSAGE)
+    steered_ui = ui_chat(page)
+    screenshot(page, "webui-chat.png")
+
+    open_tab(page)
+    reset_vectors(page)
+    reset_api = webui.chat(MESSAGE)
+    reset_ui = ui_chat(page)
+    for name, text in (
+        ("unsteered api", unsteered_api), ("steered api", steered_api),
+        ("unsteered ui", unsteered_ui), ("steered ui", steered_ui),
+    ):  # fmt: skip
+        log.info("%s: %r", name, text)
+    assert unsteered_api and unsteered_ui
+    assert steered_api != unsteered_api
+    assert steered_ui != unsteered_ui
+    assert reset_api == unsteered_api
+    assert reset_ui == unsteered_ui
+
+
+def test_a_model_reloaded_through_the_api_is_steered_before_its_first_reply(page, webui):
+    unsteered = webui.chat(MESSAGE)
+    add_joy_vector(page)
+    steered = webui.chat(MESSAGE)
+    assert steered != unsteered
+    # The tab is left alone from here on: the webui reloads its model.
+    webui.unload()
+    webui.load()
+    assert webui.chat(MESSAGE) == steered
+
+
+def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui):
+    from playwright.sync_api import expect
+
+    add_joy_vector(page)
+    webui.unload()
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    open_tab(page)  # back to the tab, as a user does after the Model tab
+    no_model = "No model is loaded"
+    expect(page.get_by_text(re.compile(r"Model:.*none"))).to_be_visible()
+    expect(page.locator("#steering-status")).to_contain_text(no_model)
+    expect(page.locator("#steering-status")).not_to_contain_text("active")
+    page.get_by_role("button", name="Add steering vector").click()
+    expect(page.locator("#steering-status")).to_contain_text(f"Could not add the steering vector: {no_model}")
+    page.get_by_role("tab", name="Optimize", exact=True).click()
+    page.get_by_role("button", name="Optimize vectors").click()
+    expect(page.locator("#optimize-status")).to_contain_text(f"Could not start the optimization: {no_model}")
+    screenshot(page, "webui-no-model.png")
+    webui.load()
+
+
+def test_readme_alphas_end_their_replies(page, webui):
+    """The README's advice: a joy vector at layer 12 with alpha 2 to 4 makes
+    replies cheerful. Greedy replies at those alphas must still end (reach
+    end-of-text) rather than loop until the token limit."""
+    for alpha in README_ALPHAS:
+        reset_vectors(page)
+        add_joy_vector(page, alpha=alpha)
+        reply, finish = webui.chat_finish(MESSAGE, max_tokens=160)
+        log.info("alpha %g: finish=%s reply=%r", alpha, finish, reply)
+        assert finish == "stop", (alpha, reply)
+
+
+def test_optimize_from_the_tab_cancel_apply_best_and_a_chat_that_waits(page, webui):
+    from playwright.sync_api import expect
+
+    add_joy_vector(page)
+    page.get_by_role("tab", name="Optimize", exact=True).click()
+    for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6")):
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_role("button", name="Optimize vectors").click()
+    progress = page.locator("#optimize-progress")
+    expect(progress).to_contain_text(re.compile(r"[1-9]\d* of 13 evaluations"), timeout=REPLY_TIMEOUT_MS)
+
+    # A chat sent now waits for the run, and the Chat tab says so and for how long.
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    page.locator("#new-chat-btn").click()
+    page.locator("#chat-input textarea").fill(MESSAGE)
+    page.locator("#Generate").click()
+    expect(page.get_by_text(re.compile(r"this reply waits until it ends: (about|it has)"))).to_be_visible()
+    screenshot(page, "webui-chat-waits.png")
+
+    open_tab(page)
+    page.get_by_role("tab", name="Optimize", exact=True).click()
+    page.get_by_role("button", name="Cancel", exact=True).click()
+    status = page.locator("#optimize-status")
+    expect(status).to_contain_text("Cancel")
+    expect(status).to_contain_text("Cancelled", timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator("#optimize-summary")).to_contain_text(re.compile(r"\S"))
+    screenshot(page, "webui-optimize.png")
+    apply = page.get_by_role("button", name="Apply best")
+    summary = page.locator("#optimize-summary").inner_text()
+    if "No setting beat the unsteered model" in summary:
+        expect(apply).to_be_hidden()
+        expect(status).to_contain_text("nothing to apply")
+    else:
+        apply.click()
+        expect(status).to_contain_text("Applied the best setting", timeout=REPLY_TIMEOUT_MS)
+    # The chat that waited got its reply once the run ended.
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    expect(page.locator("._generating")).to_have_count(0, timeout=REPLY_TIMEOUT_MS)
+    assert page.locator("#chat .assistant-message").last.get_attribute("data-raw")
