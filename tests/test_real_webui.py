@@ -26,21 +26,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "webui"))
 
 from real import RealWebui  # noqa: E402
+from test_browser import CHROMIUM_ARGS, browser  # noqa: E402,F401 - the same headless Chromium
 
 pytestmark = [pytest.mark.webui, pytest.mark.browser, pytest.mark.slow]
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1400, "height": 1000}
 TAB_NAME = "Steering"  # params["display_name"]: the webui's sidebar label
 UI_TIMEOUT_MS = 60_000
@@ -58,7 +50,7 @@ GRIEF = (
 )
 MESSAGE = "Describe your morning in two sentences."
 ALPHA_LABEL = re.compile(r"^(Alpha|Coefficient)")
-README_ALPHAS = (2.0, 3.0)  # README "Steering": alpha 2 to 3 turns replies cheerful
+README_ALPHAS = (1.0,)  # README "Steering": alpha 1 turns replies cheerful
 
 
 def screenshot(page, name: str) -> Path:
@@ -81,20 +73,6 @@ def webui(tmp_path_factory):
     finally:
         server.stop()
         log.info("webui log tail:\n%s", server.log_tail(3000))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install it with `scripts/install.sh --test`.")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
@@ -226,9 +204,9 @@ def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui)
 
 
 def test_readme_alphas_end_their_replies(page, webui):
-    """The README's advice: a joy vector at layer 12 with alpha 2 to 4 makes
-    replies cheerful. Greedy replies at those alphas must still end (reach
-    end-of-text) rather than loop until the token limit."""
+    """The README's advice: a joy vector at layer 12 with alpha 1 makes
+    replies cheerful. Greedy replies there must still end (reach
+    end-of-text) rather than loop until the token limit, as they did at 2."""
     for alpha in README_ALPHAS:
         reset_vectors(page)
         add_joy_vector(page, alpha=alpha)

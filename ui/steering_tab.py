@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 TABLE_HEIGHT_PX = 220  # about five vectors; more scroll
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
-DEFAULT_ALPHA = 2.0
+DEFAULT_ALPHA = 1.0
 
 
 
@@ -285,7 +285,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
             alpha = gr.Number(
                 value=settings.get("alpha", DEFAULT_ALPHA),
                 label="Alpha",
-                info="H + alpha × V; negative steers away. Start near 2: too high garbles the text.",
+                info="H + alpha × V; negative steers away. Start near 1: from about 1.5 replies repeat.",
             )
             add = gr.Button("Add steering vector", variant="primary")
             example = gr.Button("Load example", size="sm")

@@ -130,7 +130,7 @@ def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
         webui.load()
         webui.build()
         assert webui.component("Layer").value == 3  # within the model's 4 layers
-        assert webui.component("Alpha").value == 2.0
+        assert webui.component("Alpha").value == 1.0  # the default
         assert webui.component("Limit").value == 20
         assert webui.component("Highest layer").value == 3
         assert webui.component("Seed").value == 0
