@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +76,6 @@ class _Batch:
     owners: torch.Tensor  # [scored tokens] -> index into `requests`
     requests: tuple[int, ...]  # indices into the scorer's request list
 
-    @property
-    def tokens(self) -> int:
-        return int(self.ids.numel())
-
 
 def _tokenize(lm: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """(context tokens, continuation tokens) exactly as HFLM.loglikelihood makes them."""
@@ -91,7 +87,7 @@ def _tokenize(lm: Any, context: str, continuation: str) -> tuple[list[int], list
     return lm._encode_pair(context, continuation)
 
 
-def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
+def layout_unsupported(model: Any, layers: torch.nn.ModuleList) -> str | None:
     """Why the layer loop cannot run this model, or None when it can."""
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None)
@@ -105,6 +101,14 @@ def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
         return "the steered layers are not model.model.layers"
     if getattr(model, "lm_head", None) is None:
         return "the model has no lm_head"
+    return None
+
+
+def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
+    """Why the layer loop cannot answer lm-eval's requests on this model, or None."""
+    why = layout_unsupported(model, layers)
+    if why is not None:
+        return why
     if getattr(lm, "backend", None) != "causal":
         return "lm-eval does not treat the model as causal"
     if getattr(lm, "mixed_precision_dtype", None) is not None:
@@ -112,17 +116,18 @@ def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
     return None
 
 
-class PrefixScorer:
-    """Scores a fixed list of loglikelihood requests, reusing the hidden
-    states below the lowest steered layer. Build it with `PrefixScorer.build`."""
+class LayerCache:
+    """Runs fixed right-padded batches of token ids through a decoder with the
+    layers below the lowest steered layer run once: the hidden states entering
+    layers are kept (every layer, or every k-th, up to `cache_bytes`) and a
+    later pass starts from the nearest kept layer at or below its steering.
+
+    Subclasses plan the batches and say what to do with each batch's last
+    hidden state (`run`). The model must pass `layout_unsupported`.
+    """
 
     def __init__(
-        self,
-        model: Any,
-        lm: Any,
-        requests: Sequence[Any],
-        batch_size: int,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        self, model: Any, batch_ids: Sequence[torch.Tensor], cache_bytes: int
     ) -> None:
         self.model = model
         self.base = model.model
@@ -130,95 +135,14 @@ class PrefixScorer:
         self.num_layers = len(self.layers)
         self.config = self.base.config
         self.device = self.base.embed_tokens.weight.device
-        self.softmax_dtype = getattr(lm, "softmax_dtype", None)
         self.cache_bytes = max(0, int(cache_bytes))
-        self.requests = len(requests)
-        self.batches = self._plan(lm, requests, batch_size)
-        self.rows = sum(int(b.ids.shape[0]) for b in self.batches)
+        self._batch_ids = [ids.to(self.device) for ids in batch_ids]
+        self.rows = sum(int(ids.shape[0]) for ids in self._batch_ids)
         # layer -> hidden states entering it, one tensor per batch
         self._store: dict[int, list[torch.Tensor]] = {}
-        self._bytes_per_layer = sum(b.tokens for b in self.batches) * self._hidden_bytes()
+        self._bytes_per_layer = sum(int(ids.numel()) for ids in batch_ids) * self._hidden_bytes()
         self._storable_layers = self._choose_storable()
         self.layer_runs = 0  # decoder layers run, summed over batches
-
-    @classmethod
-    def build(
-        cls,
-        steerer: Any,
-        lm: Any,
-        requests: Sequence[Any],
-        batch_size: int,
-        cache_bytes: int = DEFAULT_CACHE_BYTES,
-    ) -> PrefixScorer | None:
-        """A scorer for `requests`, or None (with the reason logged) when the
-        model's layout is not supported or the scorer's answers on one batch
-        differ from lm-eval's."""
-        model = steerer.model
-        why = _supported(model, steerer.layers, lm)
-        if why is not None:
-            log.info("prefix cache off: %s; scoring through lm-eval", why)
-            return None
-        if not requests:
-            return None
-        try:
-            scorer = cls(model, lm, requests, batch_size, cache_bytes)
-        except _Unscorable as exc:
-            log.info("prefix cache off: %s; scoring through lm-eval", exc)
-            return None
-        why = scorer._differs_from_lm_eval(lm, requests)
-        if why is not None:
-            log.warning("prefix cache off: %s; scoring through lm-eval", why)
-            return None
-        return scorer
-
-    # ----------------------------------------------------------------- plan
-
-    def _plan(self, lm: Any, requests: Sequence[Any], batch_size: int) -> list[_Batch]:
-        # request -> (row, continuation tokens); lm-eval's input is
-        # (context + continuation) left-truncated to max_length + 1, minus the
-        # last token, and its scored logits are the last len(continuation).
-        rows: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
-        for index, instance in enumerate(requests):
-            context, continuation = _tokenize(lm, *instance.args)
-            if not context or not continuation or len(continuation) > lm.max_length:
-                raise _Unscorable(f"request {index} has an empty or over-long continuation")
-            row = tuple((context + continuation)[-(lm.max_length + 1) :][:-1])
-            rows.setdefault(row, []).append((index, continuation))
-        ordered = sorted(rows, key=lambda r: (-len(r), r))
-        batches = []
-        start = 0
-        while start < len(ordered):
-            width = len(ordered[start])  # the longest row of the batch
-            size = max(1, batch_size, MIN_BATCH_TOKENS // width)
-            chunk = ordered[start : start + size]
-            start += size
-            ids = torch.zeros((len(chunk), width), dtype=torch.long)
-            pick_index: dict[tuple[int, int], int] = {}
-            picks, targets, owners, members = [], [], [], []
-            for r, row in enumerate(chunk):
-                ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-                for index, continuation in rows[row]:
-                    owner = len(members)
-                    members.append(index)
-                    first = len(row) - len(continuation)
-                    for offset, token in enumerate(continuation):
-                        key = (r, first + offset)
-                        picks.append(pick_index.setdefault(key, len(pick_index)))
-                        targets.append(token)
-                        owners.append(owner)
-            where = sorted(pick_index, key=pick_index.__getitem__)
-            batches.append(
-                _Batch(
-                    ids=ids.to(self.device),
-                    pick_rows=torch.tensor([w[0] for w in where], device=self.device),
-                    pick_positions=torch.tensor([w[1] for w in where], device=self.device),
-                    picks=torch.tensor(picks, device=self.device),
-                    targets=torch.tensor(targets, device=self.device),
-                    owners=torch.tensor(owners, device=self.device),
-                    requests=tuple(members),
-                )
-            )
-        return batches
 
     def _hidden_bytes(self) -> int:
         dtype = self.base.embed_tokens.weight.dtype
@@ -296,31 +220,144 @@ class PrefixScorer:
     def stored_bytes(self) -> int:
         return len(self._store) * self._bytes_per_layer
 
-    # --------------------------------------------------------------- scoring
+    # ------------------------------------------------------------------ run
 
     @torch.no_grad()
-    def score(self, lowest_steered: int | None) -> list[tuple[float, bool]]:
-        """(loglikelihood, is_greedy) per request, in request order, with the
-        model as it is now: steered at `lowest_steered` and above, or not at
-        all when None."""
+    def run(
+        self, lowest_steered: int | None, finish: Callable[[int, torch.Tensor], None]
+    ) -> None:
+        """Every batch through the model as it is now (steered at
+        `lowest_steered` and above, or not at all when None), calling
+        `finish(batch index, hidden state leaving the last layer)` per batch."""
         layer = self.num_layers if lowest_steered is None else int(lowest_steered)
         if not 0 <= layer <= self.num_layers:
             raise ValueError(f"layer {layer} is outside 0..{self.num_layers}")
         start = max((s for s in self._store if s <= layer), default=0)
         new: dict[int, list[torch.Tensor]] = {}
-        answers: list[tuple[float, bool] | None] = [None] * self.requests
-        for index, batch in enumerate(self.batches):
-            hidden = (
-                self._store[start][index] if start else self.base.embed_tokens(batch.ids)
-            )
+        for index, ids in enumerate(self._batch_ids):
+            hidden = self._store[start][index] if start else self.base.embed_tokens(ids)
             # Below `layer` nothing is steered: the states entering layers up
             # to `layer` are the unsteered ones, fit to keep for any setting.
             keep: dict[int, torch.Tensor] = {}
             hidden = self._run_layers(hidden, start, layer, keep)
             for kept, state in keep.items():
                 new.setdefault(kept, []).append(state)
-            self._answer(batch, self._run_layers(hidden, layer, self.num_layers), answers)
+            finish(index, self._run_layers(hidden, layer, self.num_layers))
         self._store.update(new)  # only whole layers: every batch got through
+
+
+class PrefixScorer(LayerCache):
+    """Scores a fixed list of loglikelihood requests, reusing the hidden
+    states below the lowest steered layer. Build it with `PrefixScorer.build`."""
+
+    def __init__(
+        self,
+        model: Any,
+        lm: Any,
+        requests: Sequence[Any],
+        batch_size: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        device = model.model.embed_tokens.weight.device
+        self.batches = self._plan(lm, requests, batch_size, device)
+        super().__init__(model, [b.ids for b in self.batches], cache_bytes)
+        self.softmax_dtype = getattr(lm, "softmax_dtype", None)
+        self.requests = len(requests)
+
+    @classmethod
+    def build(
+        cls,
+        steerer: Any,
+        lm: Any,
+        requests: Sequence[Any],
+        batch_size: int,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> PrefixScorer | None:
+        """A scorer for `requests`, or None (with the reason logged) when the
+        model's layout is not supported or the scorer's answers on one batch
+        differ from lm-eval's."""
+        model = steerer.model
+        why = _supported(model, steerer.layers, lm)
+        if why is not None:
+            log.info("prefix cache off: %s; scoring through lm-eval", why)
+            return None
+        if not requests:
+            return None
+        try:
+            scorer = cls(model, lm, requests, batch_size, cache_bytes)
+        except _Unscorable as exc:
+            log.info("prefix cache off: %s; scoring through lm-eval", exc)
+            return None
+        why = scorer._differs_from_lm_eval(lm, requests)
+        if why is not None:
+            log.warning("prefix cache off: %s; scoring through lm-eval", why)
+            return None
+        return scorer
+
+    # ----------------------------------------------------------------- plan
+
+    @staticmethod
+    def _plan(
+        lm: Any, requests: Sequence[Any], batch_size: int, device: torch.device
+    ) -> list[_Batch]:
+        # request -> (row, continuation tokens); lm-eval's input is
+        # (context + continuation) left-truncated to max_length + 1, minus the
+        # last token, and its scored logits are the last len(continuation).
+        rows: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
+        for index, instance in enumerate(requests):
+            context, continuation = _tokenize(lm, *instance.args)
+            if not context or not continuation or len(continuation) > lm.max_length:
+                raise _Unscorable(f"request {index} has an empty or over-long continuation")
+            row = tuple((context + continuation)[-(lm.max_length + 1) :][:-1])
+            rows.setdefault(row, []).append((index, continuation))
+        ordered = sorted(rows, key=lambda r: (-len(r), r))
+        batches = []
+        start = 0
+        while start < len(ordered):
+            width = len(ordered[start])  # the longest row of the batch
+            size = max(1, batch_size, MIN_BATCH_TOKENS // width)
+            chunk = ordered[start : start + size]
+            start += size
+            ids = torch.zeros((len(chunk), width), dtype=torch.long)
+            pick_index: dict[tuple[int, int], int] = {}
+            picks, targets, owners, members = [], [], [], []
+            for r, row in enumerate(chunk):
+                ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+                for index, continuation in rows[row]:
+                    owner = len(members)
+                    members.append(index)
+                    first = len(row) - len(continuation)
+                    for offset, token in enumerate(continuation):
+                        key = (r, first + offset)
+                        picks.append(pick_index.setdefault(key, len(pick_index)))
+                        targets.append(token)
+                        owners.append(owner)
+            where = sorted(pick_index, key=pick_index.__getitem__)
+            batches.append(
+                _Batch(
+                    ids=ids.to(device),
+                    pick_rows=torch.tensor([w[0] for w in where], device=device),
+                    pick_positions=torch.tensor([w[1] for w in where], device=device),
+                    picks=torch.tensor(picks, device=device),
+                    targets=torch.tensor(targets, device=device),
+                    owners=torch.tensor(owners, device=device),
+                    requests=tuple(members),
+                )
+            )
+        return batches
+
+    # --------------------------------------------------------------- scoring
+
+    def score(self, lowest_steered: int | None) -> list[tuple[float, bool]]:
+        """(loglikelihood, is_greedy) per request, in request order, with the
+        model as it is now: steered at `lowest_steered` and above, or not at
+        all when None."""
+        answers: list[tuple[float, bool] | None] = [None] * self.requests
+
+        def finish(index: int, hidden: torch.Tensor) -> None:
+            self._answer(self.batches[index], hidden, answers)
+
+        self.run(lowest_steered, finish)
         assert all(a is not None for a in answers)
         return answers  # type: ignore[return-value]
 
