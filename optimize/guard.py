@@ -1,0 +1,267 @@
+"""The capability guard: how far a steering setting moves the model on neutral text.
+
+A setting that wins the target task can still break everything else. The
+guard measures that cheaply, with no benchmark: the mean KL divergence
+KL(unsteered || steered) of the next-token distributions over the token
+positions of a small set of everyday sentences (`tasks/neutral/neutral.txt`).
+KL 0 means the steered model predicts exactly as the unsteered one; the
+default budget (`DEFAULT_KL_BUDGET`) is the largest mean KL at which the
+embedded SmolLM2 still wrote fluent text (see `docs/guard.md`).
+
+Cost per setting is one batched forward over the set. The layers below the
+lowest steered layer are the same for every setting, so they run once
+(`optimize.prefix.LayerCache`), as for the task's own scoring. The unsteered
+distributions are computed once and kept in a form as small as a hidden
+state per position. For a position with unsteered distribution p, steered
+final hidden state h and output layer z = W h + b:
+
+    KL(p || softmax(z)) = sum_v p_v log p_v - sum_v p_v z_v + logsumexp(z)
+    sum_v p_v z_v       = (W^T p) . h + p . b
+
+so the guard keeps per position u = W^T p and the scalar
+c = sum p log p - p . b, and a steered pass needs only its own logits'
+logsumexp: KL = c - u . h + logsumexp(z). (Keeping p itself would take
+vocabulary x positions floats: 0.8 GB for SmolLM2 on this set.)
+
+Position 0 (the BOS token, whose prediction sees no text) and padding are
+left out. Where the steered final state equals the unsteered one exactly (no
+vectors, or alpha 0), the KL is exactly 0 rather than rounding noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from optimize import prefix
+from optimize._rng import preserved_rng
+from optimize.prefix import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
+from steering.engine import Steerer
+from steering.errors import InvalidInputError, UnsupportedModelError
+from steering.vector import SteeringVector
+
+NEUTRAL_TEXT_PATH = Path(__file__).resolve().parent.parent / "tasks" / "neutral" / "neutral.txt"
+
+# Mean KL (nats per token) above which a setting is over budget by default.
+# Measured on SmolLM2-135M-Instruct: see docs/guard.md.
+DEFAULT_KL_BUDGET = 0.5
+
+# Sentences the guard scores by default: an evenly spaced subset of the set.
+# All 310 cost about as much as scoring 100 task documents; 100 keep the
+# guard well below the task's own cost and moved its mean KL by at most
+# 5 % at the settings measured in docs/guard.md.
+DEFAULT_GUARD_SENTENCES = 100
+
+# Positions whose logits are computed at once (bounds memory: 256 x vocabulary floats).
+HEAD_CHUNK = 256
+
+
+def neutral_sentences(
+    path: str | Path = NEUTRAL_TEXT_PATH, count: int | None = None
+) -> tuple[str, ...]:
+    """The shipped neutral sentences (or those of another one-per-line file);
+    with `count`, that many spread evenly over the file (its topics are in
+    runs, so the first `count` would be mostly weather and cooking)."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise InvalidInputError(f"Cannot read the neutral text file {path}: {exc}") from exc
+    sentences = tuple(line.strip() for line in lines if line.strip())
+    if not sentences:
+        raise InvalidInputError(f"The neutral text file {path} has no sentences.")
+    if count is None or count >= len(sentences):
+        return sentences
+    if count < 1:
+        raise InvalidInputError(f"The guard needs at least one sentence, got {count!r}.")
+    return tuple(sentences[i * len(sentences) // count] for i in range(count))
+
+
+@dataclass(frozen=True)
+class KlOutcome:
+    """The guard's measure of one setting: `kl` is the mean over `positions`
+    scored token positions (nats per token) in `sentences` sentences."""
+
+    kl: float
+    positions: int
+    sentences: int
+
+
+@dataclass(frozen=True)
+class _Batch:
+    ids: torch.Tensor  # [rows, width], right-padded
+    mask: torch.Tensor  # [rows, width] bool: real tokens
+    scored: torch.Tensor  # [rows, width] bool: positions whose prediction is compared
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The unsteered model at one batch's scored positions."""
+
+    hidden: torch.Tensor  # [P, H] final (normed) hidden state, model dtype
+    u: torch.Tensor  # [P, H] float32: W^T p
+    c: torch.Tensor  # [P] float32: sum p log p - p . b
+
+
+class KlGuard:
+    """Mean KL(unsteered || steered) over a neutral text set, for any setting.
+
+    Built once per run (it runs the unsteered model over the set once);
+    `evaluate(vectors)` then scores a setting. Uses the layer cache on the
+    layouts `optimize.prefix` supports and a plain forward on other models.
+    `batch_size` is the least number of sentences per batch (batches are
+    filled to `prefix.MIN_BATCH_TOKENS` tokens, as for the task's scoring).
+    """
+
+    def __init__(
+        self,
+        steerer: Steerer,
+        texts: Sequence[str] | None = None,
+        batch_size: int = 16,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"The guard's batch size must be at least 1, got {batch_size!r}.")
+        self.steerer = steerer
+        model = steerer.model
+        texts = neutral_sentences(count=DEFAULT_GUARD_SENTENCES) if texts is None else tuple(texts)
+        self.sentences = len(texts)
+        self.device = steerer.device
+        self._batches = self._plan(steerer, texts, batch_size)
+        self.positions = sum(int(b.scored.sum()) for b in self._batches)
+        head = model.get_output_embeddings()
+        if head is None or not isinstance(head, torch.nn.Linear):
+            raise UnsupportedModelError(
+                f"{steerer.info.name} has no plain linear output layer, so the KL guard "
+                "cannot measure it."
+            )
+        self._head = head
+        self._weight = head.weight.float()  # no copy for float32 models
+        self._bias = None if head.bias is None else head.bias.float()
+        why = layout_unsupported(model, steerer.layers)
+        self._cache = (
+            None
+            if why is not None
+            else LayerCache(model, [b.ids for b in self._batches], cache_bytes)
+        )
+        with preserved_rng(), steerer.unsteered():
+            hidden = self._final_states(check=True)
+            self._reference = [self._make_reference(h) for h in hidden]
+
+    # ------------------------------------------------------------------ plan
+
+    def _plan(self, steerer: Steerer, texts: Sequence[str], batch_size: int) -> list[_Batch]:
+        tokenizer = steerer.tokenizer
+        bos = tokenizer.bos_token_id
+        limit = steerer.info.max_context
+        rows = []
+        for text in texts:
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            tokens = ([bos] if bos is not None else []) + tokens
+            if len(tokens) < 2:
+                raise InvalidInputError(f"The neutral text {text!r} is too short to score.")
+            rows.append(tokens[:limit])
+        rows.sort(key=lambda r: (-len(r), r))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        batches = []
+        start = 0
+        while start < len(rows):
+            width = len(rows[start])
+            size = max(batch_size, prefix.MIN_BATCH_TOKENS // width)
+            chunk = rows[start : start + size]
+            start += size
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for r, row in enumerate(chunk):
+                ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+                mask[r, : len(row)] = True
+            scored = mask.clone()
+            scored[:, 0] = False  # the prediction from the BOS token alone
+            batches.append(_Batch(ids.to(self.device), mask.to(self.device), scored.to(self.device)))
+        return batches
+
+    # --------------------------------------------------------------- forward
+
+    def _final_states(self, check: bool = False) -> list[torch.Tensor]:
+        """Per batch, the final (normed) hidden states at the scored
+        positions ([P, H]), with the model as it is now."""
+        out: list[torch.Tensor] = []
+        with torch.no_grad():
+            if self._cache is not None:
+                cache = self._cache
+                steered = self.steerer.steered_layers()
+
+                def finish(index: int, hidden: torch.Tensor) -> None:
+                    out.append(cache.base.norm(hidden)[self._batches[index].scored])
+
+                cache.run(min(steered) if steered else None, finish)
+                return out
+            for batch in self._batches:
+                result = self.steerer.model(
+                    input_ids=batch.ids, attention_mask=batch.mask, output_hidden_states=True
+                )
+                hidden = result.hidden_states[-1]
+                if check and not torch.allclose(
+                    self._head(hidden[batch.mask]).float(),
+                    result.logits[batch.mask].float(),
+                    rtol=1e-3,
+                    atol=1e-3,
+                ):
+                    raise UnsupportedModelError(
+                        f"{self.steerer.info.name} transforms its logits after the output "
+                        "layer, so the KL guard cannot measure it."
+                    )
+                check = False
+                out.append(hidden[batch.scored])
+        return out
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return F.linear(hidden.float(), self._weight, self._bias)
+
+    def _make_reference(self, hidden: torch.Tensor) -> _Reference:
+        us, cs = [], []
+        with torch.no_grad():
+            for chunk in hidden.split(HEAD_CHUNK):
+                logp = F.log_softmax(self._logits(chunk), dim=-1)
+                p = logp.exp()
+                c = (p * logp).sum(-1)
+                if self._bias is not None:
+                    c = c - p @ self._bias
+                us.append(p @ self._weight)
+                cs.append(c)
+        return _Reference(hidden=hidden, u=torch.cat(us), c=torch.cat(cs))
+
+    # --------------------------------------------------------------- scoring
+
+    def evaluate(self, vectors: Sequence[SteeringVector]) -> KlOutcome:
+        """KL(unsteered || steered by exactly `vectors`), mean over the scored
+        positions. The previously active vectors are back afterwards."""
+        total = 0.0
+        if vectors:
+            with preserved_rng(), self.steerer.applied(vectors):
+                states = self._final_states()
+            total = sum(
+                float(self._kl(h, ref).sum())
+                for h, ref in zip(states, self._reference, strict=True)
+            )
+        return KlOutcome(
+            kl=total / self.positions, positions=self.positions, sentences=self.sentences
+        )
+
+    def _kl(self, hidden: torch.Tensor, ref: _Reference) -> torch.Tensor:
+        """KL per scored position of one batch (>= 0; exactly 0 where the
+        final state did not move)."""
+        parts = []
+        with torch.no_grad():
+            for start in range(0, hidden.shape[0], HEAD_CHUNK):
+                h = hidden[start : start + HEAD_CHUNK]
+                lse = torch.logsumexp(self._logits(h), dim=-1)
+                kl = ref.c[start : start + HEAD_CHUNK] + lse
+                kl = kl - (ref.u[start : start + HEAD_CHUNK] * h.float()).sum(-1)
+                same = (h == ref.hidden[start : start + HEAD_CHUNK]).all(-1)
+                parts.append(torch.where(same, torch.zeros_like(kl), kl.clamp_min(0.0)))
+        return torch.cat(parts)
