@@ -34,6 +34,7 @@ from optimize.config import FitnessConfig
 from optimize.errors import FitnessError
 from optimize.metrics import Metrics
 from optimize.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
+from optimize.split import HELDOUT, SEARCH, DocumentSplit
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, SteerSwarmError
 from steering.vector import SteeringVector
@@ -54,13 +55,16 @@ class FitnessOutcome:
     `acc_stderr` it reports; for 0/1 accuracy this is sqrt(p(1-p)/(n-1))),
     pooled over the documents of every task in a group. It is NaN when the
     metric is not aggregated by a mean, or when there is a single document.
-    `responses` are the model's raw answers per request, in request order.
+    `responses` are the model's raw answers per request, in request order;
+    `per_document` the target metric's value per document, in document order
+    (what a paired test compares).
     """
 
     score: float
     stderr: float
     samples: int
     responses: tuple[Any, ...] = field(repr=False, default=())
+    per_document: tuple[float, ...] = field(repr=False, default=())
 
     @property
     def metrics(self) -> Metrics:
@@ -129,6 +133,9 @@ class LmEvalFitness:
     `PrefixScorer` that keeps the hidden states below the steering in up to
     `cache_bytes` of memory (0: keep none, run every layer every time). Its
     answers equal lm-eval's; `prefix_cache=False` scores through lm-eval.
+
+    With `split`, only one `side` of each task's documents is scored
+    (`optimize.split`: SEARCH or HELDOUT); `documents` says which, for people.
     """
 
     def __init__(
@@ -138,9 +145,15 @@ class LmEvalFitness:
         *,
         prefix_cache: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        split: DocumentSplit | None = None,
+        side: str = SEARCH,
     ) -> None:
+        if side not in (SEARCH, HELDOUT):
+            raise ValueError(f"side must be {SEARCH!r} or {HELDOUT!r}, got {side!r}")
         self.steerer = steerer
         self.config = config
+        self.split = split
+        self.side = side
         with preserved_rng():
             self._tasks, self._groups = self._load_tasks()
             self.metric, self.filter, self.higher_is_better = self._resolve_metric()
@@ -151,6 +164,12 @@ class LmEvalFitness:
             for instance in plan.task.instances:
                 self._requests[instance.request_type].extend([instance] * (instance.repeats or 1))
         self.samples = sum(len(plan.docs) for plan in self._plans)
+        self.documents = (
+            f"all {self.samples} documents"
+            if split is None
+            else f"the {'held-out' if side == HELDOUT else 'searched'} {self.samples} documents"
+            f" ({split.fraction:.0%} held out, split seed {split.seed})"
+        )
         self.prefix_scorer: PrefixScorer | None = None
         if prefix_cache and self._requests.get("loglikelihood"):
             with preserved_rng():
@@ -269,6 +288,10 @@ class LmEvalFitness:
                 raise FitnessError(
                     f"lm-eval could not build the prompts of the task {name!r}: {_short(exc)}"
                 ) from exc
+            if self.split is not None:
+                docs = [docs[i] for i in self.split.parts(len(docs))[self.side]]
+                kept = {doc_id for doc_id, _ in docs}
+                task._instances = [i for i in task.instances if i.doc_id in kept]
             by_doc: dict[int, list[Any]] = defaultdict(list)
             for instance in task.instances:
                 by_doc[instance.doc_id].append(instance)
@@ -282,6 +305,13 @@ class LmEvalFitness:
     def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
         """The named metrics of the model steered by exactly `vectors`."""
         return self.evaluate(vectors).metrics
+
+    def document_scores(
+        self, vectors: Sequence[SteeringVector]
+    ) -> tuple[Metrics, tuple[float, ...]]:
+        """The named metrics and the target metric per document, in document order."""
+        outcome = self.evaluate(vectors)
+        return outcome.metrics, outcome.per_document
 
     def score(self, vectors: Sequence[SteeringVector]) -> tuple[float, float]:
         """(score, standard error) of the model steered by exactly `vectors`."""
@@ -343,7 +373,11 @@ class LmEvalFitness:
             else math.nan
         )
         return FitnessOutcome(
-            score=float(value), stderr=stderr, samples=self.samples, responses=responses
+            score=float(value),
+            stderr=stderr,
+            samples=self.samples,
+            responses=responses,
+            per_document=tuple(float(v) for v in pooled),
         )
 
     def _run_requests(self) -> tuple[Any, ...]:

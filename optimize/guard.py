@@ -5,7 +5,7 @@ guard measures that cheaply, with no benchmark: the mean KL divergence
 KL(unsteered || steered) of the next-token distributions over the token
 positions of a small set of everyday sentences (`tasks/neutral/neutral.txt`).
 KL 0 means the steered model predicts exactly as the unsteered one; the
-default budget (`DEFAULT_KL_BUDGET`) is the largest mean KL at which the
+default budget (`optimize.objective.DEFAULT_KL_BUDGET`) is the largest mean KL at which the
 embedded SmolLM2 still wrote fluent text (see `docs/guard.md`).
 
 Cost per setting is one batched forward over the set. The layers below the
@@ -40,16 +40,14 @@ import torch.nn.functional as F
 
 from optimize import prefix
 from optimize._rng import preserved_rng
+from optimize.metrics import Fitness, Metrics
+from optimize.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
 from optimize.prefix import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, UnsupportedModelError
 from steering.vector import SteeringVector
 
 NEUTRAL_TEXT_PATH = Path(__file__).resolve().parent.parent / "tasks" / "neutral" / "neutral.txt"
-
-# Mean KL (nats per token) above which a setting is over budget by default.
-# Measured on SmolLM2-135M-Instruct: see docs/guard.md.
-DEFAULT_KL_BUDGET = 0.5
 
 # Sentences the guard scores by default: an evenly spaced subset of the set.
 # All 310 cost about as much as scoring 100 task documents; 100 keep the
@@ -265,3 +263,38 @@ class KlGuard:
                 same = (h == ref.hidden[start : start + HEAD_CHUNK]).all(-1)
                 parts.append(torch.where(same, torch.zeros_like(kl), kl.clamp_min(0.0)))
         return torch.cat(parts)
+
+
+class GuardedFitness:
+    """A target fitness with the capability guard's metrics added: "kl" from a
+    `KlGuard` for every setting and, with a `guard_task` fitness (another
+    lm-eval task, e.g. general knowledge), its score ("guard", "guard_stderr")
+    and the points it lost against the unsteered model ("guard_drop", > 0 is
+    a loss). The unsteered guard score is measured once, here.
+
+    Itself a `Fitness`: the run ranks what it reports with an objective.
+    """
+
+    def __init__(self, target: Fitness, guard: KlGuard, guard_task: Fitness | None = None) -> None:
+        self.target = target
+        self.guard = guard
+        self.guard_task = guard_task
+        self.config = target.config
+        self.samples = target.samples
+        self.higher_is_better = target.higher_is_better
+        self.guard_baseline = None if guard_task is None else guard_task.metrics(()).target
+
+    @property
+    def metric_key(self) -> str:
+        return self.target.metric_key
+
+    def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
+        values = dict(self.target.metrics(vectors))
+        values[KL] = self.guard.evaluate(vectors).kl
+        if self.guard_task is not None and self.guard_baseline is not None:
+            guard = self.guard_task.metrics(vectors)
+            sign = 1.0 if self.guard_task.higher_is_better else -1.0
+            values[GUARD] = guard.target
+            values[GUARD_STDERR] = guard.target_stderr
+            values[GUARD_DROP] = 100.0 * sign * (self.guard_baseline - guard.target)
+        return Metrics(values)

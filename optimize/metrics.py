@@ -111,3 +111,13 @@ class Fitness(Protocol):
         """Every metric of the model steered by exactly `vectors` (() for
         unsteered), with the vectors active before the call back after it."""
         ...
+
+
+@runtime_checkable
+class PerDocumentFitness(Fitness, Protocol):
+    """A Fitness that can also give the target metric per document, in a
+    fixed document order: what a paired test of two settings compares."""
+
+    def document_scores(self, vectors: Sequence[SteeringVector]) -> tuple[Metrics, tuple[float, ...]]:
+        """(metrics, per-document target values) of the model steered by `vectors`."""
+        ...

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 from steering.errors import InvalidInputError
@@ -29,14 +31,68 @@ class _Scored(Protocol):
 S = TypeVar("S", bound=_Scored)
 
 
+# Metric names of the capability guard (written by optimize.guard.GuardedFitness).
+KL = "kl"  # mean KL(unsteered || steered) over the neutral text set, nats per token
+GUARD = "guard"  # the guard task's metric
+GUARD_STDERR = "guard_stderr"
+GUARD_DROP = "guard_drop"  # points the guard task lost against the unsteered model
+
+# Measured on SmolLM2-135M-Instruct (docs/guard.md): the largest mean KL over
+# the neutral set at which its replies stayed fluent.
+DEFAULT_KL_BUDGET = 0.5
+# A guard task may lose at most this many points: about one standard error of
+# a 100-document accuracy near 0.5, so a smaller drop is within noise.
+DEFAULT_MAX_GUARD_DROP = 5.0
+
+
+def _positive(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise InvalidInputError(f"The {name} must be a number above 0, got {value!r}.")
+    if not math.isfinite(value):
+        raise InvalidInputError(f"The {name} must be finite, got {value!r}.")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class ObjectiveOptions:
+    """The limits a constrained objective ranks within: `kl_budget` in nats
+    per token, `max_guard_drop` in points (x100) of the guard task."""
+
+    kl_budget: float = DEFAULT_KL_BUDGET
+    max_guard_drop: float = DEFAULT_MAX_GUARD_DROP
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kl_budget", _positive("KL budget", self.kl_budget))
+        object.__setattr__(
+            self, "max_guard_drop", _positive("maximum guard drop", self.max_guard_drop)
+        )
+
+    def to_dict(self) -> dict[str, float]:
+        return {"kl_budget": self.kl_budget, "max_guard_drop": self.max_guard_drop}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ObjectiveOptions:
+        return cls(**(data or {}))
+
+
 class Objective(ABC):
     """Ranks evaluations by their metrics. `higher_is_better` is the target
-    metric's direction, as the fitness reports it."""
+    metric's direction, as the fitness reports it; `options` the limits of
+    constrained objectives (others ignore them)."""
 
     name: ClassVar[str]
+    # The metrics a fitness must report for this objective (besides "target").
+    needs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, higher_is_better: bool = True) -> None:
+    def __init__(
+        self, higher_is_better: bool = True, options: ObjectiveOptions | None = None
+    ) -> None:
         self.higher_is_better = bool(higher_is_better)
+        self.options = options or ObjectiveOptions()
+
+    def within_limits(self, metrics: Metrics) -> bool:
+        """Whether a setting keeps this objective's limits (True when it has none)."""
+        return True
 
     @abstractmethod
     def value(self, metrics: Metrics) -> float:
@@ -92,16 +148,59 @@ class TargetObjective(Objective):
         return target if self.higher_is_better else -target
 
 
+class GuardedObjective(Objective):
+    """The target metric among the settings within the guard's limits: mean
+    KL on neutral text at most `kl_budget` and, when the fitness scores a
+    guard task, a drop of at most `max_guard_drop` points there.
+
+    A setting over a limit ranks below every setting within them; among
+    those over, the smaller overshoot ranks higher (so a search that starts
+    out of bounds is led back). The value of a setting over its limits is
+    -(OVER_LIMIT + overshoot), below any target metric of magnitude < 1e6.
+    A setting whose KL was not measured (NaN) ranks like a NaN target.
+    """
+
+    name = "guarded"
+    needs = (KL,)
+    OVER_LIMIT = 1e6
+
+    def overshoot(self, metrics: Metrics) -> float:
+        """0 within the limits; otherwise how far over, relative to each limit."""
+        kl = metrics.get(KL, math.nan)
+        if math.isnan(kl):
+            return math.nan
+        over = max(0.0, kl - self.options.kl_budget) / self.options.kl_budget
+        drop = metrics.get(GUARD_DROP, math.nan)
+        if not math.isnan(drop):
+            over += max(0.0, drop - self.options.max_guard_drop) / self.options.max_guard_drop
+        return over
+
+    def within_limits(self, metrics: Metrics) -> bool:
+        return self.overshoot(metrics) == 0.0
+
+    def value(self, metrics: Metrics) -> float:
+        over = self.overshoot(metrics)
+        if over != 0.0:  # NaN stays NaN
+            return -(self.OVER_LIMIT + over)
+        target = metrics.target
+        return target if self.higher_is_better else -target
+
+
 OBJECTIVES: dict[str, type[Objective]] = {
     TargetObjective.name: TargetObjective,
+    GuardedObjective.name: GuardedObjective,
 }
 
+DEFAULT_OBJECTIVE = GuardedObjective.name
 
-def make_objective(name: str, higher_is_better: bool = True) -> Objective:
+
+def make_objective(
+    name: str, higher_is_better: bool = True, options: ObjectiveOptions | None = None
+) -> Objective:
     """The registered objective `name`, for a target metric of that direction."""
     cls = OBJECTIVES.get(name)
     if cls is None:
         raise InvalidInputError(
             f"Unknown objective {name!r}; known objectives: {', '.join(sorted(OBJECTIVES))}."
         )
-    return cls(higher_is_better)
+    return cls(higher_is_better, options)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -14,115 +13,35 @@ from pathlib import Path
 from typing import Any
 
 from optimize.config import FitnessConfig, PsoConfig
-from optimize.metrics import TARGET, TARGET_STDERR, Metrics
-from optimize.objective import Objective, make_objective
+from optimize.evaluation import Evaluation
+from optimize.front import Recommendation, pareto_front, recommend
+from optimize.heldout import HeldOutScores, fitness_from_dict
+from optimize.objective import Objective, ObjectiveOptions, make_objective
 from optimize.space import SearchSpace, Setting
+from optimize.split import DocumentSplit
 from steering.errors import InvalidInputError
+
+__all__ = [
+    "Evaluation",
+    "HeldOutScores",
+    "OptimizationResult",
+    "Progress",
+    "TunedVector",
+    "VectorRecord",
+    "tune",
+]
 
 FORMAT = "steerswarm.optimization"
 # 2: every evaluation records its named metrics; the result its objective and
-# strategy. Version 1 files (score and stderr only, objective "target", PSO)
-# still load.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# strategy. 3: the objective's options, the document split, the Pareto front
+# and the recommendation. Version 1 files (score and stderr only, objective
+# "target", PSO) and 2 still load.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _finite_or_none(value: float) -> float | None:
-    """JSON has no NaN or infinity: they are written as null."""
-    return value if math.isfinite(value) else None
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """One scored setting.
-
-    `iteration` and `particle` are -1 for the unsteered baseline. `layers` and
-    `alphas` hold one entry per selected vector (empty for the baseline).
-    `stderr` is NaN when the metric has no standard error. `cached` is True
-    when the setting had been scored before in this run (its score is reused
-    and nothing was run). `seconds` is the wall time this evaluation took.
-    `metrics` holds every metric the fitness reported; its "target" and
-    "target_stderr" are always `score` and `stderr`.
-    """
-
-    iteration: int
-    particle: int
-    layers: tuple[int, ...]
-    alphas: tuple[float, ...]
-    score: float
-    stderr: float
-    seconds: float
-    cached: bool = False
-    metrics: Metrics = field(default_factory=Metrics)
-
-    def __post_init__(self) -> None:
-        # `score` and `stderr` are the target's truth (so dataclasses.replace
-        # of a score also replaces it among the metrics).
-        merged = Metrics({**self.metrics, TARGET: self.score, TARGET_STDERR: self.stderr})
-        object.__setattr__(self, "metrics", merged)
-
-    @classmethod
-    def scored(
-        cls,
-        iteration: int,
-        particle: int,
-        setting: Setting,
-        metrics: Metrics,
-        seconds: float,
-        cached: bool = False,
-    ) -> Evaluation:
-        """The evaluation of `setting` that measured `metrics`."""
-        return cls(
-            iteration=iteration,
-            particle=particle,
-            layers=setting.layers,
-            alphas=setting.alphas,
-            score=metrics.target,
-            stderr=metrics.target_stderr,
-            seconds=seconds,
-            cached=cached,
-            metrics=metrics,
-        )
-
-    @property
-    def setting(self) -> Setting:
-        return Setting(self.layers, self.alphas)
-
-    @property
-    def is_baseline(self) -> bool:
-        return self.iteration < 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "iteration": self.iteration,
-            "particle": self.particle,
-            "layers": list(self.layers),
-            "alphas": list(self.alphas),
-            "score": _finite_or_none(self.score),
-            "stderr": _finite_or_none(self.stderr),
-            "seconds": self.seconds,
-            "cached": self.cached,
-            "metrics": self.metrics.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
-        score, stderr = data.get("score"), data.get("stderr")
-        return cls(
-            iteration=int(data["iteration"]),
-            particle=int(data["particle"]),
-            layers=tuple(int(v) for v in data["layers"]),
-            alphas=tuple(float(v) for v in data["alphas"]),
-            score=math.nan if score is None else float(score),
-            stderr=math.nan if stderr is None else float(stderr),
-            seconds=float(data["seconds"]),
-            cached=bool(data.get("cached", False)),
-            metrics=Metrics.from_dict(data.get("metrics") or {}),
-        )
 
 
 @dataclass(frozen=True)
@@ -205,59 +124,6 @@ def tune(vectors: Sequence[VectorRecord], setting: Setting) -> tuple[TunedVector
 
 
 @dataclass(frozen=True)
-class HeldOutScores:
-    """The unsteered model and the best setting scored on a held-out task:
-    documents the search never saw, so the gain there is not selected for.
-
-    `baseline` has no layers (no steering at all, like the search baseline);
-    `best` carries the layers and alphas of the search's best setting, and its
-    iteration and particle.
-    """
-
-    fitness: FitnessConfig
-    metric: str
-    higher_is_better: bool
-    samples: int
-    baseline: Evaluation
-    best: Evaluation
-
-    @property
-    def gain_points(self) -> float:
-        """Best minus baseline on the held-out documents, in points."""
-        return 100.0 * (self.best.score - self.baseline.score)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "task": self.fitness.task,
-            "metric": self.metric,
-            "higher_is_better": self.higher_is_better,
-            "samples": self.samples,
-            "baseline": self.baseline.to_dict(),
-            "best": self.best.to_dict(),
-            "gain_points": self.gain_points,
-            "fitness": dataclasses.asdict(self.fitness),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HeldOutScores:
-        return cls(
-            fitness=_fitness_from_dict(data["fitness"]),
-            metric=str(data["metric"]),
-            higher_is_better=bool(data["higher_is_better"]),
-            samples=int(data["samples"]),
-            baseline=Evaluation.from_dict(data["baseline"]),
-            best=Evaluation.from_dict(data["best"]),
-        )
-
-
-def _fitness_from_dict(data: dict[str, Any]) -> FitnessConfig:
-    fitness = dict(data)
-    if fitness.get("include_path") and not Path(fitness["include_path"]).is_dir():
-        fitness["include_path"] = None  # the folder was moved; keep the record readable
-    return FitnessConfig(**fitness)
-
-
-@dataclass(frozen=True)
 class OptimizationResult:
     """The outcome of `run_optimization`.
 
@@ -291,6 +157,24 @@ class OptimizationResult:
     heldout: HeldOutScores | None = None
     objective: str = "target"
     strategy: str = "pso"
+    objective_options: ObjectiveOptions = field(default_factory=ObjectiveOptions)
+    split: DocumentSplit | None = None
+
+    @property
+    def front(self) -> list[Evaluation]:
+        """The Pareto front of the search (target vs KL, and guard score)."""
+        return pareto_front(self.history, self.higher_is_better)
+
+    @property
+    def recommendation(self) -> Recommendation:
+        """The setting to apply (or none), and why: `best` when it keeps the
+        objective's limits and beats the baseline."""
+        return recommend(self.baseline, self.history, self.ranking)
+
+    @property
+    def target_only_best(self) -> Evaluation:
+        """The best search evaluation by the target metric alone."""
+        return make_objective("target", self.higher_is_better).best(self.evaluations)
 
     @property
     def gain_points(self) -> float:
@@ -318,7 +202,7 @@ class OptimizationResult:
     @property
     def ranking(self) -> Objective:
         """The objective this run ranked by: what "best" means for it."""
-        return make_objective(self.objective, self.higher_is_better)
+        return make_objective(self.objective, self.higher_is_better, self.objective_options)
 
     def running_best(self) -> list[float]:
         """The best setting's score after each scored setting (not the baseline)."""
@@ -366,6 +250,10 @@ class OptimizationResult:
             "heldout": None if self.heldout is None else self.heldout.to_dict(),
             "objective": self.objective,
             "strategy": self.strategy,
+            "objective_options": self.objective_options.to_dict(),
+            "split": None if self.split is None else self.split.to_dict(),
+            "front": [{"iteration": e.iteration, "particle": e.particle} for e in self.front],
+            "recommendation": self.recommendation.to_dict(),
         }
 
     @classmethod
@@ -387,7 +275,7 @@ class OptimizationResult:
                 vector_indices=tuple(int(i) for i in data["vector_indices"]),
                 vectors=tuple(VectorRecord.from_dict(v) for v in data["vectors"]),
                 seed=int(data["seed"]),
-                fitness=_fitness_from_dict(data["fitness"]),
+                fitness=fitness_from_dict(data["fitness"]),
                 space=SearchSpace(**data["space"]),
                 pso=PsoConfig(**data["pso"]),
                 model=str(data["model"]["name"]),
@@ -401,6 +289,8 @@ class OptimizationResult:
                 heldout=None if heldout is None else HeldOutScores.from_dict(heldout),
                 objective=str(data.get("objective", "target")),
                 strategy=str(data.get("strategy", "pso")),
+                objective_options=ObjectiveOptions.from_dict(data.get("objective_options")),
+                split=None if data.get("split") is None else DocumentSplit.from_dict(data["split"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"The optimization result is incomplete: {exc!r}.") from exc

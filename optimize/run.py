@@ -16,8 +16,9 @@ import numpy as np
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.errors import OptimizationCancelled
-from optimize.metrics import Fitness, Metrics
-from optimize.objective import Objective, make_objective
+from optimize.metrics import Fitness, Metrics, PerDocumentFitness
+from optimize.objective import Objective, ObjectiveOptions, TargetObjective, make_objective
+from optimize.split import HELDOUT, SEARCH, DocumentSplit, PairedTest, paired_test
 from optimize.results import (
     Evaluation,
     HeldOutScores,
@@ -62,9 +63,20 @@ def _restore(steerer: Steerer, vectors: tuple[SteeringVector, ...]) -> None:
         steerer.set_vectors(vectors)
 
 
+def _split_sides(fitness: Fitness, heldout: Fitness | None) -> bool:
+    """Whether the two score the searched and the held-out documents of one split."""
+    split = getattr(fitness, "split", None)
+    return (
+        split is not None
+        and getattr(heldout, "split", None) == split
+        and (getattr(fitness, "side", None), getattr(heldout, "side", None)) == (SEARCH, HELDOUT)
+    )
+
+
 def check_heldout(fitness: FitnessConfig, heldout: FitnessConfig | None) -> None:
     """Raise InvalidInputError when the held-out task is the search task itself
-    (its scores would not be held out)."""
+    (its scores would not be held out). A split of one task's documents into
+    searched and held-out ones is checked by the fitnesses, not here."""
     if heldout is not None and (heldout.task, heldout.include_path) == (
         fitness.task,
         fitness.include_path,
@@ -151,6 +163,7 @@ def run_optimization(
     *,
     objective: str = "target",
     strategy: str = "pso",
+    objective_options: ObjectiveOptions | None = None,
 ) -> OptimizationResult:
     """Search the layer and alpha of the selected active vectors for the
     setting the `objective` ranks best, each scored by `fitness`.
@@ -167,11 +180,17 @@ def run_optimization(
 
     `heldout` scores, after the search, the unsteered model and the best
     setting once each on documents the search never saw, into
-    `result.heldout`; `on_progress` is called after each (phase "heldout"). A
-    cancel before then skips it. It must not score the search task itself.
+    `result.heldout` (and the target-only best too, when the objective chose
+    another setting); `on_progress` is called after each (phase "heldout"). A
+    cancel before then skips it. It must not score the search task itself,
+    unless both are the two sides of one `DocumentSplit` of it (an
+    `LmEvalFitness` built with `split=` and `side=SEARCH` / `HELDOUT`).
+    A fitness that also gives per-document values (`PerDocumentFitness`)
+    gets a paired test of each held-out comparison.
 
     `strategy` names a registered search strategy (`optimize.strategies`),
-    `objective` a registered objective (`optimize.objective`).
+    `objective` a registered objective (`optimize.objective`), ranking within
+    `objective_options` (default: `ObjectiveOptions()`).
 
     Raises:
         InvalidInputError: a bad selection, a layer range outside the model,
@@ -184,8 +203,9 @@ def run_optimization(
     originals = steerer.vectors
     indices = _check_indices(vector_indices, len(originals))
     space.check_model(steerer.info.num_layers, steerer.info.name)
-    check_heldout(fitness.config, None if heldout is None else heldout.config)
-    ranking = make_objective(objective, fitness.higher_is_better)
+    if not _split_sides(fitness, heldout):
+        check_heldout(fitness.config, None if heldout is None else heldout.config)
+    ranking = make_objective(objective, fitness.higher_is_better, objective_options)
     if cancel is not None and cancel.is_set():
         raise OptimizationCancelled("The optimization was cancelled before it started.")
     try:
@@ -275,37 +295,21 @@ def _optimize(
     cancelled = outcome.cancelled
     heldout_scores = None
     if heldout is not None and not cancelled:
-        scored: list[Evaluation] = []
-        for template, vectors in (
-            (baseline, []),
-            (found, placer.place(tune(records, found.setting))),
-        ):
-            if cancel is not None and cancel.is_set():
-                cancelled = True
-                break
-            t0 = time.perf_counter()
-            metrics = heldout.metrics(vectors)
-            scored.append(
-                Evaluation.scored(
-                    template.iteration,
-                    template.particle,
-                    template.setting,
-                    metrics,
-                    time.perf_counter() - t0,
-                )
-            )
+        target_only = TargetObjective(fitness.higher_is_better).best(outcome.history)
+        templates = [baseline, found]
+        if target_only.setting.key != found.setting.key:
+            templates.append(target_only)
+        total = done + len(templates)  # now known: the search may have stopped early
+
+        def step() -> None:
+            nonlocal done
             done += 1
-            with preserved_rng():
-                report(None, "heldout")
-        if not cancelled:
-            heldout_scores = HeldOutScores(
-                fitness=heldout.config,
-                metric=heldout.metric_key,
-                higher_is_better=heldout.higher_is_better,
-                samples=heldout.samples,
-                baseline=scored[0],
-                best=scored[1],
-            )
+            report(None, "heldout")
+
+        heldout_scores = _score_heldout(
+            heldout, templates, lambda e: placer.place(tune(records, e.setting)), cancel, step
+        )
+        cancelled = heldout_scores is None
     return OptimizationResult(
         baseline=baseline,
         best=found,
@@ -326,6 +330,62 @@ def _optimize(
         heldout=heldout_scores,
         objective=ranking.name,
         strategy=strategy,
+        objective_options=ranking.options,
+        split=getattr(fitness, "split", None),
+    )
+
+
+def _score_heldout(
+    heldout: Fitness,
+    templates: Sequence[Evaluation],
+    vectors_of: Callable[[Evaluation], list[SteeringVector]],
+    cancel: threading.Event | None,
+    step: Callable[[], None],
+) -> HeldOutScores | None:
+    """`templates` (the baseline, the objective's best and, when another
+    setting, the target-only best) scored on `heldout`; None when cancelled
+    before the end."""
+    scored: list[Evaluation] = []
+    per_document: list[tuple[float, ...]] = []
+    for template in templates:
+        if cancel is not None and cancel.is_set():
+            return None
+        vectors = [] if template.is_baseline else vectors_of(template)
+        t0 = time.perf_counter()
+        if isinstance(heldout, PerDocumentFitness):
+            metrics, values = heldout.document_scores(vectors)
+            per_document.append(values)
+        else:
+            metrics = heldout.metrics(vectors)
+        scored.append(
+            Evaluation.scored(
+                template.iteration,
+                template.particle,
+                template.setting,
+                metrics,
+                time.perf_counter() - t0,
+            )
+        )
+        with preserved_rng():
+            step()
+
+    def paired(index: int) -> PairedTest | None:
+        if len(per_document) <= index or not per_document[0]:
+            return None
+        return paired_test(per_document[0], per_document[index], heldout.higher_is_better)
+
+    extra = len(scored) == 3
+    return HeldOutScores(
+        fitness=heldout.config,
+        metric=heldout.metric_key,
+        higher_is_better=heldout.higher_is_better,
+        samples=heldout.samples,
+        baseline=scored[0],
+        best=scored[1],
+        paired=paired(1),
+        target_only=scored[2] if extra else None,
+        target_only_paired=paired(2) if extra else None,
+        documents=str(getattr(heldout, "documents", "")),
     )
 
 

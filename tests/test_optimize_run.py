@@ -503,14 +503,14 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
 
 def test_a_held_out_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
-    real = LmEvalFitness.metrics
+    real = LmEvalFitness.evaluate  # held-out scores come through evaluate (per document)
 
     def failing(self, vectors):
         if self.config.task == "tiny_heldout" and vectors:
             raise FitnessError("held-out scoring failed (simulated)")
         return real(self, vectors)
 
-    monkeypatch.setattr(LmEvalFitness, "metrics", failing)
+    monkeypatch.setattr(LmEvalFitness, "evaluate", failing)
     with pytest.raises(FitnessError, match="held-out scoring failed"):
         run_optimization(
             steerer,
