@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import signal
 import sys
@@ -81,10 +80,6 @@ def _check_out(path: Path) -> None:
         raise InvalidInputError(f"Cannot write into the folder of --out: {path.parent}")
 
 
-def _fmt(score: float, stderr: float) -> str:
-    return f"{score:.4f}" + ("" if math.isnan(stderr) else f" ± {stderr:.4f}")
-
-
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -97,7 +92,11 @@ def _run(args: argparse.Namespace) -> int:
         run_optimization,
     )
     from optimize.fitness import find_task
+    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.objective import ObjectiveOptions, make_objective
+    from optimize.report import summary_lines
     from optimize.run import check_heldout
+    from optimize.split import HELDOUT, SEARCH, DocumentSplit
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
 
@@ -131,6 +130,26 @@ def _run(args: argparse.Namespace) -> int:
         check_heldout(fitness, heldout)
     elif args.heldout_limit is not None:
         raise InvalidInputError("--heldout-limit needs --heldout-task.")
+    # A held-out task replaces the split: its documents are the held-out ones.
+    split = (
+        DocumentSplit(args.holdout_fraction, args.seed)
+        if heldout is None and args.holdout_fraction > 0
+        else None
+    )
+    options = ObjectiveOptions(kl_budget=args.kl_budget, max_guard_drop=args.max_guard_drop)
+    make_objective(args.objective, options=options)  # an unknown name fails here
+    guard_task = None
+    if args.guard_task is not None:
+        guard_task = FitnessConfig(
+            task=args.guard_task,
+            include_path=args.task_folder,
+            metric=args.metric,
+            limit=fitness.limit,
+            batch_size=args.batch_size,
+            num_fewshot=args.num_fewshot,
+        )
+        if (guard_task.task, guard_task.include_path) == (fitness.task, fitness.include_path):
+            raise InvalidInputError("The guard task is the search task: pick another task.")
     selection = _selection(args.select)
     out = Path(args.out)
     _check_out(out)
@@ -139,8 +158,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"Vector file not found: {vectors_path}")
     if fitness.include_path:
         # cheap for a task folder: fail before loading the model
-        for config in (fitness,) if heldout is None else (fitness, heldout):
-            find_task(config)
+        for config in (fitness, heldout, guard_task):
+            if config is not None:
+                find_task(config)
 
     loaded = load_model(args.model, args.gguf_file, args.device)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
@@ -157,7 +177,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     bar = tqdm(
-        total=1 + pso.evaluations + (0 if heldout is None else 2),
+        total=1 + pso.evaluations + (0 if heldout is None and split is None else 2),
         unit="eval",
         desc="optimizing",
         disable=args.quiet,  # explicit: `python -m optimize` sets TQDM_DISABLE for the others
@@ -178,41 +198,41 @@ def _run(args: argparse.Namespace) -> int:
         cancel.set()
         bar.write("Stopping after the current evaluation (Ctrl-C again to abort).")
 
+    target = LmEvalFitness(steerer, fitness, split=split, side=SEARCH)
+    heldout_fitness = (
+        LmEvalFitness(steerer, heldout)
+        if heldout is not None
+        else None
+        if split is None
+        else LmEvalFitness(steerer, fitness, split=split, side=HELDOUT)
+    )
+    scored = GuardedFitness(
+        target,
+        KlGuard(steerer, batch_size=args.batch_size),
+        None if guard_task is None else LmEvalFitness(steerer, guard_task),
+    )
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         result = run_optimization(
             steerer,
             indices,
-            LmEvalFitness(steerer, fitness),
+            scored,
             space,
             pso,
             on_progress=on_progress,
             cancel=cancel,
-            heldout=None if heldout is None else LmEvalFitness(steerer, heldout),
+            heldout=heldout_fitness,
+            objective=args.objective,
+            objective_options=options,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
     result.save(out)
 
-    lines = [
-        f"task {fitness.task}, metric {result.metric}, {result.samples} documents",
-        f"baseline {_fmt(result.baseline.score, result.baseline.stderr)}",
-        f"best     {_fmt(result.best.score, result.best.stderr)} "
-        f"({result.gain_points:+.1f} points)",
-    ]
-    for tuned in result.tuned():
-        lines.append(f"vector {tuned.vector.index + 1}: layer {tuned.layer}, alpha {tuned.alpha:g}")
-    if result.heldout is not None:
-        held = result.heldout
-        lines += [
-            f"held-out task {held.fitness.task}, {held.samples} documents the search never saw",
-            f"  baseline {_fmt(held.baseline.score, held.baseline.stderr)}",
-            f"  best     {_fmt(held.best.score, held.best.stderr)} "
-            f"({held.gain_points:+.1f} points)",
-        ]
-    elif heldout is not None:
-        lines.append("held-out task not scored: the run was cancelled")
+    lines = summary_lines(result)
+    if result.heldout is None and heldout_fitness is not None:
+        lines.append("held-out documents not scored: the run was cancelled")
     cached = sum(1 for e in result.evaluations if e.cached)
     lines.append(
         f"{len(result.evaluations)} evaluations ({cached} cached) in "

@@ -282,6 +282,9 @@ class GuardedFitness:
         self.config = target.config
         self.samples = target.samples
         self.higher_is_better = target.higher_is_better
+        # which documents the target scores (optimize.split), for the run's checks
+        self.split = getattr(target, "split", None)
+        self.side = getattr(target, "side", None)
         self.guard_baseline = None if guard_task is None else guard_task.metrics(()).target
 
     @property

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
+from optimize.settings import default
 from steering.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -37,12 +38,12 @@ GUARD = "guard"  # the guard task's metric
 GUARD_STDERR = "guard_stderr"
 GUARD_DROP = "guard_drop"  # points the guard task lost against the unsteered model
 
-# Measured on SmolLM2-135M-Instruct (docs/guard.md): the largest mean KL over
-# the neutral set at which its replies stayed fluent.
-DEFAULT_KL_BUDGET = 0.5
-# A guard task may lose at most this many points: about one standard error of
-# a 100-document accuracy near 0.5, so a smaller drop is within noise.
-DEFAULT_MAX_GUARD_DROP = 5.0
+# Defaults from the settings table. The KL budget was measured on
+# SmolLM2-135M-Instruct (docs/guard.md): the largest mean KL over the neutral
+# set at which its replies stayed fluent. The guard drop: about one standard
+# error of a 100-document accuracy near 0.5, so a smaller drop is noise.
+DEFAULT_KL_BUDGET = float(default("kl_budget"))
+DEFAULT_MAX_GUARD_DROP = float(default("max_guard_drop"))
 
 
 def _positive(name: str, value: Any) -> float:
@@ -191,7 +192,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
     GuardedObjective.name: GuardedObjective,
 }
 
-DEFAULT_OBJECTIVE = GuardedObjective.name
+DEFAULT_OBJECTIVE = str(default("objective"))
 
 
 def make_objective(

@@ -34,7 +34,7 @@ CLI, FORM, PRESET = "cli", "form", "preset"
 EVERYWHERE = frozenset({CLI, FORM, PRESET})
 
 # The groups a setting belongs to (the table is in the form's order).
-GROUPS = ("task", "swarm", "search space", "held-out")
+GROUPS = ("task", "swarm", "search space", "held-out", "guard")
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,26 @@ FIELDS: tuple[Field, ...] = (
     Field("heldout_limit", int, None, "Held-out limit", "The held-out limit",
           "held-out documents scored (default: the same as the limit; on the command "
           "line 0 means all)", "held-out", minimum=1),
+    Field("holdout_fraction", float, 0.5, "Held-out share", "The held-out fraction",
+          "share of the task's documents (after the limit) set aside with the seed and "
+          "scored only after the search, with a paired test; 0 turns the split off; "
+          "not used with a held-out task", "held-out", minimum=0.0, maximum=0.9,
+          where=frozenset({CLI})),
+    # -- guard (optimize/guard.py, docs/guard.md) -------------------------------
+    Field("objective", str, "guarded", "Objective", "The objective",
+          "guarded: the best target score within the KL budget (and the guard task's "
+          "drop); target: the target score alone", "guard", where=frozenset({CLI})),
+    Field("kl_budget", float, 0.5, "KL budget", "The KL budget",
+          "largest mean KL (nats per token) from the unsteered model on the neutral "
+          "text set that the guarded objective accepts; 0.5 kept SmolLM2 fluent",
+          "guard", minimum=1e-6, where=frozenset({CLI})),
+    Field("guard_task", str, None, "Guard task", "The guard task",
+          "optional: an lm-eval task (same folder) scored for every setting; the "
+          "guarded objective accepts a drop of at most --max-guard-drop points", "guard",
+          where=frozenset({CLI})),
+    Field("max_guard_drop", float, 5.0, "Max guard drop", "The maximum guard drop",
+          "points the guard task may lose against the unsteered model", "guard",
+          minimum=1e-6, where=frozenset({CLI})),
 )  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from optimize.settings import default
 from steering.errors import InvalidInputError
 
-DEFAULT_HOLDOUT_FRACTION = 0.5
+DEFAULT_HOLDOUT_FRACTION = float(default("holdout_fraction"))
 SEARCH = "search"
 HELDOUT = "heldout"
 

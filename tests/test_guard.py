@@ -23,8 +23,8 @@ def _steerer(loaded):
     return steerer
 
 
-def _concept(steerer, layer, coeff):
-    return capture_vector(steerer, ["I love this day", "so happy"], layer, coeff, ["I hate it"])
+def _concept(steerer, layer, alpha):
+    return capture_vector(steerer, ["I love this day", "so happy"], layer, alpha, ["I hate it"])
 
 
 def _reference_kl(steerer, texts, vectors):
@@ -105,7 +105,7 @@ def test_reference_is_unsteered_and_active_vectors_are_kept(tiny):
     steerer.set_vectors([active])
     guard = KlGuard(steerer, TEXTS)
     assert steerer.vectors == (active,)
-    assert guard.evaluate([active.with_coeff(0.0)]).kl == 0.0
+    assert guard.evaluate([active.with_alpha(0.0)]).kl == 0.0
     assert guard.evaluate([active]).kl > 0
     assert steerer.vectors == (active,)
 

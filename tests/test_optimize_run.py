@@ -636,3 +636,51 @@ def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, task_folder)
     assert apply_best(steerer, result)[1].same_as(applied[1])  # applying again is a no-op
     saved = OptimizationResult.from_dict(result.to_dict())
     assert saved.vectors[0].vector_id == before[0].id
+
+
+def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
+    steerer, task_folder, tmp_path
+):
+    """Issue 11 end to end on the tiny model: the search scores one side of a
+    seeded split, the held-out side gets the baseline and the recommended
+    setting with a paired test, every evaluation carries "kl", and the result
+    file holds the front and the recommendation."""
+    from optimize.guard import GuardedFitness, KlGuard, neutral_sentences
+    from optimize.objective import KL, ObjectiveOptions
+    from optimize.split import HELDOUT, SEARCH, DocumentSplit
+
+    split = DocumentSplit(0.5, seed=1)
+    config = _fitness(task_folder, limit=None)
+    search = LmEvalFitness(steerer, config, split=split, side=SEARCH)
+    held = LmEvalFitness(steerer, config, split=split, side=HELDOUT)
+    assert search.samples + held.samples == 8 and held.samples == 4
+    searched = {d for p in search._plans for d, _ in p.docs}
+    held_docs = {d for p in held._plans for d, _ in p.docs}
+    assert not searched & held_docs and searched | held_docs == set(range(8))
+    guarded = GuardedFitness(search, KlGuard(steerer, neutral_sentences(count=6)))
+    result = run_optimization(
+        steerer,
+        [0],
+        guarded,
+        SPACE,
+        PsoConfig(particles=3, iterations=2, seed=0),
+        heldout=held,
+        objective="guarded",
+        objective_options=ObjectiveOptions(kl_budget=0.05),
+    )
+    assert result.split == split and result.samples == 4
+    assert all(KL in e.metrics for e in result.history) and result.baseline.metrics[KL] == 0.0
+    assert result.best == result.ranking.best(result.evaluations)
+    scores = result.heldout
+    assert scores is not None and scores.samples == 4 and scores.paired is not None
+    assert scores.paired.documents == 4
+    assert scores.baseline.score == held.score(())[0]
+    front = result.front
+    assert front and all(not e.cached for e in front)
+    kls = [e.metrics[KL] for e in front]
+    assert kls == sorted(kls)
+    data = result.to_dict()
+    assert data["version"] == 3 and data["split"] == {"fraction": 0.5, "seed": 1}
+    assert len(data["front"]) == len(front) and "reason" in data["recommendation"]
+    loaded = type(result).load(result.save(tmp_path / "split.json"))
+    assert loaded.to_dict() == data and loaded.heldout == scores
