@@ -8,6 +8,7 @@ The first Ctrl-C stops after the current evaluation and saves what was found
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -140,14 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     make_objective(args.objective, options=options)  # an unknown name fails here
     guard_task = None
     if args.guard_task is not None:
-        guard_task = FitnessConfig(
-            task=args.guard_task,
-            include_path=args.task_folder,
-            metric=args.metric,
-            limit=fitness.limit,
-            batch_size=args.batch_size,
-            num_fewshot=args.num_fewshot,
-        )
+        guard_task = dataclasses.replace(fitness, task=args.guard_task)
         if (guard_task.task, guard_task.include_path) == (fitness.task, fitness.include_path):
             raise InvalidInputError("The guard task is the search task: pick another task.")
     selection = _selection(args.select)

@@ -684,3 +684,14 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     assert len(data["front"]) == len(front) and "reason" in data["recommendation"]
     loaded = type(result).load(result.save(tmp_path / "split.json"))
     assert loaded.to_dict() == data and loaded.heldout == scores
+    # without a held-out task the task's own documents are split (default 0.5)
+    split = cli(
+        *("--quiet", "--particles", "2", "--iterations", "1", "--layer-max", "3"),
+        *("--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
+    )
+    assert split.returncode == 0, split.stderr
+    data = json.loads(out.read_text())
+    assert data["split"] == {"fraction": 0.5, "seed": 0} and data["samples"] == 3
+    assert data["heldout"]["samples"] == 3 and data["heldout"]["paired"]["documents"] == 3
+    assert "held-out: the held-out 3 documents" in split.stdout
+    assert "exact sign test p = " in split.stdout and "Pareto front" in split.stdout
