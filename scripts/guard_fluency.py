@@ -92,7 +92,7 @@ def main() -> None:
     for layer in (int(x) for x in args.layers.split(",")):
         vector = capture_vector(steerer, concept, layer, 1.0, contrast)
         for alpha in (float(x) for x in args.alphas.split(",")):
-            vectors = [vector.with_coeff(alpha)]
+            vectors = [vector.with_alpha(alpha)]
             t0 = time.perf_counter()
             row = {"layer": layer, "alpha": alpha, "kl": guard.evaluate(vectors).kl,
                    "kl_seconds": time.perf_counter() - t0}
