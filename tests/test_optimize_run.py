@@ -619,6 +619,17 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
     assert held["fitness"]["limit"] is None and held["best"]["layers"] == data["best"]["layers"]
     assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.stdout
     assert f"({held['gain_points']:+.1f} points)" in ok.stdout
+    # without a held-out task the task's own documents are split (default 0.5)
+    split = cli(
+        *("--quiet", "--particles", "2", "--iterations", "1", "--layer-max", "3"),
+        *("--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
+    )
+    assert split.returncode == 0, split.stderr
+    data = json.loads(out.read_text())
+    assert data["split"] == {"fraction": 0.5, "seed": 0} and data["samples"] == 3
+    assert data["heldout"]["samples"] == 3 and data["heldout"]["paired"]["documents"] == 3
+    assert "held-out: the held-out 3 documents" in split.stdout
+    assert "exact sign test p = " in split.stdout and "Pareto front" in split.stdout
 
 
 def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, task_folder):
@@ -684,14 +695,3 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     assert len(data["front"]) == len(front) and "reason" in data["recommendation"]
     loaded = type(result).load(result.save(tmp_path / "split.json"))
     assert loaded.to_dict() == data and loaded.heldout == scores
-    # without a held-out task the task's own documents are split (default 0.5)
-    split = cli(
-        *("--quiet", "--particles", "2", "--iterations", "1", "--layer-max", "3"),
-        *("--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
-    )
-    assert split.returncode == 0, split.stderr
-    data = json.loads(out.read_text())
-    assert data["split"] == {"fraction": 0.5, "seed": 0} and data["samples"] == 3
-    assert data["heldout"]["samples"] == 3 and data["heldout"]["paired"]["documents"] == 3
-    assert "held-out: the held-out 3 documents" in split.stdout
-    assert "exact sign test p = " in split.stdout and "Pareto front" in split.stdout
