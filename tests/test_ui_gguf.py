@@ -14,6 +14,7 @@ from steering.extract import VectorSource
 from steering.gguf import ControlVectorFile, read_control_vector, write_control_vector
 from steering.models import EMBEDDED_GGUF, embedded_model_folder
 from steering.vector import SteeringVector
+from ui import format as fmt
 from ui.gguf_panel import GgufActions
 from ui.steering_tab import SteeringActions, build
 
@@ -41,7 +42,7 @@ def test_export_writes_the_file_and_shows_the_exact_flags(tiny_session, steerer,
     assert shlex.split(flags["value"]) == [
         "--control-vector", str(path), "--control-vector-layer-range", "1", "2",
     ]  # fmt: skip
-    assert status.startswith(f"✓ Exported 2 vector(s) for llama.cpp to {path}"), status
+    assert status.startswith(f"✓ Exported 2 vector(s) for llama.cpp to {fmt.md(path)}"), status
     assert sorted(read_control_vector(path).directions) == [1, 2]
 
 

@@ -69,7 +69,7 @@ class GgufActions:
             done.append((path, llama_cpp_flags(path, control)))
             start, end = control.layer_range
             return (
-                f"✓ Exported {len(steerer.vectors)} vector(s) for llama.cpp to {path} "
+                f"✓ Exported {len(steerer.vectors)} vector(s) for llama.cpp to {fmt.md(path)} "
                 f"(llama.cpp layers {start} to {end}, our layers {start + 1} to {end + 1}) "
                 "— download it below, and put the flags in the llama.cpp loader's extra-flags."
             )
