@@ -37,6 +37,7 @@ from optimize.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
 from optimize.split import HELDOUT, SEARCH, DocumentSplit
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, SteerSwarmError
+from steering.extract.task_pairs import doc_key, reserved_keys
 from steering.vector import SteeringVector
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,11 @@ class LmEvalFitness:
 
     With `split`, only one `side` of each task's documents is scored
     (`optimize.split`: SEARCH or HELDOUT); `documents` says which, for people.
+
+    Documents whose key (`steering.extract.task_pairs.doc_key`) is in
+    `exclude` are never scored; the limit counts the documents left. None
+    (the default) excludes the documents the steerer's active task vectors
+    were built from, so a vector is never graded on its own training data.
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class LmEvalFitness:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         split: DocumentSplit | None = None,
         side: str = SEARCH,
+        exclude: frozenset[str] | None = None,
     ) -> None:
         if side not in (SEARCH, HELDOUT):
             raise ValueError(f"side must be {SEARCH!r} or {HELDOUT!r}, got {side!r}")
@@ -154,6 +161,8 @@ class LmEvalFitness:
         self.config = config
         self.split = split
         self.side = side
+        self.exclude = reserved_keys(steerer.vectors) if exclude is None else frozenset(exclude)
+        self.excluded = 0  # documents left out (counted while building the requests)
         with preserved_rng():
             self._tasks, self._groups = self._load_tasks()
             self.metric, self.filter, self.higher_is_better = self._resolve_metric()
@@ -270,9 +279,13 @@ class LmEvalFitness:
         plans = []
         for name, task in self._tasks.items():
             limit = get_sample_size(task, self.config.limit)
+            samples = self._kept_documents(task, limit)
+            if samples is not None:
+                limit = None
             try:
                 task.build_all_requests(
                     limit=limit,
+                    samples=samples,
                     rank=0,
                     world_size=1,
                     cache_requests=False,
@@ -283,7 +296,9 @@ class LmEvalFitness:
                     chat_template=None,
                     tokenizer_name="",
                 )
-                docs = list(task.doc_iterator(rank=0, limit=limit, world_size=1))
+                docs = list(
+                    task.doc_iterator(rank=0, limit=limit, world_size=1, samples=samples)
+                )
             except Exception as exc:
                 raise FitnessError(
                     f"lm-eval could not build the prompts of the task {name!r}: {_short(exc)}"
@@ -299,6 +314,20 @@ class LmEvalFitness:
                 instances.sort(key=lambda inst: inst.idx)
             plans.append(_TaskPlan(name, task, docs, dict(by_doc)))
         return plans
+
+    def _kept_documents(self, task: Any, limit: int | None) -> list[int] | None:
+        """The ids of the first `limit` documents not in `exclude` (None: no
+        document is excluded, score lm-eval's first `limit`)."""
+        if not self.exclude:
+            return None
+        kept = [i for i, doc in enumerate(task.eval_docs) if doc_key(doc) not in self.exclude]
+        self.excluded += len(task.eval_docs) - len(kept)
+        if not kept:
+            raise InvalidInputError(
+                f"Every document of {task.config.task!r} was used to build a task vector, "
+                "so none is left to score."
+            )
+        return kept if limit is None else kept[:limit]
 
     # ---------------------------------------------------------------- scoring
 

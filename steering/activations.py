@@ -33,15 +33,25 @@ def capture_all_layers(
     token_lists: Sequence[Sequence[int]],
     device: torch.device,
     chunk: int = CHUNK,
+    starts: Sequence[int] | None = None,
+    norms: bool = False,
 ) -> torch.Tensor:
     """[len(token_lists), len(layers), hidden] float32 on CPU: per prompt and
-    layer, the mean over positions 1.. of the state entering the layer.
-    Every list must hold at least two tokens. Runs under no_grad."""
+    layer, the mean over positions `starts[i]`.. (default 1..) of the state
+    entering the layer. Every span must hold at least one position. With
+    `norms`, the mean of each position's Euclidean norm instead
+    ([n, len(layers), 1]: how big the states are, which sets the scale of the
+    "strength" unit). Runs under no_grad."""
+    starts = [1] * len(token_lists) if starts is None else list(starts)
+    if any(not 1 <= s < len(t) for s, t in zip(starts, token_lists, strict=True)):
+        raise ValueError("every span must start after position 0 and hold a token")
     order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
     out: list[torch.Tensor | None] = [None] * len(token_lists)
     for start in range(0, len(order), chunk):
         rows = order[start : start + chunk]
-        means = _chunk_means(model, layers, [token_lists[i] for i in rows], device)
+        means = _chunk_means(
+            model, layers, [token_lists[i] for i in rows], device, [starts[i] for i in rows], norms
+        )
         for row, index in enumerate(rows):
             out[index] = means[row]
     return torch.stack(out)  # type: ignore[arg-type]
@@ -52,8 +62,11 @@ def _chunk_means(
     layers: Sequence[torch.nn.Module],
     token_lists: Sequence[Sequence[int]],
     device: torch.device,
+    starts: Sequence[int],
+    norms: bool,
 ) -> torch.Tensor:
-    """[B, num_layers, hidden] for one right-padded batch."""
+    """[B, num_layers, hidden] (or [B, num_layers, 1] with `norms`) for one
+    right-padded batch."""
     width = max(len(tokens) for tokens in token_lists)
     ids = torch.zeros((len(token_lists), width), dtype=torch.long)
     attention = torch.zeros_like(ids)
@@ -61,7 +74,8 @@ def _chunk_means(
         ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
         attention[row, : len(tokens)] = 1
     keep = attention.bool()
-    keep[:, 0] = False  # position 0 is left out of the mean
+    for row, start in enumerate(starts):
+        keep[row, :start] = False  # position 0 (at least) is left out of the mean
     counts = keep.sum(dim=1, keepdim=True).float()
     per_layer: list[torch.Tensor | None] = [None] * len(layers)
 
@@ -70,7 +84,8 @@ def _chunk_means(
         mask = keep.to(hidden.device)[..., None]
         # where(), not a product: a padded row's state may be NaN in some
         # attention kernels, and NaN * 0 is NaN.
-        total = torch.where(mask, hidden.float(), 0.0).sum(dim=1)
+        values = hidden.float().norm(dim=-1, keepdim=True) if norms else hidden.float()
+        total = torch.where(mask, values, 0.0).sum(dim=1)
         per_layer[index] = (total / counts.to(hidden.device)).cpu()
         if index == len(layers) - 1:
             raise _Done

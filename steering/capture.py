@@ -36,21 +36,31 @@ def capture(
     steerer: Steerer, source: VectorSource, layer: int, alpha: float
 ) -> SteeringVector:
     """Run `source`'s extraction method at `layer` and wrap the direction as a
-    new vector (a new id)."""
+    new vector (a new id), calibrated with the layer's typical state norm."""
     layer = check_layer(layer, steerer.info.num_layers)
     alpha = check_alpha(alpha)
     direction = source.direction(steerer, layer)
-    return SteeringVector(layer=layer, alpha=alpha, direction=direction, source=source)
+    return SteeringVector(
+        layer=layer,
+        alpha=alpha,
+        direction=direction,
+        source=source,
+        layer_norm=steerer.layer_norm(layer),
+    )
 
 
 def recapture(steerer: Steerer, vector: SteeringVector, layer: int) -> SteeringVector:
     """The same vector (same id, alpha, method and inputs) at another layer:
     a direction only means something at the layer it came from, so the
     vector's own method runs again there (from the activations the Steerer
-    kept, so no forward pass when its prompts were captured this session)."""
+    kept, so no forward pass when its prompts were captured this session).
+    The alpha is kept, so the strength follows the new direction and layer."""
     if layer == vector.layer:
         return vector
     layer = check_layer(layer, steerer.info.num_layers)
     return dataclasses.replace(
-        vector, layer=layer, direction=vector.source.direction(steerer, layer)
+        vector,
+        layer=layer,
+        direction=vector.source.direction(steerer, layer),
+        layer_norm=steerer.layer_norm(layer),
     )

@@ -168,6 +168,7 @@ class Steerer:
         # Keyed by prompt tuple; lives and dies with this Steerer, hence with
         # the model object (a new model or LoRA wrapper gets a new Steerer).
         self.activations = ActivationCache()
+        self._layer_norms: torch.Tensor | None = None
         self._lock = threading.RLock()
         self._scoped = False
 
@@ -356,6 +357,57 @@ class Steerer:
                 captured = capture_all_layers(self.model, self.layers, token_lists, self.device)
             self.activations.put(key, captured)
             return captured
+
+    def answer_activations(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """[len(pairs), num_layers, hidden] float32 on CPU: for each (context,
+        answer) pair and layer, the mean over the answer's tokens of the state
+        entering the layer, with the context before it (as lm-eval scores a
+        multiple-choice answer: the context's trailing whitespace moves to the
+        answer, and the answer's tokens are those of the whole text past the
+        context's token count). Kept for the session like `prompt_activations`."""
+        key = ("\x00answers", *(f"{context}\x00{answer}" for context, answer in pairs))
+        with self._lock:
+            cached = self.activations.get(key)
+            if cached is not None:
+                return cached
+            token_lists, starts = [], []
+            for context, answer in pairs:
+                spaces = len(context) - len(context.rstrip())
+                if spaces:
+                    context, answer = context[:-spaces], context[-spaces:] + answer
+                whole, head = self._tokens(context + answer), self._tokens(context)
+                if len(whole) <= len(head):
+                    raise InvalidInputError(f"The answer {answer!r} has no tokens of its own.")
+                token_lists.append(whole)
+                starts.append(len(head))
+            with self._swapped(()):
+                captured = capture_all_layers(
+                    self.model, self.layers, token_lists, self.device, starts=starts
+                )
+            self.activations.put(key, captured)
+            return captured
+
+    def layer_norms(self) -> torch.Tensor:
+        """[num_layers] float32: the mean Euclidean norm of the hidden state
+        entering each layer over the neutral text set (position 0 left out),
+        unsteered. What "strength 1" means at a layer: a vector that long.
+        Computed once per model."""
+        from steering.neutral import CALIBRATION_SENTENCES, neutral_sentences
+
+        with self._lock:
+            if self._layer_norms is None:
+                texts = neutral_sentences(count=CALIBRATION_SENTENCES)
+                token_lists = [self._tokens(text) for text in texts]
+                with self._swapped(()):
+                    norms = capture_all_layers(
+                        self.model, self.layers, token_lists, self.device, norms=True
+                    )
+                self._layer_norms = norms[..., 0].mean(dim=0)
+            return self._layer_norms
+
+    def layer_norm(self, layer: int) -> float:
+        """The mean norm at one layer (see `layer_norms`)."""
+        return float(self.layer_norms()[check_layer(layer, self.info.num_layers)])
 
     def _tokens(self, prompt: str) -> list[int]:
         tokens = self.tokenizer.encode(prompt, add_special_tokens=False)

@@ -5,8 +5,11 @@ JSON document describing the set. Nothing is ever unpickled.
 
 Format version 2 (written): each vector entry is
     {"id", "layer", "alpha", "method", "inputs": {...}, "created_at"}
-where `method` names a registered extraction method and `inputs` its inputs
-(for `mean` / `mean_diff`: "prompts" and "contrast_prompts" lists).
+and optionally "layer_norm" (the norm the strength unit was calibrated with;
+absent in files from before the unit), where `method` names a registered
+extraction method and `inputs` its inputs (for `mean` / `mean_diff`:
+"prompts" and "contrast_prompts" lists). The raw alpha is what is stored;
+a strength is alpha * |V| / layer_norm.
 Version 1 (still read) had {"layer", "coeff", "prompts", "contrast_prompts",
 "created_at"}: the method is `mean_diff` when it has contrast prompts, else
 `mean`, and each vector gets a new id.
@@ -61,6 +64,7 @@ def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: Mode
                 "alpha": v.alpha,
                 **v.source.to_json(),
                 "created_at": v.created_at,
+                **({} if v.layer_norm is None else {"layer_norm": v.layer_norm}),
             }
             for v in vectors
         ],
@@ -151,6 +155,7 @@ def _vector(version: int, entry: dict[str, Any], tensor: torch.Tensor) -> Steeri
         source=VectorSource(entry["method"], entry["inputs"]),
         created_at=entry["created_at"],
         id=entry["id"],
+        layer_norm=entry.get("layer_norm"),
     )
 
 

@@ -58,6 +58,13 @@ class SteeringVector:
     a copy at another layer (`recapture`) or with another alpha
     (`with_alpha`) keeps it, because it is still that vector; labels shown to
     people are built from it and never parsed back.
+
+    `layer_norm` is the mean norm of the hidden states entering `layer` over
+    the neutral text set (`Steerer.layer_norms`), recorded when the vector was
+    made: it gives the raw alpha a meaning that does not depend on the layer,
+    the model or the vector's own norm, the `strength` (the added vector's
+    norm as a share of that typical state norm). None for vectors from before
+    the unit (their strength is unknown until recaptured).
     """
 
     layer: int
@@ -66,6 +73,7 @@ class SteeringVector:
     source: VectorSource
     created_at: str = field(default_factory=_now)
     id: str = field(default_factory=new_vector_id)
+    layer_norm: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.layer, int) or isinstance(self.layer, bool) or self.layer < 0:
@@ -82,6 +90,11 @@ class SteeringVector:
             raise InvalidInputError("A steering vector needs a VectorSource (method and inputs).")
         if not isinstance(self.id, str) or not self.id.strip():
             raise InvalidInputError(f"A vector id must be a non-empty string, got {self.id!r}.")
+        if self.layer_norm is not None:
+            norm = validate.number("The layer norm", self.layer_norm)
+            if not norm > 0:
+                raise InvalidInputError(f"A layer norm must be above 0, got {norm!r}.")
+            object.__setattr__(self, "layer_norm", norm)
 
     @property
     def method(self) -> str:
@@ -107,14 +120,34 @@ class SteeringVector:
         return float(self.direction.norm())
 
     def summary(self, width: int = 60) -> str:
-        """The prompts in one short line, for tables (for a method without
-        prompts, such as an imported GGUF direction, its inputs)."""
-        text = " | ".join(self.prompts) or f"{self.method}: " + " ".join(
-            str(value) for value in self.source.inputs.values()
-        )
-        if self.contrast_prompts:
-            text += "  vs  " + " | ".join(self.contrast_prompts)
+        """What made the vector in one short line, for tables (the prompts,
+        or the method's own description: see `VectorSource.describe`)."""
+        text = self.source.describe()
         return text if len(text) <= width else text[: width - 1] + "…"
+
+    @property
+    def strength(self) -> float | None:
+        """|alpha * V| / layer_norm, signed like alpha: 0.5 adds a vector half as
+        long as a typical hidden state at this layer (None: not calibrated)."""
+        if self.layer_norm is None:
+            return None
+        return self.alpha * self.norm / self.layer_norm
+
+    def alpha_for(self, strength: float) -> float:
+        """The raw alpha that gives `strength` with this direction and layer.
+
+        Raises InvalidInputError for an uncalibrated vector, or a zero direction."""
+        if self.layer_norm is None:
+            raise InvalidInputError(
+                "This vector has no layer norm to convert a strength with; capture it again."
+            )
+        if self.norm == 0:
+            raise InvalidInputError("The vector's direction is zero, so no alpha gives a strength.")
+        return validate.number("Strength", strength) * self.layer_norm / self.norm
+
+    def with_strength(self, strength: float) -> SteeringVector:
+        """The same vector with the alpha that gives `strength` (see `strength`)."""
+        return dataclasses.replace(self, alpha=self.alpha_for(strength))
 
     def with_alpha(self, alpha: float) -> SteeringVector:
         """The same vector (same id) with another alpha."""
@@ -127,5 +160,6 @@ class SteeringVector:
             self.layer == other.layer
             and self.alpha == other.alpha
             and self.source == other.source
+            and self.layer_norm == other.layer_norm
             and torch.equal(self.direction, other.direction)
         )

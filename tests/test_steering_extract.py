@@ -105,7 +105,7 @@ def test_the_cache_is_bounded(tiny):
 def test_methods_are_chosen_from_the_inputs_and_unknown_names_are_refused():
     assert VectorSource.from_prompts(["a"]).method == "mean"
     assert VectorSource.from_prompts(["a"], ["b"]).method == "mean_diff"
-    with pytest.raises(InvalidInputError, match="Unknown extraction method 'pca'; valid methods: gguf, mean, mean_diff"):
+    with pytest.raises(InvalidInputError, match="Unknown extraction method 'pca'; valid methods: gguf, mean, mean_diff, pca_diff, task_pairs"):
         VectorSource("pca", {"prompts": ("a",)})
     with pytest.raises(InvalidInputError, match="does not take contrast_prompts"):
         VectorSource("mean", {"prompts": ("a",), "contrast_prompts": ("b",)})

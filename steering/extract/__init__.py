@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from steering.errors import InvalidInputError
-from steering.extract import gguf, mean, mean_diff
+from steering.extract import gguf, mean, mean_diff, pca_diff, task_pairs
 from steering.extract.base import CONTRAST_PROMPTS, PROMPTS, Activations, ExtractionMethod
 
 # name -> method. Filled here at import and read everywhere else; tests that
@@ -32,6 +32,8 @@ def register(method: ExtractionMethod) -> ExtractionMethod:
 register(mean.METHOD)
 register(mean_diff.METHOD)
 register(gguf.METHOD)
+register(pca_diff.METHOD)
+register(task_pairs.METHOD)
 
 
 def get_method(name: str) -> ExtractionMethod:
@@ -95,6 +97,20 @@ class VectorSource:
     @property
     def contrast_prompts(self) -> tuple[str, ...]:
         return tuple(self.inputs.get(CONTRAST_PROMPTS, ()))
+
+    def describe(self) -> str:
+        """What made the direction, in one line for people: what the method's
+        own `describe` says, else the prompts, else (a method without prompts,
+        such as an imported GGUF direction) its inputs."""
+        describe = getattr(get_method(self.method), "describe", None)
+        if describe is not None:
+            return str(describe(self.inputs))
+        text = " | ".join(self.prompts) or f"{self.method}: " + " ".join(
+            str(value) for value in self.inputs.values()
+        )
+        if self.contrast_prompts:
+            text += "  vs  " + " | ".join(self.contrast_prompts)
+        return text
 
     def direction(self, activations: Activations, layer: int):  # -> torch.Tensor
         """Run the method at `layer`."""

@@ -28,6 +28,12 @@ class Activations(Protocol):
         entering that layer, captured unsteered."""
         ...
 
+    def answer_activations(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+        """[len(pairs), num_layers, hidden]: for each (context, answer), the mean
+        over the answer's tokens of the state entering each layer, the context
+        before it (as lm-eval scores a multiple-choice answer)."""
+        ...
+
 
 class ExtractionMethod(Protocol):
     """One way of making a direction. Register an instance in `steering.extract`."""
@@ -79,3 +85,29 @@ CONCEPT_MISSING = "Enter at least one concept prompt (one per line)."
 def mean_at(activations: Activations, prompts: Sequence[str], layer: int) -> torch.Tensor:
     """Mean over prompts of the per-prompt token means at `layer`."""
     return activations.prompt_activations(prompts)[:, layer].mean(dim=0)
+
+
+def pca_direction(differences: torch.Tensor) -> torch.Tensor:
+    """repeng's `pca_diff` on paired differences [pairs, hidden]: the first
+    principal component of the (centred) differences, its sign fixed so that
+    the differences project positively on it (towards the concept), scaled to
+    their mean projection, so its raw alpha is on the scale of a difference of
+    means (a unit vector would need alphas a hundred times larger).
+
+    Raises InvalidInputError when the differences have no variance to find a
+    component in (fewer than two pairs, or all pairs alike)."""
+    if differences.shape[0] < 2:
+        raise InvalidInputError("PCA of paired differences needs at least two pairs.")
+    data = differences.double()
+    centred = data - data.mean(dim=0)
+    _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
+    if not singular[0] > 1e-9 * max(1.0, float(data.abs().max())):
+        raise InvalidInputError(
+            "The paired differences are all alike, so they have no principal component; "
+            "use the difference of means."
+        )
+    component = vh[0]
+    projection = float((data @ component).mean())
+    if projection < 0:
+        component, projection = -component, -projection
+    return (component * projection).float()
