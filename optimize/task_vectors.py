@@ -25,12 +25,7 @@ from optimize.fitness import _short, find_task
 from steering.errors import InvalidInputError
 from steering.extract import VectorSource
 from steering.extract import task_pairs as tp
-from steering.extract.task_pairs import doc_key
-
-# Documents a task vector is built from unless the user says otherwise: enough
-# for a stable mean of differences on a two-choice task, few enough to leave
-# most of a 100-document task to the search.
-DEFAULT_DOCS = 50
+from steering.extract.task_pairs import DEFAULT_DOCS, doc_key
 
 
 def _pick(count: int, wanted: int, seed: int) -> list[int]:

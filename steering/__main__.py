@@ -2,7 +2,10 @@
 
 GGUF control vectors are llama.cpp's and repeng's format (docs/gguf.md).
 
-    python -m steering capture --prompts FILE [--contrast FILE] --layer L --alpha A --out FILE
+    python -m steering capture --prompts FILE [--contrast FILE] [--method pca_diff]
+                               --layer L (--alpha A | --strength S) --out FILE
+    python -m steering capture --from-task NAME [--include-path DIR] [--docs N]
+                               --layer L (--alpha A | --strength S) --out FILE
     python -m steering generate --vectors FILE --prompt TEXT [--alpha A]
     python -m steering export-gguf --vectors FILE [--alpha A] --out FILE.gguf
     python -m steering import-gguf --control-vector FILE.gguf [--scale S] [--skip-last-layer] --out FILE
@@ -19,9 +22,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from steering.capture import capture_vector, split_prompts
+from steering.capture import capture, split_prompts
 from steering.engine import Steerer, steerer_for
 from steering.errors import InvalidInputError, SteerSwarmError
+from steering.extract import VectorSource
+from steering.extract.base import CONTRAST_PROMPTS, PROMPTS
+from steering.extract.task_pairs import DEFAULT_DOCS
 from steering.generate import GenerationSettings, complete
 from steering.gguf import export_control_vector, import_control_vector, llama_cpp_flags, load_vector_file
 from steering.models import load_model
@@ -42,9 +48,38 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m steering", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     capture = sub.add_parser("capture", help="capture a steering vector and save it")
-    capture.add_argument("--prompts", required=True, help="file with one concept prompt per line")
+    source = capture.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompts", help="file with one concept prompt per line")
+    source.add_argument(
+        "--from-task",
+        metavar="NAME",
+        help="an lm-eval multiple-choice task: correct minus wrong answers of its documents",
+    )
     capture.add_argument("--contrast", help="file with one contrast prompt per line")
+    capture.add_argument(
+        "--method",
+        choices=("mean_diff", "pca_diff"),
+        default="mean_diff",
+        help="with --contrast: difference of means, or the first principal component of "
+        "paired differences (prompt i with contrast prompt i); with --from-task: "
+        "mean or PCA of the answer pairs",
+    )
+    capture.add_argument("--include-path", metavar="DIR", help="folder of the task's YAML files")
+    capture.add_argument(
+        "--docs",
+        type=int,
+        default=DEFAULT_DOCS,
+        help=f"documents a task vector is built from (default {DEFAULT_DOCS}); from the "
+        "training split when the task has one, else a seeded slice no search scores",
+    )
+    capture.add_argument("--seed", type=int, default=0, help="draws the task's documents")
     capture.add_argument("--layer", type=int, required=True)
+    capture.add_argument(
+        "--strength",
+        type=float,
+        help="instead of --alpha: the added vector's norm as a share of the layer's mean "
+        "hidden-state norm on neutral text (0.5: half as long; see README)",
+    )
     capture.add_argument("--out", required=True, help="vector file to write (.safetensors)")
     generate = sub.add_parser("generate", help="steered and unsteered completions of a prompt")
     generate.add_argument("--vectors", required=True, help="vector file from `capture` or the app")
@@ -77,16 +112,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _source(args: argparse.Namespace) -> VectorSource:
+    """What to capture, checked before the model loads."""
+    if args.from_task is not None:
+        if args.contrast is not None:
+            raise InvalidInputError("--contrast goes with --prompts, not --from-task.")
+        from optimize.task_vectors import task_source
+
+        aggregate = "pca" if args.method == "pca_diff" else "mean"
+        return task_source(args.from_task, args.include_path, args.docs, args.seed, aggregate)
+    prompts, contrast = _read_prompts(args.prompts), _read_prompts(args.contrast)
+    if args.method == "pca_diff":
+        return VectorSource("pca_diff", {PROMPTS: prompts, CONTRAST_PROMPTS: contrast})
+    return VectorSource.from_prompts(prompts, contrast)
+
+
 def _capture(args: argparse.Namespace) -> None:
-    if args.alpha is None:
-        raise InvalidInputError("capture needs --alpha (the steering strength, e.g. --alpha 4).")
-    prompts = _read_prompts(args.prompts)
-    contrast = _read_prompts(args.contrast)
+    if (args.alpha is None) == (args.strength is None):
+        raise InvalidInputError(
+            "capture needs --alpha (raw, e.g. --alpha 4) or --strength (relative, e.g. "
+            "--strength 0.5), not both."
+        )
+    source = _source(args)
     loaded = load_model(args.model, args.gguf_file)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
-    vector = capture_vector(steerer, prompts, args.layer, args.alpha, contrast)
+    vector = capture(steerer, source, args.layer, args.alpha if args.alpha is not None else 0.0)
+    if args.strength is not None:
+        vector = vector.with_strength(args.strength)
     path = save_vectors(args.out, [vector], steerer.info)
-    print(f"Saved a vector at layer {vector.layer} (norm {vector.norm:.2f}) to {path}")
+    print(
+        f"Saved a vector at layer {vector.layer} (norm {vector.norm:.2f}, alpha "
+        f"{vector.alpha:.3g} = strength {vector.strength:.3g} of the layer's mean norm "
+        f"{vector.layer_norm:.3g}) to {path}"
+    )
 
 
 def _generate(args: argparse.Namespace) -> None:

@@ -157,3 +157,21 @@ def test_strength_round_trips_through_save_and_load(tiny, tmp_path):
     assert (loaded.alpha, loaded.layer_norm, loaded.strength) == (half.alpha, half.layer_norm, half.strength)
     moved = recapture(steerer, half, 3)
     assert moved.layer_norm == pytest.approx(float(steerer.layer_norms()[3]))
+
+
+def test_cli_builds_a_task_or_pca_source_before_loading_a_model(tmp_path):
+    from steering.__main__ import _parser, _source
+
+    args = _parser().parse_args(
+        ["capture", "--from-task", "steer_health", "--include-path", TASKS, "--docs", "4",
+         "--method", "pca_diff", "--layer", "1", "--strength", "0.5", "--out", "x"]
+    )
+    source = _source(args)
+    assert (source.method, source.inputs["aggregate"], len(source.inputs["items"])) == ("task_pairs", "pca", 4)
+    (tmp_path / "c.txt").write_text("I love it\nwhat a joy\n")
+    (tmp_path / "n.txt").write_text("I hate it\nwhat a grief\n")
+    args = _parser().parse_args(
+        ["capture", "--prompts", str(tmp_path / "c.txt"), "--contrast", str(tmp_path / "n.txt"),
+         "--method", "pca_diff", "--layer", "1", "--alpha", "1", "--out", "x"]
+    )
+    assert _source(args).method == "pca_diff"

@@ -34,6 +34,10 @@ AGGREGATE, ITEMS, DOC_KEYS = "aggregate", "items", "doc_keys"
 # scored split reserved for building (the search then leaves it out).
 SPLITS = ("training", "validation", "reserved")
 AGGREGATES = ("mean", "pca")
+# Documents a task vector is built from unless the user says otherwise: enough
+# for a stable mean of differences on a two-choice task, few enough to leave
+# half of a 100-document task to the search.
+DEFAULT_DOCS = 50
 KEYS = (TASK, INCLUDE_PATH, SPLIT, SEED, AGGREGATE, ITEMS, DOC_KEYS)
 
 
