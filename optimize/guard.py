@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,10 +43,9 @@ from optimize.metrics import Fitness, Metrics
 from optimize.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
 from optimize.prefix import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 from steering.engine import Steerer
+from steering.neutral import NEUTRAL_TEXT_PATH, neutral_sentences  # noqa: F401 (re-exported)
 from steering.errors import InvalidInputError, UnsupportedModelError
 from steering.vector import SteeringVector
-
-NEUTRAL_TEXT_PATH = Path(__file__).resolve().parent.parent / "tasks" / "neutral" / "neutral.txt"
 
 # Sentences the guard scores by default: an evenly spaced subset of the set.
 # All 310 (3,421 scored positions on SmolLM2) took 47-66 s per setting on a
@@ -57,26 +55,6 @@ DEFAULT_GUARD_SENTENCES = 100
 
 # Positions whose logits are computed at once (bounds memory: 256 x vocabulary floats).
 HEAD_CHUNK = 256
-
-
-def neutral_sentences(
-    path: str | Path = NEUTRAL_TEXT_PATH, count: int | None = None
-) -> tuple[str, ...]:
-    """The shipped neutral sentences (or those of another one-per-line file);
-    with `count`, that many spread evenly over the file (its topics are in
-    runs, so the first `count` would be mostly weather and cooking)."""
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise InvalidInputError(f"Cannot read the neutral text file {path}: {exc}") from exc
-    sentences = tuple(line.strip() for line in lines if line.strip())
-    if not sentences:
-        raise InvalidInputError(f"The neutral text file {path} has no sentences.")
-    if count is None or count >= len(sentences):
-        return sentences
-    if count < 1:
-        raise InvalidInputError(f"The guard needs at least one sentence, got {count!r}.")
-    return tuple(sentences[i * len(sentences) // count] for i in range(count))
 
 
 @dataclass(frozen=True)
