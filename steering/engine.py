@@ -125,10 +125,13 @@ class ActiveVectors:
     """The active vectors of one Steerer, kept apart from it: holding this
     remembers a model's vectors without keeping the model alive."""
 
-    __slots__ = ("vectors",)
+    __slots__ = ("vectors", "outside")
 
     def __init__(self) -> None:
         self.vectors: tuple[SteeringVector, ...] = ()
+        # While a scoped trial setting is applied (an optimization scoring a
+        # particle, an unsteered comparison): the set outside that scope.
+        self.outside: tuple[SteeringVector, ...] | None = None
 
 
 # One Steerer per model object: two would each save the other's replaced
@@ -184,6 +187,15 @@ class Steerer:
     @property
     def vectors(self) -> tuple[SteeringVector, ...]:
         return self.active.vectors
+
+    @property
+    def user_vectors(self) -> tuple[SteeringVector, ...]:
+        """The vectors the user made active, even while a scoped trial setting
+        is applied. Safe to read from any thread without the model lock (one
+        attribute read of an immutable tuple), so a page can show the real
+        state while the model is busy."""
+        outside = self.active.outside
+        return outside if outside is not None else self.active.vectors
 
     @property
     def device(self) -> torch.device:
@@ -319,9 +331,13 @@ class Steerer:
             if self._scoped:
                 raise RuntimeError("Steerer.applied() does not nest.")
             self._scoped = True
+            self.active.outside = self.active.vectors
             try:
                 yield
             finally:
+                # after the inner swap put the user's set back, so a reader
+                # never sees the trial setting as the user's
+                self.active.outside = None
                 self._scoped = False
 
     @contextmanager

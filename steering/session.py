@@ -82,6 +82,14 @@ class ModelSession:
             self._last_active = steerer.active
             return Current(loaded=loaded, steerer=steerer, notice=notice)
 
+    def glance(self) -> Steerer | None:
+        """The Steerer of the model last used, without asking the source or
+        taking any lock (None before the first use, or once that model is
+        gone). For showing the state while the model is busy; its
+        `user_vectors` are what the user made active."""
+        last = self._last
+        return last() if last is not None else None
+
     def still_current(self, steerer: Steerer) -> bool:
         """Whether `steerer`'s model is still the model in use (asks the source
         only; changes nothing). Long runs check it between steps, so they stop

@@ -15,6 +15,7 @@ from gradio.context import Context
 from optimize.task_sources import AllowedTaskSources
 from steering.session import ModelSession
 from ui import chat_tab, steering_tab
+from ui import format as fmt
 from ui.settings import FormSettings
 
 log = logging.getLogger(__name__)
@@ -123,14 +124,29 @@ def build_tabs(
         optimize_page.select(
             tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]
         )
+        _attach_on_load(tabs)
     return tabs
+
+
+def _attach_on_load(tabs: Tabs) -> None:
+    """Every page that loads (a reload, a second tab, another visitor) shows
+    the app's optimization: live progress while it runs, its result after."""
+    root = Context.root_block
+    if root is None:
+        return
+    tab, actions = tabs.optimize, tabs.optimize_actions
+    view = [tab.progress, tab.evaluations, tab.convergence, tab.particle_plot, tab.summary,
+            tab.result, tab.result_file, tab.status]  # fmt: skip
+    root.load(actions.attach, None, view, api_name=False, concurrency_limit=None).then(
+        actions.apply_offer, [tab.result], [tab.apply], api_name=False, queue=False
+    )
 
 
 def _status_without_model(actions: steering_tab.SteeringActions) -> Any:
     """After a refresh: with no usable model the status line says why (an
     earlier "1 steering vector active" would be stale); otherwise it stays."""
     info, _vectors, problem = actions.model_facts()
-    return gr.update() if info is not None else f"⚠ {problem}"
+    return gr.update() if info is not None else f"⚠ {fmt.md(problem)}"
 
 
 def build_app(

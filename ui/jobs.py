@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
@@ -92,8 +93,6 @@ class RunStatus:
     """
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
-        import time
-
         self._clock = clock or time.monotonic
         self._lock = threading.Lock()
         self._since: float | None = None
@@ -138,3 +137,104 @@ class RunStatus:
             f"waits until it ends: {how_long}. Cancel it under Steering → Optimize to "
             "reply sooner."
         )
+
+
+class BackgroundJob:
+    """A long model job (an optimization) that belongs to the app, not to the
+    browser tab that started it.
+
+    `work(emit, cancel)` runs in its own thread under `lock`; it goes on when
+    the page that started it is closed or reloaded. Every emitted item is
+    kept, so any page can `follow()` it from the start: a reloaded page
+    replays the progress so far, then sees the rest live, then the result.
+    """
+
+    def __init__(
+        self, lock: AbstractContextManager[Any], work: Callable[[Emit, threading.Event], Any]
+    ) -> None:
+        self.work = work
+        self.cancel_event = threading.Event()
+        self._started = time.monotonic()
+        self._job = ModelJob(lock, self._call)
+        self._changed = threading.Condition()
+        self._events: list[tuple[str, Any]] = []
+        self._finished = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def _call(self, emit: Emit) -> Any:
+        return self.work(emit, self.cancel_event)
+
+    def age(self) -> float:
+        """Seconds since the job was made."""
+        return time.monotonic() - self._started
+
+    def start(self) -> None:
+        threading.Thread(target=self._drain, name="steerswarm-background-job", daemon=True).start()
+
+    def _drain(self) -> None:
+        try:
+            for event in self._job.events():
+                with self._changed:
+                    self._events.append(event)
+                    self._changed.notify_all()
+            self.result = self._job.result
+        except BaseException as exc:  # noqa: BLE001 - handed to every follower
+            self.error = exc
+        with self._changed:
+            self._finished = True
+            self._changed.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return not self._finished
+
+    def cancel(self) -> None:
+        """Ask the work to stop (it checks between evaluations)."""
+        self.cancel_event.set()
+
+    def follow(self) -> Iterator[tuple[str, Any]]:
+        """Every event from the first, then each new one as it comes, like
+        `ModelJob.events()`; afterwards `result` is set, or the job's error is
+        raised. Abandoning the iterator leaves the job running."""
+        seen = 0
+        while True:
+            with self._changed:
+                while seen == len(self._events) and not self._finished:
+                    self._changed.wait(timeout=1.0)
+                fresh = self._events[seen:]
+                finished = self._finished
+            seen += len(fresh)
+            yield from fresh
+            if finished and seen == len(self._events):
+                if self.error is not None:
+                    raise self.error
+                return
+
+
+class JobRegistry:
+    """The app's long jobs: at most one running, and the latest one kept so a
+    page opened later still sees its result. One registry per app (made with
+    the tabs), so every page of that app shares it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: BackgroundJob | None = None
+
+    def start(self, job: BackgroundJob) -> bool:
+        """Start `job` unless another is running; returns whether it started."""
+        with self._lock:
+            if self._latest is not None and self._latest.running:
+                return False
+            self._latest = job
+        job.start()
+        return True
+
+    @property
+    def latest(self) -> BackgroundJob | None:
+        return self._latest
+
+    @property
+    def running(self) -> BackgroundJob | None:
+        job = self._latest
+        return job if job is not None and job.running else None

@@ -45,10 +45,14 @@ def peek_facts(
     session: ModelSession, read: Callable[[], Facts] | None = None
 ) -> Facts | None:
     """`read()` (default: `model_facts(session)`) if the model lock is free
-    right now, else None (busy)."""
+    right now. While the model is busy (an optimization may hold it for
+    minutes): the last-used model's facts and the vectors the user made
+    active, read without the lock, so a page loaded meanwhile shows the real
+    state; None only when no model was used yet."""
     acquire = getattr(session.lock, "acquire", None)
     if acquire is not None and not acquire(blocking=False):
-        return None
+        steerer = session.glance()
+        return None if steerer is None else (steerer.info, steerer.user_vectors, "")
     try:
         return model_facts(session) if read is None else read()
     finally:

@@ -84,10 +84,16 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
 
     form = list(fields.values())
     view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
-    run.click(actions.optimize, [vector_box, *form], view, api_name="optimize").then(
+    # No concurrency limit: a second page's click must be answered ("already
+    # running", then the running job) rather than queued behind the first run.
+    run.click(
+        actions.optimize, [vector_box, *form], view, api_name="optimize", concurrency_limit=None
+    ).then(
         actions.apply_offer, [result], [apply], api_name=False, queue=False
     )
-    cancel.click(actions.cancel, None, [status], api_name="cancel_optimization")
+    cancel.click(
+        actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
+    )
     example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
     return OptimizeTab(
         vectors=vector_box,

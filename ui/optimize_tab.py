@@ -33,7 +33,7 @@ from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
-from ui.jobs import WAITING, ModelJob, RunStatus
+from ui.jobs import WAITING, BackgroundJob, JobRegistry, RunStatus
 from ui.model_access import locked, model_facts, peek_facts
 from ui.optimize_form import (
     NAMES,
@@ -56,27 +56,38 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+BUSY = (
+    "⚠ An optimization is already running (started from this or another page); "
+    "only one runs at a time. Its progress is shown below: watch it, or **Cancel** it."
+)
+
 # (progress, evaluations table, convergence plot, particle plot, summary,
 #  result state, result file, status)
 OptimizeView = tuple[Any, Any, Any, Any, Any, Any, Any, str]
 
 
 class OptimizeActions:
-    """The Optimize tab's handlers. One run at a time per app (the model is one)."""
+    """The Optimize tab's handlers. One run at a time per app (the model is one).
+
+    A run is a job of the app (`jobs`), not of the page that started it: a
+    reloaded or second page attaches to it (`attach`), sees its progress and
+    result, and can cancel it.
+    """
 
     def __init__(
         self,
         session: ModelSession,
         save_dir: Path | None = None,
         sources: AllowedTaskSources | None = None,
+        jobs: JobRegistry | None = None,
     ) -> None:
         """`save_dir`: where results are saved (None: not saved); `sources`:
-        the task folders the operator allowed (None: the shipped tasks)."""
+        the task folders the operator allowed (None: the shipped tasks);
+        `jobs`: the app's job registry (None: one of this tab's own)."""
         self.session = session
         self.save_dir = save_dir
         self.sources = sources or AllowedTaskSources()
-        self._busy = threading.Lock()
-        self._cancel = threading.Event()
+        self.jobs = jobs or JobRegistry()
         # How far the running optimization has got: read by the webui hook
         # that tells a waiting chat reply how long it waits.
         self.run_status = RunStatus()
@@ -109,22 +120,28 @@ class OptimizeActions:
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
             return
-        if not self._busy.acquire(blocking=False):
-            yield (*keep, "⚠ An optimization is already running. Cancel it or wait for it.")
+        work = _OptimizeWork(self.session, request, self.run_status)
+        job = BackgroundJob(self.session.lock, work)
+        if not self.jobs.start(job):
+            yield (*keep, BUSY)
+            yield from self.attach()
             return
-        try:
-            self._cancel.clear()
-            yield from self._run(request)
-        finally:
-            self._busy.release()
+        yield from self._watch(job, work)
 
-    def _run(self, request: RunRequest) -> Iterator[OptimizeView]:
-        started = time.perf_counter()
+    def attach(self) -> Iterator[OptimizeView]:
+        """The app's latest optimization, for a page that (re)loads: its
+        progress so far, then live, then its result; or the idle view."""
+        job = self.jobs.latest
+        if job is None:
+            yield (fmt.progress_html(None), *(gr.update(),) * 6, "")
+            return
+        yield from self._watch(job, job.work)
+
+    def _watch(self, job: BackgroundJob, work: _OptimizeWork) -> Iterator[OptimizeView]:
+        started = time.perf_counter() - job.age()
         history: list[Evaluation] = []
         best_so_far: list[float] = []
         last: Progress | None = None
-        work = _OptimizeWork(self.session, request, self._cancel, self.run_status)
-        job = ModelJob(self.session.lock, work)
         no_result = (gr.update(), gr.update())  # result state, result file
         yield (
             fmt.progress_html(None, "Starting…"),
@@ -136,7 +153,7 @@ class OptimizeActions:
             "Starting: loading the task and scoring the unsteered baseline…",
         )
         try:
-            for kind, item in job.events():
+            for kind, item in job.follow():
                 if kind == WAITING:
                     yield (
                         fmt.progress_html(None, "Waiting for the model…"),
@@ -162,7 +179,7 @@ class OptimizeActions:
                     plots.particles(history, work.numbers, last.best),
                     "",
                     *no_result,
-                    self._running_line(time.perf_counter() - started),
+                    self._running_line(job, time.perf_counter() - started),
                 )
         except OptimizationCancelled as exc:
             yield (
@@ -192,7 +209,7 @@ class OptimizeActions:
             )
             return
         result: OptimizationResult = job.result
-        saved = self._save(result)
+        saved = work.saved(self._save, result)
         done = "✕ Cancelled; showing the best setting so far." if result.cancelled else "✓ Done."
         outcome = (
             "The active vectors are unchanged until you click **Apply best**."
@@ -225,10 +242,10 @@ class OptimizeActions:
             ),
         )
 
-    def _running_line(self, elapsed: float) -> str:
+    def _running_line(self, job: BackgroundJob, elapsed: float) -> str:
         """The status line while the run goes; once Cancel was clicked it says
         so rather than flick back to "Optimizing"."""
-        if self._cancel.is_set():
+        if job.cancel_event.is_set():
             return "✕ Cancelling: the run stops after the current evaluation…"
         left = self.run_status.left_seconds()
         eta = "" if left is None else f", about {left:.0f} s left"
@@ -283,9 +300,11 @@ class OptimizeActions:
         )
 
     def cancel(self) -> str:
-        if not self._busy.locked():
+        """Cancel the app's running optimization, whichever page started it."""
+        job = self.jobs.running
+        if job is None:
             return "Nothing to cancel: no optimization is running."
-        self._cancel.set()
+        job.cancel()
         return "✕ Cancelling: the run stops after the current evaluation…"
 
     def apply(self, result: OptimizationResult | None) -> Iterator[tuple[Any, Any, str, str, Any]]:
@@ -342,22 +361,25 @@ def _final_progress(result: OptimizationResult) -> Progress:
 class _OptimizeWork:
     """The model work of one run, executed by a ModelJob under the model lock."""
 
-    def __init__(
-        self,
-        session: ModelSession,
-        request: RunRequest,
-        cancel: threading.Event,
-        status: RunStatus,
-    ) -> None:
+    def __init__(self, session: ModelSession, request: RunRequest, status: RunStatus) -> None:
         self.session = session
         self.request = request
-        self.cancel = cancel
+        self._saved_lock = threading.Lock()
+        self._saved: list[str | None] = []  # the result file, once written
         # The chosen vectors' numbers (1-based), known once the run has
         # found them among the active vectors; read by the progress view.
         self.numbers: list[int] = []
         self.status = status
 
-    def __call__(self, emit: Callable[[Any], None]) -> OptimizationResult:
+    def saved(self, save: Callable[[OptimizationResult], str | None], result: Any) -> str | None:
+        """The result file: written by the first page that sees the result,
+        the same file for every page after it."""
+        with self._saved_lock:
+            if not self._saved:
+                self._saved.append(save(result))
+            return self._saved[0]
+
+    def __call__(self, emit: Callable[[Any], None], cancel: threading.Event) -> OptimizationResult:
         steerer = self.session.current().steerer
 
         def emit_while_current(progress: Any) -> None:
@@ -390,7 +412,7 @@ class _OptimizeWork:
                 self.request.space,
                 self.request.pso,
                 on_progress=emit_while_current,
-                cancel=self.cancel,
+                cancel=cancel,
                 heldout=None if held is None else LmEvalFitness(steerer, held),
             )
         finally:

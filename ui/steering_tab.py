@@ -99,7 +99,9 @@ class SteeringActions:
     def refresh(self) -> tuple[str, Any, Any, Any]:
         """(model line, layer slider update, table, dropdown) for the model in use now.
 
-        Does not wait: while the model is busy the view is left as it is.
+        Does not wait: while the model is busy it shows the vectors the user
+        made active, read without the lock (left as it is only before any
+        model was used).
         """
         facts = peek_facts(self.session, self.model_facts)
         if facts is None:
