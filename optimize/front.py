@@ -83,15 +83,13 @@ def _limits(objective: Objective, evaluation: Evaluation) -> str:
     return f" within the guard (KL {kl:.3f} <= budget {objective.options.kl_budget:g})"
 
 
-def recommend(
-    baseline: Evaluation, evaluations: Sequence[Evaluation], objective: Objective
-) -> Recommendation:
-    """The objective's best search evaluation, if it keeps the limits and its
-    target beats the baseline's; else no recommendation, with the reason."""
-    searched = [e for e in evaluations if not e.is_baseline]
-    if not searched:
+def recommend(baseline: Evaluation, best: Evaluation | None, objective: Objective) -> Recommendation:
+    """`best` (the objective's best search evaluation), if it keeps the limits, steers
+    at all (some alpha is not 0) and ranks above the unsteered baseline (for
+    the guarded objective: a better target); else no recommendation, with
+    the reason. The one rule for "is there a gain to offer"."""
+    if best is None or best.is_baseline:
         return Recommendation(None, "No setting was scored: nothing to apply.")
-    best = objective.best(searched)
     if math.isnan(objective.value(best.metrics)) or not objective.within_limits(best.metrics):
         return Recommendation(
             None,
@@ -103,8 +101,8 @@ def recommend(
             )
             + "): nothing to apply.",
         )
-    target_only = TargetObjective(objective.higher_is_better)
-    if not target_only.better(best.metrics, baseline.metrics) or best.score == baseline.score:
+    steers = any(alpha != 0 for alpha in best.alphas)
+    if not steers or not objective.better(best.metrics, baseline.metrics):
         return Recommendation(
             None,
             f"No setting{_limits(objective, best) and ' within the guard'} beat the unsteered "

@@ -168,8 +168,8 @@ class OptimizationResult:
     @property
     def recommendation(self) -> Recommendation:
         """The setting to apply (or none), and why: `best` when it keeps the
-        objective's limits and beats the baseline."""
-        return recommend(self.baseline, self.history, self.ranking)
+        objective's limits, steers and beats the baseline (`improved`)."""
+        return recommend(self.baseline, self.best, self.ranking)
 
     @property
     def target_only_best(self) -> Evaluation:
@@ -186,8 +186,7 @@ class OptimizationResult:
         """Whether the best setting beats the unsteered model: it ranks above
         the baseline and steers at all (some alpha is not 0). Only then is it
         offered as a gain; otherwise no setting beat the unsteered model."""
-        steers = any(alpha != 0 for alpha in self.best.alphas)
-        return steers and self.ranking.better(self.best.metrics, self.baseline.metrics)
+        return self.recommendation.evaluation is not None
 
     @property
     def evaluations(self) -> list[Evaluation]:

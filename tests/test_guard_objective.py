@@ -163,16 +163,19 @@ def test_front_with_a_guard_task_has_a_third_axis():
 def test_recommendation_is_the_guarded_best_when_it_beats_the_baseline():
     guarded = make_objective("guarded", options=ObjectiveOptions(0.5))
     good, over = _ev(1, 0.62, kl=0.2), _ev(2, 0.9, kl=2.0)
-    rec = recommend(BASELINE, [BASELINE, good, over], guarded)
+    rec = recommend(BASELINE, guarded.best([good, over]), guarded)
     assert rec.evaluation is good and "within the guard" in rec.reason
 
 
 def test_no_improvement_within_the_guard_is_said_plainly():
     guarded = make_objective("guarded", options=ObjectiveOptions(0.5))
     worse, over = _ev(1, 0.45, kl=0.2), _ev(2, 0.9, kl=2.0)
-    rec = recommend(BASELINE, [BASELINE, worse, over], guarded)
+    rec = recommend(BASELINE, guarded.best([worse, over]), guarded)
     assert rec.evaluation is None and "Nothing to apply" in rec.reason
-    tie = recommend(BASELINE, [_ev(1, 0.5, kl=0.1)], guarded)
+    tie = recommend(BASELINE, _ev(1, 0.5, kl=0.1), guarded)
     assert tie.evaluation is None
-    rec = recommend(BASELINE, [over], guarded)
+    zero = Evaluation.scored(0, 1, Setting((2,), (0.0,)), Metrics({"target": 0.9, KL: 0.0}), 1.0)
+    assert recommend(BASELINE, zero, guarded).evaluation is None  # alpha 0: the baseline itself
+    assert recommend(BASELINE, None, guarded).evaluation is None
+    rec = recommend(BASELINE, over, guarded)
     assert rec.evaluation is None and "No setting stayed within the guard" in rec.reason
