@@ -23,3 +23,8 @@ class IncompatibleVectorError(SteerSwarmError):
 
 class VectorFileError(SteerSwarmError):
     """A saved vector file is missing, truncated, corrupt or incomplete."""
+
+
+class VectorWriteError(VectorFileError, OSError):
+    """A vector file could not be written (read-only folder, full disk); the
+    previous file, if any, is intact. Still an OSError for callers that catch one."""

@@ -28,7 +28,12 @@ import safetensors
 import safetensors.torch
 import torch
 
-from steering.errors import IncompatibleVectorError, InvalidInputError, VectorFileError
+from steering.errors import (
+    IncompatibleVectorError,
+    InvalidInputError,
+    VectorFileError,
+    VectorWriteError,
+)
 from steering.extract import VectorSource
 from steering.models import ModelInfo
 from steering.vector import SteeringVector
@@ -70,16 +75,21 @@ def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: Mode
         ],
     }
     data = safetensors.torch.save(tensors, metadata={_META_KEY: json.dumps(meta)})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # a read-only or missing folder: a clear one-line error
+        raise VectorWriteError(f"Could not write {path}: {exc.strerror or exc}.") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk: the old file, if any, is intact
+            raise VectorWriteError(f"Could not write {path}: {exc.strerror or exc}.") from exc
         raise
     return path
 

@@ -1,0 +1,157 @@
+"""A sweep of bad input on the Steering tab's handlers (issue 10): each gets a
+clear message (no "unexpected error"), leaves the active vectors as they
+were, and leaves no hook behind; 20 add/remove cycles leak no hook and keep
+memory flat."""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import pickle
+import resource
+import struct
+
+import pytest
+
+from ui.steering_tab import SteeringActions
+
+GOOD = "I love this, it is wonderful."
+
+
+@pytest.fixture
+def steering(tiny_session, tmp_path):
+    actions = SteeringActions(tiny_session, tmp_path)
+    *_, view = actions.add_vector(GOOD, "I hate this.", 1, 2.0)
+    assert view[2].startswith("✓ Added"), view[2]
+    return actions
+
+
+def refused(status: str) -> None:
+    assert status.startswith("⚠ Could not"), status
+    assert "unexpected error" not in status, status
+
+
+def unchanged(session, before) -> None:
+    steerer = session.current().steerer
+    assert steerer.vectors == before
+    assert steerer.steered_layers() == sorted({v.layer for v in before})
+    assert not session.lock.locked()
+
+
+@pytest.mark.parametrize(
+    ("concept", "layer", "alpha"),
+    [
+        ("", 1, 1.0),
+        ("   \n\t\n", 1, 1.0),
+        ("x" * 100_000, 1, 1.0),
+        (GOOD, -1, 1.0),
+        (GOOD, 4, 1.0),
+        (GOOD, 1e9, 1.0),
+        (GOOD, math.nan, 1.0),
+        (GOOD, 1, math.nan),
+        (GOOD, 1, math.inf),
+        (GOOD, 1, -math.inf),
+        (GOOD, None, 1.0),
+        (GOOD, 1, None),
+        (GOOD, "1; rm -rf /", 1.0),
+    ],
+)
+def test_bad_vector_fields_are_refused(steering, tiny_session, concept, layer, alpha):
+    before = tiny_session.current().steerer.vectors
+    *_, (_rows, _choices, status) = steering.add_vector(concept, "", layer, alpha)
+    refused(status)
+    unchanged(tiny_session, before)
+
+
+@pytest.mark.parametrize(
+    "concept",
+    ["שלום עולם, זה נפלא", "I love this 😀🎉", "\u202egnirts desrever", "../../etc/passwd", "C:\\x"],
+)
+def test_unicode_rtl_emoji_and_path_like_prompts_are_plain_text(steering, tiny_session, concept):
+    *_, (_rows, _choices, status) = steering.add_vector(concept, "", 1, 1.0)
+    assert status.startswith("✓ Added vector #2"), status
+    assert tiny_session.current().steerer.vectors[-1].prompts == (concept,)
+
+
+def _safetensors(header: dict, payload: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + payload
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda good: b"",
+        lambda good: good[: len(good) // 2],
+        lambda good: pickle.dumps({"vector.0": [0.0] * 32}),
+        lambda good: _safetensors({"__metadata__": {"steerswarm": "x" * 5_000_000}}),
+        lambda good: _safetensors({"__metadata__": {"steerswarm": json.dumps({"vectors": 7})}}),
+        lambda good: _safetensors(
+            {"__metadata__": {"steerswarm": json.dumps({"vectors": [{"layer": True}]})}}
+        ),
+        lambda good: struct.pack("<Q", 2**60) + b"{}",
+    ],
+    ids=["empty", "truncated", "renamed-pickle", "huge-metadata", "mistyped", "bool-layer",
+         "huge-header"],  # fmt: skip
+)
+def test_bad_vector_files_are_refused(steering, tiny_session, tmp_path, make):
+    *_, (saved, _status) = steering.save_vectors("good.safetensors")
+    good = open(saved["value"], "rb").read()
+    path = tmp_path / "upload.safetensors"
+    path.write_bytes(make(good))
+    before = tiny_session.current().steerer.vectors
+    *_, (_rows, _choices, status) = steering.load_vectors(str(path))
+    refused(status)
+    unchanged(tiny_session, before)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_save_to_a_read_only_folder_is_refused(tiny_session, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    actions = SteeringActions(tiny_session, folder)
+    list(actions.add_vector(GOOD, "", 1, 1.0))
+    folder.chmod(0o500)
+    try:
+        *_, (_saved, status) = actions.save_vectors("x.safetensors")
+        refused(status)
+    finally:
+        folder.chmod(0o700)
+
+
+def test_a_save_to_a_full_disk_is_refused_and_leaves_no_file(steering, tmp_path, monkeypatch):
+    from steering import store as vector_store
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(vector_store.os, "fsync", full)
+    existing = set(tmp_path.iterdir())
+    *_, (_saved, status) = steering.save_vectors("full.safetensors")
+    refused(status)
+    assert "No space left" in status
+    assert set(tmp_path.iterdir()) == existing
+
+
+def test_twenty_add_remove_cycles_leak_no_hook_or_memory(steering, tiny_session):
+    steerer = tiny_session.current().steerer
+    layers = steerer.layers
+    originals = [type(layer).forward for layer in layers]
+    (first,) = steerer.vectors
+    rss = []
+    for cycle in range(20):
+        *_, (_rows, choices, status) = steering.add_vector(f"concept {cycle}", "", 2, 1.0)
+        assert status.startswith("✓ Added"), status
+        added = choices["choices"][-1][1]
+        *_, (_rows, _c, status) = steering.remove_vector(added)
+        assert status.startswith("✓ Removed"), status
+        rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    assert steerer.vectors == (first,) and steerer.steered_layers() == [1]
+    steerer.reset()
+    assert steerer.steered_layers() == []
+    assert all("forward" not in vars(layer) for layer in layers)
+    assert [type(layer).forward for layer in layers] == originals
+    # peak RSS (KiB) over the last 10 cycles: flat within 50 MB
+    assert rss[-1] - rss[9] < 50 * 1024, rss
