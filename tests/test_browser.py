@@ -204,3 +204,57 @@ def test_optimize_then_apply_best(page):
     assert after[1:3] == [best.group(1), best.group(2)], after
     assert after != before
     assert after[3:5] == before[3:5]  # the same concept, now at its best layer and alpha
+
+
+def test_explore_scan_map_side_by_side_and_inspect(page):
+    """The Explore tab end to end: scan a vector's layers and send the range to
+    the Optimize form, fill a small map, compare two cells with the unsteered
+    model, inspect the vector, then apply a cell."""
+    from playwright.sync_api import expect
+
+    add_joy_vector(page, layer=8)
+    page.get_by_role("tab", name="Explore").click()
+    status = page.locator("#explore-status")
+    expect(page.locator("#explore-vector input")).to_have_value(
+        re.compile(r"^#1 layer 8 "), timeout=30_000
+    )
+
+    page.get_by_role("button", name="Scan layers").click()
+    expect(status).to_contain_text("Suggested layers", timeout=120_000)
+    expect(page.locator("#explore-scan-plot img")).to_be_visible()
+    low, high = re.search(r"Suggested layers (\d+)–(\d+)", status.inner_text()).groups()
+    page.get_by_role("button", name="Use range in Optimize").click()
+    expect(status).to_contain_text(f"layer bounds are now {low}–{high}")
+
+    page.get_by_label("Layers (blank: 10 spread over the model)").fill("4, 8, 12")
+    page.get_by_label("Strengths (× the layer's mean activation norm)").fill("0.25, 0.5")
+    page.get_by_label("Neutral sentences (KL)").fill("4")
+    page.get_by_role("button", name="Compute map").click()
+    expect(status).to_contain_text("Done: 6 of 6 cells", timeout=240_000)
+    expect(page.locator("#explore-map-plot img")).to_be_visible()
+
+    cells = page.get_by_label("Cells (up to 4)")
+    for name in ("layer 8 · strength 0.25", "layer 8 · strength 0.5"):
+        cells.click()
+        page.get_by_role("option", name=re.compile(re.escape(name))).click()
+    page.get_by_label("Max new tokens").fill("16")
+    page.get_by_role("button", name="Write completions").click()
+    expect(status).to_contain_text("✓ Done.", timeout=180_000)
+    completions = page.locator("#explore-compare-table")
+    expect(completions).to_contain_text("unsteered")
+    expect(completions).to_contain_text("layer 8 · strength 0.5")
+
+    page.get_by_role("button", name="Inspect vector").click()
+    expect(status).to_contain_text("Inspected", timeout=60_000)
+    expect(page.locator("#explore-norm-plot img")).to_be_visible()
+    page.screenshot(path=str(screenshot_dir() / "explore-tab.png"), full_page=True)
+
+    page.get_by_label("Cell", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"^layer 12 · strength 0.5")).click()
+    page.get_by_role("button", name="Apply this cell").click()
+    expect(status).to_contain_text("The vector is now at layer 12", timeout=60_000)
+    page.get_by_role("tab", name="Optimize").click()
+    expect(page.get_by_label("Lowest layer")).to_have_value(low)
+    expect(page.get_by_label("Highest layer")).to_have_value(high)
+    page.get_by_role("tab", name="Steering").click()
+    assert first_row(page)[1] == "12"

@@ -14,7 +14,7 @@ from gradio.context import Context
 
 from optimize.task_sources import AllowedTaskSources
 from steering.session import ModelSession
-from ui import chat_tab, steering_tab
+from ui import chat_tab, explore_tab, steering_tab
 from ui import format as fmt
 from ui.settings import FormSettings
 
@@ -33,6 +33,8 @@ class Tabs:
     chat_actions: chat_tab.ChatActions | None
     optimize: Any = None  # optimize_tab.OptimizeTab when the optimizer is installed
     optimize_actions: Any = None
+    explore: explore_tab.ExploreTab | None = None
+    explore_actions: explore_tab.ExploreActions | None = None
 
     def refresh_outputs(self) -> list[Any]:
         s = self.steering
@@ -74,6 +76,23 @@ def _build_optimize(
     )
 
 
+def _build_explore(
+    tabs: Tabs, session: ModelSession
+) -> tuple[explore_tab.ExploreTab, explore_tab.ExploreActions]:
+    """The Explore tab; its suggested layer range fills the Optimize form's bounds."""
+    actions = explore_tab.ExploreActions(session)
+    tab = explore_tab.build(actions)
+    tabs.explore, tabs.explore_actions = tab, actions
+    if tabs.optimize is not None:
+        o = tabs.optimize
+        tab.use_range.click(
+            actions.use_range,
+            [tab.layer_range],
+            [o.fields["layer_min"], o.fields["layer_max"], tab.status],
+        )
+    return tab, actions
+
+
 def build_tabs(
     session: ModelSession,
     save_dir: Path | None = None,
@@ -82,7 +101,7 @@ def build_tabs(
     settings: FormSettings | None = None,
     task_sources: AllowedTaskSources | None = None,
 ) -> Tabs:
-    """Build the Steering, Chat and Optimize tabs inside the current Blocks context.
+    """Build the Steering, Chat, Optimize and Explore tabs inside the current Blocks context.
 
     With `webui=True` (inside text-generation-webui) there is no Chat tab:
     the webui's own chat is steered, and a note at the top says so.
@@ -108,6 +127,8 @@ def build_tabs(
         tabs = Tabs(steering, steering_actions, chat, chat_actions)
         with gr.Tab("Optimize") as optimize_page:
             _build_optimize(tabs, session, settings, task_sources)
+        with gr.Tab("Explore") as explore_page:
+            explore, explore_actions = _build_explore(tabs, session)
     steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
         lambda: _status_without_model(steering_actions), None, [steering.status], api_name=False
     )
@@ -120,6 +141,7 @@ def build_tabs(
             [steering.status],
             api_name=False,
         )
+    explore_page.select(explore_actions.vector_choices, [explore.vector], [explore.vector])
     if tabs.optimize is not None:
         optimize_page.select(
             tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]
