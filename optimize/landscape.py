@@ -40,9 +40,9 @@ from steering.vector import SteeringVector
 
 DEFAULT_ROWS = 10
 # Dense below 0.3, where SmolLM2-135M's useful settings lie: its KL on neutral
-# text passed the guard's budget (0.5 nats/token) from strength 0.25-0.5 at
-# every layer but the last, and the demo's best setting (layer 7, alpha 1.05)
-# is strength 0.09 (docs/explore.md).
+# text passes the guard's budget (0.5 nats/token) at strength 0.3-0.4 at most
+# layers, and the demo's best setting (layer 7, alpha 1.05) is strength 0.1
+# (docs/explore.md).
 DEFAULT_STRENGTHS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8)
 MAX_STRENGTH = 8.0
 MAX_GRID_SIDE = 32
