@@ -75,12 +75,50 @@ class _Batch:
 
 
 @dataclass(frozen=True)
-class _Reference:
-    """The unsteered model at one batch's scored positions."""
+class KlReference:
+    """The unsteered model at some scored positions, kept as small as a hidden
+    state per position (see the module docstring). Built once with `of`;
+    `kl` then measures steered final states at the same positions. The
+    Explore tab's layer x strength map uses it too, on its own batches."""
 
     hidden: torch.Tensor  # [P, H] final (normed) hidden state, model dtype
     u: torch.Tensor  # [P, H] float32: W^T p
     c: torch.Tensor  # [P] float32: sum p log p - p . b
+
+    @classmethod
+    def of(
+        cls, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> KlReference:
+        """The reference for unsteered final states `hidden` ([P, H]) and the
+        output layer z = weight @ h + bias (float32)."""
+        us, cs = [], []
+        with torch.no_grad():
+            for chunk in hidden.split(HEAD_CHUNK):
+                logp = F.log_softmax(F.linear(chunk.float(), weight, bias), dim=-1)
+                p = logp.exp()
+                c = (p * logp).sum(-1)
+                if bias is not None:
+                    c = c - p @ bias
+                us.append(p @ weight)
+                cs.append(c)
+        return cls(hidden=hidden, u=torch.cat(us), c=torch.cat(cs))
+
+    def kl(
+        self, hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        """KL per position of steered final states `hidden` ([P, H], the
+        reference's positions in order): >= 0, exactly 0 where the final state
+        did not move."""
+        parts = []
+        with torch.no_grad():
+            for start in range(0, hidden.shape[0], HEAD_CHUNK):
+                h = hidden[start : start + HEAD_CHUNK]
+                lse = torch.logsumexp(F.linear(h.float(), weight, bias), dim=-1)
+                kl = self.c[start : start + HEAD_CHUNK] + lse
+                kl = kl - (self.u[start : start + HEAD_CHUNK] * h.float()).sum(-1)
+                same = (h == self.hidden[start : start + HEAD_CHUNK]).all(-1)
+                parts.append(torch.where(same, torch.zeros_like(kl), kl.clamp_min(0.0)))
+        return torch.cat(parts)
 
 
 class KlGuard:
@@ -195,21 +233,8 @@ class KlGuard:
                 out.append(hidden[batch.scored])
         return out
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        return F.linear(hidden.float(), self._weight, self._bias)
-
-    def _make_reference(self, hidden: torch.Tensor) -> _Reference:
-        us, cs = [], []
-        with torch.no_grad():
-            for chunk in hidden.split(HEAD_CHUNK):
-                logp = F.log_softmax(self._logits(chunk), dim=-1)
-                p = logp.exp()
-                c = (p * logp).sum(-1)
-                if self._bias is not None:
-                    c = c - p @ self._bias
-                us.append(p @ self._weight)
-                cs.append(c)
-        return _Reference(hidden=hidden, u=torch.cat(us), c=torch.cat(cs))
+    def _make_reference(self, hidden: torch.Tensor) -> KlReference:
+        return KlReference.of(hidden, self._weight, self._bias)
 
     # --------------------------------------------------------------- scoring
 
@@ -228,19 +253,9 @@ class KlGuard:
             kl=total / self.positions, positions=self.positions, sentences=self.sentences
         )
 
-    def _kl(self, hidden: torch.Tensor, ref: _Reference) -> torch.Tensor:
-        """KL per scored position of one batch (>= 0; exactly 0 where the
-        final state did not move)."""
-        parts = []
-        with torch.no_grad():
-            for start in range(0, hidden.shape[0], HEAD_CHUNK):
-                h = hidden[start : start + HEAD_CHUNK]
-                lse = torch.logsumexp(self._logits(h), dim=-1)
-                kl = ref.c[start : start + HEAD_CHUNK] + lse
-                kl = kl - (ref.u[start : start + HEAD_CHUNK] * h.float()).sum(-1)
-                same = (h == ref.hidden[start : start + HEAD_CHUNK]).all(-1)
-                parts.append(torch.where(same, torch.zeros_like(kl), kl.clamp_min(0.0)))
-        return torch.cat(parts)
+    def _kl(self, hidden: torch.Tensor, ref: KlReference) -> torch.Tensor:
+        """KL per scored position of one batch."""
+        return ref.kl(hidden, self._weight, self._bias)
 
 
 class GuardedFitness:
