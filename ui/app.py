@@ -141,7 +141,9 @@ def build_tabs(
             [steering.status],
             api_name=False,
         )
-    explore_page.select(explore_actions.vector_choices, [explore.vector], [explore.vector])
+    explore_page.select(
+        explore_actions.vector_choices, [explore.vector], [explore.vector], api_name=False
+    )
     if tabs.optimize is not None:
         optimize_page.select(
             tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]

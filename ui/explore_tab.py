@@ -400,7 +400,9 @@ def build(actions: ExploreActions) -> ExploreTab:
 
 
 def _wire(actions: ExploreActions, tab: ExploreTab) -> None:
-    tab.refresh.click(actions.vector_choices, [tab.vector], [tab.vector])
+    tab.refresh.click(
+        actions.vector_choices, [tab.vector], [tab.vector], api_name="explore_vectors"
+    )
     tab.scan.click(
         actions.scan, [tab.vector, tab.measure],
         [tab.scan_plot, tab.layer_range, tab.use_range, tab.status], api_name="explore_scan",
