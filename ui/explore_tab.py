@@ -18,7 +18,7 @@ from typing import Any
 
 import gradio as gr
 
-from optimize.guard import neutral_sentences
+from steering.neutral import neutral_sentences
 from optimize.landscape import (
     DEFAULT_NEUTRAL,
     DEFAULT_STRENGTHS,
