@@ -75,7 +75,7 @@ def test_a_toy_strategy_needs_one_class_and_a_registry_line(monkeypatch):
 def test_an_unknown_strategy_or_objective_is_refused():
     with pytest.raises(InvalidInputError, match="Unknown search strategy 'nope'; known .*pso"):
         swarm_search(SPACE, 1, PsoConfig(), lambda s: (0.0, 0.0), strategy="nope")
-    with pytest.raises(InvalidInputError, match="Unknown objective 'nope'; known objectives: target"):
+    with pytest.raises(InvalidInputError, match="Unknown objective 'nope'; known objectives: .*target"):
         make_objective("nope")
 
 
@@ -180,8 +180,8 @@ def test_every_metric_is_saved_and_a_version_1_file_still_loads(tmp_path):
     assert v1.history[-1].metrics == Metrics(target=0.7, target_stderr=0.01)
     assert [e.score for e in v1.history] == [e.score for e in result.history]
     assert (v1.objective, v1.strategy) == ("target", "pso")
-    with pytest.raises(InvalidInputError, match="version 3; this steerswarm reads versions 1, 2"):
-        OptimizationResult.from_dict(old | {"version": 3})
+    with pytest.raises(InvalidInputError, match="version 99; this steerswarm reads versions 1, 2"):
+        OptimizationResult.from_dict(old | {"version": 99})
 
 
 def test_metrics_are_a_frozen_validated_mapping():
