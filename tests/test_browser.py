@@ -172,11 +172,20 @@ def test_optimize_then_apply_best(page):
     expect(
         page.get_by_role("checkbox", name=re.compile(r"^#1 layer 12 × 2: I feel so joyful"))
     ).to_be_checked()
+    # Apply best is offered only for a real gain over the unsteered model. On
+    # the demo's wording SmolLM2 leans "negative" (8 items: 0.75 unsteered);
+    # this joy vector at layer 7, alpha 1 to 1.5, scores 0.875 there (measured;
+    # layers 6 and 8 gain nothing), so the search is confined to where it gains.
     for label, value in (
+        ("Task", "sentiment_search"),
         ("Limit", "8"),
         ("Batch size", "8"),
         ("Particles", "2"),
         ("Iterations", "2"),
+        ("Lowest layer", "7"),
+        ("Highest layer", "7"),
+        ("Lowest alpha", "1"),
+        ("Highest alpha", "1.5"),
     ):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()

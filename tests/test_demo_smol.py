@@ -53,12 +53,15 @@ def test_the_demo_gains_on_held_out_items(smol):
             w=settings["w"],
             seed=settings["seed"],
         ),
-        heldout=FitnessConfig(
-            settings["heldout_task"],
-            TASKS,
-            settings["metric"],
-            settings["heldout_limit"],
-            settings["batch_size"],
+        heldout=LmEvalFitness(
+            steerer,
+            FitnessConfig(
+                settings["heldout_task"],
+                TASKS,
+                settings["metric"],
+                settings["heldout_limit"],
+                settings["batch_size"],
+            ),
         ),
     )
 
