@@ -154,7 +154,8 @@ def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
     assert ok.returncode == 0, ok.stderr
     data = json.loads(out.read_text())
     assert data["format"] == "steerswarm.optimization"
-    assert data["task"] == "steer_sentiment" and data["samples"] == 4
+    # --limit 4 documents, half of them held out from the search by default
+    assert data["task"] == "steer_sentiment" and data["samples"] == 2
     assert data["pso"]["particles"] == 2 and data["seed"] == 1
     assert len(data["history"]) == 3
     assert 8 <= data["best"]["layers"][0] <= 16
