@@ -176,8 +176,9 @@ def test_optimize_then_apply_best(page):
     # the demo's wording SmolLM2 leans "negative" (8 items: 0.75 unsteered);
     # this joy vector at layer 7, alpha 1 to 1.5, scores 0.875 there (measured;
     # layers 6 and 8 gain nothing), so the search is confined to where it gains.
+    page.get_by_role("button", name="Use example settings").click()  # the demo's task
+    expect(page.locator("#optimize-status")).to_contain_text("Filled in the search settings")
     for label, value in (
-        ("Task", "sentiment_search"),
         ("Limit", "8"),
         ("Batch size", "8"),
         ("Particles", "2"),
@@ -186,15 +187,17 @@ def test_optimize_then_apply_best(page):
         ("Highest layer", "7"),
         ("Lowest alpha", "1"),
         ("Highest alpha", "1.5"),
+        ("Held-out limit", "8"),
     ):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()
 
     progress = page.locator("#optimize-progress")
-    expect(progress).to_contain_text(re.compile(r"[1-5] of 5 evaluations"), timeout=120_000)
+    # the baseline, 2 x 2 settings, then the baseline and the best on the held-out task
+    expect(progress).to_contain_text(re.compile(r"[1-7] of 7 evaluations"), timeout=120_000)
     summary = page.locator("#optimize-summary")
     expect(summary).to_contain_text("Best setting found", timeout=240_000)
-    expect(progress).to_contain_text("5 of 5 evaluations")
+    expect(progress).to_contain_text("7 of 7 evaluations")
     expect(page.locator("#optimize-status")).to_contain_text("Done.")
     expect(page.locator("#convergence-plot img")).to_be_visible()
     expect(page.locator("#particle-plot img")).to_be_visible()
