@@ -269,5 +269,8 @@ def test_explore_scan_map_side_by_side_and_inspect(page):
     expect(page.get_by_label("Lowest layer")).to_have_value(low)
     expect(page.get_by_label("Highest layer")).to_have_value(high)
     page.get_by_role("tab", name="Steering").click()
-    expect(page.locator("#active-vectors td").filter(has_text=re.compile(r"^\s*12\s*$")).first).to_be_visible(timeout=30_000)
+    for _ in range(60):  # the table refreshes when the tab opens: wait for it
+        if first_row(page)[1] == "12":
+            break
+        page.wait_for_timeout(500)
     assert first_row(page)[1] == "12"
