@@ -24,13 +24,13 @@ from optimize.results import (
     HeldOutScores,
     OptimizationResult,
     Progress,
-    TunedVector,
-    VectorRecord,
     tune,
 )
-from optimize.search import one_by_one, run_search
+from optimize.journal import BASELINE, HELDOUT as HELDOUT_ENTRY, SEARCH as SEARCH_ENTRY
+from optimize.journal import Journal, JournalFile, run_identity
+from optimize.placing import Placer, SettingScorer, position_of
+from optimize.search import BatchScoreFn, one_by_one, run_search
 from optimize.space import SearchSpace, Setting
-from steering.capture import recapture
 from steering.engine import Steerer
 from steering.errors import IncompatibleVectorError, InvalidInputError
 from steering.vector import SteeringVector
@@ -87,70 +87,6 @@ def check_heldout(fitness: FitnessConfig, heldout: FitnessConfig | None) -> None
         )
 
 
-def _record(index: int, vector: SteeringVector) -> VectorRecord:
-    return VectorRecord(
-        index=index,
-        layer=vector.layer,
-        alpha=vector.alpha,
-        prompts=vector.prompts,
-        contrast_prompts=vector.contrast_prompts,
-        vector_id=vector.id,
-    )
-
-
-def _position(current: Sequence[SteeringVector], record: VectorRecord) -> int:
-    """Where the vector `record` describes is among `current`, or
-    InvalidInputError. The one place a result finds its vectors again: by id
-    (a vector keeps its id when it is recaptured or rescaled, so a result can be
-    applied again after Apply best), or for results without ids by position."""
-    if record.vector_id is not None:
-        for position, vector in enumerate(current):
-            if vector.id == record.vector_id:
-                return position
-        raise InvalidInputError(
-            "The active vectors changed since this optimization ran: the vector made from "
-            f"{' | '.join(record.prompts)[:60]!r} is no longer active. Restore it (load its "
-            "vector file), then apply again."
-        )
-    index = record.index
-    if (
-        index < len(current)
-        and current[index].prompts == record.prompts
-        and current[index].contrast_prompts == record.contrast_prompts
-    ):
-        return index
-    raise InvalidInputError(
-        f"The active vectors changed since this optimization ran: vector "
-        f"{index + 1} is no longer the one made from "
-        f"{' | '.join(record.prompts)[:60]!r}. Restore those vectors, then apply again."
-    )
-
-
-class _Placer:
-    """Builds the vector list a setting stands for: the active vectors, each
-    tuned one recaptured at its layer and scaled by its alpha. A direction only
-    means something at its own layer, so the concept is recaptured there
-    (once per vector and layer; outside `applied`: capturing swaps vectors)."""
-
-    def __init__(self, steerer: Steerer, vectors: Sequence[SteeringVector]) -> None:
-        self.steerer = steerer
-        self.vectors = tuple(vectors)
-        self._recaptured: dict[tuple[int, int], SteeringVector] = {}
-
-    def place(self, tuned: Sequence[TunedVector]) -> list[SteeringVector]:
-        """The vectors with each of `tuned` in place (InvalidInputError when
-        one is no longer among them)."""
-        vectors = list(self.vectors)
-        for item in tuned:
-            index = _position(self.vectors, item.vector)
-            base = self._recaptured.get((index, item.layer))
-            if base is None:
-                base = recapture(self.steerer, self.vectors[index], item.layer)
-                self._recaptured[(index, item.layer)] = base
-            vectors[index] = base.with_alpha(item.alpha)
-        return vectors
-
-
 def run_optimization(
     steerer: Steerer,
     vector_indices: Sequence[int],
@@ -164,6 +100,8 @@ def run_optimization(
     objective: str = "target",
     strategy: str = "pso",
     objective_options: ObjectiveOptions | None = None,
+    workers: BatchScoreFn | None = None,
+    journal: JournalFile | None = None,
 ) -> OptimizationResult:
     """Search the layer and alpha of the selected active vectors for the
     setting the `objective` ranks best, each scored by `fitness`.
@@ -192,6 +130,16 @@ def run_optimization(
     `objective` a registered objective (`optimize.objective`), ranking within
     `objective_options` (default: `ObjectiveOptions()`).
 
+    `workers` scores the search's settings in place of `fitness` here: a
+    batch evaluator giving each setting what this `fitness` would
+    (`optimize.workers.RayWorkers`: Ray actors that loaded the same model,
+    vectors and fitness). The baseline and held-out scores stay here.
+    `journal` appends every evaluation that ran the model to a journal
+    (`optimize.journal`) as it is scored; with `resume` it continues that
+    journal's run, reusing what it holds, so the history equals an
+    uninterrupted run's. The journal is closed, not removed: the caller
+    calls `journal.finish()` once the result is saved.
+
     Raises:
         InvalidInputError: a bad selection, a layer range outside the model,
             an unknown strategy or objective, a held-out task that is the
@@ -208,11 +156,16 @@ def run_optimization(
     ranking = make_objective(objective, fitness.higher_is_better, objective_options)
     if cancel is not None and cancel.is_set():
         raise OptimizationCancelled("The optimization was cancelled before it started.")
+    scorer = SettingScorer(steerer, originals, indices, fitness)
+    identity = run_identity(
+        steerer.info.name, steerer.info.num_layers, scorer.records, fitness, heldout,
+        space, pso, ranking, strategy,
+    )  # fmt: skip
+    opened = None if journal is None else journal.open(identity)
     try:
         return _optimize(
             steerer,
-            originals,
-            indices,
+            scorer,
             fitness,
             space,
             pso,
@@ -222,15 +175,18 @@ def run_optimization(
             cancel,
             started,
             heldout,
+            workers,
+            opened,
         )
     finally:
+        if opened is not None:
+            opened.close()
         _restore(steerer, originals)
 
 
 def _optimize(
     steerer: Steerer,
-    originals: tuple[SteeringVector, ...],
-    indices: tuple[int, ...],
+    scorer: SettingScorer,
     fitness: Fitness,
     space: SearchSpace,
     pso: PsoConfig,
@@ -240,13 +196,17 @@ def _optimize(
     cancel: threading.Event | None,
     started: float,
     heldout: Fitness | None,
+    workers: BatchScoreFn | None,
+    journal: Journal | None,
 ) -> OptimizationResult:
     total = 1 + pso.evaluations + (0 if heldout is None else 2)
-    records = tuple(_record(i, originals[i]) for i in indices)
-    placer = _Placer(steerer, originals)
-    t0 = time.perf_counter()
-    metrics = fitness.metrics(())
-    baseline = Evaluation.scored(-1, -1, Setting((), ()), metrics, time.perf_counter() - t0)
+    baseline = None if journal is None else journal.baseline
+    if baseline is None:
+        t0 = time.perf_counter()
+        metrics = fitness.metrics(())
+        baseline = Evaluation.scored(-1, -1, Setting((), ()), metrics, time.perf_counter() - t0)
+        if journal is not None:
+            journal.record(BASELINE, baseline)
     best: Evaluation | None = None
     done = 1
 
@@ -267,11 +227,10 @@ def _optimize(
     with preserved_rng():
         report(baseline)
 
-    def score(setting: Setting) -> Metrics:
-        return fitness.metrics(placer.place(tune(records, setting)))
-
     def on_evaluation(evaluation: Evaluation) -> None:
         nonlocal best, done
+        if journal is not None:
+            journal.record(SEARCH_ENTRY, evaluation)
         done += 1
         if ranking.better(evaluation.metrics, None if best is None else best.metrics):
             best = evaluation
@@ -279,13 +238,14 @@ def _optimize(
 
     outcome = run_search(
         space,
-        len(indices),
+        len(scorer.records),
         pso,
-        one_by_one(score),
+        one_by_one(scorer) if workers is None else workers,
         ranking,
         strategy=strategy,
         cancel=cancel,
         on_evaluation=on_evaluation,
+        earlier=None if journal is None else journal.search,
     )
     if not outcome.history:
         raise OptimizationCancelled(
@@ -307,15 +267,15 @@ def _optimize(
             report(None, "heldout")
 
         heldout_scores = _score_heldout(
-            heldout, templates, lambda e: placer.place(tune(records, e.setting)), cancel, step
+            heldout, templates, lambda e: scorer.vectors_of(e.setting), cancel, step, journal
         )
         cancelled = heldout_scores is None
     return OptimizationResult(
         baseline=baseline,
         best=found,
         history=[baseline, *outcome.history],
-        vector_indices=indices,
-        vectors=records,
+        vector_indices=tuple(r.index for r in scorer.records),
+        vectors=scorer.records,
         seed=pso.seed,
         fitness=fitness.config,
         space=space,
@@ -341,31 +301,40 @@ def _score_heldout(
     vectors_of: Callable[[Evaluation], list[SteeringVector]],
     cancel: threading.Event | None,
     step: Callable[[], None],
+    journal: Journal | None,
 ) -> HeldOutScores | None:
     """`templates` (the baseline, the objective's best and, when another
     setting, the target-only best) scored on `heldout`; None when cancelled
-    before the end."""
+    before the end. Each is journaled, and reused from the `journal`."""
     scored: list[Evaluation] = []
     per_document: list[tuple[float, ...]] = []
     for template in templates:
         if cancel is not None and cancel.is_set():
             return None
-        vectors = [] if template.is_baseline else vectors_of(template)
-        t0 = time.perf_counter()
-        if isinstance(heldout, PerDocumentFitness):
-            metrics, values = heldout.document_scores(vectors)
-            per_document.append(values)
+        kept = None if journal is None else journal.heldout.get(template.setting.key)
+        if kept is not None:
+            scored.append(kept[0])
+            per_document.append(kept[1])
         else:
-            metrics = heldout.metrics(vectors)
-        scored.append(
-            Evaluation.scored(
-                template.iteration,
-                template.particle,
-                template.setting,
-                metrics,
-                time.perf_counter() - t0,
+            vectors = [] if template.is_baseline else vectors_of(template)
+            t0 = time.perf_counter()
+            values: tuple[float, ...] = ()
+            if isinstance(heldout, PerDocumentFitness):
+                metrics, values = heldout.document_scores(vectors)
+            else:
+                metrics = heldout.metrics(vectors)
+            per_document.append(values)
+            scored.append(
+                Evaluation.scored(
+                    template.iteration,
+                    template.particle,
+                    template.setting,
+                    metrics,
+                    time.perf_counter() - t0,
+                )
             )
-        )
+            if journal is not None:
+                journal.record(HELDOUT_ENTRY, scored[-1], values)
         with preserved_rng():
             step()
 
@@ -403,10 +372,10 @@ def apply_best(steerer: Steerer, result: OptimizationResult) -> tuple[SteeringVe
             f"This result was found on {result.model} ({result.num_layers} layers); "
             f"the loaded model is {info.name} ({info.num_layers} layers)."
         )
-    placer = _Placer(steerer, steerer.vectors)
+    placer = Placer(steerer, steerer.vectors)
     tuned = result.tuned()
     for item in tuned:
-        _position(placer.vectors, item.vector)  # all found before any recapture
+        position_of(placer.vectors, item.vector)  # all found before any recapture
     vectors = placer.place(tuned)
     steerer.set_vectors(vectors)
     return tuple(vectors)

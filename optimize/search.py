@@ -79,6 +79,7 @@ def run_search(
     cancel: threading.Event | None = None,
     on_evaluation: Callable[[Evaluation], None] | None = None,
     known: Mapping[Key, Metrics] | None = None,
+    earlier: Mapping[Key, Evaluation] | None = None,
 ) -> SearchOutcome:
     """Search `space` for `n_vectors` vectors with the registered `strategy`.
 
@@ -94,9 +95,15 @@ def run_search(
     `known` holds settings already scored (say, read back from a journal):
     they are reused like cache hits, so replaying an interrupted run's seed
     with them reaches where it stopped without scoring anything twice.
+    `earlier` holds evaluations an interrupted part of this same run made
+    (its journal, `optimize.journal`): they are reused too, but recorded as
+    they were first recorded (not cached, their own seconds), so a resumed
+    run's history equals an uninterrupted one's.
     """
     history: list[Evaluation] = []
     cache: dict[Key, Metrics] = dict(known or {})
+    replay: dict[Key, Evaluation] = dict(earlier or {})
+    cache.update((key, e.metrics) for key, e in replay.items())
     rng = SearchRandomState(config.seed)
     with rng.active():
         proposer = make_strategy(strategy, space.bounds(n_vectors), config)
@@ -116,9 +123,11 @@ def run_search(
                 with preserved_rng():
                     cache[setting.key] = as_metrics(next(scores))
             metrics = cache[setting.key]
-            evaluation = Evaluation.scored(
-                iteration, particle, setting, metrics, time.perf_counter() - started, cached
-            )
+            seconds = time.perf_counter() - started
+            first = replay.pop(setting.key, None)
+            if first is not None:
+                cached, seconds = False, first.seconds
+            evaluation = Evaluation.scored(iteration, particle, setting, metrics, seconds, cached)
             history.append(evaluation)
             if on_evaluation is not None:
                 with preserved_rng():

@@ -1,0 +1,104 @@
+"""Where a setting meets the model's vectors: which active vector a result
+tuned (found again by id), the vector list a setting stands for, and the one
+scoring of a setting that the driver and every Ray worker run alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from optimize.metrics import Fitness, Metrics
+from optimize.results import TunedVector, VectorRecord, tune
+from optimize.space import Setting
+from steering.capture import recapture
+from steering.engine import Steerer
+from steering.errors import InvalidInputError
+from steering.vector import SteeringVector
+
+
+def record_of(index: int, vector: SteeringVector) -> VectorRecord:
+    return VectorRecord(
+        index=index,
+        layer=vector.layer,
+        alpha=vector.alpha,
+        prompts=vector.prompts,
+        contrast_prompts=vector.contrast_prompts,
+        vector_id=vector.id,
+    )
+
+
+def position_of(current: Sequence[SteeringVector], record: VectorRecord) -> int:
+    """Where the vector `record` describes is among `current`, or
+    InvalidInputError. The one place a result finds its vectors again: by id
+    (a vector keeps its id when it is recaptured or rescaled, so a result can be
+    applied again after Apply best), or for results without ids by position."""
+    if record.vector_id is not None:
+        for position, vector in enumerate(current):
+            if vector.id == record.vector_id:
+                return position
+        raise InvalidInputError(
+            "The active vectors changed since this optimization ran: the vector made from "
+            f"{' | '.join(record.prompts)[:60]!r} is no longer active. Restore it (load its "
+            "vector file), then apply again."
+        )
+    index = record.index
+    if (
+        index < len(current)
+        and current[index].prompts == record.prompts
+        and current[index].contrast_prompts == record.contrast_prompts
+    ):
+        return index
+    raise InvalidInputError(
+        f"The active vectors changed since this optimization ran: vector "
+        f"{index + 1} is no longer the one made from "
+        f"{' | '.join(record.prompts)[:60]!r}. Restore those vectors, then apply again."
+    )
+
+
+class Placer:
+    """Builds the vector list a setting stands for: the active vectors, each
+    tuned one recaptured at its layer and scaled by its alpha. A direction only
+    means something at its own layer, so the concept is recaptured there
+    (once per vector and layer; outside `applied`: capturing swaps vectors)."""
+
+    def __init__(self, steerer: Steerer, vectors: Sequence[SteeringVector]) -> None:
+        self.steerer = steerer
+        self.vectors = tuple(vectors)
+        self._recaptured: dict[tuple[int, int], SteeringVector] = {}
+
+    def place(self, tuned: Sequence[TunedVector]) -> list[SteeringVector]:
+        """The vectors with each of `tuned` in place (InvalidInputError when
+        one is no longer among them)."""
+        vectors = list(self.vectors)
+        for item in tuned:
+            index = position_of(self.vectors, item.vector)
+            base = self._recaptured.get((index, item.layer))
+            if base is None:
+                base = recapture(self.steerer, self.vectors[index], item.layer)
+                self._recaptured[(index, item.layer)] = base
+            vectors[index] = base.with_alpha(item.alpha)
+        return vectors
+
+
+
+class SettingScorer:
+    """Scores a setting of the selected vectors (`indices` of `vectors`) with
+    `fitness`: the vectors, the selected ones recaptured at the setting's
+    layers and scaled by its alphas. Built once per run, in the driver or in
+    a worker that loaded the same model and vectors, so both score alike."""
+
+    def __init__(
+        self,
+        steerer: Steerer,
+        vectors: Sequence[SteeringVector],
+        indices: Sequence[int],
+        fitness: Fitness,
+    ) -> None:
+        self.records = tuple(record_of(i, vectors[i]) for i in indices)
+        self.placer = Placer(steerer, vectors)
+        self.fitness = fitness
+
+    def vectors_of(self, setting: Setting) -> list[SteeringVector]:
+        return self.placer.place(tune(self.records, setting))
+
+    def __call__(self, setting: Setting) -> Metrics:
+        return self.fitness.metrics(self.vectors_of(setting))
