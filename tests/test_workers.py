@@ -1,0 +1,103 @@
+"""Ray workers on the tiny Llama (issue 14): a local Ray of 2 CPU actors gives
+the same history as a run without Ray for a seed, and an actor killed while
+the run goes on has its setting scored again on a new actor, with a
+complete history that scores nothing twice."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimize import PsoConfig, SearchSpace, run_optimization
+from optimize.recipe import RunRecipe, load_recipe, search_fitness
+from optimize.workers import RayOptions, RayWorkers, Worker, WorkerError
+from steering import capture_vector, save_vectors, steerer_for
+from tests.conftest import _tiny_llama
+from tests.test_optimize_run import _fitness, task_folder  # noqa: F401 (a fixture)
+
+ray = pytest.importorskip("ray")
+
+SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, alpha_decimals=0)
+PSO = PsoConfig(particles=4, iterations=2, seed=7)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray of 2 CPUs for the module (RayWorkers joins it, leaves it up)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def recipe(tokenizer, task_folder, tmp_path_factory):  # noqa: F811
+    """The tiny Llama saved as a model folder, with one joy vector at layer 1."""
+    folder = tmp_path_factory.mktemp("ray-tiny")
+    model = _tiny_llama(tokenizer, 0)
+    model.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    steerer = steerer_for(model, tokenizer, "model")
+    joy = capture_vector(steerer, ["I love this day", "so happy"], 1, 2.0, ["I hate it", "so sad"])
+    path = save_vectors(folder / "joy.safetensors", [joy], steerer.info)
+    steerer.reset()
+    return RunRecipe.of_file(path, _fitness(task_folder), model=str(folder / "model"), device="cpu")
+
+
+def _run(recipe, workers=None, on_progress=None):
+    loaded, steerer, vectors = load_recipe(recipe)
+    steerer.set_vectors(vectors)
+    try:
+        return run_optimization(
+            steerer, [0], search_fitness(steerer, recipe), SPACE, PSO,
+            workers=workers, on_progress=on_progress, objective="guarded",
+        )  # fmt: skip
+    finally:
+        steerer.reset()
+        del loaded
+
+
+def _history(result):
+    return [(e.iteration, e.particle, e.setting, dict(e.metrics), e.cached) for e in result.history]
+
+
+@pytest.fixture(scope="module")
+def alone(recipe):
+    """The run without Ray: the history every Ray run must repeat."""
+    return _run(recipe)
+
+
+@pytest.fixture(scope="module")
+def workers(local_ray, recipe):
+    """Two CPU actors, each with its own model, shared by the module's tests."""
+    with RayWorkers(recipe, [0], RayOptions(workers=2)) as pool:
+        yield pool
+
+
+def test_two_ray_workers_give_the_history_of_a_run_without_ray(workers, recipe, alone):
+    assert len(set(workers.pids())) == 2  # two processes, each with its own model
+    spread = _run(recipe, workers)
+    assert _history(spread) == _history(alone)
+    assert spread.best.setting == alone.best.setting and workers.replaced == 0
+
+
+def test_a_killed_worker_has_its_setting_scored_again_and_nothing_twice(workers, recipe, alone):
+    victim = workers.actors[1]
+
+    def kill_after_the_first(progress):
+        if progress.done == 2:  # the first setting is back; the second actor holds one
+            ray.kill(victim)
+
+    spread = _run(recipe, workers, kill_after_the_first)
+    assert victim not in workers.actors and len(set(workers.pids())) == 2
+    assert workers.replaced == 1
+    assert _history(spread) == _history(alone)
+    paid = [e.setting.key for e in spread.evaluations if not e.cached]
+    assert len(paid) == len(set(paid)) == len({e.setting.key for e in spread.evaluations})
+
+
+def test_a_worker_that_cannot_load_the_model_says_why(recipe, tmp_path):
+    import dataclasses
+
+    missing = dataclasses.replace(recipe, model=str(tmp_path / "no-model"))
+    assert "Could not load model" in Worker(missing, [0]).ready()[1]  # the actor's body
+    with pytest.raises(WorkerError, match="whole number from 1"):
+        RayOptions(workers=0)
