@@ -2,7 +2,11 @@
 
 Errors are one line on stderr with a non-zero exit, and no output file.
 The first Ctrl-C stops after the current evaluation and saves what was found
-(marked cancelled); a second one aborts at once.
+(marked cancelled); a second one aborts at once. Either way, and after a
+crash or a power cut, the run's journal (beside --out) keeps every scored
+evaluation, and `--resume JOURNAL` finishes the run without scoring them
+again (optimize/journal.py). `--ray [ADDRESS] --workers N` scores each
+iteration's settings on N Ray workers (optimize/workers.py).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Find the layer and alpha of steering vectors that maximise an "
         "lm-eval score, with a particle swarm.",
     )
-    p.add_argument("--vectors", required=True, metavar="FILE", help="saved steering vectors")
+    p.add_argument("--vectors", metavar="FILE", help="saved steering vectors (required)")
     p.add_argument(
         "--select",
         default=None,
@@ -44,7 +48,27 @@ def _parser() -> argparse.ArgumentParser:
         help="which vectors of the file to optimize, numbered from 1 (default: all)",
     )
     add_arguments(p)  # the run settings, from optimize/settings.py
-    p.add_argument("--out", required=True, metavar="FILE", help="where to write the JSON result")
+    p.add_argument("--out", metavar="FILE", help="where to write the JSON result (required)")
+    p.add_argument(
+        "--resume",
+        metavar="JOURNAL",
+        help="continue the interrupted run of this journal (RESULT.journal.jsonl beside its "
+        "result) without scoring again what it scored; alone, it repeats the run's command",
+    )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="score on Ray workers (--workers): a running cluster's address, or none for a "
+        "local Ray (pip install -r requirements-ray.txt; docs/scale-out.md)",
+    )
+    p.add_argument(
+        "--num-gpus",
+        type=float,
+        metavar="X",
+        help="GPUs Ray reserves per worker (default: 1 when the cluster has GPUs, else 0)",
+    )
     p.add_argument(
         "--model", default=None, help="model folder or hub id (default: embedded SmolLM2)"
     )
@@ -81,6 +105,51 @@ def _check_out(path: Path) -> None:
         raise InvalidInputError(f"Cannot write into the folder of --out: {path.parent}")
 
 
+def _resumed(argv: list[str]) -> list[str]:
+    """`argv` after the command of the run it resumes, when it resumes one
+    (later flags win), so `--resume JOURNAL` alone repeats the run."""
+    probe = argparse.ArgumentParser(add_help=False)
+    probe.add_argument("--resume")
+    known, _ = probe.parse_known_args(argv)
+    if known.resume is None:
+        return argv
+    from optimize.journal import read_journal
+    from steering.errors import InvalidInputError
+
+    command = read_journal(known.resume).identity.get("command")
+    if not command:
+        raise InvalidInputError(
+            f"The journal {known.resume} was not written by {PROG}: resume it where it began."
+        )
+    return [*command, *argv]
+
+
+def _without_resume(argv: list[str]) -> tuple[str, ...]:
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip or arg.startswith("--resume="):
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        else:
+            kept.append(arg)
+    return tuple(kept)
+
+
+def _workers(args: argparse.Namespace, recipe: object, indices: list[int]) -> object:
+    from steering.errors import InvalidInputError
+
+    if args.workers == 0:
+        if args.ray is not None or args.num_gpus is not None:
+            raise InvalidInputError("--ray and --num-gpus need --workers N (N from 1).")
+        return None
+    from optimize.workers import RayOptions, RayWorkers
+
+    address = None if args.ray in (None, "local") else args.ray
+    return RayWorkers(recipe, indices, RayOptions(address, args.workers, args.num_gpus))  # type: ignore[arg-type]
+
+
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -93,13 +162,18 @@ def _run(args: argparse.Namespace) -> int:
         run_optimization,
     )
     from optimize.fitness import find_task
-    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.journal import JournalFile, journal_path
     from optimize.objective import ObjectiveOptions, make_objective
     from optimize.report import summary_lines
+    from optimize.recipe import RunRecipe, search_fitness
     from optimize.run import check_heldout
-    from optimize.split import HELDOUT, SEARCH, DocumentSplit
+    from optimize.split import HELDOUT, DocumentSplit
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
+
+    for flag in ("vectors", "out", "task"):
+        if getattr(args, flag) is None:
+            raise InvalidInputError(f"--{flag} is required (unless --resume repeats a run).")
 
     fitness = FitnessConfig(
         task=args.task,
@@ -156,6 +230,12 @@ def _run(args: argparse.Namespace) -> int:
             if config is not None:
                 find_task(config)
 
+    journal = JournalFile(
+        Path(args.resume) if args.resume else journal_path(out),
+        resume=args.resume is not None,
+        command=args.command,
+    )
+    journal.check()
     loaded = load_model(args.model, args.gguf_file, args.device)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
     vectors = load_vectors(vectors_path, steerer.info)
@@ -192,7 +272,11 @@ def _run(args: argparse.Namespace) -> int:
         cancel.set()
         bar.write("Stopping after the current evaluation (Ctrl-C again to abort).")
 
-    target = LmEvalFitness(steerer, fitness, split=split, side=SEARCH)
+    recipe = RunRecipe.of_file(
+        vectors_path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device,
+        split=split, guard_task=guard_task,
+    )  # fmt: skip
+    workers = _workers(args, recipe, indices)
     heldout_fitness = (
         LmEvalFitness(steerer, heldout)
         if heldout is not None
@@ -200,13 +284,12 @@ def _run(args: argparse.Namespace) -> int:
         if split is None
         else LmEvalFitness(steerer, fitness, split=split, side=HELDOUT)
     )
-    scored = GuardedFitness(
-        target,
-        KlGuard(steerer, batch_size=args.batch_size),
-        None if guard_task is None else LmEvalFitness(steerer, guard_task),
-    )
+    scored = search_fitness(steerer, recipe)
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
+        if workers is not None:
+            bar.write(f"starting {args.workers} Ray worker(s)...", file=sys.stderr)
+            workers.start()  # type: ignore[attr-defined]
         result = run_optimization(
             steerer,
             indices,
@@ -218,11 +301,17 @@ def _run(args: argparse.Namespace) -> int:
             heldout=heldout_fitness,
             objective=args.objective,
             objective_options=options,
+            workers=workers,  # type: ignore[arg-type]
+            journal=journal,
         )
     finally:
         signal.signal(signal.SIGINT, previous)
         bar.close()
+        if workers is not None:
+            workers.close()  # type: ignore[attr-defined]
     result.save(out)
+    if not result.cancelled:
+        journal.finish()
 
     lines = summary_lines(result)
     if result.heldout is None and heldout_fitness is not None:
@@ -233,6 +322,8 @@ def _run(args: argparse.Namespace) -> int:
         f"{result.wall_seconds:.1f} s" + (" - cancelled" if result.cancelled else "")
     )
     lines.append(f"saved {out}")
+    if result.cancelled:
+        lines.append(f"to finish this run: {PROG} --resume {journal.path}")
     print("\n".join(lines))
     return 0
 
@@ -245,11 +336,17 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _quiet_libraries()
+    given = list(sys.argv[1:] if argv is None else argv)
     # Imported after parsing, so that --help and usage errors are instant.
     from steering.errors import SteerSwarmError
 
+    try:
+        args = _parser().parse_args(_resumed(given))
+    except SteerSwarmError as exc:
+        print(f"{PROG}: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    args.command = _without_resume(given)
+    _quiet_libraries()
     started = time.perf_counter()
     try:
         return _run(args)
@@ -262,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            f"{PROG}: aborted after {time.perf_counter() - started:.0f} s; nothing saved",
+            f"{PROG}: aborted after {time.perf_counter() - started:.0f} s; no result saved "
+            f"(what was scored is in the journal: {PROG} --resume JOURNAL)",
             file=sys.stderr,
         )
         return 130

@@ -139,7 +139,19 @@ class JournalFile:
     resume: bool = False
     command: tuple[str, ...] | None = None
 
+    def check(self) -> None:
+        """InvalidInputError when a new run would overwrite an interrupted run's
+        journal (or resume one that is not there): cheap, before any model loads."""
+        if self.resume:
+            read_journal(self.path)
+        elif self.path.exists():
+            raise InvalidInputError(
+                f"An interrupted run's journal is already at {self.path}: continue it with "
+                f"--resume {self.path}, or delete it to start over."
+            )
+
     def open(self, identity: Mapping[str, Any]) -> Journal:
+        self.check()
         whole = {**identity, "command": None if self.command is None else list(self.command)}
         if self.resume:
             return Journal.resume(self.path, whole)
@@ -170,11 +182,7 @@ class Journal:
     def start(cls, path: str | Path, identity: Mapping[str, Any]) -> Journal:
         path = Path(path)
         identity = _normal(dict(identity))
-        if path.exists():
-            raise InvalidInputError(
-                f"An interrupted run's journal is already at {path}: continue it with "
-                f"--resume {path}, or delete it to start over."
-            )
+        JournalFile(path).check()
         journal = cls(path, JournalState(identity))
         journal._open(os.O_CREAT | os.O_EXCL)
         journal._append({"format": FORMAT, "version": VERSION, "identity": identity})

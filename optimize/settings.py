@@ -34,7 +34,7 @@ CLI, FORM, PRESET = "cli", "form", "preset"
 EVERYWHERE = frozenset({CLI, FORM, PRESET})
 
 # The groups a setting belongs to (the table is in the form's order).
-GROUPS = ("task", "swarm", "search space", "held-out", "guard")
+GROUPS = ("task", "swarm", "search space", "held-out", "guard", "workers")
 
 
 @dataclass(frozen=True)
@@ -174,6 +174,11 @@ FIELDS: tuple[Field, ...] = (
     Field("max_guard_drop", float, 5.0, "Max guard drop", "The maximum guard drop",
           "points the guard task may lose against the unsteered model", "guard",
           minimum=1e-6, where=frozenset({CLI})),
+    # -- workers (optimize/workers.py, docs/scale-out.md) ------------------------
+    Field("workers", int, 0, "Ray workers", "The number of Ray workers",
+          "score each iteration's settings on this many Ray workers, each with its own "
+          "copy of the model (a local Ray unless --ray names a cluster); 0: in this process",
+          "workers", minimum=0, where=frozenset({CLI, FORM})),
 )  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -47,11 +47,12 @@ class RayOptions:
     `address`: a running Ray cluster ("auto", "ray://host:10001", ...); None
     starts a local Ray on this machine. `workers`: how many actors, each with
     its own model replica. `num_gpus` / `num_cpus`: what Ray reserves for each
-    actor (a GPU each on a GPU cluster; fractions share one GPU)."""
+    actor (fractions share a GPU); None GPUs: one each when the cluster has
+    GPUs, else none."""
 
     address: str | None = None
     workers: int = 2
-    num_gpus: float = 0.0
+    num_gpus: float | None = None
     num_cpus: float = 1.0
 
     def __post_init__(self) -> None:
@@ -59,6 +60,8 @@ class RayOptions:
             raise WorkerError(f"The number of Ray workers must be a whole number from 1, got {self.workers!r}.")
         for name in ("num_gpus", "num_cpus"):
             value = getattr(self, name)
+            if value is None and name == "num_gpus":
+                continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise WorkerError(f"{name} per Ray worker must be a number from 0, got {value!r}.")
 
@@ -140,9 +143,10 @@ class RayWorkers:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise WorkerError(f"Could not start or reach Ray at {self.options.address or 'this machine'}: {exc}") from exc
             self._started_ray = True
-        self._actor_class = ray.remote(Worker).options(
-            num_cpus=self.options.num_cpus, num_gpus=self.options.num_gpus
-        )
+        gpus = self.options.num_gpus
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
+        self._actor_class = ray.remote(Worker).options(num_cpus=self.options.num_cpus, num_gpus=gpus)
         try:
             self.actors = [self._new_actor() for _ in range(self.options.workers)]
             for actor in self.actors:

@@ -17,7 +17,7 @@ from tests.test_optimize_run import _fitness, task_folder  # noqa: F401 (a fixtu
 ray = pytest.importorskip("ray")
 
 SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, alpha_decimals=0)
-PSO = PsoConfig(particles=4, iterations=2, seed=7)
+PSO = PsoConfig(particles=3, iterations=2, seed=7)
 
 
 @pytest.fixture(scope="module")
