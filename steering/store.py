@@ -18,8 +18,6 @@ Version 1 (still read) had {"layer", "coeff", "prompts", "contrast_prompts",
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import safetensors
 import safetensors.torch
 import torch
 
+from steering import schema
 from steering.errors import (
     IncompatibleVectorError,
     InvalidInputError,
@@ -35,7 +34,10 @@ from steering.errors import (
     VectorWriteError,
 )
 from steering.extract import VectorSource
+from steering.extract.base import CONTRAST_PROMPTS, PROMPTS
+from steering.limits import MAX_METADATA_CHARS, MAX_PROMPTS_PER_CAPTURE, MAX_VECTORS_PER_FILE, count
 from steering.models import ModelInfo
+from steering.outputs import atomic_write, reason
 from steering.vector import SteeringVector
 
 FORMAT = "steerswarm.vectors"
@@ -76,22 +78,24 @@ def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: Mode
     }
     data = safetensors.torch.save(tensors, metadata={_META_KEY: json.dumps(meta)})
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # a read-only or missing folder: a clear one-line error
-        raise VectorWriteError(f"Could not write {path}: {exc.strerror or exc}.") from exc
+        return atomic_write(path, data)
+    except OSError as exc:  # a read-only folder or a full disk: the old file is intact
+        raise VectorWriteError(
+            f"Could not write {path}: {reason(exc)}. Any earlier file there is unchanged."
+        ) from exc
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """A vector file's checked metadata (model and vector entries), without
+    fitting it to a model: to list saved files and to name vectors a model
+    refused. Raises VectorFileError."""
+    path = Path(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError):  # a full disk: the old file, if any, is intact
-            raise VectorWriteError(f"Could not write {path}: {exc.strerror or exc}.") from exc
-        raise
-    return path
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            raw = (handle.metadata() or {}).get(_META_KEY)
+    except Exception as exc:  # safetensors raises several untyped errors
+        raise VectorFileError(f"{path.name} is not a readable steering vector file: {exc}") from exc
+    return _parse_meta(path, raw)
 
 
 def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
@@ -147,7 +151,7 @@ def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
 
 
 def _vector(version: int, entry: dict[str, Any], tensor: torch.Tensor) -> SteeringVector:
-    """One vector from its file entry (of format `version`)."""
+    """One vector from its checked file entry (of format `version`)."""
     if version == 1:
         return SteeringVector(
             layer=entry["layer"],
@@ -156,8 +160,6 @@ def _vector(version: int, entry: dict[str, Any], tensor: torch.Tensor) -> Steeri
             source=VectorSource.from_prompts(entry["prompts"], entry["contrast_prompts"]),
             created_at=entry["created_at"],
         )
-    if not isinstance(entry["inputs"], dict):
-        raise InvalidInputError("its inputs are not a mapping.")
     return SteeringVector(
         layer=entry["layer"],
         alpha=entry["alpha"],
@@ -169,17 +171,48 @@ def _vector(version: int, entry: dict[str, Any], tensor: torch.Tensor) -> Steeri
     )
 
 
+def _check_entry(version: int, entry: Any) -> None:
+    """Every field of one vector entry has its type (schema.py): a text where
+    a list of prompts belongs, or true where a layer belongs, is refused."""
+    entry = schema.mapping("the entry", entry)
+    missing = [f for f in _VECTOR_FIELDS[version] if f not in entry]
+    if missing:
+        raise schema.SchemaError(f"it lacks the field(s) {', '.join(missing)}.")
+    alpha = "coeff" if version == 1 else "alpha"
+    schema.whole("layer", entry["layer"], minimum=0)
+    schema.number(alpha, entry[alpha])
+    schema.text("created_at", entry["created_at"], max_chars=64)
+    if version == 1:
+        for key in (PROMPTS, CONTRAST_PROMPTS):
+            schema.text_list(key, entry[key], MAX_PROMPTS_PER_CAPTURE)
+        return
+    schema.text("id", entry["id"], max_chars=64, empty=False)
+    schema.text("method", entry["method"], max_chars=64, empty=False)
+    inputs = schema.mapping("inputs", entry["inputs"])
+    for key in (PROMPTS, CONTRAST_PROMPTS):
+        if key in inputs:
+            schema.text_list(f"inputs.{key}", inputs[key], MAX_PROMPTS_PER_CAPTURE)
+
+
 def _parse_meta(path: Path, raw: str | None) -> dict[str, Any]:
+    """The metadata, checked field by field before any of it is used."""
     if raw is None:
         raise VectorFileError(f"{path.name} has no steerswarm metadata.")
+    if len(raw) > MAX_METADATA_CHARS:
+        raise VectorFileError(
+            f"{path.name}: its metadata is {count(len(raw))} characters long; a vector "
+            f"file's is at most {count(MAX_METADATA_CHARS)}."
+        )
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise VectorFileError(f"{path.name}: metadata is not valid JSON ({exc}).") from exc
+    except RecursionError:
+        raise VectorFileError(f"{path.name}: metadata is nested too deeply.") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise VectorFileError(f"{path.name} is not a steerswarm vector file.")
     version = meta.get("version")
-    if version not in _VECTOR_FIELDS:
+    if isinstance(version, bool) or version not in _VECTOR_FIELDS:
         raise VectorFileError(
             f"{path.name} has format version {version!r}; "
             f"this steerswarm reads versions {', '.join(map(str, _VECTOR_FIELDS))}."
@@ -188,15 +221,16 @@ def _parse_meta(path: Path, raw: str | None) -> dict[str, Any]:
     vectors = meta.get("vectors")
     if not isinstance(model, dict) or not isinstance(vectors, list) or not vectors:
         raise VectorFileError(f"{path.name}: metadata lacks the model or the vectors.")
-    for key, kind in (("name", str), ("hidden_size", int), ("num_layers", int)):
-        if not isinstance(model.get(key), kind):
-            raise VectorFileError(f"{path.name}: metadata field model.{key} is missing.")
+    try:
+        schema.text("model.name", model.get("name"), max_chars=1000)
+        schema.whole("model.hidden_size", model.get("hidden_size"), minimum=1)
+        schema.whole("model.num_layers", model.get("num_layers"), minimum=1)
+        schema.items("vectors", vectors, MAX_VECTORS_PER_FILE)
+    except schema.SchemaError as exc:
+        raise VectorFileError(f"{path.name}: in the metadata, {exc}") from None
     for i, entry in enumerate(vectors):
-        missing = [
-            f for f in _VECTOR_FIELDS[version] if not isinstance(entry, dict) or f not in entry
-        ]
-        if missing:
-            raise VectorFileError(
-                f"{path.name}: vector {i + 1} lacks the field(s) {', '.join(missing)}."
-            )
+        try:
+            _check_entry(version, entry)
+        except schema.SchemaError as exc:
+            raise VectorFileError(f"{path.name}: vector {i + 1} is invalid: {exc}") from None
     return meta
