@@ -8,19 +8,37 @@ token's position and causal context unchanged, so the numbers are those of
 one forward per prompt. The forward stops after the last layer's input is
 recorded: the vocabulary projection of a big batch is the largest tensor of
 the whole pass and is not needed.
+
+Memory stays flat however many prompts there are: each batch is padded to a
+multiple of PAD_BUCKET tokens (steering/limits.py), so a long capture makes
+tensors of a few repeated sizes, which the allocator reuses. With a width
+per batch, a 5,000-prompt capture made hundreds of distinct sizes and glibc's
+heap fragmented (the process grew by gigabytes; see bench/capture_memory.py).
+A capture reports progress after each batch and stops at a set cancel event.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
+from steering.errors import SteerSwarmError
+from steering.limits import CAPTURE_BATCH, PAD_BUCKET
+
 # Prompts per forward: enough to use a batch, few enough that memory stays flat
-# for a thousand prompts (each layer's state is reduced to [B, H] at once).
-CHUNK = 16
+# (each layer's state is reduced to [B, H] at once).
+CHUNK = CAPTURE_BATCH
+
+# on_progress(prompts done, prompts in all), after each batch.
+CaptureProgress = Callable[[int, int], None]
+
+
+class CaptureCancelled(SteerSwarmError):
+    """A capture was cancelled; nothing was kept or changed."""
 
 
 class _Done(Exception):
@@ -35,26 +53,53 @@ def capture_all_layers(
     chunk: int = CHUNK,
     starts: Sequence[int] | None = None,
     norms: bool = False,
+    *,
+    max_width: int | None = None,
+    on_progress: CaptureProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> torch.Tensor:
     """[len(token_lists), len(layers), hidden] float32 on CPU: per prompt and
     layer, the mean over positions `starts[i]`.. (default 1..) of the state
     entering the layer. Every span must hold at least one position. With
     `norms`, the mean of each position's Euclidean norm instead
     ([n, len(layers), 1]: how big the states are, which sets the scale of the
-    "strength" unit). Runs under no_grad."""
+    "strength" unit). Runs under no_grad.
+
+    Batches are padded up to a multiple of PAD_BUCKET tokens, never past
+    `max_width` (the model's context). `on_progress(done, total)` is called
+    after each batch; a set `cancel` raises CaptureCancelled between batches.
+    The result is filled in place: no per-prompt tensors are kept.
+    """
     starts = [1] * len(token_lists) if starts is None else list(starts)
     if any(not 1 <= s < len(t) for s, t in zip(starts, token_lists, strict=True)):
         raise ValueError("every span must start after position 0 and hold a token")
     order = sorted(range(len(token_lists)), key=lambda i: len(token_lists[i]))
-    out: list[torch.Tensor | None] = [None] * len(token_lists)
+    out: torch.Tensor | None = None
     for start in range(0, len(order), chunk):
+        if cancel is not None and cancel.is_set():
+            raise CaptureCancelled(
+                f"The capture was cancelled after {start:,} of {len(order):,} prompts; "
+                "nothing was changed."
+            )
         rows = order[start : start + chunk]
         means = _chunk_means(
-            model, layers, [token_lists[i] for i in rows], device, [starts[i] for i in rows], norms
-        )
-        for row, index in enumerate(rows):
-            out[index] = means[row]
-    return torch.stack(out)  # type: ignore[arg-type]
+            model, layers, [token_lists[i] for i in rows], device, [starts[i] for i in rows], norms,
+            max_width,
+        )  # fmt: skip
+        if out is None:
+            out = torch.empty((len(token_lists), *means.shape[1:]), dtype=torch.float32)
+        out[torch.tensor(rows)] = means
+        if on_progress is not None:
+            on_progress(start + len(rows), len(order))
+    if out is None:
+        raise ValueError("capture_all_layers needs at least one prompt.")
+    return out
+
+
+def padded_width(longest: int, max_width: int | None) -> int:
+    """`longest` rounded up to a multiple of PAD_BUCKET, at most `max_width`."""
+    width = -(-longest // PAD_BUCKET) * PAD_BUCKET
+    return max(longest, min(width, max_width)) if max_width is not None else width
 
 
 def _chunk_means(
@@ -64,10 +109,11 @@ def _chunk_means(
     device: torch.device,
     starts: Sequence[int],
     norms: bool,
+    max_width: int | None = None,
 ) -> torch.Tensor:
     """[B, num_layers, hidden] (or [B, num_layers, 1] with `norms`) for one
     right-padded batch."""
-    width = max(len(tokens) for tokens in token_lists)
+    width = padded_width(max(len(tokens) for tokens in token_lists), max_width)
     ids = torch.zeros((len(token_lists), width), dtype=torch.long)
     attention = torch.zeros_like(ids)
     for row, tokens in enumerate(token_lists):

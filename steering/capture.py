@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Sequence
 
+import torch
+
+from steering.activations import CaptureProgress
 from steering.engine import Steerer
 from steering.extract import VectorSource
 from steering.vector import SteeringVector, check_alpha, check_layer
@@ -21,25 +25,38 @@ def capture_vector(
     layer: int,
     alpha: float,
     contrast_prompts: Sequence[str] = (),
+    on_progress: CaptureProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> SteeringVector:
     """Capture V = mean(prompts) - mean(contrast_prompts) at `layer` (method
     `mean_diff`), or the plain mean (`mean`) without contrast prompts.
 
     Everything is checked before the model runs; the model's active vectors
-    are not changed.
+    are not changed. `on_progress` and `cancel`: see `capture`.
     """
     source = VectorSource.from_prompts(prompts, contrast_prompts)
-    return capture(steerer, source, layer, alpha)
+    return capture(steerer, source, layer, alpha, on_progress, cancel)
 
 
 def capture(
-    steerer: Steerer, source: VectorSource, layer: int, alpha: float
+    steerer: Steerer,
+    source: VectorSource,
+    layer: int,
+    alpha: float,
+    on_progress: CaptureProgress | None = None,
+    cancel: threading.Event | None = None,
 ) -> SteeringVector:
     """Run `source`'s extraction method at `layer` and wrap the direction as a
-    new vector (a new id), calibrated with the layer's typical state norm."""
+    new vector (a new id), calibrated with the layer's typical state norm.
+
+    `on_progress(done, total)` counts the prompts of every list the method
+    reads (concept, then contrast); a set `cancel` stops the capture with
+    CaptureCancelled, keeping nothing."""
     layer = check_layer(layer, steerer.info.num_layers)
     alpha = check_alpha(alpha)
-    direction = source.direction(steerer, layer)
+    total = sum(len(v) for v in source.inputs.values() if isinstance(v, tuple))
+    activations = _Watched(steerer, on_progress, cancel, total)
+    direction = source.direction(activations, layer)
     return SteeringVector(
         layer=layer,
         alpha=alpha,
@@ -47,6 +64,35 @@ def capture(
         source=source,
         layer_norm=steerer.layer_norm(layer),
     )
+
+
+class _Watched:
+    """The Steerer's activations, with progress counted over every prompt list
+    a method asks for, and one cancel event for them all."""
+
+    def __init__(
+        self,
+        steerer: Steerer,
+        on_progress: CaptureProgress | None,
+        cancel: threading.Event | None,
+        total: int,
+    ) -> None:
+        self.steerer, self.on_progress, self.cancel = steerer, on_progress, cancel
+        self.total = max(total, 1)
+        self.done = 0
+
+    def _report(self, done: int, _total: int) -> None:
+        if self.on_progress is not None:
+            self.on_progress(min(self.done + done, self.total), self.total)
+
+    def answer_activations(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+        return self.steerer.answer_activations(pairs)
+
+    def prompt_activations(self, prompts: Sequence[str]) -> torch.Tensor:
+        result = self.steerer.prompt_activations(prompts, self._report, self.cancel)
+        self.done += len(prompts)
+        self._report(0, self.total)  # also when the prompts were cached
+        return result
 
 
 def recapture(steerer: Steerer, vector: SteeringVector, layer: int) -> SteeringVector:

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import torch
 
 from steering.errors import InvalidInputError
+from steering.limits import MAX_PROMPTS_PER_CAPTURE, count
 
 PROMPTS = "prompts"
 CONTRAST_PROMPTS = "contrast_prompts"
@@ -68,6 +69,12 @@ def prompt_tuple(inputs: Mapping[str, Any], key: str, missing: str) -> tuple[str
     value = inputs.get(key, ())
     if isinstance(value, str) or not isinstance(value, Sequence):
         raise InvalidInputError(f"{key} must be a list of prompts, got {type(value).__name__}.")
+    if len(value) > MAX_PROMPTS_PER_CAPTURE:
+        raise InvalidInputError(
+            f"A capture takes at most {count(MAX_PROMPTS_PER_CAPTURE)} "
+            f"{key.replace('_', ' ')}; got {count(len(value))} "
+            "(the cap is in steering/limits.py)."
+        )
     prompts = []
     for prompt in value:
         if not isinstance(prompt, str):
