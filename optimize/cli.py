@@ -1,12 +1,16 @@
 """`python -m optimize`: search the layer and alpha of saved steering vectors.
 
 Errors are one line on stderr with a non-zero exit, and no output file.
-The first Ctrl-C stops after the current evaluation and saves what was found
-(marked cancelled); a second one aborts at once. Either way, and after a
-crash or a power cut, the run's journal (beside --out) keeps every scored
-evaluation, and `--resume JOURNAL` finishes the run without scoring them
-again (optimize/journal.py). `--ray [ADDRESS] --workers N` scores each
-iteration's settings on N Ray workers (optimize/workers.py).
+The first Ctrl-C (or SIGTERM, as sent by `kill`, systemd or a batch system)
+stops after the current evaluation and saves what was found (marked
+cancelled); a second one aborts at once. Either way, and after a crash or a
+power cut, the run's journal (beside --out) keeps every scored evaluation,
+and `--resume JOURNAL` finishes the run without scoring them again
+(optimize/journal.py). A result that cannot be written to --out (disk full,
+folder gone read-only meanwhile) is written to the data folder's results/ (or
+the temporary folder) instead, and the message says where: a finished run is
+never thrown away. `--ray [ADDRESS] --workers N` scores each iteration's
+settings on N Ray workers (optimize/workers.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import signal
 import sys
 import threading
@@ -94,15 +97,6 @@ def _selection(text: str | None) -> list[int] | None:
     return numbers
 
 
-def _check_out(path: Path) -> None:
-    from steering.errors import InvalidInputError
-
-    if path.is_dir():
-        raise InvalidInputError(f"--out names a folder, not a file: {path}")
-    if not path.parent.is_dir():
-        raise InvalidInputError(f"The folder of --out does not exist: {path.parent}")
-    if not os.access(path.parent, os.W_OK):
-        raise InvalidInputError(f"Cannot write into the folder of --out: {path.parent}")
 
 
 def _resumed(argv: list[str]) -> list[str]:
@@ -170,6 +164,7 @@ def _run(args: argparse.Namespace) -> int:
     from optimize.split import HELDOUT, DocumentSplit
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
+    from steering.outputs import check_output_path, default_data_dir, write_with_fallback
 
     for flag in ("vectors", "out", "task"):
         if getattr(args, flag) is None:
@@ -219,8 +214,7 @@ def _run(args: argparse.Namespace) -> int:
         if (guard_task.task, guard_task.include_path) == (fitness.task, fitness.include_path):
             raise InvalidInputError("The guard task is the search task: pick another task.")
     selection = _selection(args.select)
-    out = Path(args.out)
-    _check_out(out)
+    out = check_output_path(args.out, "--out")
     vectors_path = Path(args.vectors)
     if not vectors_path.is_file():
         raise InvalidInputError(f"Vector file not found: {vectors_path}")
@@ -270,7 +264,8 @@ def _run(args: argparse.Namespace) -> int:
         if cancel.is_set():
             raise KeyboardInterrupt
         cancel.set()
-        bar.write("Stopping after the current evaluation (Ctrl-C again to abort).")
+        name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
+        bar.write(f"{name}: stopping after the current evaluation ({name} again to abort).")
 
     recipe = RunRecipe.of_file(
         vectors_path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device,
@@ -285,7 +280,7 @@ def _run(args: argparse.Namespace) -> int:
         else LmEvalFitness(steerer, fitness, split=split, side=HELDOUT)
     )
     scored = search_fitness(steerer, recipe)
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if workers is not None:
             bar.write(f"starting {args.workers} Ray worker(s)...", file=sys.stderr)
@@ -305,11 +300,12 @@ def _run(args: argparse.Namespace) -> int:
             journal=journal,
         )
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
         if workers is not None:
             workers.close()  # type: ignore[attr-defined]
-    result.save(out)
+    saved, note = write_with_fallback(result.save, out, default_data_dir() / "results")
     if not result.cancelled:
         journal.finish()
 
@@ -321,10 +317,13 @@ def _run(args: argparse.Namespace) -> int:
         f"{len(result.evaluations)} evaluations ({cached} cached) in "
         f"{result.wall_seconds:.1f} s" + (" - cancelled" if result.cancelled else "")
     )
-    lines.append(f"saved {out}")
+    lines.append(f"saved {saved}")
     if result.cancelled:
         lines.append(f"to finish this run: {PROG} --resume {journal.path}")
     print("\n".join(lines))
+    if note:
+        print(f"{PROG}: error: {note}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -355,7 +354,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {message}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        from steering.outputs import reason
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{PROG}: error: {where}{reason(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(

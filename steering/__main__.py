@@ -31,6 +31,7 @@ from steering.extract.task_pairs import DEFAULT_DOCS
 from steering.generate import GenerationSettings, complete
 from steering.gguf import export_control_vector, import_control_vector, llama_cpp_flags, load_vector_file
 from steering.models import load_model
+from steering.outputs import check_output_path, reason
 from steering.store import save_vectors
 from steering.vector import SteeringVector
 
@@ -134,12 +135,18 @@ def _capture(args: argparse.Namespace) -> None:
             "--strength 0.5), not both."
         )
     source = _source(args)
+    out = check_output_path(args.out, "--out")  # before the model loads
     loaded = load_model(args.model, args.gguf_file)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
     vector = capture(steerer, source, args.layer, args.alpha if args.alpha is not None else 0.0)
     if args.strength is not None:
         vector = vector.with_strength(args.strength)
-    path = save_vectors(args.out, [vector], steerer.info)
+    try:
+        path = save_vectors(out, [vector], steerer.info)
+    except OSError as exc:
+        raise InvalidInputError(
+            f"Could not write {out}: {reason(exc)}. Any earlier file there is unchanged."
+        ) from None
     print(
         f"Saved a vector at layer {vector.layer} (norm {vector.norm:.2f}, alpha "
         f"{vector.alpha:.3g} = strength {vector.strength:.3g} of the layer's mean norm "
@@ -218,8 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         _COMMANDS[args.command](args)
     except SteerSwarmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{reason(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing was written.", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -46,6 +46,23 @@ class GenerationSettings:
         return kwargs
 
 
+def check_context(
+    model: Any, tokens: int, new_tokens: int, what: str, fix: str = "Shorten it"
+) -> None:
+    """Refuse a generation whose input plus new tokens exceeds the model's
+    context: past it a model with learned positions fails and others go on
+    producing garbage."""
+    config = getattr(model, "config", None)
+    max_context = getattr(config, "max_position_embeddings", None) or getattr(
+        config, "n_positions", None
+    )
+    if max_context and tokens + new_tokens > max_context:
+        raise InvalidInputError(
+            f"{what} is {tokens} tokens; with {new_tokens} new tokens it exceeds the "
+            f"model's context of {max_context}. {fix} or ask for fewer tokens."
+        )
+
+
 def chat_input_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> torch.Tensor:
     """Token ids of a conversation, ending where the assistant should speak."""
     if getattr(tokenizer, "chat_template", None):
@@ -71,13 +88,9 @@ def stream_reply(
     if not messages or not str(messages[-1].get("content", "")).strip():
         raise InvalidInputError("Type a message first.")
     input_ids = chat_input_ids(tokenizer, messages).to(model.device)
-    max_context = getattr(model.config, "max_position_embeddings", None)
-    if max_context and input_ids.shape[1] + settings.max_new_tokens > max_context:
-        raise InvalidInputError(
-            f"The conversation is {input_ids.shape[1]} tokens; with "
-            f"{settings.max_new_tokens} new tokens it exceeds the model's context of "
-            f"{max_context}. Clear the chat or ask for fewer tokens."
-        )
+    check_context(
+        model, input_ids.shape[1], settings.max_new_tokens, "The conversation", "Clear the chat"
+    )
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     errors: list[BaseException] = []
 
@@ -126,6 +139,7 @@ def complete(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettin
     if not prompt.strip():
         raise InvalidInputError("The prompt is empty.")
     enc = tokenizer(prompt, return_tensors="pt").to(model.device)
+    check_context(model, enc["input_ids"].shape[1], settings.max_new_tokens, "The prompt")
     torch.manual_seed(settings.seed)
     with torch.no_grad():
         out = model.generate(**enc, **settings.generate_kwargs(tokenizer))
