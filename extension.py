@@ -272,11 +272,15 @@ def ui() -> None:
         from ui.app import build_tabs
         from ui.settings import FormSettings
 
+        from steering.persist import DataFolder
+
         shared = _webui_shared()
+        folder = _save_dir()
+        data = DataFolder(folder) if folder is not None else None
         if shared is None:
-            session = ModelSession(lambda: None)
+            session = ModelSession(lambda: None, data=data)
         else:
-            session = ModelSession(webui_model_source(shared), lock=WebuiLock(shared))
+            session = ModelSession(webui_model_source(shared), lock=WebuiLock(shared), data=data)
         _HOST.session = session
         _HOST.tabs = build_tabs(
             session,
@@ -326,13 +330,6 @@ def _webui_task_sources() -> Any:
     return sources
 
 
-def _standalone_data_dir() -> Path:
-    """The standalone app's data folder: $XDG_DATA_HOME/steerswarm, else
-    ~/.local/share/steerswarm (its `tasks/` subfolder is an allowed task folder)."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "steerswarm"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python extension.py",
@@ -354,7 +351,8 @@ def _parser() -> argparse.ArgumentParser:
         "--data-dir",
         type=Path,
         default=None,
-        help="the app's data folder; its tasks/ subfolder is an allowed task folder "
+        help="the app's data folder: the session (active vectors, restored at start), saved "
+        "vector files and results; its tasks/ subfolder is an allowed task folder "
         "(default: $XDG_DATA_HOME/steerswarm or ~/.local/share/steerswarm)",
     )
     parser.add_argument(
@@ -378,18 +376,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     from optimize.task_sources import AllowedTaskSources
     from steering.errors import SteerSwarmError
     from steering.models import load_model
+    from steering.outputs import default_data_dir
+    from steering.persist import DataFolder
     from steering.session import ModelSession
     from ui.app import build_app
 
+    data_dir = args.data_dir or default_data_dir()
     try:
-        sources = AllowedTaskSources.default(
-            args.data_dir or _standalone_data_dir(), args.allow_task_folder
-        )
+        sources = AllowedTaskSources.default(data_dir, args.allow_task_folder)
         loaded = load_model(args.model, args.gguf_file)
     except SteerSwarmError as exc:
         log.error("%s", exc)
         return 2
-    session = ModelSession(lambda: loaded)
+    session = ModelSession(lambda: loaded, data=DataFolder(data_dir))
+    try:
+        restored = session.current().notice  # the last session's vectors, before serving
+    except SteerSwarmError as exc:  # a model we cannot steer: the tabs say why
+        restored = str(exc)
+    log.info("data folder %s%s", data_dir, f": {restored}" if restored else "")
     app = build_app(session, task_sources=sources)
     app.queue()
     log.info("serving on http://%s:%d", args.host, args.port)

@@ -18,6 +18,7 @@ from typing import Any
 from steering.engine import ActiveVectors, Steerer, steerer_for
 from steering.errors import IncompatibleVectorError, NoModelError, SteerSwarmError
 from steering.models import LoadedModel
+from steering.persist import DataFolder
 from steering.vector import SteeringVector
 
 
@@ -42,8 +43,13 @@ class ModelSession:
         self,
         source: Callable[[], LoadedModel | None],
         lock: AbstractContextManager[Any] | None = None,
+        data: DataFolder | None = None,
     ) -> None:
+        """`data`: the folder the session is kept in (restored on the first
+        model, written by `keep`); None keeps nothing."""
         self._source = source
+        self.data = data
+        self._restored = data is None
         self.lock = lock if lock is not None else threading.Lock()
         # The Steerer of the last model, held weakly: between two actions the
         # session must not keep a model the webui unloaded alive (its memory
@@ -77,6 +83,9 @@ class ModelSession:
                 self._forget_model()
                 if changed:
                     notice = self.last_change = self._carry_over(self._orphans, steerer)
+                elif not self._restored and self.data is not None:
+                    self._restored = True
+                    notice = self.last_change = self.data.restore(steerer)
                 self._orphans = ()
             self._last = weakref.ref(steerer)
             self._last_active = steerer.active
@@ -89,6 +98,11 @@ class ModelSession:
         `user_vectors` are what the user made active."""
         last = self._last
         return last() if last is not None else None
+
+    def keep(self, steerer: Steerer) -> str:
+        """Write the active vectors to the data folder after a change; "" or
+        a one-line warning when that failed (nothing in memory is lost)."""
+        return "" if self.data is None else self.data.keep(steerer)
 
     def still_current(self, steerer: Steerer) -> bool:
         """Whether `steerer`'s model is still the model in use (asks the source

@@ -14,7 +14,7 @@ from gradio.context import Context
 
 from optimize.task_sources import AllowedTaskSources
 from steering.session import ModelSession
-from ui import chat_tab, explore_tab, steering_tab
+from ui import chat_tab, explore_tab, saved_tab, steering_tab
 from ui import format as fmt
 from ui.settings import FormSettings
 
@@ -35,6 +35,7 @@ class Tabs:
     optimize_actions: Any = None
     explore: explore_tab.ExploreTab | None = None
     explore_actions: explore_tab.ExploreActions | None = None
+    saved: Any = None  # saved_tab.SavedTab when the session has a data folder
 
     def refresh_outputs(self) -> list[Any]:
         s = self.steering
@@ -62,8 +63,9 @@ def _build_optimize(
             f"⚠ Optimizing needs lm-eval and pyswarms (`pip install -r requirements.txt`): {exc}"
         )
         return
+    results = session.data.results_dir if session.data is not None else None
     actions = optimize_tab.OptimizeActions(
-        session, tabs.steering_actions.save_dir, task_sources
+        session, results or tabs.steering_actions.save_dir, task_sources
     )
     tab = optimize_tab.build(actions, settings)
     tabs.optimize, tabs.optimize_actions = tab, actions
@@ -111,6 +113,8 @@ def build_tabs(
     """
     settings = settings or FormSettings()
     enclosing = Context.block  # inside the webui: the tab it opened for us
+    if save_dir is None and session.data is not None:
+        save_dir = session.data.vectors_dir  # listed on the Saved tab after a restart
     steering_actions = steering_tab.SteeringActions(
         session, save_dir or Path(tempfile.mkdtemp(prefix="steerswarm-"))
     )
@@ -129,6 +133,10 @@ def build_tabs(
             _build_optimize(tabs, session, settings, task_sources)
         with gr.Tab("Explore") as explore_page:
             explore, explore_actions = _build_explore(tabs, session)
+        if session.data is not None:
+            with gr.Tab("Saved") as saved_page:
+                tabs.saved = saved_tab.build(saved_tab.SavedActions(session), tabs)
+            saved_page.select(tabs.saved.actions.listing, None, [tabs.saved.files])
     steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
         lambda: _status_without_model(steering_actions), None, [steering.status], api_name=False
     )

@@ -83,7 +83,8 @@ def locked(
             status = work(current)
         except SteerSwarmError as exc:
             return vector_view(current, fmt.failed(action, str(exc)))
-        return vector_view(current, status)
+        warning = session.keep(current.steerer)  # the session survives a restart
+        return vector_view(current, f"{status}  \n{warning}" if warning else status)
 
     job = ModelJob(session.lock, job_work)
     try:

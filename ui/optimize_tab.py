@@ -265,7 +265,10 @@ class OptimizeActions:
         try:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             Path(folder).mkdir(parents=True, exist_ok=True)
-            return str(result.save(Path(folder) / f"optimization-{stamp}.json"))
+            path = result.save(Path(folder) / f"optimization-{stamp}.json")
+            if self.session.data is not None:
+                self.session.data.note_result(path)
+            return str(path)
         except (OSError, ValueError):
             log.exception("could not save the optimization result")
             return None
