@@ -120,7 +120,7 @@ def add_joy_vector(page, layer: int = 12, coefficient: float = 2.0) -> None:
 
     page.get_by_label("Concept prompts").fill(JOY)
     page.get_by_label("Contrast prompts").fill(GRIEF)
-    layer_box = page.get_by_label("number input for Layer")
+    layer_box = page.get_by_label("Layer", exact=True)
     layer_box.fill(str(layer))
     layer_box.press("Enter")
     page.get_by_label("Alpha").fill(str(coefficient))

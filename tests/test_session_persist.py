@@ -112,7 +112,7 @@ def test_saved_files_are_listed_and_opened_by_name(tiny, clean, tmp_path):
     best = Evaluation(0, 0, (3,), (1.5,), 0.75, 0.05, 1.0)
     result = OptimizationResult(
         baseline=baseline, best=best, history=[baseline, best], vector_indices=(0,),
-        vectors=(VectorRecord(0, 1, 2.0, ("I love this day",), ("I hate this day",)),),
+        vectors=(VectorRecord(0, 1, 2.0, ("I love this day",), ("I hate this day",), joy.id),),
         seed=1, fitness=FitnessConfig("steer_sentiment", limit=4), space=SearchSpace(0, 3, -4.0, 4.0),
         pso=PsoConfig(particles=1, iterations=1, seed=1), model="tiny-llama", num_layers=4,
         metric="acc,none", higher_is_better=True, samples=4, cancelled=False, wall_seconds=1.0,

@@ -52,7 +52,7 @@ class SteeringTab:
     model_line: gr.Markdown
     concept: gr.Textbox
     contrast: gr.Textbox
-    layer: gr.Slider
+    layer: gr.Number
     alpha: gr.Number
     add: gr.Button
     example: gr.Button
@@ -276,7 +276,11 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
                 "I am so sad today.\nWhat a terrible loss.",
             )
         with gr.Column(scale=2):
-            layer = gr.Slider(
+            # A number box, not a slider: a slider silently clamps a typed -1
+            # or 1000 to its ends and the vector went to a layer nobody chose.
+            # Gradio refuses a number outside minimum/maximum, and the handler
+            # refuses a fraction (check_layer), so nothing is clamped.
+            layer = gr.Number(
                 minimum=0,
                 maximum=max(num_layers - 1, 1),
                 value=start_layer,
