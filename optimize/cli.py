@@ -265,7 +265,10 @@ def _run(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         cancel.set()
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        bar.write(f"{name}: stopping after the current evaluation ({name} again to abort).")
+        bar.write(
+            f"{name}: stopping after the current evaluation ({name} again to abort).",
+            file=sys.stderr,
+        )
 
     recipe = RunRecipe.of_file(
         vectors_path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device,

@@ -93,3 +93,23 @@ def tiny_session(tiny):
     steerer.reset()
     yield ModelSession(lambda: tiny)
     steerer.reset()
+
+
+@pytest.fixture
+def tiny_steerer(tiny):
+    """The tiny Llama's Steerer, with no vectors before and after the test."""
+    from steering import steerer_for
+
+    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
+    steerer.reset()
+    yield steerer
+    steerer.reset()
+
+
+@pytest.fixture
+def tiny_dir(tiny, tmp_path):
+    """The tiny Llama saved as a model folder, for command-line tests."""
+    folder = tmp_path / "tiny-model"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    return folder

@@ -9,17 +9,14 @@ import threading
 import pytest
 import torch
 
-from steering import InvalidInputError, capture_vector, steerer_for
+from steering import InvalidInputError, capture_vector
 from steering.activations import CaptureCancelled, capture_all_layers, padded_width
 from steering.limits import MAX_PROMPTS_PER_CAPTURE, MAX_TOKENS_PER_PROMPT, PAD_BUCKET
 
 
 @pytest.fixture
-def steerer(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield steerer
-    steerer.reset()
+def steerer(tiny_steerer):
+    return tiny_steerer
 
 
 def test_too_many_prompts_are_refused_with_the_cap_named(steerer, monkeypatch):

@@ -23,11 +23,8 @@ from ui.steering_tab import SteeringActions
 
 
 @pytest.fixture
-def clean(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield steerer
-    steerer.reset()
+def clean(tiny_steerer):
+    return tiny_steerer
 
 
 def _last(gen):

@@ -23,14 +23,6 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def tiny_dir(tiny, tmp_path):
-    folder = tmp_path / "tiny-model"
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture
 def prompt_files(tmp_path):
     joy = tmp_path / "joy.txt"
     joy.write_text("I am so happy today!\n\nWhat a wonderful day.\n")
@@ -144,3 +136,17 @@ def test_export_gguf_import_gguf_and_generate_from_a_control_vector(tiny_dir, tm
                    "--max-new-tokens", "4")
     assert done.returncode == 0, done.stderr
     assert "Imported 1 vector(s) from cv.gguf" in done.stderr
+
+
+def test_generate_refuses_a_prompt_past_the_context(tiny_dir, tiny_steerer, tmp_path, capsys):
+    """Issue 17: `generate` with a prompt past the context ran on; it is refused."""
+    import steering.__main__ as cli
+    from steering import capture_vector, save_vectors
+
+    vector = capture_vector(tiny_steerer, ["sunny and warm"], 1, 2.0)
+    path = save_vectors(tmp_path / "v.safetensors", [vector], tiny_steerer.info)
+    prompt = "word " * 100  # the tiny model's context is 128 tokens
+    assert cli.main(["generate", "--model", str(tiny_dir), "--vectors", str(path), "--prompt", prompt,
+                     "--max-new-tokens", "60"]) == 2
+    err = capsys.readouterr().err
+    assert "with 60 new tokens it exceeds the model's context of 128" in err and "Traceback" not in err

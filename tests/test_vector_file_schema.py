@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 
-from steering import VectorFileError, capture_vector, steerer_for
+from steering import VectorFileError, capture_vector
 from steering.limits import MAX_METADATA_CHARS, MAX_PROMPTS_PER_CAPTURE, MAX_VECTORS_PER_FILE
 from steering.store import load_vectors, save_vectors
 
@@ -21,12 +21,9 @@ V1_FILE = Path(__file__).parent / "data" / "vectors-v1.safetensors"
 
 
 @pytest.fixture
-def steered(tiny):
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    steerer.add(capture_vector(steerer, ["sunny and warm"], 1, 2.5, ["rainy and cold"]))
-    yield steerer
-    steerer.reset()
+def steered(tiny_steerer):
+    tiny_steerer.add(capture_vector(tiny_steerer, ["sunny and warm"], 1, 2.5, ["rainy and cold"]))
+    return tiny_steerer
 
 
 def _rewrite(path: Path, change) -> None:

@@ -42,14 +42,6 @@ def joy(tmp_path):
     return path
 
 
-@pytest.fixture
-def tiny_dir(tiny, tmp_path):
-    folder = tmp_path / "tiny-model"
-    tiny.model.save_pretrained(folder)
-    tiny.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def _capture(*args):
     return ["capture", "--prompts", *args[:1], "--layer", "1", "--alpha", "2", "--out", *args[1:]]
 
