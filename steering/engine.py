@@ -28,7 +28,7 @@ import torch
 
 from steering.activations import ActivationCache, CaptureProgress, capture_all_layers
 from steering.errors import IncompatibleVectorError, InvalidInputError, NoModelError
-from steering.limits import MAX_PROMPTS_PER_CAPTURE, MAX_TOKENS_PER_PROMPT, count
+from steering.limits import check_prompt_count, check_prompt_tokens
 from steering.models import ModelInfo, find_decoder_layers, model_info
 from steering.vector import SteeringVector, check_layer
 
@@ -356,11 +356,9 @@ class Steerer:
         return self._engine.steered_layers()
 
     def prompt_activations(
-        self,
-        prompts: Sequence[str],
-        on_progress: CaptureProgress | None = None,
+        self, prompts: Sequence[str], on_progress: CaptureProgress | None = None,
         cancel: threading.Event | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor:  # fmt: skip
         """[len(prompts), num_layers, hidden] float32 on CPU: for each prompt and
         layer, the mean over its tokens of the hidden state entering the layer.
 
@@ -374,22 +372,13 @@ class Steerer:
             cached = self.activations.get(key)
             if cached is not None:
                 return cached
-            if len(key) > MAX_PROMPTS_PER_CAPTURE:
-                raise InvalidInputError(
-                    f"A capture takes at most {count(MAX_PROMPTS_PER_CAPTURE)} prompts "
-                    f"per list; got {count(len(key))}."
-                )
+            check_prompt_count(len(key))
             token_lists = [self._tokens(prompt) for prompt in key]
             with self._swapped(()):
                 captured = capture_all_layers(
-                    self.model,
-                    self.layers,
-                    token_lists,
-                    self.device,
-                    max_width=self.info.max_context,
-                    on_progress=on_progress,
-                    cancel=cancel,
-                )
+                    self.model, self.layers, token_lists, self.device,
+                    max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
+                )  # fmt: skip
             self.activations.put(key, captured)
             return captured
 
@@ -416,10 +405,8 @@ class Steerer:
                 token_lists.append(whole)
                 starts.append(len(head))
             with self._swapped(()):
-                captured = capture_all_layers(
-                    self.model, self.layers, token_lists, self.device, starts=starts,
-                    max_width=self.info.max_context,
-                )  # fmt: skip
+                captured = capture_all_layers(self.model, self.layers, token_lists, self.device,
+                                              starts=starts, max_width=self.info.max_context)  # fmt: skip
             self.activations.put(key, captured)
             return captured
 
@@ -435,10 +422,8 @@ class Steerer:
                 texts = neutral_sentences(count=CALIBRATION_SENTENCES)
                 token_lists = [self._tokens(text) for text in texts]
                 with self._swapped(()):
-                    norms = capture_all_layers(
-                        self.model, self.layers, token_lists, self.device, norms=True,
-                        max_width=self.info.max_context,
-                    )  # fmt: skip
+                    norms = capture_all_layers(self.model, self.layers, token_lists, self.device,
+                                               norms=True, max_width=self.info.max_context)  # fmt: skip
                 self._layer_norms = norms[..., 0].mean(dim=0)
             return self._layer_norms
 
@@ -460,9 +445,5 @@ class Steerer:
                 f"A prompt is {len(tokens)} tokens long, longer than the model's "
                 f"context of {self.info.max_context} tokens: {prompt[:60]!r}…"
             )
-        if len(tokens) > MAX_TOKENS_PER_PROMPT:
-            raise InvalidInputError(
-                f"A prompt is {count(len(tokens))} tokens long; a capture takes prompts of at "
-                f"most {count(MAX_TOKENS_PER_PROMPT)} tokens: {prompt[:60]!r}…"
-            )
+        check_prompt_tokens(len(tokens), prompt)
         return tokens

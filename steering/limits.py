@@ -35,3 +35,25 @@ MAX_VECTORS_PER_FILE = 256
 def count(number: int) -> str:
     """1,234 style, for messages."""
     return f"{number:,}"
+
+
+def check_prompt_count(prompts: int) -> None:
+    """Refuse a capture of more than MAX_PROMPTS_PER_CAPTURE prompts."""
+    from steering.errors import InvalidInputError
+
+    if prompts > MAX_PROMPTS_PER_CAPTURE:
+        raise InvalidInputError(
+            f"A capture takes at most {count(MAX_PROMPTS_PER_CAPTURE)} prompts "
+            f"per list; got {count(prompts)}."
+        )
+
+
+def check_prompt_tokens(tokens: int, prompt: str) -> None:
+    """Refuse a prompt of more than MAX_TOKENS_PER_PROMPT tokens."""
+    from steering.errors import InvalidInputError
+
+    if tokens > MAX_TOKENS_PER_PROMPT:
+        raise InvalidInputError(
+            f"A prompt is {count(tokens)} tokens long; a capture takes prompts of at "
+            f"most {count(MAX_TOKENS_PER_PROMPT)} tokens: {prompt[:60]!r}…"
+        )
