@@ -141,12 +141,7 @@ def _capture(args: argparse.Namespace) -> None:
     vector = capture(steerer, source, args.layer, args.alpha if args.alpha is not None else 0.0)
     if args.strength is not None:
         vector = vector.with_strength(args.strength)
-    try:
-        path = save_vectors(out, [vector], steerer.info)
-    except OSError as exc:
-        raise InvalidInputError(
-            f"Could not write {out}: {reason(exc)}. Any earlier file there is unchanged."
-        ) from None
+    path = save_vectors(out, [vector], steerer.info)  # VectorWriteError: one line
     print(
         f"Saved a vector at layer {vector.layer} (norm {vector.norm:.2f}, alpha "
         f"{vector.alpha:.3g} = strength {vector.strength:.3g} of the layer's mean norm "
