@@ -108,8 +108,9 @@ def test_bad_vector_files_are_refused(steering, tiny_session, tmp_path, make):
 
 def test_a_save_to_a_read_only_folder_is_refused(tiny_session, tmp_path, monkeypatch):
     # Tests run as root in CI, where chmod does not stop a write: the folder's
-    # refusal is what the OS raises when the temporary file is created there.
-    from steering import store as vector_store
+    # refusal is what the OS raises when the temporary file is created there
+    # (steering.outputs makes every atomic write).
+    from steering import outputs
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
@@ -118,7 +119,7 @@ def test_a_save_to_a_read_only_folder_is_refused(tiny_session, tmp_path, monkeyp
     folder.mkdir()
     actions = SteeringActions(tiny_session, folder)
     list(actions.add_vector(GOOD, "", 1, 1.0))
-    monkeypatch.setattr(vector_store.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(outputs.tempfile, "mkstemp", read_only)
     *_, (_saved, status) = actions.save_vectors("x.safetensors")
     refused(status)
     assert "Read-only file system" in status
@@ -126,12 +127,12 @@ def test_a_save_to_a_read_only_folder_is_refused(tiny_session, tmp_path, monkeyp
 
 
 def test_a_save_to_a_full_disk_is_refused_and_leaves_no_file(steering, tmp_path, monkeypatch):
-    from steering import store as vector_store
+    from steering import outputs
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(vector_store.os, "fsync", full)
+    monkeypatch.setattr(outputs.os, "fsync", full)
     existing = set(tmp_path.iterdir())
     *_, (_saved, status) = steering.save_vectors("full.safetensors")
     refused(status)
