@@ -4,6 +4,7 @@ embedded SmolLM2 for tests of real behaviour. Everything runs offline."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -64,6 +65,19 @@ def tiny_gpt2(tokenizer) -> LoadedModel:
     return LoadedModel(model=GPT2LMHeadModel(config).eval(), tokenizer=tokenizer, name="tiny-gpt2")
 
 
+@contextmanager
+def clean_steerer(loaded: LoadedModel):
+    """The model's Steerer with no vectors, reset again however the test ends."""
+    from steering import steerer_for
+
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    steerer.reset()
+    try:
+        yield steerer
+    finally:
+        steerer.reset()
+
+
 @pytest.fixture(scope="session")
 def smollm2() -> LoadedModel:
     """The embedded SmolLM2-135M-Instruct, loaded once per test session."""
@@ -75,35 +89,24 @@ def smollm2() -> LoadedModel:
 @pytest.fixture
 def smol(smollm2):
     """SmolLM2 with a clean steering state before and after the test."""
-    from steering import steerer_for
-
-    steerer = steerer_for(smollm2.model, smollm2.tokenizer, smollm2.name)
-    steerer.reset()
-    yield smollm2
-    steerer.reset()
+    with clean_steerer(smollm2):
+        yield smollm2
 
 
 @pytest.fixture
 def tiny_session(tiny):
     """A ModelSession on the tiny Llama, with a clean steering state before and after."""
-    from steering import steerer_for
     from steering.session import ModelSession
 
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield ModelSession(lambda: tiny)
-    steerer.reset()
+    with clean_steerer(tiny):
+        yield ModelSession(lambda: tiny)
 
 
 @pytest.fixture
 def tiny_steerer(tiny):
     """The tiny Llama's Steerer, with no vectors before and after the test."""
-    from steering import steerer_for
-
-    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    steerer.reset()
-    yield steerer
-    steerer.reset()
+    with clean_steerer(tiny) as steerer:
+        yield steerer
 
 
 @pytest.fixture
