@@ -31,7 +31,7 @@ if str(_HERE) not in sys.path:
 
 log = logging.getLogger("steerswarm")
 
-__all__ = ["logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
+__all__ = ["custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
 
 from ui.settings import FIELDS as _SAVED  # noqa: E402 - after the sys.path line
 from ui.settings import RENAMED as _RENAMED  # noqa: E402
@@ -242,6 +242,30 @@ def state_modifier(state: dict[str, Any]) -> dict[str, Any]:
     return state
 
 
+def custom_css() -> str:
+    """Webui hook: CSS added to its page (ui/style.py: form rows whose
+    inputs line up whatever their help texts do)."""
+    from ui.style import CSS
+
+    return CSS
+
+
+def _log_to_webui() -> None:
+    """Send our log lines to the webui's console, as it does for lycoris.
+
+    The webui points the root logger at a NullHandler, so without this our
+    warnings (a reply waiting for an optimization, a tab that could not be
+    built) reached no one. Older webui versions without
+    `modules.logging_colors` keep Python's default."""
+    try:
+        from modules.logging_colors import logger as host  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    log.handlers = list(host.handlers)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def setup() -> None:
     """Called once by the webui after the import. Only reports where we run:
     the model is looked up when the tab is used, not here. Never raises."""
@@ -250,6 +274,7 @@ def setup() -> None:
         if shared is None:
             log.info("modules.shared is not importable: not running inside text-generation-webui")
         else:
+            _log_to_webui()
             log.info("steerswarm: steering %s", getattr(shared, "model_name", "no model yet"))
     except Exception:  # pragma: no cover - defensive: the webui must start
         log.exception("steerswarm: setup failed")
@@ -380,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from steering.persist import DataFolder
     from steering.session import ModelSession
     from ui.app import build_app
+    from ui.style import css_kwargs
 
     data_dir = args.data_dir or default_data_dir()
     try:
@@ -397,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = build_app(session, task_sources=sources)
     app.queue()
     log.info("serving on http://%s:%d", args.host, args.port)
-    app.launch(server_name=args.host, server_port=args.port)
+    app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
     return 0
 
 

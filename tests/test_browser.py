@@ -18,6 +18,7 @@ import pytest
 from steering import steerer_for
 from steering.session import ModelSession
 from ui.app import build_app
+from ui.style import css_kwargs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -69,7 +70,10 @@ def served(smollm2, tmp_path_factory):
     app = build_app(session, tmp_path_factory.mktemp("vectors"))
     app.queue()
     port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    app.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
+        **css_kwargs(app.launch),
+    )  # fmt: skip
     try:
         yield f"http://127.0.0.1:{port}/", session
     finally:

@@ -50,7 +50,11 @@ GRIEF = (
 )
 MESSAGE = "Describe your morning in two sentences."
 ALPHA_LABEL = re.compile(r"^(Alpha|Coefficient)")
-README_ALPHAS = (1.0,)  # README "Steering": alpha 1 turns replies cheerful
+TAB_FAILED = "could not start:"  # extension.ui()'s line when building the tab failed
+# README "Steering": at layer 12, alpha 1 turns greedy replies cheerful and
+# they still end; at 2 they loop until the token limit.
+README_ALPHAS = {1.0: "stop", 2.0: "length"}  # alpha: the API reply's finish_reason
+WAITS = "this reply waits until it ends"  # ui/jobs.py RunStatus.waiting_note
 
 
 def screenshot(page, name: str) -> Path:
@@ -62,6 +66,22 @@ def screenshot(page, name: str) -> Path:
     path = folder / name
     page.screenshot(path=str(path), full_page=False)
     return path
+
+
+def record(name: str, data: object) -> Path:
+    """Write `data` as JSON to tests/artifacts/ (the closing note quotes it)."""
+    import json
+
+    path = ROOT / "tests/artifacts" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
+def flat(text: str) -> str:
+    """`text` with its whitespace runs made single spaces: the webui's
+    console logger wraps long lines at its width."""
+    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +115,17 @@ def page(browser, webui):
 
 
 def open_tab(page) -> None:
-    """Open the extension's tab from the webui's left sidebar."""
+    """Open the extension's tab from the webui's left sidebar.
+
+    When ui() failed, the tab holds one line saying why (it never raises, so
+    the webui still starts) instead of the note: fail with that line rather
+    than time out (a missing `gguf` package once looked like a slow server)."""
     page.get_by_role("tab", name=TAB_NAME, exact=True).click()
-    page.locator("#steerswarm-webui-note").wait_for()
+    note = page.locator("#steerswarm-webui-note")
+    failed = page.get_by_text(TAB_FAILED)
+    note.or_(failed).first.wait_for()
+    if failed.count():
+        pytest.fail(f"the extension's tab did not build: {failed.first.inner_text()}")
 
 
 def reset_vectors(page) -> None:
@@ -105,7 +133,10 @@ def reset_vectors(page) -> None:
 
     page.get_by_role("tab", name="Steering", exact=True).last.click()
     page.get_by_role("button", name="Reset steering vectors").click()
-    expect(page.locator("#steering-status")).to_contain_text("unsteered")
+    # The reset's own line: a new page's status already says "unsteered"
+    # (its value when the tab was built), and an Add clicked while the reset
+    # still waited for the model was lost.
+    expect(page.locator("#steering-status")).to_contain_text("Removed all", timeout=REPLY_TIMEOUT_MS)
 
 
 def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
@@ -124,11 +155,8 @@ def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
     expect(table).to_contain_text("I feel so sad and heartbroken today.")
 
 
-def ui_chat(page, message: str = MESSAGE) -> str:
-    """Send `message` in a new chat of the webui's Chat tab; the reply's text.
-
-    The webui marks the chat `_generating` before the reply's message appears
-    and clears the mark when the reply is complete."""
+def send_ui_chat(page, message: str = MESSAGE) -> None:
+    """Send `message` in a new chat of the webui's Chat tab."""
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Chat", exact=True).first.click()
@@ -136,10 +164,24 @@ def ui_chat(page, message: str = MESSAGE) -> str:
     expect(page.locator("#chat .assistant-message")).to_have_count(0)
     page.locator("#chat-input textarea").fill(message)
     page.locator("#Generate").click()
+
+
+def ui_reply(page) -> str:
+    """The reply to the message sent last, once complete. The webui marks the
+    chat `_generating` before the reply's message appears and clears the
+    mark when the reply is complete."""
+    from playwright.sync_api import expect
+
     reply = page.locator("#chat .assistant-message")
     expect(reply).to_have_count(1, timeout=REPLY_TIMEOUT_MS)
     expect(page.locator("._generating")).to_have_count(0, timeout=REPLY_TIMEOUT_MS)
     return str(reply.get_attribute("data-raw")).strip()
+
+
+def ui_chat(page, message: str = MESSAGE) -> str:
+    """Send `message` in a new chat of the webui's Chat tab; the reply's text."""
+    send_ui_chat(page, message)
+    return ui_reply(page)
 
 
 # -- the tests ---------------------------------------------------------------
@@ -205,33 +247,59 @@ def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui)
 
 def test_readme_alphas_end_their_replies(page, webui):
     """The README's advice: a joy vector at layer 12 with alpha 1 makes
-    replies cheerful. Greedy replies there must still end (reach
-    end-of-text) rather than loop until the token limit, as they did at 2."""
-    for alpha in README_ALPHAS:
+    greedy replies cheerful and they still end (reach end-of-text); at 2
+    they loop until the token limit. The webui Chat tab's and the API's
+    replies at each alpha go to tests/artifacts/webui-readme-alphas.json."""
+    replies = {"unsteered": {"api": webui.chat(MESSAGE, max_tokens=160)}}
+    for alpha, expected in README_ALPHAS.items():
         reset_vectors(page)
         add_joy_vector(page, alpha=alpha)
-        reply, finish = webui.chat_finish(MESSAGE, max_tokens=160)
-        log.info("alpha %g: finish=%s reply=%r", alpha, finish, reply)
-        assert finish == "stop", (alpha, reply)
+        api, finish = webui.chat_finish(MESSAGE, max_tokens=160)
+        ui = ui_chat(page)  # the webui's settings: 48 new tokens
+        open_tab(page)
+        replies[f"alpha {alpha:g}"] = {"api": api, "api_finish": finish, "chat_tab_48_tokens": ui}
+        log.info("alpha %g: finish=%s api=%r chat=%r", alpha, finish, api, ui)
+    path = record("webui-readme-alphas.json", replies)
+    for alpha, expected in README_ALPHAS.items():
+        got = replies[f"alpha {alpha:g}"]
+        assert got["api_finish"] == expected, (alpha, got, path)
+        assert got["chat_tab_48_tokens"], alpha
 
 
-def test_optimize_from_the_tab_cancel_apply_best_and_a_reply_that_waits(page, webui):
+def form_row_tops(page, labels: tuple[str, ...]) -> dict[str, float]:
+    """The top edge (px) of each labelled input of a form row."""
+    return {label: page.get_by_label(label, exact=True).bounding_box()["y"] for label in labels}
+
+
+def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, webui):
     from playwright.sync_api import expect
 
     add_joy_vector(page)
     page.get_by_role("tab", name="Optimize", exact=True).click()
+    # Issue 9, item 6: the Limit box sat lower than its row (its help text wraps).
+    for row in (("Limit", "Batch size", "Particles", "Iterations"),
+                ("Lowest layer", "Highest layer", "Lowest alpha", "Highest alpha")):  # fmt: skip
+        tops = form_row_tops(page, row)
+        assert max(tops.values()) - min(tops.values()) <= 1, tops
+    screenshot(page, "webui-optimize-form.png")
     for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6")):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()
     progress = page.locator("#optimize-progress")
     expect(progress).to_contain_text(re.compile(r"[1-9]\d* of 13 evaluations"), timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator("#optimize-status")).to_contain_text("Chat replies (the webui's too)")
 
-    # A chat sent now (a user's script, through the API) waits for the run;
-    # the webui says so, and for about how long, as the reply starts.
+    # A chat sent now waits for the run. A user's script (the API) gets a
+    # line in the server log; the webui's Chat tab shows a notice, with
+    # about how long it waits.
     waiting = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     reply = waiting.submit(webui.chat, MESSAGE)
+    send_ui_chat(page)
+    notice = page.get_by_text(re.compile(WAITS + r": (about .* left|it has just started)"))
+    expect(notice.first).to_be_visible(timeout=REPLY_TIMEOUT_MS)
+    screenshot(page, "webui-chat-waits.png")
     deadline = time.monotonic() + REPLY_TIMEOUT_MS / 1000
-    while "this reply waits until it ends" not in webui.log_tail(20_000):
+    while WAITS not in flat(webui.log_tail(20_000)):
         assert time.monotonic() < deadline, webui.log_tail()
         assert not reply.done() or reply.exception() is None
         time.sleep(1)
@@ -253,6 +321,38 @@ def test_optimize_from_the_tab_cancel_apply_best_and_a_reply_that_waits(page, we
     else:
         apply.click()
         expect(status).to_contain_text("Applied the best setting", timeout=REPLY_TIMEOUT_MS)
-    # The reply that waited came once the run ended.
+    # The replies that waited came once the run ended.
     assert reply.result(timeout=REPLY_TIMEOUT_MS / 1000)
     waiting.shutdown()
+    page.get_by_role("tab", name="Chat", exact=True).first.click()
+    assert ui_reply(page)
+
+
+def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui):
+    """Issue 15 in the webui: the tab exports the vectors as a GGUF control
+    vector and shows the llama-server flags; the user puts them in the Model
+    tab's extra-flags with the llama.cpp loader. This webui build has no
+    llama.cpp binaries (they come as binary wheels from GitHub, outside the
+    offline recipe), so the GGUF model is not loaded here; bench/ and
+    tests/test_gguf*.py check llama.cpp's side."""
+    from playwright.sync_api import expect
+
+    add_joy_vector(page, alpha=1.0)
+    page.get_by_text("llama.cpp: export as a GGUF control vector").click()
+    page.get_by_role("button", name="Export for llama.cpp").click()
+    expect(page.locator("#steering-status")).to_contain_text("Exported 1 vector(s) for llama.cpp")
+    flags_box = page.get_by_label(re.compile(r"^extra-flags for the webui's llama.cpp loader"))
+    expect(flags_box).to_have_value(re.compile(r"--control-vector \S+\.gguf --control-vector-layer-range 11 11"))
+    flags = flags_box.input_value()
+    flags_box.scroll_into_view_if_needed()
+    screenshot(page, "webui-llama-cpp-export.png")
+
+    page.get_by_role("tab", name="Model", exact=True).first.click()
+    page.get_by_label("Model loader").click()
+    page.get_by_role("option", name="llama.cpp", exact=True).click()
+    page.get_by_text("See more options", exact=True).click()  # where the webui keeps extra-flags
+    extra = page.get_by_label(re.compile(r"^extra-flags(?! for)"))  # not our own box
+    extra.fill(flags)
+    expect(extra).to_have_value(flags)
+    extra.scroll_into_view_if_needed()
+    screenshot(page, "webui-llama-cpp-model-tab.png")

@@ -91,6 +91,16 @@ def test_script_loaded_by_file_path_is_the_extension():
     spec.loader.exec_module(module)
     assert module.params is extension.params
     assert module.ui is extension.ui and module.setup is extension.setup
+    assert module.custom_css is extension.custom_css
+
+
+def test_the_webui_gets_the_css_that_lines_up_form_rows():
+    """The webui adds every extension's custom_css() to its page; ours marks
+    the Optimize form's rows so their inputs line up at the bottom."""
+    from ui.optimize_form import FORM_ROW
+
+    css = extension.custom_css()
+    assert f".{FORM_ROW} > .form" in css and "align-items: flex-end" in css
 
 
 def test_script_loads_its_own_extension_beside_another_extensions(monkeypatch):

@@ -17,6 +17,7 @@ from steering.session import ModelSession
 from ui import chat_tab, explore_tab, saved_tab, steering_tab
 from ui import format as fmt
 from ui.settings import FormSettings
+from ui.style import css_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ def build_app(
     session: ModelSession, save_dir: Path | None = None, task_sources: AllowedTaskSources | None = None
 ) -> gr.Blocks:
     """The standalone app: a title and the tabs."""
-    with gr.Blocks(title=TITLE) as app:
+    with gr.Blocks(title=TITLE, **css_kwargs(gr.Blocks.__init__)) as app:
         gr.Markdown(f"## {TITLE}")
         tabs = build_tabs(session, save_dir, task_sources=task_sources)
         app.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs())

@@ -25,7 +25,7 @@ HELP = (
     "llama-server, llama-cli). **Export for llama.cpp** writes the active vectors as one "
     "control vector file, alpha included, that llama.cpp applies at the same layers as "
     "here. Then, in the webui: Model tab, llama.cpp loader, paste the flags below into "
-    "**extra-flags** and load the GGUF build of the same model. Vectors at layers 0 and 1 "
+    "**extra-flags** (under *See more options*) and load the GGUF build of the same model. Vectors at layers 0 and 1 "
     f"cannot be exported (llama.cpp starts at our layer {FIRST_EXPORTABLE_LAYER}; see "
     "docs/gguf.md). To change the strength there, use "
     "`--control-vector-scaled FILE:SCALE` instead of `--control-vector FILE`.\n\n"

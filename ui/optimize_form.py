@@ -24,6 +24,7 @@ from steering import validate
 from steering.errors import InvalidInputError
 from steering.models import ModelInfo
 from ui.settings import FormSettings
+from ui.style import FORM_ROW
 
 TASKS_DIR = SHIPPED_TASKS
 
@@ -164,11 +165,11 @@ def build_form(
     values = starting_values(settings, info, sources)
     built: dict[str, gr.components.Component] = {}
     for row in _ROWS:
-        with gr.Row():
+        with gr.Row(elem_classes=[FORM_ROW]):
             built.update({name: _component(BY_NAME[name], values[name], sources) for name in row})
-    with gr.Accordion("PSO options", open=False), gr.Row():
+    with gr.Accordion("PSO options", open=False), gr.Row(elem_classes=[FORM_ROW]):
         built.update({name: _component(BY_NAME[name], values[name], sources) for name in _FOLDED})
-    with gr.Row():
+    with gr.Row(elem_classes=[FORM_ROW]):
         built.update({name: _component(BY_NAME[name], values[name], sources) for name in _LAST_ROW})
     for name, component in built.items():
         settings.remember(component, BY_NAME[name].saved_key)
