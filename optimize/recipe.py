@@ -19,6 +19,7 @@ from optimize.config import FitnessConfig
 from optimize.split import SEARCH, DocumentSplit
 
 if TYPE_CHECKING:
+    from optimize.fitness import LmEvalFitness
     from optimize.guard import GuardedFitness
     from steering.engine import Steerer
     from steering.models import LoadedModel
@@ -33,8 +34,10 @@ class RunRecipe:
     device: CUDA when the process sees a GPU). `vectors_name` and
     `vectors_data`: the vector file's name (its suffix says its format) and
     bytes. `fitness`: the search task; `split`: the document split whose
-    searched side is scored (None: all documents); `guard_task`: the optional
-    guard task (`optimize.guard`)."""
+    searched side is scored (None: all documents); `kl_guard`: whether the
+    KL guard scores each setting too (the command line's fitness; the
+    Optimize tab scores the task alone); `guard_task`: the optional guard
+    task (`optimize.guard`)."""
 
     vectors_name: str
     vectors_data: bytes
@@ -44,6 +47,7 @@ class RunRecipe:
     device: str | None = None
     split: DocumentSplit | None = None
     guard_task: FitnessConfig | None = None
+    kl_guard: bool = True
 
     @classmethod
     def of_file(cls, vectors: str | Path, fitness: FitnessConfig, **rest: Any) -> RunRecipe:
@@ -52,13 +56,15 @@ class RunRecipe:
         return cls(vectors_name=path.name, vectors_data=path.read_bytes(), fitness=fitness, **rest)
 
 
-def search_fitness(steerer: Steerer, recipe: RunRecipe) -> GuardedFitness:
+def search_fitness(steerer: Steerer, recipe: RunRecipe) -> GuardedFitness | LmEvalFitness:
     """The fitness every search setting is scored by: the task (its searched
     side when split), the KL guard on the neutral set, and the guard task."""
     from optimize.fitness import LmEvalFitness
     from optimize.guard import GuardedFitness, KlGuard
 
     target = LmEvalFitness(steerer, recipe.fitness, split=recipe.split, side=SEARCH)
+    if not recipe.kl_guard:
+        return target
     guard_task = recipe.guard_task
     return GuardedFitness(
         target,

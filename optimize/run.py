@@ -16,7 +16,7 @@ import numpy as np
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.errors import OptimizationCancelled
-from optimize.metrics import Fitness, Metrics, PerDocumentFitness
+from optimize.metrics import Fitness, PerDocumentFitness
 from optimize.objective import Objective, ObjectiveOptions, TargetObjective, make_objective
 from optimize.split import HELDOUT, SEARCH, DocumentSplit, PairedTest, paired_test
 from optimize.results import (
@@ -24,7 +24,6 @@ from optimize.results import (
     HeldOutScores,
     OptimizationResult,
     Progress,
-    tune,
 )
 from optimize.journal import BASELINE, HELDOUT as HELDOUT_ENTRY, SEARCH as SEARCH_ENTRY
 from optimize.journal import Journal, JournalFile, run_identity

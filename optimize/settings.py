@@ -178,7 +178,7 @@ FIELDS: tuple[Field, ...] = (
     Field("workers", int, 0, "Ray workers", "The number of Ray workers",
           "score each iteration's settings on this many Ray workers, each with its own "
           "copy of the model (a local Ray unless --ray names a cluster); 0: in this process",
-          "workers", minimum=0, where=frozenset({CLI})),
+          "workers", minimum=0, where=frozenset({CLI, FORM})),
 )  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

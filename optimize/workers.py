@@ -21,6 +21,7 @@ starting workers without it is a WorkerError saying how to install it.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,12 @@ class Worker:
 
     def score(self, setting: Setting) -> Metrics:
         return self.score_setting(setting)
+
+    def score_timed(self, setting: Setting) -> tuple[Metrics, float]:
+        """The metrics and the seconds scoring took here (bench: a dispatch's overhead)."""
+        started = time.perf_counter()
+        metrics = self.score_setting(setting)
+        return metrics, time.perf_counter() - started
 
 
 def _ray() -> Any:

@@ -38,11 +38,14 @@ FINAL_NORM_PATHS = (
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A model with its tokenizer and the name shown to users."""
+    """A model with its tokenizer and the name shown to users. `origin` is how
+    `load_model` was called (model, gguf_file), so another process (a Ray
+    worker) can load the same weights; None for a model handed over in memory."""
 
     model: Any
     tokenizer: Any
     name: str
+    origin: tuple[str | None, str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def load_model(
         raise InvalidInputError(f"Could not load model {source!r}: {exc}") from exc
     loaded.to(device).eval()
     log.info("loaded %s on %s", name, device)
-    return LoadedModel(model=loaded, tokenizer=tokenizer, name=name)
+    return LoadedModel(model=loaded, tokenizer=tokenizer, name=name, origin=(model, gguf_file))
 
 
 def _resolve(obj: Any, dotted: str) -> Any:

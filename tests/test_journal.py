@@ -163,3 +163,13 @@ def _resume(journal):
         [sys.executable, "-m", "optimize", "--resume", str(journal)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=journal.parent,
     )  # fmt: skip
+
+
+def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(monkeypatch, tmp_path):
+    from optimize.recipe import RunRecipe
+    from optimize.workers import RayOptions, RayWorkers, WorkerError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
+    recipe = RunRecipe("v.safetensors", b"", _fitness(str(tmp_path)))
+    with pytest.raises(WorkerError, match="Ray is not installed: pip install -r requirements-ray.txt"):
+        RayWorkers(recipe, [0], RayOptions(workers=1)).start()

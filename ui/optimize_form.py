@@ -38,7 +38,7 @@ _ROWS = (
     ("layer_min", "layer_max", "alpha_min", "alpha_max"),
 )
 _FOLDED = ("c1", "c2", "w", "seed")
-_LAST_ROW = ("heldout_task", "heldout_limit")
+_LAST_ROW = ("heldout_task", "heldout_limit", "workers")
 _WIDE = {"heldout_task": 2}
 LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW)  # a test checks it covers NAMES
 
@@ -52,6 +52,7 @@ class RunRequest:
     space: SearchSpace
     pso: PsoConfig
     heldout: FitnessConfig | None = None
+    workers: int = 0  # Ray workers (optimize/workers.py); 0: score in this process
 
 
 def default_layer_range(num_layers: int) -> tuple[int, int]:
@@ -118,7 +119,8 @@ def parse_request(
             batch_size=fitness.batch_size,
         )
         check_heldout(fitness, heldout)
-    return RunRequest(chosen, fitness, space, pso, heldout)
+    workers = 0 if form.get("workers") in (None, "") else _whole("workers", form, minimum=0)
+    return RunRequest(chosen, fitness, space, pso, heldout, workers)
 
 
 def starting_values(

@@ -38,6 +38,8 @@ class OptimizeTab:
     result_file: gr.File
     apply: gr.Button
     status: gr.Markdown
+    resume: gr.Button | None = None
+    resume_note: gr.Markdown | None = None
 
 
 def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
@@ -61,6 +63,10 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         example = gr.Button("Use example settings")
         run = gr.Button("Optimize vectors", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
+    offer = actions.resume_offer()[0]  # an interrupted run found when the app starts
+    with gr.Row():
+        resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
+        resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
     status = gr.Markdown("", elem_id="optimize-status")
     with gr.Row():
@@ -90,6 +96,15 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         actions.optimize, [vector_box, *form], view, api_name="optimize", concurrency_limit=None
     ).then(
         actions.apply_offer, [result], [apply], api_name=False, queue=False
+    ).then(
+        actions.resume_offer, None, [resume_note, resume], api_name=False, queue=False
+    )
+    resume.click(
+        actions.resume, None, view, api_name="resume_optimization", concurrency_limit=None
+    ).then(
+        actions.resume_offer, None, [resume_note, resume], api_name=False, queue=False
+    ).then(
+        actions.apply_offer, [result], [apply], api_name=False, queue=False
     )
     cancel.click(
         actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
@@ -110,4 +125,6 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         result_file=result_file,
         apply=apply,
         status=status,
+        resume=resume,
+        resume_note=resume_note,
     )

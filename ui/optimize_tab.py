@@ -43,6 +43,7 @@ from ui.optimize_form import (
     parse_request,
 )
 from ui.optimize_layout import OptimizeTab, build
+from ui.optimize_resume import latest_interrupted, new_journal, offer_text, resumable, workers_for
 
 __all__ = [
     "TASKS_DIR",
@@ -120,13 +121,30 @@ class OptimizeActions:
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
             return
-        work = _OptimizeWork(self.session, request, self.run_status)
-        job = BackgroundJob(self.session.lock, work)
-        if not self.jobs.start(job):
-            yield (*keep, BUSY)
-            yield from self.attach()
+        journal = new_journal(self.save_dir)
+        yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
+
+    def resume_offer(self) -> tuple[str, Any]:
+        """The line offering to resume an interrupted run, and its button."""
+        text = offer_text(latest_interrupted(self.save_dir))
+        return text, gr.update(visible=bool(text))
+
+    def resume(self) -> Iterator[OptimizeView]:
+        """Finish the newest interrupted run, scoring only what it had not scored."""
+        try:
+            request, journal = resumable(self.save_dir)
+        except SteerSwarmError as exc:
+            yield (*(gr.update(),) * 7, fmt.failed("resume the run", str(exc)))
             return
-        yield from self._watch(job, work)
+        yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
+
+    def _start(self, work: _OptimizeWork) -> Iterator[OptimizeView]:
+        job = BackgroundJob(self.session.lock, work)
+        if self.jobs.start(job):
+            yield from self._watch(job, work)
+        else:
+            yield (*(gr.update(),) * 7, BUSY)
+            yield from self.attach()
 
     def attach(self) -> Iterator[OptimizeView]:
         """The app's latest optimization, for a page that (re)loads: its
@@ -364,9 +382,12 @@ def _final_progress(result: OptimizationResult) -> Progress:
 class _OptimizeWork:
     """The model work of one run, executed by a ModelJob under the model lock."""
 
-    def __init__(self, session: ModelSession, request: RunRequest, status: RunStatus) -> None:
+    def __init__(
+        self, session: ModelSession, request: RunRequest, status: RunStatus, journal: Any = None
+    ) -> None:
         self.session = session
         self.request = request
+        self.journal = journal  # a JournalFile: each evaluation is kept as it is scored
         self._saved_lock = threading.Lock()
         self._saved: list[str | None] = []  # the result file, once written
         # The chosen vectors' numbers (1-based), known once the run has
@@ -383,7 +404,8 @@ class _OptimizeWork:
             return self._saved[0]
 
     def __call__(self, emit: Callable[[Any], None], cancel: threading.Event) -> OptimizationResult:
-        steerer = self.session.current().steerer
+        current = self.session.current()
+        steerer = current.steerer
 
         def emit_while_current(progress: Any) -> None:
             # Called after every evaluation. The webui can unload or replace
@@ -407,8 +429,10 @@ class _OptimizeWork:
         self.numbers = [i + 1 for i in indices]
         held = self.request.heldout
         self.status.started(self.request.pso.evaluations + 1 + (0 if held is None else 2))
+        workers = None
         try:
-            return run_optimization(
+            workers = workers_for(current, self.request, indices)  # started, models loaded
+            result = run_optimization(
                 steerer,
                 indices,
                 LmEvalFitness(steerer, self.request.fitness),
@@ -417,6 +441,13 @@ class _OptimizeWork:
                 on_progress=emit_while_current,
                 cancel=cancel,
                 heldout=None if held is None else LmEvalFitness(steerer, held),
+                workers=workers,
+                journal=self.journal,
             )
         finally:
+            if workers is not None:
+                workers.close()
             self.status.finished()
+        if self.journal is not None and not result.cancelled:
+            self.journal.finish()
+        return result

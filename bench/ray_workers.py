@@ -1,0 +1,135 @@
+"""Ray workers on the demo: the same search in this process, on 1 and on 2 Ray
+workers, and the overhead of one dispatched evaluation.
+
+    OMP_NUM_THREADS=1 python -m bench.ray_workers [--limit 16] [--particles 4]
+        [--iterations 2] [--overhead 6] [--device cpu] [--out DIR]
+
+The demo's vector (presets/sentiment, captured at layer 8, alpha 1) is
+searched on `sentiment_search` (layers 1-15, alpha -3..3, seed 0) with the
+command line's fitness (the task plus the KL guard on the neutral set). Every
+variant loads the model once per process (the driver, and each worker) and
+must give the same history. The search time excludes the unsteered baseline
+(scored in the driver in every variant) and the workers' start-up (reported
+apart). The overhead of a dispatch is a worker's round trip minus the time
+the worker spent scoring, over `--overhead` settings.
+
+Writes ray_workers.json under --out (default bench/results) and prints a
+markdown table. On a CPU machine each worker takes one core (Ray's num_cpus=1,
+one torch thread), so 2 workers are 2 model replicas on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench._common import REPO, TASKS, log
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.ray_workers", description=__doc__.split("\n")[0])
+    p.add_argument("--limit", type=int, default=16, help="documents per evaluation (default 16)")
+    p.add_argument("--particles", type=int, default=4)
+    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--overhead", type=int, default=6, help="settings timed for the overhead")
+    p.add_argument("--device", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--gguf-file", default=None)
+    p.add_argument("--out", default=str(REPO / "bench" / "results"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import ray
+
+    from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
+    from optimize.recipe import RunRecipe, load_recipe, search_fitness
+    from optimize.workers import RayOptions, RayWorkers
+    from steering import capture_vector, load_model, save_vectors, steerer_for
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-ray-"))
+    loaded = load_model(args.model, args.gguf_file, args.device)
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    presets = REPO / "presets" / "sentiment"
+    lines = [(presets / n).read_text().splitlines() for n in ("concept.txt", "contrast.txt")]
+    vector = capture_vector(steerer, [t for t in lines[0] if t.strip()], 8, 1.0,
+                            [t for t in lines[1] if t.strip()])  # fmt: skip
+    path = save_vectors(folder / "sentiment.safetensors", [vector], steerer.info)
+    del steerer, loaded
+    fitness = FitnessConfig(task="sentiment_search", include_path=str(TASKS), limit=args.limit)
+    recipe = RunRecipe.of_file(
+        path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device
+    )
+    space = SearchSpace(layer_min=1, layer_max=15, alpha_min=-3.0, alpha_max=3.0)
+    pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=0)
+
+    model, steerer, vectors = load_recipe(recipe)
+    steerer.set_vectors(vectors)
+    scored = search_fitness(steerer, recipe)
+
+    def search(workers: Any) -> tuple[float, Any]:
+        started = time.perf_counter()
+        result = run_optimization(
+            steerer, [0], scored, space, pso, workers=workers, objective="guarded"
+        )
+        return time.perf_counter() - started - result.baseline.seconds, result
+
+    report: dict[str, Any] = {
+        "limit": args.limit, "particles": args.particles, "iterations": args.iterations,
+        "cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
+    }  # fmt: skip
+    log("in this process")
+    report["local_seconds"], local = search(None)
+    report["distinct_settings"] = local.paid_evaluations - 1
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    for count in (1, 2):
+        log(f"{count} Ray worker(s)")
+        started = time.perf_counter()
+        with RayWorkers(recipe, [0], RayOptions(workers=count, num_gpus=0)) as workers:
+            report[f"start_{count}_seconds"] = time.perf_counter() - started
+            seconds, result = search(workers)
+            report[f"ray{count}_seconds"] = seconds
+            report[f"ray{count}_same_history"] = [
+                (e.setting, dict(e.metrics)) for e in result.history
+            ] == [(e.setting, dict(e.metrics)) for e in local.history]
+            if count == 1:
+                actor = workers.actors[0]
+                overheads, inner = [], []
+                for evaluation in local.evaluations[: args.overhead]:
+                    t0 = time.perf_counter()
+                    _metrics, spent = ray.get(actor.score_timed.remote(evaluation.setting))
+                    overheads.append(time.perf_counter() - t0 - spent)
+                    inner.append(spent)
+                report["overhead_ms_median"] = 1000 * statistics.median(overheads)
+                report["overhead_ms_max"] = 1000 * max(overheads)
+                report["evaluation_seconds_median"] = statistics.median(inner)
+    ray.shutdown()
+    report["load_after"] = os.getloadavg()
+    report["speedup_2_vs_1"] = report["ray1_seconds"] / report["ray2_seconds"]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "ray_workers.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("| variant | search seconds | start-up seconds | same history |")
+    print("|---|---:|---:|---|")
+    print(f"| this process | {report['local_seconds']:.1f} | - | - |")
+    for count in (1, 2):
+        print(f"| {count} Ray worker(s) | {report[f'ray{count}_seconds']:.1f} | "
+              f"{report[f'start_{count}_seconds']:.1f} | {report[f'ray{count}_same_history']} |")  # fmt: skip
+    print(f"\n2 workers vs 1: {report['speedup_2_vs_1']:.2f}x; overhead per dispatched "
+          f"evaluation: median {report['overhead_ms_median']:.1f} ms (max "
+          f"{report['overhead_ms_max']:.1f} ms) beside a median evaluation of "
+          f"{report['evaluation_seconds_median']:.2f} s; {report['distinct_settings']} distinct "
+          f"settings; load {report['load_before'][0]:.1f} before, "
+          f"{report['load_after'][0]:.1f} after")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

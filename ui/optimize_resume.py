@@ -1,0 +1,107 @@
+"""What the Optimize tab adds for runs that survive a stop and for Ray
+workers: each run's journal in the results folder, the offer to resume an
+interrupted run (found by its journal after a crash, a restart or a cancel),
+the request that continues it, and the workers a run with "Ray workers" set
+scores on (`workers_for`, called inside the run's job: the workers load the
+model there).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from optimize import FitnessConfig, PsoConfig, SearchSpace
+from optimize.journal import SUFFIX, JournalFile, JournalState, interrupted_runs
+from steering.errors import InvalidInputError
+from steering.session import Current
+from ui import format as fmt
+from ui.optimize_form import RunRequest
+
+
+def new_journal(folder: Path | None) -> JournalFile | None:
+    """The journal of a run started now (None when results are not kept)."""
+    if folder is None:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return JournalFile(Path(folder) / f"optimization-{stamp}{SUFFIX}")
+
+
+def latest_interrupted(folder: Path | None) -> tuple[Path, JournalState] | None:
+    """The newest interrupted run's journal in `folder`, read back, or None."""
+    if folder is None or not Path(folder).is_dir():
+        return None
+    found = interrupted_runs(folder)
+    return found[0] if found else None
+
+
+def offer_text(found: tuple[Path, JournalState] | None) -> str:
+    """The line that offers to resume an interrupted run (empty when none)."""
+    if found is None:
+        return ""
+    path, state = found
+    identity = state.identity
+    pso, fitness = identity.get("pso", {}), identity.get("fitness", {})
+    planned = int(pso.get("particles", 0)) * int(pso.get("iterations", 0))
+    return (
+        f"⟲ An interrupted run ({fmt.md(path.name)}: {fmt.md(fitness.get('task', '?'))}, "
+        f"{len(state.search)} settings of at most {planned} scored) can be resumed: "
+        "**Resume interrupted run** finishes it without scoring those again."
+    )
+
+
+def request_from(state: JournalState) -> RunRequest:
+    """The run request an interrupted run was started with (InvalidInputError
+    when its journal does not say it)."""
+    identity = state.identity
+    try:
+        heldout = identity.get("heldout")
+        return RunRequest(
+            vector_ids=tuple(str(v["id"]) for v in identity["vectors"]),
+            fitness=FitnessConfig(**identity["fitness"]),
+            space=SearchSpace(**identity["space"]),
+            pso=PsoConfig(**identity["pso"]),
+            heldout=None if heldout is None else FitnessConfig(**heldout),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidInputError(f"The interrupted run's journal is incomplete: {exc!r}.") from exc
+
+
+def resumable(folder: Path | None) -> tuple[RunRequest, JournalFile]:
+    """The request and journal that finish the newest interrupted run in
+    `folder` (InvalidInputError when there is none)."""
+    found = latest_interrupted(folder)
+    if found is None:
+        raise InvalidInputError("There is no interrupted run to resume.")
+    return request_from(found[1]), JournalFile(found[0], resume=True)
+
+
+def workers_for(current: Current, request: RunRequest, indices: tuple[int, ...]) -> Any:
+    """The Ray workers a run with "Ray workers" above 0 scores on, started:
+    each has loaded the model from the files this app loaded it from, and the
+    active vectors (call it inside the run's job). None for 0. InvalidInputError for a model handed over in memory (the
+    webui's), which another process cannot load."""
+    if request.workers == 0:
+        return None
+    origin = current.loaded.origin
+    if origin is None:
+        raise InvalidInputError(
+            "Ray workers load the model from its files, and this model was handed over in "
+            "memory (text-generation-webui): set Ray workers to 0, or run the standalone app."
+        )
+    from optimize.recipe import RunRecipe
+    from optimize.workers import RayOptions, RayWorkers
+    from steering import save_vectors
+
+    steerer = current.steerer
+    with tempfile.TemporaryDirectory(prefix="steerswarm-workers-") as folder:
+        path = save_vectors(Path(folder) / "active.safetensors", steerer.vectors, steerer.info)
+        recipe = RunRecipe.of_file(
+            path, request.fitness, model=origin[0], gguf_file=origin[1], kl_guard=False
+        )
+    workers = RayWorkers(recipe, indices, RayOptions(workers=request.workers))
+    workers.start()  # a failed start closes what it started
+    return workers
