@@ -53,6 +53,14 @@ def offer_text(found: tuple[Path, JournalState] | None) -> str:
     )
 
 
+def resume_offer(folder: Path | None) -> tuple[str, Any]:
+    """The Optimize tab's offer line and the update of its Resume button."""
+    import gradio as gr
+
+    text = offer_text(latest_interrupted(folder))
+    return text, gr.update(visible=bool(text))
+
+
 def request_from(state: JournalState) -> RunRequest:
     """The run request an interrupted run was started with (InvalidInputError
     when its journal does not say it)."""

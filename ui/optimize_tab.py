@@ -43,7 +43,7 @@ from ui.optimize_form import (
     parse_request,
 )
 from ui.optimize_layout import OptimizeTab, build
-from ui.optimize_resume import latest_interrupted, new_journal, offer_text, resumable, workers_for
+from ui.optimize_resume import new_journal, resumable, resume_offer, workers_for
 
 __all__ = [
     "TASKS_DIR",
@@ -89,8 +89,7 @@ class OptimizeActions:
         self.save_dir = save_dir
         self.sources = sources or AllowedTaskSources()
         self.jobs = jobs or JobRegistry()
-        # How far the running optimization has got: read by the webui hook
-        # that tells a waiting chat reply how long it waits.
+        # How far the run has got: the webui hook tells a waiting chat reply.
         self.run_status = RunStatus()
 
     # -- views ---------------------------------------------------------------
@@ -126,8 +125,7 @@ class OptimizeActions:
 
     def resume_offer(self) -> tuple[str, Any]:
         """The line offering to resume an interrupted run, and its button."""
-        text = offer_text(latest_interrupted(self.save_dir))
-        return text, gr.update(visible=bool(text))
+        return resume_offer(self.save_dir)
 
     def resume(self) -> Iterator[OptimizeView]:
         """Finish the newest interrupted run, scoring only what it had not scored."""
@@ -404,8 +402,7 @@ class _OptimizeWork:
             return self._saved[0]
 
     def __call__(self, emit: Callable[[Any], None], cancel: threading.Event) -> OptimizationResult:
-        current = self.session.current()
-        steerer = current.steerer
+        steerer = (current := self.session.current()).steerer
 
         def emit_while_current(progress: Any) -> None:
             # Called after every evaluation. The webui can unload or replace
@@ -449,5 +446,5 @@ class _OptimizeWork:
                 workers.close()
             self.status.finished()
         if self.journal is not None and not result.cancelled:
-            self.journal.finish()
+            self.journal.finish()  # the run is complete: nothing to resume
         return result
