@@ -97,10 +97,8 @@ def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steer
 
 
 @pytest.fixture
-def cli_run(steerer, tiny, task_folder, tmp_path):  # noqa: F811
-    model_dir = tmp_path / "tiny-model"
-    tiny.model.save_pretrained(model_dir)
-    tiny.tokenizer.save_pretrained(model_dir)
+def cli_run(steerer, tiny_dir, task_folder, tmp_path):  # noqa: F811
+    model_dir = tiny_dir
     vectors = save_vectors(tmp_path / "v.safetensors", steerer.vectors[:1], steerer.info)
     common = [
         *("--model", str(model_dir), "--vectors", str(vectors), "--quiet"),
