@@ -305,7 +305,7 @@ class OptimizeActions:
             values["layer_min"] = min(values["layer_min"], top)
             values["layer_max"] = min(values["layer_max"], top)
         folder = str(TASKS_DIR)
-        task, *rest = (values[key] for key in fields)
+        task, *rest = (values.get(key, gr.update()) for key in fields)  # workers: kept
         return (
             task,
             folder,
