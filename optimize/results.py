@@ -217,6 +217,20 @@ class OptimizationResult:
             best[e.iteration] = leader.score
         return best
 
+    def final_progress(self) -> Progress:
+        """The progress a view shows once the run ended: all of it, or (when
+        cancelled) as far as it got."""
+        held = 0 if self.heldout is None else 2
+        done = len(self.history) + held
+        return Progress(
+            done=done,
+            total=done if self.cancelled else 1 + self.pso.evaluations + held,
+            best_score=self.best.score,
+            baseline=self.baseline.score,
+            latest=self.history[-1],
+            best=self.best,
+        )
+
     def tuned(self, evaluation: Evaluation | None = None) -> tuple[TunedVector, ...]:
         """Each optimized vector with its layer and alpha in `evaluation`
         (default: the best): the one place a setting meets its vectors."""

@@ -31,6 +31,13 @@ PAD_BUCKET = 32
 MAX_METADATA_CHARS = 16 * 2**20
 MAX_VECTORS_PER_FILE = 256
 
+# An optimization whose evaluations left would take longer than this, timed
+# from its first one, stops and asks before it goes on (ui/long_run.py); an
+# unanswered question cancels it after the second number, so a page closed
+# meanwhile does not hold the model for ever.
+LONG_RUN_SECONDS = 15 * 60
+LONG_RUN_ANSWER_SECONDS = 10 * 60
+
 
 def count(number: int) -> str:
     """1,234 style, for messages."""

@@ -77,10 +77,13 @@ class ModelJob:
             yield kind, payload
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """"45 s", "12 min", "3.5 h": the scale a person reads an estimate in."""
     if seconds < 90:
         return f"{max(seconds, 1):.0f} s"
-    return f"{seconds / 60:.0f} min"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class RunStatus:
@@ -111,6 +114,13 @@ class RunStatus:
         with self._lock:
             self._since = None
 
+    def paused(self, seconds: float) -> None:
+        """The run waited `seconds` (for the user's go-ahead): not evaluation
+        time, so it is left out of the estimate."""
+        with self._lock:
+            if self._since is not None:
+                self._since += seconds
+
     def left_seconds(self) -> float | None:
         """Seconds the run may still take; None when none runs or before the
         first evaluation ends (nothing to estimate from)."""
@@ -128,7 +138,7 @@ class RunStatus:
             return None
         left = self.left_seconds()
         how_long = (
-            f"about {_duration(left)} left ({done} of {total} evaluations done)"
+            f"about {duration(left)} left ({done} of {total} evaluations done)"
             if left is not None
             else f"it has just started ({total} evaluations)"
         )

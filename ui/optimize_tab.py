@@ -29,11 +29,13 @@ from optimize import (
 )
 from optimize.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
+from steering.limits import LONG_RUN_SECONDS
 from steering.presets import load_preset
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
 from ui.jobs import WAITING, BackgroundJob, JobRegistry, RunStatus
+from ui.long_run import LongRunGate, LongRunQuestion, go_ahead
 from ui.model_access import locked, model_facts, peek_facts
 from ui.optimize_form import (
     NAMES,
@@ -91,6 +93,7 @@ class OptimizeActions:
         self.jobs = jobs or JobRegistry()
         # How far the run has got: the webui hook tells a waiting chat reply.
         self.run_status = RunStatus()
+        self.long_run_seconds: float = LONG_RUN_SECONDS  # a longer run asks first
 
     # -- views ---------------------------------------------------------------
 
@@ -108,8 +111,12 @@ class OptimizeActions:
     # -- handlers ------------------------------------------------------------
 
     def optimize(self, vectors: list[str] | None, *values: Any) -> Iterator[OptimizeView]:
-        """Run the search, yielding the live view after every evaluation."""
+        """Run the search, yielding the live view after every evaluation; while
+        the running one asks whether to go on (ui/long_run.py), the go-ahead."""
         keep = (gr.update(),) * 7
+        if go_ahead(self.jobs.running):
+            yield from self.attach()
+            return
         if not vectors:  # "no model" explains an empty selection better
             _info, _vectors, problem = model_facts(self.session)
             if problem:
@@ -137,6 +144,7 @@ class OptimizeActions:
         yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
 
     def _start(self, work: _OptimizeWork) -> Iterator[OptimizeView]:
+        work.gate = LongRunGate(self.long_run_seconds)
         job = BackgroundJob(self.session.lock, work)
         if self.jobs.start(job):
             yield from self._watch(job, work)
@@ -180,6 +188,9 @@ class OptimizeActions:
                         *no_result,
                         fmt.WAITING,
                     )
+                    continue
+                if isinstance(item, LongRunQuestion):
+                    yield (*(gr.update(),) * 4, "", *no_result, item.status())
                     continue
                 last = item
                 if last.latest is not None:
@@ -241,7 +252,7 @@ class OptimizeActions:
             f"{heldout.baseline.score:.4g} ({heldout.gain_points:+.1f} points)."
         )
         yield (
-            fmt.progress_html(_final_progress(result), "cancelled" if result.cancelled else "done"),
+            fmt.progress_html(result.final_progress(), "cancelled" if result.cancelled else "done"),
             fmt.evaluation_rows(result.history),
             plots.convergence(
                 result.history,
@@ -364,19 +375,6 @@ class OptimizeActions:
             )
 
 
-def _final_progress(result: OptimizationResult) -> Progress:
-    held = 0 if result.heldout is None else 2
-    done = len(result.history) + held
-    return Progress(
-        done=done,
-        total=done if result.cancelled else 1 + result.pso.evaluations + held,
-        best_score=result.best.score,
-        baseline=result.baseline.score,
-        latest=result.history[-1],
-        best=result.best,
-    )
-
-
 class _OptimizeWork:
     """The model work of one run, executed by a ModelJob under the model lock."""
 
@@ -392,6 +390,7 @@ class _OptimizeWork:
         # found them among the active vectors; read by the progress view.
         self.numbers: list[int] = []
         self.status = status
+        self.gate = LongRunGate()  # asks before a long run goes on (the tab's threshold)
 
     def saved(self, save: Callable[[OptimizationResult], str | None], result: Any) -> str | None:
         """The result file: written by the first page that sees the result,
@@ -415,6 +414,7 @@ class _OptimizeWork:
                 )
             self.status.advanced(progress.done, progress.total)
             emit(progress)
+            self.status.paused(self.gate.check(progress, self.status.left_seconds(), emit, cancel))
 
         ids = [vector.id for vector in steerer.vectors]
         if not set(self.request.vector_ids) <= set(ids):
