@@ -25,11 +25,13 @@ import difflib
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from optimize._rng import preserved_rng
+from optimize.batched import row_limit, setting_deltas
 from optimize.config import FitnessConfig
 from optimize.errors import FitnessError
 from optimize.metrics import Metrics
@@ -142,6 +144,9 @@ class LmEvalFitness:
     `exclude` are never scored; the limit counts the documents left. None
     (the default) excludes the documents the steerer's active task vectors
     were built from, so a vector is never graded on its own training data.
+
+    `metrics_many` scores several settings in shared passes of at most
+    `batch_memory` bytes (None: sized from the memory free at the time).
     """
 
     def __init__(
@@ -154,6 +159,7 @@ class LmEvalFitness:
         split: DocumentSplit | None = None,
         side: str = SEARCH,
         exclude: frozenset[str] | None = None,
+        batch_memory: int | None = None,
     ) -> None:
         if side not in (SEARCH, HELDOUT):
             raise ValueError(f"side must be {SEARCH!r} or {HELDOUT!r}, got {side!r}")
@@ -163,6 +169,7 @@ class LmEvalFitness:
         self.side = side
         self.exclude = reserved_keys(steerer.vectors) if exclude is None else frozenset(exclude)
         self.excluded = 0  # documents left out (counted while building the requests)
+        self.batch_memory = batch_memory
         with preserved_rng():
             self._tasks, self._groups = self._load_tasks()
             self.metric, self.filter, self.higher_is_better = self._resolve_metric()
@@ -355,22 +362,51 @@ class LmEvalFitness:
         Raises:
             FitnessError: lm-eval failed; the message says how.
         """
-        with preserved_rng(), self.steerer.applied(vectors):
-            try:
-                return self._evaluate()
-            except SteerSwarmError:
-                raise
-            except Exception as exc:
-                raise FitnessError(
-                    f"lm-eval failed while scoring {self.config.task!r}: "
-                    f"{type(exc).__name__}: {_short(exc)}"
-                ) from exc
+        with preserved_rng(), self.steerer.applied(vectors), self._failures():
+            return self._outcome(self._run_requests())
 
-    def _evaluate(self) -> FitnessOutcome:
+    def metrics_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
+        """`metrics` of each of `settings` (one vector list each), scored
+        together: one batched pass per batch of inputs, each setting's rows
+        carrying its own deltas, the layers below the lowest steered layer
+        among them run once (`PrefixScorer.score_many`). As many settings
+        share a pass as `batch_memory` bytes allow (default: a share of the
+        memory free now); down to one at a time. The answers equal each
+        setting's own `metrics` (up to float rounding in the batched matrix
+        products). Tasks with other request types, or models the scorer does
+        not support, are scored one setting after another."""
+        scorer = self.prefix_scorer
+        if scorer is None or set(self._requests) != {"loglikelihood"}:
+            return [self.evaluate(vectors).metrics for vectors in settings]
+        for vectors in settings:
+            for vector in vectors:
+                self.steerer.check(vector)
+        deltas = [setting_deltas(vectors) for vectors in settings]
+        with preserved_rng(), self._failures():
+            limit = row_limit(scorer, self.batch_memory)
+            answers = scorer.score_many(self.steerer, deltas, limit)
+            return [self._outcome({"loglikelihood": a}).metrics for a in answers]
+
+    @contextmanager
+    def _failures(self) -> Iterator[None]:
+        """lm-eval's untyped errors as FitnessError; ours unchanged."""
+        try:
+            yield
+        except SteerSwarmError:
+            raise
+        except Exception as exc:
+            raise FitnessError(
+                f"lm-eval failed while scoring {self.config.task!r}: "
+                f"{type(exc).__name__}: {_short(exc)}"
+            ) from exc
+
+    def _outcome(self, answers: dict[str, list[Any]]) -> FitnessOutcome:
+        """Attach `answers` (per request type, in request order) to the
+        requests, as lm-eval's evaluate() does, and compute the metric."""
         from lm_eval.api.metrics import mean, mean_stderr
         from lm_eval.evaluator_utils import _process_results
 
-        responses = self._run_requests()
+        responses = self._attach(answers)
         results_acc: dict[str, Any] = {}
         pooled: list[float] = []
         all_means = True
@@ -409,21 +445,27 @@ class LmEvalFitness:
             per_document=tuple(float(v) for v in pooled),
         )
 
-    def _run_requests(self) -> tuple[Any, ...]:
-        """Run the model on every request (with whatever steering is active)
-        and attach the responses to the requests, as lm-eval's evaluate() does."""
+    def _run_requests(self) -> dict[str, list[Any]]:
+        """Run the model on every request, with whatever steering is active:
+        the answers per request type, in request order."""
+        answers = {}
+        for request_type, requests in self._requests.items():
+            if request_type == "loglikelihood" and self.prefix_scorer is not None:
+                steered = self.steerer.steered_layers()
+                answers[request_type] = self.prefix_scorer.score(min(steered) if steered else None)
+            else:
+                answers[request_type] = getattr(self.lm, request_type)(requests, disable_tqdm=True)
+        return answers
+
+    def _attach(self, answers: dict[str, list[Any]]) -> tuple[Any, ...]:
+        """Put each answer on its request (replacing any before)."""
         for plan in self._plans:
             for instance in plan.task.instances:
                 instance.resps = []
                 instance.filtered_resps = {}
         ordered = []
         for request_type, requests in self._requests.items():
-            if request_type == "loglikelihood" and self.prefix_scorer is not None:
-                steered = self.steerer.steered_layers()
-                answers = self.prefix_scorer.score(min(steered) if steered else None)
-            else:
-                answers = getattr(self.lm, request_type)(requests, disable_tqdm=True)
-            for answer, request in zip(answers, requests, strict=True):
+            for answer, request in zip(answers[request_type], requests, strict=True):
                 request.resps.append(answer)
-            ordered.extend(answers)
+            ordered.extend(answers[request_type])
         return tuple(ordered)

@@ -98,6 +98,11 @@ class Fitness(Protocol):
     `config` is what the result file records as the task; `metric_key` names
     the target metric ("acc,none"), `higher_is_better` its direction and
     `samples` the documents each evaluation scores.
+
+    A fitness may also offer `metrics_many(list of vector lists) -> list of
+    Metrics`, scoring several settings together (`LmEvalFitness` does, in
+    one batched pass); `run_optimization` then hands it each iteration's
+    settings at once.
     """
 
     config: FitnessConfig

@@ -19,6 +19,11 @@ into right-padded batches. Scoring a setting then runs, per batch:
 Causal attention means a row's real positions never see the padding to their
 right, so a row's numbers do not depend on what shares its batch.
 
+`score_many` scores several settings in shared passes: per batch, the layers
+below the lowest steered layer among them run once, and the state is
+repeated once per setting, each block of rows carrying its own setting's
+deltas through the layers above (`optimize.batched.run_many`).
+
 The layer loop is written for the decoder-only layout of Llama, Mistral and
 Qwen2/3 in transformers 5 (`model.model.{embed_tokens, rotary_emb, layers,
 norm}` and `model.lm_head`). `PrefixScorer.build` returns None for any other
@@ -31,12 +36,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from optimize.batched import run_many
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +229,28 @@ class LayerCache:
 
     # ------------------------------------------------------------------ run
 
+    def _start(self, lowest_steered: int | None) -> tuple[int, int]:
+        """(nearest stored layer at or below the steering, the steering's layer)."""
+        layer = self.num_layers if lowest_steered is None else int(lowest_steered)
+        if not 0 <= layer <= self.num_layers:
+            raise ValueError(f"layer {layer} is outside 0..{self.num_layers}")
+        return max((s for s in self._store if s <= layer), default=0), layer
+
+    def _prefix(
+        self, index: int, start: int, layer: int, new: dict[int, list[torch.Tensor]]
+    ) -> torch.Tensor:
+        """The state entering `layer` for batch `index`, from the store at
+        `start` (or the embeddings). Below `layer` nothing is steered: the
+        states entering layers up to `layer` are the unsteered ones, fit to
+        keep for any setting, so the storable ones go into `new`."""
+        ids = self._batch_ids[index]
+        hidden = self._store[start][index] if start else self.base.embed_tokens(ids)
+        keep: dict[int, torch.Tensor] = {}
+        hidden = self._run_layers(hidden, start, layer, keep)
+        for kept, state in keep.items():
+            new.setdefault(kept, []).append(state)
+        return hidden
+
     @torch.no_grad()
     def run(
         self, lowest_steered: int | None, finish: Callable[[int, torch.Tensor], None]
@@ -229,22 +258,12 @@ class LayerCache:
         """Every batch through the model as it is now (steered at
         `lowest_steered` and above, or not at all when None), calling
         `finish(batch index, hidden state leaving the last layer)` per batch."""
-        layer = self.num_layers if lowest_steered is None else int(lowest_steered)
-        if not 0 <= layer <= self.num_layers:
-            raise ValueError(f"layer {layer} is outside 0..{self.num_layers}")
-        start = max((s for s in self._store if s <= layer), default=0)
+        start, layer = self._start(lowest_steered)
         new: dict[int, list[torch.Tensor]] = {}
-        for index, ids in enumerate(self._batch_ids):
-            hidden = self._store[start][index] if start else self.base.embed_tokens(ids)
-            # Below `layer` nothing is steered: the states entering layers up
-            # to `layer` are the unsteered ones, fit to keep for any setting.
-            keep: dict[int, torch.Tensor] = {}
-            hidden = self._run_layers(hidden, start, layer, keep)
-            for kept, state in keep.items():
-                new.setdefault(kept, []).append(state)
+        for index in range(len(self._batch_ids)):
+            hidden = self._prefix(index, start, layer, new)
             finish(index, self._run_layers(hidden, layer, self.num_layers))
         self._store.update(new)  # only whole layers: every batch got through
-
 
 class PrefixScorer(LayerCache):
     """Scores a fixed list of loglikelihood requests, reusing the hidden
@@ -360,6 +379,23 @@ class PrefixScorer(LayerCache):
         self.run(lowest_steered, finish)
         assert all(a is not None for a in answers)
         return answers  # type: ignore[return-value]
+
+    def score_many(
+        self,
+        steerer: Any,
+        deltas: Sequence[Mapping[int, torch.Tensor]],
+        max_rows: Callable[[torch.Tensor], int],
+    ) -> list[list[tuple[float, bool]]]:
+        """`score` for several settings in shared passes (`batched.run_many`): per
+        setting, (loglikelihood, is_greedy) per request."""
+        results: list[list[tuple[float, bool] | None]] = [[None] * self.requests for _ in deltas]
+
+        def finish(setting: int, index: int, hidden: torch.Tensor) -> None:
+            self._answer(self.batches[index], hidden, results[setting])
+
+        run_many(self, steerer, deltas, max_rows, finish)
+        assert all(a is not None for answers in results for a in answers)
+        return results  # type: ignore[return-value]
 
     def _answer(
         self, batch: _Batch, hidden: torch.Tensor, answers: list[tuple[float, bool] | None]

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from optimize._rng import preserved_rng
+from optimize.batched import batched_evaluator
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.errors import OptimizationCancelled
 from optimize.metrics import Fitness, PerDocumentFitness
@@ -226,6 +227,11 @@ def _optimize(
     with preserved_rng():
         report(baseline)
 
+    # A fitness that scores several settings at once gets each iteration's
+    # settings together (one batched pass); any other, one at a time.
+    many = getattr(fitness, "metrics_many", None)
+    local = one_by_one(scorer) if many is None else batched_evaluator(many, scorer.vectors_of)
+
     def on_evaluation(evaluation: Evaluation) -> None:
         nonlocal best, done
         if journal is not None:
@@ -239,7 +245,7 @@ def _optimize(
         space,
         len(scorer.records),
         pso,
-        one_by_one(scorer) if workers is None else workers,
+        local if workers is None else workers,
         ranking,
         strategy=strategy,
         cancel=cancel,

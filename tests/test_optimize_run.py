@@ -23,6 +23,7 @@ from optimize import (
     apply_best,
     run_optimization,
 )
+from optimize.prefix import PrefixScorer
 from steering import capture_vector, recapture, steerer_for
 from steering.errors import IncompatibleVectorError, InvalidInputError
 
@@ -283,13 +284,18 @@ def test_same_seed_gives_the_same_history(steerer, task_folder):
 
 def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatch):
     paid = []
-    metrics = LmEvalFitness.metrics
+    metrics, metrics_many = LmEvalFitness.metrics, LmEvalFitness.metrics_many
 
     def counting(self, vectors):
         paid.append(tuple((v.layer, v.alpha) for v in vectors))
         return metrics(self, vectors)
 
+    def counting_many(self, settings):  # an iteration's settings, scored in one pass
+        paid.extend(tuple((v.layer, v.alpha) for v in vectors) for vectors in settings)
+        return metrics_many(self, settings)
+
     monkeypatch.setattr(LmEvalFitness, "metrics", counting)
+    monkeypatch.setattr(LmEvalFitness, "metrics_many", counting_many)
     space = SearchSpace(layer_min=1, layer_max=2, alpha_min=-0.5, alpha_max=0.5, alpha_decimals=0)
     result = run_optimization(
         steerer, [0], _lm(steerer, task_folder), space, PsoConfig(particles=4, iterations=3, seed=0)
@@ -308,7 +314,8 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatc
 def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
     calls = []
-    real = LmEvalFitness._run_requests  # where the model runs, on either scoring path
+    # where the model runs: one setting (the baseline), or an iteration's settings at once
+    real, real_many = LmEvalFitness._run_requests, PrefixScorer.score_many
 
     def failing(self):
         calls.append(1)
@@ -316,7 +323,14 @@ def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypat
             raise RuntimeError("CUDA out of memory (simulated)")
         return real(self)
 
+    def failing_many(self, *args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_many(self, *args)
+
     monkeypatch.setattr(LmEvalFitness, "_run_requests", failing)
+    monkeypatch.setattr(PrefixScorer, "score_many", failing_many)
     with pytest.raises(
         FitnessError,
         match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",
