@@ -46,9 +46,11 @@ class Strategy(ABC):
 
 
 def _registry() -> dict[str, type[Strategy]]:
+    # Optuna is imported by the Optuna strategies only when one is built.
+    from optimize.strategies.optuna_samplers import CmaEsStrategy, TpeStrategy
     from optimize.strategies.pso import PsoStrategy
 
-    return {PsoStrategy.name: PsoStrategy}
+    return {cls.name: cls for cls in (PsoStrategy, TpeStrategy, CmaEsStrategy)}
 
 
 STRATEGIES: dict[str, type[Strategy]] = _registry()
