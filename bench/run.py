@@ -1,9 +1,11 @@
-"""`python -m bench [generation] [particle] [optimization] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [options]`
 
-Runs the chosen benchmarks (all three by default) on the embedded SmolLM2
-(or --model), prints a markdown report on stdout, progress on stderr, and
-writes one JSON file per benchmark (plus report.md) under bench/results/.
-The default run takes about 10 minutes on 2 CPU cores; --quick about 3.
+Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
+--model), prints a markdown report on stdout, progress on stderr, and writes
+one JSON file per benchmark (plus report.md) under bench/results/. On a
+quiet 2-core CPU the first three take about 10 minutes (--quick about 3);
+`demo` (two demo runs side by side) about 4 and `strategies` (3 strategies x
+5 seeds x 3 tasks) about 20 more.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("generation", "particle", "optimization")
+BENCHES = ("generation", "particle", "optimization", "batch", "demo", "strategies")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--particles", type=int, default=None, help="particles (default: 8)")
     g.add_argument("--iterations", type=int, default=None, help="iterations (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="swarm seed (default: 0)")
+    g = p.add_argument_group("(d) batched iteration, (e) demo end to end, (f) strategies")
+    g.add_argument("--demo-limit", type=int, default=None, help="demo items (default: 100)")
+    g.add_argument(
+        "--old-commit", default=None, help="code the demo is compared with (default: dd9a8a2)"
+    )
+    g.add_argument("--seeds", type=int, default=None, help="seeds per strategy (default: 5)")
+    g.add_argument(
+        "--strategy-limit", type=int, default=None, help="documents per search (default: 40)"
+    )
     return p
 
 
@@ -83,6 +94,9 @@ def _settings(args: argparse.Namespace, num_layers: int) -> dict[str, Any]:
         "opt_limit": args.opt_limit or (20 if quick else 50),
         "particles": args.particles or (4 if quick else 8),
         "iterations": args.iterations or (3 if quick else 5),
+        "demo_limit": args.demo_limit or (20 if quick else 100),
+        "seeds": args.seeds or (2 if quick else 5),
+        "strategy_limit": args.strategy_limit or (20 if quick else 40),
     }
 
 
@@ -108,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from bench import generation, optimization, particle
+    from bench import batch, demo, generation, optimization, particle, strategies
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)
@@ -143,6 +157,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.alpha,
                 settings["scaling_layers"],
                 prototype=not args.no_prototype,
+            )
+        elif name == "batch":
+            limit = settings["limit"]
+            result = batch.run(bench, args.task, limit, 6, settings["rounds_b"], args.seed)
+        elif name == "demo":
+            commit = args.old_commit or demo.OLD_COMMIT
+            result = demo.run(settings["demo_limit"], args.threads or 1, commit)
+        elif name == "strategies":
+            result = strategies.run(
+                bench, seeds=settings["seeds"], limit=settings["strategy_limit"]
             )
         else:
             result = optimization.run(
