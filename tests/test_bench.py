@@ -62,3 +62,37 @@ def test_command_line(argv, code):
         assert "unknown benchmark 'nonsense'" in done.stderr
     else:
         assert "generation" in done.stdout and "--quick" in done.stdout
+
+
+def test_new_bench_settings():
+    default = _settings(_parser().parse_args([]), 30)
+    quick = _settings(_parser().parse_args(["--quick"]), 30)
+    assert (default["demo_limit"], default["seeds"], default["strategy_limit"]) == (100, 5, 40)
+    assert quick["seeds"] < default["seeds"] and quick["demo_limit"] < default["demo_limit"]
+
+
+def test_evaluations_to_reach_count_distinct_settings():
+    from bench.strategies import _to_reach
+    from optimize.metrics import Metrics
+    from optimize.results import Evaluation
+    from optimize.space import Setting
+
+    def visit(layer, score, cached=False):
+        return Evaluation.scored(0, 0, Setting((layer,), (1.0,)), Metrics.of_target(score), 0.0, cached)
+
+    history = [visit(1, 0.5), visit(1, 0.5, True), visit(2, 0.6), visit(3, 0.9)]
+    assert _to_reach(history, 0.6) == 2  # the revisit of layer 1 is not a new evaluation
+    assert _to_reach(history, 0.85) == 3
+    assert _to_reach(history, 0.95) is None
+
+
+def test_a_held_out_split_keeps_the_later_documents(tmp_path):
+    from bench.strategies import _split
+
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "data.jsonl").write_text("".join(f'{{"i": {i}}}\n' for i in range(5)))
+    (tmp_path / "t.yaml").write_text("task: t\ndata_files:\n  test: t/data.jsonl\n")
+    name = _split(tmp_path, "t", 3)
+    assert name == "t_rest"
+    assert (tmp_path / "t_rest.yaml").read_text() == "task: t_rest\ndata_files:\n  test: t/rest.jsonl\n"
+    assert (tmp_path / "t" / "rest.jsonl").read_text() == '{"i": 3}\n{"i": 4}\n'
