@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from optimize import prefix
 from optimize._rng import preserved_rng
+from optimize.batched import row_limit, run_many, setting_deltas
 from optimize.metrics import Fitness, Metrics
 from optimize.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
 from optimize.prefix import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
@@ -253,6 +254,37 @@ class KlGuard:
             kl=total / self.positions, positions=self.positions, sentences=self.sentences
         )
 
+    def evaluate_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[KlOutcome]:
+        """`evaluate` for several settings in shared passes (one per batch of
+        sentences, each setting's rows carrying its own deltas, the layers
+        below the lowest steering run once: `optimize.batched.run_many`)."""
+        if self._cache is None:
+            return [self.evaluate(vectors) for vectors in settings]
+        for vectors in settings:
+            for vector in vectors:
+                self.steerer.check(vector)
+        cache = self._cache
+        states: list[list[torch.Tensor]] = [[] for _ in settings]
+
+        def finish(setting: int, index: int, hidden: torch.Tensor) -> None:
+            states[setting].append(cache.base.norm(hidden)[self._batches[index].scored])
+
+        deltas = [setting_deltas(vectors) for vectors in settings]
+        with preserved_rng():
+            run_many(cache, self.steerer, deltas, row_limit(cache), finish)
+        outcomes = []
+        for vectors, final in zip(settings, states, strict=True):
+            total = 0.0
+            if vectors:
+                total = sum(
+                    float(self._kl(h, ref).sum())
+                    for h, ref in zip(final, self._reference, strict=True)
+                )
+            outcomes.append(
+                KlOutcome(kl=total / self.positions, positions=self.positions, sentences=self.sentences)
+            )
+        return outcomes
+
     def _kl(self, hidden: torch.Tensor, ref: KlReference) -> torch.Tensor:
         """KL per scored position of one batch."""
         return ref.kl(hidden, self._weight, self._bias)
@@ -285,12 +317,31 @@ class GuardedFitness:
         return self.target.metric_key
 
     def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
-        values = dict(self.target.metrics(vectors))
-        values[KL] = self.guard.evaluate(vectors).kl
-        if self.guard_task is not None and self.guard_baseline is not None:
-            guard = self.guard_task.metrics(vectors)
+        guard = None if self.guard_task is None else self.guard_task.metrics(vectors)
+        return self._combine(self.target.metrics(vectors), self.guard.evaluate(vectors).kl, guard)
+
+    def metrics_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
+        """`metrics` of several settings, each part scored in batched passes
+        where it can be (see `optimize.batched`)."""
+        targets = _many(self.target, settings)
+        kls = self.guard.evaluate_many(settings)
+        guards = [None] * len(settings) if self.guard_task is None else _many(self.guard_task, settings)
+        return [
+            self._combine(t, k.kl, g) for t, k, g in zip(targets, kls, guards, strict=True)
+        ]
+
+    def _combine(self, target: Metrics, kl: float, guard: Metrics | None) -> Metrics:
+        values = dict(target)
+        values[KL] = kl
+        if guard is not None and self.guard_task is not None and self.guard_baseline is not None:
             sign = 1.0 if self.guard_task.higher_is_better else -1.0
             values[GUARD] = guard.target
             values[GUARD_STDERR] = guard.target_stderr
             values[GUARD_DROP] = 100.0 * sign * (self.guard_baseline - guard.target)
         return Metrics(values)
+
+
+def _many(fitness: Fitness, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
+    """A fitness's metrics of several settings, batched when it can."""
+    many = getattr(fitness, "metrics_many", None)
+    return list(many(settings)) if many is not None else [fitness.metrics(v) for v in settings]

@@ -211,3 +211,18 @@ def test_smollm2_settings_batched_equal_their_own_evaluations(smol, monkeypatch,
     together = scorer.score_many(steerer, [setting_deltas(s) for s in settings], row_limit(scorer))
     for vectors, answers in zip(settings, together, strict=True):
         _assert_close(answers, fitness.evaluate(vectors).responses)
+
+
+def test_the_guarded_fitness_scores_an_iteration_as_each_setting_alone(tiny, task_folder):
+    from optimize.guard import GuardedFitness, KlGuard
+
+    steerer = _steerer(tiny)
+    texts = ["the river ran past the old mill", "we had tea at noon", "a quiet morning in town"]
+    guarded = GuardedFitness(LmEvalFitness(steerer, _config(task_folder)), KlGuard(steerer, texts))
+    settings = _eight(steerer)[:4] + [[]]
+    together = guarded.metrics_many(settings)
+    for vectors, metrics in zip(settings, together, strict=True):
+        alone = guarded.metrics(vectors)
+        assert metrics.target == alone.target
+        assert metrics["kl"] == pytest.approx(alone["kl"], rel=1e-4, abs=1e-6)
+    assert together[-1]["kl"] == 0.0 and together[0]["kl"] > 0.0
