@@ -158,6 +158,7 @@ def _run(args: argparse.Namespace) -> int:
     from optimize.fitness import find_task
     from optimize.journal import JournalFile, journal_path
     from optimize.objective import ObjectiveOptions, make_objective
+    from optimize.strategies import strategy_class
     from optimize.report import summary_lines
     from optimize.recipe import RunRecipe, search_fitness
     from optimize.run import check_heldout
@@ -208,6 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     options = ObjectiveOptions(kl_budget=args.kl_budget, max_guard_drop=args.max_guard_drop)
     make_objective(args.objective, options=options)  # an unknown name fails here
+    strategy_class(args.strategy)  # an unknown name fails here
     guard_task = None
     if args.guard_task is not None:
         guard_task = dataclasses.replace(fitness, task=args.guard_task)
@@ -301,6 +303,7 @@ def _run(args: argparse.Namespace) -> int:
             objective_options=options,
             workers=workers,  # type: ignore[arg-type]
             journal=journal,
+            strategy=args.strategy,
         )
     finally:
         for sig, handler in previous.items():

@@ -159,6 +159,10 @@ FIELDS: tuple[Field, ...] = (
           "scored only after the search, with a paired test; 0 turns the split off; "
           "not used with a held-out task", "held-out", minimum=0.0, maximum=0.9,
           where=frozenset({CLI})),
+    # -- search strategy (optimize/strategies) ---------------------------------
+    Field("strategy", str, "pso", "Strategy", "The search strategy",
+          "pso: the particle swarm; tpe or cmaes: Optuna's samplers, the same number of "
+          "evaluations (needs optuna)", "swarm", where=frozenset({CLI})),
     # -- guard (optimize/guard.py, docs/guard.md) -------------------------------
     Field("objective", str, "guarded", "Objective", "The objective",
           "guarded: the best target score within the KL budget (and the guard task's "

@@ -125,3 +125,20 @@ def test_a_run_on_the_tiny_llama_with_tpe(steerer, task_folder):  # noqa: F811
     )
     assert result.strategy == "tpe" and len(result.evaluations) == 6
     assert all(0 <= e.layers[0] <= 3 for e in result.evaluations)
+
+
+def test_an_unknown_strategy_names_the_known_ones():
+    from optimize.strategies import strategy_class
+
+    with pytest.raises(InvalidInputError, match="known strategies: cmaes, pso, tpe"):
+        strategy_class("annealing")
+
+
+def test_the_command_line_offers_the_strategies():
+    from optimize.cli import _parser as build_parser
+
+    args = build_parser().parse_args(["--vectors", "v", "--task", "t", "--out", "o"])
+    assert args.strategy == "pso"
+    assert build_parser().parse_args(
+        ["--vectors", "v", "--task", "t", "--out", "o", "--strategy", "tpe"]
+    ).strategy == "tpe"

@@ -60,10 +60,15 @@ def make_strategy(
     name: str, bounds: tuple[np.ndarray, np.ndarray], config: PsoConfig
 ) -> Strategy:
     """The registered strategy `name`, built for `bounds`."""
+    return strategy_class(name)(bounds, config)
+
+
+def strategy_class(name: str) -> type[Strategy]:
+    """The registered strategy `name`, or InvalidInputError naming the known ones."""
     cls = STRATEGIES.get(name)
     if cls is None:
         raise InvalidInputError(
             f"Unknown search strategy {name!r}; known strategies: "
             f"{', '.join(sorted(STRATEGIES))}."
         )
-    return cls(bounds, config)
+    return cls
