@@ -68,30 +68,66 @@ def run_many(
     of its rows)`.
 
     `deltas[j]` maps each layer setting j steers to the [H] delta it adds
-    there. Per batch, the layers below the lowest steered layer of all
-    settings run once; that state is repeated once per setting (setting j
-    owns rows j*R..(j+1)*R-1 of R rows) and the layers above run with each
-    block of rows carrying its own setting's deltas through
-    `steerer.applied_deltas` (nothing else steers inside it). At most
-    `max_rows(batch ids)` rows share a pass: fewer settings per pass, down
+    there. Per batch, the settings are taken in order of their lowest
+    steered layer. One unsteered state climbs the layers once (from the
+    nearest stored layer), and each setting joins the shared pass at its own
+    lowest layer with a copy of it: setting rows are blocks of R rows, each
+    block carrying its own setting's deltas through `steerer.applied_deltas`
+    (nothing else steers inside it; a setting that does not steer a layer
+    adds zeros there, which is exactly nothing). So no setting runs a layer
+    it would not run alone, and the layers below each setting's steering run
+    once per input, whatever the number of settings. At most
+    `max_rows(batch ids)` rows share a pass: fewer settings at a time, down
     to one (sequential) when memory is short."""
-    start, layer = cache._start(min((k for d in deltas for k in d), default=None))
+    size = cache.num_layers
+    lows = [min(d) if d else size for d in deltas]
+    order = sorted(range(len(deltas)), key=lambda j: (lows[j], j))
+    start, first_low = cache._start(lows[order[0]] if order else None)
     new: dict[int, list[torch.Tensor]] = {}
     for index, ids in enumerate(cache._batch_ids):
         rows = int(ids.shape[0])
         group = max(1, min(len(deltas), max_rows(ids) // rows))
-        prefix: torch.Tensor | None = None
-        for first in range(0, len(deltas), group):
-            chunk = deltas[first : first + group]
-            with steerer.applied_deltas(row_blocks(chunk, rows, cache.config.hidden_size)):
-                if prefix is None:
-                    prefix = cache._prefix(index, start, layer, new)
-                hidden = prefix.repeat(len(chunk), 1, 1)
-                hidden = cache._run_layers(hidden, layer, cache.num_layers)
-            for j in range(len(chunk)):
-                finish(first + j, index, hidden[j * rows : (j + 1) * rows])
+        with steerer.applied_deltas({}):  # the unsteered climb
+            base = cache._prefix(index, start, first_low, new)
+        base_layer = first_low
+        for at in range(0, len(order), group):
+            members = order[at : at + group]
+            hidden: torch.Tensor | None = None
+            layer = lows[members[0]]
+            joined: list[int] = []
+            for j in members:
+                if lows[j] > base_layer:
+                    keep: dict[int, torch.Tensor] = {}
+                    with steerer.applied_deltas({}):
+                        base = cache._run_layers(base, base_layer, lows[j], keep)
+                    for kept, state in keep.items():
+                        new.setdefault(kept, []).append(state)
+                    base_layer = lows[j]
+                if hidden is not None and lows[j] > layer:
+                    hidden = _climb(cache, steerer, hidden, [deltas[k] for k in joined], rows,
+                                    layer, lows[j])
+                layer = lows[j]
+                hidden = base if hidden is None else torch.cat([hidden, base])
+                joined.append(j)
+            assert hidden is not None
+            hidden = _climb(cache, steerer, hidden, [deltas[k] for k in joined], rows, layer, size)
+            for block, j in enumerate(joined):
+                finish(j, index, hidden[block * rows : (block + 1) * rows])
     cache._store.update(new)  # only whole layers: every batch got through
 
+
+def _climb(
+    cache: Any,
+    steerer: Any,
+    hidden: torch.Tensor,
+    deltas: Sequence[Mapping[int, torch.Tensor]],
+    rows: int,
+    start: int,
+    stop: int,
+) -> torch.Tensor:
+    """Layers start..stop-1 on blocks of `rows` rows, block j steered by deltas[j]."""
+    with steerer.applied_deltas(row_blocks(deltas, rows, cache.config.hidden_size)):
+        return cache._run_layers(hidden, start, stop)
 
 def free_memory_bytes(device: torch.device) -> int:
     """Memory free for activations on `device` now."""

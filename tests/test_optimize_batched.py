@@ -97,8 +97,10 @@ def test_the_layers_below_the_lowest_steering_run_once_per_input(tiny, task_fold
     settings = [[_concept(steerer, 2, 1.0)], [_concept(steerer, 3, 1.0)], [_concept(steerer, 2, -1.0)]]
     scorer.layer_runs = 0
     scorer.score_many(steerer, [setting_deltas(s) for s in settings], row_limit(scorer))
-    # layers 0-1 once per batch; layers 2..n-1 once per batch, on three settings' rows
-    assert scorer.layer_runs == batches * 2 + batches * (n - 2)
+    # per batch: the unsteered state climbs layers 0-2 once (0-1, then 2 for the
+    # layer-3 setting); the two layer-2 settings run layer 2 in one pass; all
+    # three run layers 3..n-1 in one pass
+    assert scorer.layer_runs == batches * (2 + 1 + 1 + (n - 3))
     scorer.layer_runs = 0
     for vectors in settings:
         fitness.evaluate(vectors)
