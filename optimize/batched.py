@@ -39,6 +39,17 @@ def setting_deltas(vectors: Sequence[SteeringVector]) -> dict[int, torch.Tensor]
     return deltas
 
 
+def checked_deltas(
+    steerer: Any, settings: Sequence[Sequence[SteeringVector]]
+) -> list[dict[int, torch.Tensor]]:
+    """`setting_deltas` of each setting, once every vector is checked against
+    the steerer's model (IncompatibleVectorError before anything runs)."""
+    for vectors in settings:
+        for vector in vectors:
+            steerer.check(vector)
+    return [setting_deltas(vectors) for vectors in settings]
+
+
 def row_blocks(
     deltas: Sequence[Mapping[int, torch.Tensor]], rows: int, hidden_size: int
 ) -> dict[int, torch.Tensor]:

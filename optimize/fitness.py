@@ -25,20 +25,20 @@ import difflib
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from optimize._rng import preserved_rng
-from optimize.batched import row_limit, setting_deltas
+from optimize.batched import checked_deltas, row_limit
 from optimize.config import FitnessConfig
-from optimize.errors import FitnessError
+from optimize.errors import FitnessError, lm_eval_failures
+from optimize.errors import short_message as _short
 from optimize.metrics import Metrics
 from optimize.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
 from optimize.split import HELDOUT, SEARCH, DocumentSplit
 from steering.engine import Steerer
-from steering.errors import InvalidInputError, SteerSwarmError
+from steering.errors import InvalidInputError
 from steering.extract.task_pairs import doc_key, reserved_keys
 from steering.vector import SteeringVector
 
@@ -81,11 +81,6 @@ class _TaskPlan:
     task: Any
     docs: list[tuple[int, Any]]
     instances_by_doc: dict[int, list[Any]]
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:299] + "…"
 
 
 def _task_manager(config: FitnessConfig) -> Any:
@@ -144,9 +139,8 @@ class LmEvalFitness:
     `exclude` are never scored; the limit counts the documents left. None
     (the default) excludes the documents the steerer's active task vectors
     were built from, so a vector is never graded on its own training data.
-
-    `metrics_many` scores several settings in shared passes of at most
-    `batch_memory` bytes (None: sized from the memory free at the time).
+    `metrics_many` passes take at most `batch_memory` bytes (None: sized
+    from the memory free at the time).
     """
 
     def __init__(
@@ -362,43 +356,22 @@ class LmEvalFitness:
         Raises:
             FitnessError: lm-eval failed; the message says how.
         """
-        with preserved_rng(), self.steerer.applied(vectors), self._failures():
+        with preserved_rng(), self.steerer.applied(vectors), lm_eval_failures(self.config.task):
             return self._outcome(self._run_requests())
 
     def metrics_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
-        """`metrics` of each of `settings` (one vector list each), scored
-        together: one batched pass per batch of inputs, each setting's rows
-        carrying its own deltas, the layers below the lowest steered layer
-        among them run once (`PrefixScorer.score_many`). As many settings
-        share a pass as `batch_memory` bytes allow (default: a share of the
-        memory free now); down to one at a time. The answers equal each
-        setting's own `metrics` (up to float rounding in the batched matrix
-        products). Tasks with other request types, or models the scorer does
-        not support, are scored one setting after another."""
+        """`metrics` of each of `settings` (vector lists) in shared passes
+        (`PrefixScorer.score_many`, `optimize.batched`): equal to each one's
+        own up to float rounding. Other request types, or models the scorer
+        does not support, are scored one setting after another."""
         scorer = self.prefix_scorer
         if scorer is None or set(self._requests) != {"loglikelihood"}:
             return [self.evaluate(vectors).metrics for vectors in settings]
-        for vectors in settings:
-            for vector in vectors:
-                self.steerer.check(vector)
-        deltas = [setting_deltas(vectors) for vectors in settings]
-        with preserved_rng(), self._failures():
+        deltas = checked_deltas(self.steerer, settings)
+        with preserved_rng(), lm_eval_failures(self.config.task):
             limit = row_limit(scorer, self.batch_memory)
             answers = scorer.score_many(self.steerer, deltas, limit)
             return [self._outcome({"loglikelihood": a}).metrics for a in answers]
-
-    @contextmanager
-    def _failures(self) -> Iterator[None]:
-        """lm-eval's untyped errors as FitnessError; ours unchanged."""
-        try:
-            yield
-        except SteerSwarmError:
-            raise
-        except Exception as exc:
-            raise FitnessError(
-                f"lm-eval failed while scoring {self.config.task!r}: "
-                f"{type(exc).__name__}: {_short(exc)}"
-            ) from exc
 
     def _outcome(self, answers: dict[str, list[Any]]) -> FitnessOutcome:
         """Attach `answers` (per request type, in request order) to the

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from optimize import prefix
 from optimize._rng import preserved_rng
-from optimize.batched import row_limit, run_many, setting_deltas
+from optimize.batched import checked_deltas, row_limit, run_many
 from optimize.metrics import Fitness, Metrics
 from optimize.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
 from optimize.prefix import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
@@ -260,16 +260,13 @@ class KlGuard:
         below the lowest steering run once: `optimize.batched.run_many`)."""
         if self._cache is None:
             return [self.evaluate(vectors) for vectors in settings]
-        for vectors in settings:
-            for vector in vectors:
-                self.steerer.check(vector)
+        deltas = checked_deltas(self.steerer, settings)
         cache = self._cache
         states: list[list[torch.Tensor]] = [[] for _ in settings]
 
         def finish(setting: int, index: int, hidden: torch.Tensor) -> None:
             states[setting].append(cache.base.norm(hidden)[self._batches[index].scored])
 
-        deltas = [setting_deltas(vectors) for vectors in settings]
         with preserved_rng():
             run_many(cache, self.steerer, deltas, row_limit(cache), finish)
         outcomes = []
