@@ -1,4 +1,4 @@
-"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [options]`
 
 Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
 --model), prints a markdown report on stdout, progress on stderr, and writes
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-BENCHES = ("generation", "particle", "optimization", "batch", "demo", "strategies")
+BENCHES = ("generation", "particle", "optimization", "batch", "demo", "strategies", "profile")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -61,14 +61,23 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--particles", type=int, default=None, help="particles (default: 8)")
     g.add_argument("--iterations", type=int, default=None, help="iterations (default: 5)")
     g.add_argument("--seed", type=int, default=0, help="swarm seed (default: 0)")
-    g = p.add_argument_group("(d) batched iteration, (e) demo end to end, (f) strategies")
-    g.add_argument("--demo-limit", type=int, default=None, help="demo items (default: 100)")
+    g = p.add_argument_group(
+        "(d) batched iteration, (e) demo end to end, (f) strategies, (g) profile of one evaluation"
+    )
+    g.add_argument(
+        "--demo-limit", type=int, default=None, help="demo items, (e) and (g) (default: 100)"
+    )
     g.add_argument(
         "--old-commit", default=None, help="code the demo is compared with (default: dd9a8a2)"
     )
     g.add_argument("--seeds", type=int, default=None, help="seeds per strategy (default: 5)")
     g.add_argument(
         "--strategy-limit", type=int, default=None, help="documents per search (default: 40)"
+    )
+    g.add_argument(
+        "--strategy-decimals", type=int, default=1,
+        help="alpha decimals of the strategies' search space (default: 1; 0 for a coarse, "
+        "cheaper grid of whole alphas)",
     )
     return p
 
@@ -122,14 +131,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from bench import batch, demo, generation, optimization, particle, strategies
+    from bench import batch, demo, generation, optimization, particle, profile, strategies
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)
     out = Path(args.out) if args.out else RESULTS
-    bench = Bench.load(args.model, args.gguf_file, args.device)
+    # (e) runs the demo in processes of its own: alone, it needs no model here
+    bench = (
+        None if chosen == ["demo"] else Bench.load(args.model, args.gguf_file, args.device)
+    )
+    model_name = "SmolLM2 (in the demo's own processes)" if bench is None else bench.loaded.name
     info = machine()
-    settings = _settings(args, bench.num_layers)
+    settings = _settings(args, 30 if bench is None else bench.num_layers)
     log(f"machine: {machine_line(info)}")
     load = info.get("load_average", (0.0,))[0]
     if load > (info["cores"] or 1) and info["torch_threads"] > 1:
@@ -139,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     sections = [
         "## Benchmarks",
-        f"Model {bench.loaded.name} on {info['device']}: {machine_line(info)}. "
+        f"Model {model_name} on {info['device']}: {machine_line(info)}. "
         f"Load average at start: {', '.join(f'{v:.1f}' for v in info.get('load_average', ()))}.",
     ]
     print("\n\n".join(sections) + "\n", flush=True)
@@ -164,9 +177,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif name == "demo":
             commit = args.old_commit or demo.OLD_COMMIT
             result = demo.run(settings["demo_limit"], args.threads or 1, commit)
+        elif name == "profile":
+            result = profile.run(bench, settings["demo_limit"])
         elif name == "strategies":
             result = strategies.run(
-                bench, seeds=settings["seeds"], limit=settings["strategy_limit"]
+                bench, seeds=settings["seeds"], limit=settings["strategy_limit"],
+                alpha_decimals=args.strategy_decimals,
             )
         else:
             result = optimization.run(
@@ -179,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.seed,
                 compare_uncached=args.long,
             )
-        path = write_json(name, {"machine": info, "model": bench.loaded.name, **result}, out)
+        path = write_json(name, {"machine": info, "model": model_name, **result}, out)
         log(f"wrote {path}")
         sections.append(result["markdown"])
         print(result["markdown"] + "\n", flush=True)

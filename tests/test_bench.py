@@ -96,3 +96,32 @@ def test_a_held_out_split_keeps_the_later_documents(tmp_path):
     assert name == "t_rest"
     assert (tmp_path / "t_rest.yaml").read_text() == "task: t_rest\ndata_files:\n  test: t/rest.jsonl\n"
     assert (tmp_path / "t" / "rest.jsonl").read_text() == '{"i": 3}\n{"i": 4}\n'
+
+
+def test_the_demo_variants_are_commands_this_cli_takes():
+    """(e) runs this code with the demo's flags plus each variant's: the
+    current command line must accept every one (a renamed flag would only
+    show as a failed run an hour into the benchmark)."""
+    from bench.demo import DEMO, VARIANTS
+    from optimize.cli import _parser as optimize_parser
+
+    for name, extra in VARIANTS.items():
+        if extra is None:  # the older commit's own command line
+            continue
+        args = optimize_parser().parse_args(["--vectors", "v.safetensors", *DEMO, *extra])
+        assert (args.particles, args.iterations, args.seed) == (6, 5, 0), name
+    assert VARIANTS["now_target"] == ("--objective", "target")
+
+
+def test_profile_and_strategy_grid_options():
+    args = _parser().parse_args(["profile", "strategies", "--strategy-decimals", "0"])
+    assert args.benches == ["profile", "strategies"] and args.strategy_decimals == 0
+    assert _parser().parse_args([]).strategy_decimals == 1
+
+
+def test_cpu_timer_keeps_the_least_of_its_calls():
+    from bench.profile import _cpu
+
+    calls = []
+    seconds, result = _cpu(lambda: calls.append(1) or len(calls), repeat=3)
+    assert result == 3 and len(calls) == 3 and seconds >= 0.0
