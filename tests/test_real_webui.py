@@ -144,7 +144,7 @@ def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
 
     page.get_by_label("Concept prompts").fill(JOY)
     page.get_by_label("Contrast prompts").fill(GRIEF)
-    layer_box = page.get_by_label("number input for Layer")
+    layer_box = page.get_by_label("Layer", exact=True)
     layer_box.fill(str(layer))
     layer_box.press("Enter")
     page.get_by_label(ALPHA_LABEL).fill(str(alpha))
@@ -284,6 +284,9 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     screenshot(page, "webui-optimize-form.png")
     for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6")):
         page.get_by_label(label, exact=True).fill(value)
+    # Item 4: before the run, the tab says how much it scores and that replies wait.
+    expect(page.locator("#optimize-plan")).to_contain_text("this run scores 13 settings")
+    expect(page.locator("#optimize-plan")).to_contain_text("chat replies (the webui's too)")
     page.get_by_role("button", name="Optimize vectors").click()
     progress = page.locator("#optimize-progress")
     expect(progress).to_contain_text(re.compile(r"[1-9]\d* of 13 evaluations"), timeout=REPLY_TIMEOUT_MS)

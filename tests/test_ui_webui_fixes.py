@@ -124,3 +124,22 @@ def test_tables_are_capped_in_this_gradio():
     (name, value), = compat.table_height(220).items()
     assert name in inspect.signature(gr.Dataframe.__init__).parameters and value == 220
     gr.Dataframe(value=[], headers=["#"], **compat.table_height(220))  # accepted as is
+
+
+@pytest.mark.parametrize(
+    ("particles", "iterations", "limit", "size"),
+    [(2, 6, 4, "scores 13 settings (2 particles × 6 iterations, plus the unsteered baseline) "
+                "on 4 documents each"),
+     (4, 3, 0, "scores 13 settings (4 particles × 3 iterations, plus the unsteered baseline) "
+               "on all documents of the task each"),
+     (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "scores 7 settings")],
+)  # fmt: skip
+def test_the_optimize_tab_warns_before_a_run_that_replies_wait(particles, iterations, limit, size):
+    """Issue 9, item 4: before a run starts, the tab says how much it scores
+    and that chat replies (the webui's too) wait until it ends."""
+    from ui.optimize_layout import plan_line
+
+    line = plan_line(particles, iterations, limit)
+    assert line.startswith("**Before you start:**")
+    assert "chat replies (the webui's too) and vector changes wait until it ends" in line
+    assert (size in line) if size else ("settings" not in line)

@@ -19,6 +19,28 @@ if TYPE_CHECKING:
     from ui.optimize_tab import OptimizeActions
 
 
+def plan_line(particles: Any, iterations: Any, limit: Any) -> str:
+    """The warning shown before a run: how much it scores, and that it holds
+    the model, so chat replies (the webui's too) wait until it ends. A field
+    that is not a whole positive number leaves the size out (the run's own
+    check names it when started)."""
+    holds = (
+        "It holds the model: chat replies (the webui's too) and vector changes wait until "
+        "it ends; the status line shows the time left once the first setting is scored."
+    )
+    try:
+        p, i, n = int(particles), int(iterations), int(limit)
+    except (TypeError, ValueError, OverflowError):
+        return f"**Before you start:** {holds}"
+    if p < 1 or i < 1 or n < 0:
+        return f"**Before you start:** {holds}"
+    documents = "all documents of the task" if n == 0 else f"{n} documents"
+    return (
+        f"**Before you start:** this run scores {p * i + 1} settings ({p} particles × {i} "
+        f"iterations, plus the unsteered baseline) on {documents} each. {holds}"
+    )
+
+
 @dataclass
 class OptimizeTab:
     """The tab's components: the vector selection, the form's fields by
@@ -67,6 +89,8 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     with gr.Row():
         resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
         resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
+    size = [fields[name] for name in ("particles", "iterations", "limit")]
+    plan = gr.Markdown(plan_line(*(f.value for f in size)), elem_id="optimize-plan")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
     status = gr.Markdown("", elem_id="optimize-status")
     with gr.Row():
@@ -110,6 +134,8 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
     )
     example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
+    for field in size:
+        field.change(plan_line, size, [plan], api_name=False, queue=False)
     return OptimizeTab(
         vectors=vector_box,
         fields=fields,

@@ -181,12 +181,14 @@ class Webui:
         return found[0]
 
     def on_change(self, label: str) -> Callable[..., Any]:
-        """The function the page runs when the component with this label changes."""
+        """The function the page runs when the component with this label
+        changes, to remember its value: the one with no outputs (the Optimize
+        tab's size fields also update its "Before you start" line)."""
         block = self.component(label)
         found = [
             f
             for f in self._functions()
-            if (block._id, "change") in [(t[0], t[1]) for t in f.targets]
+            if (block._id, "change") in [(t[0], t[1]) for t in f.targets] and not f.outputs
         ]
         if len(found) != 1:
             raise AssertionError(f"{len(found)} change handlers on {label!r}")
