@@ -16,7 +16,6 @@ settings on N Ray workers (optimize/workers.py).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import sys
@@ -147,22 +146,14 @@ def _workers(args: argparse.Namespace, recipe: object, indices: list[int]) -> ob
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from optimize import (
-        FitnessConfig,
-        LmEvalFitness,
-        Progress,
-        PsoConfig,
-        SearchSpace,
-        run_optimization,
-    )
+    from optimize import FitnessConfig, Progress, PsoConfig, SearchSpace, run_optimization
     from optimize.fitness import find_task
+    from optimize.guard_settings import GuardSettings
     from optimize.journal import JournalFile, journal_path
-    from optimize.objective import ObjectiveOptions, make_objective
     from optimize.strategies import strategy_class
     from optimize.report import summary_lines
     from optimize.recipe import RunRecipe, search_fitness
     from optimize.run import check_heldout
-    from optimize.split import HELDOUT, DocumentSplit
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
     from steering.outputs import check_output_path, default_data_dir, write_with_fallback
@@ -201,20 +192,10 @@ def _run(args: argparse.Namespace) -> int:
         check_heldout(fitness, heldout)
     elif args.heldout_limit is not None:
         raise InvalidInputError("--heldout-limit needs --heldout-task.")
-    # A held-out task replaces the split: its documents are the held-out ones.
-    split = (
-        DocumentSplit(args.holdout_fraction, args.seed)
-        if heldout is None and args.holdout_fraction > 0
-        else None
-    )
-    options = ObjectiveOptions(kl_budget=args.kl_budget, max_guard_drop=args.max_guard_drop)
-    make_objective(args.objective, options=options)  # an unknown name fails here
+    guard = GuardSettings.from_values(vars(args))
     strategy_class(args.strategy)  # an unknown name fails here
-    guard_task = None
-    if args.guard_task is not None:
-        guard_task = dataclasses.replace(fitness, task=args.guard_task)
-        if (guard_task.task, guard_task.include_path) == (fitness.task, fitness.include_path):
-            raise InvalidInputError("The guard task is the search task: pick another task.")
+    split = guard.split(args.seed, heldout)
+    guard_task = guard.guard_config(fitness)
     selection = _selection(args.select)
     out = check_output_path(args.out, "--out")
     vectors_path = Path(args.vectors)
@@ -277,13 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         split=split, guard_task=guard_task,
     )  # fmt: skip
     workers = _workers(args, recipe, indices)
-    heldout_fitness = (
-        LmEvalFitness(steerer, heldout)
-        if heldout is not None
-        else None
-        if split is None
-        else LmEvalFitness(steerer, fitness, split=split, side=HELDOUT)
-    )
+    heldout_fitness = guard.heldout_fitness(steerer, fitness, heldout, split)
     scored = search_fitness(steerer, recipe)
     previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -299,8 +274,8 @@ def _run(args: argparse.Namespace) -> int:
             on_progress=on_progress,
             cancel=cancel,
             heldout=heldout_fitness,
-            objective=args.objective,
-            objective_options=options,
+            objective=guard.objective,
+            objective_options=guard.options,
             workers=workers,  # type: ignore[arg-type]
             journal=journal,
             strategy=args.strategy,

@@ -59,18 +59,13 @@ class RunRecipe:
 def search_fitness(steerer: Steerer, recipe: RunRecipe) -> GuardedFitness | LmEvalFitness:
     """The fitness every search setting is scored by: the task (its searched
     side when split), the KL guard on the neutral set, and the guard task."""
-    from optimize.fitness import LmEvalFitness
-    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.guard_settings import guarded_fitness
 
-    target = LmEvalFitness(steerer, recipe.fitness, split=recipe.split, side=SEARCH)
     if not recipe.kl_guard:
-        return target
-    guard_task = recipe.guard_task
-    return GuardedFitness(
-        target,
-        KlGuard(steerer, batch_size=recipe.fitness.batch_size),
-        None if guard_task is None else LmEvalFitness(steerer, guard_task),
-    )
+        from optimize.fitness import LmEvalFitness
+
+        return LmEvalFitness(steerer, recipe.fitness, split=recipe.split, side=SEARCH)
+    return guarded_fitness(steerer, recipe.fitness, recipe.split, recipe.guard_task)
 
 
 def load_recipe(recipe: RunRecipe) -> tuple[LoadedModel, Steerer, list[SteeringVector]]:

@@ -365,13 +365,18 @@ def _score_heldout(
     )
 
 
-def apply_best(steerer: Steerer, result: OptimizationResult) -> tuple[SteeringVector, ...]:
-    """Make the result's best setting the active vectors: each optimized vector
-    is recaptured at its best layer with its best alpha; the others are kept.
+def apply_best(
+    steerer: Steerer, result: OptimizationResult, evaluation: Evaluation | None = None
+) -> tuple[SteeringVector, ...]:
+    """Make a setting of the result the active vectors: `evaluation` (one of
+    its search evaluations, e.g. a point of its Pareto front; default: the
+    best). Each optimized vector is recaptured at that layer with that alpha;
+    the others are kept.
 
     Raises:
         IncompatibleVectorError: the result was made on another model.
-        InvalidInputError: the active vectors are no longer the ones optimized.
+        InvalidInputError: the active vectors are no longer the ones optimized,
+            or `evaluation` is not a search evaluation of this result.
     """
     info = steerer.info
     if info.name != result.model or info.num_layers != result.num_layers:
@@ -379,8 +384,17 @@ def apply_best(steerer: Steerer, result: OptimizationResult) -> tuple[SteeringVe
             f"This result was found on {result.model} ({result.num_layers} layers); "
             f"the loaded model is {info.name} ({info.num_layers} layers)."
         )
+    scored = {(e.iteration, e.particle): e.setting.key for e in result.evaluations}
+    if evaluation is not None and (
+        evaluation.is_baseline
+        or scored.get((evaluation.iteration, evaluation.particle)) != evaluation.setting.key
+    ):
+        raise InvalidInputError(
+            "That setting is not one this optimization scored; run it again or pick "
+            "a point of its front."
+        )
     placer = Placer(steerer, steerer.vectors)
-    tuned = result.tuned()
+    tuned = result.tuned(evaluation)
     for item in tuned:
         position_of(placer.vectors, item.vector)  # all found before any recapture
     vectors = placer.place(tuned)

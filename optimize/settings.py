@@ -158,7 +158,7 @@ FIELDS: tuple[Field, ...] = (
           "share of the task's documents (after the limit) set aside with the seed and "
           "scored only after the search, with a paired test; 0 turns the split off; "
           "not used with a held-out task", "held-out", minimum=0.0, maximum=0.9,
-          where=frozenset({CLI})),
+          where=frozenset({CLI, FORM})),
     # -- search strategy (optimize/strategies) ---------------------------------
     Field("strategy", str, "pso", "Strategy", "The search strategy",
           "pso: the particle swarm; tpe or cmaes: Optuna's samplers, the same number of "
@@ -166,18 +166,18 @@ FIELDS: tuple[Field, ...] = (
     # -- guard (optimize/guard.py, docs/guard.md) -------------------------------
     Field("objective", str, "guarded", "Objective", "The objective",
           "guarded: the best target score within the KL budget (and the guard task's "
-          "drop); target: the target score alone", "guard", where=frozenset({CLI})),
+          "drop); target: the target score alone", "guard", where=frozenset({CLI, FORM})),
     Field("kl_budget", float, 0.5, "KL budget", "The KL budget",
           "largest mean KL (nats per token) from the unsteered model on the neutral "
           "text set that the guarded objective accepts; 0.5 kept SmolLM2 fluent",
-          "guard", minimum=1e-6, where=frozenset({CLI})),
+          "guard", minimum=1e-6, where=frozenset({CLI, FORM})),
     Field("guard_task", str, None, "Guard task", "The guard task",
           "optional: an lm-eval task (same folder) scored for every setting; the "
-          "guarded objective accepts a drop of at most --max-guard-drop points", "guard",
-          where=frozenset({CLI})),
+          "guarded objective accepts a drop of at most the max guard drop", "guard",
+          where=frozenset({CLI, FORM})),
     Field("max_guard_drop", float, 5.0, "Max guard drop", "The maximum guard drop",
           "points the guard task may lose against the unsteered model", "guard",
-          minimum=1e-6, where=frozenset({CLI})),
+          minimum=1e-6, where=frozenset({CLI, FORM})),
     # -- workers (optimize/workers.py, docs/scale-out.md) ------------------------
     Field("workers", int, 0, "Ray workers", "The number of Ray workers",
           "score each iteration's settings on this many Ray workers, each with its own "

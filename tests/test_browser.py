@@ -166,7 +166,9 @@ def test_steer_then_chat_beside_the_unsteered_model(page):
     page.screenshot(path=str(screenshot_dir() / "chat-tab.png"), full_page=True)
 
 
-def test_optimize_then_apply_best(page):
+def test_optimize_then_apply_best_then_another_point_of_the_front(page):
+    """Optimize, see the target-vs-KL plot, apply the recommended setting, then
+    a point of the front that is not the recommended one (issue 11)."""
     from playwright.sync_api import expect
 
     add_joy_vector(page)
@@ -179,32 +181,39 @@ def test_optimize_then_apply_best(page):
     # Apply best is offered only for a real gain over the unsteered model. On
     # the demo's wording SmolLM2 leans "negative" (8 items: 0.75 unsteered);
     # this joy vector at layer 7, alpha 1 to 1.5, scores 0.875 there (measured;
-    # layers 6 and 8 gain nothing), so the search is confined to where it gains.
+    # layers 6 and 8 gain nothing), so the search is confined to layer 7. Its
+    # alphas start low (0.2), where the score stays at the baseline's with a
+    # smaller KL: such a setting is a point of the front that is not the
+    # recommended one.
     page.get_by_role("button", name="Use example settings").click()  # the demo's task
     expect(page.locator("#optimize-status")).to_contain_text("Filled in the search settings")
     for label, value in (
         ("Limit", "8"),
         ("Batch size", "8"),
-        ("Particles", "2"),
+        ("Particles", "3"),
         ("Iterations", "2"),
         ("Lowest layer", "7"),
         ("Highest layer", "7"),
-        ("Lowest alpha", "1"),
+        ("Lowest alpha", "0.2"),
         ("Highest alpha", "1.5"),
         ("Held-out limit", "8"),
+        ("KL budget", "0.5"),
     ):
         page.get_by_label(label, exact=True).fill(value)
+    expect(page.get_by_label("Objective", exact=True)).to_have_value("guarded")
     page.get_by_role("button", name="Optimize vectors").click()
 
     progress = page.locator("#optimize-progress")
-    # the baseline, 2 x 2 settings, then the baseline and the best on the held-out task
-    expect(progress).to_contain_text(re.compile(r"[1-7] of 7 evaluations"), timeout=120_000)
+    # the baseline, 3 x 2 settings, then the baseline and the best on the held-out task
+    expect(progress).to_contain_text(re.compile(r"[1-9] of 9 evaluations"), timeout=120_000)
     summary = page.locator("#optimize-summary")
-    expect(summary).to_contain_text("Best setting found", timeout=240_000)
-    expect(progress).to_contain_text("7 of 7 evaluations")
+    expect(summary).to_contain_text("Best setting found", timeout=360_000)
+    expect(progress).to_contain_text("9 of 9 evaluations")
     expect(page.locator("#optimize-status")).to_contain_text("Done.")
+    expect(summary).to_contain_text("Objective: guarded (KL budget 0.5)")
     expect(page.locator("#convergence-plot img")).to_be_visible()
     expect(page.locator("#particle-plot img")).to_be_visible()
+    expect(page.locator("#front-plot img")).to_be_visible()
     expect(page.locator("#evaluations")).to_contain_text("baseline")
     best = re.search(r"→ layer (\d+) × (-?[\d.]+)", summary.inner_text())
     assert best, summary.inner_text()
@@ -220,6 +229,34 @@ def test_optimize_then_apply_best(page):
     assert after[1:3] == [best.group(1), best.group(2)], after
     assert after != before
     assert after[3:5] == before[3:5]  # the same concept, now at its best layer and alpha
+
+    # Another point of the front: the choices are numbered as on the plot, the
+    # recommended one selected; pick one that is not recommended.
+    page.get_by_role("tab", name="Optimize").click()
+    point = page.get_by_label("Point of the front")
+    expect(point).to_have_value(re.compile(r"\(recommended\)"))
+    point.click()
+    options = page.get_by_role("option")
+    expect(options.first).to_be_visible()
+    texts = options.all_inner_texts()
+    log.info("points of the front: %s", texts)
+    others = [t for t in texts if "(recommended)" not in t]
+    assert others, f"the front has only the recommended point: {texts}"
+    chosen = others[0].strip()
+    page.get_by_role("option", name=chosen, exact=True).click()
+    number, layer, alpha = re.match(r"(\d+) · .* · layer (\d+) × (-?[\d.]+)", chosen).groups()
+    page.get_by_role("button", name="Apply this point").click()
+    expect(page.locator("#optimize-status")).to_contain_text(
+        f"Applied point {number} of the front: #1 → layer {layer} × {alpha}", timeout=60_000
+    )
+    page.get_by_role("tab", name="Steering").click()
+    for _ in range(60):  # the table refreshes when the tab opens: wait for it
+        if first_row(page)[1:3] == [layer, alpha]:
+            break
+        page.wait_for_timeout(500)
+    point_row = first_row(page)
+    assert point_row[1:3] == [layer, alpha], point_row
+    assert [layer, alpha] != after[1:3] and point_row[3:5] == before[3:5]
 
 
 def test_explore_scan_map_side_by_side_and_inspect(page):

@@ -72,6 +72,13 @@ def form(actions, **changes):
         "seed": 0,
         "heldout_task": "",
         "heldout_limit": 100,
+        # the split off and the target alone, as before issue 11 (tests of
+        # the defaults pass their own)
+        "holdout_fraction": 0.0,
+        "objective": "target",
+        "kl_budget": 0.5,
+        "guard_task": "",
+        "max_guard_drop": 5.0,
     }
     values.update(changes)
     return list(values.values())
@@ -256,9 +263,10 @@ def test_example_settings_fill_the_form(actions):
 
     preset = load_preset("sentiment").optimize
     values = actions.example_settings()
-    assert len(values) == 19  # every field but the vector selection, then the status
+    assert len(values) == 24  # every field but the vector selection, then the status
     (task, folder, metric, limit, batch, particles, iterations, low, high, a_min, a_max,
-     c1, c2, w, seed, held_task, held_limit, workers, status) = values  # fmt: skip
+     c1, c2, w, seed, held_task, held_limit, *guard, workers, status) = values  # fmt: skip
+    assert guard == [UPDATE] * 5  # the split and guard fields: presets do not set them
     assert workers == UPDATE  # the number of Ray workers is the user's, not the preset's
     assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
     assert folder == str(TASKS_DIR) and metric == preset["metric"]
@@ -268,7 +276,7 @@ def test_example_settings_fill_the_form(actions):
     assert (low, high) == (1, 3)  # the preset's 1-15, kept inside the tiny model's layers
     assert status.startswith("✓ Filled in the search settings") and "sentiment_heldout" in status
     *fields, status = actions.example_settings("no_such_preset")
-    assert fields == [UPDATE] * 18 and status.startswith("⚠ Could not load the example")
+    assert fields == [UPDATE] * 23 and status.startswith("⚠ Could not load the example")
 
 
 def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, session):

@@ -71,11 +71,10 @@ def _build_optimize(
     tab = optimize_tab.build(actions, settings)
     tabs.optimize, tabs.optimize_actions = tab, actions
     s = tabs.steering
-    tab.apply.click(
-        actions.apply,
-        [tab.result],
-        [s.table, s.remove_choice, s.status, tab.status, tab.vectors],
-        api_name="apply_best",
+    applied = [s.table, s.remove_choice, s.status, tab.status, tab.vectors]
+    tab.apply.click(actions.apply, [tab.result], applied, api_name="apply_best")
+    tab.front.apply_point.click(
+        actions.front.apply_point, [tab.result, tab.front.point], applied, api_name="apply_front_point"
     )
 
 
@@ -164,6 +163,8 @@ def build_tabs(
 def _attach_on_load(tabs: Tabs) -> None:
     """Every page that loads (a reload, a second tab, another visitor) shows
     the app's optimization: live progress while it runs, its result after."""
+    from ui.optimize_layout import offer_outputs  # only with the optimizer installed
+
     root = Context.root_block
     if root is None:
         return
@@ -171,8 +172,9 @@ def _attach_on_load(tabs: Tabs) -> None:
     view = [tab.progress, tab.evaluations, tab.convergence, tab.particle_plot, tab.summary,
             tab.result, tab.result_file, tab.status]  # fmt: skip
     root.load(actions.attach, None, view, api_name=False, concurrency_limit=None).then(
-        actions.apply_offer, [tab.result], [tab.apply], api_name=False, queue=False
-    )
+        actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,
+        queue=False,
+    )  # fmt: skip
 
 
 def _status_without_model(actions: steering_tab.SteeringActions) -> Any:

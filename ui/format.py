@@ -187,19 +187,33 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
 
 
 def result_summary(result: OptimizationResult) -> str:
-    """What a run found, in Markdown."""
+    """What a run found, in Markdown: the scores, the objective and its
+    recommendation, the held-out check with its paired test."""
+    from optimize.objective import KL
+    from optimize.report import paired_text
+
     best, base = result.best, result.baseline
+    documents = f"{result.samples} documents"
+    if result.split is not None:
+        documents += (
+            f" searched ({result.split.fraction:.0%} of the task held out, "
+            f"split seed {result.split.seed})"
+        )
+    kl = best.metrics.get(KL, math.nan)
+    guarded = result.objective == "guarded"
     lines = [
         f"### {'Cancelled run: best so far' if result.cancelled else 'Best setting found'}",
         (
             f"- **Task:** {md(result.fitness.task)} · metric **{md(result.metric)}** "
-            f"({'higher' if result.higher_is_better else 'lower'} is better) · "
-            f"{result.samples} documents"
+            f"({'higher' if result.higher_is_better else 'lower'} is better) · {documents}"
         ),
+        f"- **Objective:** {md(result.objective)}"
+        + (f" (KL budget {result.objective_options.kl_budget:g})" if guarded else ""),
         f"- **Baseline (no steering):** {_score(base.score)} ± {_score(base.stderr)}",
         (
             f"- **Best:** {_score(best.score)} ± {_score(best.stderr)} "
             f"({result.gain_points:+.1f} points)"
+            + ("" if math.isnan(kl) else f" · KL {kl:.3f}")
         ),
     ]
     for tuned in result.tuned():
@@ -214,6 +228,8 @@ def result_summary(result: OptimizationResult) -> str:
             (
                 f"- **Held-out task:** {md(heldout.fitness.task)} · {heldout.samples} documents "
                 "the search never saw"
+                if result.split is None
+                else f"- **Held-out:** {md(heldout.documents)}, never scored during the search"
             ),
             (
                 f"  - baseline {_score(heldout.baseline.score)} ± "
@@ -221,14 +237,20 @@ def result_summary(result: OptimizationResult) -> str:
                 f"{_score(heldout.best.stderr)} (**{heldout.gain_points:+.1f} points**)"
             ),
         ]
+        if heldout.paired is not None:
+            lines.append(f"  - paired: {paired_text(heldout.paired)}")
     cached = len(result.history) - result.paid_evaluations
     lines.append(
         f"- {len(result.evaluations)} evaluations plus the baseline in "
         f"{result.wall_seconds:.1f} s ({cached} reused a cached score) · seed {result.seed}"
     )
+    lines.append(f"- **Recommendation:** {md(result.recommendation.reason)}")
     lines.append("")
     if result.improved:
-        lines.append("Click **Apply best** to make this setting the active steering vectors.")
+        lines.append(
+            "Click **Apply best** to make this setting the active steering vectors, or "
+            "choose another **point of the front** below and apply it."
+        )
     else:
         lines.append(
             "**No setting beat the unsteered model** on this task, so there is nothing to "

@@ -16,7 +16,9 @@ from typing import Any
 
 import gradio as gr
 
-from optimize import FitnessConfig, PsoConfig, SearchSpace
+from optimize import OBJECTIVES, FitnessConfig, PsoConfig, SearchSpace
+from optimize.guard_settings import NAMES as GUARD_NAMES
+from optimize.guard_settings import GuardSettings
 from optimize.run import check_heldout
 from optimize.settings import BY_NAME, FORM, Field, fields
 from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
@@ -39,8 +41,9 @@ _ROWS = (
 )
 _FOLDED = ("c1", "c2", "w", "seed")
 _LAST_ROW = ("heldout_task", "heldout_limit", "workers")
+_GUARD_ROW = GUARD_NAMES  # the split, the objective and the capability guard
 _WIDE = {"heldout_task": 2}
-LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW)  # a test checks it covers NAMES
+LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW, *_GUARD_ROW)  # a test checks it covers NAMES
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class RunRequest:
     pso: PsoConfig
     heldout: FitnessConfig | None = None
     workers: int = 0  # Ray workers (optimize/workers.py); 0: score in this process
+    guard: GuardSettings = GuardSettings()
 
 
 def default_layer_range(num_layers: int) -> tuple[int, int]:
@@ -71,8 +75,9 @@ def _whole(name: str, form: dict[str, Any], minimum: int | None = None) -> int:
 def parse_request(
     choices: list[str] | None, *values: Any, sources: AllowedTaskSources | None = None
 ) -> RunRequest:
-    """Check the form (its values in the order of NAMES; the held-out ones may
-    be left out) before anything touches the model. An empty held-out task
+    """Check the form (its values in the order of NAMES; the held-out, split
+    and guard ones may be left out: the table's defaults) before anything
+    touches the model. An empty held-out task
     means no held-out scoring (its limit is then not used). The task folder
     must be one of `sources` (default: the shipped tasks, or lm-eval's
     registered tasks): a visitor never picks a folder of code to run.
@@ -120,7 +125,15 @@ def parse_request(
         )
         check_heldout(fitness, heldout)
     workers = 0 if form.get("workers") in (None, "") else _whole("workers", form, minimum=0)
-    return RunRequest(chosen, fitness, space, pso, heldout, workers)
+    guard_values = {}
+    for name in GUARD_NAMES:
+        if name in form:  # an emptied number field is refused, an emptied text is "none"
+            value = form[name]
+            f = BY_NAME[name]
+            guard_values[name] = value if f.kind is str else validate.given(f.label, value)
+    guard = GuardSettings.from_values(guard_values)
+    guard.guard_config(fitness)  # the guard task is not the search task
+    return RunRequest(chosen, fitness, space, pso, heldout, workers, guard)
 
 
 def starting_values(
@@ -137,6 +150,7 @@ def starting_values(
         "layer_min": low,
         "layer_max": high,
         "heldout_task": "",
+        "guard_task": "",
         "heldout_limit": settings.get(BY_NAME["limit"].saved_key),
     }
     values = {f.name: settings.get(f.saved_key, derived.get(f.name)) for f in FORM_FIELDS}
@@ -153,6 +167,8 @@ def _component(f: Field, value: Any, sources: AllowedTaskSources) -> gr.componen
         return gr.Dropdown(
             choices=sources.choices(), value=value, label=f.label, info=f.help, scale=2
         )
+    if f.name == "objective":  # the registered objectives (optimize/objective.py)
+        return gr.Dropdown(choices=sorted(OBJECTIVES), value=value, label=f.label, info=f.help)
     if f.kind is str:
         return gr.Textbox(value=value, label=f.label, info=f.help, scale=_WIDE.get(f.name))
     precision = 0 if f.kind is int else None
@@ -173,6 +189,8 @@ def build_form(
         built.update({name: _component(BY_NAME[name], values[name], sources) for name in _FOLDED})
     with gr.Row(elem_classes=[FORM_ROW]):
         built.update({name: _component(BY_NAME[name], values[name], sources) for name in _LAST_ROW})
+    with gr.Row():
+        built.update({name: _component(BY_NAME[name], values[name], sources) for name in _GUARD_ROW})
     for name, component in built.items():
         settings.remember(component, BY_NAME[name].saved_key)
     return {name: built[name] for name in NAMES}

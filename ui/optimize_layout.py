@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from ui import compat
+from ui import compat, front_panel
 from ui import format as fmt
 from ui.model_access import model_facts
 from ui.optimize_form import build_form
@@ -62,6 +62,7 @@ class OptimizeTab:
     status: gr.Markdown
     resume: gr.Button | None = None
     resume_note: gr.Markdown | None = None
+    front: front_panel.FrontPanel
 
 
 def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
@@ -102,6 +103,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         with gr.Column(scale=2):
             apply = gr.Button("Apply best", variant="primary")
             result_file = gr.File(label="Result file (JSON)", interactive=False, visible=False)
+    front = front_panel.build()
     evaluations = gr.Dataframe(
         value=[],
         headers=fmt.EVALUATION_HEADERS,
@@ -119,7 +121,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     run.click(
         actions.optimize, [vector_box, *form], view, api_name="optimize", concurrency_limit=None
     ).then(
-        actions.apply_offer, [result], [apply], api_name=False, queue=False
+        actions.front.offer, [result], offer_outputs(front, apply), api_name=False, queue=False
     ).then(
         actions.resume_offer, None, [resume_note, resume], api_name=False, queue=False
     )
@@ -128,7 +130,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     ).then(
         actions.resume_offer, None, [resume_note, resume], api_name=False, queue=False
     ).then(
-        actions.apply_offer, [result], [apply], api_name=False, queue=False
+        actions.front.offer, [result], offer_outputs(front, apply), api_name=False, queue=False
     )
     cancel.click(
         actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
@@ -153,4 +155,11 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         status=status,
         resume=resume,
         resume_note=resume_note,
+        front=front,
     )
+
+
+def offer_outputs(front: front_panel.FrontPanel, apply: gr.Button) -> list[Any]:
+    """What FrontActions.offer fills: the front plot, the point choices, their
+    Apply button and "Apply best"."""
+    return [front.plot, front.point, front.apply_point, apply]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from optimize import FitnessConfig, PsoConfig, SearchSpace
+from optimize.guard_settings import GuardSettings
 from optimize.journal import SUFFIX, JournalFile, JournalState, interrupted_runs
 from steering.errors import InvalidInputError
 from steering.session import Current
@@ -66,13 +67,21 @@ def request_from(state: JournalState) -> RunRequest:
     when its journal does not say it)."""
     identity = state.identity
     try:
-        heldout = identity.get("heldout")
+        heldout, split = identity.get("heldout"), identity.get("split")
+        objective = identity.get("objective") or {"name": "target", "options": {}}
+        # A split run's held-out side is the search task itself, not a held-out task.
+        guard = GuardSettings(
+            holdout_fraction=0.0 if split is None else float(split["fraction"]),
+            objective=str(objective["name"]),
+            **dict(objective.get("options") or {}),
+        )
         return RunRequest(
             vector_ids=tuple(str(v["id"]) for v in identity["vectors"]),
             fitness=FitnessConfig(**identity["fitness"]),
             space=SearchSpace(**identity["space"]),
             pso=PsoConfig(**identity["pso"]),
-            heldout=None if heldout is None else FitnessConfig(**heldout),
+            heldout=None if heldout is None or split is not None else FitnessConfig(**heldout),
+            guard=guard,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidInputError(f"The interrupted run's journal is incomplete: {exc!r}.") from exc
@@ -108,8 +117,10 @@ def workers_for(current: Current, request: RunRequest, indices: tuple[int, ...])
     with tempfile.TemporaryDirectory(prefix="steerswarm-workers-") as folder:
         path = save_vectors(Path(folder) / "active.safetensors", steerer.vectors, steerer.info)
         recipe = RunRecipe.of_file(
-            path, request.fitness, model=origin[0], gguf_file=origin[1], kl_guard=False
-        )
+            path, request.fitness, model=origin[0], gguf_file=origin[1],
+            split=request.guard.split(request.pso.seed, request.heldout),
+            guard_task=request.guard.guard_config(request.fitness),
+        )  # fmt: skip
     workers = RayWorkers(recipe, indices, RayOptions(workers=request.workers))
     workers.start()  # a failed start closes what it started
     return workers

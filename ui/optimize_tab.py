@@ -20,20 +20,19 @@ import gradio as gr
 
 from optimize import (
     Evaluation,
-    LmEvalFitness,
     OptimizationCancelled,
     OptimizationResult,
     Progress,
-    apply_best,
     run_optimization,
 )
 from optimize.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.limits import LONG_RUN_SECONDS
 from steering.presets import load_preset
-from steering.session import Current, ModelSession
+from steering.session import ModelSession
 from ui import format as fmt
 from ui import plots
+from ui.front_panel import ApplyView, FrontActions, best_offer
 from ui.jobs import WAITING, BackgroundJob, JobRegistry, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion, go_ahead
 from ui.model_access import locked, model_facts, peek_facts
@@ -94,6 +93,8 @@ class OptimizeActions:
         # How far the run has got: the webui hook tells a waiting chat reply.
         self.run_status = RunStatus()
         self.long_run_seconds: float = LONG_RUN_SECONDS  # a longer run asks first
+        # The result's front, and applying its best setting or any point of it.
+        self.front = FrontActions(session, self.vector_choices)
 
     # -- views ---------------------------------------------------------------
 
@@ -174,7 +175,8 @@ class OptimizeActions:
             None,
             "",
             *no_result,
-            "Starting: loading the task and scoring the unsteered baseline…",
+            "Starting: loading the task, measuring the unsteered model on the neutral text "
+            "(for the KL guard) and scoring the unsteered baseline…",
         )
         try:
             for kind, item in job.follow():
@@ -283,7 +285,7 @@ class OptimizeActions:
 
     def apply_offer(self, result: OptimizationResult | None) -> Any:
         """Offer "Apply best" only for a setting that beat the unsteered model."""
-        return gr.update(visible=result is None or result.improved)
+        return best_offer(result)
 
     def _save(self, result: OptimizationResult) -> str | None:
         folder = self.save_dir
@@ -303,24 +305,21 @@ class OptimizeActions:
     def example_settings(self, name: str = "sentiment") -> tuple[Any, ...]:
         """The preset's search settings put in the form (task, held-out task,
         limits, swarm, layer and alpha bounds, PSO options, seed), then a
-        status line. The layer bounds are kept inside the loaded model."""
-        fields = tuple(name for name in NAMES if name != "task_folder")
+        status line. The layer bounds are kept inside the loaded model; the
+        split and guard fields, which presets do not set, are left as they are."""
         try:
             preset = load_preset(name)
         except SteerSwarmError as exc:
-            return (*(gr.update(),) * (len(fields) + 1), fmt.failed("load the example", str(exc)))
+            return (*(gr.update(),) * len(NAMES), fmt.failed("load the example", str(exc)))
         values = dict(preset.optimize)
         info = (peek_facts(self.session) or (None,))[0]  # busy: no check, no wait
         if info is not None:
             top = info.num_layers - 1
             values["layer_min"] = min(values["layer_min"], top)
             values["layer_max"] = min(values["layer_max"], top)
-        folder = str(TASKS_DIR)
-        task, *rest = (values.get(key, gr.update()) for key in fields)  # workers: kept
+        values["task_folder"] = str(TASKS_DIR)
         return (
-            task,
-            folder,
-            *rest,
+            *(values.get(key, gr.update()) for key in NAMES),
             (
                 f"✓ Filled in the search settings of the example “{preset.title}”: "
                 f"{values['particles']} particles × {values['iterations']} iterations on "
@@ -337,42 +336,12 @@ class OptimizeActions:
         job.cancel()
         return "✕ Cancelling: the run stops after the current evaluation…"
 
-    def apply(self, result: OptimizationResult | None) -> Iterator[tuple[Any, Any, str, str, Any]]:
+    def apply(self, result: OptimizationResult | None) -> Iterator[ApplyView]:
         """Make the result's best setting the active vectors.
 
         Yields (steering table, remove dropdown, steering status, optimize
-        status, vector choices).
-        """
-        if result is None or not result.improved:
-            why = (
-                "Run an optimization first."
-                if result is None
-                else "No setting beat the unsteered model in that run."
-            )
-            message = fmt.failed("apply the best setting", why)
-            yield gr.update(), gr.update(), gr.update(), message, gr.update()
-            return
-        applied: list[str] = []
-
-        def work(current: Current) -> str:
-            apply_best(current.steerer, result)
-            summary = ", ".join(
-                f"#{t.vector.index + 1} → layer {t.layer} × {t.alpha:g}"
-                for t in result.tuned()
-            )
-            applied.append(summary)
-            return f"✓ Applied the best setting: {summary}. " + fmt.vector_count(
-                len(current.steerer.vectors)
-            )
-
-        for table, choices, status in locked(self.session, "apply the best setting", work):
-            yield (
-                table,
-                choices,
-                status,
-                status,
-                self.vector_choices(None) if applied else gr.update(),
-            )
+        status, vector choices)."""
+        yield from self.front.apply_best(result)
 
 
 class _OptimizeWork:
@@ -424,20 +393,24 @@ class _OptimizeWork:
             )
         indices = tuple(ids.index(vector_id) for vector_id in self.request.vector_ids)
         self.numbers = [i + 1 for i in indices]
-        held = self.request.heldout
-        self.status.started(self.request.pso.evaluations + 1 + (0 if held is None else 2))
+        request = self.request
+        guard = request.guard
+        scored, held = guard.fitnesses(steerer, request.fitness, request.heldout, request.pso.seed)
+        self.status.started(request.pso.evaluations + 1 + (0 if held is None else 2))
         workers = None
         try:
             workers = workers_for(current, self.request, indices)  # started, models loaded
             result = run_optimization(
                 steerer,
                 indices,
-                LmEvalFitness(steerer, self.request.fitness),
-                self.request.space,
-                self.request.pso,
+                scored,
+                request.space,
+                request.pso,
                 on_progress=emit_while_current,
                 cancel=cancel,
-                heldout=None if held is None else LmEvalFitness(steerer, held),
+                heldout=held,
+                objective=guard.objective,
+                objective_options=guard.options,
                 workers=workers,
                 journal=self.journal,
             )

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from optimize.results import Evaluation
+    from optimize.results import Evaluation, OptimizationResult
 
 _SIZE = (6.0, 3.6)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -117,5 +117,54 @@ def particles(
     ax.set_xlabel("layer")
     ax.set_ylabel("alpha")
     ax.set_title("Particles: layer × alpha, coloured by score")
+    ax.grid(alpha=0.3)
+    return _themeless(fig)
+
+
+def front(result: OptimizationResult) -> Figure | None:
+    """The run's trade-off: every scored setting at (KL on neutral text, target
+    score), the Pareto front as a line with its points numbered as the tab's
+    "Point of the front" choices are, the recommendation ringed, the
+    target-only best marked, the unsteered baseline (KL 0) and, for the guarded
+    objective, the KL budget. None when the run measured no KL."""
+    from optimize.objective import KL
+
+    scored = [e for e in result.evaluations if not math.isnan(e.metrics.get(KL, math.nan))]
+    if not scored:
+        return None
+    fig = Figure(figsize=_SIZE, dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(
+        [e.metrics[KL] for e in scored], [e.score for e in scored], s=18, color=_INK,
+        label="each setting",
+    )  # fmt: skip
+    points = result.front
+    ax.plot(
+        [e.metrics[KL] for e in points], [e.score for e in points], marker="o", color="#f97316",
+        linewidth=2, label="Pareto front",
+    )  # fmt: skip
+    for number, e in enumerate(points, start=1):
+        ax.annotate(
+            str(number), (e.metrics[KL], e.score), textcoords="offset points", xytext=(4, 5),
+            color="#f97316", fontsize=8,
+        )  # fmt: skip
+    ax.scatter([0.0], [result.baseline.score], marker="s", s=40, color="#2563eb",
+               label="unsteered baseline")  # fmt: skip
+    target_only = result.target_only_best
+    if not math.isnan(target_only.metrics.get(KL, math.nan)):
+        ax.scatter([target_only.metrics[KL]], [target_only.score], marker="x", s=80,
+                   color="#a855f7", label="best by target alone")  # fmt: skip
+    recommended = result.recommendation.evaluation
+    if recommended is not None:
+        ax.scatter([recommended.metrics[KL]], [recommended.score], s=240, facecolors="none",
+                   edgecolors="#dc2626", linewidths=2, label="recommended")  # fmt: skip
+    if result.objective == "guarded":
+        ax.axvline(result.objective_options.kl_budget, color="#dc2626", linestyle=":",
+                   linewidth=1.2, label="KL budget")  # fmt: skip
+    ax.set_xlabel("mean KL from the unsteered model on neutral text (nats/token)")
+    ax.set_ylabel(f"target ({result.fitness.metric})")
+    ax.set_title("Target vs KL: the Pareto front")
+    ax.margins(x=0.08, y=0.12)
+    ax.legend(loc="best", fontsize=7)
     ax.grid(alpha=0.3)
     return _themeless(fig)

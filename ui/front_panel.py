@@ -1,0 +1,182 @@
+"""The Optimize tab's result trade-off: target against KL with the Pareto front
+drawn and the recommendation marked, and applying a setting of the result:
+the recommended one ("Apply best") or any point of the front.
+
+The recommendation is one choice among several the run found; a user who
+wants a little more effect (and pays more KL) or less (and stays closer to
+the unsteered model) picks another point of the front. Points are chosen by
+their position in the result's front (a number), never by their label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from optimize import Evaluation, OptimizationResult, apply_best
+from optimize.objective import KL
+from steering.session import Current, ModelSession
+from ui import format as fmt
+from ui import plots
+from ui.model_access import locked
+
+# (steering table, remove dropdown, steering status, optimize status, vector choices)
+ApplyView = tuple[Any, Any, Any, str, Any]
+
+
+def point_label(number: int, evaluation: Evaluation, recommended: bool) -> str:
+    """How a point of the front is offered: its number on the plot, score, KL, setting."""
+    setting = ", ".join(
+        f"layer {layer} × {alpha:g}"
+        for layer, alpha in zip(evaluation.layers, evaluation.alphas, strict=True)
+    )
+    return (
+        f"{number} · score {evaluation.score:.4g} · KL {evaluation.metrics[KL]:.3f} · {setting}"
+        + (" (recommended)" if recommended else "")
+    )
+
+
+def _no_gain(result: OptimizationResult | None) -> str:
+    """Why a result offers nothing to apply."""
+    if result is None:
+        return "Run an optimization first."
+    return "No setting beat the unsteered model in that run."
+
+
+def _same(a: Evaluation, b: Evaluation | None) -> bool:
+    """Whether two evaluations are one visit (a loaded result's `best` is a copy)."""
+    return b is not None and (a.iteration, a.particle) == (b.iteration, b.particle)
+
+
+def best_offer(result: OptimizationResult | None) -> Any:
+    """Offer "Apply best" only for a setting that beat the unsteered model
+    (before any run: the usual button, which then says to run one)."""
+    return gr.update(visible=result is None or result.improved)
+
+
+class FrontActions:
+    """Shows a result's front and applies its settings to the active vectors.
+
+    `vector_choices` refreshes the Optimize tab's vector selection after an
+    apply (the applied vectors keep their ids, but their labels change)."""
+
+    def __init__(self, session: ModelSession, vector_choices: Callable[[Any], Any]) -> None:
+        self.session = session
+        self.vector_choices = vector_choices
+
+    @staticmethod
+    def offer(result: OptimizationResult | None) -> tuple[Any, Any, Any, Any]:
+        """(front plot, point choices, "Apply this point" button, "Apply best"
+        button) for `result`: the choices are the front's points by position,
+        the recommended one selected. Both buttons only for a real gain."""
+        # With no gain over the unsteered model nothing is offered (issue 11):
+        # the plot still shows the trade-off that was searched.
+        front = [] if result is None or not result.improved else result.front
+        if not front:
+            hidden = gr.update(choices=[], value=None, visible=False)
+            figure = None if result is None else plots.front(result)
+            return figure, hidden, gr.update(visible=False), best_offer(result)
+        recommended = result.recommendation.evaluation
+        marked = [_same(e, recommended) for e in front]
+        choices = [
+            (point_label(number, e, mark), number - 1)
+            for number, (e, mark) in enumerate(zip(front, marked, strict=True), start=1)
+        ]
+        chosen = marked.index(True) if any(marked) else None
+        return (
+            plots.front(result),
+            gr.update(choices=choices, value=chosen, visible=True),
+            gr.update(visible=True),
+            best_offer(result),
+        )
+
+    def apply_best(self, result: OptimizationResult | None) -> Iterator[ApplyView]:
+        """Make the result's recommended setting the active vectors."""
+        if result is None or not result.improved:
+            yield self._refused("apply the best setting", _no_gain(result))
+            return
+        yield from self._apply(result, result.best, "apply the best setting", "the best setting")
+
+    def apply_point(self, result: OptimizationResult | None, index: Any) -> Iterator[ApplyView]:
+        """Make point `index` (0-based, as offered) of the result's front the
+        active vectors, whether or not it is the recommended one."""
+        action = "apply the point of the front"
+        if result is None or not result.improved:
+            yield self._refused(action, _no_gain(result))
+            return
+        front = result.front
+        if index is None or index == "":
+            yield self._refused(action, "Choose a point of the front first.")
+            return
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, float))
+            or not float(index).is_integer()
+            or not 0 <= int(index) < len(front)
+        ):
+            yield self._refused(
+                action, f"There is no point {index!r} on this run's front; choose one of its points."
+            )
+            return
+        number = int(index) + 1
+        yield from self._apply(result, front[int(index)], action, f"point {number} of the front")
+
+    @staticmethod
+    def _refused(action: str, why: str) -> ApplyView:
+        return gr.update(), gr.update(), gr.update(), fmt.failed(action, why), gr.update()
+
+    def _apply(
+        self, result: OptimizationResult, evaluation: Evaluation, action: str, what: str
+    ) -> Iterator[ApplyView]:
+        applied: list[str] = []
+
+        def work(current: Current) -> str:
+            apply_best(current.steerer, result, evaluation)
+            summary = ", ".join(
+                f"#{t.vector.index + 1} → layer {t.layer} × {t.alpha:g}"
+                for t in result.tuned(evaluation)
+            )
+            applied.append(summary)
+            return f"✓ Applied {what}: {summary}. " + fmt.vector_count(
+                len(current.steerer.vectors)
+            )
+
+        for table, choices, status in locked(self.session, action, work):
+            yield (
+                table,
+                choices,
+                status,
+                status,
+                self.vector_choices(None) if applied else gr.update(),
+            )
+
+
+@dataclass
+class FrontPanel:
+    """The front plot, the choice of a point and its Apply button."""
+
+    plot: gr.Plot
+    point: gr.Dropdown
+    apply_point: gr.Button
+
+
+def build() -> FrontPanel:
+    """Lay the panel out in the current Blocks context (wired by the caller:
+    applying changes the Steering tab's components too)."""
+    plot = gr.Plot(label="Target vs KL", show_label=False, elem_id="front-plot")
+    with gr.Row():
+        point = gr.Dropdown(
+            choices=[],
+            value=None,
+            label="Point of the front",
+            info="Any point of the trade-off, numbered as on the plot; the recommended one "
+            "is selected.",
+            visible=False,
+            scale=4,
+            elem_id="front-point",
+        )
+        apply_point = gr.Button("Apply this point", visible=False, scale=1)
+    return FrontPanel(plot, point, apply_point)
