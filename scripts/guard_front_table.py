@@ -72,7 +72,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     guard = GuardSettings(holdout_fraction=0.5, objective="guarded", kl_budget=args.kl_budget)
     steerer.set_vectors([vector])
     started = time.perf_counter()
-    scored, held = guard.fitnesses(steerer, fitness, heldout, args.seed)
+    scored, held = guard.fitnesses(steerer, fitness, heldout, args.seed, args.sentences)
     if guard_task is not None:
         from optimize.fitness import LmEvalFitness
         from optimize.guard import GuardedFitness
@@ -83,6 +83,8 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
         steerer, [0], scored, space,
         PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed),
         heldout=held, objective=guard.objective, objective_options=guard.options,
+        on_progress=lambda p: print(f"[guard-front] {name}: {p.done}/{p.total}", file=sys.stderr,
+                                    flush=True),
     )  # fmt: skip
     seconds = time.perf_counter() - started
     result.save(Path(args.results) / f"guard-front-{name}.json")
@@ -196,6 +198,8 @@ def main() -> None:
     parser.add_argument("--kl-budget", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--sentences", type=int, default=None,
+                        help="neutral sentences the KL guard scores (default: the guard's 100)")
     parser.add_argument("--results", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--out", default="guard-front.jsonl")
     args = parser.parse_args()

@@ -17,34 +17,20 @@ from optimize.objective import KL
 from steering.errors import InvalidInputError
 from ui import format as fmt
 from ui import plots
-from ui.optimize_form import NAMES, parse_request
-from ui.optimize_tab import TASKS_DIR, OptimizeActions
+from tests.test_ui_optimize import form as plain_form
+from tests.test_ui_optimize import last
+from ui.optimize_form import parse_request
+from ui.optimize_tab import OptimizeActions
 from ui.steering_tab import SteeringActions
 
 UPDATE = {"__type__": "update"}
 
 
-def last(gen):
-    values = list(gen)
-    assert values, "the handler yielded nothing"
-    return values[-1]
-
-
 def form(actions, **changes):
-    """The tab's inputs in order (vectors first), small; the split and guard
-    fields at the table's defaults unless changed."""
-    values = {
-        "vectors": actions.vector_choices(None)["value"],
-        "task": "steer_sentiment", "task_folder": str(TASKS_DIR), "metric": "acc",
-        "limit": 8, "batch_size": 4, "particles": 2, "iterations": 2, "layer_min": 0,
-        "layer_max": 3, "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
-        "w": 0.9, "seed": 0, "heldout_task": "", "heldout_limit": 100,
-        "holdout_fraction": 0.5, "objective": "guarded", "kl_budget": 0.5, "guard_task": "",
-        "max_guard_drop": 5.0,
-    }  # fmt: skip
-    assert list(values)[1:] == list(NAMES)
-    values.update(changes)
-    return list(values.values())
+    """The tab's inputs in order (vectors first), small, with the split and
+    guard fields at the table's defaults unless changed."""
+    defaults = {"limit": 8, "holdout_fraction": 0.5, "objective": "guarded"}
+    return plain_form(actions, **{**defaults, **changes})
 
 
 @pytest.fixture

@@ -45,6 +45,11 @@ def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
         "task": "steer_sentiment", "folder": TASKS, "metric": "acc", "limit": 4,
         "batch": 4, "particles": 2, "iterations": 1, "layer_min": 0, "layer_max": 3,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
+        # no held-out scoring and the target alone: 4 documents are too few to
+        # split, and the scenarios apply what the search found (issue 11's
+        # defaults are tested in test_ui_front.py)
+        "heldout_task": "", "heldout_limit": 4, "holdout_fraction": 0.0, "objective": "target",
+        "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
     }  # fmt: skip
     form.update(override)
     return webui.call("optimize", choices, *form.values())
