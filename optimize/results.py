@@ -220,7 +220,8 @@ class OptimizationResult:
     def final_progress(self) -> Progress:
         """The progress a view shows once the run ended: all of it, or (when
         cancelled) as far as it got."""
-        held = 0 if self.heldout is None else 2
+        heldout = self.heldout  # the baseline, the best and maybe the target-only best
+        held = 0 if heldout is None else 2 + (heldout.target_only is not None)
         done = len(self.history) + held
         return Progress(
             done=done,

@@ -60,9 +60,9 @@ class OptimizeTab:
     result_file: gr.File
     apply: gr.Button
     status: gr.Markdown
+    front: front_panel.FrontPanel
     resume: gr.Button | None = None
     resume_note: gr.Markdown | None = None
-    front: front_panel.FrontPanel
 
 
 def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
