@@ -164,7 +164,14 @@ class KlGuard:
             else LayerCache(model, [b.ids for b in self._batches], cache_bytes)
         )
         with preserved_rng(), steerer.unsteered():
-            hidden = self._final_states(check=True)
+            try:
+                hidden = self._final_states(check=True)
+            except Exception:  # noqa: BLE001 - the layer loop failed on this model
+                if self._cache is None:
+                    raise
+                # e.g. another transformers' mask helpers (the webui's): plain forwards
+                self._cache = None
+                hidden = self._final_states(check=True)
             self._reference = [self._make_reference(h) for h in hidden]
 
     # ------------------------------------------------------------------ plan
