@@ -5,6 +5,7 @@ Both are validated when built, with messages a UI can show verbatim.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,21 @@ from steering.errors import InvalidInputError
 
 # np.random.seed accepts 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
+
+# lm-eval's task and metric names ("arc_easy", "exact_match,strict-match"):
+# ASCII words, dots, dashes, commas, colons and plus signs. A path, markup or
+# a pasted page is refused here, before lm-eval looks for it.
+_NAME = re.compile(r"[\w.,:+\-]{1,200}", re.ASCII)
+
+
+def _name(kind: str, value: str) -> str:
+    if not _NAME.fullmatch(value):
+        shown = value if len(value) <= 60 else value[:60] + "…"
+        raise InvalidInputError(
+            f"{kind} {shown!r} is not a name lm-eval uses: letters, digits and _ . - , : + "
+            "only, at most 200 characters."
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -42,7 +58,7 @@ class FitnessConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not self.task.strip():
             raise InvalidInputError(f"Enter an lm-eval task name, got {self.task!r}.")
-        object.__setattr__(self, "task", self.task.strip())
+        object.__setattr__(self, "task", _name("The task", self.task.strip()))
         if self.include_path is not None:
             if not isinstance(self.include_path, (str, Path)) or not str(self.include_path).strip():
                 raise InvalidInputError(
@@ -54,7 +70,7 @@ class FitnessConfig:
             object.__setattr__(self, "include_path", str(folder))
         if not isinstance(self.metric, str) or not self.metric.strip():
             raise InvalidInputError(f"Enter a metric name such as 'acc', got {self.metric!r}.")
-        object.__setattr__(self, "metric", self.metric.strip())
+        object.__setattr__(self, "metric", _name("The metric", self.metric.strip()))
         if self.limit is not None:
             object.__setattr__(self, "limit", BY_NAME["limit"].check(self.limit))
         for name in ("batch_size", "num_fewshot"):

@@ -135,15 +135,16 @@ class AllowedTaskSources:
                 return None
             raise TaskSourceError("Choose a task folder: " + self.describe())
         path = _resolve(folder)
+        shown = _shown(path)  # a pasted page is not echoed back whole
         why = forbidden_reason(path)
         if why is not None:
-            raise TaskSourceError(f"The task folder {path} is not allowed: {why}.")
+            raise TaskSourceError(f"The task folder {shown} is not allowed: {why}.")
         if not any(_within(path, allowed) for allowed in self.folders):
             raise TaskSourceError(
-                f"The task folder {path} is not one the operator allowed. " + self.describe()
+                f"The task folder {shown} is not one the operator allowed. " + self.describe()
             )
         if not path.is_dir():
-            raise TaskSourceError(f"Task folder not found: {path}")
+            raise TaskSourceError(f"Task folder not found: {shown}")
         return str(path)
 
     def describe(self) -> str:
@@ -170,3 +171,8 @@ class AllowedTaskSources:
         """The value a form starts with: the first existing folder, else REGISTERED."""
         choices = self.choices()
         return choices[0][1] if choices else REGISTERED
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -18,6 +18,12 @@ import math
 from steering.errors import InvalidInputError
 
 
+def _typed(value: object) -> str:
+    """What was typed, for a message: a pasted page is cut, not echoed whole."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
 def _show(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
@@ -45,7 +51,7 @@ def whole(
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a whole number, got {value!r}.")
+        raise InvalidInputError(f"{name} must be a whole number, got {_typed(value)}.")
     _bounds(name, value, minimum, maximum)
     return value
 
@@ -57,19 +63,19 @@ def number(
     True/False, NaN and infinities are refused). With only a minimum the
     message says "a finite number of A or more", as the PSO options do."""
     if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}.")
+        raise InvalidInputError(f"{name} must be a number, got {_typed(value)}.")
     try:
         result = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {value!r}.") from None
+        raise InvalidInputError(f"{name} must be a number, got {_typed(value)}.") from None
     if minimum is not None and maximum is None:
         if not math.isfinite(result) or result < minimum:
             raise InvalidInputError(
-                f"{name} must be a finite number of {minimum:g} or more, got {value!r}."
+                f"{name} must be a finite number of {minimum:g} or more, got {_typed(value)}."
             )
         return result
     if not math.isfinite(result):
-        raise InvalidInputError(f"{name} must be a finite number, got {value!r}.")
+        raise InvalidInputError(f"{name} must be a finite number, got {_typed(value)}.")
     _bounds(name, result, minimum, maximum)
     return result
 

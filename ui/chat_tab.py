@@ -16,6 +16,7 @@ from typing import Any
 
 import gradio as gr
 
+from steering import validate
 from steering.errors import SteerSwarmError
 from steering.generate import GenerationSettings, stream_reply
 from steering.session import ModelSession
@@ -86,9 +87,10 @@ class ChatActions:
             return
         try:
             settings = GenerationSettings(
-                max_new_tokens=int(max_new_tokens), temperature=float(temperature)
+                max_new_tokens=validate.whole("Max new tokens", max_new_tokens),
+                temperature=float(temperature),
             )
-        except (SteerSwarmError, TypeError, ValueError) as exc:
+        except (SteerSwarmError, TypeError, ValueError, OverflowError) as exc:
             yield (*unchanged, fmt.failed("reply", str(exc)))
             return
         conversation = [*history, {"role": "user", "content": text}]

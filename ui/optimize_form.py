@@ -67,9 +67,11 @@ def default_layer_range(num_layers: int) -> tuple[int, int]:
 
 
 def _whole(name: str, form: dict[str, Any], minimum: int | None = None) -> int:
-    """A whole number from a gr.Number (which may give a float or None)."""
+    """A whole number from a gr.Number (which may give a float or None),
+    within the settings table's maximum."""
     label = BY_NAME[name].label
-    return validate.whole(label, validate.given(label, form.get(name)), minimum)
+    value = validate.given(label, form.get(name))
+    return validate.whole(label, value, minimum, BY_NAME[name].maximum)  # type: ignore[arg-type]
 
 
 def parse_request(
@@ -115,6 +117,8 @@ def parse_request(
         seed=_whole("seed", form),
     )
     heldout = None
+    if not isinstance(form.get("heldout_task") or "", str):
+        raise InvalidInputError(f"The held-out task must be text, got {form['heldout_task']!r}.")
     if (form.get("heldout_task") or "").strip():
         heldout = FitnessConfig(
             task=form["heldout_task"],
