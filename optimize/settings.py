@@ -69,6 +69,8 @@ class Field:
     group: str
     minimum: float | None = None
     maximum: float | None = None
+    # a cap on work asked for, checked after the bounds: "at most N"
+    cap: float | None = None
     where: frozenset[str] = EVERYWHERE
     flag: str | None = None
     required_on_cli: bool = False
@@ -77,6 +79,14 @@ class Field:
     def __post_init__(self) -> None:
         if self.kind not in (int, float, str) or self.group not in GROUPS:
             raise ValueError(f"bad settings row {self.name!r}")
+
+    def capped(self, value: Any) -> Any:
+        """`value`, refused when over this setting's cap."""
+        if self.cap is not None and value > self.cap:
+            from steering.errors import InvalidInputError
+
+            raise InvalidInputError(f"{self.noun} must be at most {self.cap:,}, got {value:,}.")
+        return value
 
     @property
     def cli_flag(self) -> str:
@@ -92,10 +102,12 @@ class Field:
         (named by `noun`). Text is stripped; None stays None only for text."""
         from steering import validate
 
-        if self.kind is int:
-            return validate.whole(self.noun, value, self.minimum, self.maximum)  # type: ignore[arg-type]
-        if self.kind is float:
-            return validate.number(self.noun, value, self.minimum, self.maximum)
+        if self.kind in (int, float):
+            if self.kind is int:
+                checked = validate.whole(self.noun, value, self.minimum, self.maximum)  # type: ignore[arg-type]
+            else:
+                checked = validate.number(self.noun, value, self.minimum, self.maximum)
+            return self.capped(checked)
         if value is None:
             return None
         if not isinstance(value, str):
@@ -116,17 +128,17 @@ FIELDS: tuple[Field, ...] = (
     Field("metric", str, "acc", "Metric", "The metric", "metric to maximise", "task"),
     Field("limit", int, 20, "Limit", "The limit",
           "documents scored per evaluation (on the command line 0 means all)",
-          "task", minimum=1, maximum=100_000),
+          "task", minimum=1, cap=100_000),
     Field("batch_size", int, 8, "Batch size", "The batch size",
           "lm-eval batch size; scores do not depend on it", "task", minimum=1,
-          maximum=1024),
+          cap=1024),
     Field("num_fewshot", int, 0, "Few-shot examples", "The number of few-shot examples",
           "few-shot examples per prompt", "task", minimum=0, where=frozenset({CLI})),
     # -- swarm -----------------------------------------------------------------
     Field("particles", int, 4, "Particles", "The number of particles",
-          "particles in the swarm", "swarm", minimum=1, maximum=1000),
+          "particles in the swarm", "swarm", minimum=1, cap=1000),
     Field("iterations", int, 3, "Iterations", "The number of iterations",
-          "swarm iterations", "swarm", minimum=1, maximum=10_000),
+          "swarm iterations", "swarm", minimum=1, cap=10_000),
     # -- search space ----------------------------------------------------------
     Field("layer_min", int, None, "Lowest layer", "The lowest layer",
           "lowest layer searched, from 0 (default: 0 on the command line, about a "
@@ -143,12 +155,12 @@ FIELDS: tuple[Field, ...] = (
           minimum=0, maximum=6, where=frozenset({CLI})),
     Field("c1", float, 0.5, "c1 (cognitive)", "c1",
           "cognitive coefficient: pull towards a particle's own best", "swarm", minimum=0,
-          maximum=10),
+          cap=10),
     Field("c2", float, 0.3, "c2 (social)", "c2",
           "social coefficient: pull towards the swarm's best", "swarm", minimum=0,
-          maximum=10),
+          cap=10),
     Field("w", float, 0.9, "w (inertia)", "w", "inertia weight", "swarm", minimum=0,
-          maximum=10),
+          cap=10),
     Field("seed", int, 0, "Seed", "The seed",
           "random seed: the same seed gives the same search", "swarm", minimum=0),
     # -- held-out --------------------------------------------------------------
@@ -157,7 +169,7 @@ FIELDS: tuple[Field, ...] = (
           "and the best setting are scored on it after the search", "held-out"),
     Field("heldout_limit", int, None, "Held-out limit", "The held-out limit",
           "held-out documents scored (default: the same as the limit; on the command "
-          "line 0 means all)", "held-out", minimum=1, maximum=100_000),
+          "line 0 means all)", "held-out", minimum=1, cap=100_000),
     Field("holdout_fraction", float, 0.5, "Held-out share", "The held-out fraction",
           "share of the task's documents (after the limit) set aside with the seed and "
           "scored only after the search, with a paired test; 0 turns the split off; "
@@ -186,7 +198,7 @@ FIELDS: tuple[Field, ...] = (
     Field("workers", int, 0, "Ray workers", "The number of Ray workers",
           "score each iteration's settings on this many Ray workers, each with its own "
           "copy of the model (a local Ray unless --ray names a cluster); 0: in this process",
-          "workers", minimum=0, maximum=256, where=frozenset({CLI, FORM})),
+          "workers", minimum=0, cap=256, where=frozenset({CLI, FORM})),
 )  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

@@ -71,7 +71,7 @@ def _whole(name: str, form: dict[str, Any], minimum: int | None = None) -> int:
     within the settings table's maximum."""
     label = BY_NAME[name].label
     value = validate.given(label, form.get(name))
-    return validate.whole(label, value, minimum, BY_NAME[name].maximum)  # type: ignore[arg-type]
+    return BY_NAME[name].capped(validate.whole(label, value, minimum))
 
 
 def parse_request(
