@@ -12,8 +12,12 @@ Two numbers per cell, both teacher-forced (no generation):
 
 A cell's strength s is relative to the layer (issue 12's unit): the added
 vector alpha * V has norm s times the mean norm of the hidden states entering
-that layer over the neutral sentences, so one row of strengths means the same
-push at every layer; the raw alpha is kept with each cell.
+that layer over the neutral set, so one row of strengths means the same push
+at every layer; the raw alpha is kept with each cell. The norms are the
+Steerer's one calibration (`Steerer.layer_norms`, 100 neutral sentences), the
+same a vector records and the Steering tab and search bounds convert with, so
+a cell applied from the map shows the strength it had on the map. The map's
+own few neutral sentences are only what its KL is measured on.
 
 Cost: one unsteered pass over the texts keeps the hidden state entering every
 layer (`LayerCache`); a grid row (one layer, all its strengths) is then one
@@ -169,8 +173,10 @@ class StrengthMap:
         self._head = model.get_output_embeddings()
         self._weight = self._head.weight.float()  # no copy for float32 models
         self._bias = None if self._head.bias is None else self._head.bias.float()
+        # the one calibration (not the map's own neutral sentences): see the module doc
+        self.layer_norms = tuple(float(n) for n in steerer.layer_norms())
         with torch.no_grad(), steerer.unsteered():
-            final, self.layer_norms = self._reference_pass()
+            final = self._reference_pass()
             self._ref_ll = self._text_loglik(final)
             neutral = final[self._neutral_positions(1)]
             self._kl_reference = KlReference.of(neutral, self._weight, self._bias)
@@ -198,19 +204,16 @@ class StrengthMap:
 
     # --------------------------------------------------------------- passes
 
-    def _reference_pass(self) -> tuple[torch.Tensor, tuple[float, ...]]:
+    def _reference_pass(self) -> torch.Tensor:
         """The unsteered final states, keeping the state entering every layer
-        (as the cache allows) and the neutral texts' mean token norm per layer."""
+        (as the cache allows)."""
         cache = self._cache
-        neutral = self._neutral_positions(1)
         hidden = cache.base.embed_tokens(self.texts.ids)
-        norms = []
         for layer in range(self.num_layers):
             if layer and cache._storable(layer):
                 cache._store[layer] = [hidden]
-            norms.append(float(hidden[neutral].float().norm(dim=-1).mean()))
             hidden = cache._run_layers(hidden, layer, layer + 1)
-        return cache.base.norm(hidden), tuple(norms)
+        return cache.base.norm(hidden)
 
     def _entering(self, layer: int) -> torch.Tensor:
         """The unsteered state entering `layer` for the texts."""

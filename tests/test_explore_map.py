@@ -148,3 +148,16 @@ def test_out_of_range_layer_and_missing_texts_are_refused(tiny):
 def test_default_layers_spread_over_the_model():
     assert default_layers(30) == (0, 3, 6, 10, 13, 16, 19, 23, 26, 29)
     assert default_layers(4) == (0, 1, 2, 3)
+
+
+def test_map_strength_uses_the_one_calibration(tiny):
+    """The map converts strengths with the norms a vector records (100 neutral
+    sentences), not with its own few KL sentences: a cell applied from the map
+    has the strength the map showed."""
+    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
+    steerer.reset()
+    vector = capture_vector(steerer, CONCEPT, 1, 1.0, CONTRAST)
+    scorer = StrengthMap(steerer, CONCEPT, CONTRAST, NEUTRAL[:2])
+    assert scorer.layer_norms == pytest.approx(tuple(float(n) for n in steerer.layer_norms()))
+    (cell,) = scorer.row(1, vector.direction, [0.3])
+    assert cell_vector(steerer, vector, cell).strength == pytest.approx(0.3, rel=1e-5)
