@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from optimize.metrics import Fitness, Metrics
 from optimize.results import TunedVector, VectorRecord, tune
-from optimize.space import Setting
+from optimize.space import SearchSpace, Setting
 from steering.capture import recapture
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
@@ -65,17 +65,30 @@ class Placer:
         self.vectors = tuple(vectors)
         self._recaptured: dict[tuple[int, int], SteeringVector] = {}
 
+    def _at(self, index: int, layer: int) -> SteeringVector:
+        base = self._recaptured.get((index, layer))
+        if base is None:
+            base = recapture(self.steerer, self.vectors[index], layer)
+            self._recaptured[(index, layer)] = base
+        return base
+
+    def unit_alpha(self, index: int, layer: int) -> float:
+        """The alpha of strength 1 for vector `index` at `layer` (the layer's
+        mean state norm / |V| there): what a strength bound is multiplied by."""
+        base = self._at(index, layer)
+        if base.norm == 0.0:
+            raise InvalidInputError(
+                f"The vector's direction at layer {layer} is zero, so no alpha gives a strength."
+            )
+        return self.steerer.layer_norm(layer) / base.norm
+
     def place(self, tuned: Sequence[TunedVector]) -> list[SteeringVector]:
         """The vectors with each of `tuned` in place (InvalidInputError when
         one is no longer among them)."""
         vectors = list(self.vectors)
         for item in tuned:
             index = position_of(self.vectors, item.vector)
-            base = self._recaptured.get((index, item.layer))
-            if base is None:
-                base = recapture(self.steerer, self.vectors[index], item.layer)
-                self._recaptured[(index, item.layer)] = base
-            vectors[index] = base.with_alpha(item.alpha)
+            vectors[index] = self._at(index, item.layer).with_alpha(item.alpha)
         return vectors
 
 
@@ -96,6 +109,14 @@ class SettingScorer:
         self.records = tuple(record_of(i, vectors[i]) for i in indices)
         self.placer = Placer(steerer, vectors)
         self.fitness = fitness
+
+    def to_alphas(self, space: SearchSpace, setting: Setting) -> Setting:
+        """`setting` as alphas when `space` searches strengths (the i-th
+        coefficient is the i-th selected vector's; see SearchSpace.to_alphas)."""
+        return space.to_alphas(setting, self._unit_alpha)
+
+    def _unit_alpha(self, i: int, layer: int) -> float:
+        return self.placer.unit_alpha(position_of(self.placer.vectors, self.records[i]), layer)
 
     def vectors_of(self, setting: Setting) -> list[SteeringVector]:
         return self.placer.place(tune(self.records, setting))

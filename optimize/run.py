@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -253,6 +254,7 @@ def _optimize(
         cancel=cancel,
         on_evaluation=on_evaluation,
         earlier=None if journal is None else journal.search,
+        convert=partial(scorer.to_alphas, space),
     )
     if not outcome.history:
         raise OptimizationCancelled(

@@ -80,6 +80,7 @@ def run_search(
     on_evaluation: Callable[[Evaluation], None] | None = None,
     known: Mapping[Key, Metrics] | None = None,
     earlier: Mapping[Key, Evaluation] | None = None,
+    convert: Callable[[Setting], Setting] | None = None,
 ) -> SearchOutcome:
     """Search `space` for `n_vectors` vectors with the registered `strategy`.
 
@@ -99,6 +100,9 @@ def run_search(
     (its journal, `optimize.journal`): they are reused too, but recorded as
     they were first recorded (not cached, their own seconds), so a resumed
     run's history equals an uninterrupted one's.
+
+    `convert` turns each decoded setting into the one that is scored, cached
+    and recorded (the run's strength -> alpha conversion, `SearchSpace.to_alphas`).
     """
     history: list[Evaluation] = []
     cache: dict[Key, Metrics] = dict(known or {})
@@ -111,6 +115,9 @@ def run_search(
         with rng.active():
             positions = np.asarray(proposer.ask(), dtype=float)
         settings = [space.decode(row) for row in positions]
+        if convert is not None:
+            with preserved_rng():
+                settings = [convert(setting) for setting in settings]
         pending = list({s.key: s for s in settings if s.key not in cache}.values())
         scores = iter(evaluate(pending))
         costs = []

@@ -16,9 +16,15 @@ the UI). Raw alpha multiplies a difference-of-means vector; on SmolLM2-135M
 the measured text stays fluent and turns cheerful at +2 to +4 and degrades
 above about +8 (README's table), and a webui chat looped at alpha 4 (issue
 9). So +-4 keeps the swarm where text still reads, and a range of 8 wide is
-searched in 800 steps of 0.01. Wider ranges remain one flag or field away;
-a relative "strength" unit that does not depend on the vector's norm is
-planned (issue 12).
+searched in 800 steps of 0.01. Wider ranges remain one flag or field away.
+
+The default unit is "strength" (issue 12): the coefficient as a share of the
+mean norm of the hidden states entering the layer over the neutral set, so
+one range fits every layer, vector and model. Its default, -0.4 to 0.4, is
+where the guard's KL budget (0.5 nats/token) is crossed on SmolLM2 at most
+layers (docs/explore.md: KL 0.31-0.51 at strength 0.3, 1.2-2.4 at 0.6), and
+the demo's best setting (layer 7, alpha 1.05) is strength 0.1 inside it.
+A preset's block keeps its measured alpha bounds with "unit": "alpha".
 """
 
 from __future__ import annotations
@@ -56,8 +62,10 @@ class Field:
         minimum, maximum: inclusive bounds (None: unbounded).
         where: which of CLI, FORM, PRESET show it.
         flag: the CLI flag, when it is not `--name-with-dashes`.
-        required_on_cli: the CLI has no default for it.
+        required_on_cli: the CLI has no default for it (the run says when it is
+            needed: the task is not, for the concept objective).
         metavar: the CLI's placeholder, when not N (int), X (float), NAME (text).
+        choices: the only values a text setting takes (None: any text).
     """
 
     name: str
@@ -75,6 +83,7 @@ class Field:
     flag: str | None = None
     required_on_cli: bool = False
     metavar: str | None = None
+    choices: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in (int, float, str) or self.group not in GROUPS:
@@ -114,13 +123,21 @@ class Field:
             from steering.errors import InvalidInputError
 
             raise InvalidInputError(f"{self.noun} must be text, got {value!r}.")
-        return value.strip()
+        value = value.strip()
+        if self.choices is not None and value not in self.choices:
+            from steering.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"{self.noun} must be one of {', '.join(self.choices)}, got {value!r}."
+            )
+        return value
 
 
 FIELDS: tuple[Field, ...] = (
     # -- task ----------------------------------------------------------------
     Field("task", str, "steer_sentiment", "Task", "The task",
-          "lm-eval task or group name", "task", required_on_cli=True),
+          "lm-eval task or group name (not used by the concept objective)", "task",
+          required_on_cli=True),
     Field("task_folder", str, None, "Task folder", "The task folder",
           "folder of local task YAMLs; none: lm-eval's registered tasks (the form "
           "offers only the folders the operator allowed)",
@@ -146,10 +163,20 @@ FIELDS: tuple[Field, ...] = (
     Field("layer_max", int, None, "Highest layer", "The highest layer",
           "highest layer searched (default: the model's last on the command line, "
           "about 60% of the model in the form)", "search space", minimum=0),
+    Field("unit", str, "strength", "Unit", "The unit",
+          "strength: search the strength bounds (the added vector's norm as a share of "
+          "the layer's mean hidden-state norm; one range fits every layer and model); "
+          "alpha: search the raw alpha bounds", "search space", choices=("strength", "alpha")),
+    Field("strength_min", float, -0.4, "Lowest strength", "The lowest strength",
+          "lowest strength searched (unit strength)", "search space",
+          minimum=-8.0, maximum=8.0, where=frozenset({CLI, FORM})),
+    Field("strength_max", float, 0.4, "Highest strength", "The highest strength",
+          "highest strength searched (unit strength; KL passes 0.5 near 0.3-0.4 on SmolLM2)",
+          "search space", minimum=-8.0, maximum=8.0, where=frozenset({CLI, FORM})),
     Field("alpha_min", float, -4.0, "Lowest alpha", "The lowest alpha",
-          "lowest alpha searched", "search space"),
+          "lowest alpha searched (unit alpha)", "search space"),
     Field("alpha_max", float, 4.0, "Highest alpha", "The highest alpha",
-          "highest alpha searched", "search space"),
+          "highest alpha searched (unit alpha)", "search space"),
     Field("alpha_decimals", int, 2, "Alpha decimals", "The number of alpha decimals",
           "alphas are rounded to this many decimals", "search space",
           minimum=0, maximum=6, where=frozenset({CLI})),
@@ -173,7 +200,9 @@ FIELDS: tuple[Field, ...] = (
     Field("holdout_fraction", float, 0.5, "Held-out share", "The held-out fraction",
           "share of the task's documents (after the limit) set aside with the seed and "
           "scored only after the search, with a paired test; 0 turns the split off; "
-          "not used with a held-out task", "held-out", minimum=0.0, maximum=0.9,
+          "not used with a held-out task; with --objective concept, the share of the "
+          "vector's prompts held out to score (the vector is rebuilt from the rest)",
+          "held-out", minimum=0.0, maximum=0.9,
           where=frozenset({CLI, FORM})),
     # -- search strategy (optimize/strategies) ---------------------------------
     Field("strategy", str, "pso", "Strategy", "The search strategy",
@@ -182,7 +211,10 @@ FIELDS: tuple[Field, ...] = (
     # -- guard (optimize/guard.py, docs/guard.md) -------------------------------
     Field("objective", str, "guarded", "Objective", "The objective",
           "guarded: the best target score within the KL budget (and the guard task's "
-          "drop); target: the target score alone", "guard", where=frozenset({CLI, FORM})),
+          "drop); target: the target score alone; concept: no task, the largest gain in "
+          "log-likelihood of the vector's held-out concept prompts over its contrast "
+          "prompts within the KL budget (the strongest setting that keeps text fluent)",
+          "guard", where=frozenset({CLI, FORM}), choices=("guarded", "target", "concept")),
     Field("kl_budget", float, 0.5, "KL budget", "The KL budget",
           "largest mean KL (nats per token) from the unsteered model on the neutral "
           "text set that the guarded objective accepts; 0.5 kept SmolLM2 fluent",
@@ -227,9 +259,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             f.cli_flag,
             dest=f.name,
             type=f.kind,
-            required=f.required_on_cli,
             default=None if f.required_on_cli else f.default,
-            metavar=f.metavar or {int: "N", float: "X", str: "NAME"}[f.kind],
+            metavar=f.metavar or (None if f.choices else {int: "N", float: "X", str: "NAME"}[f.kind]),
+            choices=f.choices,
             help=(f.help + _default_text(f)).replace("%", "%%"),
         )
 
