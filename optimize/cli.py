@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import NoReturn
@@ -148,7 +149,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from optimize import FitnessConfig, Progress, PsoConfig, SearchSpace, run_optimization
     from optimize.fitness import find_task
+    from optimize.concept import CONCEPT_TASK, concept_search
+    from optimize.guard import GuardedFitness, KlGuard
     from optimize.guard_settings import GuardSettings
+    from optimize.objective import uses_task
     from optimize.journal import JournalFile, journal_path
     from optimize.strategies import strategy_class
     from optimize.report import summary_lines
@@ -158,12 +162,20 @@ def _run(args: argparse.Namespace) -> int:
     from steering.errors import InvalidInputError
     from steering.outputs import check_output_path, default_data_dir, write_with_fallback
 
-    for flag in ("vectors", "out", "task"):
+    concept = not uses_task(args.objective)  # concept strength scores no task
+    for flag in ("vectors", "out") if concept else ("vectors", "out", "task"):
         if getattr(args, flag) is None:
-            raise InvalidInputError(f"--{flag} is required (unless --resume repeats a run).")
-
+            raise InvalidInputError(
+                f"--{flag} is required (unless --resume repeats a run"
+                + (")." if flag != "task" else ", or with --objective concept).")
+            )
+    if concept and (args.heldout_task is not None or args.guard_task is not None or args.workers):
+        raise InvalidInputError(
+            "--objective concept scores the vector's own held-out prompts in this process: "
+            "it takes no --heldout-task, --guard-task or --workers."
+        )
     fitness = FitnessConfig(
-        task=args.task,
+        task=args.task or CONCEPT_TASK,
         include_path=args.task_folder,
         metric=args.metric,
         limit=None if args.limit == 0 else args.limit,
@@ -194,14 +206,14 @@ def _run(args: argparse.Namespace) -> int:
         raise InvalidInputError("--heldout-limit needs --heldout-task.")
     guard = GuardSettings.from_values(vars(args))
     strategy_class(args.strategy)  # an unknown name fails here
-    split = guard.split(args.seed, heldout)
+    split = None if concept else guard.split(args.seed, heldout)
     guard_task = guard.guard_config(fitness)
     selection = _selection(args.select)
     out = check_output_path(args.out, "--out")
     vectors_path = Path(args.vectors)
     if not vectors_path.is_file():
         raise InvalidInputError(f"Vector file not found: {vectors_path}")
-    if fitness.include_path:
+    if fitness.include_path and not concept:
         # cheap for a task folder: fail before loading the model
         for config in (fitness, heldout, guard_task):
             if config is not None:
@@ -222,6 +234,9 @@ def _run(args: argparse.Namespace) -> int:
         alpha_min=args.alpha_min,
         alpha_max=args.alpha_max,
         alpha_decimals=args.alpha_decimals,
+        unit=args.unit,
+        strength_min=args.strength_min,
+        strength_max=args.strength_max,
     )
     steerer.set_vectors(vectors)
     indices = list(range(len(vectors))) if selection is None else selection
@@ -259,9 +274,21 @@ def _run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     workers = _workers(args, recipe, indices)
     heldout_fitness = guard.heldout_fitness(steerer, fitness, heldout, split)
-    scored = search_fitness(steerer, recipe)
     previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stack = ExitStack()
     try:
+        # concept strength: the vector rebuilt from its prompts not held out,
+        # scored on the held-out ones (optimize/concept.py), within the guard
+        scored = (
+            GuardedFitness(
+                stack.enter_context(
+                    concept_search(steerer, indices, args.holdout_fraction, args.seed)
+                ),
+                KlGuard(steerer, batch_size=args.batch_size),
+            )
+            if concept
+            else search_fitness(steerer, recipe)
+        )
         if workers is not None:
             bar.write(f"starting {args.workers} Ray worker(s)...", file=sys.stderr)
             workers.start()  # type: ignore[attr-defined]
@@ -281,6 +308,7 @@ def _run(args: argparse.Namespace) -> int:
             strategy=args.strategy,
         )
     finally:
+        stack.close()  # the full vector back after a concept run
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         bar.close()

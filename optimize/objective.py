@@ -187,10 +187,28 @@ class GuardedObjective(Objective):
         return target if self.higher_is_better else -target
 
 
+class ConceptObjective(GuardedObjective):
+    """"Concept strength": the guard's ranking of a `ConceptFitness`
+    (optimize/concept.py), whose target is how much a setting raises the
+    log-likelihood of held-out concept examples over contrast examples. So
+    the best setting is the strongest push toward the concept among those
+    whose KL on neutral text stays within the budget. Which fitness a run
+    scores with is chosen by its caller from this name (`uses_task`)."""
+
+    name = "concept"
+
+
 OBJECTIVES: dict[str, type[Objective]] = {
     TargetObjective.name: TargetObjective,
     GuardedObjective.name: GuardedObjective,
+    ConceptObjective.name: ConceptObjective,
 }
+
+
+def uses_task(name: str) -> bool:
+    """Whether the objective `name` scores an lm-eval task (concept strength
+    scores the vector's own held-out prompts instead)."""
+    return name != ConceptObjective.name
 
 DEFAULT_OBJECTIVE = str(default("objective"))
 
