@@ -93,7 +93,7 @@ def test_steering_statuses_escape_prompts_and_file_names(tiny_session, tmp_path)
     *_, (rows, choices, status) = actions.add_vector(EVIL, "<b>calm</b>", 1, 1.0)
     assert status.startswith("✓ Added vector #1"), status
     # the table and the dropdown are plain text components: the prompt is kept as typed
-    assert rows[0][3].startswith(PAYLOADS[0])
+    assert rows[0][4].startswith(PAYLOADS[0])
     *_, (_rows, _choices, status) = actions.remove_vector(choices["choices"][0][1])
     assert status.startswith("✓ Removed vector #1"), status
     assert_inert(status)

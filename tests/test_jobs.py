@@ -118,7 +118,7 @@ def test_a_busy_model_still_shows_the_users_vectors(steering, tiny_session):
         assert steerer.vectors == (trial,)  # the trial is what the model runs now
         line, _layer, table, choices = steering.refresh()
         assert "tiny-llama" in line
-        assert [row[0] for row in table] == [1] and table[0][3].startswith("I love this")
+        assert [row[0] for row in table] == [1] and table[0][4].startswith("I love this")
         assert [value for _label, value in choices["choices"]] == [mine.id]
         assert OptimizeActions(tiny_session).vector_choices(None)["value"] == [mine.id]
     finally:

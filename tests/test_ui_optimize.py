@@ -64,6 +64,9 @@ def form(actions, **changes):
         "iterations": 2,
         "layer_min": 0,
         "layer_max": 3,
+        "unit": "alpha",
+        "strength_min": -0.4,
+        "strength_max": 0.4,
         "alpha_min": -4.0,
         "alpha_max": 4.0,
         "c1": 0.5,
@@ -263,9 +266,11 @@ def test_example_settings_fill_the_form(actions):
 
     preset = load_preset("sentiment").optimize
     values = actions.example_settings()
-    assert len(values) == 24  # every field but the vector selection, then the status
-    (task, folder, metric, limit, batch, particles, iterations, low, high, a_min, a_max,
-     c1, c2, w, seed, held_task, held_limit, *guard, workers, status) = values  # fmt: skip
+    assert len(values) == 27  # every field but the vector selection, then the status
+    (task, folder, metric, limit, batch, particles, iterations, low, high, unit, s_min, s_max,
+     a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers, status) = values  # fmt: skip
+    assert unit == "alpha"  # the preset's measured alpha bounds are searched as alpha
+    assert (s_min, s_max) == (UPDATE, UPDATE)  # not the preset's: left as the form has them
     assert guard == [UPDATE] * 5  # the split and guard fields: presets do not set them
     assert workers == UPDATE  # the number of Ray workers is the user's, not the preset's
     assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
@@ -276,7 +281,7 @@ def test_example_settings_fill_the_form(actions):
     assert (low, high) == (1, 3)  # the preset's 1-15, kept inside the tiny model's layers
     assert status.startswith("✓ Filled in the search settings") and "sentiment_heldout" in status
     *fields, status = actions.example_settings("no_such_preset")
-    assert fields == [UPDATE] * 23 and status.startswith("⚠ Could not load the example")
+    assert fields == [UPDATE] * 26 and status.startswith("⚠ Could not load the example")
 
 
 def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, session):

@@ -62,9 +62,10 @@ def test_add_vector_lists_it(actions):
             1,
             2,
             3.5,
+            round(active(actions)[0].strength, 3),  # the strength, next to the raw alpha
             "I am so happy today! | What a wonderful surprise.",
             "I am so sad today. | What a terrible loss.",
-            table[0][5],
+            table[0][6],
         ]
     ]
     assert choices["choices"] == [(fmt.vector_label(1, active(actions)[0]), active(actions)[0].id)]

@@ -23,7 +23,8 @@ def form(actions, **changes):
         "vectors": actions.vector_choices(None)["value"],
         "task": "steer_sentiment", "task_folder": str(TASKS_DIR), "metric": "acc",
         "limit": 4, "batch_size": 4, "particles": 2, "iterations": 2, "layer_min": 0,
-        "layer_max": 3, "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
+        "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
+        "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
         "w": 0.9, "seed": 0, "heldout_task": "", "heldout_limit": 100,
         # the split off and the target alone, as these tests were written (issue 11's
         # defaults are tested in test_ui_front.py)

@@ -108,8 +108,8 @@ def build_tabs(
     With `webui=True` (inside text-generation-webui) there is no Chat tab:
     the webui's own chat is steered, and a note at the top says so.
     `settings` gives the forms their starting values and remembers changes.
-    `task_sources` (set by the operator at start, never from the page) are the task folders the Optimize tab offers and
-    accepts; None: the shipped tasks and lm-eval's registered tasks.
+    `task_sources` (set by the operator at start, never from the page) are the task folders the Optimize tab
+    and the Steering tab's "From a task" offer and accept; None: the shipped tasks and lm-eval's registered tasks.
     """
     settings = settings or FormSettings()
     enclosing = Context.block  # inside the webui: the tab it opened for us
@@ -123,7 +123,7 @@ def build_tabs(
         gr.Markdown(WEBUI_CHAT_NOTE, elem_id="steerswarm-webui-note")
     with gr.Tabs():
         with gr.Tab("Steering") as steering_page:
-            steering = steering_tab.build(steering_actions, settings)
+            steering = steering_tab.build(steering_actions, settings, task_sources)
         chat = None
         if chat_actions is not None:
             with gr.Tab("Chat"):

@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # the Steering tab must not need the optimizer installed
     from steering.models import ModelInfo
     from steering.vector import SteeringVector
 
-VECTOR_HEADERS = ["#", "Layer", "Alpha", "Concept prompts", "Contrast prompts", "Norm"]
+VECTOR_HEADERS = ["#", "Layer", "Alpha", "Strength", "Concept prompts", "Contrast prompts", "Norm"]
 
 WAITING = (
     "Waiting for the model: another job (an optimization, a reply or a vector "
@@ -70,6 +70,7 @@ def vector_rows(vectors: Sequence[SteeringVector]) -> list[list[object]]:
             i,
             v.layer,
             round(v.alpha, 4),
+            "—" if v.strength is None else round(v.strength, 3),  # None: an uncalibrated file
             _prompts(v.prompts) or v.summary(80),  # a method without prompts: its inputs
             _prompts(v.contrast_prompts) or "—",
             round(v.norm, 2),

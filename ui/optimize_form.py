@@ -37,7 +37,8 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FORM_FIELDS)
 _ROWS = (
     ("task", "task_folder", "metric"),
     ("limit", "batch_size", "particles", "iterations"),
-    ("layer_min", "layer_max", "alpha_min", "alpha_max"),
+    ("layer_min", "layer_max", "unit"),
+    ("strength_min", "strength_max", "alpha_min", "alpha_max"),
 )
 _FOLDED = ("c1", "c2", "w", "seed")
 _LAST_ROW = ("heldout_task", "heldout_limit", "workers")
@@ -106,7 +107,9 @@ def parse_request(
     )
     space = SearchSpace(
         _whole("layer_min", form), _whole("layer_max", form), form.get("alpha_min"),
-        form.get("alpha_max"),
+        form.get("alpha_max"), unit=form.get("unit") or "alpha",
+        strength_min=form.get("strength_min", BY_NAME["strength_min"].default),
+        strength_max=form.get("strength_max", BY_NAME["strength_max"].default),
     )  # fmt: skip
     pso = PsoConfig(
         particles=_whole("particles", form),
@@ -136,6 +139,11 @@ def parse_request(
             f = BY_NAME[name]
             guard_values[name] = value if f.kind is str else validate.given(f.label, value)
     guard = GuardSettings.from_values(guard_values)
+    if guard.objective == "concept":  # optimize/concept.py: the command line runs it
+        raise InvalidInputError(
+            "Concept strength runs from the command line for now: python -m optimize "
+            "--objective concept (the tab scores a task)."
+        )
     guard.guard_config(fitness)  # the guard task is not the search task
     return RunRequest(chosen, fitness, space, pso, heldout, workers, guard)
 
@@ -173,6 +181,8 @@ def _component(f: Field, value: Any, sources: AllowedTaskSources) -> gr.componen
         )
     if f.name == "objective":  # the registered objectives (optimize/objective.py)
         return gr.Dropdown(choices=sorted(OBJECTIVES), value=value, label=f.label, info=f.help)
+    if f.choices is not None:
+        return gr.Radio(choices=list(f.choices), value=value, label=f.label, info=f.help)
     if f.kind is str:
         return gr.Textbox(value=value, label=f.label, info=f.help, scale=_WIDE.get(f.name))
     precision = 0 if f.kind is int else None

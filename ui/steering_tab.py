@@ -17,6 +17,7 @@ from typing import Any
 
 import gradio as gr
 
+from optimize.task_sources import AllowedTaskSources
 from steering.capture import capture_vector, split_prompts
 from steering.errors import SteerSwarmError
 from steering.gguf import load_vector_file
@@ -27,16 +28,28 @@ from steering.store import save_vectors
 from steering.vector import SteeringVector
 from ui import compat
 from ui import format as fmt
-from ui import gguf_panel
+from ui import gguf_panel, task_vector_panel
 from ui.files import plain_file_name, upload_path
 from ui.model_access import Facts, VectorView, locked, model_facts, peek_facts
 from ui.settings import FormSettings
+from ui.task_vector_panel import (
+    ALPHA,
+    UNIT_CHOICES,
+    check_coefficient,
+    describe_coefficient,
+    with_coefficient,
+)
 
 log = logging.getLogger(__name__)
 
 TABLE_HEIGHT_PX = 220  # about five vectors; more scroll
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
 DEFAULT_ALPHA = 1.0
+# Measured on SmolLM2 (README "Strength", scripts/vectors_table.py).
+ALPHA_HINT = (
+    "H + alpha × V; negative steers away. Start near 1: from about 1.5 replies repeat. "
+    "Or give a strength (unit below): the same push at every layer; the table shows both."
+)
 
 
 
@@ -54,6 +67,7 @@ class SteeringTab:
     contrast: gr.Textbox
     layer: gr.Number
     alpha: gr.Number
+    unit: gr.Radio
     add: gr.Button
     example: gr.Button
     table: gr.Dataframe
@@ -67,6 +81,7 @@ class SteeringTab:
     load: gr.Button
     status: gr.Markdown
     gguf: gguf_panel.GgufPanel
+    from_task: task_vector_panel.TaskVectorPanel
 
 
 class SteeringActions:
@@ -122,14 +137,23 @@ class SteeringActions:
         )
 
     def add_vector(
-        self, concept: str | None, contrast: str | None, layer: Any, alpha: Any
+        self,
+        concept: str | None,
+        contrast: str | None,
+        layer: Any,
+        alpha: Any,
+        unit: str | None = ALPHA,
     ) -> Iterator[VectorView]:
+        """Capture a vector from the prompts and add it; `alpha` is a raw
+        alpha, or a strength when `unit` is "strength"."""
         prompts = split_prompts(concept)
         contrast_prompts = split_prompts(contrast)
 
         def work(current: Current) -> str:
             steerer = current.steerer
-            vector = capture_vector(steerer, prompts, layer, alpha, contrast_prompts)
+            check_coefficient(alpha, unit)  # before the model runs
+            vector = capture_vector(steerer, prompts, layer, 1.0, contrast_prompts)
+            vector = with_coefficient(vector, alpha, unit)
             steerer.add(vector)
             count = len(steerer.vectors)
             made_from = f"{len(prompts)} concept prompt{'s' if len(prompts) != 1 else ''}"
@@ -138,8 +162,8 @@ class SteeringActions:
                     "s" if len(contrast_prompts) != 1 else ""
                 )
             return (
-                f"✓ Added vector #{count}: layer {vector.layer}, alpha "
-                f"{vector.alpha:g}, from {made_from}. {fmt.vector_count(count)}"
+                f"✓ Added vector #{count}: layer {vector.layer}, {describe_coefficient(vector)}, "
+                f"from {made_from}. {fmt.vector_count(count)}"
             )
 
         yield from self.locked("add the steering vector", work)
@@ -252,11 +276,16 @@ def _layer_info(info: ModelInfo) -> str:
     return f"{info.name} has layers 0 to {info.num_layers - 1}"
 
 
-def build(actions: SteeringActions, settings: FormSettings | None = None) -> SteeringTab:
+def build(
+    actions: SteeringActions,
+    settings: FormSettings | None = None,
+    sources: AllowedTaskSources | None = None,
+) -> SteeringTab:
     """Lay out the tab inside the current Blocks context and wire its events.
 
     `settings` gives the layer and alpha to start with and remembers
-    the ones the user enters."""
+    the ones the user enters; `sources` are the task folders "From a task"
+    offers (None: the shipped tasks and lm-eval's registered tasks)."""
     settings = settings or FormSettings()
     info, vectors, problem = actions.model_facts()
     num_layers = info.num_layers if info is not None else 32
@@ -291,8 +320,9 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
             alpha = gr.Number(
                 value=settings.get("alpha", DEFAULT_ALPHA),
                 label="Alpha",
-                info="H + alpha × V; negative steers away. Start near 1: from about 1.5 replies repeat.",
+                info=ALPHA_HINT,
             )
+            unit = gr.Radio(choices=UNIT_CHOICES, value=ALPHA, label="Coefficient unit")
             add = gr.Button("Add steering vector", variant="primary")
             example = gr.Button("Load example", size="sm")
     status = gr.Markdown(
@@ -306,7 +336,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         interactive=False,
         elem_id="active-vectors",
         wrap=True,
-        column_widths=["6%", "8%", "12%", "34%", "30%", "10%"],
+        column_widths=["5%", "7%", "9%", "9%", "32%", "28%", "10%"],
         **compat.table_height(TABLE_HEIGHT_PX),
     )
     with gr.Row():
@@ -334,10 +364,16 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
 
     gguf = gguf_panel.build(gguf_panel.GgufActions(actions.session, actions.save_dir), file_name, status)
 
+    view = [table, remove_choice, status]
+    from_task = task_vector_panel.build(
+        task_vector_panel.TaskVectorActions(actions.session, sources), start_layer, view
+    )
+
     settings.remember(layer, "layer")
     settings.remember(alpha, "alpha")
-    view = [table, remove_choice, status]
-    add.click(actions.add_vector, [concept, contrast, layer, alpha], view, api_name="add_vector")
+    add.click(
+        actions.add_vector, [concept, contrast, layer, alpha, unit], view, api_name="add_vector"
+    )
     example.click(
         actions.load_example,
         None,
@@ -354,6 +390,7 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         contrast=contrast,
         layer=layer,
         alpha=alpha,
+        unit=unit,
         add=add,
         example=example,
         table=table,
@@ -367,4 +404,5 @@ def build(actions: SteeringActions, settings: FormSettings | None = None) -> Ste
         load=load,
         status=status,
         gguf=gguf,
+        from_task=from_task,
     )

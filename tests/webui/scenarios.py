@@ -44,6 +44,7 @@ def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
     form = {
         "task": "steer_sentiment", "folder": TASKS, "metric": "acc", "limit": 4,
         "batch": 4, "particles": 2, "iterations": 1, "layer_min": 0, "layer_max": 3,
+        "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
         # no held-out scoring and the target alone: 4 documents are too few to
         # split, and the scenarios apply what the search found (issue 11's
@@ -236,7 +237,7 @@ def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
 
 
 def _optimize_gen(webui: Webui) -> Iterator[Any]:
-    form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
+    form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, "alpha", -0.4, 0.4, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
     return webui.handler("optimize")(_choices(webui), *form)
 
 
@@ -450,7 +451,7 @@ def served_page_works(tmp: Path, tokenizer: Any) -> None:
         # Opening the Optimize tab offers the vectors added since the page was built.
         offered = client.predict([], api_name="/vector_choices")
         assert offered == choices or offered.get("value") == choices, offered
-        form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
+        form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, "alpha", -0.4, 0.4, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
         view = client.predict(choices, *form, api_name="/optimize")
         assert view[-1].startswith("✓ Done."), view[-1]
         _table, _choices_update, status = client.predict(api_name="/reset_vectors")

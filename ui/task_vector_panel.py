@@ -1,0 +1,162 @@
+"""The Steering tab's "From a task" panel: a vector from an lm-eval
+multiple-choice task (the task-pairs method of steering.extract.task_pairs),
+with its coefficient given as a raw alpha or as a strength.
+
+A panel of its own (built inside the Steering tab) so the tab stays small.
+The task comes from the sources the operator allowed
+(optimize/task_sources.py): a dropdown of folders and a task name, never a
+typed path, because lm-eval runs the Python a task folder holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from optimize.task_sources import AllowedTaskSources
+from optimize.task_vectors import task_source
+from steering import validate
+from steering.capture import capture
+from steering.errors import InvalidInputError
+from steering.extract.task_pairs import DEFAULT_DOCS
+from steering.session import Current, ModelSession
+from steering.vector import SteeringVector, check_alpha
+from ui import format as fmt
+from ui.model_access import VectorView, locked
+
+# The units a coefficient may be given in: (label, value). The values are the
+# identifiers; the labels avoid the word "alpha" so the main form's Alpha
+# field keeps a unique label.
+ALPHA, STRENGTH = "alpha", "strength"
+UNIT_CHOICES = [("raw (H + value × V)", ALPHA), ("strength (× the layer's mean norm)", STRENGTH)]
+# Task vectors are short (|V| about 4-6 on SmolLM2 against 12-21 for prompt
+# vectors), so a raw alpha means little for them: they start in strength.
+DEFAULT_TASK_STRENGTH = 0.25
+DEFAULT_TASK = "steer_sentiment"
+# See README "Strength": measured on SmolLM2 (scripts/vectors_table.py).
+STRENGTH_HINT = (
+    "Strength = |alpha × V| / the mean norm of the hidden states entering the layer "
+    "(100 neutral sentences): the same number means the same push at every layer and "
+    "for every vector. On SmolLM2 the guard's KL budget is reached near strength 0.3-0.4."
+)
+
+
+def check_coefficient(value: Any, unit: str | None) -> tuple[float, str]:
+    """(value, unit) checked before any model work: a finite alpha within a
+    vector's limit, or a finite strength (its alpha is checked once the
+    vector's norm is known). InvalidInputError otherwise."""
+    unit = unit or ALPHA
+    if unit == ALPHA:
+        return check_alpha(value), unit
+    if unit == STRENGTH:
+        return validate.number("Strength", value), unit
+    raise InvalidInputError(f"The unit must be {ALPHA!r} or {STRENGTH!r}, got {unit!r}.")
+
+
+def with_coefficient(vector: SteeringVector, value: Any, unit: str | None) -> SteeringVector:
+    """`vector` with `value` as its alpha, or as its strength when `unit` is
+    STRENGTH (InvalidInputError for an unknown unit or a bad value)."""
+    value, unit = check_coefficient(value, unit)
+    return vector.with_alpha(value) if unit == ALPHA else vector.with_strength(value)
+
+
+def describe_coefficient(vector: SteeringVector) -> str:
+    """"alpha 4.6 (strength 0.5)" for status lines."""
+    strength = vector.strength
+    return f"alpha {vector.alpha:.3g}" + (
+        "" if strength is None else f" (strength {strength:.3g})"
+    )
+
+
+@dataclass
+class TaskVectorPanel:
+    """The panel's components, for tests and wiring."""
+
+    folder: gr.Dropdown
+    task: gr.Textbox
+    docs: gr.Number
+    layer: gr.Number
+    coefficient: gr.Number
+    unit: gr.Radio
+    add: gr.Button
+
+
+class TaskVectorActions:
+    """The panel's handler, bound to one model session and the task sources
+    the operator allowed."""
+
+    def __init__(self, session: ModelSession, sources: AllowedTaskSources | None = None) -> None:
+        self.session = session
+        self.sources = sources or AllowedTaskSources.default()
+
+    def add_from_task(
+        self,
+        folder: str | None,
+        task: str | None,
+        docs: Any,
+        layer: Any,
+        coefficient: Any,
+        unit: str | None = STRENGTH,
+    ) -> Iterator[VectorView]:
+        """Build a task-pairs vector from `docs` documents of `task` in the
+        allowed `folder` and add it at `layer` with `coefficient` in `unit`.
+        Everything is checked before the model runs; a refusal adds nothing."""
+
+        def work(current: Current) -> str:
+            include_path = self.sources.include_path(folder)
+            name = (task or "").strip()
+            if not name:
+                raise InvalidInputError("Enter the name of a multiple-choice task.")
+            count = validate.whole("The number of documents", docs, 1)
+            check_coefficient(coefficient, unit)
+            steerer = current.steerer
+            source = task_source(name, include_path, count)
+            vector = with_coefficient(capture(steerer, source, layer, 1.0), coefficient, unit)
+            steerer.add(vector)
+            return (
+                f"✓ Added vector #{len(steerer.vectors)} from {fmt.md(source.describe())}: "
+                f"layer {vector.layer}, {describe_coefficient(vector)}. Those documents are "
+                f"left out of every score while it is active. {fmt.vector_count(len(steerer.vectors))}"
+            )
+
+        yield from locked(self.session, "add the task vector", work)
+
+
+def build(
+    actions: TaskVectorActions, start_layer: int, view: list[Any]
+) -> TaskVectorPanel:
+    """Lay the panel out (folded) in the current Blocks context; `view` is
+    the Steering tab's [table, remove choice, status] it updates."""
+    with gr.Accordion("From a task", open=False):
+        gr.Markdown(
+            "A vector from an lm-eval **multiple-choice** task: for each document, the "
+            "hidden state at the correct answer minus the one at each wrong answer, "
+            "averaged. The documents come from the task's training split, else a seeded "
+            "slice reserved for building, and are never scored while the vector is active."
+        )
+        with gr.Row():
+            folder = gr.Dropdown(
+                choices=actions.sources.choices(),
+                value=actions.sources.first(),
+                label="Task source",
+                scale=2,
+            )
+            task = gr.Textbox(value=DEFAULT_TASK, label="Task name", scale=1)
+            docs = gr.Number(value=DEFAULT_DOCS, precision=0, label="Documents")
+        with gr.Row():
+            layer = gr.Number(value=start_layer, precision=0, label="Task vector layer")
+            coefficient = gr.Number(value=DEFAULT_TASK_STRENGTH, label="Coefficient")
+            unit = gr.Radio(
+                choices=UNIT_CHOICES, value=STRENGTH, label="Coefficient unit", info=STRENGTH_HINT
+            )
+        add = gr.Button("Add vector from task", variant="primary")
+    add.click(
+        actions.add_from_task,
+        [folder, task, docs, layer, coefficient, unit],
+        view,
+        api_name="add_task_vector",
+    )
+    return TaskVectorPanel(folder, task, docs, layer, coefficient, unit, add)
