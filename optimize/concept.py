@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig
+from optimize.landscape import padded_texts
 from optimize.metrics import Fitness, Metrics
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
@@ -131,24 +132,11 @@ class ConceptFitness:
 
     @staticmethod
     def _batch(steerer: Steerer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokenizer = steerer.tokenizer
-        bos = tokenizer.bos_token_id
-        rows = []
-        for text in texts:
-            tokens = ([bos] if bos is not None else []) + tokenizer.encode(
-                text, add_special_tokens=False
-            )
-            if len(tokens) < 2:
-                raise InvalidInputError(f"The example {text!r} is too short to score.")
-            rows.append(tokens[: steerer.info.max_context])
-        width = max(len(r) for r in rows)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.bool)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[r, : len(row)] = True
-        return ids.to(steerer.device), mask.to(steerer.device)
+        ids, lengths = padded_texts(steerer, texts)
+        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < torch.tensor(
+            lengths, device=ids.device
+        )[:, None]
+        return ids, mask
 
     def _loglik(self, vectors: Sequence[SteeringVector]) -> torch.Tensor:
         """[texts] float64: each text's mean per-token log-probability (the

@@ -56,6 +56,28 @@ MAX_GRID_SIDE = 32
 DEFAULT_NEUTRAL = 16
 
 
+def padded_texts(steerer: Steerer, texts: Sequence[str]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The texts as one right-padded batch of token ids (BOS first, cut at the
+    model's context) on the model's device, and each row's length. Texts are
+    scored teacher-forced from it (here, and by optimize.concept)."""
+    tokenizer = steerer.tokenizer
+    bos = tokenizer.bos_token_id
+    rows = []
+    for text in texts:
+        tokens = ([bos] if bos is not None else []) + tokenizer.encode(
+            text, add_special_tokens=False
+        )
+        if len(tokens) < 2:
+            raise InvalidInputError(f"The text {text!r} is too short to score.")
+        rows.append(tokens[: steerer.info.max_context])
+    width = max(len(r) for r in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return ids.to(steerer.device), tuple(len(r) for r in rows)
+
+
 def default_layers(num_layers: int, count: int = DEFAULT_ROWS) -> tuple[int, ...]:
     """`count` layers spread evenly from the first to the last."""
     count = max(1, min(count, num_layers))
@@ -185,22 +207,8 @@ class StrengthMap:
 
     @staticmethod
     def _plan(steerer: Steerer, texts: Sequence[str], concept: int, contrast: int) -> _Texts:
-        tokenizer = steerer.tokenizer
-        bos = tokenizer.bos_token_id
-        rows = []
-        for text in texts:
-            tokens = ([bos] if bos is not None else []) + tokenizer.encode(
-                text, add_special_tokens=False
-            )
-            if len(tokens) < 2:
-                raise InvalidInputError(f"The text {text!r} is too short to score.")
-            rows.append(tokens[: steerer.info.max_context])
-        width = max(len(r) for r in rows)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-        return _Texts(ids.to(steerer.device), tuple(len(r) for r in rows), concept, contrast)
+        ids, lengths = padded_texts(steerer, texts)
+        return _Texts(ids, lengths, concept, contrast)
 
     # --------------------------------------------------------------- passes
 
