@@ -48,7 +48,8 @@ DEFAULT_ALPHA = 1.0
 # Measured on SmolLM2 (README "Strength", scripts/vectors_table.py).
 ALPHA_HINT = (
     "H + alpha × V; negative steers away. Start near 1: from about 1.5 replies repeat. "
-    "Or give a strength (unit below): the same push at every layer; the table shows both."
+    "Or a strength (unit below; the table shows both): start near 0.25, replies "
+    "repeat at 1."
 )
 
 
