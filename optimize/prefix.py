@@ -24,16 +24,15 @@ below the lowest steered layer among them run once, and the state is
 repeated once per setting, each block of rows carrying its own setting's
 deltas through the layers above (`optimize.batched.run_many`).
 
-The layer loop is written for the decoder-only layout of Llama, Mistral and
-Qwen2/3 in transformers 5 (`model.model.{embed_tokens, rotary_emb, layers,
-norm}` and `model.lm_head`). `PrefixScorer.build` returns None for any other
-model, and checks the loop against lm-eval's own answers on one batch before
-it is used, returning None on any mismatch: the caller then scores through
-lm-eval (correct, just slower).
+The layer loop is written for the Llama, Mistral and Qwen2/3 layout
+(`model.model.{embed_tokens, rotary_emb, layers, norm}`, `model.lm_head`);
+`PrefixScorer.build` returns None for any other model or on any mismatch with
+lm-eval's answers on one batch (the caller then scores through lm-eval).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -123,6 +122,12 @@ def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
     return None
 
 
+def _mask(maker: Any, config: Any, hidden: torch.Tensor, positions: torch.Tensor) -> Any:
+    old = "cache_position" in inspect.signature(maker).parameters  # 4.5x, the webui's
+    rest = (positions[0], None) if old else (None,)
+    return maker(config, hidden, None, *rest, position_ids=positions)
+
+
 class LayerCache:
     """Runs fixed right-padded batches of token ids through a decoder with the
     layers below the lowest steered layer run once: the hidden states entering
@@ -191,7 +196,7 @@ class LayerCache:
             "sliding_attention": create_sliding_window_causal_mask,
         }
         masks = {
-            kind: makers[kind](self.config, hidden, None, None, position_ids=positions)
+            kind: _mask(makers[kind], self.config, hidden, positions)
             for kind in set(kinds[start:stop])
         }
         rotary = self.base.rotary_emb(hidden, position_ids=positions)
