@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from optimize._rng import preserved_rng
 from optimize.config import FitnessConfig
 from optimize.landscape import padded_texts
-from optimize.metrics import Fitness, Metrics
+from optimize.metrics import Metrics
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
 from steering.extract import CONTRAST_PROMPTS, PROMPTS, VectorSource
@@ -190,28 +190,3 @@ def concept_search(
     finally:
         steerer.set_vectors(originals)
 
-
-def objective_fitness(
-    stack: ExitStack,
-    steerer: Steerer,
-    objective: str,
-    task: FitnessConfig,
-    indices: Sequence[int],
-    seed: int = 0,
-) -> Fitness:
-    """What a run with the registered `objective` scores settings with: the
-    task alone ("target"), the task with the KL guard's metrics ("guarded"),
-    or concept strength with them ("concept": `concept_search` is entered on
-    `stack`, whose closing puts the full vector back)."""
-    from optimize.fitness import LmEvalFitness
-    from optimize.guard import GuardedFitness, KlGuard
-    from optimize.objective import TargetObjective, uses_task
-
-    target: Fitness = (
-        LmEvalFitness(steerer, task)
-        if uses_task(objective)
-        else stack.enter_context(concept_search(steerer, indices, DEFAULT_HOLDOUT, seed))
-    )
-    if objective == TargetObjective.name:
-        return target
-    return GuardedFitness(target, KlGuard(steerer, batch_size=task.batch_size))

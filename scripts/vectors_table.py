@@ -1,0 +1,236 @@
+"""Issue 12's measurement table, on the embedded SmolLM2 (CPU, small sizes).
+
+(a) Held-out gain of three vectors on the shipped sentiment and health tasks,
+    each searched with the same budget and seed: a task-pair vector (answer
+    tokens of documents reserved for building, never scored), the sentiment
+    preset's hand-written prompts (mean_diff), and PCA of paired differences
+    (pca_diff of the same prompts; on health, which has no preset, pca_diff of
+    the reserved documents' question + right answer vs question + wrong answer).
+    Every run has the task-pair vector active at alpha 0 (it steers nothing),
+    so its build documents are left out of the scored ones in every run and
+    all three are scored on the same documents.
+(b) The joy/grief vector's greedy replies at strengths 0.25, 0.5 and 1 at two
+    layers: the share of repeated word 4-grams and VADER's compound score
+    (vaderSentiment, pinned in requirements-test.txt).
+(c) What the concept-strength search recommends for the joy/grief vector
+    (held-out half of its prompts, within the guard's KL budget), and its reply.
+
+    OMP_NUM_THREADS=1 python scripts/vectors_table.py --out vectors-table.json
+
+Sizes are in the arguments and printed with the table. It runs for minutes
+(the model loads once): not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.guard_fluency import PROMPTS, repeated_4grams  # noqa: E402
+
+JOY = (
+    "I feel so joyful and happy today!",
+    "What a wonderful, delightful surprise, I am thrilled.",
+    "Laughing with friends in the sunshine makes me glad.",
+    "This is the best day of my life, everything is bright.",
+)
+GRIEF = (
+    "I feel so sad and heartbroken today.",
+    "What a terrible, painful loss, I am devastated.",
+    "Crying alone in the dark makes me miserable.",
+    "This is the worst day of my life, everything is grey.",
+)
+
+
+def _args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--docs", type=int, default=20, help="documents a task-pair vector is built from")
+    p.add_argument("--limit", type=int, default=40, help="documents scored, split half/half")
+    p.add_argument("--particles", type=int, default=3)
+    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--layers", default="3,12", help="layer range searched in (a) and (c)")
+    p.add_argument("--strength", default="-0.4,0.4", help="strength range searched in (a)")
+    p.add_argument("--sample-layers", default="6,12", help="layers of the replies in (b)")
+    p.add_argument("--tokens", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
+    p.add_argument("--out", default="vectors-table.json")
+    return p.parse_args()
+
+
+def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
+    """Part (a) for one task: each vector searched and scored held out."""
+    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
+    from optimize.split import HELDOUT, SEARCH, DocumentSplit
+
+    low, high = (int(x) for x in args.layers.split(","))
+    s_low, s_high = (float(x) for x in args.strength.split(","))
+    space = SearchSpace(low, high, unit="strength", strength_min=s_low, strength_max=s_high)
+    pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
+    config = FitnessConfig(task=task, include_path=str(ROOT / "tasks"), limit=args.limit)
+    split = DocumentSplit(0.5, args.seed)
+    rows = []
+    for name, vector in vectors.items():
+        # the task-pair vector is always active, at alpha 0 unless it is the one searched
+        active = [vector] if vector is builder else [vector, builder.with_alpha(0.0)]
+        steerer.set_vectors(active)
+        t0 = time.perf_counter()
+        result = run_optimization(
+            steerer, [0], LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso,
+            heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT),
+        )  # fmt: skip
+        held = result.heldout
+        best = result.best
+        moved = steerer.vectors[0]
+        from steering import recapture
+
+        at = recapture(steerer, moved, best.layers[0]).with_alpha(best.alphas[0])
+        rows.append({
+            "task": task, "vector": name, "method": vector.method,
+            "search_baseline": result.baseline.score, "search_best": best.score,
+            "layer": best.layers[0], "alpha": best.alphas[0], "strength": at.strength,
+            "heldout_baseline": held.baseline.score, "heldout_best": held.best.score,
+            "heldout_gain": held.best.score - held.baseline.score,
+            "search_docs": result.samples, "heldout_docs": held.samples,
+            "seconds": time.perf_counter() - t0,
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    steerer.reset()
+    return rows
+
+
+def part_a(steerer, args) -> list[dict]:
+    from optimize.task_vectors import task_source
+    from steering.capture import capture
+    from steering.extract import VectorSource
+
+    preset = [ln for ln in (ROOT / "presets/sentiment/concept.txt").read_text().splitlines() if ln]
+    contra = [ln for ln in (ROOT / "presets/sentiment/contrast.txt").read_text().splitlines() if ln]
+    layer = 8
+    rows = []
+    tasks = str(ROOT / "tasks")
+    # sentiment
+    pairs = capture(steerer, task_source("sentiment_search", tasks, args.docs, args.seed), layer, 1.0)
+    vectors = {
+        "task pairs": pairs,
+        "preset prompts": capture(steerer, VectorSource.from_prompts(preset, contra), layer, 1.0),
+        "PCA (preset pairs)": capture(
+            steerer, VectorSource("pca_diff", {"prompts": preset, "contrast_prompts": contra}),
+            layer, 1.0,
+        ),
+    }  # fmt: skip
+    rows += _run_task(steerer, args, "sentiment_search", vectors, pairs)
+    # health: no preset; PCA of the reserved documents' right vs wrong answers
+    source = task_source("steer_health", tasks, args.docs, args.seed)
+    pairs = capture(steerer, source, layer, 1.0)
+    items = source.inputs["items"]
+    right = [f"{context}{answer}" for context, answer, _wrong in items]
+    wrong = [f"{context}{wrongs[0]}" for context, _answer, wrongs in items]
+    vectors = {
+        "task pairs": pairs,
+        "PCA (task documents)": capture(
+            steerer, VectorSource("pca_diff", {"prompts": right, "contrast_prompts": wrong}),
+            layer, 1.0,
+        ),
+    }  # fmt: skip
+    rows += _run_task(steerer, args, "steer_health", vectors, pairs)
+    return rows
+
+
+def _sample(steerer, loaded, vectors, settings, vader) -> dict:
+    from steering.generate import reply
+
+    with steerer.applied(vectors):
+        texts = [
+            reply(loaded.model, loaded.tokenizer, [{"role": "user", "content": p}], settings)
+            for p in PROMPTS[:2]
+        ]
+    return {
+        "texts": texts,
+        "repeated_4grams": sum(map(repeated_4grams, texts)) / len(texts),
+        "vader": sum(vader.polarity_scores(t)["compound"] for t in texts) / len(texts),
+    }
+
+
+def part_b(steerer, loaded, args, vader) -> list[dict]:
+    from steering import capture_vector
+    from steering.generate import GenerationSettings
+
+    settings = GenerationSettings(max_new_tokens=args.tokens)
+    rows = [{"layer": None, "strength": 0.0, **_sample(steerer, loaded, [], settings, vader)}]
+    for layer in (int(x) for x in args.sample_layers.split(",")):
+        vector = capture_vector(steerer, JOY, layer, 1.0, GRIEF)
+        for strength in (0.25, 0.5, 1.0):
+            moved = vector.with_strength(strength)
+            row = {"layer": layer, "strength": strength, "alpha": moved.alpha,
+                   **_sample(steerer, loaded, [moved], settings, vader)}  # fmt: skip
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "texts"}), flush=True)
+    return rows
+
+
+def part_c(steerer, loaded, args, vader) -> dict:
+    from optimize import PsoConfig, SearchSpace, run_optimization
+    from optimize.concept import concept_search
+    from optimize.guard import GuardedFitness, KlGuard
+    from steering import capture_vector, recapture
+    from steering.generate import GenerationSettings
+
+    low, high = (int(x) for x in args.layers.split(","))
+    steerer.set_vectors([capture_vector(steerer, JOY, 8, 1.0, GRIEF)])
+    space = SearchSpace(low, high, unit="strength", strength_min=0.0, strength_max=1.0)
+    pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
+    t0 = time.perf_counter()
+    with concept_search(steerer, [0], 0.5, args.seed) as fitness:
+        result = run_optimization(
+            steerer, [0], GuardedFitness(fitness, KlGuard(steerer)), space, pso,
+            objective="concept",
+        )  # fmt: skip
+    best = result.best
+    vector = recapture(steerer, steerer.vectors[0], best.layers[0]).with_alpha(best.alphas[0])
+    settings = GenerationSettings(max_new_tokens=args.tokens)
+    row = {
+        "layer": best.layers[0], "alpha": best.alphas[0], "strength": vector.strength,
+        "gain": best.metrics.target, "kl": best.metrics["kl"],
+        "evaluations": [
+            {"layer": e.layers[0], "alpha": e.alphas[0], "gain": e.metrics.target,
+             "kl": e.metrics["kl"]} for e in result.evaluations
+        ],
+        "seconds": time.perf_counter() - t0,
+        **_sample(steerer, loaded, [vector], settings, vader),
+    }  # fmt: skip
+    steerer.reset()
+    print(json.dumps({k: v for k, v in row.items() if k not in ("texts", "evaluations")}), flush=True)
+    return row
+
+
+def main() -> None:
+    args = _args()
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from steering import steerer_for
+    from steering.models import load_model
+
+    loaded = load_model()
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    vader = SentimentIntensityAnalyzer()
+    skip = set(args.skip.split(","))
+    out: dict = {"args": vars(args)}
+    if "b" not in skip:
+        out["samples"] = part_b(steerer, loaded, args, vader)
+    if "c" not in skip:
+        out["concept_search"] = part_c(steerer, loaded, args, vader)
+    if "a" not in skip:
+        out["heldout"] = part_a(steerer, args)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
