@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar
 
 from optimize.settings import default
 from steering.errors import InvalidInputError
+from steering.validate import typed
 
 if TYPE_CHECKING:
     from optimize.metrics import Metrics
@@ -220,6 +221,6 @@ def make_objective(
     cls = OBJECTIVES.get(name)
     if cls is None:
         raise InvalidInputError(
-            f"Unknown objective {name!r}; known objectives: {', '.join(sorted(OBJECTIVES))}."
+            f"Unknown objective {typed(name)}; known objectives: {', '.join(sorted(OBJECTIVES))}."
         )
     return cls(higher_is_better, options)

@@ -122,13 +122,14 @@ class Field:
         if not isinstance(value, str):
             from steering.errors import InvalidInputError
 
-            raise InvalidInputError(f"{self.noun} must be text, got {value!r}.")
+            raise InvalidInputError(f"{self.noun} must be text, got {validate.typed(value)}.")
         value = value.strip()
         if self.choices is not None and value not in self.choices:
             from steering.errors import InvalidInputError
 
             raise InvalidInputError(
-                f"{self.noun} must be one of {', '.join(self.choices)}, got {value!r}."
+                f"{self.noun} must be one of {', '.join(self.choices)}, "
+                f"got {validate.typed(value)}."
             )
         return value
 

@@ -18,7 +18,7 @@ import math
 from steering.errors import InvalidInputError
 
 
-def _typed(value: object) -> str:
+def typed(value: object) -> str:
     """What was typed, for a message: a pasted page is cut, not echoed whole."""
     text = repr(value)
     return text if len(text) <= 80 else text[:80] + "…"
@@ -51,7 +51,7 @@ def whole(
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a whole number, got {_typed(value)}.")
+        raise InvalidInputError(f"{name} must be a whole number, got {typed(value)}.")
     _bounds(name, value, minimum, maximum)
     return value
 
@@ -63,19 +63,19 @@ def number(
     True/False, NaN and infinities are refused). With only a minimum the
     message says "a finite number of A or more", as the PSO options do."""
     if isinstance(value, bool):
-        raise InvalidInputError(f"{name} must be a number, got {_typed(value)}.")
+        raise InvalidInputError(f"{name} must be a number, got {typed(value)}.")
     try:
         result = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise InvalidInputError(f"{name} must be a number, got {_typed(value)}.") from None
+        raise InvalidInputError(f"{name} must be a number, got {typed(value)}.") from None
     if minimum is not None and maximum is None:
         if not math.isfinite(result) or result < minimum:
             raise InvalidInputError(
-                f"{name} must be a finite number of {minimum:g} or more, got {_typed(value)}."
+                f"{name} must be a finite number of {minimum:g} or more, got {typed(value)}."
             )
         return result
     if not math.isfinite(result):
-        raise InvalidInputError(f"{name} must be a finite number, got {_typed(value)}.")
+        raise InvalidInputError(f"{name} must be a finite number, got {typed(value)}.")
     _bounds(name, result, minimum, maximum)
     return result
 

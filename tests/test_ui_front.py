@@ -62,7 +62,7 @@ def test_guard_settings_default_from_the_table_and_are_checked():
     assert GuardSettings(guard_task="  ").guard_task is None
     assert GuardSettings(holdout_fraction=0).split(0, None) is None
     assert GuardSettings().split(3, None).seed == 3
-    with pytest.raises(InvalidInputError, match="Unknown objective 'nope'"):
+    with pytest.raises(InvalidInputError, match="The objective must be one of guarded, target, concept, got 'nope'"):
         GuardSettings(objective="nope")
     with pytest.raises(InvalidInputError, match="held-out fraction"):
         GuardSettings(holdout_fraction=0.95)
@@ -86,7 +86,7 @@ def test_the_form_passes_split_objective_and_guard_into_the_request(actions):
     [
         ({"kl_budget": None}, "Enter a value for KL budget"),
         ({"holdout_fraction": None}, "Enter a value for Held-out share"),
-        ({"objective": "nope"}, "Unknown objective 'nope'"),
+        ({"objective": "nope"}, "The objective must be one of guarded, target, concept, got 'nope'"),
         ({"max_guard_drop": -1}, "maximum guard drop"),
         ({"guard_task": "steer_sentiment"}, "The guard task is the search task"),
     ],

@@ -105,6 +105,8 @@ def parse_request(
         limit=_whole("limit", form),
         batch_size=_whole("batch_size", form),
     )
+    if form.get("unit", "") is None:  # a radio left empty; a caller may leave it out
+        raise InvalidInputError("Choose the unit of the searched range: strength or alpha.")
     space = SearchSpace(
         _whole("layer_min", form), _whole("layer_max", form), form.get("alpha_min"),
         form.get("alpha_max"), unit=form.get("unit") or "alpha",
