@@ -180,6 +180,14 @@ class GuardedObjective(Objective):
     def within_limits(self, metrics: Metrics) -> bool:
         return self.overshoot(metrics) == 0.0
 
+    def better(self, a: Metrics, b: Metrics | None) -> bool:
+        """As every objective, except that of two settings within the limits
+        with the same target the one with the smaller KL wins: the gentler of
+        two equal gains is recommended, and it is the one on the Pareto front."""
+        if b is not None and self.within_limits(a) and self.value(a) == self.value(b):
+            return a.get(KL, math.nan) < b.get(KL, math.nan)
+        return super().better(a, b)
+
     def value(self, metrics: Metrics) -> float:
         over = self.overshoot(metrics)
         if over != 0.0:  # NaN stays NaN

@@ -116,7 +116,7 @@ def first_row(page) -> list[str]:
     cells = page.locator("#active-vectors td")
     expect(cells.filter(has_text=re.compile(r"\S")).first).to_have_text("1")
     texts = [t.strip() for t in cells.all_text_contents() if t.strip()]
-    return texts[:6]
+    return texts[:7]
 
 
 def add_joy_vector(page, layer: int = 12, coefficient: float = 2.0) -> None:
@@ -228,7 +228,7 @@ def test_optimize_then_apply_best_then_another_point_of_the_front(page):
     after = first_row(page)
     assert after[1:3] == [best.group(1), best.group(2)], after
     assert after != before
-    assert after[3:5] == before[3:5]  # the same concept, now at its best layer and alpha
+    assert after[4:6] == before[4:6]  # the same prompts (cells 4, 5; the strength follows the alpha)
 
     # Another point of the front: the choices are numbered as on the plot, the
     # recommended one selected; pick one that is not recommended.
@@ -256,7 +256,7 @@ def test_optimize_then_apply_best_then_another_point_of_the_front(page):
         page.wait_for_timeout(500)
     point_row = first_row(page)
     assert point_row[1:3] == [layer, alpha], point_row
-    assert [layer, alpha] != after[1:3] and point_row[3:5] == before[3:5]
+    assert [layer, alpha] != after[1:3] and point_row[4:6] == before[4:6]
 
 
 def test_explore_scan_map_side_by_side_and_inspect(page):

@@ -69,8 +69,9 @@ def test_user_text_never_becomes_markup(browser, app_url):  # noqa: F811
     task_box(page).fill(IMG + LINK)
     page.get_by_role("button", name="Optimize vectors").click()
     status = page.locator("#optimize-status")
-    expect(status).to_contain_text("is not registered", timeout=120_000)
-    expect(status).to_contain_text(IMG + LINK)
+    # refused as a name lm-eval never uses, quoted as typed (cut after 60 characters)
+    expect(status).to_contain_text("is not a name lm-eval uses", timeout=120_000)
+    expect(status).to_contain_text(IMG)
     assert_nothing_injected(page)
 
     task_box(page).fill("steer_sentiment")

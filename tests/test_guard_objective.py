@@ -179,3 +179,15 @@ def test_no_improvement_within_the_guard_is_said_plainly():
     assert recommend(BASELINE, None, guarded).evaluation is None
     rec = recommend(BASELINE, over, guarded)
     assert rec.evaluation is None and "No setting stayed within the guard" in rec.reason
+
+
+def test_a_tie_within_the_budget_goes_to_the_smaller_kl_which_is_on_the_front():
+    """Two settings with the same score: the gentler one is the best (and the
+    recommendation is then a point of the front the tab can mark)."""
+    objective = make_objective("guarded")
+    sharp, gentle = _ev(0, 0.875, kl=0.4, layer=1), _ev(1, 0.875, kl=0.2, layer=2)
+    assert objective.best([sharp, gentle]) is gentle
+    assert objective.best([gentle, sharp]) is gentle
+    over = _ev(2, 0.875, kl=0.9, layer=3)  # over the budget: never preferred on a tie
+    assert objective.best([gentle, over]) is gentle
+    assert gentle in pareto_front([sharp, gentle, over], objective.higher_is_better)

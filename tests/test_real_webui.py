@@ -49,7 +49,6 @@ GRIEF = (
     "Crying alone in the dark makes me miserable."
 )
 MESSAGE = "Describe your morning in two sentences."
-ALPHA_LABEL = re.compile(r"^(Alpha|Coefficient)")
 TAB_FAILED = "could not start:"  # extension.ui()'s line when building the tab failed
 # README "Steering": at layer 12, alpha 1 turns greedy replies cheerful and
 # they still end; at 2 they loop until the token limit.
@@ -147,7 +146,7 @@ def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
     layer_box = page.get_by_label("Layer", exact=True)
     layer_box.fill(str(layer))
     layer_box.press("Enter")
-    page.get_by_label(ALPHA_LABEL).fill(str(alpha))
+    page.get_by_label("Alpha", exact=True).fill(str(alpha))
     page.get_by_role("button", name="Add steering vector").click()
     expect(page.locator("#steering-status")).to_contain_text("Added vector #1", timeout=REPLY_TIMEOUT_MS)
     table = page.locator("#active-vectors")

@@ -56,7 +56,8 @@ def session(tiny_session):
 
 
 def form(task: str, folder: str, choices: list[str]) -> list[object]:
-    return [choices, task, folder, "acc", 2, 2, 1, 1, 0, 3, -1.0, 1.0, 0.5, 0.3, 0.9, 0]
+    return [choices, task, folder, "acc", 2, 2, 1, 1, 0, 3, "alpha", -0.4, 0.4, -1.0, 1.0, 0.5,
+            0.3, 0.9, 0]
 
 
 def test_a_task_uploaded_by_a_visitor_is_refused_and_never_imported(

@@ -162,8 +162,8 @@ def test_the_front_is_offered_by_position_with_the_recommendation_selected(actio
     assert [e.score for e in known.front] == [0.6, 0.7, 0.8] and known.improved
     plot, point, apply_point, apply = actions.front.offer(known)
     assert isinstance(plot, Figure) and apply_point["visible"] is True and apply["visible"]
-    assert [value for _label, value in point["choices"]] == [0, 1, 2]  # ids, not labels
-    assert point["value"] == 1 and "(recommended)" in point["choices"][1][0]
+    assert [value for _label, value in point["choices"]] == [1, 2, 3]  # numbers, not labels
+    assert point["value"] == 2 and "(recommended)" in point["choices"][1][0]
     assert point["choices"][2][0].startswith("3 · score 0.8 · KL 0.300 · layer 3 × 3")
     axes = plot.axes[0]
     assert axes.get_xlabel().startswith("mean KL") and axes.get_ylabel() == "target (acc)"
@@ -175,7 +175,7 @@ def test_the_front_is_offered_by_position_with_the_recommendation_selected(actio
 def test_any_point_of_the_front_can_be_applied(actions, known, tiny_session):
     steerer = tiny_session.current().steerer
     (before,) = steerer.vectors
-    table, _remove, steering_status, status, vector_box = last(actions.front.apply_point(known, 2))
+    table, _remove, steering_status, status, vector_box = last(actions.front.apply_point(known, 3))
     assert status == steering_status and status.startswith("✓ Applied point 3 of the front")
     (applied,) = steerer.vectors
     assert (applied.layer, applied.alpha, applied.id) == (3, 3.0, before.id)
@@ -190,7 +190,8 @@ def test_a_bad_point_is_refused(actions, known, tiny_session):
     before = tiny_session.current().steerer.vectors
     for index, needle in (
         (None, "Choose a point of the front first."),
-        (3, "There is no point 3 on this run's front; choose one of its points."),
+        (4, "There is no point 4 on this run's front; choose one of its points."),
+        (0, "There is no point 0 on this run's front; choose one of its points."),
         (-1, "There is no point -1 on this run's front; choose one of its points."),
         ("1", "There is no point '1' on this run's front; choose one of its points."),
         (True, "There is no point True on this run's front; choose one of its points."),
@@ -204,19 +205,19 @@ def test_a_point_is_refused_when_the_vectors_changed_or_nothing_gained(
     actions, known, steering, tiny_session
 ):
     steerer = tiny_session.current().steerer
-    *_, status, _box = last(actions.front.apply_point(None, 0))
+    *_, status, _box = last(actions.front.apply_point(None, 1))
     assert status == fmt.failed("apply the point of the front", "Run an optimization first.")
     worse = dataclasses.replace(known, baseline=dataclasses.replace(known.baseline, score=0.9))
     assert not worse.improved
     assert actions.front.offer(worse)[1]["visible"] is False
-    *_, status, _box = last(actions.front.apply_point(worse, 0))
+    *_, status, _box = last(actions.front.apply_point(worse, 1))
     assert "No setting beat the unsteered model in that run." in status
     # another vector set: refused like Apply best, nothing changed
     for _ in steering.add_vector("Calm and quiet.", "Loud and angry.", 2, 1.0):
         pass
     steerer.set_vectors(steerer.vectors[1:])
     before = steerer.vectors
-    *_, status, _box = last(actions.front.apply_point(known, 0))
+    *_, status, _box = last(actions.front.apply_point(known, 1))
     assert status.startswith("⚠ Could not apply the point of the front: The active vectors changed")
     assert steerer.vectors == before
 

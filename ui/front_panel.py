@@ -47,8 +47,9 @@ def _no_gain(result: OptimizationResult | None) -> str:
 
 
 def _same(a: Evaluation, b: Evaluation | None) -> bool:
-    """Whether two evaluations are one visit (a loaded result's `best` is a copy)."""
-    return b is not None and (a.iteration, a.particle) == (b.iteration, b.particle)
+    """Whether two evaluations are one setting: a recommendation may be a later,
+    cached visit of the front's point, and a loaded result's `best` is a copy."""
+    return b is not None and (tuple(a.layers), tuple(a.alphas)) == (tuple(b.layers), tuple(b.alphas))
 
 
 def best_offer(result: OptimizationResult | None) -> Any:
@@ -70,8 +71,9 @@ class FrontActions:
     @staticmethod
     def offer(result: OptimizationResult | None) -> tuple[Any, Any, Any, Any]:
         """(front plot, point choices, "Apply this point" button, "Apply best"
-        button) for `result`: the choices are the front's points by position,
-        the recommended one selected. Both buttons only for a real gain."""
+        button) for `result`: the choices are the front's points by their
+        number on the plot (from 1: a value of 0 shows as no choice in Gradio's
+        dropdown), the recommended one selected. Both buttons only for a real gain."""
         # With no gain over the unsteered model nothing is offered (issue 11):
         # the plot still shows the trade-off that was searched.
         front = [] if result is None or not result.improved else result.front
@@ -82,10 +84,10 @@ class FrontActions:
         recommended = result.recommendation.evaluation
         marked = [_same(e, recommended) for e in front]
         choices = [
-            (point_label(number, e, mark), number - 1)
+            (point_label(number, e, mark), number)
             for number, (e, mark) in enumerate(zip(front, marked, strict=True), start=1)
         ]
-        chosen = marked.index(True) if any(marked) else None
+        chosen = marked.index(True) + 1 if any(marked) else None
         return (
             plots.front(result),
             gr.update(choices=choices, value=chosen, visible=True),
@@ -101,8 +103,8 @@ class FrontActions:
         yield from self._apply(result, result.best, "apply the best setting", "the best setting")
 
     def apply_point(self, result: OptimizationResult | None, index: Any) -> Iterator[ApplyView]:
-        """Make point `index` (0-based, as offered) of the result's front the
-        active vectors, whether or not it is the recommended one."""
+        """Make point number `index` (from 1, as offered and plotted) of the
+        result's front the active vectors, whether or not it is the recommended one."""
         action = "apply the point of the front"
         if result is None or not result.improved:
             yield self._refused(action, _no_gain(result))
@@ -115,14 +117,14 @@ class FrontActions:
             isinstance(index, bool)
             or not isinstance(index, (int, float))
             or not float(index).is_integer()
-            or not 0 <= int(index) < len(front)
+            or not 1 <= int(index) <= len(front)
         ):
             yield self._refused(
                 action, f"There is no point {index!r} on this run's front; choose one of its points."
             )
             return
-        number = int(index) + 1
-        yield from self._apply(result, front[int(index)], action, f"point {number} of the front")
+        number = int(index)
+        yield from self._apply(result, front[number - 1], action, f"point {number} of the front")
 
     @staticmethod
     def _refused(action: str, why: str) -> ApplyView:
