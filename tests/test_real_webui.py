@@ -276,8 +276,8 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     add_joy_vector(page)
     page.get_by_role("tab", name="Optimize", exact=True).click()
     # Issue 9, item 6: the Limit box sat lower than its row (its help text wraps).
-    for row in (("Limit", "Batch size", "Particles", "Iterations"),
-                ("Lowest layer", "Highest layer", "Lowest alpha", "Highest alpha")):  # fmt: skip
+    for row in (("Limit", "Batch size", "Particles", "Iterations"), ("Lowest layer", "Highest layer"),
+                ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha")):  # fmt: skip
         tops = form_row_tops(page, row)
         assert max(tops.values()) - min(tops.values()) <= 1, tops
     screenshot(page, "webui-optimize-form.png")
