@@ -281,7 +281,9 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
         tops = form_row_tops(page, row)
         assert max(tops.values()) - min(tops.values()) <= 1, tops
     screenshot(page, "webui-optimize-form.png")
-    for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6")):
+    # No held-out split: 1 baseline + 2 x 6 settings = 13 evaluations, all in the search.
+    for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6"),
+                         ("Held-out share", "0")):  # fmt: skip
         page.get_by_label(label, exact=True).fill(value)
     # Item 4: before the run, the tab says how much it scores and that replies wait.
     expect(page.locator("#optimize-plan")).to_contain_text("this run scores 13 settings")
