@@ -24,9 +24,8 @@ _NAME = re.compile(r"[\w.,:+\-]{1,200}", re.ASCII)
 
 def _name(kind: str, value: str) -> str:
     if not _NAME.fullmatch(value):
-        shown = value if len(value) <= 60 else value[:60] + "…"
         raise InvalidInputError(
-            f"{kind} {shown!r} is not a name lm-eval uses: letters, digits and _ . - , : + "
+            f"{kind} {validate.typed(value)} is not a name lm-eval uses: letters, digits and _ . - , : + "
             "only, at most 200 characters."
         )
     return value

@@ -116,13 +116,16 @@ def run_identity(
     model: str, num_layers: int, records: Sequence[Any], fitness: Any, heldout: Any,
     space: Any, pso: Any, objective: Any, strategy: str,
 ) -> dict[str, Any]:
-    """What makes two runs the same run: a journal is resumed only by its own."""
+    """What makes two runs the same run: a journal is resumed only by its own.
+    A guarded fitness's guard task counts: its scores are in every evaluation."""
+    guard_task = getattr(fitness, "guard_task", None)
     return _normal({
         "model": {"name": model, "num_layers": num_layers},
         "vectors": [r.to_dict() for r in records],
         "fitness": dataclasses.asdict(fitness.config),
         "split": None if getattr(fitness, "split", None) is None else fitness.split.to_dict(),
         "heldout": None if heldout is None else dataclasses.asdict(heldout.config),
+        "guard_task": None if guard_task is None else dataclasses.asdict(guard_task.config),
         "space": dataclasses.asdict(space),
         "pso": dataclasses.asdict(pso),
         "objective": {"name": objective.name, "options": objective.options.to_dict()},

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization
-from optimize.journal import JournalFile, journal_path, read_journal
+from optimize.config import FitnessConfig
+from optimize.journal import JournalFile, journal_path, read_journal, run_identity
 from optimize.metrics import Metrics
 from optimize.space import Setting
 from optimize.evaluation import Evaluation
@@ -63,6 +64,26 @@ def test_a_journal_keeps_whole_lines_drops_a_torn_one_and_refuses_another_run(tm
     (tmp_path / "other.jsonl").write_text("{}\n")
     with pytest.raises(InvalidInputError, match="not a steerswarm run journal"):
         read_journal(tmp_path / "other.jsonl")
+
+
+def test_a_journal_of_a_run_with_another_guard_task_is_not_resumed(tmp_path):
+    from types import SimpleNamespace
+
+    target = FitnessConfig(task="sentiment_demo")
+
+    def identity(guard_task):
+        guard = None if guard_task is None else SimpleNamespace(config=FitnessConfig(task=guard_task))
+        fitness = SimpleNamespace(config=target, guard_task=guard)
+        return run_identity("m", 4, [], fitness, None, SPACE, PsoConfig(), SimpleNamespace(
+            name="guarded", options=SimpleNamespace(to_dict=lambda: {})), "pso")
+
+    path = journal_path(tmp_path / "result.json")
+    JournalFile(path).open(identity("health_demo")).close()
+    with pytest.raises(InvalidInputError, match="from another run: its guard_task differ"):
+        JournalFile(path, resume=True).open(identity("arc_easy"))
+    with pytest.raises(InvalidInputError, match="from another run: its guard_task differ"):
+        JournalFile(path, resume=True).open(identity(None))
+    JournalFile(path, resume=True).open(identity("health_demo")).close()
 
 
 def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steerer, task_folder, tmp_path):  # noqa: F811
