@@ -69,11 +69,14 @@ class ModelJob:
         thread.start()
         while True:
             kind, payload = self._queue.get()
-            if kind == _DONE:
+            if kind in (_DONE, _ERROR):
+                # its last act was to queue this: joined, so no job thread
+                # outlives the handler that waited for it
+                thread.join()
+                if kind == _ERROR:
+                    raise payload
                 self.result = payload
                 return
-            if kind == _ERROR:
-                raise payload
             yield kind, payload
 
 
