@@ -41,7 +41,7 @@ import torch
 
 from steering.errors import IncompatibleVectorError, InvalidInputError, VectorFileError
 from steering.models import ModelInfo
-from steering.store import load_vectors
+from steering.store import load_vectors, read_metadata
 from steering.extract import VectorSource
 from steering.extract.gguf import FILE, METHOD, TENSOR
 from steering.vector import SteeringVector, check_alpha
@@ -426,4 +426,11 @@ def load_vector_file(path: str | Path, info: ModelInfo) -> tuple[list[SteeringVe
         imported = import_control_vector(path, info, skip_last_layer=True)
         return list(imported.vectors), imported.notice
     vectors = load_vectors(path, info)
-    return vectors, f"Loaded {len(vectors)} vector(s) from {Path(path).name}."
+    line = f"Loaded {len(vectors)} vector(s) from {Path(path).name}."
+    made_for = read_metadata(path)["model"]["name"]
+    if made_for != info.name:  # same shape (checked above): a sibling or fine-tune
+        line += (
+            f" They were made for {made_for}, not {info.name} (same hidden size and "
+            "layer count): check that they steer as expected."
+        )
+    return vectors, line
