@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -214,9 +215,28 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines
 
 
+class _Stopped(KeyboardInterrupt):
+    """SIGTERM (from `kill`, systemd, a batch system), stopping a command like
+    Ctrl-C does: the one-line message instead of a silent death."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Stopped
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its errors as one line each. Every output is written
+    atomically (steering.outputs), so a stop before the end leaves none."""
     try:
         _COMMANDS[args.command](args)
     except SteerSwarmError as exc:
@@ -226,9 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{reason(exc)}", file=sys.stderr)
         return 2
+    except _Stopped:
+        print("error: stopped by SIGTERM; nothing was written.", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("error: interrupted; nothing was written.", file=sys.stderr)
-        return 130
+        print("error: interrupted (Ctrl-C); nothing was written.", file=sys.stderr)
+        return 128 + signal.SIGINT
     return 0
 
 

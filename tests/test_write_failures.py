@@ -212,3 +212,53 @@ def test_optimize_cli_rescues_a_result_it_cannot_write(tmp_path, tiny, monkeypat
         f"saved to {rescued} instead."
     )
     assert f"saved {rescued}" in captured.out and not out.exists()
+
+
+# `python -m steering` with a forward pre-hook on layer 0 that says so and then
+# sleeps: the signal arrives while the model is running the capture's batches
+# (a tiny model would otherwise finish before any signal could be sent).
+MID_CAPTURE = """
+import sys, time
+import steering.__main__ as cli
+real = cli.load_model
+def load(*args):
+    loaded = real(*args)
+    def pause(module, inputs):
+        print("mid-capture", file=sys.stderr, flush=True)
+        time.sleep(300)
+    loaded.model.model.layers[0].register_forward_pre_hook(pause)
+    return loaded
+cli.load_model = load
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("sig", "line"),
+    [(signal.SIGINT, "error: interrupted (Ctrl-C); nothing was written."),
+     (signal.SIGTERM, "error: stopped by SIGTERM; nothing was written.")],  # fmt: skip
+)
+def test_a_signal_mid_capture_stops_it_with_one_line_and_no_file(tmp_path, tiny_dir, sig, line):
+    prompts = tmp_path / "many.txt"
+    prompts.write_text("\n".join(f"I am happy, day {i}." for i in range(256)))
+    out = tmp_path / "out" / "v.safetensors"
+    out.parent.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MID_CAPTURE, *_capture(str(prompts), str(out)), "--model", str(tiny_dir)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        err = []
+        for text in proc.stderr:  # the loader's lines, then the hook's
+            err.append(text)
+            if text.strip() == "mid-capture":
+                break
+        assert err and err[-1].strip() == "mid-capture", "".join(err)
+        proc.send_signal(sig)
+        stdout, rest = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig, rest
+    assert rest == line + "\n", rest  # one line: no traceback
+    assert stdout == "" and list(out.parent.iterdir()) == []  # no file, no temporary file
