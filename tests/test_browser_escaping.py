@@ -1,7 +1,10 @@
 """In headless Chromium: prompts and a task name holding HTML, a script and
 Markdown links are shown as text everywhere (status lines, the table, the
-optimization summary); none becomes an element of the page (issue 10).
-Runs on the tiny Llama (a few seconds of model work)."""
+optimization summary); none becomes an element of the page. A run survives a
+page reload: the reloaded page shows its progress, lets it go on or cancels
+it, and shows its result; the reloaded Steering tab shows the active vectors
+while the run holds the model (issue 10). Runs on the tiny Llama (a few
+seconds of model work)."""
 
 from __future__ import annotations
 
@@ -32,7 +35,11 @@ NO_INJECTED = """() => ({
 
 
 @pytest.fixture
-def app_url(tiny_session, tmp_path):
+def app_url(tiny_session, tmp_path, monkeypatch):
+    """The app on the tiny Llama. Every run counts as long, so it stops after
+    its baseline and asks to go on, holding the model: a run that is
+    certainly still running when the page reloads, however fast the model."""
+    monkeypatch.setattr("ui.optimize_tab.LONG_RUN_SECONDS", 0)
     app = build_app(tiny_session, tmp_path)
     app.queue()
     port = free_port()
@@ -74,15 +81,32 @@ def test_user_text_never_becomes_markup(browser, app_url):  # noqa: F811
     expect(status).to_contain_text(IMG)
     assert_nothing_injected(page)
 
-    task_box(page).fill("steer_sentiment")
-    for label, value in (("Limit", "2"), ("Batch size", "2"), ("Particles", "1"),
-                         ("Iterations", "1")):  # fmt: skip
-        page.get_by_label(label, exact=True).fill(value)
+    start_small_run(page)
+    reload_while_it_runs(page)
+    # go on from the reloaded page, and see the result there
     page.get_by_role("button", name="Optimize vectors").click()
     summary = page.locator("#optimize-summary")
     expect(summary).to_contain_text("Vector #1", timeout=120_000)
     expect(summary).to_contain_text(IMG[:30])
+    expect(page.locator("#optimize-status")).to_contain_text("✓ Done.")
     assert_nothing_injected(page)
+    # a page loaded after the run still shows its result
+    page.reload()
+    page.get_by_text("tiny-llama · 4 layers").wait_for(timeout=30_000)
+    page.get_by_role("tab", name="Optimize").click()
+    expect(page.locator("#optimize-summary")).to_contain_text("Vector #1", timeout=60_000)
+    assert_nothing_injected(page)
+
+    # a second run, cancelled from a reloaded page
+    start_small_run(page)
+    reload_while_it_runs(page)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#optimize-status")).to_contain_text(
+        "✕ The optimization was cancelled before any steering setting was scored. "
+        "The active vectors are unchanged.", timeout=60_000,
+    )  # fmt: skip
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#optimize-status")).to_contain_text("Nothing to cancel")
 
     page.get_by_role("tab", name="Steering").click()
     page.get_by_label("Vector to remove").click()
@@ -92,3 +116,36 @@ def test_user_text_never_becomes_markup(browser, app_url):  # noqa: F811
     expect(page.locator("#steering-status")).to_contain_text(IMG[:20])
     assert_nothing_injected(page)
     page.close()
+
+
+def start_small_run(page) -> None:
+    """One particle, one iteration on 2 documents; it stops after its baseline
+    to ask whether to go on (the fixture makes every run long)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Optimize").click()
+    task_box(page).fill("steer_sentiment")
+    for label, value in (("Limit", "2"), ("Batch size", "2"), ("Particles", "1"),
+                         ("Iterations", "1")):  # fmt: skip
+        page.get_by_label(label, exact=True).fill(value)
+    page.get_by_role("button", name="Optimize vectors").click()
+    expect(page.locator("#optimize-status")).to_contain_text("⏸ This run would take", timeout=120_000)
+
+
+def reload_while_it_runs(page) -> None:
+    """Reload the page while the run waits holding the model: the Steering tab
+    shows the active vector (not "No steering vectors are active"), and the
+    Optimize tab the run's progress and its question."""
+    from playwright.sync_api import expect
+
+    page.reload()
+    page.get_by_text("tiny-llama · 4 layers").wait_for(timeout=30_000)
+    table = page.locator("#active-vectors")
+    expect(table).to_contain_text(IMG, timeout=30_000)
+    expect(table).not_to_contain_text("No steering vectors")
+    assert_nothing_injected(page)
+    page.get_by_role("tab", name="Optimize").click()
+    expect(page.locator("#optimize-progress")).to_contain_text(
+        re.compile(r"1 of \d+ evaluations"), timeout=30_000
+    )
+    expect(page.locator("#optimize-status")).to_contain_text("⏸ This run would take")
