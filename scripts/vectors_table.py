@@ -33,27 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.guard_fluency import PROMPTS, repeated_4grams  # noqa: E402
-
-JOY = (
-    "I feel so joyful and happy today!",
-    "What a wonderful, delightful surprise, I am thrilled.",
-    "Laughing with friends in the sunshine makes me glad.",
-    "This is the best day of my life, everything is bright.",
-)
-GRIEF = (
-    "I feel so sad and heartbroken today.",
-    "What a terrible, painful loss, I am devastated.",
-    "Crying alone in the dark makes me miserable.",
-    "This is the worst day of my life, everything is grey.",
-)
-
+from steering.presets import GRIEF, JOY  # noqa: E402
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--docs", type=int, default=20, help="documents a task-pair vector is built from")
-    p.add_argument("--limit", type=int, default=40, help="documents scored, split half/half")
-    p.add_argument("--particles", type=int, default=3)
-    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument(
+        "--limit", type=int, default=80,
+        help="documents scored (of those not reserved for building), split half/half",
+    )  # fmt: skip
+    p.add_argument("--particles", type=int, default=4)
+    p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--layers", default="3,12", help="layer range searched in (a) and (c)")
     p.add_argument("--strength", default="-0.4,0.4", help="strength range searched in (a)")
     p.add_argument("--sample-layers", default="6,12", help="layers of the replies in (b)")
@@ -210,6 +200,35 @@ def part_c(steerer, loaded, args, vader) -> dict:
     return row
 
 
+def table_a(rows: list[dict]) -> str:
+    """Part (a) as the Markdown table of docs/vectors.md."""
+    lines = [
+        "| task | vector (method) | held-out baseline | best held-out | gain "
+        "| layer | strength | alpha | docs searched + held out |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['task']} | {r['vector']} ({r['method']}) | {r['heldout_baseline']:.3f} "
+            f"| {r['heldout_best']:.3f} | {r['heldout_gain']:+.3f} | {r['layer']} "
+            f"| {r['strength']:+.2f} | {r['alpha']:+.2f} | {r['search_docs']} + {r['heldout_docs']} |"
+        )
+    return "\n".join(lines)
+
+
+def table_c(row: dict) -> str:
+    """Part (c) as the Markdown table of docs/vectors.md, then the replies."""
+    lines = [
+        "| layer | strength | alpha | held-out gain (nats/token) | KL | repeated 4-grams | VADER |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {row['layer']} | {row['strength']:.2f} | {row['alpha']:.2f} | {row['gain']:+.3f} "
+        f"| {row['kl']:.3f} | {row['repeated_4grams']:.2f} | {row['vader']:+.2f} |",
+        "",
+    ]
+    lines += [f"> {p}\n>\n> → {' '.join(t.split())}\n" for p, t in zip(PROMPTS, row["texts"])]
+    return "\n".join(lines)
+
+
 def main() -> None:
     args = _args()
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -226,8 +245,10 @@ def main() -> None:
         out["samples"] = part_b(steerer, loaded, args, vader)
     if "c" not in skip:
         out["concept_search"] = part_c(steerer, loaded, args, vader)
+        print(table_c(out["concept_search"]), flush=True)
     if "a" not in skip:
         out["heldout"] = part_a(steerer, args)
+        print(table_a(out["heldout"]), flush=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")
 

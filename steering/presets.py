@@ -25,6 +25,22 @@ PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
 # only) checks each value's kind and bounds.
 OPTIMIZE_KEYS = tuple(f.name for f in run_fields(PRESET))
 
+# The joy-minus-grief example of docs/vectors.md: the measurement script
+# (scripts/vectors_table.py) and the browser tests type the same sentences,
+# so the figures and the screenshots describe one vector.
+JOY = (
+    "I feel so joyful and happy today!",
+    "What a wonderful, delightful surprise, I am thrilled.",
+    "Laughing with friends in the sunshine makes me glad.",
+    "This is the best day of my life, everything is bright.",
+)
+GRIEF = (
+    "I feel so sad and heartbroken today.",
+    "What a terrible, painful loss, I am devastated.",
+    "Crying alone in the dark makes me miserable.",
+    "This is the worst day of my life, everything is grey.",
+)
+
 
 @dataclass(frozen=True)
 class Preset:

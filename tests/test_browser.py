@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from steering import presets as preset_examples
 from steering import steerer_for
 from steering.session import ModelSession
 from ui.app import build_app
@@ -36,16 +37,9 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1280, "height": 900}
 
-JOY = (
-    "I feel so joyful and happy today!\n"
-    "What a wonderful, delightful surprise, I am thrilled.\n"
-    "Laughing with friends in the sunshine makes me glad."
-)
-GRIEF = (
-    "I feel so sad and heartbroken today.\n"
-    "What a terrible, painful loss, I am devastated.\n"
-    "Crying alone in the dark makes me miserable."
-)
+# The first three sentences of docs/vectors.md's joy/grief vector, one per line.
+JOY = "\n".join(preset_examples.JOY[:3])
+GRIEF = "\n".join(preset_examples.GRIEF[:3])
 MESSAGE = "Describe your morning in two sentences."
 
 

@@ -26,7 +26,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent / "webui"))
 
 from real import RealWebui  # noqa: E402
-from test_browser import CHROMIUM_ARGS, browser  # noqa: E402,F401 - the same headless Chromium
+from test_browser import CHROMIUM_ARGS, GRIEF, JOY, browser  # noqa: E402,F401 - the same headless Chromium and joy/grief prompts
 
 pytestmark = [pytest.mark.webui, pytest.mark.browser, pytest.mark.slow]
 
@@ -38,16 +38,6 @@ TAB_NAME = "Steering"  # params["display_name"]: the webui's sidebar label
 UI_TIMEOUT_MS = 60_000
 REPLY_TIMEOUT_MS = 180_000
 
-JOY = (
-    "I feel so joyful and happy today!\n"
-    "What a wonderful, delightful surprise, I am thrilled.\n"
-    "Laughing with friends in the sunshine makes me glad."
-)
-GRIEF = (
-    "I feel so sad and heartbroken today.\n"
-    "What a terrible, painful loss, I am devastated.\n"
-    "Crying alone in the dark makes me miserable."
-)
 MESSAGE = "Describe your morning in two sentences."
 TAB_FAILED = "could not start:"  # extension.ui()'s line when building the tab failed
 # README "Steering": at layer 12, alpha 1 turns greedy replies cheerful and
