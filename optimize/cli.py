@@ -149,8 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from optimize import FitnessConfig, Progress, PsoConfig, SearchSpace, run_optimization
     from optimize.fitness import find_task
-    from optimize.concept import CONCEPT_TASK, concept_search
-    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.concept import CONCEPT_TASK
     from optimize.guard_settings import GuardSettings
     from optimize.objective import uses_task
     from optimize.journal import JournalFile, journal_path
@@ -280,12 +279,7 @@ def _run(args: argparse.Namespace) -> int:
         # concept strength: the vector rebuilt from its prompts not held out,
         # scored on the held-out ones (optimize/concept.py), within the guard
         scored = (
-            GuardedFitness(
-                stack.enter_context(
-                    concept_search(steerer, indices, args.holdout_fraction, args.seed)
-                ),
-                KlGuard(steerer, batch_size=args.batch_size),
-            )
+            stack.enter_context(guard.concept_fitness(steerer, indices, args.seed, args.batch_size))
             if concept
             else search_fitness(steerer, recipe)
         )

@@ -44,6 +44,8 @@ from steering.vector import SteeringVector
 CONCEPT = "concept"
 # What the result file records as the "task" of a concept-strength run.
 CONCEPT_TASK = "concept_strength"
+# The metric it records: the gain in mean log-likelihood per token.
+CONCEPT_METRIC = "gain"
 # Share of each prompt list held out for scoring by default.
 DEFAULT_HOLDOUT = 0.5
 
@@ -122,13 +124,13 @@ class ConceptFitness:
         self.examples = examples
         texts = [*examples.concept, *examples.contrast]
         self.samples = len(texts)
-        self.config = FitnessConfig(task=CONCEPT_TASK, metric="gain", limit=len(texts))
+        self.config = FitnessConfig(task=CONCEPT_TASK, metric=CONCEPT_METRIC, limit=len(texts))
         self._ids, self._mask = self._batch(steerer, texts)
         self._base = self._loglik(())
 
     @property
     def metric_key(self) -> str:
-        return "gain"
+        return CONCEPT_METRIC
 
     @staticmethod
     def _batch(steerer: Steerer, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,11 +11,13 @@ that one construction, so the two cannot drift apart.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optimize.config import FitnessConfig
-from optimize.objective import ObjectiveOptions, make_objective
+from optimize.objective import ObjectiveOptions, make_objective, uses_task
 from optimize.settings import BY_NAME, default
 from optimize.split import HELDOUT, SEARCH, DocumentSplit
 from steering.errors import InvalidInputError
@@ -55,6 +57,46 @@ class GuardSettings:
     @property
     def options(self) -> ObjectiveOptions:
         return ObjectiveOptions(kl_budget=self.kl_budget, max_guard_drop=self.max_guard_drop)
+
+    @property
+    def scores_task(self) -> bool:
+        """Whether the run scores an lm-eval task (concept strength scores the
+        vector's own held-out prompts instead: `concept_fitness`)."""
+        return uses_task(self.objective)
+
+    def check_concept(self, vectors: int, heldout_task: bool, workers: int) -> None:
+        """InvalidInputError unless a concept-strength run can be built from
+        these: one vector, a held-out share above 0 (of its prompts), and no
+        held-out task, guard task or workers (it scores in this process)."""
+        if vectors != 1:
+            raise InvalidInputError(
+                "Concept strength searches one vector at a time (its own prompts are the "
+                f"examples): select one, not {vectors}."
+            )
+        if self.holdout_fraction == 0:
+            raise InvalidInputError(
+                "Concept strength scores a held-out share of the vector's prompts: set the "
+                "held-out share above 0 (0.5 holds out half of each list)."
+            )
+        if heldout_task or self.guard_task is not None or workers:
+            raise InvalidInputError(
+                "Concept strength scores the vector's own held-out prompts in this process: "
+                "it takes no held-out task, guard task or Ray workers."
+            )
+
+    @contextmanager
+    def concept_fitness(
+        self, steerer: Steerer, indices: Sequence[int], seed: int, batch_size: int | None = None
+    ) -> Iterator[GuardedFitness]:
+        """What a concept-strength run scores (the command line's and the tab's):
+        inside the block the vector `indices[0]` is rebuilt from its prompts
+        not held out (the held-out share, with `seed`), the fitness scores the
+        held-out ones with the KL guard; the full vector is back afterwards."""
+        from optimize.concept import concept_search
+        from optimize.guard import GuardedFitness, KlGuard
+
+        with concept_search(steerer, indices, self.holdout_fraction, seed) as target:
+            yield GuardedFitness(target, KlGuard(steerer, batch_size=batch_size))
 
     def split(self, seed: int, heldout: FitnessConfig | None) -> DocumentSplit | None:
         """The document split of the search task: none when a held-out task

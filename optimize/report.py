@@ -8,13 +8,39 @@ from __future__ import annotations
 import math
 
 from optimize.evaluation import Evaluation
-from optimize.objective import GUARD, KL
+from optimize.objective import GUARD, KL, TargetObjective, uses_task
 from optimize.results import OptimizationResult
 from optimize.split import PairedTest
 
 
 def score_text(score: float, stderr: float) -> str:
     return f"{score:.4f}" + ("" if math.isnan(stderr) else f" ± {stderr:.4f}")
+
+
+def gain_text(result: OptimizationResult) -> str:
+    """Best minus baseline in the run's unit: points of a task's metric, or
+    for concept strength (whose baseline is 0 by construction) the gain in
+    mean log-likelihood per token, which x100 "points" would misread."""
+    if uses_task(result.objective):
+        return f"{result.gain_points:+.1f} points"
+    return f"{result.best.score - result.baseline.score:+.4f} nats per token"
+
+
+def scored_text(result: OptimizationResult) -> str:
+    """What the search scored: the task's documents (and how they were split),
+    or the vector's held-out prompts for concept strength."""
+    if not uses_task(result.objective):
+        return (
+            f"{result.samples} held-out concept and contrast prompts of the vector "
+            "(it was rebuilt from the rest for the search), no task"
+        )
+    documents = f"{result.samples} documents"
+    if result.split is not None:
+        documents += (
+            f" searched ({result.split.fraction:.0%} of the task held out, "
+            f"split seed {result.split.seed})"
+        )
+    return documents
 
 
 def setting_text(evaluation: Evaluation) -> str:
@@ -57,23 +83,17 @@ def front_table(result: OptimizationResult) -> list[str]:
 
 def summary_lines(result: OptimizationResult) -> list[str]:
     """What `python -m optimize` prints after a run."""
-    documents = f"{result.samples} documents"
-    if result.split is not None:
-        documents += (
-            f" searched ({result.split.fraction:.0%} of the task held out, "
-            f"split seed {result.split.seed})"
-        )
     lines = [
-        f"task {result.fitness.task}, metric {result.metric}, {documents}",
+        f"task {result.fitness.task}, metric {result.metric}, {scored_text(result)}",
         f"objective {result.objective}"
         + (
             f" (KL budget {result.objective_options.kl_budget:g})"
-            if result.objective == "guarded"
+            if result.objective != TargetObjective.name
             else ""
         ),
         f"baseline {score_text(result.baseline.score, result.baseline.stderr)}",
         f"best     {score_text(result.best.score, result.best.stderr)} "
-        f"({result.gain_points:+.1f} points)"
+        f"({gain_text(result)})"
         + (
             f", KL {result.best.metrics[KL]:.4f}"
             if not math.isnan(result.best.metrics.get(KL, math.nan))

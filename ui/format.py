@@ -190,18 +190,13 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
 def result_summary(result: OptimizationResult) -> str:
     """What a run found, in Markdown: the scores, the objective and its
     recommendation, the held-out check with its paired test."""
-    from optimize.objective import KL
-    from optimize.report import paired_text
+    from optimize.objective import KL, TargetObjective
+    from optimize.report import gain_text, paired_text, scored_text
 
     best, base = result.best, result.baseline
-    documents = f"{result.samples} documents"
-    if result.split is not None:
-        documents += (
-            f" searched ({result.split.fraction:.0%} of the task held out, "
-            f"split seed {result.split.seed})"
-        )
+    documents = scored_text(result)
     kl = best.metrics.get(KL, math.nan)
-    guarded = result.objective == "guarded"
+    guarded = result.objective != TargetObjective.name  # guarded and concept rank within the KL budget
     lines = [
         f"### {'Cancelled run: best so far' if result.cancelled else 'Best setting found'}",
         (
@@ -213,7 +208,7 @@ def result_summary(result: OptimizationResult) -> str:
         f"- **Baseline (no steering):** {_score(base.score)} ± {_score(base.stderr)}",
         (
             f"- **Best:** {_score(best.score)} ± {_score(best.stderr)} "
-            f"({result.gain_points:+.1f} points)"
+            f"({gain_text(result)})"
             + ("" if math.isnan(kl) else f" · KL {kl:.3f}")
         ),
     ]

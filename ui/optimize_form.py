@@ -17,6 +17,7 @@ from typing import Any
 import gradio as gr
 
 from optimize import OBJECTIVES, FitnessConfig, PsoConfig, SearchSpace
+from optimize.concept import CONCEPT_METRIC, CONCEPT_TASK
 from optimize.guard_settings import NAMES as GUARD_NAMES
 from optimize.guard_settings import GuardSettings
 from optimize.run import check_heldout
@@ -75,15 +76,27 @@ def _whole(name: str, form: dict[str, Any], minimum: int | None = None) -> int:
     return BY_NAME[name].capped(validate.whole(label, value, minimum))
 
 
+def _guard(form: dict[str, Any]) -> GuardSettings:
+    """The split, objective and guard fields (those left out: the table's defaults)."""
+    values = {}
+    for name in GUARD_NAMES:
+        if name in form:  # an emptied number field is refused, an emptied text is "none"
+            value = form[name]
+            f = BY_NAME[name]
+            values[name] = value if f.kind is str else validate.given(f.label, value)
+    return GuardSettings.from_values(values)
+
+
 def parse_request(
     choices: list[str] | None, *values: Any, sources: AllowedTaskSources | None = None
 ) -> RunRequest:
     """Check the form (its values in the order of NAMES; the held-out, split
     and guard ones may be left out: the table's defaults) before anything
-    touches the model. An empty held-out task
-    means no held-out scoring (its limit is then not used). The task folder
-    must be one of `sources` (default: the shipped tasks, or lm-eval's
-    registered tasks): a visitor never picks a folder of code to run.
+    touches the model. An empty held-out task means no held-out scoring (its
+    limit is then not used). The task folder must be one of `sources`
+    (default: the shipped tasks, or lm-eval's registered tasks): a visitor
+    never picks a folder of code to run. The concept objective reads no task
+    field: it scores one vector's own held-out prompts.
 
     Raises:
         InvalidInputError: with a message naming the field (TaskSourceError
@@ -97,11 +110,16 @@ def parse_request(
         )
     if not all(isinstance(choice, str) and choice for choice in chosen):
         raise InvalidInputError(f"Unknown vector in {list(chosen)!r}; refresh the tab.")
-    folder = (sources or AllowedTaskSources()).include_path(form.get("task_folder"))
+    guard = _guard(form)
+    if guard.scores_task:
+        folder = (sources or AllowedTaskSources()).include_path(form.get("task_folder"))
+        task, metric = form.get("task") or "", form.get("metric") or ""
+    else:  # concept strength scores the vector's own prompts: the task fields are not read
+        folder, task, metric = None, CONCEPT_TASK, CONCEPT_METRIC
     fitness = FitnessConfig(
-        task=form.get("task") or "",
+        task=task,
         include_path=folder,
-        metric=form.get("metric") or "",
+        metric=metric,
         limit=_whole("limit", form),
         batch_size=_whole("batch_size", form),
     )
@@ -121,10 +139,14 @@ def parse_request(
         w=form.get("w"),
         seed=_whole("seed", form),
     )
-    heldout = None
     if not isinstance(form.get("heldout_task") or "", str):
         raise InvalidInputError(f"The held-out task must be text, got {form['heldout_task']!r}.")
-    if (form.get("heldout_task") or "").strip():
+    heldout_task = (form.get("heldout_task") or "").strip()
+    workers = 0 if form.get("workers") in (None, "") else _whole("workers", form, minimum=0)
+    if not guard.scores_task:
+        guard.check_concept(len(chosen), bool(heldout_task), workers)
+    heldout = None
+    if heldout_task:
         heldout = FitnessConfig(
             task=form["heldout_task"],
             include_path=folder,
@@ -133,19 +155,6 @@ def parse_request(
             batch_size=fitness.batch_size,
         )
         check_heldout(fitness, heldout)
-    workers = 0 if form.get("workers") in (None, "") else _whole("workers", form, minimum=0)
-    guard_values = {}
-    for name in GUARD_NAMES:
-        if name in form:  # an emptied number field is refused, an emptied text is "none"
-            value = form[name]
-            f = BY_NAME[name]
-            guard_values[name] = value if f.kind is str else validate.given(f.label, value)
-    guard = GuardSettings.from_values(guard_values)
-    if guard.objective == "concept":  # optimize/concept.py: the command line runs it
-        raise InvalidInputError(
-            "Concept strength runs from the command line for now: python -m optimize "
-            "--objective concept (the tab scores a task)."
-        )
     guard.guard_config(fitness)  # the guard task is not the search task
     return RunRequest(chosen, fitness, space, pso, heldout, workers, guard)
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from optimize.objective import OBJECTIVES, uses_task
 from ui import compat, front_panel
 from ui import format as fmt
 from ui.model_access import model_facts
@@ -19,25 +20,36 @@ if TYPE_CHECKING:
     from ui.optimize_tab import OptimizeActions
 
 
-def plan_line(particles: Any, iterations: Any, limit: Any) -> str:
+def plan_line(particles: Any, iterations: Any, limit: Any, objective: Any = None) -> str:
     """The warning shown before a run: how much it scores, and that it holds
     the model, so chat replies (the webui's too) wait until it ends. A field
     that is not a whole positive number leaves the size out (the run's own
-    check names it when started)."""
+    check names it when started). For the concept objective it says what is
+    scored instead of a task: the vector's held-out concept and contrast
+    prompts, within the KL budget."""
     holds = (
         "It holds the model: chat replies (the webui's too) and vector changes wait until "
         "it ends; the status line shows the time left once the first setting is scored."
     )
+    concept = isinstance(objective, str) and objective in OBJECTIVES and not uses_task(objective)
+    scored = (
+        "the held-out concept and contrast prompts of the one selected vector (the held-out "
+        "share of each list; the vector is rebuilt from the rest), ranked by how much likelier "
+        "the concept's become, within the KL budget; the task fields are not used"
+        if concept
+        else None
+    )
     try:
         p, i, n = int(particles), int(iterations), int(limit)
     except (TypeError, ValueError, OverflowError):
-        return f"**Before you start:** {holds}"
+        p = i = n = -1
     if p < 1 or i < 1 or n < 0:
-        return f"**Before you start:** {holds}"
-    documents = "all documents of the task" if n == 0 else f"{n} documents"
+        return f"**Before you start:** {'this run scores ' + scored + '. ' if scored else ''}{holds}"
+    documents = scored or ("all documents of the task" if n == 0 else f"{n} documents")
     return (
         f"**Before you start:** this run scores {p * i + 1} settings ({p} particles × {i} "
-        f"iterations, plus the unsteered baseline) on {documents} each. {holds}"
+        f"iterations, plus the unsteered baseline) on {documents}{'' if scored else ' each'}. "
+        f"{holds}"
     )
 
 
@@ -76,7 +88,9 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         "Search the **layer** and **alpha** of the chosen vectors with a "
         "particle swarm; each particle is scored by an lm-eval task on the loaded model. "
         "Standard lm-eval tasks need internet for their data; local tasks in the task "
-        "folder work offline."
+        "folder work offline. With only concept and contrast prompts (no task), choose the "
+        "objective **concept**: it finds the strongest setting of one vector that keeps "
+        "text fluent."
     )
     vector_box = gr.CheckboxGroup(
         choices=choices, value=[v for _label, v in choices], label="Vectors to optimize"
@@ -90,7 +104,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     with gr.Row():
         resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
         resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
-    size = [fields[name] for name in ("particles", "iterations", "limit")]
+    size = [fields[name] for name in ("particles", "iterations", "limit", "objective")]
     plan = gr.Markdown(plan_line(*(f.value for f in size)), elem_id="optimize-plan")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
     status = gr.Markdown("", elem_id="optimize-status")

@@ -15,6 +15,7 @@ from typing import Any
 
 from optimize import FitnessConfig, PsoConfig, SearchSpace
 from optimize.guard_settings import GuardSettings
+from optimize.objective import uses_task
 from optimize.journal import SUFFIX, JournalFile, JournalState, interrupted_runs
 from steering.errors import InvalidInputError
 from steering.session import Current
@@ -69,6 +70,11 @@ def request_from(state: JournalState) -> RunRequest:
     try:
         heldout, split = identity.get("heldout"), identity.get("split")
         objective = identity.get("objective") or {"name": "target", "options": {}}
+        if not uses_task(str(objective["name"])):
+            raise InvalidInputError(
+                "An interrupted concept-strength run cannot be resumed here (its journal "
+                "does not keep which prompts were held out): start it again."
+            )
         # A split run's held-out side is the search task itself, not a held-out task.
         guard = GuardSettings(
             holdout_fraction=0.0 if split is None else float(split["fraction"]),

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from optimize import (
     Progress,
     run_optimization,
 )
+from optimize.report import gain_text
 from optimize.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.limits import LONG_RUN_SECONDS
@@ -128,7 +130,9 @@ class OptimizeActions:
         except SteerSwarmError as exc:
             yield (*keep, fmt.failed("start the optimization", str(exc)))
             return
-        journal = new_journal(self.save_dir)
+        # a concept run is not journalled: its journal could not say which
+        # prompts were held out, so it could not be resumed (optimize_resume)
+        journal = new_journal(self.save_dir) if request.guard.scores_task else None
         yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
 
     def resume_offer(self) -> tuple[str, Any]:
@@ -175,8 +179,14 @@ class OptimizeActions:
             None,
             "",
             *no_result,
-            "Starting: loading the task, measuring the unsteered model on the neutral text "
-            "(for the KL guard) and scoring the unsteered baseline…",
+            (
+                "Starting: loading the task, measuring the unsteered model on the neutral text "
+                "(for the KL guard) and scoring the unsteered baseline…"
+                if work.request.guard.scores_task
+                else "Starting: rebuilding the vector from its prompts that are not held out, "
+                "measuring the unsteered model on the neutral text (for the KL guard) and on "
+                "the held-out prompts…"
+            ),
         )
         try:
             for kind, item in job.follow():
@@ -267,7 +277,7 @@ class OptimizeActions:
             gr.update(value=saved, visible=True) if saved is not None else gr.update(),
             (
                 f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
-                f"({result.gain_points:+.1f} points).{held_line} {outcome}"
+                f"({gain_text(result)}).{held_line} {outcome}"
             ),
         )
 
@@ -395,7 +405,15 @@ class _OptimizeWork:
         self.numbers = [i + 1 for i in indices]
         request = self.request
         guard = request.guard
-        scored, held = guard.fitnesses(steerer, request.fitness, request.heldout, request.pso.seed)
+        stack = ExitStack()  # a concept run's rebuilt vector, undone at the end
+        if guard.scores_task:
+            scored, held = guard.fitnesses(
+                steerer, request.fitness, request.heldout, request.pso.seed
+            )
+        else:
+            scored, held = stack.enter_context(guard.concept_fitness(
+                steerer, indices, request.pso.seed, request.fitness.batch_size
+            )), None  # fmt: skip
         self.status.started(request.pso.evaluations + 1 + (0 if held is None else 2))
         workers = None
         try:
@@ -415,6 +433,7 @@ class _OptimizeWork:
                 journal=self.journal,
             )
         finally:
+            stack.close()  # the full vector back: "Apply best" moves it
             if workers is not None:
                 workers.close()
             self.status.finished()
