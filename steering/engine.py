@@ -31,6 +31,7 @@ from steering.errors import IncompatibleVectorError, InvalidInputError, NoModelE
 from steering.limits import check_prompt_count, check_prompt_tokens
 from steering.models import ModelInfo, find_decoder_layers, model_info
 from steering.vector import SteeringVector, check_layer
+from steering.validate import typed
 
 
 class _LayerView:
@@ -254,7 +255,7 @@ class Steerer:
             if vector.id == vector_id:
                 return vector
         raise InvalidInputError(
-            f"There is no active vector with id {vector_id!r}: "
+            f"There is no active vector with id {typed(vector_id)}: "
             f"{len(self.active.vectors)} vector(s) are active."
         )
 

@@ -21,6 +21,7 @@ import torch
 
 from steering.errors import InvalidInputError
 from steering.models import find_final_norm
+from steering.validate import typed
 
 # Scan measures, by id (the UI shows `SCAN_MEASURES[id]`).
 DPRIME = "dprime"
@@ -111,7 +112,7 @@ def layer_scan(
     """
     if measure not in SCAN_MEASURES:
         raise InvalidInputError(
-            f"Unknown scan measure {measure!r}; valid: {', '.join(SCAN_MEASURES)}."
+            f"Unknown scan measure {typed(measure)}; valid: {', '.join(SCAN_MEASURES)}."
         )
     concept, contrast = concept.double(), contrast.double()
     _check_activations(concept, contrast)

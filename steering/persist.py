@@ -28,6 +28,7 @@ from steering.engine import Steerer
 from steering.errors import InvalidInputError, SteerSwarmError
 from steering.outputs import atomic_write, reason
 from steering.store import load_vectors, read_metadata, save_vectors
+from steering.validate import typed
 
 INDEX_FORMAT = "steerswarm.session"
 INDEX_VERSION = 1
@@ -166,7 +167,7 @@ class DataFolder:
         for saved in self.saved():
             if saved.kind == kind and saved.name == name:
                 return saved.path
-        raise InvalidInputError(f"There is no saved {kind} file called {name!r}; refresh the list.")
+        raise InvalidInputError(f"There is no saved {kind} file called {typed(name)}; refresh the list.")
 
 
 def _entry_name(entry: dict[str, Any]) -> str:

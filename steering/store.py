@@ -38,6 +38,7 @@ from steering.extract.base import CONTRAST_PROMPTS, PROMPTS
 from steering.limits import MAX_METADATA_CHARS, MAX_PROMPTS_PER_CAPTURE, MAX_VECTORS_PER_FILE, count
 from steering.models import ModelInfo
 from steering.outputs import atomic_write, reason
+from steering.validate import typed
 from steering.vector import SteeringVector
 
 FORMAT = "steerswarm.vectors"
@@ -106,8 +107,12 @@ def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
         IncompatibleVectorError: made for another hidden size or layer count.
     """
     path = Path(path)
-    if not path.is_file():
-        raise VectorFileError(f"Vector file not found: {path}")
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long for the filesystem, a loop of links
+        raise VectorFileError(f"Cannot read the vector file {typed(str(path))}: {reason(exc)}.") from None
+    if not found:
+        raise VectorFileError(f"Vector file not found: {typed(str(path))}")
     try:
         data = path.read_bytes()
         tensors = safetensors.torch.load(data)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.figure import Figure
 
 from steering.errors import InvalidInputError
+from steering.validate import typed
 
 if TYPE_CHECKING:
     from optimize.landscape import MapCell, MapGrid
@@ -108,7 +109,7 @@ def numbers(text: str | None, what: str, cast: Callable[[str], Any]) -> tuple[An
         return tuple(cast(p) for p in parts)
     except ValueError:
         raise InvalidInputError(
-            f"{what} must be numbers separated by commas, got {text!r}."
+            f"{what} must be numbers separated by commas, got {typed(text)}."
         ) from None
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _KNOWN_SUFFIXES = (".safetensors", ".gguf")
+MAX_NAME_CHARS = 120
 
 
 def plain_file_name(name: str | None, suffix: str) -> str:
@@ -20,6 +21,10 @@ def plain_file_name(name: str | None, suffix: str) -> str:
     stem = _SAFE_NAME.sub("-", name).strip("-.")
     if not stem:
         raise ValueError(f"Give the file a name, e.g. steering-vectors{suffix}.")
+    if len(stem) > MAX_NAME_CHARS:  # the filesystem's limit is 255 bytes, with the temporary name's parts
+        raise ValueError(
+            f"A file name takes at most {MAX_NAME_CHARS} characters; this one has {len(stem):,}."
+        )
     return stem + suffix
 
 

@@ -49,12 +49,12 @@ def check_coefficient(value: Any, unit: str | None) -> tuple[float, str]:
     """(value, unit) checked before any model work: a finite alpha within a
     vector's limit, or a finite strength (its alpha is checked once the
     vector's norm is known). InvalidInputError otherwise."""
-    unit = unit or ALPHA
+    unit = ALPHA if unit is None else unit  # "" is a choice of none: refused
     if unit == ALPHA:
         return check_alpha(value), unit
     if unit == STRENGTH:
         return validate.number("Strength", value), unit
-    raise InvalidInputError(f"The unit must be {ALPHA!r} or {STRENGTH!r}, got {unit!r}.")
+    raise InvalidInputError(f"The unit must be {ALPHA!r} or {STRENGTH!r}, got {validate.typed(unit)}.")
 
 
 def with_coefficient(vector: SteeringVector, value: Any, unit: str | None) -> SteeringVector:
