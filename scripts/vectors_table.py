@@ -13,7 +13,8 @@
     layers: the share of repeated word 4-grams and VADER's compound score
     (vaderSentiment, pinned in requirements-test.txt).
 (c) What the concept-strength search recommends for the joy/grief vector
-    (held-out half of its prompts, within the guard's KL budget), and its reply.
+    (held-out half of its prompts, within the guard's KL budget, the tab's
+    default strength range), and its reply.
 
     OMP_NUM_THREADS=1 python scripts/vectors_table.py --out vectors-table.json
 
@@ -45,7 +46,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--particles", type=int, default=4)
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--layers", default="3,12", help="layer range searched in (a) and (c)")
-    p.add_argument("--strength", default="-0.4,0.4", help="strength range searched in (a)")
+    p.add_argument("--strength", default="-0.4,0.4", help="strength range searched in (a) and (c)")
     p.add_argument("--sample-layers", default="6,12", help="layers of the replies in (b)")
     p.add_argument("--tokens", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
@@ -174,7 +175,8 @@ def part_c(steerer, loaded, args, vader) -> dict:
 
     low, high = (int(x) for x in args.layers.split(","))
     steerer.set_vectors([capture_vector(steerer, JOY, 8, 1.0, GRIEF)])
-    space = SearchSpace(low, high, unit="strength", strength_min=0.0, strength_max=1.0)
+    s_low, s_high = (float(x) for x in args.strength.split(","))  # the tab's default range
+    space = SearchSpace(low, high, unit="strength", strength_min=s_low, strength_max=s_high)
     pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
     t0 = time.perf_counter()
     with concept_search(steerer, [0], 0.5, args.seed) as fitness:
@@ -188,6 +190,8 @@ def part_c(steerer, loaded, args, vader) -> dict:
     row = {
         "layer": best.layers[0], "alpha": best.alphas[0], "strength": vector.strength,
         "gain": best.metrics.target, "kl": best.metrics["kl"],
+        # the best is recommended only within the KL budget and above the baseline
+        "recommended": result.improved, "reason": result.recommendation.reason,
         "evaluations": [
             {"layer": e.layers[0], "alpha": e.alphas[0], "gain": e.metrics.target,
              "kl": e.metrics["kl"]} for e in result.evaluations
@@ -219,10 +223,14 @@ def table_a(rows: list[dict]) -> str:
 def table_c(row: dict) -> str:
     """Part (c) as the Markdown table of docs/vectors.md, then the replies."""
     lines = [
-        "| layer | strength | alpha | held-out gain (nats/token) | KL | repeated 4-grams | VADER |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer | strength | alpha | held-out gain (nats/token) | KL | recommended "
+        "| repeated 4-grams | VADER |",
+        "|---:|---:|---:|---:|---:|---|---:|---:|",
         f"| {row['layer']} | {row['strength']:.2f} | {row['alpha']:.2f} | {row['gain']:+.3f} "
-        f"| {row['kl']:.3f} | {row['repeated_4grams']:.2f} | {row['vader']:+.2f} |",
+        f"| {row['kl']:.3f} | {'yes' if row['recommended'] else 'no'} "
+        f"| {row['repeated_4grams']:.2f} | {row['vader']:+.2f} |",
+        "",
+        f"Recommendation: {row['reason']}",
         "",
     ]
     lines += [f"> {p}\n>\n> → {' '.join(t.split())}\n" for p, t in zip(PROMPTS, row["texts"])]
