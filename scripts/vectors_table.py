@@ -52,6 +52,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     p.add_argument("--out", default="vectors-table.json")
+    p.add_argument("--table-from", metavar="JSON", help="only print the tables of a saved run")
     return p.parse_args()
 
 
@@ -208,14 +209,17 @@ def table_a(rows: list[dict]) -> str:
     """Part (a) as the Markdown table of docs/vectors.md."""
     lines = [
         "| task | vector (method) | held-out baseline | best held-out | gain "
-        "| layer | strength | alpha | docs searched + held out |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| layer | strength | alpha | beat the baseline in the search | docs searched + held out |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
+        # the run recommends a setting only when it beat the unsteered search score
+        beat = "yes" if r["search_best"] > r["search_baseline"] else "no (nothing to apply)"
         lines.append(
             f"| {r['task']} | {r['vector']} ({r['method']}) | {r['heldout_baseline']:.3f} "
             f"| {r['heldout_best']:.3f} | {r['heldout_gain']:+.3f} | {r['layer']} "
-            f"| {r['strength']:+.2f} | {r['alpha']:+.2f} | {r['search_docs']} + {r['heldout_docs']} |"
+            f"| {r['strength']:+.2f} | {r['alpha']:+.2f} | {beat} "
+            f"| {r['search_docs']} + {r['heldout_docs']} |"
         )
     return "\n".join(lines)
 
@@ -239,6 +243,12 @@ def table_c(row: dict) -> str:
 
 def main() -> None:
     args = _args()
+    if args.table_from:
+        saved = json.loads(Path(args.table_from).read_text())
+        for key, table in (("concept_search", table_c), ("heldout", table_a)):
+            if key in saved:
+                print(table(saved[key]) + "\n")
+        return
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     from steering import steerer_for
