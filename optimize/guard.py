@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from optimize import prefix
 from optimize._rng import preserved_rng
 from optimize.batched import checked_deltas, row_limit, run_many
+from optimize.bucketing import batch_cost_tokens, group_rows
 from optimize.metrics import Fitness, Metrics
 from optimize.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
 from optimize.prefix import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
@@ -129,7 +130,7 @@ class KlGuard:
     `evaluate(vectors)` then scores a setting. Uses the layer cache on the
     layouts `optimize.prefix` supports and a plain forward on other models.
     `batch_size` is the least number of sentences per batch (batches are
-    filled to `prefix.MIN_BATCH_TOKENS` tokens, as for the task's scoring).
+    cut as for the task's scoring: `optimize.bucketing`).
     """
 
     def __init__(
@@ -189,11 +190,12 @@ class KlGuard:
             rows.append(tokens[:limit])
         rows.sort(key=lambda r: (-len(r), r))
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        least = prefix.MIN_BATCH_TOKENS
+        cost = batch_cost_tokens(torch.device(self.device), least)
         batches = []
         start = 0
-        while start < len(rows):
+        for size in group_rows([len(r) for r in rows], batch_size, least, cost):
             width = len(rows[start])
-            size = max(batch_size, prefix.MIN_BATCH_TOKENS // width)
             chunk = rows[start : start + size]
             start += size
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)

@@ -4,8 +4,9 @@ Steering adds to the hidden state entering its layer, so for a given input
 everything below the lowest steered layer L is the same for every particle.
 `PrefixScorer` takes a task's loglikelihood requests once and tokenizes them
 as lm-eval's HFLM does. It keeps one row per distinct model input (all
-one-token choices of a context share a row), sorted longest first and cut
-into right-padded batches. Scoring a setting then runs, per batch:
+one-token choices of a context share a row), sorted longest first, cut into
+right-padded batches where padding costs least (`optimize.bucketing`).
+Scoring a setting then runs, per batch:
 
 1. the hidden state entering layer L, from its store when it is there; else
    computed from the nearest stored layer below L (or the embeddings) and
@@ -43,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from optimize.batched import run_many
+from optimize.bucketing import batch_cost_tokens, group_rows
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +55,10 @@ SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
 # The store of hidden states keeps at most this many bytes (1 GiB).
 DEFAULT_CACHE_BYTES = 1 << 30
 
-# The answers do not depend on the batch, so batches are filled up to at least
-# this many tokens (rows x width) even when the configured batch size is
-# smaller: on 2 CPU cores SmolLM2 ran 100 contexts 5-30 % faster in batches of
-# 16-64 than of 8, and a GPU gains more. Memory stays small: no batch holds
-# logits beyond the scored positions.
+# The answers do not depend on the batch, so a batch may hold up to this many
+# tokens (rows x width) even when the configured batch size is smaller (on 2
+# CPU cores 100 contexts ran 5-30 % faster in batches of 16-64 than of 8);
+# where to cut is `optimize.bucketing.group_rows`' choice (the least padding).
 MIN_BATCH_TOKENS = 1024
 
 
@@ -335,11 +336,10 @@ class PrefixScorer(LayerCache):
             row = tuple((context + continuation)[-(lm.max_length + 1) :][:-1])
             rows.setdefault(row, []).append((index, continuation))
         ordered = sorted(rows, key=lambda r: (-len(r), r))
-        batches = []
-        start = 0
-        while start < len(ordered):
+        cost = batch_cost_tokens(torch.device(device), MIN_BATCH_TOKENS)
+        batches, start = [], 0
+        for size in group_rows([len(r) for r in ordered], batch_size, MIN_BATCH_TOKENS, cost):
             width = len(ordered[start])  # the longest row of the batch
-            size = max(1, batch_size, MIN_BATCH_TOKENS // width)
             chunk = ordered[start : start + size]
             start += size
             ids = torch.zeros((len(chunk), width), dtype=torch.long)
