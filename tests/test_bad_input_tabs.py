@@ -1,6 +1,6 @@
 """Issue 10's bad-input sweep over the fields the other sweeps leave out: the
-Steering tab's contrast, unit, remove, save and load fields and its "From a
-task" panel, the Explore tab and the Saved tab (the concept, layer and alpha
+Steering tab's contrast, unit, remove, save, export and load fields and its
+"From a task" panel, the Explore tab and the Saved tab (the concept, layer and alpha
 are in tests/test_bad_input.py, Optimize and Chat in
 tests/test_bad_input_forms.py); and a 5,000-line capture, refused at the
 2,000-prompt cap with memory flat. Each value gets a clear message (no
@@ -22,6 +22,7 @@ from steering.session import ModelSession
 from tests.test_bad_input import GOOD, unchanged
 from tests.test_bad_input_forms import HUGE, LONG, ODD
 from ui.explore_tab import ExploreActions
+from ui.gguf_panel import GgufActions
 from ui.saved_tab import SavedActions
 from ui.steering_tab import SteeringActions
 from ui.task_vector_panel import TaskVectorActions
@@ -86,6 +87,13 @@ def test_bad_save_names_are_refused_or_kept_in_the_save_folder(steering, tiny_se
         else:
             refused_briefly(status)
     assert "at most 120 characters" in _last(steering.save_vectors(LONG))[1]
+    export = GgufActions(tiny_session, steering.save_dir)  # "Export for llama.cpp": the same rule
+    for name in (*TEXTS, "///", ".."):
+        saved, _flags, status = _last(export.export(name))
+        if status.startswith("✓"):
+            assert saved["value"].startswith(folder) and "/" not in saved["value"][len(folder):]
+        else:
+            refused_briefly(status)
     unchanged(tiny_session, before)
 
 

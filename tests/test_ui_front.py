@@ -199,6 +199,10 @@ def test_a_bad_point_is_refused(actions, known, tiny_session):
         *_, status, box = last(actions.front.apply_point(known, index))
         assert status == fmt.failed("apply the point of the front", needle) and box == UPDATE
         assert tiny_session.current().steerer.vectors == before
+    for index in (math.nan, math.inf, 1.5, "x" * 100_000, "\u202e😀 שלום"):  # issue 10's sweep
+        *_, status, box = last(actions.front.apply_point(known, index))
+        assert status.startswith("⚠") and "There is no point" in status and len(status) < 600
+        assert tiny_session.current().steerer.vectors == before
 
 
 def test_a_point_is_refused_when_the_vectors_changed_or_nothing_gained(

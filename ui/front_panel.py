@@ -18,6 +18,7 @@ import gradio as gr
 
 from optimize import Evaluation, OptimizationResult, apply_best
 from optimize.objective import KL
+from steering import validate
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
@@ -120,7 +121,7 @@ class FrontActions:
             or not 1 <= int(index) <= len(front)
         ):
             yield self._refused(
-                action, f"There is no point {index!r} on this run's front; choose one of its points."
+                action, f"There is no point {validate.typed(index)} on this run's front; choose one of its points."
             )
             return
         number = int(index)
