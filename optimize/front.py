@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from optimize.evaluation import Evaluation
-from optimize.objective import GUARD, KL, Objective, TargetObjective
+from optimize.objective import GUARD, KL, Objective, TargetObjective, gain_phrase, uses_task
 
 
 def _axes(evaluation: Evaluation, higher_is_better: bool, with_guard: bool) -> tuple[float, ...]:
@@ -109,9 +109,10 @@ def recommend(baseline: Evaluation, best: Evaluation | None, objective: Objectiv
             f"model: its best scored {best.score:.4f} against the baseline's "
             f"{baseline.score:.4f}. Nothing to apply.",
         )
-    gain = 100.0 * (best.score - baseline.score)
+    gain = gain_phrase(objective.name, best.score, baseline.score)
+    scored = "the searched documents" if uses_task(objective.name) else "the held-out prompts"
     return Recommendation(
         best,
         f"The best score{_limits(objective, best)}: {best.score:.4f} against the baseline's "
-        f"{baseline.score:.4f} ({gain:+.1f} points on the searched documents).",
+        f"{baseline.score:.4f} ({gain} on {scored}).",
     )

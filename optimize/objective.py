@@ -219,6 +219,15 @@ def uses_task(name: str) -> bool:
     scores the vector's own held-out prompts instead)."""
     return name != ConceptObjective.name
 
+def gain_phrase(name: str, best: float, baseline: float) -> str:
+    """Best minus baseline in the unit of objective `name`: points of a
+    task's metric (x100), or for concept strength (a gain whose baseline is
+    0 by construction) nats per token, which x100 "points" would misread."""
+    if uses_task(name):
+        return f"{100.0 * (best - baseline):+.1f} points"
+    return f"{best - baseline:+.4f} nats per token"
+
+
 DEFAULT_OBJECTIVE = str(default("objective"))
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from optimize.evaluation import Evaluation
-from optimize.objective import GUARD, KL, TargetObjective, uses_task
+from optimize.objective import GUARD, KL, TargetObjective, gain_phrase, uses_task
 from optimize.results import OptimizationResult
 from optimize.split import PairedTest
 
@@ -18,12 +18,8 @@ def score_text(score: float, stderr: float) -> str:
 
 
 def gain_text(result: OptimizationResult) -> str:
-    """Best minus baseline in the run's unit: points of a task's metric, or
-    for concept strength (whose baseline is 0 by construction) the gain in
-    mean log-likelihood per token, which x100 "points" would misread."""
-    if uses_task(result.objective):
-        return f"{result.gain_points:+.1f} points"
-    return f"{result.best.score - result.baseline.score:+.4f} nats per token"
+    """Best minus baseline in the run's unit (points, or nats per token)."""
+    return gain_phrase(result.objective, result.best.score, result.baseline.score)
 
 
 def scored_text(result: OptimizationResult) -> str:

@@ -93,7 +93,7 @@ def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(tiny_session, tm
     assert result.objective == "concept" and result.fitness.task == CONCEPT_TASK
     assert len(result.history) == 5 and rows[-1][0] == "baseline"
     assert result.baseline.score == 0.0  # unsteered: no gain, by construction
-    assert "4 held-out concept and contrast prompts" in summary
+    assert "4 held-out concept and contrast prompts" in summary and "on the held-out prompts" in summary
     assert "KL budget" in summary and "nats per token" in summary
     assert result_file["visible"] is True
     assert not list(tmp_path.glob("*.journal.jsonl"))  # not journalled: it cannot resume
