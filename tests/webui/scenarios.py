@@ -185,6 +185,15 @@ def steers_the_webui_model(tmp: Path, tokenizer: Any) -> None:
         _table, _choices_update, status, opt_status, _vectors = webui.call("apply_best", result)
         assert status.startswith("✓ Applied the best setting"), status
 
+        # concept strength needs no task: the same tab scores the vector's own
+        # held-out prompts (one of each here) within the KL budget
+        view = _optimize(
+            webui, _choices(webui), task="", objective="concept", holdout_fraction=0.5,
+            kl_budget=1e6,
+        )  # fmt: skip
+        assert view[-1].startswith("✓ Done.") and "nats per token" in view[-1], view[-1]
+        assert view[5].objective == "concept" and len(view[5].history) == 3
+
         _table, _choices_update, status = webui.call("reset_vectors")
         assert status.startswith("✓ Removed all 1 steering vector(s)"), status
         assert torch.equal(_logits(webui.shared.model), plain)  # exactly unsteered again
