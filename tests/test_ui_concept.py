@@ -106,3 +106,19 @@ def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(tiny_session, tm
     (applied,) = steerer.vectors
     assert (applied.id, applied.layer, applied.alpha) == (before.id, best.layers[0], best.alphas[0])
     assert applied.prompts == before.prompts  # all 4 prompts, not the searched half
+
+
+def test_a_concept_run_that_finds_nothing_says_so_in_its_own_terms(tiny_session, tmp_path):
+    """Only negative strengths (toward grief): no setting raises the concept,
+    so nothing is offered, and the summary speaks of prompts, not a task."""
+    steering = SteeringActions(tiny_session, tmp_path)
+    list(steering.add_vector(HAPPY, SAD, 1, 1.0))
+    (vector,) = tiny_session.current().steerer.vectors
+    form = _values(
+        objective="concept", task="", holdout_fraction=0.5, kl_budget=1e6, unit="strength",
+        strength_min=-1.0, strength_max=-0.5, layer_min=1, layer_max=1, iterations=1,
+    )  # fmt: skip
+    view = _last(OptimizeActions(tiny_session, tmp_path).optimize([vector.id], *form))
+    summary, result = view[4], view[5]
+    assert not result.improved and result.best.score < 0.0, summary
+    assert "on the held-out prompts, so there is nothing" in summary and "task" not in summary.split("\n")[-1]

@@ -190,7 +190,7 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
 def result_summary(result: OptimizationResult) -> str:
     """What a run found, in Markdown: the scores, the objective and its
     recommendation, the held-out check with its paired test."""
-    from optimize.objective import KL, TargetObjective
+    from optimize.objective import KL, TargetObjective, uses_task
     from optimize.report import gain_text, paired_text, scored_text
 
     best, base = result.best, result.baseline
@@ -248,8 +248,9 @@ def result_summary(result: OptimizationResult) -> str:
             "choose another **point of the front** below and apply it."
         )
     else:
+        scored = "this task" if uses_task(result.objective) else "the held-out prompts"
         lines.append(
-            "**No setting beat the unsteered model** on this task, so there is nothing to "
+            f"**No setting beat the unsteered model** on {scored}, so there is nothing to "
             "apply: steering with these vectors did not help here."
         )
     return "\n".join(lines)
