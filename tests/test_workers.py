@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from optimize import PsoConfig, SearchSpace, run_optimization
+from optimize.metrics import Metrics
 from optimize.recipe import RunRecipe, load_recipe, search_fitness
+from optimize.space import Setting
 from optimize.workers import RayOptions, RayWorkers, Worker, WorkerError
 from steering import capture_vector, save_vectors, steerer_for
 from tests.conftest import _tiny_llama
@@ -74,6 +76,10 @@ def workers(local_ray, recipe):
 
 def test_two_ray_workers_give_the_history_of_a_run_without_ray(workers, recipe, alone):
     assert len(set(workers.pids())) == 2  # two processes, each with its own model
+    # every distinct setting scores its own KL, so a setting given another's
+    # metrics (a dispatch mix-up) could not leave the history unchanged
+    distinct = {e.setting.key: e.metrics["kl"] for e in alone.evaluations}
+    assert len(set(distinct.values())) == len(distinct) > PSO.particles
     spread = _run(recipe, workers)
     assert _history(spread) == _history(alone)
     assert spread.best.setting == alone.best.setting and workers.replaced == 0
@@ -101,3 +107,48 @@ def test_a_worker_that_cannot_load_the_model_says_why(recipe, tmp_path):
     assert "Could not load model" in Worker(missing, [0]).ready()[1]  # the actor's body
     with pytest.raises(WorkerError, match="whole number from 1"):
         RayOptions(workers=0)
+
+
+class _Ref:
+    """A fake Ray object ref: what a fake actor's call returns."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+class _Actor:
+    """A fake actor whose `score.remote(setting)` gives metrics unique to the setting."""
+
+    class _Method:
+        @staticmethod
+        def remote(setting):
+            return _Ref(Metrics(kl=setting.layers[0] * 100 + setting.alphas[0]))
+
+    score = _Method()
+
+
+class _LastFirst:
+    """Ray's `wait` and `get` as `RayWorkers` calls them, handing back the
+    most recently dispatched call first: what happens on real workers when an
+    iteration's first setting is the slowest to score."""
+
+    exceptions = ray.exceptions
+
+    @staticmethod
+    def wait(refs, num_returns):
+        return refs[-num_returns:], refs[:-num_returns]
+
+    @staticmethod
+    def get(ref):
+        return ref.value
+
+
+def test_metrics_come_back_in_dispatch_order_when_actors_finish_out_of_order(recipe):
+    """Each setting gets its own metrics, whatever order the actors finish in
+    (a results-to-particles mix-up would pass the history test whenever every
+    setting happened to score alike)."""
+    pool = RayWorkers(recipe, [0], RayOptions(workers=3))
+    pool._ray, pool.actors = _LastFirst(), [_Actor(), _Actor(), _Actor()]
+    settings = [Setting((layer,), (float(alpha),)) for layer, alpha in ((1, 5), (3, -2), (2, 0), (1, 7), (3, 3))]
+    got = list(pool(settings))
+    assert [m["kl"] for m in got] == [105.0, 298.0, 200.0, 107.0, 303.0]
