@@ -75,6 +75,10 @@ def _parser() -> argparse.ArgumentParser:
         "--strategy-limit", type=int, default=None, help="documents per search (default: 40)"
     )
     g.add_argument(
+        "--strategy-tasks", default=None, metavar="T,T",
+        help="tasks of (f), in order (default: steer_sentiment,steer_health,demo)",
+    )
+    g.add_argument(
         "--strategy-decimals", type=int, default=1,
         help="alpha decimals of the strategies' search space (default: 1; 0 for a coarse, "
         "cheaper grid of whole alphas)",
@@ -183,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = strategies.run(
                 bench, seeds=settings["seeds"], limit=settings["strategy_limit"],
                 alpha_decimals=args.strategy_decimals,
+                **({"tasks": tuple(args.strategy_tasks.split(","))} if args.strategy_tasks else {}),
             )
         else:
             result = optimization.run(

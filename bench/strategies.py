@@ -142,6 +142,8 @@ def run(
             task_report["settings_scored"] = len(known)
             report["tasks"][name] = task_report
             log(f"(f) {name}: best {best_any:.3f}, {len(known)} distinct settings scored")
+            for row in rows[-len(runs):]:  # the task's rows, in case a later task is stopped
+                log("(f) | " + " | ".join(row) + " |")
     finally:
         shutil.rmtree(folder.parent, ignore_errors=True)
     markdown = (
