@@ -117,6 +117,9 @@ def test_profile_and_strategy_grid_options():
     args = _parser().parse_args(["profile", "strategies", "--strategy-decimals", "0"])
     assert args.benches == ["profile", "strategies"] and args.strategy_decimals == 0
     assert _parser().parse_args([]).strategy_decimals == 1
+    args = _parser().parse_args(["strategies", "--strategy-tasks", "demo,steer_health"])
+    assert args.strategy_tasks == "demo,steer_health"
+    assert _parser().parse_args([]).strategy_tasks is None
 
 
 def test_cpu_timer_keeps_the_least_of_its_calls():
