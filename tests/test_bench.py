@@ -110,7 +110,7 @@ def test_the_demo_variants_are_commands_this_cli_takes():
             continue
         args = optimize_parser().parse_args(["--vectors", "v.safetensors", *DEMO, *extra])
         assert (args.particles, args.iterations, args.seed) == (6, 5, 0), name
-    assert VARIANTS["now_target"] == ("--objective", "target")
+    assert VARIANTS["now_target"] == ("--unit", "alpha", "--objective", "target")
 
 
 def test_profile_and_strategy_grid_options():
