@@ -15,15 +15,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _old_cut(widths, batch_size, min_tokens, _cost):
-    groups, start = [], 0
-    while start < len(widths):
-        size = max(1, batch_size, min_tokens // widths[start])
-        groups.append(min(size, len(widths) - start))
-        start += size
-    return groups
+def _old_cut(widths, batch_size, min_tokens, _batch_cost):
+    """`group_rows`' signature over the cut before issue 13 (work_accounting's)."""
+    from work_accounting import _old_cut as old_cut
+
+    return old_cut(widths, batch_size, min_tokens)
 
 
 def main() -> int:
