@@ -72,8 +72,15 @@ class Worker:
     settings. A failure to load is kept and reported by `ready` (an error in
     an actor's constructor would only show as a dead actor)."""
 
-    def __init__(self, recipe: RunRecipe, indices: Sequence[int]) -> None:
+    def __init__(self, recipe: RunRecipe, indices: Sequence[int], threads: int | None = None) -> None:
         self.problem: str | None = None
+        if threads is not None:
+            # Ray gives an actor OMP_NUM_THREADS = its num_cpus (1); a CPU's
+            # float sums depend on the thread count, so a KL would differ from
+            # the driver's in its last bits and could flip a swarm comparison.
+            import torch
+
+            torch.set_num_threads(threads)
         try:
             from optimize.placing import SettingScorer
             from optimize.recipe import load_recipe, search_fitness
@@ -126,6 +133,7 @@ class RayWorkers:
         self._ray: Any = None
         self._started_ray = False
         self._actor_class: Any = None
+        self._threads: int | None = None
 
     def __enter__(self) -> RayWorkers:
         self.start()
@@ -150,6 +158,13 @@ class RayWorkers:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise WorkerError(f"Could not start or reach Ray at {self.options.address or 'this machine'}: {exc}") from exc
             self._started_ray = True
+        if not self.options.address:
+            # On this machine, actors compute with the driver's torch thread
+            # count, so their scores equal the driver's bit for bit (a CPU's
+            # float sums depend on it); on a cluster each keeps Ray's default.
+            import torch
+
+            self._threads = torch.get_num_threads()
         gpus = self.options.num_gpus
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
@@ -163,7 +178,7 @@ class RayWorkers:
             raise
 
     def _new_actor(self) -> Any:
-        return self._actor_class.remote(self.recipe, self.indices)
+        return self._actor_class.remote(self.recipe, self.indices, self._threads)
 
     def _check_ready(self, actor: Any) -> int:
         try:

@@ -6,6 +6,7 @@ complete history that scores nothing twice."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from optimize import PsoConfig, SearchSpace, run_optimization
 from optimize.metrics import Metrics
@@ -28,6 +29,18 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def driver_threads():
+    """The driver on 2 torch threads, whatever this machine's default: Ray
+    starts each actor with OMP_NUM_THREADS=1, and a KL summed on 1 thread
+    differs from one summed on 2 in its last bits, so the history test only
+    shows the actors take the driver's thread count when the two differ."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield 2
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +75,13 @@ def _history(result):
 
 
 @pytest.fixture(scope="module")
-def alone(recipe):
+def alone(recipe, driver_threads):
     """The run without Ray: the history every Ray run must repeat."""
     return _run(recipe)
 
 
 @pytest.fixture(scope="module")
-def workers(local_ray, recipe):
+def workers(local_ray, recipe, driver_threads):
     """Two CPU actors, each with its own model, shared by the module's tests."""
     with RayWorkers(recipe, [0], RayOptions(workers=2)) as pool:
         yield pool
