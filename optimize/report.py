@@ -79,8 +79,13 @@ def front_table(result: OptimizationResult) -> list[str]:
 
 def summary_lines(result: OptimizationResult) -> list[str]:
     """What `python -m optimize` prints after a run."""
+    scored = (
+        f"task {result.fitness.task}, metric {result.metric}, {scored_text(result)}"
+        if uses_task(result.objective)
+        else f"concept strength (nats per token) on {scored_text(result)}"
+    )
     lines = [
-        f"task {result.fitness.task}, metric {result.metric}, {scored_text(result)}",
+        scored,
         f"objective {result.objective}"
         + (
             f" (KL budget {result.objective_options.kl_budget:g})"

@@ -13,6 +13,7 @@ from optimize import PsoConfig, SearchSpace, run_optimization
 from optimize.concept import ConceptExamples, ConceptFitness, concept_search, split_examples
 from optimize.guard import GuardedFitness, KlGuard
 from optimize.objective import ObjectiveOptions, make_objective, uses_task
+from optimize.report import summary_lines
 from steering import capture_vector, steerer_for
 from steering.errors import InvalidInputError
 
@@ -101,6 +102,10 @@ def test_a_concept_search_ranks_the_gain_within_the_kl_budget(tiny):
     assert result.best.metrics.target == max(e.metrics.target for e in within)
     ranking = make_objective("concept", options=ObjectiveOptions(kl_budget=budget))
     assert all(ranking.better(result.best.metrics, e.metrics) for e in over)
+    # The command line's summary names what a concept run scored: no task, no task metric.
+    first = summary_lines(result)[0]
+    assert first.startswith("concept strength (nats per token) on ")
+    assert "held-out concept and contrast prompts" in first and "task " not in first
 
 
 def test_concept_search_takes_exactly_one_vector(tiny):
