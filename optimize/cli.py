@@ -16,6 +16,7 @@ settings on N Ray workers (optimize/workers.py).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
@@ -150,6 +151,7 @@ def _run(args: argparse.Namespace) -> int:
     from optimize import FitnessConfig, Progress, PsoConfig, SearchSpace, run_optimization
     from optimize.fitness import find_task
     from optimize.concept import CONCEPT_TASK
+    from optimize.first_round import FINALISTS, FINALISTS_PHASE, FIRST_ROUND
     from optimize.guard_settings import GuardSettings
     from optimize.objective import uses_task
     from optimize.journal import JournalFile, journal_path
@@ -207,6 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     strategy_class(args.strategy)  # an unknown name fails here
     split = None if concept else guard.split(args.seed, heldout)
     guard_task = guard.guard_config(fitness)
+    first_round = guard.check_first_round(fitness, args.first_round)  # 0: none
     selection = _selection(args.select)
     out = check_output_path(args.out, "--out")
     vectors_path = Path(args.vectors)
@@ -242,7 +245,8 @@ def _run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     bar = tqdm(
-        total=1 + pso.evaluations + (0 if heldout is None and split is None else 2),
+        total=1 + pso.evaluations + (0 if heldout is None and split is None else 2)
+        + (FINALISTS if first_round else 0),
         unit="eval",
         desc="optimizing",
         disable=args.quiet,  # explicit: `python -m optimize` sets TQDM_DISABLE for the others
@@ -251,8 +255,9 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     def on_progress(progress: Progress) -> None:
-        if progress.phase == "heldout":
-            bar.set_description_str("held-out")
+        label = {"heldout": "held-out", FIRST_ROUND: "first round", FINALISTS_PHASE: "finalists"}
+        if progress.phase in label:
+            bar.set_description_str(label[progress.phase])
         bar.update(progress.done - bar.n)
         best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
         bar.set_postfix_str(f"best {best}, baseline {progress.baseline:.3f}")
@@ -271,7 +276,9 @@ def _run(args: argparse.Namespace) -> int:
         vectors_path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device,
         split=split, guard_task=guard_task,
     )  # fmt: skip
-    workers = _workers(args, recipe, indices)
+    # What the search scores, and so what Ray workers score: a first round's documents.
+    first_recipe = dataclasses.replace(recipe, first_round=first_round)
+    workers = _workers(args, first_recipe, indices)
     heldout_fitness = guard.heldout_fitness(steerer, fitness, heldout, split)
     previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     stack = ExitStack()
@@ -283,6 +290,7 @@ def _run(args: argparse.Namespace) -> int:
             if concept
             else search_fitness(steerer, recipe)
         )
+        first = search_fitness(steerer, first_recipe) if first_round else None
         if workers is not None:
             bar.write(f"starting {args.workers} Ray worker(s)...", file=sys.stderr)
             workers.start()  # type: ignore[attr-defined]
@@ -300,6 +308,7 @@ def _run(args: argparse.Namespace) -> int:
             workers=workers,  # type: ignore[arg-type]
             journal=journal,
             strategy=args.strategy,
+            first_round=first,
         )
     finally:
         stack.close()  # the full vector back after a concept run

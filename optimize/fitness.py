@@ -134,6 +134,8 @@ class LmEvalFitness:
 
     With `split`, only one `side` of each task's documents is scored
     (`optimize.split`: SEARCH or HELDOUT); `documents` says which, for people.
+    With `first`, only the first `first` of those (a first round,
+    optimize/first_round.py: never a document the full run holds out).
 
     Documents whose key (`steering.extract.task_pairs.doc_key`) is in
     `exclude` are never scored; the limit counts the documents left. None
@@ -154,6 +156,7 @@ class LmEvalFitness:
         side: str = SEARCH,
         exclude: frozenset[str] | None = None,
         batch_memory: int | None = None,
+        first: int | None = None,
     ) -> None:
         if side not in (SEARCH, HELDOUT):
             raise ValueError(f"side must be {SEARCH!r} or {HELDOUT!r}, got {side!r}")
@@ -161,6 +164,7 @@ class LmEvalFitness:
         self.config = config
         self.split = split
         self.side = side
+        self.first = first
         self.exclude = reserved_keys(steerer.vectors) if exclude is None else frozenset(exclude)
         self.excluded = 0  # documents left out (counted while building the requests)
         self.batch_memory = batch_memory
@@ -306,6 +310,9 @@ class LmEvalFitness:
                 ) from exc
             if self.split is not None:
                 docs = [docs[i] for i in self.split.parts(len(docs))[self.side]]
+            if self.first is not None:
+                docs = docs[: self.first]
+            if self.split is not None or self.first is not None:
                 kept = {doc_id for doc_id, _ in docs}
                 task._instances = [i for i in task.instances if i.doc_id in kept]
             by_doc: dict[int, list[Any]] = defaultdict(list)

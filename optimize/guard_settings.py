@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optimize.config import FitnessConfig
+from optimize.first_round import check_first_round
 from optimize.objective import ObjectiveOptions, make_objective, uses_task
 from optimize.settings import BY_NAME, default
 from optimize.split import HELDOUT, SEARCH, DocumentSplit
@@ -115,6 +116,22 @@ class GuardSettings:
             raise InvalidInputError("The guard task is the search task: pick another task.")
         return guard
 
+    def check_first_round(self, fitness: FitnessConfig, first_round: int) -> int:
+        """`first_round` (optimize/first_round.py; 0: none), InvalidInputError
+        unless under the limit of `fitness`, in a run that scores a task."""
+        return check_first_round(first_round, fitness.limit, self.scores_task)
+
+    def first_round_fitness(
+        self, steerer: Steerer, fitness: FitnessConfig, heldout: FitnessConfig | None,
+        seed: int, first_round: int, sentences: int | None = None,
+    ) -> GuardedFitness | None:  # fmt: skip
+        """What a first round scores (None for 0): the run's search fitness
+        (`guarded_fitness`) on the first `first_round` of its searched documents."""
+        if not self.check_first_round(fitness, first_round):
+            return None
+        split, guard_task = self.split(seed, heldout), self.guard_config(fitness)
+        return guarded_fitness(steerer, fitness, split, guard_task, sentences, first_round)
+
     @staticmethod
     def heldout_fitness(
         steerer: Steerer, fitness: FitnessConfig, heldout: FitnessConfig | None,
@@ -155,17 +172,19 @@ def guarded_fitness(
     split: DocumentSplit | None,
     guard_task: FitnessConfig | None,
     sentences: int | None = None,
+    first: int | None = None,
 ) -> GuardedFitness:
     """The fitness every search setting is scored by: the task (its searched
     side when split), the KL guard on `sentences` neutral sentences (None: the
-    guard's default) and the guard task. The one construction: the command
+    guard's default) and the guard task; with `first`, the task's first
+    `first` searched documents only (a first round). The one construction: the command
     line, the tab and each Ray worker (`optimize.recipe`) score alike."""
     from optimize.fitness import LmEvalFitness
     from optimize.guard import GuardedFitness, KlGuard, neutral_sentences
 
     texts = None if sentences is None else neutral_sentences(count=sentences)
     return GuardedFitness(
-        LmEvalFitness(steerer, fitness, split=split, side=SEARCH),
+        LmEvalFitness(steerer, fitness, split=split, side=SEARCH, first=first or None),
         KlGuard(steerer, texts, batch_size=fitness.batch_size),
         None if guard_task is None else LmEvalFitness(steerer, guard_task),
     )

@@ -36,6 +36,7 @@ FORMAT = "steerswarm.journal"
 VERSION = 1
 SUFFIX = ".journal.jsonl"
 SEARCH, BASELINE, HELDOUT = "search", "baseline", "heldout"
+FINAL = "final"  # a first round's finalist, scored on every document (optimize/first_round.py)
 
 
 def journal_path(result: str | Path) -> Path:
@@ -57,11 +58,14 @@ class JournalState:
     baseline: Evaluation | None = None
     search: dict[Key, Evaluation] = field(default_factory=dict)
     heldout: dict[Key, tuple[Evaluation, tuple[float, ...]]] = field(default_factory=dict)
+    final: dict[Key, Evaluation] = field(default_factory=dict)
 
     @property
     def scored(self) -> int:
         """How many evaluations ran the model (the baseline included)."""
-        return (self.baseline is not None) + len(self.search) + len(self.heldout)
+        return (
+            (self.baseline is not None) + len(self.search) + len(self.heldout) + len(self.final)
+        )
 
 
 def read_journal(path: str | Path) -> JournalState:
@@ -89,7 +93,7 @@ def read_journal(path: str | Path) -> JournalState:
             f"{path.name} is a journal of version {header.get('version')!r}; "
             f"this steerswarm reads version {VERSION}."
         )
-    baseline, search, heldout = None, {}, {}
+    baseline, search, heldout, final = None, {}, {}, {}
     for number, line in enumerate(complete[1:], start=2):
         try:
             entry = json.loads(line)
@@ -101,10 +105,12 @@ def read_journal(path: str | Path) -> JournalState:
             baseline = evaluation
         elif kind == SEARCH:
             search.setdefault(evaluation.setting.key, evaluation)
+        elif kind == FINAL:
+            final.setdefault(evaluation.setting.key, evaluation)
         elif kind == HELDOUT:
             values = tuple(float(v) for v in entry.get("values", ()))
             heldout.setdefault(evaluation.setting.key, (evaluation, values))
-    return JournalState(dict(header["identity"]), baseline, search, heldout)
+    return JournalState(dict(header["identity"]), baseline, search, heldout, final)
 
 
 def _differences(kept: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -114,7 +120,7 @@ def _differences(kept: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str
 
 def run_identity(
     model: str, num_layers: int, records: Sequence[Any], fitness: Any, heldout: Any,
-    space: Any, pso: Any, objective: Any, strategy: str,
+    space: Any, pso: Any, objective: Any, strategy: str, first_round: Any = None,
 ) -> dict[str, Any]:
     """What makes two runs the same run: a journal is resumed only by its own.
     A guarded fitness's guard task counts: its scores are in every evaluation."""
@@ -130,6 +136,7 @@ def run_identity(
         "pso": dataclasses.asdict(pso),
         "objective": {"name": objective.name, "options": objective.options.to_dict()},
         "strategy": strategy,
+        "first_round": None if first_round is None else first_round.samples,
     })  # fmt: skip
 
 
@@ -179,6 +186,7 @@ class Journal:
         self.baseline = state.baseline
         self.search = dict(state.search)
         self.heldout = dict(state.heldout)
+        self.final = dict(state.final)
         self._fd: int | None = None
 
     @classmethod
@@ -225,11 +233,12 @@ class Journal:
         os.fsync(self._fd)
 
     def record(self, kind: str, evaluation: Evaluation, values: Sequence[float] = ()) -> None:
-        """Append `evaluation` (of `kind`: BASELINE, SEARCH or HELDOUT, the
-        latter with its per-document `values`) unless it is a cache hit or the
-        journal already holds it."""
+        """Append `evaluation` (of `kind`: BASELINE, SEARCH, FINAL or HELDOUT,
+        the latter with its per-document `values`) unless it is a cache hit or
+        the journal already holds it."""
         key = evaluation.setting.key
-        if evaluation.cached or key in {SEARCH: self.search, HELDOUT: self.heldout}.get(kind, ()):
+        kept = {SEARCH: self.search, HELDOUT: self.heldout, FINAL: self.final}.get(kind, ())
+        if evaluation.cached or key in kept:
             return
         if kind == BASELINE:
             if self.baseline is not None:
@@ -237,6 +246,8 @@ class Journal:
             self.baseline = evaluation
         elif kind == SEARCH:
             self.search[key] = evaluation
+        elif kind == FINAL:
+            self.final[key] = evaluation
         elif kind == HELDOUT:
             self.heldout[key] = (evaluation, tuple(values))
         else:

@@ -37,7 +37,8 @@ class RunRecipe:
     searched side is scored (None: all documents); `kl_guard`: whether the
     KL guard scores each setting too (the command line's fitness; the
     Optimize tab scores the task alone); `guard_task`: the optional guard
-    task (`optimize.guard`)."""
+    task (`optimize.guard`); `first_round`: score only the first this many
+    searched documents (optimize/first_round.py; 0: all)."""
 
     vectors_name: str
     vectors_data: bytes
@@ -48,6 +49,7 @@ class RunRecipe:
     split: DocumentSplit | None = None
     guard_task: FitnessConfig | None = None
     kl_guard: bool = True
+    first_round: int = 0
 
     @classmethod
     def of_file(cls, vectors: str | Path, fitness: FitnessConfig, **rest: Any) -> RunRecipe:
@@ -64,8 +66,12 @@ def search_fitness(steerer: Steerer, recipe: RunRecipe) -> GuardedFitness | LmEv
     if not recipe.kl_guard:
         from optimize.fitness import LmEvalFitness
 
-        return LmEvalFitness(steerer, recipe.fitness, split=recipe.split, side=SEARCH)
-    return guarded_fitness(steerer, recipe.fitness, recipe.split, recipe.guard_task)
+        return LmEvalFitness(
+            steerer, recipe.fitness, split=recipe.split, side=SEARCH, first=recipe.first_round or None
+        )
+    return guarded_fitness(
+        steerer, recipe.fitness, recipe.split, recipe.guard_task, first=recipe.first_round
+    )
 
 
 def load_recipe(recipe: RunRecipe) -> tuple[LoadedModel, Steerer, list[SteeringVector]]:

@@ -101,6 +101,8 @@ def summary_lines(result: OptimizationResult) -> list[str]:
             else ""
         ),
     ]
+    if result.first_round is not None:
+        lines.append(result.first_round.line(len(result.evaluations)))
     for tuned in result.tuned():
         lines.append(f"vector {tuned.vector.index + 1}: layer {tuned.layer}, alpha {tuned.alpha:g}")
     target_only = result.target_only_best

@@ -14,6 +14,7 @@ from typing import Any
 
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.evaluation import Evaluation
+from optimize.first_round import FINALISTS, FirstRound
 from optimize.front import Recommendation, pareto_front, recommend
 from optimize.heldout import HeldOutScores, fitness_from_dict
 from optimize.objective import Objective, ObjectiveOptions, make_objective
@@ -53,6 +54,8 @@ class Progress:
     finished. After the search, a run with a
     held-out task reports once more per held-out scoring, with `phase`
     "heldout" and `latest` None (those scores are not search evaluations).
+    A run with a first round reports its search with phase "first_round"
+    (scores on fewer documents) and then each finalist with phase "finalists".
     """
 
     done: int
@@ -134,7 +137,9 @@ class OptimizationResult:
     is the model with no steering at all. `cancelled` runs hold the
     evaluations done before the cancel. `heldout` holds the baseline and best
     setting scored on a held-out task, when the run was given one and was not
-    cancelled before scoring it.
+    cancelled before scoring it. With a first round (optimize/first_round.py),
+    `history` holds the baseline and the finalists, scored on every document,
+    and `first_round` the search's evaluations on fewer documents.
     """
 
     baseline: Evaluation
@@ -159,6 +164,7 @@ class OptimizationResult:
     strategy: str = "pso"
     objective_options: ObjectiveOptions = field(default_factory=ObjectiveOptions)
     split: DocumentSplit | None = None
+    first_round: FirstRound | None = None
 
     @property
     def front(self) -> list[Evaluation]:
@@ -223,9 +229,13 @@ class OptimizationResult:
         heldout = self.heldout  # the baseline, the best and maybe the target-only best
         held = 0 if heldout is None else 2 + (heldout.target_only is not None)
         done = len(self.history) + held
+        finalists = 0
+        if self.first_round is not None:  # its evaluations are done, the finalists in history
+            done += len(self.first_round.evaluations)
+            finalists = FINALISTS
         return Progress(
             done=done,
-            total=done if self.cancelled else 1 + self.pso.evaluations + held,
+            total=done if self.cancelled else 1 + self.pso.evaluations + finalists + held,
             best_score=self.best.score,
             baseline=self.baseline.score,
             latest=self.history[-1],
@@ -266,6 +276,7 @@ class OptimizationResult:
             "strategy": self.strategy,
             "objective_options": self.objective_options.to_dict(),
             "split": None if self.split is None else self.split.to_dict(),
+            "first_round": None if self.first_round is None else self.first_round.to_dict(),
             "front": [{"iteration": e.iteration, "particle": e.particle} for e in self.front],
             "recommendation": self.recommendation.to_dict(),
         }
@@ -305,6 +316,7 @@ class OptimizationResult:
                 strategy=str(data.get("strategy", "pso")),
                 objective_options=ObjectiveOptions.from_dict(data.get("objective_options")),
                 split=None if data.get("split") is None else DocumentSplit.from_dict(data["split"]),
+                first_round=FirstRound.from_dict(data.get("first_round")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"The optimization result is incomplete: {exc!r}.") from exc

@@ -18,6 +18,8 @@ from optimize._rng import preserved_rng
 from optimize.batched import batched_evaluator
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.errors import OptimizationCancelled
+from optimize.first_round import FINALISTS, FINALISTS_PHASE, FIRST_ROUND, FirstRound
+from optimize.first_round import pick_finalists, score_finalists
 from optimize.metrics import Fitness, PerDocumentFitness
 from optimize.objective import Objective, ObjectiveOptions, TargetObjective, make_objective
 from optimize.split import HELDOUT, SEARCH, DocumentSplit, PairedTest, paired_test
@@ -103,6 +105,7 @@ def run_optimization(
     objective_options: ObjectiveOptions | None = None,
     workers: BatchScoreFn | None = None,
     journal: JournalFile | None = None,
+    first_round: Fitness | None = None,
 ) -> OptimizationResult:
     """Search the layer and alpha of the selected active vectors for the
     setting the `objective` ranks best, each scored by `fitness`.
@@ -141,6 +144,13 @@ def run_optimization(
     uninterrupted run's. The journal is closed, not removed: the caller
     calls `journal.finish()` once the result is saved.
 
+    `first_round` (optimize/first_round.py) scores the search's settings in
+    place of `fitness`, on fewer documents (`workers` then score what it
+    scores); the best FINALISTS distinct settings are then scored by
+    `fitness`, and the best of those is the result's best. The result's
+    history holds the baseline and the finalists; the first round's
+    evaluations are in `result.first_round`.
+
     Raises:
         InvalidInputError: a bad selection, a layer range outside the model,
             an unknown strategy or objective, a held-out task that is the
@@ -158,9 +168,15 @@ def run_optimization(
     if cancel is not None and cancel.is_set():
         raise OptimizationCancelled("The optimization was cancelled before it started.")
     scorer = SettingScorer(steerer, originals, indices, fitness)
+    if first_round is not None and not first_round.samples < fitness.samples:
+        raise InvalidInputError(
+            f"The first round must score fewer documents than the search's {fitness.samples}, "
+            f"got {first_round.samples}: lower it, or set it to 0."
+        )
+    first = None if first_round is None else SettingScorer(steerer, originals, indices, first_round)
     identity = run_identity(
         steerer.info.name, steerer.info.num_layers, scorer.records, fitness, heldout,
-        space, pso, ranking, strategy,
+        space, pso, ranking, strategy, first_round,
     )  # fmt: skip
     opened = None if journal is None else journal.open(identity)
     try:
@@ -178,6 +194,7 @@ def run_optimization(
             heldout,
             workers,
             opened,
+            first,
         )
     finally:
         if opened is not None:
@@ -199,8 +216,10 @@ def _optimize(
     heldout: Fitness | None,
     workers: BatchScoreFn | None,
     journal: Journal | None,
+    first: SettingScorer | None = None,
 ) -> OptimizationResult:
-    total = 1 + pso.evaluations + (0 if heldout is None else 2)
+    finalists = 0 if first is None else FINALISTS
+    total = 1 + pso.evaluations + finalists + (0 if heldout is None else 2)
     baseline = None if journal is None else journal.baseline
     if baseline is None:
         t0 = time.perf_counter()
@@ -232,17 +251,20 @@ def _optimize(
     # each iteration's settings together (one batched pass). On a CPU the
     # batched pass measured ~20 % more CPU than one at a time (the prefix
     # store already spares each setting the layers below it; docs/performance.md).
-    many = getattr(fitness, "metrics_many", None) if steerer.device.type != "cpu" else None
-    local = one_by_one(scorer) if many is None else batched_evaluator(many, scorer.vectors_of)
+    searched = scorer if first is None else first
+    many = getattr(searched.fitness, "metrics_many", None) if steerer.device.type != "cpu" else None
+    local = one_by_one(searched) if many is None else batched_evaluator(many, scorer.vectors_of)
 
-    def on_evaluation(evaluation: Evaluation) -> None:
+    searching = "search" if first is None else FIRST_ROUND
+
+    def on_evaluation(evaluation: Evaluation, phase: str | None = None) -> None:
         nonlocal best, done
-        if journal is not None:
+        if journal is not None and phase is None:  # finalists are journaled as FINAL
             journal.record(SEARCH_ENTRY, evaluation)
         done += 1
         if ranking.better(evaluation.metrics, None if best is None else best.metrics):
             best = evaluation
-        report(evaluation)
+        report(evaluation, phase or searching)
 
     outcome = run_search(
         space,
@@ -260,11 +282,23 @@ def _optimize(
         raise OptimizationCancelled(
             "The optimization was cancelled before any steering setting was scored."
         )
-    found = ranking.best(outcome.history)
-    cancelled = outcome.cancelled
+    history, cancelled, first_round = outcome.history, outcome.cancelled, None
+    if first is not None:
+        first_round = FirstRound(first.fitness.samples, tuple(outcome.history))
+        best = None  # the first round's scores are on fewer documents: not comparable
+        finals = [] if cancelled else pick_finalists(outcome.history, ranking, finalists)
+        history = score_finalists(
+            scorer, finals, pso.iterations, cancel, journal, on_evaluation, FINALISTS_PHASE
+        )
+        cancelled = cancelled or len(history) < len(finals)
+        if not history:  # cancelled before a finalist: the run has no best to offer
+            raise OptimizationCancelled(
+                "The optimization was cancelled before any setting was scored on all documents."
+            )
+    found = ranking.best(history)
     heldout_scores = None
     if heldout is not None and not cancelled:
-        target_only = TargetObjective(fitness.higher_is_better).best(outcome.history)
+        target_only = TargetObjective(fitness.higher_is_better).best(history)
         templates = [baseline, found]
         if target_only.setting.key != found.setting.key:
             templates.append(target_only)
@@ -282,7 +316,7 @@ def _optimize(
     return OptimizationResult(
         baseline=baseline,
         best=found,
-        history=[baseline, *outcome.history],
+        history=[baseline, *history],
         vector_indices=tuple(r.index for r in scorer.records),
         vectors=scorer.records,
         seed=pso.seed,
@@ -301,6 +335,7 @@ def _optimize(
         strategy=strategy,
         objective_options=ranking.options,
         split=getattr(fitness, "split", None),
+        first_round=first_round,
     )
 
 

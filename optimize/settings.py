@@ -232,6 +232,12 @@ FIELDS: tuple[Field, ...] = (
           "score each iteration's settings on this many Ray workers, each with its own "
           "copy of the model (a local Ray unless --ray names a cluster); 0: in this process",
           "workers", minimum=0, cap=256, where=frozenset({CLI, FORM})),
+    # -- last, so that forms filled in the table's order before it still line up --
+    Field("first_round", int, 0, "First round on", "The first round",
+          "documents each setting is scored on first; then the best 3 settings are scored "
+          "on all of them and the best of those is recommended (about 3x less work at a "
+          "quarter; 0: every setting on all documents)", "task", minimum=0, cap=100_000,
+          where=frozenset({CLI, FORM})),
 )  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

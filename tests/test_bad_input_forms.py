@@ -39,6 +39,7 @@ ALLOWED = {
     "layer_max": (HUGE,),
     "heldout_task": (None, "   "),
     "workers": (None,),
+    "first_round": (None,),  # emptied: no first round, as 0
     "guard_task": (None, "   "),
     "kl_budget": (1.5, HUGE),  # a budget as large as one likes turns the guard off
     "max_guard_drop": (1.5, HUGE),

@@ -102,15 +102,23 @@ def test_the_demo_variants_are_commands_this_cli_takes():
     """(e) runs this code with the demo's flags plus each variant's: the
     current command line must accept every one (a renamed flag would only
     show as a failed run an hour into the benchmark)."""
-    from bench.demo import DEMO, VARIANTS
+    from bench.demo import DEMO, VARIANTS, _flags
     from optimize.cli import _parser as optimize_parser
 
     for name, extra in VARIANTS.items():
         if extra is None:  # the older commit's own command line
             continue
-        args = optimize_parser().parse_args(["--vectors", "v.safetensors", *DEMO, *extra])
+        flags = _flags(extra, 100)
+        args = optimize_parser().parse_args(["--vectors", "v.safetensors", *DEMO, *flags])
         assert (args.particles, args.iterations, args.seed) == (6, 5, 0), name
     assert VARIANTS["now_target"] == ("--unit", "alpha", "--objective", "target")
+    assert _flags(VARIANTS["now_first_round"], 100)[-2:] == ("--first-round", "25")
+
+
+def test_the_screening_bench_is_a_benchmark_with_its_options():
+    args = _parser().parse_args(["screening", "--first-round", "10", "--finalists", "2"])
+    assert args.benches == ["screening"] and (args.first_round, args.finalists) == (10, 2)
+    assert _parser().parse_args([]).first_round is None
 
 
 def test_profile_and_strategy_grid_options():

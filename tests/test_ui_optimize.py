@@ -266,13 +266,15 @@ def test_example_settings_fill_the_form(actions):
 
     preset = load_preset("sentiment").optimize
     values = actions.example_settings()
-    assert len(values) == 27  # every field but the vector selection, then the status
+    assert len(values) == 28  # every field but the vector selection, then the status
     (task, folder, metric, limit, batch, particles, iterations, low, high, unit, s_min, s_max,
-     a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers, status) = values  # fmt: skip
+     a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers, first_round,
+     status) = values  # fmt: skip
     assert unit == "alpha"  # the preset's measured alpha bounds are searched as alpha
     assert (s_min, s_max) == (UPDATE, UPDATE)  # not the preset's: left as the form has them
     assert guard == [UPDATE] * 5  # the split and guard fields: presets do not set them
     assert workers == UPDATE  # the number of Ray workers is the user's, not the preset's
+    assert first_round == UPDATE  # so is a first round
     assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
     assert folder == str(TASKS_DIR) and metric == preset["metric"]
     assert (limit, held_limit, batch) == (50, 100, preset["batch_size"])
@@ -281,7 +283,7 @@ def test_example_settings_fill_the_form(actions):
     assert (low, high) == (1, 3)  # the preset's 1-15, kept inside the tiny model's layers
     assert status.startswith("✓ Filled in the search settings") and "sentiment_heldout" in status
     *fields, status = actions.example_settings("no_such_preset")
-    assert fields == [UPDATE] * 26 and status.startswith("⚠ Could not load the example")
+    assert fields == [UPDATE] * 27 and status.startswith("⚠ Could not load the example")
 
 
 def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, session):

@@ -187,6 +187,17 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
     )
 
 
+def phase_note(phase: str) -> str:
+    """What the progress line adds in a phase of a run (Progress.phase)."""
+    from optimize.first_round import FINALISTS_PHASE, FIRST_ROUND
+
+    return {
+        "heldout": "scoring the held-out task",
+        FIRST_ROUND: "first round: scores on its fewer documents",
+        FINALISTS_PHASE: "scoring the first round's best settings on every document",
+    }.get(phase, "")
+
+
 def result_summary(result: OptimizationResult) -> str:
     """What a run found, in Markdown: the scores, the objective and its
     recommendation, the held-out check with its paired test."""
@@ -235,6 +246,8 @@ def result_summary(result: OptimizationResult) -> str:
         ]
         if heldout.paired is not None:
             lines.append(f"  - paired: {paired_text(heldout.paired)}")
+    if result.first_round is not None:
+        lines.append(f"- **{md(result.first_round.line(len(result.evaluations)).capitalize())}**")
     cached = len(result.history) - result.paid_evaluations
     lines.append(
         f"- {len(result.evaluations)} evaluations plus the baseline in "

@@ -37,7 +37,7 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FORM_FIELDS)
 # The layout: rows of fields, the PSO options folded away, wide text fields.
 _ROWS = (
     ("task", "task_folder", "metric"),
-    ("limit", "batch_size", "particles", "iterations"),
+    ("limit", "first_round", "batch_size", "particles", "iterations"),
     ("layer_min", "layer_max", "unit"),
     ("strength_min", "strength_max", "alpha_min", "alpha_max"),
 )
@@ -59,6 +59,7 @@ class RunRequest:
     heldout: FitnessConfig | None = None
     workers: int = 0  # Ray workers (optimize/workers.py); 0: score in this process
     guard: GuardSettings = GuardSettings()
+    first_round: int = 0  # documents of a first round (optimize/first_round.py); 0: none
 
 
 def default_layer_range(num_layers: int) -> tuple[int, int]:
@@ -156,7 +157,9 @@ def parse_request(
         )
         check_heldout(fitness, heldout)
     guard.guard_config(fitness)  # the guard task is not the search task
-    return RunRequest(chosen, fitness, space, pso, heldout, workers, guard)
+    first_round = 0 if form.get("first_round") in (None, "") else _whole("first_round", form, 0)
+    guard.check_first_round(fitness, first_round)  # under the limit, and a task run
+    return RunRequest(chosen, fitness, space, pso, heldout, workers, guard, first_round)
 
 
 def starting_values(

@@ -126,6 +126,7 @@ def workers_for(current: Current, request: RunRequest, indices: tuple[int, ...])
             path, request.fitness, model=origin[0], gguf_file=origin[1],
             split=request.guard.split(request.pso.seed, request.heldout),
             guard_task=request.guard.guard_config(request.fitness),
+            first_round=request.first_round,
         )  # fmt: skip
     workers = RayWorkers(recipe, indices, RayOptions(workers=request.workers))
     workers.start()  # a failed start closes what it started

@@ -26,6 +26,7 @@ from optimize import (
     Progress,
     run_optimization,
 )
+from optimize.first_round import FINALISTS
 from optimize.report import gain_text
 from optimize.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
@@ -210,9 +211,7 @@ class OptimizeActions:
                     if not last.latest.is_baseline and last.best_score is not None:
                         best_so_far.append(last.best_score)
                 yield (
-                    fmt.progress_html(
-                        last, "scoring the held-out task" if last.phase == "heldout" else ""
-                    ),
+                    fmt.progress_html(last, fmt.phase_note(last.phase)),
                     fmt.evaluation_rows(history),
                     plots.convergence(history, last.baseline, best_so_far),
                     plots.particles(history, work.numbers, last.best),
@@ -410,11 +409,16 @@ class _OptimizeWork:
             scored, held = guard.fitnesses(
                 steerer, request.fitness, request.heldout, request.pso.seed
             )
+            first = guard.first_round_fitness(
+                steerer, request.fitness, request.heldout, request.pso.seed, request.first_round
+            )
         else:
             scored, held = stack.enter_context(guard.concept_fitness(
                 steerer, indices, request.pso.seed, request.fitness.batch_size
             )), None  # fmt: skip
-        self.status.started(request.pso.evaluations + 1 + (0 if held is None else 2))
+            first = None
+        finalists = 0 if first is None else FINALISTS
+        self.status.started(request.pso.evaluations + 1 + (0 if held is None else 2) + finalists)
         workers = None
         try:
             workers = workers_for(current, self.request, indices)  # started, models loaded
@@ -431,6 +435,7 @@ class _OptimizeWork:
                 objective_options=guard.options,
                 workers=workers,
                 journal=self.journal,
+                first_round=first,
             )
         finally:
             stack.close()  # the full vector back: "Apply best" moves it
