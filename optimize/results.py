@@ -14,7 +14,7 @@ from typing import Any
 
 from optimize.config import FitnessConfig, PsoConfig
 from optimize.evaluation import Evaluation
-from optimize.first_round import FINALISTS, FirstRound
+from optimize.first_round import FirstRound
 from optimize.front import Recommendation, pareto_front, recommend
 from optimize.heldout import HeldOutScores, fitness_from_dict
 from optimize.objective import Objective, ObjectiveOptions, make_objective
@@ -232,7 +232,7 @@ class OptimizationResult:
         finalists = 0
         if self.first_round is not None:  # its evaluations are done, the finalists in history
             done += len(self.first_round.evaluations)
-            finalists = FINALISTS
+            finalists = len(self.evaluations)
         return Progress(
             done=done,
             total=done if self.cancelled else 1 + self.pso.evaluations + finalists + held,

@@ -287,6 +287,7 @@ def _optimize(
         first_round = FirstRound(first.fitness.samples, tuple(outcome.history))
         best = None  # the first round's scores are on fewer documents: not comparable
         finals = [] if cancelled else pick_finalists(outcome.history, ranking, finalists)
+        total = done + len(finals) + (0 if heldout is None else 2)  # fewer distinct: fewer finals
         history = score_finalists(
             scorer, finals, pso.iterations, cancel, journal, on_evaluation, FINALISTS_PHASE
         )

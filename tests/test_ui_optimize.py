@@ -321,3 +321,25 @@ def test_the_form_lays_out_every_form_setting_of_the_table_once():
 
     assert sorted(LAID_OUT) == sorted(NAMES) == sorted(f.name for f in fields(FORM))
     assert len(set(LAID_OUT)) == len(LAID_OUT)
+
+
+def test_a_first_round_from_the_tab_scores_the_finalists_on_every_document(actions, session):
+    """"First round on" 2 of the 4 documents: the progress says which round
+    it is in, the table shows the finalists (scores on all 4), the summary
+    says how many settings the first round scored, and the bar ends full."""
+    steerer = session.current().steerer
+    before = steerer.vectors
+    shown = views(actions.optimize(*form(actions, workers=0, first_round=2)))
+    assert any("first round: scores on its fewer documents" in v[0] for v in shown)
+    assert any("scoring the best settings of the first round on every document" in v[0] for v in shown)
+    _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
+    finals = len(result.evaluations)
+    assert 1 <= finals <= 3 and result.first_round.samples == 2 and result.samples == 4
+    assert f"{1 + 4 + finals} of {1 + 4 + finals} evaluations" in shown[-1][0]
+    assert len(rows) == 1 + finals  # the baseline and the finalists
+    assert "settings scored on the first 2 documents" in summary
+    assert status.startswith("✓ Done.") and steerer.vectors == before
+    saved = json.loads(Path(result_file["value"]).read_text())
+    assert saved["first_round"]["samples"] == 2
+    shown = views(actions.optimize(*form(actions, workers=0, first_round=4)))
+    assert "fewer documents than the limit (4), got 4" in shown[-1][-1]

@@ -194,7 +194,7 @@ def phase_note(phase: str) -> str:
     return {
         "heldout": "scoring the held-out task",
         FIRST_ROUND: "first round: scores on its fewer documents",
-        FINALISTS_PHASE: "scoring the first round's best settings on every document",
+        FINALISTS_PHASE: "scoring the best settings of the first round on every document",
     }.get(phase, "")
 
 
