@@ -28,7 +28,6 @@ from optimize._rng import preserved_rng
 from optimize.evaluation import Evaluation
 from optimize.journal import FINAL
 from optimize.objective import Objective
-from optimize.settings import default
 
 if TYPE_CHECKING:
     from optimize.journal import Journal
@@ -90,7 +89,7 @@ def score_finalists(
     iteration: int,
     cancel: threading.Event | None,
     journal: Journal | None,
-    on_evaluation: Callable[[Evaluation], None],
+    on_evaluation: Callable[[Evaluation, str], None],
     phase: str,
 ) -> list[Evaluation]:
     """`finals` scored by `scorer` (every document), as evaluations of one
@@ -135,5 +134,3 @@ def check_first_round(items: int, limit: int | None, scores_task: bool = True) -
         )
     return items
 
-
-DEFAULT_FIRST_ROUND = int(default("first_round"))

@@ -253,7 +253,7 @@ def _optimize(
     # store already spares each setting the layers below it; docs/performance.md).
     searched = scorer if first is None else first
     many = getattr(searched.fitness, "metrics_many", None) if steerer.device.type != "cpu" else None
-    local = one_by_one(searched) if many is None else batched_evaluator(many, scorer.vectors_of)
+    local = one_by_one(searched) if many is None else batched_evaluator(many, searched.vectors_of)
 
     searching = "search" if first is None else FIRST_ROUND
 
