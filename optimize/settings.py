@@ -234,9 +234,8 @@ FIELDS: tuple[Field, ...] = (
           "workers", minimum=0, cap=256, where=frozenset({CLI, FORM})),
     # -- last, so that forms filled in the table's order before it still line up --
     Field("first_round", int, 0, "First round on", "The first round",
-          "documents each setting is scored on first; then the best 3 settings are scored "
-          "on all of them and the best of those is recommended (at a quarter of the limit, "
-          "about 3x less task scoring; 0: every setting on all documents)", "task", minimum=0,
+          "0: off; else score each setting on this many documents first, then the best 3 "
+          "on all (about 3x less task scoring at a quarter of the limit)", "task", minimum=0,
           cap=100_000,
           where=frozenset({CLI, FORM})),
 )  # fmt: skip

@@ -206,3 +206,15 @@ def test_the_command_line_runs_a_first_round_and_says_so(cli_run, tmp_path):  # 
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["first_round"]["samples"] == 2 and len(saved["history"]) == 1 + FINALISTS
     assert all(e["iteration"] == 2 for e in saved["history"][1:])  # the round after the search
+
+
+def test_the_plan_line_says_what_each_round_scores():
+    from ui.optimize_layout import plan_line
+
+    line = plan_line(6, 5, 100, "guarded", 25)
+    assert "scores 30 settings (6 particles × 5 iterations) on the first 25 documents each" in line
+    assert "then the best 3 of them and the unsteered baseline on 100 documents" in line
+    plain = "scores 31 settings (6 particles × 5 iterations, plus the unsteered baseline) on 100"
+    for off in (0, None, "", 100, 150, "x"):  # none, or not under the limit: the plain plan
+        assert plain in plan_line(6, 5, 100, "guarded", off), off
+    assert "first 25" not in plan_line(6, 5, 100, "concept", 25)  # concept strength: no task

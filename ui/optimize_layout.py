@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
+from optimize.first_round import FINALISTS
 from optimize.objective import OBJECTIVES, uses_task
 from ui import compat, front_panel
 from ui import format as fmt
@@ -20,13 +21,16 @@ if TYPE_CHECKING:
     from ui.optimize_tab import OptimizeActions
 
 
-def plan_line(particles: Any, iterations: Any, limit: Any, objective: Any = None) -> str:
+def plan_line(
+    particles: Any, iterations: Any, limit: Any, objective: Any = None, first_round: Any = 0
+) -> str:
     """The warning shown before a run: how much it scores, and that it holds
     the model, so chat replies (the webui's too) wait until it ends. A field
     that is not a whole positive number leaves the size out (the run's own
     check names it when started). For the concept objective it says what is
     scored instead of a task: the vector's held-out concept and contrast
-    prompts, within the KL budget."""
+    prompts, within the KL budget. With a first round (under the limit) it
+    says which documents each round scores."""
     holds = (
         "It holds the model: chat replies (the webui's too) and vector changes wait until "
         "it ends; the status line shows the time left once the first setting is scored."
@@ -46,6 +50,16 @@ def plan_line(particles: Any, iterations: Any, limit: Any, objective: Any = None
     if p < 1 or i < 1 or n < 0:
         return f"**Before you start:** {'this run scores ' + scored + '. ' if scored else ''}{holds}"
     documents = scored or ("all documents of the task" if n == 0 else f"{n} documents")
+    try:
+        first = int(first_round or 0)
+    except (TypeError, ValueError, OverflowError):
+        first = 0
+    if not scored and 0 < first and (n == 0 or first < n):
+        return (
+            f"**Before you start:** this run scores {p * i} settings ({p} particles × {i} "
+            f"iterations) on the first {first} documents each, then the best {FINALISTS} of "
+            f"them and the unsteered baseline on {documents}. {holds}"
+        )
     return (
         f"**Before you start:** this run scores {p * i + 1} settings ({p} particles × {i} "
         f"iterations, plus the unsteered baseline) on {documents}{'' if scored else ' each'}. "
@@ -104,7 +118,8 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     with gr.Row():
         resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
         resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
-    size = [fields[name] for name in ("particles", "iterations", "limit", "objective")]
+    sized_by = ("particles", "iterations", "limit", "objective", "first_round")
+    size = [fields[name] for name in sized_by]
     plan = gr.Markdown(plan_line(*(f.value for f in size)), elem_id="optimize-plan")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
     status = gr.Markdown("", elem_id="optimize-status")
