@@ -90,9 +90,20 @@ def _start(
     )
 
 
-def _finish(process: Any, started: float) -> dict[str, Any]:
-    _pid, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
+def _finish_all(processes: dict[str, Any], started: float) -> dict[str, dict[str, Any]]:
+    """Each run's figures, taken as it ends: waiting for the runs in a fixed
+    order would give a run that ended early the wall time of a later one."""
+    pending = {process.pid: name for name, process in processes.items()}
+    runs: dict[str, dict[str, Any]] = {}
+    while pending:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid in pending:
+            name = pending.pop(pid)
+            runs[name] = _finish(processes[name], status, usage, time.perf_counter() - started)
+    return {name: runs[name] for name in processes}
+
+
+def _finish(process: Any, status: int, usage: Any, wall: float) -> dict[str, Any]:
     process.returncode = os.waitstatus_to_exitcode(status)
     output = process.stdout.read()
     if process.returncode != 0:
@@ -136,7 +147,7 @@ def run(limit: int = 100, threads: int | None = 1, commit: str = OLD_COMMIT) -> 
                          limit, threads, _flags(extra, limit))
             for name, extra in VARIANTS.items()
         }
-        runs = {name: _finish(p, started) for name, p in processes.items()}
+        runs = _finish_all(processes, started)
         for name in VARIANTS:
             runs[name].update(_best(work / f"{name}.json"))
     finally:

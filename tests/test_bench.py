@@ -136,3 +136,23 @@ def test_cpu_timer_keeps_the_least_of_its_calls():
     calls = []
     seconds, result = _cpu(lambda: calls.append(1) or len(calls), repeat=3)
     assert result == 3 and len(calls) == 3 and seconds >= 0.0
+
+
+def test_the_demo_runs_are_collected_as_each_ends_each_with_its_own_figures():
+    """(e) reaps the runs in the order they end (a fixed order gave a run
+    that ended early the wall time of a later one); each keeps its own output."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.demo import _finish_all
+
+    def run(seconds):
+        code = f"import time; time.sleep({seconds}); print('31 evaluations (2 cached) in {seconds} s')"
+        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+
+    runs = _finish_all({"later": run(0.6), "sooner": run(0.0)}, time.perf_counter())
+    assert list(runs) == ["later", "sooner"]  # in the order given, whatever the order they ended
+    assert (runs["later"]["run_s"], runs["sooner"]["run_s"]) == (0.6, 0.0)
+    assert all(r["cpu_s"] >= 0 and r["wall_s"] >= 0 for r in runs.values())
