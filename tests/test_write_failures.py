@@ -243,9 +243,12 @@ def test_a_signal_mid_capture_stops_it_with_one_line_and_no_file(tmp_path, tiny_
     prompts.write_text("\n".join(f"I am happy, day {i}." for i in range(256)))
     out = tmp_path / "out" / "v.safetensors"
     out.parent.mkdir()
+    # Started with SIGINT ignored, as a background job of a script (`cmd &`)
+    # is: the command must still stop on it (and CI may run the tests so).
     proc = subprocess.Popen(
         [sys.executable, "-c", MID_CAPTURE, *_capture(str(prompts), str(out)), "--model", str(tiny_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     try:
         err = []
