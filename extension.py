@@ -38,7 +38,7 @@ from ui.settings import RENAMED as _RENAMED  # noqa: E402
 
 # The webui's one piece of extension state: it sets these from the settings
 # `<name>-<key>` after importing us and saves them on "Save settings". The
-# form values (ui/settings.py, built from optimize/settings.py) start as
+# form values (ui/settings.py, built from optimize/config/table.py) start as
 # None = "the default".
 params: dict[str, Any] = {
     "display_name": "Steering",  # the webui's sidebar cuts longer names
@@ -335,7 +335,7 @@ def _webui_task_sources() -> Any:
     and the folders of the `allowed_task_folders` setting. A setting of the
     wrong kind, or a folder that may never be allowed, is left out with a
     log line (the webui must start)."""
-    from optimize.task_sources import AllowedTaskSources, TaskSourceError
+    from optimize.scoring.task_sources import AllowedTaskSources, TaskSourceError
 
     data_dir = _save_dir()
     sources = AllowedTaskSources.default(data_dir)
@@ -398,7 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-    from optimize.task_sources import AllowedTaskSources
+    from optimize.scoring.task_sources import AllowedTaskSources
     from steering.errors import SteerSwarmError
     from steering.models import load_model
     from steering.outputs import default_data_dir

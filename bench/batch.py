@@ -28,12 +28,12 @@ def run(
     import numpy as np
 
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace
-    from optimize.batched import row_limit, setting_deltas
-    from optimize.search import SearchRandomState
-    from optimize.strategies import make_strategy
+    from steering.batched import row_limit, setting_deltas
+    from optimize.search.loop import SearchRandomState
+    from optimize.search.strategies import make_strategy
     from steering import capture_vector
     from steering.capture import recapture
-    from steering.presets import load_preset
+    from presets import load_preset
 
     steerer = bench.steerer
     n = bench.num_layers

@@ -41,7 +41,7 @@ VARIANTS: dict[str, tuple[str, ...] | None] = {
     "before": None,
     "now": ("--unit", "alpha"),
     "now_target": ("--unit", "alpha", "--objective", "target"),
-    # a first round on a quarter of the items (optimize/first_round.py), opt-in
+    # a first round on a quarter of the items (optimize/run/first_round.py), opt-in
     "now_first_round": ("--unit", "alpha", "--first-round", "{quarter}"),
 }
 

@@ -39,13 +39,13 @@ CACHE_SLACK = 0.15
 
 
 def supports_prefix_cache() -> bool:
-    from optimize.fitness import LmEvalFitness
+    from optimize.scoring.fitness import LmEvalFitness
 
     return "prefix_cache" in inspect.signature(LmEvalFitness).parameters
 
 
 def _min_batch_tokens() -> int:
-    from optimize import prefix
+    from optimize.scoring import prefix
 
     return int(prefix.MIN_BATCH_TOKENS)
 

@@ -71,10 +71,10 @@ def _matmul_floor(model: Any, tokens: int, layers: int) -> float:
 
 def run(bench: Bench, limit: int | None = 100, repeat: int = 2) -> dict[str, Any]:
     from optimize import FitnessConfig, LmEvalFitness
-    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.guard.kl import GuardedFitness, KlGuard
     from steering import capture_vector
     from steering.capture import recapture
-    from steering.presets import load_preset
+    from presets import load_preset
 
     steerer = bench.steerer
     n = bench.num_layers

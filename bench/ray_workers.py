@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-    from optimize.recipe import RunRecipe, load_recipe, search_fitness
-    from optimize.workers import RayOptions, RayWorkers
+    from optimize.run.recipe import RunRecipe, load_recipe, search_fitness
+    from optimize.workers.ray import RayOptions, RayWorkers
     from steering import capture_vector, load_model, save_vectors, steerer_for
 
     folder = Path(tempfile.mkdtemp(prefix="bench-ray-"))

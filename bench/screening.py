@@ -69,12 +69,12 @@ def run(
     rounds: int = 2,
 ) -> dict[str, Any]:
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace
-    from optimize.first_round import pick_finalists
-    from optimize.objective import make_objective
-    from optimize.search import run_search
+    from optimize.run.first_round import pick_finalists
+    from optimize.guard.objective import make_objective
+    from optimize.search.loop import run_search
     from steering import capture_vector
     from steering.capture import recapture
-    from steering.presets import load_preset
+    from presets import load_preset
 
     steerer = bench.steerer
     space = SearchSpace(*DEMO_SPACE)

@@ -68,11 +68,11 @@ def run(
     alpha_decimals: int = 1,
 ) -> dict[str, Any]:
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace
-    from optimize.objective import make_objective
-    from optimize.search import run_search
+    from optimize.guard.objective import make_objective
+    from optimize.search.loop import run_search
     from steering import capture_vector
     from steering.capture import recapture
-    from steering.presets import load_preset
+    from presets import load_preset
 
     steerer = bench.steerer
     n = bench.num_layers

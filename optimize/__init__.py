@@ -22,34 +22,34 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "FitnessConfig": "optimize.config",
-    "PsoConfig": "optimize.config",
+    "FitnessConfig": "optimize.config.configs",
+    "PsoConfig": "optimize.config.configs",
     "FitnessError": "optimize.errors",
     "OptimizationCancelled": "optimize.errors",
-    "FitnessOutcome": "optimize.fitness",
-    "LmEvalFitness": "optimize.fitness",
-    "Fitness": "optimize.metrics",
-    "Metrics": "optimize.metrics",
-    "OBJECTIVES": "optimize.objective",
-    "Objective": "optimize.objective",
-    "make_objective": "optimize.objective",
-    "apply_best": "optimize.run",
-    "check_heldout": "optimize.run",
-    "run_optimization": "optimize.run",
-    "SearchOutcome": "optimize.search",
-    "run_search": "optimize.search",
-    "swarm_search": "optimize.search",
-    "STRATEGIES": "optimize.strategies",
-    "Strategy": "optimize.strategies",
-    "Evaluation": "optimize.results",
-    "HeldOutScores": "optimize.results",
-    "OptimizationResult": "optimize.results",
-    "Progress": "optimize.results",
-    "TunedVector": "optimize.results",
-    "VectorRecord": "optimize.results",
-    "SearchSpace": "optimize.space",
-    "Setting": "optimize.space",
-    "round_half_away": "optimize.space",
+    "FitnessOutcome": "optimize.scoring.fitness",
+    "LmEvalFitness": "optimize.scoring.fitness",
+    "Fitness": "optimize.scoring.metrics",
+    "Metrics": "optimize.scoring.metrics",
+    "OBJECTIVES": "optimize.guard.objective",
+    "Objective": "optimize.guard.objective",
+    "make_objective": "optimize.guard.objective",
+    "apply_best": "optimize.run.optimization",
+    "check_heldout": "optimize.run.optimization",
+    "run_optimization": "optimize.run.optimization",
+    "SearchOutcome": "optimize.search.loop",
+    "run_search": "optimize.search.loop",
+    "swarm_search": "optimize.search.loop",
+    "STRATEGIES": "optimize.search.strategies",
+    "Strategy": "optimize.search.strategies.base",
+    "Evaluation": "optimize.run.results",
+    "HeldOutScores": "optimize.run.results",
+    "OptimizationResult": "optimize.run.results",
+    "Progress": "optimize.run.results",
+    "TunedVector": "optimize.run.results",
+    "VectorRecord": "optimize.run.results",
+    "SearchSpace": "optimize.config.space",
+    "Setting": "optimize.config.space",
+    "round_half_away": "optimize.config.space",
 }
 
 __all__ = [
@@ -84,12 +84,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from optimize.config import FitnessConfig, PsoConfig
+    from optimize.config.configs import FitnessConfig, PsoConfig
     from optimize.errors import FitnessError, OptimizationCancelled
-    from optimize.fitness import FitnessOutcome, LmEvalFitness
-    from optimize.metrics import Fitness, Metrics
-    from optimize.objective import OBJECTIVES, Objective, make_objective
-    from optimize.results import (
+    from optimize.scoring.fitness import FitnessOutcome, LmEvalFitness
+    from optimize.scoring.metrics import Fitness, Metrics
+    from optimize.guard.objective import OBJECTIVES, Objective, make_objective
+    from optimize.run.results import (
         Evaluation,
         HeldOutScores,
         OptimizationResult,
@@ -97,10 +97,10 @@ if TYPE_CHECKING:
         TunedVector,
         VectorRecord,
     )
-    from optimize.run import apply_best, check_heldout, run_optimization
-    from optimize.search import SearchOutcome, run_search, swarm_search
-    from optimize.strategies import STRATEGIES, Strategy
-    from optimize.space import SearchSpace, Setting, round_half_away
+    from optimize.run.optimization import apply_best, check_heldout, run_optimization
+    from optimize.search.loop import SearchOutcome, run_search, swarm_search
+    from optimize.search.strategies import STRATEGIES, Strategy
+    from optimize.config.space import SearchSpace, Setting, round_half_away
 
 
 def __getattr__(name: str) -> Any:

@@ -6,11 +6,11 @@ stops after the current evaluation and saves what was found (marked
 cancelled); a second one aborts at once. Either way, and after a crash or a
 power cut, the run's journal (beside --out) keeps every scored evaluation,
 and `--resume JOURNAL` finishes the run without scoring them again
-(optimize/journal.py). A result that cannot be written to --out (disk full,
+(optimize/run/journal.py). A result that cannot be written to --out (disk full,
 folder gone read-only meanwhile) is written to the data folder's results/ (or
 the temporary folder) instead, and the message says where: a finished run is
 never thrown away. `--ray [ADDRESS] --workers N` scores each iteration's
-settings on N Ray workers (optimize/workers.py).
+settings on N Ray workers (optimize/workers/ray.py).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
-from optimize.settings import add_arguments
+from optimize.config.table import add_arguments
 
 PROG = "python -m optimize"
 
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N,N",
         help="which vectors of the file to optimize, numbered from 1 (default: all)",
     )
-    add_arguments(p)  # the run settings, from optimize/settings.py
+    add_arguments(p)  # the run settings, from optimize/config/table.py
     p.add_argument("--out", metavar="FILE", help="where to write the JSON result (required)")
     p.add_argument(
         "--resume",
@@ -108,7 +108,7 @@ def _resumed(argv: list[str]) -> list[str]:
     known, _ = probe.parse_known_args(argv)
     if known.resume is None:
         return argv
-    from optimize.journal import read_journal
+    from optimize.run.journal import read_journal
     from steering.errors import InvalidInputError
 
     command = read_journal(known.resume).identity.get("command")
@@ -139,7 +139,7 @@ def _workers(args: argparse.Namespace, recipe: object, indices: list[int]) -> ob
         if args.ray is not None or args.num_gpus is not None:
             raise InvalidInputError("--ray and --num-gpus need --workers N (N from 1).")
         return None
-    from optimize.workers import RayOptions, RayWorkers
+    from optimize.workers.ray import RayOptions, RayWorkers
 
     address = None if args.ray in (None, "local") else args.ray
     return RayWorkers(recipe, indices, RayOptions(address, args.workers, args.num_gpus))  # type: ignore[arg-type]
@@ -149,16 +149,16 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from optimize import FitnessConfig, Progress, PsoConfig, SearchSpace, run_optimization
-    from optimize.fitness import find_task
-    from optimize.concept import CONCEPT_TASK
-    from optimize.first_round import FINALISTS, FINALISTS_PHASE, FIRST_ROUND
-    from optimize.guard_settings import GuardSettings
-    from optimize.objective import uses_task
-    from optimize.journal import JournalFile, journal_path
-    from optimize.strategies import strategy_class
-    from optimize.report import summary_lines
-    from optimize.recipe import RunRecipe, search_fitness
-    from optimize.run import check_heldout
+    from optimize.scoring.fitness import find_task
+    from optimize.scoring.concept import CONCEPT_TASK
+    from optimize.run.first_round import FINALISTS, FINALISTS_PHASE, FIRST_ROUND
+    from optimize.config.guard import GuardSettings
+    from optimize.guard.objective import uses_task
+    from optimize.run.journal import JournalFile, journal_path
+    from optimize.search.strategies import strategy_class
+    from optimize.run.report import summary_lines
+    from optimize.run.recipe import RunRecipe, search_fitness
+    from optimize.run.optimization import check_heldout
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
     from steering.outputs import check_output_path, default_data_dir, write_with_fallback
@@ -284,7 +284,7 @@ def _run(args: argparse.Namespace) -> int:
     stack = ExitStack()
     try:
         # concept strength: the vector rebuilt from its prompts not held out,
-        # scored on the held-out ones (optimize/concept.py), within the guard
+        # scored on the held-out ones (optimize/scoring/concept.py), within the guard
         scored = (
             stack.enter_context(guard.concept_fitness(steerer, indices, args.seed, args.batch_size))
             if concept

@@ -5,23 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from steering.errors import SteerSwarmError
+from steering.errors import FitnessError, SteerSwarmError, short_message
 
-
-class FitnessError(SteerSwarmError):
-    """lm-eval could not load the task or failed while scoring a setting."""
+__all__ = ["FitnessError", "OptimizationCancelled", "lm_eval_failures", "short_message"]
 
 
 class OptimizationCancelled(SteerSwarmError):
     """The run was cancelled before any steering setting was scored, so there
     is no result to report. (A run cancelled later returns a result marked
     `cancelled` instead of raising.)"""
-
-
-def short_message(exc: BaseException) -> str:
-    """An exception's text on one line, at most 300 characters."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:299] + "…"
 
 
 @contextmanager

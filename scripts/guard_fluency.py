@@ -8,7 +8,7 @@ polarity. Writes one JSON object per setting (JSON lines) and prints a table.
 
     OMP_NUM_THREADS=1 python scripts/guard_fluency.py --out guard-fluency.jsonl
 
-This measured the default KL budget (`optimize.guard.DEFAULT_KL_BUDGET`,
+This measured the default KL budget (`optimize.guard.kl.DEFAULT_KL_BUDGET`,
 docs/guard.md). It loads the model and runs for minutes: not a test.
 """
 
@@ -56,7 +56,7 @@ def main() -> None:
 
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from optimize.guard import KlGuard, neutral_sentences
+    from optimize.guard.kl import KlGuard, neutral_sentences
     from steering import capture_vector, steerer_for
     from steering.generate import GenerationSettings, reply
     from steering.models import load_model

@@ -41,10 +41,10 @@ PROMPT = "Describe your morning in two sentences."
 
 def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-    from optimize.guard_settings import GuardSettings
+    from optimize.config.guard import GuardSettings
     from steering import capture_vector
     from steering.capture import capture
-    from steering.presets import load_preset
+    from presets import load_preset
 
     preset = load_preset("sentiment")
     space = SearchSpace(
@@ -53,7 +53,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     heldout = None
     if name == "health":
-        from optimize.task_vectors import task_source
+        from steering.lm_eval_tasks import task_source
 
         source = task_source("steer_health", TASKS, args.health_docs, 0)
         vector = capture(steerer, source, preset.layer, preset.alpha)
@@ -74,8 +74,8 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     scored, held = guard.fitnesses(steerer, fitness, heldout, args.seed, args.sentences)
     if guard_task is not None:
-        from optimize.fitness import LmEvalFitness
-        from optimize.guard import GuardedFitness
+        from optimize.scoring.fitness import LmEvalFitness
+        from optimize.guard.kl import GuardedFitness
 
         guard_fitness = FitnessConfig(guard_task, TASKS, "acc", args.guard_limit, args.batch_size)
         scored = GuardedFitness(scored.target, scored.guard, LmEvalFitness(steerer, guard_fitness))
@@ -93,7 +93,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _setting(steerer: Any, result: Any, evaluation: Any, held: Any, paired: Any, tokens: int):
     from optimize import apply_best
-    from optimize.objective import GUARD_DROP, KL
+    from optimize.guard.objective import GUARD_DROP, KL
     from steering.generate import GenerationSettings, reply
 
     original = steerer.vectors

@@ -32,11 +32,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from optimize import guard as guard_module
-    from optimize.guard import KlGuard
+    from optimize.guard import kl as guard_module
+    from optimize.guard.kl import KlGuard
     from steering import capture_vector, steerer_for
     from steering.models import load_model
-    from steering.presets import load_preset
+    from presets import load_preset
 
     loaded = load_model()
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)

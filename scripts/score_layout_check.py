@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench._common import REPO, TASKS  # noqa: E402
 from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization  # noqa: E402
-from optimize.placing import SettingScorer  # noqa: E402
-from optimize.recipe import RunRecipe, load_recipe, search_fitness  # noqa: E402
+from optimize.scoring.placing import SettingScorer  # noqa: E402
+from optimize.run.recipe import RunRecipe, load_recipe, search_fitness  # noqa: E402
 from steering import capture_vector, load_model, save_vectors, steerer_for  # noqa: E402
 
 

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from scripts.guard_fluency import PROMPTS, repeated_4grams  # noqa: E402
-from steering.presets import GRIEF, JOY  # noqa: E402
+from presets import GRIEF, JOY  # noqa: E402
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +59,7 @@ def _args() -> argparse.Namespace:
 def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
     """Part (a) for one task: each vector searched and scored held out."""
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
-    from optimize.split import HELDOUT, SEARCH, DocumentSplit
+    from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
 
     low, high = (int(x) for x in args.layers.split(","))
     s_low, s_high = (float(x) for x in args.strength.split(","))
@@ -98,7 +98,7 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
 
 
 def part_a(steerer, args) -> list[dict]:
-    from optimize.task_vectors import task_source
+    from steering.lm_eval_tasks import task_source
     from steering.capture import capture
     from steering.extract import VectorSource
 
@@ -169,8 +169,8 @@ def part_b(steerer, loaded, args, vader) -> list[dict]:
 
 def part_c(steerer, loaded, args, vader) -> dict:
     from optimize import PsoConfig, SearchSpace, run_optimization
-    from optimize.concept import concept_search
-    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.scoring.concept import concept_search
+    from optimize.guard.kl import GuardedFitness, KlGuard
     from steering import capture_vector, recapture
     from steering.generate import GenerationSettings
 

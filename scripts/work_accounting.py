@@ -8,7 +8,7 @@ the load of the machine), for the demo's search task (`sentiment_search`, its
 (a) LM-head positions: where log-probs are needed (the scorer's picks) vs
     every real position (lm-eval's HFLM computes the head everywhere);
 (b) padding: tokens run with the cut before issue 13's bucketing (fixed row
-    counts filled to 1,024 tokens) vs `optimize.bucketing.group_rows`;
+    counts filled to 1,024 tokens) vs `steering.bucketing.group_rows`;
 (c) contexts shared by several choices: rows run vs requests, and for
     multi-token choices the tokens a shared context (KV cache or tree mask)
     would save;
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 
 def _old_cut(widths: list[int], batch_size: int, min_tokens: int) -> list[int]:
-    """Rows per batch as the scorer cut them before `optimize.bucketing`."""
+    """Rows per batch as the scorer cut them before `steering.bucketing`."""
     groups, start = [], 0
     while start < len(widths):
         size = max(1, batch_size, min_tokens // widths[start])
@@ -66,9 +66,9 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from optimize import FitnessConfig, LmEvalFitness
-    from optimize.bucketing import CPU_BATCH_COST_TOKENS, group_rows
-    from optimize.guard import KlGuard
-    from optimize.prefix import MIN_BATCH_TOKENS, _tokenize
+    from steering.bucketing import CPU_BATCH_COST_TOKENS, group_rows
+    from optimize.guard.kl import KlGuard
+    from optimize.scoring.prefix import MIN_BATCH_TOKENS, _tokenize
     from steering import steerer_for
     from steering.models import load_model
 

@@ -119,7 +119,7 @@ def _source(args: argparse.Namespace) -> VectorSource:
     if args.from_task is not None:
         if args.contrast is not None:
             raise InvalidInputError("--contrast goes with --prompts, not --from-task.")
-        from optimize.task_vectors import task_source
+        from steering.lm_eval_tasks import task_source
 
         aggregate = "pca" if args.method == "pca_diff" else "mean"
         return task_source(args.from_task, args.include_path, args.docs, args.seed, aggregate)

@@ -28,3 +28,13 @@ class VectorFileError(SteerSwarmError):
 class VectorWriteError(VectorFileError, OSError):
     """A vector file could not be written (read-only folder, full disk); the
     previous file, if any, is intact. Still an OSError for callers that catch one."""
+
+
+class FitnessError(SteerSwarmError):
+    """lm-eval could not index or load a task, or failed while scoring a setting."""
+
+
+def short_message(exc: BaseException) -> str:
+    """An exception's text on one line, at most 300 characters."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:299] + "…"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from steering import presets as preset_examples
+import presets as preset_examples
 from steering import steerer_for
 from steering.session import ModelSession
 from ui.app import build_app

@@ -1,11 +1,11 @@
-"""Where length-sorted rows are cut into padded batches (optimize.bucketing)."""
+"""Where length-sorted rows are cut into padded batches (steering.bucketing)."""
 
 import itertools
 import random
 
 import pytest
 
-from optimize.bucketing import group_rows
+from steering.bucketing import group_rows
 
 
 def _cost(widths, groups, batch_cost):

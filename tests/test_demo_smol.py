@@ -14,7 +14,7 @@ import pytest
 
 from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from steering import capture_vector, steerer_for
-from steering.presets import load_preset
+from presets import load_preset
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optimize.landscape import (
+from steering.explore_map import (
     MapGrid,
     StrengthMap,
     apply_cell,

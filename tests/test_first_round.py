@@ -1,4 +1,4 @@
-"""A first round on fewer documents (issue 13, optimize/first_round.py): the
+"""A first round on fewer documents (issue 13, optimize/run/first_round.py): the
 search scores every setting on the first few documents, its best three
 distinct settings are then scored on all of them, and the best of those is
 the result. Checked against the plain search on those few documents and
@@ -15,15 +15,15 @@ import threading
 import pytest
 
 from optimize import LmEvalFitness, OptimizationResult, PsoConfig, SearchSpace, run_optimization
-from optimize.first_round import FINALISTS, check_first_round, pick_finalists
-from optimize.guard_settings import GuardSettings
-from optimize.journal import FINAL, JournalFile, read_journal
-from optimize.metrics import Metrics
-from optimize.objective import ObjectiveOptions, make_objective
-from optimize.placing import SettingScorer
-from optimize.space import Setting
-from optimize.split import HELDOUT, SEARCH, DocumentSplit
-from optimize.evaluation import Evaluation
+from optimize.run.first_round import FINALISTS, check_first_round, pick_finalists
+from optimize.config.guard import GuardSettings
+from optimize.run.journal import FINAL, JournalFile, read_journal
+from optimize.scoring.metrics import Metrics
+from optimize.guard.objective import ObjectiveOptions, make_objective
+from optimize.scoring.placing import SettingScorer
+from optimize.config.space import Setting
+from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
+from optimize.scoring.evaluation import Evaluation
 from steering.errors import InvalidInputError
 from tests.test_journal import _finish, cli_run  # noqa: F401 (fixture)
 from tests.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
@@ -184,7 +184,7 @@ def test_a_first_round_must_score_fewer_documents_of_a_task(task_folder):  # noq
 def test_the_form_takes_a_first_round_and_refuses_one_as_large_as_the_limit():
     from ui.optimize_form import NAMES, parse_request
 
-    from optimize.settings import BY_NAME
+    from optimize.config.table import BY_NAME
 
     values = {name: BY_NAME[name].default for name in NAMES} | {
         "limit": 20, "layer_min": 2, "layer_max": 20, "unit": "alpha",

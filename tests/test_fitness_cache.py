@@ -14,8 +14,8 @@ from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2Fo
 from transformers import Qwen3Config, Qwen3ForCausalLM
 
 from optimize import FitnessConfig, LmEvalFitness
-from optimize import prefix
-from optimize.prefix import PrefixScorer
+from optimize.scoring import prefix
+from optimize.scoring.prefix import PrefixScorer
 from steering import capture_vector, steerer_for
 from steering.models import LoadedModel
 
@@ -206,7 +206,7 @@ def test_a_small_cap_keeps_every_kth_layer(tiny, task_folder):
 
 def test_gpt2_is_scored_through_lm_eval(tiny_gpt2, task_folder, caplog):
     steerer = _steerer(tiny_gpt2)
-    with caplog.at_level(logging.INFO, logger="optimize.prefix"):
+    with caplog.at_level(logging.INFO, logger="optimize.scoring.prefix"):
         fitness = LmEvalFitness(steerer, _config(task_folder))
     assert fitness.prefix_scorer is None
     assert "model type 'gpt2'" in caplog.text
@@ -225,7 +225,7 @@ def test_a_mismatch_with_lm_eval_falls_back(tiny, task_folder, monkeypatch, capl
         return run_layers(self, hidden, start, stop, keep) + 1e-2
 
     monkeypatch.setattr(PrefixScorer, "_run_layers", off_by_a_little)
-    with caplog.at_level(logging.WARNING, logger="optimize.prefix"):
+    with caplog.at_level(logging.WARNING, logger="optimize.scoring.prefix"):
         fitness = LmEvalFitness(steerer, _config(task_folder))
     assert fitness.prefix_scorer is None
     assert "prefix cache off" in caplog.text and "lm-eval's is" in caplog.text

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optimize import guard as guard_module
-from optimize import prefix
-from optimize.guard import KlGuard, neutral_sentences
+from optimize.guard import kl as guard_module
+from optimize.scoring import prefix
+from optimize.guard.kl import KlGuard, neutral_sentences
 from steering import capture_vector, steerer_for
 from steering.errors import InvalidInputError
 

@@ -8,10 +8,10 @@ import math
 import pytest
 from scipy.stats import binomtest
 
-from optimize.evaluation import Evaluation
-from optimize.front import pareto_front, recommend
-from optimize.metrics import Metrics
-from optimize.objective import (
+from optimize.scoring.evaluation import Evaluation
+from optimize.guard.front import pareto_front, recommend
+from optimize.scoring.metrics import Metrics
+from optimize.guard.objective import (
     DEFAULT_OBJECTIVE,
     GUARD,
     GUARD_DROP,
@@ -20,8 +20,8 @@ from optimize.objective import (
     ObjectiveOptions,
     make_objective,
 )
-from optimize.space import Setting
-from optimize.split import HELDOUT, SEARCH, DocumentSplit, paired_test, sign_test_p
+from optimize.config.space import Setting
+from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit, paired_test, sign_test_p
 from steering.errors import InvalidInputError
 
 

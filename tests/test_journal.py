@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization
-from optimize.config import FitnessConfig
-from optimize.journal import JournalFile, journal_path, read_journal, run_identity
-from optimize.metrics import Metrics
-from optimize.space import Setting
-from optimize.evaluation import Evaluation
+from optimize.config.configs import FitnessConfig
+from optimize.run.journal import JournalFile, journal_path, read_journal, run_identity
+from optimize.scoring.metrics import Metrics
+from optimize.config.space import Setting
+from optimize.scoring.evaluation import Evaluation
 from steering import save_vectors
 from steering.errors import InvalidInputError
 from tests.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
@@ -185,8 +185,8 @@ def _resume(journal):
 
 
 def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(monkeypatch, tmp_path):
-    from optimize.recipe import RunRecipe
-    from optimize.workers import RayOptions, RayWorkers, WorkerError
+    from optimize.run.recipe import RunRecipe
+    from optimize.workers.ray import RayOptions, RayWorkers, WorkerError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     recipe = RunRecipe("v.safetensors", b"", _fitness(str(tmp_path)))

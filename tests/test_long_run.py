@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 from tests.test_ui_optimize import actions, form, session, steering, views  # noqa: F401
-from optimize.results import Progress
+from optimize.run.results import Progress
 from ui.jobs import RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
 

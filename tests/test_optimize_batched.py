@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace
-from optimize import prefix
-from optimize.batched import batched_evaluator, row_limit, setting_deltas
-from optimize.objective import make_objective
-from optimize.search import run_search
+from optimize.scoring import prefix
+from optimize.scoring.batched import batched_evaluator
+from steering.batched import row_limit, setting_deltas
+from optimize.guard.objective import make_objective
+from optimize.search.loop import run_search
 from tests.test_fitness_cache import _concept, _config, _steerer, task_folder  # noqa: F401
 
 SPHERE = json.loads((Path(__file__).parent / "data" / "pso_history.json").read_text())["sphere"]
@@ -129,7 +130,7 @@ def test_short_memory_falls_back_to_one_setting_per_pass(tiny, task_folder, monk
 
 
 def test_the_row_limit_comes_from_free_memory(tiny, task_folder, monkeypatch):
-    from optimize import batched
+    from steering import batched
 
     steerer = _steerer(tiny)
     scorer = LmEvalFitness(steerer, _config(task_folder)).prefix_scorer
@@ -196,7 +197,7 @@ def test_smollm2_settings_batched_equal_their_own_evaluations(smol, monkeypatch,
     one batched pass give each setting's own log-likelihoods within 1e-4."""
     from optimize import FitnessConfig
     from steering import capture_vector, steerer_for
-    from steering.presets import load_preset
+    from presets import load_preset
 
     monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", 0)
     preset = load_preset("sentiment")
@@ -216,7 +217,7 @@ def test_smollm2_settings_batched_equal_their_own_evaluations(smol, monkeypatch,
 
 
 def test_the_guarded_fitness_scores_an_iteration_as_each_setting_alone(tiny, task_folder):
-    from optimize.guard import GuardedFitness, KlGuard
+    from optimize.guard.kl import GuardedFitness, KlGuard
 
     steerer = _steerer(tiny)
     texts = ["the river ran past the old mill", "we had tea at noon", "a quiet morning in town"]

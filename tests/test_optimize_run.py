@@ -23,7 +23,7 @@ from optimize import (
     apply_best,
     run_optimization,
 )
-from optimize.prefix import PrefixScorer
+from optimize.scoring.prefix import PrefixScorer
 from steering import capture_vector, recapture, steerer_for
 from steering.errors import IncompatibleVectorError, InvalidInputError
 
@@ -670,9 +670,9 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     seeded split, the held-out side gets the baseline and the recommended
     setting with a paired test, every evaluation carries "kl", and the result
     file holds the front and the recommendation."""
-    from optimize.guard import GuardedFitness, KlGuard, neutral_sentences
-    from optimize.objective import KL, ObjectiveOptions
-    from optimize.split import HELDOUT, SEARCH, DocumentSplit
+    from optimize.guard.kl import GuardedFitness, KlGuard, neutral_sentences
+    from optimize.guard.objective import KL, ObjectiveOptions
+    from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
 
     split = DocumentSplit(0.5, seed=1)
     config = _fitness(task_folder, limit=None)

@@ -29,7 +29,7 @@ from optimize import (
     round_half_away,
     swarm_search,
 )
-from optimize._pyswarms import import_pyswarms
+from optimize.search.strategies._pyswarms import import_pyswarms
 from steering.errors import InvalidInputError
 
 # A plain `import pyswarms` would write ./report.log and reconfigure logging.

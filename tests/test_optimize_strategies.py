@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
-from optimize.strategies import STRATEGIES, make_strategy
+from optimize.search.strategies import STRATEGIES, make_strategy
 from steering.errors import InvalidInputError
 from tests.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
 
@@ -128,7 +128,7 @@ def test_a_run_on_the_tiny_llama_with_tpe(steerer, task_folder):  # noqa: F811
 
 
 def test_an_unknown_strategy_names_the_known_ones():
-    from optimize.strategies import strategy_class
+    from optimize.search.strategies import strategy_class
 
     with pytest.raises(InvalidInputError, match="known strategies: cmaes, pso, tpe"):
         strategy_class("annealing")

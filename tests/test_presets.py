@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from optimize import FitnessConfig, PsoConfig, SearchSpace
-from optimize.fitness import find_task
+from optimize.scoring.fitness import find_task
 from steering.errors import InvalidInputError
-from steering.presets import OPTIMIZE_KEYS, load_preset
+from presets import OPTIMIZE_KEYS, load_preset
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ROOT / "tasks"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from optimize import Evaluation, FitnessConfig, OptimizationResult, PsoConfig, SearchSpace
-from optimize.results import VectorRecord
+from optimize.run.results import VectorRecord
 from steering import capture_vector, steerer_for
 from steering.persist import DataFolder
 from steering.session import ModelSession

@@ -8,9 +8,9 @@ import argparse
 import pytest
 
 from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-from optimize.metrics import Metrics
-from optimize.settings import BY_NAME, add_arguments
-from optimize.space import Setting
+from optimize.scoring.metrics import Metrics
+from optimize.config.table import BY_NAME, add_arguments
+from optimize.config.space import Setting
 from steering import capture_vector, recapture, steerer_for
 from steering.errors import InvalidInputError
 

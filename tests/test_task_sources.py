@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from optimize.task_sources import (
+from optimize.scoring.task_sources import (
     REGISTERED,
     SHIPPED_TASKS,
     AllowedTaskSources,

@@ -78,7 +78,7 @@ def test_bad_map_input_is_refused_with_a_message(explore, layers, strengths, neu
 
 
 def test_cancel_stops_the_map_after_the_current_row(explore, monkeypatch):
-    from optimize.landscape import StrengthMap
+    from steering.explore_map import StrengthMap
 
     actions, _steerer, vector = explore
     row = StrengthMap.row

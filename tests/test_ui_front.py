@@ -12,8 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from optimize import Evaluation, Metrics, apply_best
-from optimize.guard_settings import GuardSettings
-from optimize.objective import KL
+from optimize.config.guard import GuardSettings
+from optimize.guard.objective import KL
 from steering.errors import InvalidInputError
 from ui import format as fmt
 from ui import plots
@@ -50,7 +50,7 @@ def actions(tiny_session, steering):
 
 
 def test_guard_settings_default_from_the_table_and_are_checked():
-    from optimize.settings import BY_NAME, FORM, fields
+    from optimize.config.table import BY_NAME, FORM, fields
 
     assert {"holdout_fraction", "objective", "kl_budget", "guard_task", "max_guard_drop"} <= {
         f.name for f in fields(FORM)
@@ -143,7 +143,7 @@ def _with_front(result):
         scored(2, 3, 3.0, 0.8, 0.3),
         scored(3, 3, -2.0, 0.55, 0.2),  # dominated by the 0.7 at KL 0.1
     ]
-    from optimize.objective import ObjectiveOptions
+    from optimize.guard.objective import ObjectiveOptions
 
     return dataclasses.replace(
         result, baseline=baseline, history=history, best=history[2], objective="guarded",

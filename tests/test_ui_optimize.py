@@ -262,7 +262,7 @@ def test_chat_waits_while_an_optimization_runs_and_says_so(actions, session):
 
 
 def test_example_settings_fill_the_form(actions):
-    from steering.presets import load_preset
+    from presets import load_preset
 
     preset = load_preset("sentiment").optimize
     values = actions.example_settings()
@@ -316,7 +316,7 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, sessio
 
 
 def test_the_form_lays_out_every_form_setting_of_the_table_once():
-    from optimize.settings import FORM, fields
+    from optimize.config.table import FORM, fields
     from ui.optimize_form import LAID_OUT, NAMES
 
     assert sorted(LAID_OUT) == sorted(NAMES) == sorted(f.name for f in fields(FORM))

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from optimize.journal import read_journal
+from optimize.run.journal import read_journal
 from steering.errors import InvalidInputError
 from ui.optimize_resume import latest_interrupted, workers_for
 from ui.optimize_tab import OptimizeActions, parse_request

@@ -314,7 +314,7 @@ def test_concurrent_adds_do_not_interleave(actions):
 
 
 def test_load_example_fills_the_form_and_changes_no_vector(actions):
-    from steering.presets import load_preset
+    from presets import load_preset
 
     preset = load_preset("sentiment")
     concept, contrast, layer, alpha, status = actions.load_example()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
+from optimize.scoring.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from ui.steering_tab import SteeringActions
 from ui.task_vector_panel import TaskVectorActions
 

@@ -109,7 +109,7 @@ def test_a_running_optimization_reports_its_progress_to_the_note(actions):
 
 
 def test_plots_and_progress_read_on_a_dark_page():
-    from optimize.results import Evaluation
+    from optimize.run.results import Evaluation
     from ui import plots
 
     history = [Evaluation(-1, -1, (), (), 0.5, 0.1, 1.0), Evaluation(0, 0, (3,), (1.0,), 0.6, 0.1, 1.0)]

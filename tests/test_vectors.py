@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from optimize.config import FitnessConfig
-from optimize.fitness import LmEvalFitness
-from optimize.task_vectors import task_source
+from optimize.config.configs import FitnessConfig
+from optimize.scoring.fitness import LmEvalFitness
+from steering.lm_eval_tasks import task_source
 from steering import InvalidInputError, VectorSource, capture, load_vectors, recapture, save_vectors, steerer_for
 from steering.extract.base import pca_direction
 from steering.extract.task_pairs import doc_key, reserved_keys

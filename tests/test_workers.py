@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from optimize import PsoConfig, SearchSpace, run_optimization
-from optimize.metrics import Metrics
-from optimize.recipe import RunRecipe, load_recipe, search_fitness
-from optimize.space import Setting
-from optimize.workers import RayOptions, RayWorkers, Worker, WorkerError
+from optimize.scoring.metrics import Metrics
+from optimize.run.recipe import RunRecipe, load_recipe, search_fitness
+from optimize.config.space import Setting
+from optimize.workers.ray import RayOptions, RayWorkers, Worker, WorkerError
 from steering import capture_vector, save_vectors, steerer_for
 from tests.conftest import _tiny_llama
 from tests.test_optimize_run import _fitness, task_folder  # noqa: F401 (a fixture)

@@ -189,7 +189,7 @@ def test_a_signal_stops_the_optimize_cli_and_saves_the_partial_result(tmp_path, 
 def test_optimize_cli_rescues_a_result_it_cannot_write(tmp_path, tiny, monkeypatch, capsys):
     """--out's disk fills up during the run: the result goes to the data folder."""
     from optimize import cli
-    from optimize.results import OptimizationResult
+    from optimize.run.results import OptimizationResult
 
     out = tmp_path / "asked" / "result.json"
     out.parent.mkdir()

@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import Context
 
-from optimize.task_sources import AllowedTaskSources
+from optimize.scoring.task_sources import AllowedTaskSources
 from steering.session import ModelSession
 from ui import chat_tab, explore_tab, saved_tab, steering_tab
 from ui import format as fmt

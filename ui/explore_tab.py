@@ -19,7 +19,7 @@ from typing import Any
 import gradio as gr
 
 from steering.neutral import neutral_sentences
-from optimize.landscape import (
+from steering.explore_map import (
     DEFAULT_NEUTRAL,
     DEFAULT_STRENGTHS,
     MapCell,

@@ -15,7 +15,7 @@ from steering.errors import InvalidInputError
 from steering.validate import typed
 
 if TYPE_CHECKING:
-    from optimize.landscape import MapCell, MapGrid
+    from steering.explore_map import MapCell, MapGrid
     from steering.explore import LayerScan, LogitLens
 
 _INK = "#8b93a1"

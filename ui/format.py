@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the Steering tab must not need the optimizer installed
-    from optimize.results import Evaluation, OptimizationResult, Progress
+    from optimize.run.results import Evaluation, OptimizationResult, Progress
     from steering.models import ModelInfo
     from steering.vector import SteeringVector
 
@@ -189,7 +189,7 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
 
 def phase_note(phase: str) -> str:
     """What the progress line adds in a phase of a run (Progress.phase)."""
-    from optimize.first_round import FINALISTS_PHASE, FIRST_ROUND
+    from optimize.run.first_round import FINALISTS_PHASE, FIRST_ROUND
 
     return {
         "heldout": "scoring the held-out task",
@@ -201,8 +201,8 @@ def phase_note(phase: str) -> str:
 def result_summary(result: OptimizationResult) -> str:
     """What a run found, in Markdown: the scores, the objective and its
     recommendation, the held-out check with its paired test."""
-    from optimize.objective import KL, TargetObjective, uses_task
-    from optimize.report import gain_text, paired_text, scored_text
+    from optimize.guard.objective import KL, TargetObjective, uses_task
+    from optimize.run.report import gain_text, paired_text, scored_text
 
     best, base = result.best, result.baseline
     documents = scored_text(result)

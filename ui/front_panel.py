@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from optimize import Evaluation, OptimizationResult, apply_best
-from optimize.objective import KL
+from optimize.guard.objective import KL
 from steering import validate
 from steering.session import Current, ModelSession
 from ui import format as fmt

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from optimize.results import Progress
+from optimize.run.results import Progress
 from steering.limits import LONG_RUN_ANSWER_SECONDS, LONG_RUN_SECONDS
 from ui.jobs import duration
 

@@ -1,5 +1,5 @@
 """The Optimize tab's form, built from the run settings table
-(optimize/settings.py), and the check of what it was given.
+(optimize/config/table.py), and the check of what it was given.
 
 Each form field's label, starting value and info text come from the table;
 only the layout (which fields share a row) is decided here. The fields carry
@@ -17,12 +17,12 @@ from typing import Any
 import gradio as gr
 
 from optimize import OBJECTIVES, FitnessConfig, PsoConfig, SearchSpace
-from optimize.concept import CONCEPT_METRIC, CONCEPT_TASK
-from optimize.guard_settings import NAMES as GUARD_NAMES
-from optimize.guard_settings import GuardSettings
-from optimize.run import check_heldout
-from optimize.settings import BY_NAME, FORM, Field, fields
-from optimize.task_sources import SHIPPED_TASKS, AllowedTaskSources
+from optimize.scoring.concept import CONCEPT_METRIC, CONCEPT_TASK
+from optimize.config.guard import NAMES as GUARD_NAMES
+from optimize.config.guard import GuardSettings
+from optimize.run.optimization import check_heldout
+from optimize.config.table import BY_NAME, FORM, Field, fields
+from optimize.scoring.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from steering import validate
 from steering.errors import InvalidInputError
 from steering.models import ModelInfo
@@ -57,9 +57,9 @@ class RunRequest:
     space: SearchSpace
     pso: PsoConfig
     heldout: FitnessConfig | None = None
-    workers: int = 0  # Ray workers (optimize/workers.py); 0: score in this process
+    workers: int = 0  # Ray workers (optimize/workers/ray.py); 0: score in this process
     guard: GuardSettings = GuardSettings()
-    first_round: int = 0  # documents of a first round (optimize/first_round.py); 0: none
+    first_round: int = 0  # documents of a first round (optimize/run/first_round.py); 0: none
 
 
 def default_layer_range(num_layers: int) -> tuple[int, int]:
@@ -193,7 +193,7 @@ def _component(f: Field, value: Any, sources: AllowedTaskSources) -> gr.componen
         return gr.Dropdown(
             choices=sources.choices(), value=value, label=f.label, info=f.help, scale=2
         )
-    if f.name == "objective":  # the registered objectives (optimize/objective.py)
+    if f.name == "objective":  # the registered objectives (optimize/guard/objective.py)
         return gr.Dropdown(choices=sorted(OBJECTIVES), value=value, label=f.label, info=f.help)
     if f.choices is not None:
         return gr.Radio(choices=list(f.choices), value=value, label=f.label, info=f.help)

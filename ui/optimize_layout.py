@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from optimize.first_round import FINALISTS
-from optimize.objective import OBJECTIVES, uses_task
+from optimize.run.first_round import FINALISTS
+from optimize.guard.objective import OBJECTIVES, uses_task
 from ui import compat, front_panel
 from ui import format as fmt
 from ui.model_access import model_facts
@@ -70,7 +70,7 @@ def plan_line(
 @dataclass
 class OptimizeTab:
     """The tab's components: the vector selection, the form's fields by
-    setting name (optimize/settings.py), the buttons and the live view."""
+    setting name (optimize/config/table.py), the buttons and the live view."""
 
     vectors: gr.CheckboxGroup
     fields: dict[str, Any]

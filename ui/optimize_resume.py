@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from optimize import FitnessConfig, PsoConfig, SearchSpace
-from optimize.guard_settings import GuardSettings
-from optimize.objective import uses_task
-from optimize.journal import SUFFIX, JournalFile, JournalState, interrupted_runs
+from optimize.config.guard import GuardSettings
+from optimize.guard.objective import uses_task
+from optimize.run.journal import SUFFIX, JournalFile, JournalState, interrupted_runs
 from steering.errors import InvalidInputError
 from steering.session import Current
 from ui import format as fmt
@@ -115,8 +115,8 @@ def workers_for(current: Current, request: RunRequest, indices: tuple[int, ...])
             "Ray workers load the model from its files, and this model was handed over in "
             "memory (text-generation-webui): set Ray workers to 0, or run the standalone app."
         )
-    from optimize.recipe import RunRecipe
-    from optimize.workers import RayOptions, RayWorkers
+    from optimize.run.recipe import RunRecipe
+    from optimize.workers.ray import RayOptions, RayWorkers
     from steering import save_vectors
 
     steerer = current.steerer

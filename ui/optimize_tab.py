@@ -26,12 +26,12 @@ from optimize import (
     Progress,
     run_optimization,
 )
-from optimize.first_round import FINALISTS
-from optimize.report import gain_text
-from optimize.task_sources import AllowedTaskSources
+from optimize.run.first_round import FINALISTS
+from optimize.run.report import gain_text
+from optimize.scoring.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.limits import LONG_RUN_SECONDS
-from steering.presets import load_preset
+from presets import load_preset
 from steering.session import ModelSession
 from ui import format as fmt
 from ui import plots

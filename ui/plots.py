@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from optimize.results import Evaluation, OptimizationResult
+    from optimize.run.results import Evaluation, OptimizationResult
 
 _SIZE = (6.0, 3.6)
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
@@ -127,7 +127,7 @@ def front(result: OptimizationResult) -> Figure | None:
     "Point of the front" choices are, the recommendation ringed, the
     target-only best marked, the unsteered baseline (KL 0) and, for the guarded
     objective, the KL budget. None when the run measured no KL."""
-    from optimize.objective import KL
+    from optimize.guard.objective import KL
 
     scored = [e for e in result.evaluations if not math.isnan(e.metrics.get(KL, math.nan))]
     if not scored:

@@ -15,8 +15,8 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from optimize.settings import FORM
-from optimize.settings import fields as run_fields
+from optimize.config.table import FORM
+from optimize.config.table import fields as run_fields
 
 if TYPE_CHECKING:
     import gradio as gr

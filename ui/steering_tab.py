@@ -17,12 +17,12 @@ from typing import Any
 
 import gradio as gr
 
-from optimize.task_sources import AllowedTaskSources
+from optimize.scoring.task_sources import AllowedTaskSources
 from steering.capture import capture_vector, split_prompts
 from steering.errors import SteerSwarmError
 from steering.gguf import load_vector_file
 from steering.models import ModelInfo
-from steering.presets import load_preset
+from presets import load_preset
 from steering.session import Current, ModelSession
 from steering.store import save_vectors
 from steering.vector import SteeringVector

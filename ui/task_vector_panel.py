@@ -4,7 +4,7 @@ with its coefficient given as a raw alpha or as a strength.
 
 A panel of its own (built inside the Steering tab) so the tab stays small.
 The task comes from the sources the operator allowed
-(optimize/task_sources.py): a dropdown of folders and a task name, never a
+(optimize/scoring/task_sources.py): a dropdown of folders and a task name, never a
 typed path, because lm-eval runs the Python a task folder holds.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import gradio as gr
 
-from optimize.task_sources import AllowedTaskSources
-from optimize.task_vectors import task_source
+from optimize.scoring.task_sources import AllowedTaskSources
+from steering.lm_eval_tasks import task_source
 from steering import validate
 from steering.capture import capture
 from steering.errors import InvalidInputError

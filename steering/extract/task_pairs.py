@@ -6,7 +6,7 @@ wisent): the hidden states at the answer tokens, then the mean of the paired
 differences (or, with aggregate "pca", their first principal component).
 
 The inputs hold the texts themselves (`items`), built once from lm-eval by
-`optimize.task_vectors.task_source`, so the direction is a pure function of
+`steering.lm_eval_tasks.task_source`, so the direction is a pure function of
 the inputs (a vector file rebuilds it at any layer without lm-eval or the
 task's data), and `doc_keys` name the documents used so that a search never
 scores them (`reserved_keys`).

@@ -1,0 +1,294 @@
+"""The capability guard: how far a steering setting moves the model on neutral text.
+
+A setting that wins the target task can still break everything else. The
+guard measures that cheaply, with no benchmark: the mean KL divergence
+KL(unsteered || steered) of the next-token distributions over the token
+positions of a small set of everyday sentences (`tasks/neutral/neutral.txt`).
+KL 0 means the steered model predicts exactly as the unsteered one; the
+default budget (`optimize.guard.objective.DEFAULT_KL_BUDGET`) is the largest mean KL at which the
+embedded SmolLM2 still wrote fluent text (see `docs/guard.md`).
+
+Cost per setting is one batched forward over the set. The layers below the
+lowest steered layer are the same for every setting, so they run once
+(`steering.layer_cache.LayerCache`), as for the task's own scoring. The unsteered
+distributions are computed once and kept in a form as small as a hidden
+state per position (`steering.kl.KlReference`).
+
+Position 0 (the BOS token, whose prediction sees no text) and padding are
+left out. Where the steered final state equals the unsteered one exactly (no
+vectors, or alpha 0), the KL is exactly 0 rather than rounding noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from optimize.scoring import prefix
+from steering.rng import preserved_rng
+from steering.batched import checked_deltas, row_limit, run_many
+from steering.bucketing import batch_cost_tokens, group_rows
+from optimize.scoring.metrics import Fitness, Metrics
+from optimize.guard.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
+from steering.kl import KlReference
+from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
+from steering.engine import Steerer
+from steering.neutral import NEUTRAL_TEXT_PATH, neutral_sentences  # noqa: F401 (re-exported)
+from steering.errors import InvalidInputError, UnsupportedModelError
+from steering.vector import SteeringVector
+
+# Sentences the guard scores by default: an evenly spaced subset of the set.
+# All 310 (3,421 scored positions on SmolLM2) took 47-66 s per setting on a
+# shared 2-core machine, more than the task's own scoring; 100 (1,122
+# positions) cost about a third of that.
+DEFAULT_GUARD_SENTENCES = 100
+
+@dataclass(frozen=True)
+class KlOutcome:
+    """The guard's measure of one setting: `kl` is the mean over `positions`
+    scored token positions (nats per token) in `sentences` sentences."""
+
+    kl: float
+    positions: int
+    sentences: int
+
+
+@dataclass(frozen=True)
+class _Batch:
+    ids: torch.Tensor  # [rows, width], right-padded
+    mask: torch.Tensor  # [rows, width] bool: real tokens
+    scored: torch.Tensor  # [rows, width] bool: positions whose prediction is compared
+
+
+class KlGuard:
+    """Mean KL(unsteered || steered) over a neutral text set, for any setting.
+
+    Built once per run (it runs the unsteered model over the set once);
+    `evaluate(vectors)` then scores a setting. Uses the layer cache on the
+    layouts `steering.layer_cache` supports and a plain forward on other models.
+    `batch_size` is the least number of sentences per batch (batches are
+    cut as for the task's scoring: `steering.bucketing`).
+    """
+
+    def __init__(
+        self,
+        steerer: Steerer,
+        texts: Sequence[str] | None = None,
+        batch_size: int = 16,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidInputError(f"The guard's batch size must be at least 1, got {batch_size!r}.")
+        self.steerer = steerer
+        model = steerer.model
+        texts = neutral_sentences(count=DEFAULT_GUARD_SENTENCES) if texts is None else tuple(texts)
+        self.sentences = len(texts)
+        self.device = steerer.device
+        self._batches = self._plan(steerer, texts, batch_size)
+        self.positions = sum(int(b.scored.sum()) for b in self._batches)
+        head = model.get_output_embeddings()
+        if head is None or not isinstance(head, torch.nn.Linear):
+            raise UnsupportedModelError(
+                f"{steerer.info.name} has no plain linear output layer, so the KL guard "
+                "cannot measure it."
+            )
+        self._head = head
+        self._weight = head.weight.float()  # no copy for float32 models
+        self._bias = None if head.bias is None else head.bias.float()
+        why = layout_unsupported(model, steerer.layers)
+        self._cache = (
+            None
+            if why is not None
+            else LayerCache(model, [b.ids for b in self._batches], cache_bytes)
+        )
+        with preserved_rng(), steerer.unsteered():
+            try:
+                hidden = self._final_states(check=True)
+            except Exception:  # noqa: BLE001 - the layer loop failed on this model
+                if self._cache is None:
+                    raise
+                # e.g. another transformers' mask helpers (the webui's): plain forwards
+                self._cache = None
+                hidden = self._final_states(check=True)
+            self._reference = [self._make_reference(h) for h in hidden]
+
+    # ------------------------------------------------------------------ plan
+
+    def _plan(self, steerer: Steerer, texts: Sequence[str], batch_size: int) -> list[_Batch]:
+        tokenizer = steerer.tokenizer
+        bos = tokenizer.bos_token_id
+        limit = steerer.info.max_context
+        rows = []
+        for text in texts:
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            tokens = ([bos] if bos is not None else []) + tokens
+            if len(tokens) < 2:
+                raise InvalidInputError(f"The neutral text {text!r} is too short to score.")
+            rows.append(tokens[:limit])
+        rows.sort(key=lambda r: (-len(r), r))
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        least = prefix.MIN_BATCH_TOKENS
+        cost = batch_cost_tokens(torch.device(self.device), least)
+        batches = []
+        start = 0
+        for size in group_rows([len(r) for r in rows], batch_size, least, cost):
+            width = len(rows[start])
+            chunk = rows[start : start + size]
+            start += size
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+            for r, row in enumerate(chunk):
+                ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+                mask[r, : len(row)] = True
+            scored = mask.clone()
+            scored[:, 0] = False  # the prediction from the BOS token alone
+            batches.append(_Batch(ids.to(self.device), mask.to(self.device), scored.to(self.device)))
+        return batches
+
+    # --------------------------------------------------------------- forward
+
+    def _final_states(self, check: bool = False) -> list[torch.Tensor]:
+        """Per batch, the final (normed) hidden states at the scored
+        positions ([P, H]), with the model as it is now."""
+        out: list[torch.Tensor] = []
+        with torch.no_grad():
+            if self._cache is not None:
+                cache = self._cache
+                steered = self.steerer.steered_layers()
+
+                def finish(index: int, hidden: torch.Tensor) -> None:
+                    out.append(cache.base.norm(hidden)[self._batches[index].scored])
+
+                cache.run(min(steered) if steered else None, finish)
+                return out
+            for batch in self._batches:
+                result = self.steerer.model(
+                    input_ids=batch.ids, attention_mask=batch.mask, output_hidden_states=True
+                )
+                hidden = result.hidden_states[-1]
+                if check and not torch.allclose(
+                    self._head(hidden[batch.mask]).float(),
+                    result.logits[batch.mask].float(),
+                    rtol=1e-3,
+                    atol=1e-3,
+                ):
+                    raise UnsupportedModelError(
+                        f"{self.steerer.info.name} transforms its logits after the output "
+                        "layer, so the KL guard cannot measure it."
+                    )
+                check = False
+                out.append(hidden[batch.scored])
+        return out
+
+    def _make_reference(self, hidden: torch.Tensor) -> KlReference:
+        return KlReference.of(hidden, self._weight, self._bias)
+
+    # --------------------------------------------------------------- scoring
+
+    def evaluate(self, vectors: Sequence[SteeringVector]) -> KlOutcome:
+        """KL(unsteered || steered by exactly `vectors`), mean over the scored
+        positions. The previously active vectors are back afterwards."""
+        total = 0.0
+        if vectors:
+            with preserved_rng(), self.steerer.applied(vectors):
+                states = self._final_states()
+            total = sum(
+                float(self._kl(h, ref).sum())
+                for h, ref in zip(states, self._reference, strict=True)
+            )
+        return KlOutcome(
+            kl=total / self.positions, positions=self.positions, sentences=self.sentences
+        )
+
+    def evaluate_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[KlOutcome]:
+        """`evaluate` for several settings in shared passes (one per batch of
+        sentences, each setting's rows carrying its own deltas, the layers
+        below the lowest steering run once: `optimize.scoring.batched.run_many`)."""
+        if self._cache is None:
+            return [self.evaluate(vectors) for vectors in settings]
+        deltas = checked_deltas(self.steerer, settings)
+        cache = self._cache
+        states: list[list[torch.Tensor]] = [[] for _ in settings]
+
+        def finish(setting: int, index: int, hidden: torch.Tensor) -> None:
+            states[setting].append(cache.base.norm(hidden)[self._batches[index].scored])
+
+        with preserved_rng():
+            run_many(cache, self.steerer, deltas, row_limit(cache), finish)
+        outcomes = []
+        for vectors, final in zip(settings, states, strict=True):
+            total = 0.0
+            if vectors:
+                total = sum(
+                    float(self._kl(h, ref).sum())
+                    for h, ref in zip(final, self._reference, strict=True)
+                )
+            outcomes.append(
+                KlOutcome(kl=total / self.positions, positions=self.positions, sentences=self.sentences)
+            )
+        return outcomes
+
+    def _kl(self, hidden: torch.Tensor, ref: KlReference) -> torch.Tensor:
+        """KL per scored position of one batch."""
+        return ref.kl(hidden, self._weight, self._bias)
+
+
+class GuardedFitness:
+    """A target fitness with the capability guard's metrics added: "kl" from a
+    `KlGuard` for every setting and, with a `guard_task` fitness (another
+    lm-eval task, e.g. general knowledge), its score ("guard", "guard_stderr")
+    and the points it lost against the unsteered model ("guard_drop", > 0 is
+    a loss). The unsteered guard score is measured once, here.
+
+    Itself a `Fitness`: the run ranks what it reports with an objective.
+    """
+
+    def __init__(self, target: Fitness, guard: KlGuard, guard_task: Fitness | None = None) -> None:
+        self.target = target
+        self.guard = guard
+        self.guard_task = guard_task
+        self.config = target.config
+        self.samples = target.samples
+        self.higher_is_better = target.higher_is_better
+        # which documents the target scores (optimize.guard.split), for the run's checks
+        self.split = getattr(target, "split", None)
+        self.side = getattr(target, "side", None)
+        self.guard_baseline = None if guard_task is None else guard_task.metrics(()).target
+
+    @property
+    def metric_key(self) -> str:
+        return self.target.metric_key
+
+    def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
+        guard = None if self.guard_task is None else self.guard_task.metrics(vectors)
+        return self._combine(self.target.metrics(vectors), self.guard.evaluate(vectors).kl, guard)
+
+    def metrics_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
+        """`metrics` of several settings, each part scored in batched passes
+        where it can be (see `optimize.scoring.batched`)."""
+        targets = _many(self.target, settings)
+        kls = self.guard.evaluate_many(settings)
+        guards = [None] * len(settings) if self.guard_task is None else _many(self.guard_task, settings)
+        return [
+            self._combine(t, k.kl, g) for t, k, g in zip(targets, kls, guards, strict=True)
+        ]
+
+    def _combine(self, target: Metrics, kl: float, guard: Metrics | None) -> Metrics:
+        values = dict(target)
+        values[KL] = kl
+        if guard is not None and self.guard_task is not None and self.guard_baseline is not None:
+            sign = 1.0 if self.guard_task.higher_is_better else -1.0
+            values[GUARD] = guard.target
+            values[GUARD_STDERR] = guard.target_stderr
+            values[GUARD_DROP] = 100.0 * sign * (self.guard_baseline - guard.target)
+        return Metrics(values)
+
+
+def _many(fitness: Fitness, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
+    """A fitness's metrics of several settings, batched when it can."""
+    many = getattr(fitness, "metrics_many", None)
+    return list(many(settings)) if many is not None else [fitness.metrics(v) for v in settings]
