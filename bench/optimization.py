@@ -25,7 +25,8 @@ def run(
     seed: int,
     compare_uncached: bool = False,
 ) -> dict[str, Any]:
-    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
+    from optimize.run.optimization import RunPlan
+from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 
     from bench.particle import supports_prefix_cache
 
@@ -49,7 +50,7 @@ def run(
         options = {} if mode is None else {"prefix_cache": mode}
         try:
             scorer = LmEvalFitness(steerer, fitness, **options)
-            result = run_optimization(steerer, [0], scorer, space, pso)
+            result = run_optimization(steerer, [0], RunPlan(scorer, space, pso))
         finally:
             steerer.reset()
         wall = time.perf_counter() - started

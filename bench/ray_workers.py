@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
+    from optimize.run.optimization import RunPlan
+from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
     from optimize.run.recipe import RunRecipe, load_recipe, search_fitness
     from optimize.workers.ray import RayOptions, RayWorkers
     from steering import capture_vector, load_model, save_vectors, steerer_for
@@ -113,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def search(workers: Any) -> tuple[float, Any]:
         started = time.perf_counter()
-        result = run_optimization(
-            steerer, [0], scored, space, pso, workers=workers, objective="guarded"
-        )
+        result = run_optimization(steerer, [0], RunPlan(scored, space, pso, objective="guarded"), workers=workers)
         return time.perf_counter() - started - result.baseline.seconds, result
 
     report: dict[str, Any] = {

@@ -1,12 +1,12 @@
-"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [screening] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [verdicts] [options]`
 
 Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
 --model), prints a markdown report on stdout, progress on stderr, and writes
 one JSON file per benchmark (plus report.md) under bench/results/. On a
 quiet 2-core CPU the first three take about 10 minutes (--quick about 3);
-`demo` (two demo runs side by side) about 4 and `strategies` (3 strategies x
-5 seeds x 3 tasks) about 20 more, `screening` (the demo's search over 5 seeds, all
-items vs a first round on a quarter of them) about 30.
+`demo` (the old code and this code's default run side by side, 5 seeds)
+about 40, `strategies` (3 strategies x 5 seeds x 3 tasks) about 20 more, and
+`verdicts` (the default run on every shipped task and the demo, 5 seeds) about 30.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = (
-    "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "screening"
+    "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "verdicts"
 )
 
 
@@ -73,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--old-commit", default=None, help="code the demo is compared with (default: dd9a8a2)"
     )
-    g.add_argument("--seeds", type=int, default=None, help="seeds per strategy (default: 5)")
+    g.add_argument(
+        "--seeds", type=int, default=None, help="seeds of (e), (f) and (h) (default: 5)"
+    )
     g.add_argument(
         "--strategy-limit", type=int, default=None, help="documents per search (default: 40)"
     )
@@ -85,14 +87,6 @@ def _parser() -> argparse.ArgumentParser:
         "--strategy-decimals", type=int, default=1,
         help="alpha decimals of the strategies' search space (default: 1; 0 for a coarse, "
         "cheaper grid of whole alphas)",
-    )
-    g = p.add_argument_group("(h) a first round on fewer documents (the demo's search, --seeds)")
-    g.add_argument(
-        "--first-round", type=int, default=None,
-        help="items of the first round (default: a quarter of --demo-limit)",
-    )
-    g.add_argument(
-        "--finalists", type=int, default=3, help="settings scored on all items after it (default: 3)"
     )
     return p
 
@@ -146,8 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from bench import batch, demo, generation, optimization, particle, profile, screening
-    from bench import strategies
+    from bench import batch, demo, generation, optimization, particle, profile, strategies
+    from bench import verdicts
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)
@@ -192,15 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = batch.run(bench, args.task, limit, 6, settings["rounds_b"], args.seed)
         elif name == "demo":
             commit = args.old_commit or demo.OLD_COMMIT
-            result = demo.run(settings["demo_limit"], args.threads or 1, commit)
+            result = demo.run(settings["demo_limit"], args.threads or 1, commit, settings["seeds"])
         elif name == "profile":
             result = profile.run(bench, settings["demo_limit"])
-        elif name == "screening":
-            items = settings["demo_limit"]
-            result = screening.run(
-                bench, seeds=settings["seeds"], limit=items,
-                first_round=args.first_round or max(1, items // 4), finalists=args.finalists,
-            )
+        elif name == "verdicts":
+            result = verdicts.run(bench, seeds=settings["seeds"])
         elif name == "strategies":
             result = strategies.run(
                 bench, seeds=settings["seeds"], limit=settings["strategy_limit"],

@@ -16,19 +16,21 @@ settings on N Ray workers (optimize/workers/ray.py).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from optimize.config.table import add_arguments
+
+if TYPE_CHECKING:
+    from optimize.run.assembly import RunRecipe
+    from optimize.workers.ray import RayWorkers
 
 PROG = "python -m optimize"
 
@@ -132,94 +134,49 @@ def _without_resume(argv: list[str]) -> tuple[str, ...]:
     return tuple(kept)
 
 
-def _workers(args: argparse.Namespace, recipe: object, indices: list[int]) -> object:
-    from steering.errors import InvalidInputError
-
-    if args.workers == 0:
-        if args.ray is not None or args.num_gpus is not None:
-            raise InvalidInputError("--ray and --num-gpus need --workers N (N from 1).")
+def _workers(
+    args: argparse.Namespace, count: int, recipe: RunRecipe, indices: list[int]
+) -> RayWorkers | None:
+    """`count` Ray workers for the run (not started), or None for 0."""
+    if not count:
         return None
     from optimize.workers.ray import RayOptions, RayWorkers
 
     address = None if args.ray in (None, "local") else args.ray
-    return RayWorkers(recipe, indices, RayOptions(address, args.workers, args.num_gpus))  # type: ignore[arg-type]
+    return RayWorkers(recipe, indices, RayOptions(address, count, args.num_gpus))
 
 
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from optimize import FitnessConfig, Progress, PsoConfig, SearchSpace, run_optimization
-    from optimize.scoring.fitness import find_task
-    from optimize.scoring.concept import CONCEPT_TASK
-    from optimize.run.first_round import FINALISTS, FINALISTS_PHASE, FIRST_ROUND
-    from optimize.config.guard import GuardSettings
-    from optimize.guard.objective import uses_task
+    from optimize import Progress, run_optimization
+    from optimize.run.assembly import RunRecipe, assembled, plan_lines
     from optimize.run.journal import JournalFile, journal_path
-    from optimize.search.strategies import strategy_class
     from optimize.run.report import summary_lines
-    from optimize.run.recipe import RunRecipe, search_fitness
-    from optimize.run.optimization import check_heldout
+    from optimize.run.settings import RunSettings
+    from optimize.config.table import CLI, fields
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
+    from steering.lm_eval_tasks import find_task
     from steering.outputs import check_output_path, default_data_dir, write_with_fallback
 
-    concept = not uses_task(args.objective)  # concept strength scores no task
-    for flag in ("vectors", "out") if concept else ("vectors", "out", "task"):
+    given = {f.name: getattr(args, f.name) for f in fields(CLI) if hasattr(args, f.name)}
+    settings = RunSettings.from_values(given)  # every setting checked before the model loads
+    for flag in ("vectors", "out"):
         if getattr(args, flag) is None:
-            raise InvalidInputError(
-                f"--{flag} is required (unless --resume repeats a run"
-                + (")." if flag != "task" else ", or with --objective concept).")
-            )
-    if concept and (args.heldout_task is not None or args.guard_task is not None or args.workers):
-        raise InvalidInputError(
-            "--objective concept scores the vector's own held-out prompts in this process: "
-            "it takes no --heldout-task, --guard-task or --workers."
-        )
-    fitness = FitnessConfig(
-        task=args.task or CONCEPT_TASK,
-        include_path=args.task_folder,
-        metric=args.metric,
-        limit=None if args.limit == 0 else args.limit,
-        batch_size=args.batch_size,
-        num_fewshot=args.num_fewshot,
-    )
-    pso = PsoConfig(
-        particles=args.particles,
-        iterations=args.iterations,
-        c1=args.c1,
-        c2=args.c2,
-        w=args.w,
-        seed=args.seed,
-    )
-    heldout = None
-    if args.heldout_task is not None:
-        heldout_limit = args.limit if args.heldout_limit is None else args.heldout_limit
-        heldout = FitnessConfig(
-            task=args.heldout_task,
-            include_path=args.task_folder,
-            metric=args.metric,
-            limit=None if heldout_limit == 0 else heldout_limit,
-            batch_size=args.batch_size,
-            num_fewshot=args.num_fewshot,
-        )
-        check_heldout(fitness, heldout)
-    elif args.heldout_limit is not None:
-        raise InvalidInputError("--heldout-limit needs --heldout-task.")
-    guard = GuardSettings.from_values(vars(args))
-    strategy_class(args.strategy)  # an unknown name fails here
-    split = None if concept else guard.split(args.seed, heldout)
-    guard_task = guard.guard_config(fitness)
-    first_round = guard.check_first_round(fitness, args.first_round)  # 0: none
+            raise InvalidInputError(f"--{flag} is required (unless --resume repeats a run).")
     selection = _selection(args.select)
     out = check_output_path(args.out, "--out")
     vectors_path = Path(args.vectors)
     if not vectors_path.is_file():
         raise InvalidInputError(f"Vector file not found: {vectors_path}")
-    if fitness.include_path and not concept:
+    if settings.fitness.include_path and settings.scores_task:
         # cheap for a task folder: fail before loading the model
-        for config in (fitness, heldout, guard_task):
+        for config in (settings.fitness, settings.heldout, settings.guard_task):
             if config is not None:
-                find_task(config)
+                find_task(config.task, config.include_path)
+    if not settings.workers and (args.ray is not None or args.num_gpus is not None):
+        raise InvalidInputError("--ray and --num-gpus need --workers N (N from 1).")
 
     journal = JournalFile(
         Path(args.resume) if args.resume else journal_path(out),
@@ -230,34 +187,26 @@ def _run(args: argparse.Namespace) -> int:
     loaded = load_model(args.model, args.gguf_file, args.device)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
     vectors = load_vectors(vectors_path, steerer.info)
-    space = SearchSpace(
-        layer_min=0 if args.layer_min is None else args.layer_min,
-        layer_max=steerer.info.num_layers - 1 if args.layer_max is None else args.layer_max,
-        alpha_min=args.alpha_min,
-        alpha_max=args.alpha_max,
-        alpha_decimals=args.alpha_decimals,
-        unit=args.unit,
-        strength_min=args.strength_min,
-        strength_max=args.strength_max,
-    )
     steerer.set_vectors(vectors)
     indices = list(range(len(vectors))) if selection is None else selection
-
-    cancel = threading.Event()
-    bar = tqdm(
-        total=1 + pso.evaluations + (0 if heldout is None and split is None else 2)
-        + (FINALISTS if first_round else 0),
-        unit="eval",
-        desc="optimizing",
-        disable=args.quiet,  # explicit: `python -m optimize` sets TQDM_DISABLE for the others
-        file=sys.stderr,
-        dynamic_ncols=True,
+    settings.check_vectors(len(indices))
+    settings.space(steerer.info.num_layers).check_model(steerer.info.num_layers, steerer.info.name)
+    recipe = RunRecipe.of_file(
+        vectors_path, settings, model=args.model, gguf_file=args.gguf_file, device=args.device
     )
+    workers = _workers(args, settings.workers, recipe, indices)
+    cancel = threading.Event()
+    bar: Any = None
+    said: list[str] = []
 
     def on_progress(progress: Progress) -> None:
-        label = {"heldout": "held-out", FIRST_ROUND: "first round", FINALISTS_PHASE: "finalists"}
+        if progress.note and not said:  # the time budget's plan, once
+            said.append(progress.note)
+            bar.write(progress.note, file=sys.stderr)
+        label = {"heldout": "held-out", "confirm": "confirming"}
         if progress.phase in label:
             bar.set_description_str(label[progress.phase])
+        bar.total = progress.total
         bar.update(progress.done - bar.n)
         best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
         bar.set_postfix_str(f"best {best}, baseline {progress.baseline:.3f}")
@@ -267,63 +216,55 @@ def _run(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt
         cancel.set()
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
-        bar.write(
-            f"{name}: stopping after the current evaluation ({name} again to abort).",
-            file=sys.stderr,
-        )
+        message = f"{name}: stopping after the current evaluation ({name} again to abort)."
+        if bar is None:
+            print(message, file=sys.stderr)
+        else:
+            bar.write(message, file=sys.stderr)
 
-    recipe = RunRecipe.of_file(
-        vectors_path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device,
-        split=split, guard_task=guard_task,
-    )  # fmt: skip
-    # What the search scores, and so what Ray workers score: a first round's documents.
-    first_recipe = dataclasses.replace(recipe, first_round=first_round)
-    workers = _workers(args, first_recipe, indices)
-    heldout_fitness = guard.heldout_fitness(steerer, fitness, heldout, split)
     previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
-    stack = ExitStack()
+    started = time.perf_counter()  # a time budget counts from here
     try:
-        # concept strength: the vector rebuilt from its prompts not held out,
-        # scored on the held-out ones (optimize/scoring/concept.py), within the guard
-        scored = (
-            stack.enter_context(guard.concept_fitness(steerer, indices, args.seed, args.batch_size))
-            if concept
-            else search_fitness(steerer, recipe)
-        )
-        first = search_fitness(steerer, first_recipe) if first_round else None
-        if workers is not None:
-            bar.write(f"starting {args.workers} Ray worker(s)...", file=sys.stderr)
-            workers.start()  # type: ignore[attr-defined]
-        result = run_optimization(
-            steerer,
-            indices,
-            scored,
-            space,
-            pso,
-            on_progress=on_progress,
-            cancel=cancel,
-            heldout=heldout_fitness,
-            objective=guard.objective,
-            objective_options=guard.options,
-            workers=workers,  # type: ignore[arg-type]
-            journal=journal,
-            strategy=args.strategy,
-            first_round=first,
-        )
+        if not args.quiet:
+            print("preparing: loading the task and measuring the baseline model on neutral text",
+                  file=sys.stderr)  # fmt: skip
+        with assembled(settings, steerer, indices) as plan:
+            if not args.quiet:
+                print("\n".join(plan_lines(settings, plan)), file=sys.stderr)
+            bar = tqdm(
+                total=plan.total,
+                unit="eval",
+                desc="optimizing",
+                disable=args.quiet,  # explicit: `python -m optimize` sets TQDM_DISABLE for others
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
+            if workers is not None:
+                bar.write(f"starting {settings.workers} Ray worker(s)...", file=sys.stderr)
+                workers.start()
+            result = run_optimization(
+                steerer,
+                indices,
+                plan,
+                on_progress=on_progress,
+                cancel=cancel,
+                workers=workers,
+                journal=journal,
+                settings=settings.to_values(),
+                started=started,
+            )
     finally:
-        stack.close()  # the full vector back after a concept run
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        bar.close()
+        if bar is not None:
+            bar.close()
         if workers is not None:
-            workers.close()  # type: ignore[attr-defined]
+            workers.close()
     saved, note = write_with_fallback(result.save, out, default_data_dir() / "results")
     if not result.cancelled:
         journal.finish()
 
     lines = summary_lines(result)
-    if result.heldout is None and heldout_fitness is not None:
-        lines.append("held-out documents not scored: the run was cancelled")
     cached = sum(1 for e in result.evaluations if e.cached)
     lines.append(
         f"{len(result.evaluations)} evaluations ({cached} cached) in "

@@ -40,7 +40,8 @@ PROMPT = "Describe your morning in two sentences."
 
 
 def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
+    from optimize.run.optimization import RunPlan
+from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
     from optimize.config.guard import GuardSettings
     from steering import capture_vector
     from steering.capture import capture
@@ -79,13 +80,8 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
 
         guard_fitness = FitnessConfig(guard_task, TASKS, "acc", args.guard_limit, args.batch_size)
         scored = GuardedFitness(scored.target, scored.guard, LmEvalFitness(steerer, guard_fitness))
-    result = run_optimization(
-        steerer, [0], scored, space,
-        PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed),
-        heldout=held, objective=guard.objective, objective_options=guard.options,
-        on_progress=lambda p: print(f"[guard-front] {name}: {p.done}/{p.total}", file=sys.stderr,
-                                    flush=True),
-    )  # fmt: skip
+    result = run_optimization(steerer, [0], RunPlan(scored, space, PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed), heldout=held, objective=guard.objective, options=guard.options), on_progress=lambda p: print(f"[guard-front] {name}: {p.done}/{p.total}", file=sys.stderr,
+                                    flush=True))  # fmt: skip
     seconds = time.perf_counter() - started
     result.save(Path(args.results) / f"guard-front-{name}.json")
     return _row(steerer, name, result, seconds, args)

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import REPO, TASKS  # noqa: E402
+from optimize.run.optimization import RunPlan
 from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization  # noqa: E402
 from optimize.scoring.placing import SettingScorer  # noqa: E402
 from optimize.run.recipe import RunRecipe, load_recipe, search_fitness  # noqa: E402
@@ -67,7 +68,7 @@ def main() -> int:
     space = SearchSpace(layer_min=1, layer_max=15, alpha_min=-3.0, alpha_max=3.0)
     pso = PsoConfig(particles=4, iterations=2, seed=0)
     steerer = scorer.placer.steerer
-    result = run_optimization(steerer, [0], scorer.fitness, space, pso, objective="guarded")
+    result = run_optimization(steerer, [0], RunPlan(scorer.fitness, space, pso, objective="guarded"))
     paid = [e for e in result.evaluations if not e.cached]
     _other, fresh = _scorer(recipe)
     for k in range(1, len(paid), 2):

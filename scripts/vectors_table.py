@@ -58,7 +58,8 @@ def _args() -> argparse.Namespace:
 
 def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
     """Part (a) for one task: each vector searched and scored held out."""
-    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
+    from optimize.run.optimization import RunPlan
+from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
 
     low, high = (int(x) for x in args.layers.split(","))
@@ -73,10 +74,7 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
         active = [vector] if vector is builder else [vector, builder.with_alpha(0.0)]
         steerer.set_vectors(active)
         t0 = time.perf_counter()
-        result = run_optimization(
-            steerer, [0], LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso,
-            heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT),
-        )  # fmt: skip
+        result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso, heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT)))  # fmt: skip
         held = result.heldout
         best = result.best
         moved = steerer.vectors[0]
@@ -181,10 +179,7 @@ def part_c(steerer, loaded, args, vader) -> dict:
     pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
     t0 = time.perf_counter()
     with concept_search(steerer, [0], 0.5, args.seed) as fitness:
-        result = run_optimization(
-            steerer, [0], GuardedFitness(fitness, KlGuard(steerer)), space, pso,
-            objective="concept",
-        )  # fmt: skip
+        result = run_optimization(steerer, [0], RunPlan(GuardedFitness(fitness, KlGuard(steerer)), space, pso, objective="concept"))  # fmt: skip
     best = result.best
     vector = recapture(steerer, steerer.vectors[0], best.layers[0]).with_alpha(best.alphas[0])
     settings = GenerationSettings(max_new_tokens=args.tokens)

@@ -39,13 +39,18 @@ ALLOWED = {
     "layer_max": (HUGE,),
     "heldout_task": (None, "   "),
     "workers": (None,),
-    "first_round": (None,),  # emptied: no first round, as 0
     "guard_task": (None, "   "),
     "kl_budget": (1.5, HUGE),  # a budget as large as one likes turns the guard off
+    "budget": (1.5,),  # a minute and a half: a time budget
     "max_guard_drop": (1.5, HUGE),
 }
-# with no held-out task the held-out limit is not used; it is swept with one
-HELD = {"heldout_task": "sentiment_heldout"}
+# with no held-out task the held-out limit is not used; it is swept with one;
+# the form reads only the bounds of the chosen unit: the strength ones with "strength"
+WITH = {
+    "heldout_limit": {"heldout_task": "sentiment_heldout"},
+    "strength_min": {"unit": "strength"},
+    "strength_max": {"unit": "strength"},
+}
 
 CASES = [
     pytest.param(name, value, id=f"{name}={str(value)[:12]!r}")
@@ -69,7 +74,7 @@ def _refused_at_start(actions, session, **changes) -> str:  # noqa: F811
 
 @pytest.mark.parametrize(("name", "value"), CASES)
 def test_every_optimize_field_refuses_bad_values(actions, session, name, value):  # noqa: F811
-    changes = {name: value, **(HELD if name == "heldout_limit" else {})}
+    changes = {name: value, **WITH.get(name, {})}
     status = _refused_at_start(actions, session, **changes)
     assert len(status) < 600, status  # a 100,000-character value is not echoed back
 

@@ -108,17 +108,20 @@ def test_the_demo_variants_are_commands_this_cli_takes():
     for name, extra in VARIANTS.items():
         if extra is None:  # the older commit's own command line
             continue
-        flags = _flags(extra, 100)
+        flags = _flags(extra, 3)
         args = optimize_parser().parse_args(["--vectors", "v.safetensors", *DEMO, *flags])
-        assert (args.particles, args.iterations, args.seed) == (6, 5, 0), name
-    assert VARIANTS["now_target"] == ("--unit", "alpha", "--objective", "target")
-    assert _flags(VARIANTS["now_first_round"], 100)[-2:] == ("--first-round", "25")
+        assert (args.particles, args.iterations, args.seed) == (6, 5, 3), name
+        from optimize.config.table import CLI, fields
+        from optimize.run.settings import RunSettings
+
+        given = {f.name: getattr(args, f.name) for f in fields(CLI) if hasattr(args, f.name)}
+        RunSettings.from_values(given)  # the flags agree with each other (unit and bounds)
+    assert VARIANTS["now"] == ("--unit", "alpha")
 
 
-def test_the_screening_bench_is_a_benchmark_with_its_options():
-    args = _parser().parse_args(["screening", "--first-round", "10", "--finalists", "2"])
-    assert args.benches == ["screening"] and (args.first_round, args.finalists) == (10, 2)
-    assert _parser().parse_args([]).first_round is None
+def test_the_verdicts_bench_is_a_benchmark_with_its_seeds():
+    args = _parser().parse_args(["verdicts", "--seeds", "2"])
+    assert args.benches == ["verdicts"] and args.seeds == 2
 
 
 def test_profile_and_strategy_grid_options():

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from optimize.run.optimization import RunPlan
 from optimize import PsoConfig, SearchSpace, run_optimization
 from optimize.scoring.concept import ConceptExamples, ConceptFitness, concept_search, split_examples
 from optimize.guard.kl import GuardedFitness, KlGuard
@@ -85,14 +86,12 @@ def test_a_concept_search_ranks_the_gain_within_the_kl_budget(tiny):
     steerer.add(capture_vector(steerer, CONCEPT, 1, 1.0, CONTRAST))
     originals = steerer.vectors
     budget = 0.0025  # the tiny model: KL 0.0015 at strength 0.5, 0.004 at 1
-    space = SearchSpace(1, 2, unit="strength", strength_min=-1.5, strength_max=1.5)
+    # on this random model the concept rises toward negative strengths
+    space = SearchSpace(1, 2, unit="strength", strength_min=-1.5, strength_max=0.0)
     with concept_search(steerer, [0], 0.5, seed=0) as fitness:
         assert steerer.vectors[0].prompts != originals[0].prompts  # the rebuilt vector
         scored = GuardedFitness(fitness, KlGuard(steerer, NEUTRAL))
-        result = run_optimization(
-            steerer, [0], scored, space, PsoConfig(particles=6, iterations=2, seed=0),
-            objective="concept", objective_options=ObjectiveOptions(kl_budget=budget),
-        )  # fmt: skip
+        result = run_optimization(steerer, [0], RunPlan(scored, space, PsoConfig(particles=6, iterations=2, seed=0), objective="concept", options=ObjectiveOptions(kl_budget=budget)))  # fmt: skip
     assert steerer.vectors == originals  # the full vector is back
     assert result.objective == "concept" and not uses_task("concept")
     within = [e for e in result.evaluations if e.metrics["kl"] <= budget]
@@ -103,7 +102,9 @@ def test_a_concept_search_ranks_the_gain_within_the_kl_budget(tiny):
     ranking = make_objective("concept", options=ObjectiveOptions(kl_budget=budget))
     assert all(ranking.better(result.best.metrics, e.metrics) for e in over)
     # The command line's summary names what a concept run scored: no task, no task metric.
-    first = summary_lines(result)[0]
+    lines = summary_lines(result)
+    assert lines[0] == result.verdict.headline  # the verdict first
+    first = next(line for line in lines if line.startswith("concept strength"))
     assert first.startswith("concept strength (nats per token) on ")
     assert "held-out concept and contrast prompts" in first and "task " not in first
 

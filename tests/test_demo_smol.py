@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from steering import capture_vector, steerer_for
 from presets import load_preset
@@ -30,30 +31,24 @@ def test_the_demo_gains_on_held_out_items(smol):
     )
     steerer.set_vectors([vector])
 
-    result = run_optimization(
-        steerer,
-        [0],
-        LmEvalFitness(
+    result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(
             steerer,
             FitnessConfig(
                 settings["task"], TASKS, settings["metric"], settings["limit"], settings["batch_size"]
             ),
-        ),
-        SearchSpace(
+        ), SearchSpace(
             settings["layer_min"],
             settings["layer_max"],
             settings["alpha_min"],
             settings["alpha_max"],
-        ),
-        PsoConfig(
+        ), PsoConfig(
             particles=settings["particles"],
             iterations=2,
             c1=settings["c1"],
             c2=settings["c2"],
             w=settings["w"],
             seed=settings["seed"],
-        ),
-        heldout=LmEvalFitness(
+        ), heldout=LmEvalFitness(
             steerer,
             FitnessConfig(
                 settings["heldout_task"],
@@ -62,8 +57,7 @@ def test_the_demo_gains_on_held_out_items(smol):
                 settings["heldout_limit"],
                 settings["batch_size"],
             ),
-        ),
-    )
+        )))
 
     assert steerer.vectors == (vector,)  # nothing applied
     held = result.heldout

@@ -9,7 +9,8 @@ import pytest
 from scipy.stats import binomtest
 
 from optimize.scoring.evaluation import Evaluation
-from optimize.guard.front import pareto_front, recommend
+from optimize.guard.front import pareto_front
+from optimize.guard.verdict import beats_baseline, decide
 from optimize.scoring.metrics import Metrics
 from optimize.guard.objective import (
     DEFAULT_OBJECTIVE,
@@ -59,10 +60,15 @@ def test_split_depends_on_the_seed_and_is_not_the_first_half():
     assert all(p != tuple(range(50)) for p in parts)
 
 
-@pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5, "0.5", True])
+@pytest.mark.parametrize("fraction", [1, -0.1, 1.5, "0.5", True])
 def test_split_refuses_fractions_outside_0_1(fraction):
     with pytest.raises(InvalidInputError, match="held-out fraction"):
         DocumentSplit(fraction)
+
+
+def test_a_split_with_no_part_to_set_aside_is_refused():
+    with pytest.raises(InvalidInputError, match="needs a held-out or a confirmation share"):
+        DocumentSplit(0)
 
 
 def test_split_of_one_document_is_refused():
@@ -157,28 +163,28 @@ def test_front_with_a_guard_task_has_a_third_axis():
     assert pareto_front([a, b, c]) == [b, c]
 
 
-# ----------------------------------------------------------- recommendation
+# ----------------------------------------------------------- candidates
 
 
-def test_recommendation_is_the_guarded_best_when_it_beats_the_baseline():
+def test_a_candidate_keeps_the_guard_steers_and_beats_the_baseline():
     guarded = make_objective("guarded", options=ObjectiveOptions(0.5))
     good, over = _ev(1, 0.62, kl=0.2), _ev(2, 0.9, kl=2.0)
-    rec = recommend(BASELINE, guarded.best([good, over]), guarded)
-    assert rec.evaluation is good and "within the guard" in rec.reason
+    assert guarded.best([good, over]) is good and beats_baseline(guarded, good, BASELINE)
+    assert not beats_baseline(guarded, over, BASELINE)  # over the KL budget
+    assert not beats_baseline(guarded, _ev(1, 0.45, kl=0.2), BASELINE)  # worse
+    assert not beats_baseline(guarded, _ev(1, 0.5, kl=0.1), BASELINE)  # a tie is no gain
+    zero = Evaluation.scored(0, 1, Setting((2,), (0.0,)), Metrics({"target": 0.9, KL: 0.0}), 1.0)
+    assert not beats_baseline(guarded, zero, BASELINE)  # alpha 0: the baseline itself
 
 
-def test_no_improvement_within_the_guard_is_said_plainly():
+def test_no_candidate_within_the_guard_is_said_plainly():
     guarded = make_objective("guarded", options=ObjectiveOptions(0.5))
     worse, over = _ev(1, 0.45, kl=0.2), _ev(2, 0.9, kl=2.0)
-    rec = recommend(BASELINE, guarded.best([worse, over]), guarded)
-    assert rec.evaluation is None and "Nothing to apply" in rec.reason
-    tie = recommend(BASELINE, _ev(1, 0.5, kl=0.1), guarded)
-    assert tie.evaluation is None
-    zero = Evaluation.scored(0, 1, Setting((2,), (0.0,)), Metrics({"target": 0.9, KL: 0.0}), 1.0)
-    assert recommend(BASELINE, zero, guarded).evaluation is None  # alpha 0: the baseline itself
-    assert recommend(BASELINE, None, guarded).evaluation is None
-    rec = recommend(BASELINE, over, guarded)
-    assert rec.evaluation is None and "No setting stayed within the guard" in rec.reason
+    verdict = decide(guarded, BASELINE, guarded.best([worse, over]))
+    assert verdict.recommended is None and "Nothing to apply" in verdict.headline
+    assert decide(guarded, BASELINE, None).recommended is None
+    verdict = decide(guarded, BASELINE, over)
+    assert verdict.recommended is None and "KL budget 0.5" in verdict.headline
 
 
 def test_a_tie_within_the_budget_goes_to_the_smaller_kl_which_is_on_the_front():

@@ -56,7 +56,7 @@ def test_any_page_can_cancel_the_running_job(actions, tiny_session):
     shown = []
     for view in other_page:
         shown.append(view)
-        if "2 of 13 evaluations" in view[0]:
+        if "2 of 16 evaluations" in view[0]:
             assert actions.cancel().startswith("✕ Cancelling")
     assert "cancelled" in shown[-1][0]
     assert shown[-1][5].cancelled

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from optimize.config.configs import FitnessConfig
 from optimize.run.journal import JournalFile, journal_path, read_journal, run_identity
@@ -73,9 +74,8 @@ def test_a_journal_of_a_run_with_another_guard_task_is_not_resumed(tmp_path):
 
     def identity(guard_task):
         guard = None if guard_task is None else SimpleNamespace(config=FitnessConfig(task=guard_task))
-        fitness = SimpleNamespace(config=target, guard_task=guard)
-        return run_identity("m", 4, [], fitness, None, SPACE, PsoConfig(), SimpleNamespace(
-            name="guarded", options=SimpleNamespace(to_dict=lambda: {})), "pso")
+        fitness = SimpleNamespace(config=target, guard_task=guard, higher_is_better=True)
+        return run_identity("m", 4, [], RunPlan(fitness, SPACE, PsoConfig(), objective="guarded"))
 
     path = journal_path(tmp_path / "result.json")
     JournalFile(path).open(identity("health_demo")).close()
@@ -89,7 +89,7 @@ def test_a_journal_of_a_run_with_another_guard_task_is_not_resumed(tmp_path):
 def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steerer, task_folder, tmp_path):  # noqa: F811
     pso = PsoConfig(particles=3, iterations=3, seed=4)
     fitness = LmEvalFitness(steerer, _fitness(task_folder))
-    whole = run_optimization(steerer, [0], fitness, SPACE, pso)
+    whole = run_optimization(steerer, [0], RunPlan(fitness, SPACE, pso))
     calls = []
 
     class Counting:  # the same fitness, counting what it scores
@@ -100,18 +100,17 @@ def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steer
             calls.append(tuple((v.layer, v.alpha) for v in vectors))
             return fitness.metrics(vectors)
 
+        def document_scores(self, vectors):  # the baseline's
+            calls.append(tuple((v.layer, v.alpha) for v in vectors))
+            return fitness.document_scores(vectors)
+
     cancel = threading.Event()
     journal = JournalFile(tmp_path / "run.journal.jsonl")
-    part = run_optimization(
-        steerer, [0], Counting(), SPACE, pso, cancel=cancel, journal=journal,
-        on_progress=lambda p: cancel.set() if p.done == 4 else None,
-    )  # fmt: skip
+    part = run_optimization(steerer, [0], RunPlan(Counting(), SPACE, pso), cancel=cancel, journal=journal, on_progress=lambda p: cancel.set() if p.done == 4 else None)  # fmt: skip
     assert part.cancelled and len(part.evaluations) == 3
     paid_before = len(calls)
     calls.clear()
-    resumed = run_optimization(
-        steerer, [0], Counting(), SPACE, pso, journal=JournalFile(journal.path, resume=True)
-    )
+    resumed = run_optimization(steerer, [0], RunPlan(Counting(), SPACE, pso), journal=JournalFile(journal.path, resume=True))
     assert _history(resumed.history) == _history(whole.history)
     distinct = len({e.setting.key for e in whole.evaluations})
     assert paid_before == 4 and len(calls) == distinct + 1 - 4  # nothing scored twice
@@ -125,7 +124,8 @@ def cli_run(steerer, tiny_dir, task_folder, tmp_path):  # noqa: F811
         *("--model", str(model_dir), "--vectors", str(vectors), "--quiet"),
         *("--include-path", task_folder, "--task", "tiny_sentiment", "--limit", "6"),
         *("--particles", "3", "--iterations", "2", "--layer-min", "1", "--layer-max", "3"),
-        *("--alpha-min", "-30", "--alpha-max", "30", "--alpha-decimals", "0", "--seed", "3"),
+        *("--unit", "alpha", "--alpha-min", "-30", "--alpha-max", "30"),
+        *("--alpha-decimals", "0", "--seed", "3"),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
@@ -185,10 +185,10 @@ def _resume(journal):
 
 
 def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(monkeypatch, tmp_path):
-    from optimize.run.recipe import RunRecipe
+    from optimize.run.assembly import RunRecipe
     from optimize.workers.ray import RayOptions, RayWorkers, WorkerError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
-    recipe = RunRecipe("v.safetensors", b"", _fitness(str(tmp_path)))
+    recipe = RunRecipe("v.safetensors", b"", {"task": "tiny_sentiment"})
     with pytest.raises(WorkerError, match="Ray is not installed: pip install -r requirements-ray.txt"):
         RayWorkers(recipe, [0], RayOptions(workers=1)).start()

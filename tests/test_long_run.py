@@ -98,7 +98,8 @@ def test_a_long_run_asks_and_the_optimize_button_is_the_go_ahead(actions, sessio
     actions.long_run_seconds = 0  # every run counts as long
     first = actions.optimize(*form(actions))
     question = _until_asked(first)
-    assert "4 evaluations left" in question[-1] and "click **Optimize vectors** again" in question[-1]
+    # 7 left: 4 settings, then the baseline and 2 finalists on the confirmation documents
+    assert "7 evaluations left" in question[-1] and "click **Optimize vectors** again" in question[-1]
     assert actions.jobs.running is not None and session.lock.locked()  # it waits, holding the model
     again = views(actions.optimize(*form(actions, particles=9)))  # the go-ahead, not a new run
     assert "already running" not in again[0][-1]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
 from tests.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
 
@@ -68,12 +69,6 @@ def test_the_recorded_histories_cover_nan_scores_and_cache_hits():
 def test_a_run_on_the_tiny_llama_repeats_the_recorded_history(steerer, task_folder, run):  # noqa: F811
     recorded = RECORDED["tiny_llama"]
     config = _fitness(task_folder, limit=recorded["fitness"]["limit"])
-    result = run_optimization(
-        steerer,
-        run["vector_indices"],
-        LmEvalFitness(steerer, config),
-        SearchSpace(**recorded["space"]),
-        PsoConfig(particles=run["particles"], iterations=run["iterations"], seed=run["seed"]),
-    )
+    result = run_optimization(steerer, run["vector_indices"], RunPlan(LmEvalFitness(steerer, config), SearchSpace(**recorded["space"]), PsoConfig(particles=run["particles"], iterations=run["iterations"], seed=run["seed"])))
     assert _rows(result.history) == run["history"]
     assert _rows([result.best]) == [run["best"]]

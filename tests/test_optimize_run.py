@@ -12,6 +12,7 @@ import threading
 import numpy as np
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import (
     FitnessConfig,
     FitnessError,
@@ -242,14 +243,7 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
     np_state, py_state = np.random.get_state()[1].copy(), random.getstate()
     seen = []
 
-    result = run_optimization(
-        steerer,
-        [0],
-        _lm(steerer, task_folder),
-        SPACE,
-        PsoConfig(particles=3, iterations=2, seed=4),
-        on_progress=seen.append,
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=4)), on_progress=seen.append)
 
     assert _unchanged(steerer, originals, layers)
     assert [p.done for p in seen] == list(range(1, 8)) and {p.total for p in seen} == {7}
@@ -273,11 +267,9 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
 
 def test_same_seed_gives_the_same_history(steerer, task_folder):
     pso = PsoConfig(particles=3, iterations=2, seed=8)
-    first = run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, pso)
-    second = run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, pso)
-    other = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9)
-    )
+    first = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, pso))
+    second = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, pso))
+    other = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9)))
     assert _comparable(first.history) == _comparable(second.history)
     assert [e.alphas for e in first.history] != [e.alphas for e in other.history]
 
@@ -294,12 +286,17 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatc
         paid.extend(tuple((v.layer, v.alpha) for v in vectors) for vectors in settings)
         return metrics_many(self, settings)
 
+    scores = LmEvalFitness.document_scores
+
+    def counting_scores(self, vectors):  # the baseline, with its per-document values
+        paid.append(tuple((v.layer, v.alpha) for v in vectors))
+        return scores(self, vectors)
+
     monkeypatch.setattr(LmEvalFitness, "metrics", counting)
     monkeypatch.setattr(LmEvalFitness, "metrics_many", counting_many)
+    monkeypatch.setattr(LmEvalFitness, "document_scores", counting_scores)
     space = SearchSpace(layer_min=1, layer_max=2, alpha_min=-0.5, alpha_max=0.5, alpha_decimals=0)
-    result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), space, PsoConfig(particles=4, iterations=3, seed=0)
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), space, PsoConfig(particles=4, iterations=3, seed=0)))
     settings = {(e.layers, e.alphas) for e in result.evaluations}
     assert len(result.evaluations) == 12
     assert len(settings) <= 6  # 2 layers x alphas -0.5, 0, 0.5 (0.5 rounds to 1, clipped to 0.5)
@@ -335,9 +332,7 @@ def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypat
         FitnessError,
         match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",
     ):
-        run_optimization(
-            steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2)
-        )
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2)))
     assert len(calls) == 3
     assert _unchanged(steerer, originals, layers)
 
@@ -350,14 +345,7 @@ def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, task_fo
             raise KeyError("ui went away")
 
     with pytest.raises(KeyError):
-        run_optimization(
-            steerer,
-            [0],
-            _lm(steerer, task_folder),
-            SPACE,
-            PsoConfig(particles=2, iterations=2),
-            on_progress=broken,
-        )
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=2)), on_progress=broken)
     assert _unchanged(steerer, originals, layers)
 
 
@@ -369,15 +357,7 @@ def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer,
         if progress.done == 3:  # the baseline and two settings
             cancel.set()
 
-    result = run_optimization(
-        steerer,
-        [0],
-        _lm(steerer, task_folder),
-        SPACE,
-        PsoConfig(particles=3, iterations=3),
-        on_progress=on_progress,
-        cancel=cancel,
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=3)), on_progress=on_progress, cancel=cancel)
     assert result.cancelled
     assert len(result.history) == 3 and len(result.evaluations) == 2
     assert result.best in result.evaluations
@@ -389,19 +369,11 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(OptimizationCancelled, match="cancelled before it started"):
-        run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(), cancel=cancel)
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig()), cancel=cancel)
 
     cancel.clear()
     with pytest.raises(OptimizationCancelled, match="before any steering setting was scored"):
-        run_optimization(
-            steerer,
-            [0],
-            _lm(steerer, task_folder),
-            SPACE,
-            PsoConfig(particles=2, iterations=1),
-            on_progress=lambda p: cancel.set(),
-            cancel=cancel,
-        )
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)), on_progress=lambda p: cancel.set(), cancel=cancel)
     assert _unchanged(steerer, originals, layers)
 
 
@@ -417,14 +389,14 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
 def test_bad_selections_fail_before_any_work(steerer, task_folder, indices, space, message):
     originals = steerer.vectors
     with pytest.raises(InvalidInputError, match=message):
-        run_optimization(steerer, indices, _lm(steerer, task_folder), space, PsoConfig())
+        run_optimization(steerer, indices, RunPlan(_lm(steerer, task_folder), space, PsoConfig()))
     assert steerer.vectors == originals
 
 
 def test_an_unknown_task_fails_clearly_and_restores(steerer, task_folder):
     originals, layers = steerer.vectors, steerer.steered_layers()
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
-        run_optimization(steerer, [0], _lm(steerer, task_folder, task="nope"), SPACE, PsoConfig())
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder, task="nope"), SPACE, PsoConfig()))
     assert _unchanged(steerer, originals, layers)
 
 
@@ -433,10 +405,8 @@ def test_an_unknown_task_fails_clearly_and_restores(steerer, task_folder):
 
 def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
     originals = steerer.vectors
-    result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=2)
-    )
-    applied = apply_best(steerer, result)
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=2)))
+    applied = apply_best(steerer, result, result.best)  # a run with no confirmation recommends nothing
     assert steerer.vectors == applied
     best_layer, best_alpha = result.best.layers[0], result.best.alphas[0]
     assert (applied[0].layer, applied[0].alpha) == (best_layer, best_alpha)
@@ -450,21 +420,21 @@ def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
 
 
 def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_factory):
-    result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)))
     before = steerer.vectors
     steerer.set_vectors([before[1]])
     with pytest.raises(
         InvalidInputError, match="The active vectors changed since this optimization ran"
     ):
-        apply_best(steerer, result)
+        apply_best(steerer, result, result.best)
     assert steerer.vectors == (before[1],)  # nothing changed by the refusal
     steerer.set_vectors(before)
     other = tiny_factory(seed=3)
     other_steerer = steerer_for(other.model, other.tokenizer, other.name)
     with pytest.raises(IncompatibleVectorError, match="found on tiny-llama"):
-        apply_best(other_steerer, result)
+        apply_best(other_steerer, result, result.best)
+    with pytest.raises(InvalidInputError, match="Nothing to apply|nothing is recommended"):
+        apply_best(steerer, result)
 
 
 # ---------------------------------------------------------------- held-out scoring
@@ -476,15 +446,7 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
     originals, layers = steerer.vectors, steerer.steered_layers()
     heldout = _fitness(task_folder, task="tiny_heldout", limit=None)
     seen = []
-    result = run_optimization(
-        steerer,
-        [0],
-        _lm(steerer, task_folder),
-        SPACE,
-        PsoConfig(particles=3, iterations=2, seed=5),
-        on_progress=seen.append,
-        heldout=LmEvalFitness(steerer, heldout),
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=5), heldout=LmEvalFitness(steerer, heldout)), on_progress=seen.append)
     assert _unchanged(steerer, originals, layers)
     scores = result.heldout
     assert scores is not None and scores.fitness == heldout and scores.samples == 6
@@ -505,12 +467,13 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
         recapture(steerer, originals[0], result.best.layers[0]).with_alpha(result.best.alphas[0]),
         originals[1],
     ]
-    assert direct.score(()) == (scores.baseline.score, scores.baseline.stderr)
+    # the baseline keeps vector 2, which the run does not tune: one scoring condition
+    assert direct.score([originals[1]]) == (scores.baseline.score, scores.baseline.stderr)
     assert direct.score(best_vectors) == (scores.best.score, scores.best.stderr)
     assert scores.gain_points == pytest.approx(100 * (scores.best.score - scores.baseline.score))
     # and the search's own scores did not see those documents
     search = LmEvalFitness(steerer, _fitness(task_folder))
-    assert search.score(())[0] == result.baseline.score
+    assert search.score([originals[1]])[0] == result.baseline.score
     loaded = type(result).load(result.save(tmp_path / "run.json"))
     assert loaded.heldout == scores and loaded.to_dict() == result.to_dict()
 
@@ -526,14 +489,7 @@ def test_a_held_out_failure_restores_the_vectors(steerer, task_folder, monkeypat
 
     monkeypatch.setattr(LmEvalFitness, "evaluate", failing)
     with pytest.raises(FitnessError, match="held-out scoring failed"):
-        run_optimization(
-            steerer,
-            [0],
-            _lm(steerer, task_folder),
-            SPACE,
-            PsoConfig(particles=2, iterations=1),
-            heldout=_lm(steerer, task_folder, task="tiny_heldout"),
-        )
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1), heldout=_lm(steerer, task_folder, task="tiny_heldout")))
     assert _unchanged(steerer, originals, layers)
 
 
@@ -546,16 +502,7 @@ def test_a_cancel_skips_the_held_out_scores(steerer, task_folder, cancel_at):
         if (cancel_at == "search" and progress.done == 3) or progress.phase == "heldout":
             cancel.set()
 
-    result = run_optimization(
-        steerer,
-        [0],
-        _lm(steerer, task_folder),
-        SPACE,
-        PsoConfig(particles=2, iterations=2),
-        on_progress=on_progress,
-        cancel=cancel,
-        heldout=_lm(steerer, task_folder, task="tiny_heldout"),
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=2), heldout=_lm(steerer, task_folder, task="tiny_heldout")), on_progress=on_progress, cancel=cancel)
     assert result.cancelled and result.heldout is None
     assert len(result.evaluations) == (2 if cancel_at == "search" else 4)
     assert _unchanged(steerer, originals, layers)
@@ -566,18 +513,9 @@ def test_a_bad_held_out_task_fails_before_any_scoring(steerer, task_folder, monk
     scored = []
     monkeypatch.setattr(LmEvalFitness, "metrics", lambda self, vectors: scored.append(1))
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
-        run_optimization(
-            steerer,
-            [0],
-            _lm(steerer, task_folder),
-            SPACE,
-            PsoConfig(),
-            heldout=_lm(steerer, task_folder, task="nope"),
-        )
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(), heldout=_lm(steerer, task_folder, task="nope")))
     with pytest.raises(InvalidInputError, match="held-out task is the search task"):
-        run_optimization(
-            steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(), heldout=_lm(steerer, task_folder)
-        )
+        run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(), heldout=_lm(steerer, task_folder)))
     assert not scored
     assert _unchanged(steerer, originals, layers)
 
@@ -624,41 +562,42 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
     ok = cli(
         *("--heldout-task", "tiny_heldout", "--heldout-limit", "0", "--quiet"),
         *("--particles", "2", "--iterations", "1", "--layer-max", "3"),
-        *("--alpha-min", "-30", "--alpha-max", "30"),
+        *("--unit", "alpha", "--alpha-min", "-30", "--alpha-max", "30"),
     )
     assert ok.returncode == 0, ok.stderr
     data = json.loads(out.read_text())
     held = data["heldout"]
     assert held["task"] == "tiny_heldout" and held["samples"] == 6
-    assert held["fitness"]["limit"] is None and held["best"]["layers"] == data["best"]["layers"]
+    checked = data["verdict"]["candidate"] or {"layers": data["best"]["layers"]}
+    assert held["fitness"]["limit"] is None and held["best"]["layers"] == checked["layers"]
     assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.stdout
     assert f"({held['gain_points']:+.1f} points)" in ok.stdout
-    # without a held-out task the task's own documents are split (default 0.5)
+    # without a held-out task the task's own 6 documents are split: 2 held out (30 %),
+    # 3 confirm (70 % of the rest) and 1 is searched
     split = cli(
         *("--quiet", "--particles", "2", "--iterations", "1", "--layer-max", "3"),
-        *("--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
+        *("--unit", "alpha", "--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
     )
     assert split.returncode == 0, split.stderr
     data = json.loads(out.read_text())
-    assert data["split"] == {"fraction": 0.5, "seed": 0} and data["samples"] == 3
-    assert data["heldout"]["samples"] == 3 and data["heldout"]["paired"]["documents"] == 3
-    assert "held-out: the held-out 3 documents" in split.stdout
-    assert "exact sign test p = " in split.stdout and "Pareto front" in split.stdout
+    assert data["split"] == {"fraction": 0.3, "seed": 0, "confirm": 0.7} and data["samples"] == 1
+    assert data["heldout"]["samples"] == 2 and data["heldout"]["paired"]["documents"] == 2
+    assert "held-out: the 2 held-out documents" in split.stdout
+    assert "exact sign test p = " in split.stdout  # the held-out check's paired test
+    assert ("Pareto front" in split.stdout) == bool(data["front"])
 
 
 def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, task_folder):
     """Vectors are found by their stable id, not their position: reordering the
     active set, or applying twice, still tunes the vector the run optimized."""
-    result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
-    )
+    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)))
     before = steerer.vectors
     steerer.set_vectors([before[1], before[0]])
-    applied = apply_best(steerer, result)
+    applied = apply_best(steerer, result, result.best)
     assert applied[0] is before[1]
     assert applied[1].id == before[0].id
     assert (applied[1].layer, applied[1].alpha) == (result.best.layers[0], result.best.alphas[0])
-    assert apply_best(steerer, result)[1].same_as(applied[1])  # applying again is a no-op
+    assert apply_best(steerer, result, result.best)[1].same_as(applied[1])  # again: a no-op
     saved = OptimizationResult.from_dict(result.to_dict())
     assert saved.vectors[0].vector_id == before[0].id
 
@@ -682,30 +621,23 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     searched = {d for p in search._plans for d, _ in p.docs}
     held_docs = {d for p in held._plans for d, _ in p.docs}
     assert not searched & held_docs and searched | held_docs == set(range(8))
-    guarded = GuardedFitness(search, KlGuard(steerer, neutral_sentences(count=6)))
-    result = run_optimization(
-        steerer,
-        [0],
-        guarded,
-        SPACE,
-        PsoConfig(particles=3, iterations=2, seed=0),
-        heldout=held,
-        objective="guarded",
-        objective_options=ObjectiveOptions(kl_budget=0.05),
-    )
+    base = [steerer.vectors[1]]  # on for the baseline and every setting alike
+    guarded = GuardedFitness(search, KlGuard(steerer, neutral_sentences(count=6), base=base), base=base)
+    result = run_optimization(steerer, [0], RunPlan(guarded, SPACE, PsoConfig(particles=3, iterations=2, seed=0), heldout=held, objective="guarded", options=ObjectiveOptions(kl_budget=0.05)))
     assert result.split == split and result.samples == 4
     assert all(KL in e.metrics for e in result.history) and result.baseline.metrics[KL] == 0.0
     assert result.best == result.ranking.best(result.evaluations)
     scores = result.heldout
     assert scores is not None and scores.samples == 4 and scores.paired is not None
     assert scores.paired.documents == 4
-    assert scores.baseline.score == held.score(())[0]
-    front = result.front
-    assert front and all(not e.cached for e in front)
+    assert scores.baseline.score == held.score(base)[0]
+    front = result.front  # only settings the baseline does not match on every count
+    assert all(not e.cached and e.score > result.baseline.score for e in front)
     kls = [e.metrics[KL] for e in front]
     assert kls == sorted(kls)
     data = result.to_dict()
-    assert data["version"] == 3 and data["split"] == {"fraction": 0.5, "seed": 1}
-    assert len(data["front"]) == len(front) and "reason" in data["recommendation"]
+    assert data["version"] == 4
+    assert data["split"] == {"fraction": 0.5, "seed": 1, "confirm": 0.0}
+    assert len(data["front"]) == len(front) and data["verdict"]["headline"]
     loaded = type(result).load(result.save(tmp_path / "split.json"))
     assert loaded.to_dict() == data and loaded.heldout == scores

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import (
     FitnessConfig,
     LmEvalFitness,
@@ -49,16 +50,9 @@ def steerer(smol):
 def test_end_to_end_run_on_a_local_task(steerer, tmp_path):
     originals, layers = steerer.vectors, steerer.steered_layers()
     seen = []
-    result = run_optimization(
-        steerer,
-        [0],
-        LmEvalFitness(
+    result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(
             steerer, FitnessConfig("steer_sentiment", include_path=TASKS, limit=10, batch_size=8)
-        ),
-        SearchSpace(layer_min=4, layer_max=24, alpha_min=-8.0, alpha_max=8.0),
-        PsoConfig(particles=3, iterations=2, seed=0),
-        on_progress=seen.append,
-    )
+        ), SearchSpace(layer_min=4, layer_max=24, alpha_min=-8.0, alpha_max=8.0), PsoConfig(particles=3, iterations=2, seed=0)), on_progress=seen.append)
     assert steerer.vectors == originals and steerer.steered_layers() == layers
     assert [p.done for p in seen] == list(range(1, 8))
     assert len(result.history) == 7 and not result.cancelled
@@ -70,7 +64,7 @@ def test_end_to_end_run_on_a_local_task(steerer, tmp_path):
     loaded = OptimizationResult.load(result.save(tmp_path / "run.json"))
     assert loaded.to_dict() == result.to_dict()
 
-    applied = apply_best(steerer, result)
+    applied = apply_best(steerer, result, result.best)  # a run with no confirmation: by hand
     assert (applied[0].layer, applied[0].alpha) == (result.best.layers[0], result.best.alphas[0])
     assert steerer.steered_layers() == [result.best.layers[0]]
 
@@ -144,6 +138,8 @@ def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
             "8",
             "--layer-max",
             "16",
+            "--unit",
+            "alpha",
             "--alpha-min",
             "-4",
             "--alpha-max",
@@ -154,8 +150,8 @@ def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
     assert ok.returncode == 0, ok.stderr
     data = json.loads(out.read_text())
     assert data["format"] == "steerswarm.optimization"
-    # --limit 4 documents, half of them held out from the search by default
-    assert data["task"] == "steer_sentiment" and data["samples"] == 2
+    # --limit 4 documents by default split: 1 held out, 2 confirm the finalists, 1 is searched
+    assert data["task"] == "steer_sentiment" and data["samples"] == 1
     assert data["pso"]["particles"] == 2 and data["seed"] == 1
     assert len(data["history"]) == 3
     assert 8 <= data["best"]["layers"][0] <= 16

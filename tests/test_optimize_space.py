@@ -130,7 +130,7 @@ def test_search_space_rejects_bad_bounds(kwargs, message):
 
 def test_configs_have_the_documented_defaults():
     fitness = FitnessConfig("steer_sentiment")
-    assert (fitness.include_path, fitness.metric, fitness.limit) == (None, "acc", 20)
+    assert (fitness.include_path, fitness.metric, fitness.limit) == (None, "acc", 400)
     assert (fitness.batch_size, fitness.num_fewshot) == (8, 0)
     pso = PsoConfig()
     assert (pso.particles, pso.iterations, pso.seed) == (4, 3, 0)
@@ -144,7 +144,7 @@ def test_configs_have_the_documented_defaults():
         ({"task": " "}, "Enter an lm-eval task name"),
         ({"include_path": "/no/such/folder"}, "Task folder not found: /no/such/folder"),
         ({"metric": ""}, "Enter a metric name"),
-        ({"limit": 0}, "The limit must be 1 or more, got 0"),
+        ({"limit": 0}, "The document limit must be 1 or more, got 0"),
         ({"batch_size": 2.5}, "The batch size must be a whole number, got 2.5"),
         ({"num_fewshot": -1}, "few-shot examples must be 0 or more, got -1"),
     ],
@@ -374,17 +374,29 @@ def test_result_reports_gain_and_best_by_iteration():
     assert result.paid_evaluations == 4  # the baseline and three settings; one cached
 
 
-def test_result_improved_only_when_a_steering_setting_beats_the_baseline():
+def test_result_improved_only_when_a_confirmed_setting_beats_the_baseline():
+    from optimize.guard.split import paired_test
+    from optimize.guard.verdict import Confirmation, beats_baseline
+
     result = _result()
-    assert result.improved  # 0.62 vs 0.50, alphas (0.5, 0.0)
+    assert not result.improved  # 0.62 vs 0.50 on the search documents, never confirmed
     history = result.history
-    assert not _result(best=history[4]).improved  # 0.40: below the baseline
+    candidate = result.best
+    passed = paired_test([0.0] * 13, [1.0] * 12 + [-1.0])
+    confirmed = _result(
+        confirm_planned=True,
+        confirmation=Confirmation(13, "13", history[0], (candidate,), (passed,), 0.05),
+    )
+    assert confirmed.improved and confirmed.verdict.recommended.setting == candidate.setting
+    ranking = result.ranking
+    assert beats_baseline(ranking, candidate, history[0])  # 0.62 vs 0.50, alphas (0.5, 0.0)
+    assert not beats_baseline(ranking, history[4], history[0])  # 0.40: below the baseline
     tie = dataclasses.replace(history[1], score=0.5)
-    assert not _result(best=tie).improved  # level with the baseline
+    assert not beats_baseline(ranking, tie, history[0])  # level with the baseline
     zero = dataclasses.replace(history[2], alphas=(0.0, 0.0))
-    assert not _result(best=zero).improved  # alpha 0 everywhere: the baseline itself
-    lower = _result(best=history[4], higher_is_better=False)
-    assert lower.improved  # a lower score is better for this metric
+    assert not beats_baseline(ranking, zero, history[0])  # alpha 0 everywhere: the baseline
+    lower = _result(best=history[4], higher_is_better=False).ranking
+    assert beats_baseline(lower, history[4], history[0])  # a lower score is better for this metric
 
 
 def test_result_round_trips_through_json(tmp_path):

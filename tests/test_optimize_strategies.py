@@ -11,7 +11,9 @@ import sys
 import numpy as np
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
+from optimize.run.settings import RunSettings
 from optimize.search.strategies import STRATEGIES, make_strategy
 from steering.errors import InvalidInputError
 from tests.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
@@ -36,7 +38,10 @@ def _visits(outcome):
 
 def test_pso_stays_the_default_and_the_samplers_are_registered():
     assert {"pso", "tpe", "cmaes"} <= set(STRATEGIES)
-    assert run_optimization.__kwdefaults__["strategy"] == "pso"
+    from optimize.run.optimization import RunPlan
+
+    assert RunPlan.__dataclass_fields__["strategy"].default == "pso"
+    assert RunSettings.from_values({"task": "t"}).strategy == "pso"
 
 
 @pytest.mark.parametrize("name", OPTUNA)
@@ -115,14 +120,7 @@ def test_a_missing_optuna_says_what_to_install(name, monkeypatch):
 
 def test_a_run_on_the_tiny_llama_with_tpe(steerer, task_folder):  # noqa: F811
     space = SearchSpace(layer_min=0, layer_max=3, alpha_min=-30.0, alpha_max=30.0)
-    result = run_optimization(
-        steerer,
-        [0],
-        LmEvalFitness(steerer, _fitness(task_folder)),
-        space,
-        PsoConfig(particles=3, iterations=2, seed=4),
-        strategy="tpe",
-    )
+    result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(steerer, _fitness(task_folder)), space, PsoConfig(particles=3, iterations=2, seed=4), strategy="tpe"))
     assert result.strategy == "tpe" and len(result.evaluations) == 6
     assert all(0 <= e.layers[0] <= 3 for e in result.evaluations)
 
@@ -138,7 +136,8 @@ def test_the_command_line_offers_the_strategies():
     from optimize.cli import _parser as build_parser
 
     args = build_parser().parse_args(["--vectors", "v", "--task", "t", "--out", "o"])
-    assert args.strategy == "pso"
+    assert not hasattr(args, "strategy")  # not given: the table's default, pso
+    assert "(default: pso)" in build_parser().format_help()
     assert build_parser().parse_args(
         ["--vectors", "v", "--task", "t", "--out", "o", "--strategy", "tpe"]
     ).strategy == "tpe"

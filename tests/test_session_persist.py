@@ -105,14 +105,20 @@ def test_saved_files_are_listed_and_opened_by_name(tiny, clean, tmp_path):
     joy = capture_vector(clean, ["I love this day"], 1, 2.0, ["I hate this day"])
     calm = capture_vector(clean, ["calm and quiet"], 2, 0.5)
     save_vectors(data.vectors_dir / "mine.safetensors", [joy, calm], clean.info)
+    from optimize.guard.split import paired_test
+    from optimize.guard.verdict import Confirmation
+
     baseline = Evaluation(-1, -1, (), (), 0.5, 0.05, 1.0)
     best = Evaluation(0, 0, (3,), (1.5,), 0.75, 0.05, 1.0)
+    confirmed = paired_test([0.0] * 13, [1.0] * 12 + [-1.0])  # the gain held on other documents
     result = OptimizationResult(
         baseline=baseline, best=best, history=[baseline, best], vector_indices=(0,),
         vectors=(VectorRecord(0, 1, 2.0, ("I love this day",), ("I hate this day",), joy.id),),
         seed=1, fitness=FitnessConfig("steer_sentiment", limit=4), space=SearchSpace(0, 3, -4.0, 4.0),
         pso=PsoConfig(particles=1, iterations=1, seed=1), model="tiny-llama", num_layers=4,
         metric="acc,none", higher_is_better=True, samples=4, cancelled=False, wall_seconds=1.0,
+        confirmation=Confirmation(13, "13", baseline, (best,), (confirmed,), 0.05),
+        confirm_planned=True,
     )
     data.results_dir.mkdir()
     result.save(data.results_dir / "optimization-1.json")

@@ -7,6 +7,7 @@ import argparse
 
 import pytest
 
+from optimize.run.optimization import RunPlan
 from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
 from optimize.scoring.metrics import Metrics
 from optimize.config.table import BY_NAME, add_arguments
@@ -52,11 +53,14 @@ def test_bad_strength_bounds_are_refused(kwargs, message):
 
 
 def test_the_cli_and_table_default_to_strength_and_keep_alpha_flags():
+    from optimize.run.settings import RunSettings
+
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--task", "t"])
-    assert (args.unit, args.strength_min, args.strength_max) == ("strength", -0.4, 0.4)
-    assert (args.alpha_min, args.alpha_max) == (-4.0, 4.0)
+    given = vars(parser.parse_args(["--task", "t"]))
+    space = RunSettings.from_values(given).space(30)
+    assert (space.unit, space.strength_min, space.strength_max) == ("strength", -0.4, 0.4)
+    assert (space.alpha_min, space.alpha_max) == (-4.0, 4.0)
     args = parser.parse_args(["--task", "t", "--unit", "alpha", "--alpha-min", "-1", "--alpha-max", "2"])
     assert (args.unit, args.alpha_min, args.alpha_max) == ("alpha", -1.0, 2.0)
     with pytest.raises(SystemExit):
@@ -86,9 +90,7 @@ def test_a_strength_search_scores_alphas_that_give_strengths_in_range(tiny):
     steerer.add(capture_vector(steerer, CONCEPT, 1, 1.0, CONTRAST))
     fitness = _Recorder()
     space = SearchSpace(0, 3, unit="strength", strength_min=0.1, strength_max=0.3)
-    result = run_optimization(
-        steerer, [0], fitness, space, PsoConfig(particles=3, iterations=2, seed=0)
-    )
+    result = run_optimization(steerer, [0], RunPlan(fitness, space, PsoConfig(particles=3, iterations=2, seed=0)))
     steered = [vectors[0] for vectors in fitness.seen[1:]]
     assert steered and {v.layer for v in steered} <= {0, 1, 2, 3}
     for vector in steered:

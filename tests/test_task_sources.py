@@ -56,8 +56,15 @@ def session(tiny_session):
 
 
 def form(task: str, folder: str, choices: list[str]) -> list[object]:
-    return [choices, task, folder, "acc", 2, 2, 1, 1, 0, 3, "alpha", -0.4, 0.4, -1.0, 1.0, 0.5,
-            0.3, 0.9, 0]
+    """The Optimize form's values (the table's defaults for the fields not named)."""
+    from optimize.config.table import BY_NAME
+    from ui.optimize_form import NAMES
+
+    values = {name: BY_NAME[name].default for name in NAMES}
+    values.update(task=task, task_folder=folder, limit=6, batch_size=2, particles=1,
+                  iterations=1, layer_min=0, layer_max=3, unit="alpha", alpha_min=-1.0,
+                  alpha_max=1.0, heldout_task="", guard_task="")  # fmt: skip
+    return [choices, *(values[name] for name in NAMES)]
 
 
 def test_a_task_uploaded_by_a_visitor_is_refused_and_never_imported(

@@ -33,10 +33,11 @@ def _last(gen):
 
 
 def test_the_form_defaults_to_strength_bounds():
-    request = parse_request(["a"], *_values())
-    assert (request.space.unit, request.space.low, request.space.high) == ("strength", -0.4, 0.4)
+    space = parse_request(["a"], *_values()).settings.space(4)
+    assert (space.unit, space.low, space.high) == ("strength", -0.4, 0.4)
     alpha = parse_request(["a"], *_values(unit="alpha", alpha_min=-1.0, alpha_max=2.0))
-    assert (alpha.space.unit, alpha.space.low, alpha.space.high) == ("alpha", -1.0, 2.0)
+    space = alpha.settings.space(4)
+    assert (space.unit, space.low, space.high) == ("alpha", -1.0, 2.0)
     with pytest.raises(InvalidInputError, match="The unit must be one of"):
         parse_request(["a"], *_values(unit="volts"))
 
@@ -46,30 +47,34 @@ def test_concept_strength_needs_no_task_and_refuses_what_it_cannot_use():
     request = parse_request(
         ["a"], *_values(objective="concept", task="", metric="", task_folder="/not/allowed")
     )
-    assert request.guard.objective == "concept" and not request.guard.scores_task
-    assert (request.fitness.task, request.fitness.include_path) == (CONCEPT_TASK, None)
+    settings = request.settings
+    assert settings.objective == "concept" and not settings.scores_task
+    assert (settings.fitness.task, settings.fitness.include_path) == (CONCEPT_TASK, None)
     # a task objective still needs its task
-    with pytest.raises(InvalidInputError, match="Enter an lm-eval task name"):
+    with pytest.raises(InvalidInputError, match="Name the task to score"):
         parse_request(["a"], *_values(objective="guarded", task=""))
     refused = [
         (["a", "b"], {}, "one vector at a time"),
         (["a"], {"holdout_fraction": 0.0}, "held-out share above 0"),
-        (["a"], {"heldout_task": "sentiment_heldout"}, "no held-out task, guard task or Ray"),
         (["a"], {"guard_task": "steer_health"}, "no held-out task, guard task or Ray"),
         (["a"], {"workers": 2}, "no held-out task, guard task or Ray"),
     ]
     for chosen, changes, needle in refused:
         with pytest.raises(InvalidInputError, match=needle):
             parse_request(chosen, *_values(objective="concept", task="", **changes))
+    # a held-out task left in the form (say by "Use example settings") is a task
+    # field: not read, not in the way
+    kept = parse_request(["a"], *_values(objective="concept", heldout_task="sentiment_heldout"))
+    assert kept.settings.heldout is None
 
 
 def test_the_plan_line_says_what_concept_strength_scores():
     line = plan_line(4, 3, 40, "concept")
-    assert "scores 13 settings" in line and "40 documents" not in line
+    assert "scores 12 settings" in line and "40 documents" not in line
     assert "held-out concept and contrast prompts" in line and "KL budget" in line
     assert "task fields are not used" in line
     assert "held-out concept" in plan_line(None, 3, 40, "concept")  # a bad size: still said
-    assert "on 40 documents each" in plan_line(4, 3, 40, "guarded")
+    assert "on the search documents (of at most 40)" in plan_line(4, 3, 40, "guarded")
 
 
 def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(tiny_session, tmp_path):
@@ -93,7 +98,8 @@ def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(tiny_session, tm
     assert result.objective == "concept" and result.fitness.task == CONCEPT_TASK
     assert len(result.history) == 5 and rows[-1][0] == "baseline"
     assert result.baseline.score == 0.0  # unsteered: no gain, by construction
-    assert "4 held-out concept and contrast prompts" in summary and "on the held-out prompts" in summary
+    assert "4 held-out concept and contrast prompts" in summary
+    assert "on the vector's held-out prompts" in summary
     assert "KL budget" in summary and "nats per token" in summary
     assert result_file["visible"] is True
     assert not list(tmp_path.glob("*.journal.jsonl"))  # not journalled: it cannot resume
@@ -121,4 +127,5 @@ def test_a_concept_run_that_finds_nothing_says_so_in_its_own_terms(tiny_session,
     view = _last(OptimizeActions(tiny_session, tmp_path).optimize([vector.id], *form))
     summary, result = view[4], view[5]
     assert not result.improved and result.best.score < 0.0, summary
-    assert "on the held-out prompts, so there is nothing" in summary and "task" not in summary.split("\n")[-1]
+    assert "No setting made the concept's held-out prompts more likely" in summary
+    assert "Nothing to apply" in summary

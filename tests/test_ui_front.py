@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from optimize import Evaluation, Metrics, apply_best
-from optimize.config.guard import GuardSettings
+from optimize.run.settings import RunSettings
 from optimize.guard.objective import KL
 from steering.errors import InvalidInputError
 from ui import format as fmt
@@ -49,36 +49,36 @@ def actions(tiny_session, steering):
 # -- the settings ---------------------------------------------------------------
 
 
-def test_guard_settings_default_from_the_table_and_are_checked():
+def test_run_settings_default_from_the_table_and_are_checked():
     from optimize.config.table import BY_NAME, FORM, fields
 
-    assert {"holdout_fraction", "objective", "kl_budget", "guard_task", "max_guard_drop"} <= {
-        f.name for f in fields(FORM)
-    }
-    settings = GuardSettings()
-    assert (settings.holdout_fraction, settings.objective, settings.kl_budget) == (
+    names = {"holdout_fraction", "confirm_fraction", "finalists", "significance", "objective",
+             "kl_budget", "guard_task", "max_guard_drop"}  # fmt: skip
+    assert names <= {f.name for f in fields(FORM)}
+    settings = RunSettings.from_values({"task": "t"})
+    assert (settings["holdout_fraction"], settings.objective, settings.options.kl_budget) == (
         BY_NAME["holdout_fraction"].default, "guarded", BY_NAME["kl_budget"].default,
     )  # fmt: skip
-    assert GuardSettings(guard_task="  ").guard_task is None
-    assert GuardSettings(holdout_fraction=0).split(0, None) is None
-    assert GuardSettings().split(3, None).seed == 3
+    assert RunSettings.from_values({"task": "t", "guard_task": "  "}).guard_task is None
+    assert RunSettings.from_values({"task": "t", "seed": 3}).split.seed == 3
     with pytest.raises(InvalidInputError, match="The objective must be one of guarded, target, concept, got 'nope'"):
-        GuardSettings(objective="nope")
+        RunSettings.from_values({"task": "t", "objective": "nope"})
     with pytest.raises(InvalidInputError, match="held-out fraction"):
-        GuardSettings(holdout_fraction=0.95)
+        RunSettings.from_values({"task": "t", "holdout_fraction": 0.95})
     with pytest.raises(InvalidInputError, match="KL budget"):
-        GuardSettings(kl_budget=0)
+        RunSettings.from_values({"task": "t", "kl_budget": 0})
 
 
 def test_the_form_passes_split_objective_and_guard_into_the_request(actions):
     changes = {"holdout_fraction": 0.25, "objective": "target", "kl_budget": 0.2,
                "guard_task": "steer_health", "max_guard_drop": 2.0}  # fmt: skip
-    request = parse_request(*form(actions, **changes))
-    assert request.guard == GuardSettings(0.25, "target", 0.2, "steer_health", 2.0)
-    assert request.guard.guard_config(request.fitness).task == "steer_health"
-    assert parse_request(*form(actions, guard_task="")).guard.guard_task is None
-    # a form without those fields (an older API caller) runs with the defaults
-    assert parse_request(*form(actions)[:-5]).guard == GuardSettings()
+    settings = parse_request(*form(actions, **changes)).settings
+    assert (settings["holdout_fraction"], settings.objective, settings.options.kl_budget) == (
+        0.25, "target", 0.2
+    )
+    assert settings.guard_task.task == "steer_health"
+    assert settings.options.max_guard_drop == 2.0
+    assert parse_request(*form(actions, guard_task="")).settings.guard_task is None
 
 
 @pytest.mark.parametrize(
@@ -105,16 +105,24 @@ def test_a_default_run_holds_out_guards_with_kl_and_plots_the_front(actions, tin
     before = tiny_session.current().steerer.vectors
     *_, final = list(actions.optimize(*form(actions)))
     result, summary = final[5], final[4]
-    assert result.split is not None and result.split.fraction == 0.5 and result.samples == 4
+    assert result.split is not None and (result.split.fraction, result.split.confirm) == (0.5, 0.5)
     assert result.objective == "guarded" and result.objective_options.kl_budget == 0.5
-    assert all(not math.isnan(e.metrics.get(KL, math.nan)) for e in result.history)
+    from optimize.guard.objective import KL_SKIPPED
+
+    # every setting has its KL, but those the baseline dominates (no pass: marked)
+    assert all(
+        not math.isnan(e.metrics.get(KL, math.nan)) or e.metrics.get(KL_SKIPPED) == 1.0
+        for e in result.history
+    )
     assert result.heldout is not None and result.heldout.paired is not None
     assert "**Objective:** guarded (KL budget 0.5)" in summary
     assert "paired: gain" in summary and "sign test p =" in summary
-    assert fmt.md(result.recommendation.reason) in summary
+    assert fmt.md(result.verdict.headline) in summary
     plot, point, apply_point, apply = actions.front.offer(result)
-    assert isinstance(plot, Figure)
-    assert plot.patch.get_alpha() == 0.0  # transparent: reads on the webui's dark theme
+    measured = any(not math.isnan(e.metrics.get(KL, math.nan)) for e in result.evaluations)
+    assert isinstance(plot, Figure) if measured else plot is None  # no KL measured: no plot
+    if measured:
+        assert plot.patch.get_alpha() == 0.0  # transparent: reads on the webui's dark theme
     if result.improved:
         assert point["visible"] is True and len(point["choices"]) == len(result.front)
     else:  # nothing to apply, said plainly; the trade-off is still drawn
@@ -129,7 +137,8 @@ def test_a_default_run_holds_out_guards_with_kl_and_plots_the_front(actions, tin
 def _with_front(result):
     """`result` with a search history of known metrics: three settings on the
     front (KL 0.01 / 0.1 / 0.3, score 0.6 / 0.7 / 0.8), one dominated, the
-    baseline at 0.5; the guarded objective (budget 0.2) recommends the 0.7."""
+    baseline at 0.5; the guarded objective (budget 0.2) ranks the 0.7 best, and
+    its gain held on the confirmation documents, so it is recommended."""
 
     def scored(particle, layer, alpha, score, kl):
         return Evaluation(0, particle, (layer,), (alpha,), score, 0.05, 0.1,
@@ -144,10 +153,15 @@ def _with_front(result):
         scored(3, 3, -2.0, 0.55, 0.2),  # dominated by the 0.7 at KL 0.1
     ]
     from optimize.guard.objective import ObjectiveOptions
+    from optimize.guard.split import paired_test
+    from optimize.guard.verdict import Confirmation
 
+    confirmed = paired_test([0.0] * 13, [1.0] * 12 + [-1.0])
+    confirmation = Confirmation(13, "13", baseline, (history[2],), (confirmed,), 0.05)
     return dataclasses.replace(
         result, baseline=baseline, history=history, best=history[2], objective="guarded",
-        objective_options=ObjectiveOptions(kl_budget=0.2),
+        objective_options=ObjectiveOptions(kl_budget=0.2), confirmation=confirmation,
+        confirm_planned=True, cancelled=False,
     )  # fmt: skip
 
 
@@ -215,7 +229,7 @@ def test_a_point_is_refused_when_the_vectors_changed_or_nothing_gained(
     assert not worse.improved
     assert actions.front.offer(worse)[1]["visible"] is False
     *_, status, _box = last(actions.front.apply_point(worse, 1))
-    assert "No setting beat the unsteered model in that run." in status
+    assert "No setting beat the unsteered model" in status
     # another vector set: refused like Apply best, nothing changed
     for _ in steering.add_vector("Calm and quiet.", "Loud and angry.", 2, 1.0):
         pass

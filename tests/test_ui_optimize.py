@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from matplotlib.figure import Figure
 
 from steering.session import ModelSession
 from ui import format as fmt
+from ui.optimize_form import NAMES
 from ui.optimize_tab import TASKS_DIR, OptimizeActions, default_layer_range
 from ui.steering_tab import SteeringActions
 
@@ -62,6 +64,7 @@ def form(actions, **changes):
         "batch_size": 4,
         "particles": 2,
         "iterations": 2,
+        "budget": 0,
         "layer_min": 0,
         "layer_max": 3,
         "unit": "alpha",
@@ -75,16 +78,45 @@ def form(actions, **changes):
         "seed": 0,
         "heldout_task": "",
         "heldout_limit": 100,
-        # the split off and the target alone, as before issue 11 (tests of
-        # the defaults pass their own)
+        # no held-out share and the target alone (tests of the defaults pass
+        # their own); the finalists confirmed on the documents not searched
         "holdout_fraction": 0.0,
+        "confirm_fraction": 0.5,
+        "finalists": 2,
+        "significance": 0.05,
         "objective": "target",
         "kl_budget": 0.5,
         "guard_task": "",
         "max_guard_drop": 5.0,
+        "workers": 0,
     }
     values.update(changes)
-    return list(values.values())
+    return [values["vectors"], *(values[name] for name in NAMES)]
+
+
+def recommending(result):
+    """`result` as if its best search setting had passed the confirmation
+    (12 documents fixed, 1 broken): what a run that found a real gain gives."""
+    import dataclasses
+
+    from optimize.guard.split import paired_test
+    from optimize.guard.verdict import Confirmation
+
+    best = result.best
+    test = paired_test([0.0] * 13, [1.0] * 12 + [-1.0])
+    finalist = dataclasses.replace(best, iteration=result.pso.iterations, particle=0)
+    confirmation = Confirmation(13, "13 documents", result.baseline, (finalist,), (test,), 0.05)
+    changed = dataclasses.replace(
+        result, confirmation=confirmation, loops=(), cancelled=False, confirm_planned=True
+    )
+    metrics = dict(best.metrics)
+    if metrics.get("kl_skipped") == 1.0 or best.score <= result.baseline.score:
+        # the tiny model's best may not beat its baseline: make it the candidate it would be
+        lifted = dataclasses.replace(best, score=result.baseline.score + 0.5, metrics={})
+        history = [lifted if e is best else e for e in changed.history]
+        changed = dataclasses.replace(changed, history=history, best=lifted)
+    assert changed.verdict.recommended is not None, changed.verdict.headline
+    return changed
 
 
 def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, session, tmp_path):
@@ -93,21 +125,24 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
     shown = views(actions.optimize(*form(actions)))
     live = [v for v in shown if isinstance(v[2], Figure)]
     assert len(live) >= 5  # the baseline, then 4 evaluations, then the result
-    assert "1 of 5 evaluations" in live[0][0] and "5 of 5 evaluations" in shown[-1][0]
+    assert "1 of 8 evaluations" in live[0][0]  # the baseline, 4 settings, 2 finalists + baseline
+    done = re.search(r"(\d+) of (\d+) evaluations", shown[-1][0])
+    assert done and done.group(1) == done.group(2)  # the bar ends full
     _progress, rows, convergence, particles, summary, result, result_file, status = shown[-1]
     assert isinstance(convergence, Figure) and isinstance(particles, Figure)
     assert rows[-1][0] == "baseline" and len(rows) == 5
-    assert "Best setting found" in summary and "steer_sentiment" in summary
-    assert status.startswith("✓ Done.") and "Apply best" in status
+    assert fmt.md(result.verdict.headline) in summary and "steer_sentiment" in summary
+    assert status.startswith("✓ Done.") and fmt.md(result.verdict.headline) in status
     assert not result.cancelled and len(result.history) == 5
     assert result_file["visible"] is True
     assert json.loads(Path(result_file["value"]).read_text())["task"] == "steer_sentiment"
     assert steerer.vectors == before  # nothing applied yet
 
+    result = recommending(result)
     applied_view = last(actions.apply(result))
     assert len(applied_view) == 5
     table, _choices, steering_status, optimize_status, vector_box = applied_view
-    best = result.best
+    best = result.verdict.recommended
     assert optimize_status == steering_status and steering_status.startswith("✓ Applied")
     (applied,) = steerer.vectors
     assert (applied.layer, applied.alpha) == (best.layers[0], best.alphas[0])
@@ -119,11 +154,11 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
     ("changes", "needle"),
     [
         ({"vectors": []}, "Select at least one vector"),
-        ({"task": "  "}, "Enter an lm-eval task name"),
+        ({"task": "  "}, "Name the task to score (“Task”)"),
         ({"task_folder": "/no/such/folder"}, "is not one the operator allowed"),
         ({"task_folder": str(TASKS_DIR / "no_such_folder")}, "Task folder not found"),
-        ({"limit": 0}, "The limit must be 1 or more"),
-        ({"limit": 2.5}, "Limit must be a whole number"),
+        ({"limit": 0}, "The document limit must be 1 or more"),
+        ({"limit": 2.5}, "The document limit must be a whole number"),
         ({"batch_size": None}, "Enter a value for Batch size"),
         ({"particles": 0}, "number of particles must be 1 or more"),
         ({"layer_min": 3, "layer_max": 1}, "The layer range is empty"),
@@ -132,7 +167,7 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
         ({"alpha_min": 2, "alpha_max": 1}, "lowest alpha below the highest"),
         ({"w": -1}, "w must be a finite number of 0 or more"),
         ({"seed": -3}, "seed must be 0 or more"),
-        ({"heldout_task": "sentiment_heldout", "heldout_limit": 0}, "Held-out limit must be 1"),
+        ({"heldout_task": "sentiment_heldout", "heldout_limit": 0}, "held-out limit must be 1"),
         ({"heldout_task": "sentiment_heldout", "heldout_limit": None}, "Enter a value for Held"),
         ({"heldout_task": "steer_sentiment"}, "held-out task is the search task"),
     ],
@@ -180,13 +215,13 @@ def test_cancel_stops_the_run_and_keeps_the_vectors(actions, session):
     for view in gen:
         assert len(view) == 8
         shown.append(view)
-        if "2 of 13 evaluations" in view[0]:
+        if "2 of 16 evaluations" in view[0]:
             assert actions.cancel().startswith("✕ Cancelling")
     final = shown[-1]
     assert "cancelled" in final[0]
     result = final[5]
     assert result.cancelled and len(result.history) < 13
-    assert "Cancelled run: best so far" in final[4]
+    assert "Cancelled run" in final[4]
     assert session.current().steerer.vectors == before
     assert not session.lock.locked()
 
@@ -225,7 +260,7 @@ def test_apply_without_a_result_is_refused(actions):
 
 def test_apply_after_the_vectors_changed_is_refused(actions, steering, session):
     *_, final = actions.optimize(*form(actions))
-    result = final[5]
+    result = recommending(final[5])
     last(steering.reset_vectors())
     last(steering.add_vector("Another concept entirely.", "", 2, 1.0))
     before = session.current().steerer.vectors
@@ -243,8 +278,8 @@ def test_no_model(tmp_path):
 
 
 def test_default_layer_range():
-    assert default_layer_range(30) == (8, 18)
-    assert default_layer_range(4) == (1, 2)
+    assert default_layer_range(30) == (3, 18)
+    assert default_layer_range(4) == (0, 2)
     assert default_layer_range(1) == (0, 0)
 
 
@@ -253,7 +288,7 @@ def test_chat_waits_while_an_optimization_runs_and_says_so(actions, session):
 
     run = actions.optimize(*form(actions))
     for view in run:
-        if "1 of 5 evaluations" in view[0]:
+        if "1 of 8 evaluations" in view[0]:
             break  # the run holds the model lock now
     chat = ChatActions(session).send("Hi", [], [], False, 4, 0)
     assert next(chat)[-1] == fmt.WAITING
@@ -266,15 +301,14 @@ def test_example_settings_fill_the_form(actions):
 
     preset = load_preset("sentiment").optimize
     values = actions.example_settings()
-    assert len(values) == 28  # every field but the vector selection, then the status
+    assert len(values) == len(NAMES) + 1  # every field but the vector selection, then the status
     (task, folder, metric, limit, batch, particles, iterations, low, high, unit, s_min, s_max,
-     a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers, first_round,
+     a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers,
      status) = values  # fmt: skip
     assert unit == "alpha"  # the preset's measured alpha bounds are searched as alpha
     assert (s_min, s_max) == (UPDATE, UPDATE)  # not the preset's: left as the form has them
-    assert guard == [UPDATE] * 5  # the split and guard fields: presets do not set them
+    assert guard == [UPDATE] * 8  # the split, confirmation and guard fields: not the preset's
     assert workers == UPDATE  # the number of Ray workers is the user's, not the preset's
-    assert first_round == UPDATE  # so is a first round
     assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
     assert folder == str(TASKS_DIR) and metric == preset["metric"]
     assert (limit, held_limit, batch) == (50, 100, preset["batch_size"])
@@ -283,7 +317,7 @@ def test_example_settings_fill_the_form(actions):
     assert (low, high) == (1, 3)  # the preset's 1-15, kept inside the tiny model's layers
     assert status.startswith("✓ Filled in the search settings") and "sentiment_heldout" in status
     *fields, status = actions.example_settings("no_such_preset")
-    assert fields == [UPDATE] * 27 and status.startswith("⚠ Could not load the example")
+    assert fields == [UPDATE] * len(NAMES) and status.startswith("⚠ Could not load the example")
 
 
 def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, session):
@@ -294,15 +328,16 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, sessio
     before = steerer.vectors
     changes = {"task": "sentiment_search", "heldout_task": "sentiment_heldout", "heldout_limit": 6}
     shown = views(actions.optimize(*form(actions, **changes)))
-    assert any("scoring the held-out task" in v[0] for v in shown)
-    assert "7 of 7 evaluations" in shown[-1][0]
+    assert any("checking the pick on the held-out documents" in v[0] for v in shown)
+    done = re.search(r"(\d+) of (\d+) evaluations", shown[-1][0])
+    assert done and done.group(1) == done.group(2)
     _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
     held = result.heldout
     assert held is not None and held.samples == 6 and held.fitness.task == "sentiment_heldout"
     assert len(rows) == 5  # the search's evaluations only
     assert "Held-out task:** sentiment_heldout · 6 documents the search never saw" in summary
-    assert f"({held.gain_points:+.1f} points)" in summary
-    assert status.startswith("✓ Done.") and "Held-out sentiment_heldout: best" in status
+    assert f"{held.gain_points:+.1f} points" in summary
+    assert status.startswith("✓ Done.") and fmt.md(result.verdict.headline) in status
     saved = json.loads(Path(result_file["value"]).read_text())
     assert saved["heldout"]["task"] == "sentiment_heldout"
     assert steerer.vectors == before
@@ -310,36 +345,36 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, sessio
     direct = LmEvalFitness(
         steerer, FitnessConfig("sentiment_heldout", str(TASKS_DIR), limit=6, batch_size=4)
     )
-    best = recapture(steerer, before[0], result.best.layers[0]).with_alpha(result.best.alphas[0])
+    checked = held.best  # the verdict's candidate (the search's best when none was confirmed)
+    vector = recapture(steerer, before[0], checked.layers[0]).with_alpha(checked.alphas[0])
     assert direct.score(()) == (held.baseline.score, held.baseline.stderr)
-    assert direct.score([best]) == (held.best.score, held.best.stderr)
+    assert direct.score([vector]) == (held.best.score, held.best.stderr)
 
 
 def test_the_form_lays_out_every_form_setting_of_the_table_once():
     from optimize.config.table import FORM, fields
-    from ui.optimize_form import LAID_OUT, NAMES
+    from ui.optimize_form import NAMES, LAID_OUT, NAMES
 
     assert sorted(LAID_OUT) == sorted(NAMES) == sorted(f.name for f in fields(FORM))
     assert len(set(LAID_OUT)) == len(LAID_OUT)
 
 
-def test_a_first_round_from_the_tab_scores_the_finalists_on_every_document(actions, session):
-    """"First round on" 2 of the 4 documents: the progress says which round
-    it is in, the table shows the finalists (scores on all 4), the summary
-    says how many settings the first round scored, and the bar ends full."""
+def test_the_tab_confirms_the_finalists_on_documents_that_did_not_rank_them(actions, session):
+    """The progress says when the finalists are confirmed, the summary shows
+    their paired tests on the confirmation documents, and the bar ends full."""
     steerer = session.current().steerer
     before = steerer.vectors
-    shown = views(actions.optimize(*form(actions, workers=0, first_round=2)))
-    assert any("first round: scores on its fewer documents" in v[0] for v in shown)
-    assert any("scoring the best settings of the first round on every document" in v[0] for v in shown)
+    shown = views(actions.optimize(*form(actions, limit=12, particles=3, iterations=2)))
     _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
-    finals = len(result.evaluations)
-    assert 1 <= finals <= 3 and result.first_round.samples == 2 and result.samples == 4
-    assert f"{1 + 4 + finals} of {1 + 4 + finals} evaluations" in shown[-1][0]
-    assert len(rows) == 1 + finals  # the baseline and the finalists
-    assert "settings scored on the first 2 documents" in summary
+    assert result.samples + result.confirmation.samples == 12 if result.confirmation else True
+    if result.confirmation is not None:
+        assert any("confirming the best settings" in v[0] for v in shown)
+        assert "**Confirmation:**" in summary
+        for finalist in result.confirmation.finalists:
+            assert f"layer {finalist.layers[0]} alpha {finalist.alphas[0]:g}" in summary
+    done = re.search(r"(\d+) of (\d+) evaluations", shown[-1][0])
+    assert done and done.group(1) == done.group(2)
+    assert len(rows) == 1 + len(result.evaluations)  # the search's evaluations and the baseline
     assert status.startswith("✓ Done.") and steerer.vectors == before
     saved = json.loads(Path(result_file["value"]).read_text())
-    assert saved["first_round"]["samples"] == 2
-    shown = views(actions.optimize(*form(actions, workers=0, first_round=4)))
-    assert "fewer documents than the limit (4), got 4" in shown[-1][-1]
+    assert saved["verdict"]["headline"] == result.verdict.headline

@@ -12,6 +12,7 @@ import pytest
 from steering.session import ModelSession
 from ui import format as fmt
 from ui.jobs import RunStatus
+from ui.optimize_form import NAMES
 from ui.optimize_tab import TASKS_DIR, OptimizeActions
 from ui.steering_tab import SteeringActions
 
@@ -26,13 +27,14 @@ def form(actions, **changes):
         "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
         "w": 0.9, "seed": 0, "heldout_task": "", "heldout_limit": 100,
-        # the split off and the target alone, as these tests were written (issue 11's
-        # defaults are tested in test_ui_front.py)
-        "holdout_fraction": 0.0, "objective": "target", "kl_budget": 0.5, "guard_task": "",
-        "max_guard_drop": 5.0,
+        # no held-out share and the target alone (the defaults are tested in
+        # test_ui_front.py); the finalists confirmed on the documents not searched
+        "holdout_fraction": 0.0, "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05,
+        "objective": "target", "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
+        "budget": 0, "workers": 0,
     }  # fmt: skip
     values.update(changes)
-    return list(values.values())
+    return [values["vectors"], *(values[name] for name in NAMES)]
 
 
 @pytest.fixture
@@ -50,14 +52,16 @@ def run(actions, **changes):
 def test_a_run_that_beat_nothing_offers_nothing_to_apply(actions, tiny_session):
     final = run(actions)[-1]
     result = final[5]
-    worse = dataclasses.replace(result, best=dataclasses.replace(result.baseline, layers=(1,), alphas=(0.0,)))
+    steered_nothing = dataclasses.replace(
+        result.baseline, iteration=0, particle=0, layers=(1,), alphas=(0.0,)
+    )
+    worse = dataclasses.replace(result, best=steered_nothing)
     assert not worse.improved
     assert actions.apply_offer(worse) == {**UPDATE, "visible": False}
     before = tiny_session.current().steerer.vectors
     *_, status, _choices = list(actions.apply(worse))[-1]
-    assert status == fmt.failed(
-        "apply the best setting", "No setting beat the unsteered model in that run."
-    )
+    assert status == fmt.failed("apply the best setting", worse.verdict.headline)
+    assert "No setting beat the unsteered model" in worse.verdict.headline
     assert tiny_session.current().steerer.vectors == before
     summary = fmt.result_summary(worse)
     assert "No setting beat the unsteered model" in summary and "Apply best" not in summary
@@ -65,7 +69,7 @@ def test_a_run_that_beat_nothing_offers_nothing_to_apply(actions, tiny_session):
     if result.improved:
         assert "Apply best" in final[-1] and actions.apply_offer(result)["visible"] is True
     else:
-        assert "No setting beat the unsteered model" in final[-1]
+        assert fmt.md(result.verdict.headline) in final[-1]
 
 
 def test_optimize_with_no_model_says_no_model():
@@ -104,7 +108,7 @@ def test_a_running_optimization_reports_its_progress_to_the_note(actions):
     notes = []
     for view in actions.optimize(*form(actions)):
         notes.append(actions.run_status.waiting_note())
-    assert any(n and "of 5 evaluations done" in n for n in notes), notes
+    assert any(n and "of 8 evaluations done" in n for n in notes), notes
     assert actions.run_status.waiting_note() is None  # over: replies no longer wait
 
 
@@ -133,11 +137,10 @@ def test_tables_are_capped_in_this_gradio():
 
 @pytest.mark.parametrize(
     ("particles", "iterations", "limit", "size"),
-    [(2, 6, 4, "scores 13 settings (2 particles × 6 iterations, plus the unsteered baseline) "
-                "on 4 documents each"),
-     (4, 3, 0, "scores 13 settings (4 particles × 3 iterations, plus the unsteered baseline) "
-               "on all documents of the task each"),
-     (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "scores 7 settings")],
+    [(2, 6, 4, "ranks 12 settings (2 particles × 6 iterations) on the search documents "
+                "(of at most 4)"),
+     (4, 3, 400, "ranks 12 settings (4 particles × 3 iterations)"),
+     (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "ranks 6 settings")],
 )  # fmt: skip
 def test_the_optimize_tab_warns_before_a_run_that_replies_wait(particles, iterations, limit, size):
     """Issue 9, item 4: before a run starts, the tab says how much it scores

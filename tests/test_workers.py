@@ -8,9 +8,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from optimize.run.optimization import RunPlan
 from optimize import PsoConfig, SearchSpace, run_optimization
 from optimize.scoring.metrics import Metrics
-from optimize.run.recipe import RunRecipe, load_recipe, search_fitness
+from optimize.run.assembly import RunRecipe, search_fitness
+from optimize.run.settings import RunSettings
 from optimize.config.space import Setting
 from optimize.workers.ray import RayOptions, RayWorkers, Worker, WorkerError
 from steering import capture_vector, save_vectors, steerer_for
@@ -54,24 +56,31 @@ def recipe(tokenizer, task_folder, tmp_path_factory):  # noqa: F811
     joy = capture_vector(steerer, ["I love this day", "so happy"], 1, 2.0, ["I hate it", "so sad"])
     path = save_vectors(folder / "joy.safetensors", [joy], steerer.info)
     steerer.reset()
-    return RunRecipe.of_file(path, _fitness(task_folder), model=str(folder / "model"), device="cpu")
+    settings = RunSettings.from_values(
+        {"task": "tiny_sentiment", "task_folder": task_folder, "limit": 6}
+    )
+    return RunRecipe.of_file(path, settings, model=str(folder / "model"), device="cpu")
 
 
 def _run(recipe, workers=None, on_progress=None):
-    loaded, steerer, vectors = load_recipe(recipe)
+    loaded, steerer, vectors = recipe.load()
     steerer.set_vectors(vectors)
+    fitness = search_fitness(steerer, RunSettings.from_values(recipe.settings), [])
     try:
-        return run_optimization(
-            steerer, [0], search_fitness(steerer, recipe), SPACE, PSO,
-            workers=workers, on_progress=on_progress, objective="guarded",
-        )  # fmt: skip
+        plan = RunPlan(fitness, SPACE, PSO, objective="guarded")
+        return run_optimization(steerer, [0], plan, workers=workers, on_progress=on_progress)
     finally:
         steerer.reset()
         del loaded
 
 
 def _history(result):
-    return [(e.iteration, e.particle, e.setting, dict(e.metrics), e.cached) for e in result.history]
+    """Each evaluation, its metrics with NaN (a KL not measured) as None: comparable."""
+    return [
+        (e.iteration, e.particle, e.setting,
+         {k: None if v != v else v for k, v in e.metrics.items()}, e.cached)
+        for e in result.history
+    ]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +100,10 @@ def test_two_ray_workers_give_the_history_of_a_run_without_ray(workers, recipe, 
     assert len(set(workers.pids())) == 2  # two processes, each with its own model
     # every distinct setting scores its own KL, so a setting given another's
     # metrics (a dispatch mix-up) could not leave the history unchanged
-    distinct = {e.setting.key: e.metrics["kl"] for e in alone.evaluations}
-    assert len(set(distinct.values())) == len(distinct) > PSO.particles
+    measured = {
+        e.setting.key: e.metrics["kl"] for e in alone.evaluations if e.metrics["kl"] == e.metrics["kl"]
+    }  # settings at or below the baseline get no KL pass (NaN)
+    assert len(set(measured.values())) == len(measured) >= 2
     spread = _run(recipe, workers)
     assert _history(spread) == _history(alone)
     assert spread.best.setting == alone.best.setting and workers.replaced == 0

@@ -189,81 +189,82 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
 
 def phase_note(phase: str) -> str:
     """What the progress line adds in a phase of a run (Progress.phase)."""
-    from optimize.run.first_round import FINALISTS_PHASE, FIRST_ROUND
-
     return {
-        "heldout": "scoring the held-out task",
-        FIRST_ROUND: "first round: scores on its fewer documents",
-        FINALISTS_PHASE: "scoring the best settings of the first round on every document",
+        "confirm": "confirming the best settings on documents that did not rank them",
+        "heldout": "checking the pick on the held-out documents",
     }.get(phase, "")
 
 
 def result_summary(result: OptimizationResult) -> str:
-    """What a run found, in Markdown: the scores, the objective and its
-    recommendation, the held-out check with its paired test."""
-    from optimize.guard.objective import KL, TargetObjective, uses_task
-    from optimize.run.report import gain_text, paired_text, scored_text
+    """What a run found, in Markdown: the verdict first (the same words as the
+    command line and the result file), then the scores behind it."""
+    from optimize.guard.objective import KL, TargetObjective
+    from optimize.guard.verdict import RECOMMENDED
+    from optimize.run.report import gain_text, paired_text, scored_text, setting_text
 
+    verdict = result.verdict
     best, base = result.best, result.baseline
-    documents = scored_text(result)
     kl = best.metrics.get(KL, math.nan)
     guarded = result.objective != TargetObjective.name  # guarded and concept rank within the KL budget
+    heading = {
+        RECOMMENDED: "Recommended setting",
+    }.get(verdict.kind, "Nothing to apply")
     lines = [
-        f"### {'Cancelled run: best so far' if result.cancelled else 'Best setting found'}",
+        f"### {'Cancelled run: ' if result.cancelled else ''}{heading}",
+        md(verdict.headline),
+        "",
+        *(f"- {md(sentence)}" for sentence in verdict.details),
         (
             f"- **Task:** {md(result.fitness.task)} · metric **{md(result.metric)}** "
-            f"({'higher' if result.higher_is_better else 'lower'} is better) · {documents}"
+            f"({'higher' if result.higher_is_better else 'lower'} is better) · ranked on "
+            f"{md(scored_text(result))}"
         ),
         f"- **Objective:** {md(result.objective)}"
         + (f" (KL budget {result.objective_options.kl_budget:g})" if guarded else ""),
-        f"- **Baseline (no steering):** {_score(base.score)} ± {_score(base.stderr)}",
+        f"- **Baseline:** {_score(base.score)} ± {_score(base.stderr)}",
         (
-            f"- **Best:** {_score(best.score)} ± {_score(best.stderr)} "
-            f"({gain_text(result)})"
+            f"- **Best candidate on the search documents:** {_score(best.score)} ± "
+            f"{_score(best.stderr)} ({gain_text(result)}) at {md(setting_text(best))}"
             + ("" if math.isnan(kl) else f" · KL {kl:.3f}")
         ),
     ]
-    for tuned in result.tuned():
-        record = tuned.vector
-        lines.append(
-            f"- **Vector #{record.index + 1}** ({md(_prompts(record.prompts, 40))}): "
-            f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
-        )
+    confirmation = result.confirmation
+    if confirmation is not None:
+        lines.append(f"- **Confirmation:** {md(confirmation.documents)}")
+        for finalist, test in zip(confirmation.finalists, confirmation.tests, strict=True):
+            lines.append(f"  - {md(setting_text(finalist))}: {paired_text(test)}")
     heldout = result.heldout
     if heldout is not None:
         lines += [
             (
                 f"- **Held-out task:** {md(heldout.fitness.task)} · {heldout.samples} documents "
                 "the search never saw"
-                if result.split is None
+                if result.split is None or result.split.fraction == 0
                 else f"- **Held-out:** {md(heldout.documents)}, never scored during the search"
             ),
             (
-                f"  - baseline {_score(heldout.baseline.score)} ± "
-                f"{_score(heldout.baseline.stderr)} · best {_score(heldout.best.score)} ± "
-                f"{_score(heldout.best.stderr)} (**{heldout.gain_points:+.1f} points**)"
+                f"  - baseline {_score(heldout.baseline.score)} · {md(setting_text(heldout.best))} "
+                f"{_score(heldout.best.score)} (**{heldout.gain_points:+.1f} points**)"
             ),
         ]
         if heldout.paired is not None:
             lines.append(f"  - paired: {paired_text(heldout.paired)}")
-    if result.first_round is not None:
-        lines.append(f"- **{md(result.first_round.line(len(result.evaluations)).capitalize())}**")
+    chosen = verdict.recommended or verdict.candidate or best
+    for tuned in result.tuned_setting(chosen.setting):
+        record = tuned.vector
+        lines.append(
+            f"- **Vector #{record.index + 1}** ({md(_prompts(record.prompts, 40))}): "
+            f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
+        )
     cached = len(result.history) - result.paid_evaluations
     lines.append(
         f"- {len(result.evaluations)} evaluations plus the baseline in "
         f"{result.wall_seconds:.1f} s ({cached} reused a cached score) · seed {result.seed}"
     )
-    lines.append(f"- **Recommendation:** {md(result.recommendation.reason)}")
     lines.append("")
-    if result.improved:
+    if verdict.recommended is not None:
         lines.append(
             "Click **Apply best** to make this setting the active steering vectors, or "
             "choose another **point of the front** below and apply it."
-        )
-    else:
-        scored = "this task" if uses_task(result.objective) else "the held-out prompts"
-        lines.append(
-            f"**No setting beat the unsteered model** on {scored}, so there is nothing to "
-            "apply: steering with these vectors did not help here."
         )
     return "\n".join(lines)

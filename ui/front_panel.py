@@ -41,10 +41,10 @@ def point_label(number: int, evaluation: Evaluation, recommended: bool) -> str:
 
 
 def _no_gain(result: OptimizationResult | None) -> str:
-    """Why a result offers nothing to apply."""
+    """Why a result offers nothing to apply: its verdict, in its own words."""
     if result is None:
         return "Run an optimization first."
-    return "No setting beat the unsteered model in that run."
+    return result.verdict.headline
 
 
 def _same(a: Evaluation, b: Evaluation | None) -> bool:
@@ -82,7 +82,7 @@ class FrontActions:
             hidden = gr.update(choices=[], value=None, visible=False)
             figure = None if result is None else plots.front(result)
             return figure, hidden, gr.update(visible=False), best_offer(result)
-        recommended = result.recommendation.evaluation
+        recommended = result.verdict.recommended
         marked = [_same(e, recommended) for e in front]
         choices = [
             (point_label(number, e, mark), number)
@@ -98,10 +98,12 @@ class FrontActions:
 
     def apply_best(self, result: OptimizationResult | None) -> Iterator[ApplyView]:
         """Make the result's recommended setting the active vectors."""
-        if result is None or not result.improved:
+        recommended = None if result is None else result.verdict.recommended
+        chosen = None if recommended is None else result.search_evaluation(recommended.setting)
+        if result is None or chosen is None:
             yield self._refused("apply the best setting", _no_gain(result))
             return
-        yield from self._apply(result, result.best, "apply the best setting", "the best setting")
+        yield from self._apply(result, chosen, "apply the best setting", "the best setting")
 
     def apply_point(self, result: OptimizationResult | None, index: Any) -> Iterator[ApplyView]:
         """Make point number `index` (from 1, as offered and plotted) of the

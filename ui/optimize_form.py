@@ -16,12 +16,9 @@ from typing import Any
 
 import gradio as gr
 
-from optimize import OBJECTIVES, FitnessConfig, PsoConfig, SearchSpace
-from optimize.scoring.concept import CONCEPT_METRIC, CONCEPT_TASK
-from optimize.config.guard import NAMES as GUARD_NAMES
-from optimize.config.guard import GuardSettings
-from optimize.run.optimization import check_heldout
+from optimize import OBJECTIVES
 from optimize.config.table import BY_NAME, FORM, Field, fields
+from optimize.run.settings import FORM_NAMES, RunSettings, default_layer_range
 from optimize.scoring.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from steering import validate
 from steering.errors import InvalidInputError
@@ -37,67 +34,74 @@ NAMES: tuple[str, ...] = tuple(f.name for f in FORM_FIELDS)
 # The layout: rows of fields, the PSO options folded away, wide text fields.
 _ROWS = (
     ("task", "task_folder", "metric"),
-    ("limit", "first_round", "batch_size", "particles", "iterations"),
+    ("limit", "batch_size", "particles", "iterations", "budget"),
     ("layer_min", "layer_max", "unit"),
     ("strength_min", "strength_max", "alpha_min", "alpha_max"),
 )
 _FOLDED = ("c1", "c2", "w", "seed")
 _LAST_ROW = ("heldout_task", "heldout_limit", "workers")
-_GUARD_ROW = GUARD_NAMES  # the split, the objective and the capability guard
+_SPLIT_ROW = ("holdout_fraction", "confirm_fraction", "finalists", "significance")
+_GUARD_ROW = ("objective", "kl_budget", "guard_task", "max_guard_drop")
 _WIDE = {"heldout_task": 2}
-LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW, *_GUARD_ROW)  # a test checks it covers NAMES
+LAID_OUT = (*sum(_ROWS, ()), *_FOLDED, *_LAST_ROW, *_SPLIT_ROW, *_GUARD_ROW)  # covers NAMES
+
+# Fields that apply only with one unit: the other unit's bounds are not sent.
+_UNIT_FIELDS = {"alpha": ("alpha_min", "alpha_max"), "strength": ("strength_min", "strength_max")}
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """Everything "Optimize vectors" was given, validated."""
+    """Everything "Optimize vectors" was given, validated: the chosen vectors
+    (by id) and the run's settings."""
 
     vector_ids: tuple[str, ...]
-    fitness: FitnessConfig
-    space: SearchSpace
-    pso: PsoConfig
-    heldout: FitnessConfig | None = None
-    workers: int = 0  # Ray workers (optimize/workers/ray.py); 0: score in this process
-    guard: GuardSettings = GuardSettings()
-    first_round: int = 0  # documents of a first round (optimize/run/first_round.py); 0: none
+    settings: RunSettings
 
 
-def default_layer_range(num_layers: int) -> tuple[int, int]:
-    """About the second quarter to the middle of the model, where steering works best."""
-    low = min(num_layers - 1, round(num_layers * 0.25))
-    high = max(low, min(num_layers - 1, round(num_layers * 0.6)))
-    return low, high
-
-
-def _whole(name: str, form: dict[str, Any], minimum: int | None = None) -> int:
-    """A whole number from a gr.Number (which may give a float or None),
-    within the settings table's maximum."""
-    label = BY_NAME[name].label
-    value = validate.given(label, form.get(name))
-    return BY_NAME[name].capped(validate.whole(label, value, minimum))
-
-
-def _guard(form: dict[str, Any]) -> GuardSettings:
-    """The split, objective and guard fields (those left out: the table's defaults)."""
-    values = {}
-    for name in GUARD_NAMES:
-        if name in form:  # an emptied number field is refused, an emptied text is "none"
-            value = form[name]
-            f = BY_NAME[name]
-            values[name] = value if f.kind is str else validate.given(f.label, value)
-    return GuardSettings.from_values(values)
+def _given(form: dict[str, Any]) -> dict[str, Any]:
+    """The form's values as run settings: only those that apply (the bounds
+    of the chosen unit; the held-out limit with a held-out task; none of the
+    task fields for concept strength), numbers as numbers, an emptied text
+    field as none."""
+    unit = form.get("unit", "")
+    if unit is None:  # a radio left empty; a caller may leave it out
+        raise InvalidInputError("Choose the unit of the searched range: strength or alpha.")
+    skipped: set[str] = set()
+    for other, names in _UNIT_FIELDS.items():
+        if other != (unit or "alpha"):
+            skipped.update(names)
+    heldout = form.get("heldout_task")
+    if not (isinstance(heldout, str) and heldout.strip()):
+        skipped.add("heldout_limit")
+    if form.get("objective") == "concept":
+        skipped.update(("task", "task_folder", "metric", "heldout_task", "heldout_limit"))
+    given: dict[str, Any] = {}
+    for name, value in form.items():
+        if name in skipped or name not in BY_NAME:
+            continue
+        f = BY_NAME[name]
+        if f.kind is str:
+            if value is not None and not isinstance(value, str):
+                raise InvalidInputError(f"{f.noun} must be text, got {validate.typed(value)}.")
+            given[name] = value
+        elif name == "workers" and value in (None, ""):
+            given[name] = 0
+        else:
+            value = validate.given(f.label, value)
+            given[name] = value
+    given.setdefault("unit", "alpha")
+    return given
 
 
 def parse_request(
     choices: list[str] | None, *values: Any, sources: AllowedTaskSources | None = None
 ) -> RunRequest:
-    """Check the form (its values in the order of NAMES; the held-out, split
-    and guard ones may be left out: the table's defaults) before anything
-    touches the model. An empty held-out task means no held-out scoring (its
-    limit is then not used). The task folder must be one of `sources`
-    (default: the shipped tasks, or lm-eval's registered tasks): a visitor
-    never picks a folder of code to run. The concept objective reads no task
-    field: it scores one vector's own held-out prompts.
+    """Check the form (its values in the order of NAMES; trailing ones may be
+    left out: the table's defaults) before anything touches the model. The
+    task folder must be one of `sources` (default: the shipped tasks, or
+    lm-eval's registered tasks): a visitor never picks a folder of code to
+    run. The concept objective reads no task field: it scores one vector's
+    own held-out prompts.
 
     Raises:
         InvalidInputError: with a message naming the field (TaskSourceError
@@ -111,55 +115,11 @@ def parse_request(
         )
     if not all(isinstance(choice, str) and choice for choice in chosen):
         raise InvalidInputError(f"Unknown vector in {list(chosen)!r}; refresh the tab.")
-    guard = _guard(form)
-    if guard.scores_task:
-        folder = (sources or AllowedTaskSources()).include_path(form.get("task_folder"))
-        task, metric = form.get("task") or "", form.get("metric") or ""
-    else:  # concept strength scores the vector's own prompts: the task fields are not read
-        folder, task, metric = None, CONCEPT_TASK, CONCEPT_METRIC
-    fitness = FitnessConfig(
-        task=task,
-        include_path=folder,
-        metric=metric,
-        limit=_whole("limit", form),
-        batch_size=_whole("batch_size", form),
+    settings = RunSettings.from_values(
+        _given(form), sources=sources or AllowedTaskSources(), naming=FORM_NAMES
     )
-    if form.get("unit", "") is None:  # a radio left empty; a caller may leave it out
-        raise InvalidInputError("Choose the unit of the searched range: strength or alpha.")
-    space = SearchSpace(
-        _whole("layer_min", form), _whole("layer_max", form), form.get("alpha_min"),
-        form.get("alpha_max"), unit=form.get("unit") or "alpha",
-        strength_min=form.get("strength_min", BY_NAME["strength_min"].default),
-        strength_max=form.get("strength_max", BY_NAME["strength_max"].default),
-    )  # fmt: skip
-    pso = PsoConfig(
-        particles=_whole("particles", form),
-        iterations=_whole("iterations", form),
-        c1=form.get("c1"),
-        c2=form.get("c2"),
-        w=form.get("w"),
-        seed=_whole("seed", form),
-    )
-    if not isinstance(form.get("heldout_task") or "", str):
-        raise InvalidInputError(f"The held-out task must be text, got {form['heldout_task']!r}.")
-    heldout_task = (form.get("heldout_task") or "").strip()
-    workers = 0 if form.get("workers") in (None, "") else _whole("workers", form, minimum=0)
-    if not guard.scores_task:
-        guard.check_concept(len(chosen), bool(heldout_task), workers)
-    heldout = None
-    if heldout_task:
-        heldout = FitnessConfig(
-            task=form["heldout_task"],
-            include_path=folder,
-            metric=fitness.metric,
-            limit=_whole("heldout_limit", form, minimum=1),
-            batch_size=fitness.batch_size,
-        )
-        check_heldout(fitness, heldout)
-    guard.guard_config(fitness)  # the guard task is not the search task
-    first_round = 0 if form.get("first_round") in (None, "") else _whole("first_round", form, 0)
-    guard.check_first_round(fitness, first_round)  # under the limit, and a task run
-    return RunRequest(chosen, fitness, space, pso, heldout, workers, guard, first_round)
+    settings.check_vectors(len(chosen))
+    return RunRequest(chosen, settings)
 
 
 def starting_values(
@@ -215,10 +175,9 @@ def build_form(
             built.update({name: _component(BY_NAME[name], values[name], sources) for name in row})
     with gr.Accordion("PSO options", open=False), gr.Row(elem_classes=[FORM_ROW]):
         built.update({name: _component(BY_NAME[name], values[name], sources) for name in _FOLDED})
-    with gr.Row(elem_classes=[FORM_ROW]):
-        built.update({name: _component(BY_NAME[name], values[name], sources) for name in _LAST_ROW})
-    with gr.Row():
-        built.update({name: _component(BY_NAME[name], values[name], sources) for name in _GUARD_ROW})
+    for row in (_LAST_ROW, _SPLIT_ROW, _GUARD_ROW):
+        with gr.Row(elem_classes=[FORM_ROW]):
+            built.update({name: _component(BY_NAME[name], values[name], sources) for name in row})
     for name, component in built.items():
         settings.remember(component, BY_NAME[name].saved_key)
     return {name: built[name] for name in NAMES}

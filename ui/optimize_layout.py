@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from optimize.run.first_round import FINALISTS
 from optimize.guard.objective import OBJECTIVES, uses_task
 from ui import compat, front_panel
 from ui import format as fmt
@@ -21,49 +20,37 @@ if TYPE_CHECKING:
     from ui.optimize_tab import OptimizeActions
 
 
-def plan_line(
-    particles: Any, iterations: Any, limit: Any, objective: Any = None, first_round: Any = 0
-) -> str:
+def plan_line(particles: Any, iterations: Any, limit: Any, objective: Any = None) -> str:
     """The warning shown before a run: how much it scores, and that it holds
     the model, so chat replies (the webui's too) wait until it ends. A field
     that is not a whole positive number leaves the size out (the run's own
     check names it when started). For the concept objective it says what is
     scored instead of a task: the vector's held-out concept and contrast
-    prompts, within the KL budget. With a first round (under the limit) it
-    says which documents each round scores."""
+    prompts, within the KL budget."""
     holds = (
         "It holds the model: chat replies (the webui's too) and vector changes wait until "
         "it ends; the status line shows the time left once the first setting is scored."
     )
     concept = isinstance(objective, str) and objective in OBJECTIVES and not uses_task(objective)
-    scored = (
-        "the held-out concept and contrast prompts of the one selected vector (the held-out "
-        "share of each list; the vector is rebuilt from the rest), ranked by how much likelier "
-        "the concept's become, within the KL budget; the task fields are not used"
-        if concept
-        else None
-    )
     try:
         p, i, n = int(particles), int(iterations), int(limit)
     except (TypeError, ValueError, OverflowError):
         p = i = n = -1
-    if p < 1 or i < 1 or n < 0:
-        return f"**Before you start:** {'this run scores ' + scored + '. ' if scored else ''}{holds}"
-    documents = scored or ("all documents of the task" if n == 0 else f"{n} documents")
-    try:
-        first = int(first_round or 0)
-    except (TypeError, ValueError, OverflowError):
-        first = 0
-    if not scored and 0 < first and (n == 0 or first < n):
-        return (
-            f"**Before you start:** this run scores {p * i} settings ({p} particles × {i} "
-            f"iterations) on the first {first} documents each, then the best {FINALISTS} of "
-            f"them and the unsteered baseline on {documents}. {holds}"
+    if concept:
+        scored = (
+            "the held-out concept and contrast prompts of the one selected vector (the held-out "
+            "share of each list; the vector is rebuilt from the rest), ranked by how much "
+            "likelier the concept's become, within the KL budget; the task fields are not used"
         )
+        size = f"{p * i} settings ({p} particles × {i} iterations) on " if p > 0 and i > 0 else ""
+        return f"**Before you start:** this run scores {size}{scored}. {holds}"
+    if p < 1 or i < 1 or n < 1:
+        return f"**Before you start:** {holds}"
     return (
-        f"**Before you start:** this run scores {p * i + 1} settings ({p} particles × {i} "
-        f"iterations, plus the unsteered baseline) on {documents}{'' if scored else ' each'}. "
-        f"{holds}"
+        f"**Before you start:** this run ranks {p * i} settings ({p} particles × {i} "
+        f"iterations) on the search documents (of at most {n}), then confirms the best few "
+        "on documents that did not rank them and checks the pick on held-out documents; "
+        f"only a gain the confirmation documents bear out is recommended. {holds}"
     )
 
 
@@ -118,7 +105,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     with gr.Row():
         resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
         resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
-    sized_by = ("particles", "iterations", "limit", "objective", "first_round")
+    sized_by = ("particles", "iterations", "limit", "objective")
     size = [fields[name] for name in sized_by]
     plan = gr.Markdown(plan_line(*(f.value for f in size)), elem_id="optimize-plan")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")

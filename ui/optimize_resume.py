@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from optimize import FitnessConfig, PsoConfig, SearchSpace
-from optimize.config.guard import GuardSettings
-from optimize.guard.objective import uses_task
 from optimize.run.journal import SUFFIX, JournalFile, JournalState, interrupted_runs
+from optimize.run.settings import RunSettings
+from optimize.scoring.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError
 from steering.session import Current
 from ui import format as fmt
@@ -63,51 +63,49 @@ def resume_offer(folder: Path | None) -> tuple[str, Any]:
     return text, gr.update(visible=bool(text))
 
 
-def request_from(state: JournalState) -> RunRequest:
-    """The run request an interrupted run was started with (InvalidInputError
-    when its journal does not say it)."""
+def request_from(state: JournalState, sources: AllowedTaskSources | None = None) -> RunRequest:
+    """The run request an interrupted run was started with, checked as if it
+    were typed into the form today (the task folder among `sources`, every
+    value within the table's bounds): InvalidInputError when its journal
+    does not say it or today's rules refuse it."""
     identity = state.identity
+    values = identity.get("settings")
+    if not isinstance(values, dict):
+        raise InvalidInputError(
+            "The interrupted run's journal does not keep its settings (it was started from "
+            "the command line): resume it there with --resume."
+        )
     try:
-        heldout, split = identity.get("heldout"), identity.get("split")
-        objective = identity.get("objective") or {"name": "target", "options": {}}
-        if not uses_task(str(objective["name"])):
-            raise InvalidInputError(
-                "An interrupted concept-strength run cannot be resumed here (its journal "
-                "does not keep which prompts were held out): start it again."
-            )
-        # A split run's held-out side is the search task itself, not a held-out task.
-        guard = GuardSettings(
-            holdout_fraction=0.0 if split is None else float(split["fraction"]),
-            objective=str(objective["name"]),
-            **dict(objective.get("options") or {}),
-        )
-        return RunRequest(
-            vector_ids=tuple(str(v["id"]) for v in identity["vectors"]),
-            fitness=FitnessConfig(**identity["fitness"]),
-            space=SearchSpace(**identity["space"]),
-            pso=PsoConfig(**identity["pso"]),
-            heldout=None if heldout is None or split is not None else FitnessConfig(**heldout),
-            guard=guard,
-        )
-    except (KeyError, TypeError, ValueError) as exc:
+        vector_ids = tuple(str(v["id"]) for v in identity["vectors"])
+    except (KeyError, TypeError) as exc:
         raise InvalidInputError(f"The interrupted run's journal is incomplete: {exc!r}.") from exc
+    settings = RunSettings.from_values(values, sources=sources or AllowedTaskSources())
+    if not settings.scores_task:
+        raise InvalidInputError(
+            "An interrupted concept-strength run cannot be resumed here (its journal "
+            "does not keep which prompts were held out): start it again."
+        )
+    return RunRequest(vector_ids, settings)
 
 
-def resumable(folder: Path | None) -> tuple[RunRequest, JournalFile]:
+def resumable(
+    folder: Path | None, sources: AllowedTaskSources | None = None
+) -> tuple[RunRequest, JournalFile]:
     """The request and journal that finish the newest interrupted run in
-    `folder` (InvalidInputError when there is none)."""
+    `folder` (InvalidInputError when there is none, or today's rules refuse it)."""
     found = latest_interrupted(folder)
     if found is None:
         raise InvalidInputError("There is no interrupted run to resume.")
-    return request_from(found[1]), JournalFile(found[0], resume=True)
+    return request_from(found[1], sources), JournalFile(found[0], resume=True)
 
 
-def workers_for(current: Current, request: RunRequest, indices: tuple[int, ...]) -> Any:
+def workers_for(current: Current, settings: RunSettings, indices: Sequence[int]) -> Any:
     """The Ray workers a run with "Ray workers" above 0 scores on, started:
     each has loaded the model from the files this app loaded it from, and the
-    active vectors (call it inside the run's job). None for 0. InvalidInputError for a model handed over in memory (the
-    webui's), which another process cannot load."""
-    if request.workers == 0:
+    active vectors (call it inside the run's job). None for 0. InvalidInputError
+    for a model handed over in memory (the webui's), which another process
+    cannot load."""
+    if settings.workers == 0:
         return None
     origin = current.loaded.origin
     if origin is None:
@@ -115,19 +113,14 @@ def workers_for(current: Current, request: RunRequest, indices: tuple[int, ...])
             "Ray workers load the model from its files, and this model was handed over in "
             "memory (text-generation-webui): set Ray workers to 0, or run the standalone app."
         )
-    from optimize.run.recipe import RunRecipe
+    from optimize.run.assembly import RunRecipe
     from optimize.workers.ray import RayOptions, RayWorkers
     from steering import save_vectors
 
     steerer = current.steerer
     with tempfile.TemporaryDirectory(prefix="steerswarm-workers-") as folder:
         path = save_vectors(Path(folder) / "active.safetensors", steerer.vectors, steerer.info)
-        recipe = RunRecipe.of_file(
-            path, request.fitness, model=origin[0], gguf_file=origin[1],
-            split=request.guard.split(request.pso.seed, request.heldout),
-            guard_task=request.guard.guard_config(request.fitness),
-            first_round=request.first_round,
-        )  # fmt: skip
-    workers = RayWorkers(recipe, indices, RayOptions(workers=request.workers))
+        recipe = RunRecipe.of_file(path, settings, model=origin[0], gguf_file=origin[1])
+    workers = RayWorkers(recipe, indices, RayOptions(workers=settings.workers))
     workers.start()  # a failed start closes what it started
     return workers

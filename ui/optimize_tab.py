@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +25,7 @@ from optimize import (
     Progress,
     run_optimization,
 )
-from optimize.run.first_round import FINALISTS
-from optimize.run.report import gain_text
+from optimize.run.assembly import assembled
 from optimize.scoring.task_sources import AllowedTaskSources
 from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
 from steering.limits import LONG_RUN_SECONDS
@@ -39,13 +37,8 @@ from ui.front_panel import ApplyView, FrontActions, best_offer
 from ui.jobs import WAITING, BackgroundJob, JobRegistry, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion, go_ahead
 from ui.model_access import locked, model_facts, peek_facts
-from ui.optimize_form import (
-    NAMES,
-    TASKS_DIR,
-    RunRequest,
-    default_layer_range,
-    parse_request,
-)
+from optimize.run.settings import default_layer_range
+from ui.optimize_form import NAMES, TASKS_DIR, RunRequest, parse_request
 from ui.optimize_layout import OptimizeTab, build
 from ui.optimize_resume import new_journal, resumable, resume_offer, workers_for
 
@@ -133,7 +126,7 @@ class OptimizeActions:
             return
         # a concept run is not journalled: its journal could not say which
         # prompts were held out, so it could not be resumed (optimize_resume)
-        journal = new_journal(self.save_dir) if request.guard.scores_task else None
+        journal = new_journal(self.save_dir) if request.settings.scores_task else None
         yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
 
     def resume_offer(self) -> tuple[str, Any]:
@@ -143,7 +136,7 @@ class OptimizeActions:
     def resume(self) -> Iterator[OptimizeView]:
         """Finish the newest interrupted run, scoring only what it had not scored."""
         try:
-            request, journal = resumable(self.save_dir)
+            request, journal = resumable(self.save_dir, self.sources)
         except SteerSwarmError as exc:
             yield (*(gr.update(),) * 7, fmt.failed("resume the run", str(exc)))
             return
@@ -183,7 +176,7 @@ class OptimizeActions:
             (
                 "Starting: loading the task, measuring the unsteered model on the neutral text "
                 "(for the KL guard) and scoring the unsteered baseline…"
-                if work.request.guard.scores_task
+                if work.request.settings.scores_task
                 else "Starting: rebuilding the vector from its prompts that are not held out, "
                 "measuring the unsteered model on the neutral text (for the KL guard) and on "
                 "the held-out prompts…"
@@ -217,7 +210,7 @@ class OptimizeActions:
                     plots.particles(history, work.numbers, last.best),
                     "",
                     *no_result,
-                    self._running_line(job, time.perf_counter() - started),
+                    self._running_line(job, time.perf_counter() - started, last.note),
                 )
         except OptimizationCancelled as exc:
             yield (
@@ -248,19 +241,12 @@ class OptimizeActions:
             return
         result: OptimizationResult = job.result
         saved = work.saved(self._save, result)
-        done = "✕ Cancelled; showing the best setting so far." if result.cancelled else "✓ Done."
+        done = "✕ Cancelled." if result.cancelled else "✓ Done."
+        verdict = result.verdict
         outcome = (
             "The active vectors are unchanged until you click **Apply best**."
-            if result.improved
-            else "No setting beat the unsteered model, so there is nothing to apply; "
-            "the active vectors are unchanged."
-        )
-        heldout = result.heldout
-        held_line = (
-            ""
-            if heldout is None
-            else f" Held-out {fmt.md(heldout.fitness.task)}: best {heldout.best.score:.4g} vs baseline "
-            f"{heldout.baseline.score:.4g} ({heldout.gain_points:+.1f} points)."
+            if verdict.recommended is not None
+            else "The active vectors are unchanged."
         )
         yield (
             fmt.progress_html(result.final_progress(), "cancelled" if result.cancelled else "done"),
@@ -274,22 +260,21 @@ class OptimizeActions:
             fmt.result_summary(result),
             result,
             gr.update(value=saved, visible=True) if saved is not None else gr.update(),
-            (
-                f"{done} Best {result.best.score:.4g} vs baseline {result.baseline.score:.4g} "
-                f"({gain_text(result)}).{held_line} {outcome}"
-            ),
+            f"{done} {fmt.md(verdict.headline)} {outcome}",
         )
 
-    def _running_line(self, job: BackgroundJob, elapsed: float) -> str:
-        """The status line while the run goes; once Cancel was clicked it says
-        so rather than flick back to "Optimizing"."""
+    def _running_line(self, job: BackgroundJob, elapsed: float, note: str = "") -> str:
+        """The status line while the run goes (with its time budget's plan,
+        once known); once Cancel was clicked it says so rather than flick back
+        to "Optimizing"."""
         if job.cancel_event.is_set():
             return "✕ Cancelling: the run stops after the current evaluation…"
         left = self.run_status.left_seconds()
         eta = "" if left is None else f", about {left:.0f} s left"
         return (
-            f"Optimizing ({elapsed:.0f} s{eta}). Chat replies (the webui's too) and vector "
-            "changes wait until this run ends; **Cancel** stops it after the current evaluation."
+            f"Optimizing ({elapsed:.0f} s{eta}). {fmt.md(note) + ' ' if note else ''}"
+            "Chat replies (the webui's too) and vector changes wait until this run ends; "
+            "**Cancel** stops it after the current evaluation."
         )
 
     def apply_offer(self, result: OptimizationResult | None) -> Any:
@@ -402,43 +387,26 @@ class _OptimizeWork:
             )
         indices = tuple(ids.index(vector_id) for vector_id in self.request.vector_ids)
         self.numbers = [i + 1 for i in indices]
-        request = self.request
-        guard = request.guard
-        stack = ExitStack()  # a concept run's rebuilt vector, undone at the end
-        if guard.scores_task:
-            scored, held = guard.fitnesses(
-                steerer, request.fitness, request.heldout, request.pso.seed
-            )
-            first = guard.first_round_fitness(
-                steerer, request.fitness, request.heldout, request.pso.seed, request.first_round
-            )
-        else:
-            scored, held = stack.enter_context(guard.concept_fitness(
-                steerer, indices, request.pso.seed, request.fitness.batch_size
-            )), None  # fmt: skip
-            first = None
-        finalists = 0 if first is None else FINALISTS
-        self.status.started(request.pso.evaluations + 1 + (0 if held is None else 2) + finalists)
+        settings = self.request.settings
         workers = None
+        started = time.perf_counter()  # a time budget counts from here
         try:
-            workers = workers_for(current, self.request, indices)  # started, models loaded
-            result = run_optimization(
-                steerer,
-                indices,
-                scored,
-                request.space,
-                request.pso,
-                on_progress=emit_while_current,
-                cancel=cancel,
-                heldout=held,
-                objective=guard.objective,
-                objective_options=guard.options,
-                workers=workers,
-                journal=self.journal,
-                first_round=first,
-            )
+            with assembled(settings, steerer, indices) as plan:
+                self.status.started(plan.total)
+                workers = workers_for(current, settings, indices)  # started, models loaded
+                result = run_optimization(
+                    steerer,
+                    indices,
+                    plan,
+                    on_progress=emit_while_current,
+                    cancel=cancel,
+                    workers=workers,
+                    journal=self.journal,
+                    settings=settings.to_values(),
+                    started=started,
+                )
         finally:
-            stack.close()  # the full vector back: "Apply best" moves it
+            # a concept run's full vector is back: "Apply best" moves it
             if workers is not None:
                 workers.close()
             self.status.finished()

@@ -154,7 +154,8 @@ def front(result: OptimizationResult) -> Figure | None:
     if not math.isnan(target_only.metrics.get(KL, math.nan)):
         ax.scatter([target_only.metrics[KL]], [target_only.score], marker="x", s=80,
                    color="#a855f7", label="best by target alone")  # fmt: skip
-    recommended = result.recommendation.evaluation
+    chosen = result.verdict.recommended
+    recommended = None if chosen is None else result.search_evaluation(chosen.setting)
     if recommended is not None:
         ax.scatter([recommended.metrics[KL]], [recommended.score], s=240, facecolors="none",
                    edgecolors="#dc2626", linewidths=2, label="recommended")  # fmt: skip

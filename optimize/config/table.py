@@ -144,8 +144,9 @@ FIELDS: tuple[Field, ...] = (
           "offers only the folders the operator allowed)",
           "task", where=frozenset({CLI, FORM}), flag="--include-path", metavar="DIR"),
     Field("metric", str, "acc", "Metric", "The metric", "metric to maximise", "task"),
-    Field("limit", int, 20, "Limit", "The limit",
-          "documents scored per evaluation (on the command line 0 means all)",
+    Field("limit", int, 400, "Limit", "The document limit",
+          "documents of the task used at most (all of them when it has fewer), split into "
+          "search, confirmation and held-out documents (on the command line 0 means all)",
           "task", minimum=1, cap=100_000),
     Field("batch_size", int, 8, "Batch size", "The batch size",
           "lm-eval batch size; scores do not depend on it", "task", minimum=1,
@@ -156,7 +157,13 @@ FIELDS: tuple[Field, ...] = (
     Field("particles", int, 4, "Particles", "The number of particles",
           "particles in the swarm", "swarm", minimum=1, cap=1000),
     Field("iterations", int, 3, "Iterations", "The number of iterations",
-          "swarm iterations", "swarm", minimum=1, cap=10_000),
+          "swarm iterations (with a time budget: as many as fit)", "swarm", minimum=1,
+          cap=10_000),
+    Field("budget", float, 0.0, "Time budget (minutes)", "The time budget",
+          "0: no limit; else the minutes the run may take: after the baseline it plans "
+          "how many settings fit from what one cost (the swarm's iterations), leaving time "
+          "for the confirmation and the held-out check", "swarm", minimum=0.0,
+          cap=7 * 24 * 60, where=frozenset({CLI, FORM})),
     # -- search space ----------------------------------------------------------
     Field("layer_min", int, None, "Lowest layer", "The lowest layer",
           "lowest layer searched, from 0 (default: 0 on the command line, about a "
@@ -198,13 +205,26 @@ FIELDS: tuple[Field, ...] = (
     Field("heldout_limit", int, None, "Held-out limit", "The held-out limit",
           "held-out documents scored (default: the same as the limit; on the command "
           "line 0 means all)", "held-out", minimum=1, cap=100_000),
-    Field("holdout_fraction", float, 0.5, "Held-out share", "The held-out fraction",
-          "share of the task's documents (after the limit) set aside with the seed and "
-          "scored only after the search, with a paired test; 0 turns the split off; "
-          "not used with a held-out task; with --objective concept, the share of the "
-          "vector's prompts held out to score (the vector is rebuilt from the rest)",
+    Field("holdout_fraction", float, 0.3, "Held-out share", "The held-out fraction",
+          "share of the task's documents set aside with the seed and scored once, after "
+          "the search, to check the pick with a paired test; 0: none (with a held-out task, "
+          "its documents are the held-out ones); with the concept objective, the share of "
+          "the vector's prompts held out to score (the vector is rebuilt from the rest)",
           "held-out", minimum=0.0, maximum=0.9,
           where=frozenset({CLI, FORM})),
+    Field("confirm_fraction", float, 0.7, "Confirmation share", "The confirmation fraction",
+          "share of the documents not held out that confirm the best few settings: "
+          "documents that did not rank them, so a lucky score on the search documents "
+          "does not win; the rest rank every setting", "held-out",
+          minimum=0.1, maximum=0.9, where=frozenset({CLI, FORM})),
+    Field("finalists", int, 3, "Finalists", "The number of finalists",
+          "how many of the best distinct settings are scored on the confirmation documents",
+          "held-out", minimum=1, cap=10, where=frozenset({CLI, FORM})),
+    Field("significance", float, 0.05, "Significance", "The significance level",
+          "a setting is recommended only if its gain on the confirmation documents passes "
+          "a one-sided paired sign test at this level (Holm's step-down over the finalists)",
+          "held-out",
+          minimum=1e-6, maximum=0.5, where=frozenset({CLI, FORM})),
     # -- search strategy (optimize/strategies) ---------------------------------
     Field("strategy", str, "pso", "Strategy", "The search strategy",
           "pso: the particle swarm; tpe or cmaes: Optuna's samplers, the same number of "
@@ -232,12 +252,6 @@ FIELDS: tuple[Field, ...] = (
           "score each iteration's settings on this many Ray workers, each with its own "
           "copy of the model (a local Ray unless --ray names a cluster); 0: in this process",
           "workers", minimum=0, cap=256, where=frozenset({CLI, FORM})),
-    # -- last, so that forms filled in the table's order before it still line up --
-    Field("first_round", int, 0, "First round on", "The first round",
-          "0: off; else score each setting on this many documents first, then the best 3 "
-          "on all (about 3x less task scoring at a quarter of the limit)", "task", minimum=0,
-          cap=100_000,
-          where=frozenset({CLI, FORM})),
 )  # fmt: skip
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
@@ -260,13 +274,15 @@ def _default_text(f: Field) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add a flag for every CLI setting, with its type, default and help."""
+    """Add a flag for every CLI setting, with its type and help (its default
+    is said in the help): a flag not given is absent from the parsed
+    namespace, so the run knows what was given (optimize/run/settings.py)."""
     for f in fields(CLI):
         parser.add_argument(
             f.cli_flag,
             dest=f.name,
             type=f.kind,
-            default=None if f.required_on_cli else f.default,
+            default=argparse.SUPPRESS,
             metavar=f.metavar or (None if f.choices else {int: "N", float: "X", str: "NAME"}[f.kind]),
             choices=f.choices,
             help=(f.help + _default_text(f)).replace("%", "%%"),

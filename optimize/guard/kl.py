@@ -21,6 +21,8 @@ vectors, or alpha 0), the KL is exactly 0 rather than rounding noise.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,8 +34,8 @@ from optimize.scoring import prefix
 from steering.rng import preserved_rng
 from steering.batched import checked_deltas, row_limit, run_many
 from steering.bucketing import batch_cost_tokens, group_rows
-from optimize.scoring.metrics import Fitness, Metrics
-from optimize.guard.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL
+from optimize.scoring.metrics import PARTIAL, Fitness, Metrics
+from optimize.guard.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL, KL_SKIPPED
 from steering.kl import KlReference
 from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 from steering.engine import Steerer
@@ -80,10 +82,12 @@ class KlGuard:
         texts: Sequence[str] | None = None,
         batch_size: int = 16,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        base: Sequence[SteeringVector] = (),
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError(f"The guard's batch size must be at least 1, got {batch_size!r}.")
         self.steerer = steerer
+        self.base = tuple(base)
         model = steerer.model
         texts = neutral_sentences(count=DEFAULT_GUARD_SENTENCES) if texts is None else tuple(texts)
         self.sentences = len(texts)
@@ -105,7 +109,11 @@ class KlGuard:
             if why is not None
             else LayerCache(model, [b.ids for b in self._batches], cache_bytes)
         )
-        with preserved_rng(), steerer.unsteered():
+        # The reference is the model as every setting of the run is compared
+        # with: steered by the `base` vectors (the active vectors the run does
+        # not tune), or not at all. Its time is about one setting's KL pass.
+        started = time.perf_counter()
+        with preserved_rng(), (steerer.applied(base) if base else steerer.unsteered()):
             try:
                 hidden = self._final_states(check=True)
             except Exception:  # noqa: BLE001 - the layer loop failed on this model
@@ -115,6 +123,7 @@ class KlGuard:
                 self._cache = None
                 hidden = self._final_states(check=True)
             self._reference = [self._make_reference(h) for h in hidden]
+        self.reference_seconds = time.perf_counter() - started
 
     # ------------------------------------------------------------------ plan
 
@@ -189,11 +198,18 @@ class KlGuard:
 
     # --------------------------------------------------------------- scoring
 
+    def _is_reference(self, vectors: Sequence[SteeringVector]) -> bool:
+        """Whether `vectors` are exactly the reference's (KL 0 without a pass)."""
+        return len(vectors) == len(self.base) and all(
+            a is b for a, b in zip(vectors, self.base, strict=True)
+        )
+
     def evaluate(self, vectors: Sequence[SteeringVector]) -> KlOutcome:
-        """KL(unsteered || steered by exactly `vectors`), mean over the scored
-        positions. The previously active vectors are back afterwards."""
+        """KL(reference || steered by exactly `vectors`), mean over the scored
+        positions; the reference is the model with the `base` vectors (none:
+        unsteered). The previously active vectors are back afterwards."""
         total = 0.0
-        if vectors:
+        if not self._is_reference(vectors):
             with preserved_rng(), self.steerer.applied(vectors):
                 states = self._final_states()
             total = sum(
@@ -222,7 +238,7 @@ class KlGuard:
         outcomes = []
         for vectors, final in zip(settings, states, strict=True):
             total = 0.0
-            if vectors:
+            if not self._is_reference(vectors):
                 total = sum(
                     float(self._kl(h, ref).sum())
                     for h, ref in zip(final, self._reference, strict=True)
@@ -241,45 +257,139 @@ class GuardedFitness:
     """A target fitness with the capability guard's metrics added: "kl" from a
     `KlGuard` for every setting and, with a `guard_task` fitness (another
     lm-eval task, e.g. general knowledge), its score ("guard", "guard_stderr")
-    and the points it lost against the unsteered model ("guard_drop", > 0 is
-    a loss). The unsteered guard score is measured once, here.
+    and the points it lost against the baseline ("guard_drop", > 0 is a
+    loss). `base` are the vectors every setting keeps (the active vectors the
+    run does not tune): the guard task's baseline is measured with them, once,
+    here, as the KL guard's reference is.
+
+    Once `calibrate` has the baseline's metrics, a setting gets no KL pass
+    (its "kl" NaN, "kl_skipped" 1) when
+    - its target is at or below the baseline's (and, with a guard task, its
+      guard score is too): the baseline has KL 0 and is at least as good on
+      every other count, so it can be neither recommended nor on the front;
+    - a racing target (optimize/scoring/racing.py) stopped it after the first
+      part of its documents: clearly below the finalists so far.
+    A setting scored whole that could be a finalist (above the baseline, KL
+    within `kl_budget` when one is given) is admitted to the race.
 
     Itself a `Fitness`: the run ranks what it reports with an objective.
     """
 
-    def __init__(self, target: Fitness, guard: KlGuard, guard_task: Fitness | None = None) -> None:
+    def __init__(
+        self,
+        target: Fitness,
+        guard: KlGuard,
+        guard_task: Fitness | None = None,
+        base: Sequence[SteeringVector] = (),
+        kl_budget: float | None = None,
+    ) -> None:
         self.target = target
         self.guard = guard
         self.guard_task = guard_task
+        self.kl_budget = kl_budget
         self.config = target.config
         self.samples = target.samples
         self.higher_is_better = target.higher_is_better
         # which documents the target scores (optimize.guard.split), for the run's checks
         self.split = getattr(target, "split", None)
         self.side = getattr(target, "side", None)
-        self.guard_baseline = None if guard_task is None else guard_task.metrics(()).target
+        self.documents = getattr(target, "documents", "")
+        self.guard_baseline = None if guard_task is None else guard_task.metrics(base).target
+        self._floor: Metrics | None = None  # the baseline's metrics, once calibrated
+        self.skipped = 0  # KL passes not run
 
     @property
     def metric_key(self) -> str:
         return self.target.metric_key
 
-    def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
+    @property
+    def extra_seconds(self) -> float:
+        """What a setting costs here beyond its target's scoring: its KL pass."""
+        return float(self.guard.reference_seconds)
+
+    def calibrate(self, baseline: Metrics, values: Sequence[float] = ()) -> None:
+        """From now on, skip the KL pass of settings `baseline` dominates; a
+        racing target also gets its per-document `values`."""
+        self._floor = baseline
+        racing = getattr(self.target, "calibrate", None)
+        if racing is not None and values:
+            racing(values)
+
+    def _dominated(self, target: Metrics, guard: Metrics | None) -> bool:
+        floor = self._floor
+        if floor is None:
+            return False
+        if PARTIAL in target:
+            return True  # stopped early: clearly below the finalists so far
+        sign = 1.0 if self.higher_is_better else -1.0
+        if not sign * target.target <= sign * floor.target:
+            return False
+        if guard is None or self.guard_task is None:
+            return True
+        guard_sign = 1.0 if self.guard_task.higher_is_better else -1.0
+        return guard_sign * guard.target <= guard_sign * floor.get(GUARD, math.inf * guard_sign)
+
+    def _admit(self, metrics: Metrics, values: Sequence[float]) -> None:
+        admit = getattr(self.target, "admit", None)
+        kl = metrics.get(KL, math.nan)
+        if admit is None or math.isnan(kl) or not values:
+            return
+        if self.kl_budget is not None and kl > self.kl_budget:
+            return
+        admit(metrics.target, values)
+
+    def _scores(self, vectors: Sequence[SteeringVector]) -> tuple[Metrics, tuple[float, ...]]:
+        scores = getattr(self.target, "document_scores", None)
+        if scores is None:
+            return self.target.metrics(vectors), ()
+        metrics, values = scores(vectors)
+        return metrics, tuple(values)
+
+    def document_scores(
+        self, vectors: Sequence[SteeringVector]
+    ) -> tuple[Metrics, tuple[float, ...]]:
+        """The metrics and the target's per-document values."""
+        target, values = self._scores(vectors)
         guard = None if self.guard_task is None else self.guard_task.metrics(vectors)
-        return self._combine(self.target.metrics(vectors), self.guard.evaluate(vectors).kl, guard)
+        kl = None if self._dominated(target, guard) else self.guard.evaluate(vectors).kl
+        metrics = self._combine(target, kl, guard)
+        self._admit(metrics, values)
+        return metrics, values
+
+    def metrics(self, vectors: Sequence[SteeringVector]) -> Metrics:
+        return self.document_scores(vectors)[0]
 
     def metrics_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[Metrics]:
         """`metrics` of several settings, each part scored in batched passes
         where it can be (see `optimize.scoring.batched`)."""
-        targets = _many(self.target, settings)
-        kls = self.guard.evaluate_many(settings)
-        guards = [None] * len(settings) if self.guard_task is None else _many(self.guard_task, settings)
-        return [
-            self._combine(t, k.kl, g) for t, k, g in zip(targets, kls, guards, strict=True)
-        ]
+        many = getattr(self.target, "document_scores_many", None)
+        if many is not None:
+            scored = list(many(settings))
+        else:
+            scored = [(m, ()) for m in _many(self.target, settings)]
+        guards: list[Metrics | None] = (
+            [None] * len(settings)
+            if self.guard_task is None
+            else list(_many(self.guard_task, settings))
+        )
+        measured = [i for i in range(len(settings)) if not self._dominated(scored[i][0], guards[i])]
+        kls = dict(
+            zip(measured, self.guard.evaluate_many([settings[i] for i in measured]), strict=True)
+        )
+        out = []
+        for i, ((target, values), guard) in enumerate(zip(scored, guards, strict=True)):
+            metrics = self._combine(target, None if i not in kls else kls[i].kl, guard)
+            self._admit(metrics, values)
+            out.append(metrics)
+        return out
 
-    def _combine(self, target: Metrics, kl: float, guard: Metrics | None) -> Metrics:
+    def _combine(self, target: Metrics, kl: float | None, guard: Metrics | None) -> Metrics:
         values = dict(target)
-        values[KL] = kl
+        if kl is None:
+            self.skipped += 1
+            values[KL], values[KL_SKIPPED] = math.nan, 1.0
+        else:
+            values[KL] = kl
         if guard is not None and self.guard_task is not None and self.guard_baseline is not None:
             sign = 1.0 if self.guard_task.higher_is_better else -1.0
             values[GUARD] = guard.target

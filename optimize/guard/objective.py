@@ -38,6 +38,9 @@ KL = "kl"  # mean KL(unsteered || steered) over the neutral text set, nats per t
 GUARD = "guard"  # the guard task's metric
 GUARD_STDERR = "guard_stderr"
 GUARD_DROP = "guard_drop"  # points the guard task lost against the unsteered model
+# 1 when a setting's KL was not measured because the baseline dominates it
+# (GuardedFitness.calibrate): it ranks by its target as if within the limits.
+KL_SKIPPED = "kl_skipped"
 
 # Defaults from the settings table. The KL budget was measured on
 # SmolLM2-135M-Instruct (docs/guard.md): the largest mean KL over the neutral
@@ -159,7 +162,10 @@ class GuardedObjective(Objective):
     those over, the smaller overshoot ranks higher (so a search that starts
     out of bounds is led back). The value of a setting over its limits is
     -(OVER_LIMIT + overshoot), below any target metric of magnitude < 1e6.
-    A setting whose KL was not measured (NaN) ranks like a NaN target.
+    A setting whose KL was not measured (NaN) ranks like a NaN target,
+    unless it was skipped because the baseline dominates it (KL_SKIPPED): it
+    then ranks by its target, which is at or below the baseline's, so it is
+    never recommended and the search still learns how far below it is.
     """
 
     name = "guarded"
@@ -170,7 +176,7 @@ class GuardedObjective(Objective):
         """0 within the limits; otherwise how far over, relative to each limit."""
         kl = metrics.get(KL, math.nan)
         if math.isnan(kl):
-            return math.nan
+            return 0.0 if metrics.get(KL_SKIPPED) == 1.0 else math.nan
         over = max(0.0, kl - self.options.kl_budget) / self.options.kl_budget
         drop = metrics.get(GUARD_DROP, math.nan)
         if not math.isnan(drop):

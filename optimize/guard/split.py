@@ -1,11 +1,20 @@
-"""Held-out documents by default, and whether a gain on them is real.
+"""Which documents rank settings, which confirm the pick, which are held out,
+and whether a gain on them is real.
 
-A search that scores every document of its task reports a best setting that
-is partly a lucky fit to those documents. `DocumentSplit` sets a seeded share
-of each task's documents aside: the search never scores them; after it, the
-baseline and the recommended setting are scored there once. `paired_test`
-then asks the question a user has: on the same held-out documents, did the
-setting fix more answers than it broke, beyond chance?
+The best of thirty noisy scores of the same documents is biased upward (the
+winner's curse): part of its lead is luck on those documents. So a task's
+documents are split, with a seed, three ways:
+
+- the **search** documents rank every setting the search tries;
+- the **confirm** documents score only the best few settings (the
+  finalists) and the baseline: documents that did not rank them, so a
+  finalist's gain there is an honest estimate, and a paired test there
+  decides whether anything is recommended;
+- the **held-out** documents stay unseen until the end and check the pick
+  once (the figure a user is shown, with its interval).
+
+`paired_test` then asks the question a user has: on the same documents, did
+the setting fix more answers than it broke, beyond chance?
 """
 
 from __future__ import annotations
@@ -21,52 +30,95 @@ from optimize.config.table import default
 from steering.errors import InvalidInputError
 
 DEFAULT_HOLDOUT_FRACTION = float(default("holdout_fraction"))
+DEFAULT_CONFIRM_FRACTION = float(default("confirm_fraction"))
 SEARCH = "search"
+CONFIRM = "confirm"
 HELDOUT = "heldout"
+SIDES = (SEARCH, CONFIRM, HELDOUT)
+SIDE_NAMES = {SEARCH: "search", CONFIRM: "confirmation", HELDOUT: "held-out"}
+
+
+def _share(name: str, value: Any, lowest: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"The {name} must be a number, got {value!r}.")
+    if not lowest <= float(value) < 1.0:
+        raise InvalidInputError(
+            f"The {name} must be from {lowest:g} to below 1, got {value!r}."
+        )
+    return float(value)
 
 
 @dataclass(frozen=True)
 class DocumentSplit:
     """Each task's documents (its first `limit`, when the run has a limit)
-    shuffled with `seed`; the first `round(n * fraction)` are held out, the
-    rest are searched. Both sides keep at least one document."""
+    shuffled with `seed`: the first `round(n * fraction)` are held out (none
+    when `fraction` is 0: a held-out task replaces them), then
+    `round(rest * confirm)` of the rest confirm the finalists (none when
+    `confirm` is 0: results written before confirmation existed), and the
+    remaining ones are searched. Every part that exists keeps at least one
+    document."""
 
     fraction: float = DEFAULT_HOLDOUT_FRACTION
     seed: int = 0
+    confirm: float = 0.0
 
     def __post_init__(self) -> None:
-        fraction = self.fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)):
-            raise InvalidInputError(f"The held-out fraction must be a number, got {fraction!r}.")
-        if not 0.0 < float(fraction) < 1.0:
+        object.__setattr__(self, "fraction", _share("held-out fraction", self.fraction, 0.0))
+        object.__setattr__(self, "confirm", _share("confirmation fraction", self.confirm, 0.0))
+        if self.fraction == 0.0 and self.confirm == 0.0:
             raise InvalidInputError(
-                f"The held-out fraction must be above 0 and below 1 (0 turns the split off), "
-                f"got {fraction!r}."
+                "A document split needs a held-out or a confirmation share above 0."
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidInputError(f"The split seed must be a whole number >= 0, got {self.seed!r}.")
-        object.__setattr__(self, "fraction", float(fraction))
+
+    @property
+    def sides(self) -> tuple[str, ...]:
+        """The parts this split makes, in order."""
+        return tuple(
+            side
+            for side, share in ((SEARCH, 1.0), (CONFIRM, self.confirm), (HELDOUT, self.fraction))
+            if share > 0
+        )
+
+    def counts(self, count: int) -> dict[str, int]:
+        """How many of `count` documents each part gets (InvalidInputError
+        when a part would be empty)."""
+        sides = self.sides
+        if count < len(sides):
+            raise InvalidInputError(
+                f"A task with {count} document(s) cannot be split into "
+                f"{' and '.join(SIDE_NAMES[s] for s in sides)} documents: use more documents "
+                "or lower the held-out and confirmation shares."
+            )
+        held = min(count - len(sides) + 1, max(1, round(count * self.fraction))) if (
+            self.fraction > 0
+        ) else 0
+        rest = count - held
+        confirm = min(rest - 1, max(1, round(rest * self.confirm))) if self.confirm > 0 else 0
+        return {SEARCH: rest - confirm, CONFIRM: confirm, HELDOUT: held}
 
     def parts(self, count: int) -> dict[str, tuple[int, ...]]:
-        """Positions 0..count-1 of a task's documents on each side, ascending."""
-        if count < 2:
-            raise InvalidInputError(
-                f"A task with {count} document(s) cannot be split into searched and "
-                "held-out documents: use more documents or a held-out fraction of 0."
-            )
+        """Positions 0..count-1 of a task's documents in each part, ascending."""
+        sizes = self.counts(count)
         order = np.random.RandomState(self.seed).permutation(count)
-        held = min(count - 1, max(1, round(count * self.fraction)))
+        held, confirm = sizes[HELDOUT], sizes[CONFIRM]
         return {
             HELDOUT: tuple(sorted(int(i) for i in order[:held])),
-            SEARCH: tuple(sorted(int(i) for i in order[held:])),
+            CONFIRM: tuple(sorted(int(i) for i in order[held : held + confirm])),
+            SEARCH: tuple(sorted(int(i) for i in order[held + confirm :])),
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fraction": self.fraction, "seed": self.seed}
+        return {"fraction": self.fraction, "seed": self.seed, "confirm": self.confirm}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DocumentSplit:
-        return cls(fraction=float(data["fraction"]), seed=int(data["seed"]))
+        return cls(
+            fraction=float(data["fraction"]),
+            seed=int(data["seed"]),
+            confirm=float(data.get("confirm", 0.0)),
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +138,24 @@ class PairedTest:
     p_value: float
     gain_points: float
     stderr_points: float
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """The gain's confidence interval in points (normal approximation to
+        the mean per-document difference; NaN bounds with one document)."""
+        z = _normal_quantile(0.5 + level / 2.0)
+        half = z * self.stderr_points
+        return (self.gain_points - half, self.gain_points + half)
+
+    @property
+    def p_gain(self) -> float:
+        """The one-sided sign test: the chance of at least this many fixed
+        documents among the changed ones if fixing and breaking were equally
+        likely. Small only for a gain: the test of "does it help?"."""
+        return gain_p(self.fixed, self.broken)
+
+    def confirms(self, significance: float) -> bool:
+        """Whether this is a gain at `significance` (the one-sided test)."""
+        return self.fixed > self.broken and self.p_gain < significance
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,6 +178,14 @@ class PairedTest:
             gain_points=float(data["gain_points"]),
             stderr_points=math.nan if stderr is None else float(stderr),
         )
+
+
+def gain_p(fixed: int, broken: int) -> float:
+    """Exact one-sided binomial (sign) test: P(X >= fixed) for X ~ B(fixed + broken, 1/2)."""
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, i) for i in range(fixed, n + 1)) / 2**n
 
 
 def sign_test_p(fixed: int, broken: int) -> float:
@@ -144,3 +222,44 @@ def paired_test(
         gain_points=float(diffs.mean()) * 100.0,
         stderr_points=stderr,
     )
+
+
+def _normal_quantile(p: float) -> float:
+    """The standard normal quantile."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
+
+
+# What share of documents a steering setting typically changes the answer of
+# (fixed or broken), for planning before anything is scored: on the shipped
+# tasks the settings a search recommends changed 20-40 % of answers
+# (docs/statistics.md). The smallest confirmable gain below assumes this share.
+PLANNING_DISCORDANCE = 0.3
+
+
+def smallest_confirmable_gain(
+    documents: int,
+    significance: float = 0.05,
+    discordance: float = PLANNING_DISCORDANCE,
+    one_sided: bool = False,
+) -> float:
+    """The smallest gain, in points, that a paired sign test on `documents`
+    documents can confirm at `significance`, when about `discordance` of them
+    change their answer: the fewest more-fixed-than-broken documents whose
+    sign test passes, over the documents. When even all changed documents
+    fixed would not pass, more of them must change: the gain is then that of
+    the fewest fixed documents that pass with none broken (100 points when
+    the documents are too few for any gain to pass). `one_sided`: the test
+    of a gain (`gain_p`) rather than of any difference."""
+    if documents < 1:
+        return 100.0
+    test = gain_p if one_sided else sign_test_p
+    changed = max(1, round(discordance * documents))
+    for fixed in range((changed + 1) // 2, changed + 1):
+        if test(fixed, changed - fixed) < significance:
+            return min(100.0, 100.0 * (2 * fixed - changed) / documents)
+    for fixed in range(changed + 1, documents + 1):
+        if test(fixed, 0) < significance:
+            return min(100.0, 100.0 * fixed / documents)
+    return 100.0

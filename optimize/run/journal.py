@@ -33,10 +33,13 @@ from optimize.config.space import Key
 from steering.errors import InvalidInputError
 
 FORMAT = "steerswarm.journal"
-VERSION = 1
+VERSION = 2
 SUFFIX = ".journal.jsonl"
 SEARCH, BASELINE, HELDOUT = "search", "baseline", "heldout"
-FINAL = "final"  # a first round's finalist, scored on every document (optimize/run/first_round.py)
+# the baseline or a finalist on the confirmation documents (optimize/run/confirm.py)
+CONFIRM = "confirm"
+BUDGET = "budget"  # the swarm a time budget planned after the baseline
+_WITH_VALUES = (BASELINE, CONFIRM, HELDOUT)  # kept with their per-document values
 
 
 def journal_path(result: str | Path) -> Path:
@@ -55,16 +58,17 @@ class JournalState:
     """What a journal holds: its run's identity and the evaluations it kept."""
 
     identity: dict[str, Any]
-    baseline: Evaluation | None = None
+    baseline: tuple[Evaluation, tuple[float, ...]] | None = None
     search: dict[Key, Evaluation] = field(default_factory=dict)
     heldout: dict[Key, tuple[Evaluation, tuple[float, ...]]] = field(default_factory=dict)
-    final: dict[Key, Evaluation] = field(default_factory=dict)
+    confirm: dict[Key, tuple[Evaluation, tuple[float, ...]]] = field(default_factory=dict)
+    budget: tuple[int, int, str] | None = None  # (particles, iterations, the plan's sentence)
 
     @property
     def scored(self) -> int:
         """How many evaluations ran the model (the baseline included)."""
         return (
-            (self.baseline is not None) + len(self.search) + len(self.heldout) + len(self.final)
+            (self.baseline is not None) + len(self.search) + len(self.heldout) + len(self.confirm)
         )
 
 
@@ -90,27 +94,36 @@ def read_journal(path: str | Path) -> JournalState:
         raise InvalidInputError(f"{path.name} is not a steerswarm run journal.")
     if header.get("version") != VERSION:
         raise InvalidInputError(
-            f"{path.name} is a journal of version {header.get('version')!r}; "
-            f"this steerswarm reads version {VERSION}."
+            f"{path.name} is a journal of version {header.get('version')!r}, written by another "
+            f"steerswarm; this one reads version {VERSION}: start that run again."
         )
-    baseline, search, heldout, final = None, {}, {}, {}
+    baseline = None
+    search: dict[Key, Evaluation] = {}
+    heldout: dict[Key, tuple[Evaluation, tuple[float, ...]]] = {}
+    confirm: dict[Key, tuple[Evaluation, tuple[float, ...]]] = {}
+    budget = None
     for number, line in enumerate(complete[1:], start=2):
         try:
             entry = json.loads(line)
             kind = entry["kind"]
+            if kind == BUDGET:
+                budget = (int(entry["particles"]), int(entry["iterations"]), str(entry["line"]))
+                continue
             evaluation = Evaluation.from_dict(entry["evaluation"])
+            values = tuple(float(v) for v in entry.get("values", ()))
         except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise InvalidInputError(f"Line {number} of the journal {path.name} is damaged: {exc!r}") from exc
+            raise InvalidInputError(
+                f"Line {number} of the journal {path.name} is damaged: {exc!r}"
+            ) from exc
         if kind == BASELINE:
-            baseline = evaluation
+            baseline = (evaluation, values)
         elif kind == SEARCH:
             search.setdefault(evaluation.setting.key, evaluation)
-        elif kind == FINAL:
-            final.setdefault(evaluation.setting.key, evaluation)
+        elif kind == CONFIRM:
+            confirm.setdefault(evaluation.setting.key, (evaluation, values))
         elif kind == HELDOUT:
-            values = tuple(float(v) for v in entry.get("values", ()))
             heldout.setdefault(evaluation.setting.key, (evaluation, values))
-    return JournalState(dict(header["identity"]), baseline, search, heldout, final)
+    return JournalState(dict(header["identity"]), baseline, search, heldout, confirm, budget)
 
 
 def _differences(kept: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
@@ -119,24 +132,35 @@ def _differences(kept: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str
 
 
 def run_identity(
-    model: str, num_layers: int, records: Sequence[Any], fitness: Any, heldout: Any,
-    space: Any, pso: Any, objective: Any, strategy: str, first_round: Any = None,
+    model: str, num_layers: int, records: Sequence[Any], plan: Any,
+    settings: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What makes two runs the same run: a journal is resumed only by its own.
-    A guarded fitness's guard task counts: its scores are in every evaluation."""
+    `plan` is the run's `RunPlan`; a guarded fitness's guard task counts (its
+    scores are in every evaluation). `settings`, the run's settings by name
+    when it was assembled from them, let a page rebuild the run to resume it."""
+
+    def config(fitness: Any) -> Any:
+        return None if fitness is None else dataclasses.asdict(fitness.config)
+
+    fitness = plan.fitness
+    split = getattr(fitness, "split", None)
     guard_task = getattr(fitness, "guard_task", None)
     return _normal({
         "model": {"name": model, "num_layers": num_layers},
         "vectors": [r.to_dict() for r in records],
-        "fitness": dataclasses.asdict(fitness.config),
-        "split": None if getattr(fitness, "split", None) is None else fitness.split.to_dict(),
-        "heldout": None if heldout is None else dataclasses.asdict(heldout.config),
-        "guard_task": None if guard_task is None else dataclasses.asdict(guard_task.config),
-        "space": dataclasses.asdict(space),
-        "pso": dataclasses.asdict(pso),
-        "objective": {"name": objective.name, "options": objective.options.to_dict()},
-        "strategy": strategy,
-        "first_round": None if first_round is None else first_round.samples,
+        "fitness": config(fitness),
+        "split": None if split is None else split.to_dict(),
+        "confirm": config(plan.confirm),
+        "heldout": config(plan.heldout),
+        "guard_task": config(guard_task),
+        "space": dataclasses.asdict(plan.space),
+        "pso": dataclasses.asdict(plan.pso),
+        "objective": {"name": plan.ranking.name, "options": plan.ranking.options.to_dict()},
+        "strategy": plan.strategy,
+        "finalists": plan.finalists,
+        "significance": plan.significance,
+        "settings": None if settings is None else dict(settings),
     })  # fmt: skip
 
 
@@ -186,7 +210,8 @@ class Journal:
         self.baseline = state.baseline
         self.search = dict(state.search)
         self.heldout = dict(state.heldout)
-        self.final = dict(state.final)
+        self.confirm = dict(state.confirm)
+        self.budget = state.budget
         self._fd: int | None = None
 
     @classmethod
@@ -233,27 +258,36 @@ class Journal:
         os.fsync(self._fd)
 
     def record(self, kind: str, evaluation: Evaluation, values: Sequence[float] = ()) -> None:
-        """Append `evaluation` (of `kind`: BASELINE, SEARCH, FINAL or HELDOUT,
-        the latter with its per-document `values`) unless it is a cache hit or
-        the journal already holds it."""
+        """Append `evaluation` (of `kind`: BASELINE, SEARCH, CONFIRM or HELDOUT;
+        all but SEARCH with their per-document `values`) unless it is a cache
+        hit or the journal already holds it."""
         key = evaluation.setting.key
-        kept = {SEARCH: self.search, HELDOUT: self.heldout, FINAL: self.final}.get(kind, ())
+        kept: Mapping[Key, Any] = {
+            SEARCH: self.search, HELDOUT: self.heldout, CONFIRM: self.confirm
+        }.get(kind, {})  # fmt: skip
         if evaluation.cached or key in kept:
             return
         if kind == BASELINE:
             if self.baseline is not None:
                 return
-            self.baseline = evaluation
+            self.baseline = (evaluation, tuple(values))
         elif kind == SEARCH:
             self.search[key] = evaluation
-        elif kind == FINAL:
-            self.final[key] = evaluation
+        elif kind == CONFIRM:
+            self.confirm[key] = (evaluation, tuple(values))
         elif kind == HELDOUT:
             self.heldout[key] = (evaluation, tuple(values))
         else:
             raise ValueError(f"unknown journal entry kind {kind!r}")
         entry = {"kind": kind, "evaluation": evaluation.to_dict()}
-        self._append(entry | ({"values": list(values)} if kind == HELDOUT else {}))
+        self._append(entry | ({"values": list(values)} if kind in _WITH_VALUES else {}))
+
+    def record_budget(self, particles: int, iterations: int, line: str) -> None:
+        """Append the swarm a time budget planned (once)."""
+        if self.budget is None:
+            self.budget = (particles, iterations, line)
+            entry = {"kind": BUDGET, "particles": particles, "iterations": iterations}
+            self._append(entry | {"line": line})
 
     def close(self, *, finished: bool = False) -> None:
         """Close the file; `finished` (the result is saved complete) also removes it."""

@@ -1,5 +1,5 @@
-"""A run's result as plain text: scores, the recommendation (or the plain
-statement that there is none), the held-out check with its p-value, and the
+"""A run's result as plain text: the verdict, the scores behind it (search,
+confirmation and held-out documents, with their paired tests) and the
 Pareto front as a table. Pure formatting, shared by the command line and any
 page that shows a result as text."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 from optimize.scoring.evaluation import Evaluation
-from optimize.guard.objective import GUARD, KL, TargetObjective, gain_phrase, uses_task
+from optimize.guard.objective import GUARD, KL, TargetObjective, gain_phrase
 from optimize.run.results import OptimizationResult
 from optimize.guard.split import PairedTest
 
@@ -23,27 +23,18 @@ def gain_text(result: OptimizationResult) -> str:
 
 
 def scored_text(result: OptimizationResult) -> str:
-    """What the search scored: the task's documents (and how they were split),
-    or the vector's held-out prompts for concept strength."""
-    if not uses_task(result.objective):
+    """What the search ranked settings on: the task's search documents, or the
+    vector's held-out prompts for concept strength."""
+    if not result.scores_task:
         return (
             f"{result.samples} held-out concept and contrast prompts of the vector "
             "(it was rebuilt from the rest for the search), no task"
         )
-    documents = f"{result.samples} documents"
-    if result.split is not None:
-        documents += (
-            f" searched ({result.split.fraction:.0%} of the task held out, "
-            f"split seed {result.split.seed})"
-        )
-    return documents
+    return result.documents or f"{result.samples} documents"
 
 
 def setting_text(evaluation: Evaluation) -> str:
-    return ", ".join(
-        f"layer {layer} alpha {alpha:g}"
-        for layer, alpha in zip(evaluation.layers, evaluation.alphas, strict=True)
-    )
+    return setting_text_of(evaluation.layers, evaluation.alphas)
 
 
 def paired_text(test: PairedTest) -> str:
@@ -59,7 +50,10 @@ def front_table(result: OptimizationResult) -> list[str]:
     front = result.front
     if not front:
         return []
-    recommended = result.recommendation.evaluation
+    chosen = result.verdict.recommended
+    recommended = None if chosen is None else next(
+        (e for e in front if e.setting.key == chosen.setting.key), None
+    )
     with_guard = any(not math.isnan(e.metrics.get(GUARD, math.nan)) for e in front)
     lines = [
         "Pareto front (target vs KL" + (" vs guard task" if with_guard else "") + "):",
@@ -78,13 +72,16 @@ def front_table(result: OptimizationResult) -> list[str]:
 
 
 def summary_lines(result: OptimizationResult) -> list[str]:
-    """What `python -m optimize` prints after a run."""
+    """What `python -m optimize` prints after a run: the verdict first, in the
+    words every view uses, then the numbers behind it."""
+    verdict = result.verdict
+    lines = [verdict.headline, *verdict.details, ""]
     scored = (
-        f"task {result.fitness.task}, metric {result.metric}, {scored_text(result)}"
-        if uses_task(result.objective)
+        f"task {result.fitness.task}, metric {result.metric}, ranked on {scored_text(result)}"
+        if result.scores_task
         else f"concept strength (nats per token) on {scored_text(result)}"
     )
-    lines = [
+    lines += [
         scored,
         f"objective {result.objective}"
         + (
@@ -92,48 +89,44 @@ def summary_lines(result: OptimizationResult) -> list[str]:
             if result.objective != TargetObjective.name
             else ""
         ),
-        f"baseline {score_text(result.baseline.score, result.baseline.stderr)}",
-        f"best     {score_text(result.best.score, result.best.stderr)} "
-        f"({gain_text(result)})"
+        f"baseline        {score_text(result.baseline.score, result.baseline.stderr)}",
+        f"best candidate  {score_text(result.best.score, result.best.stderr)} "
+        f"({gain_text(result)} on the search documents) at {setting_text(result.best)}"
         + (
             f", KL {result.best.metrics[KL]:.4f}"
             if not math.isnan(result.best.metrics.get(KL, math.nan))
             else ""
         ),
     ]
-    if result.first_round is not None:
-        lines.append(result.first_round.line(len(result.evaluations)))
-    for tuned in result.tuned():
-        lines.append(f"vector {tuned.vector.index + 1}: layer {tuned.layer}, alpha {tuned.alpha:g}")
-    target_only = result.target_only_best
-    if target_only.setting.key != result.best.setting.key:
-        kl = target_only.metrics.get(KL, math.nan)
+    confirmation = result.confirmation
+    if confirmation is not None:
         lines.append(
-            f"target-only best {score_text(target_only.score, target_only.stderr)} at "
-            f"{setting_text(target_only)}" + ("" if math.isnan(kl) else f", KL {kl:.4f}")
+            f"confirmation: {confirmation.documents or f'{confirmation.samples} documents'}, "
+            f"one-sided tests, Holm's step-down at {confirmation.level:.3g}"
         )
-    recommendation = result.recommendation
-    lines.append(("recommended: " if recommendation.evaluation else "") + recommendation.reason)
+        lines.append(f"  baseline {score_text(confirmation.baseline.score, confirmation.baseline.stderr)}")
+        for finalist, test in zip(confirmation.finalists, confirmation.tests, strict=True):
+            lines.append(f"  {setting_text(finalist)}: {paired_text(test)}")
+    for setting, reason in result.loops:
+        lines.append(f"replies loop at {setting_text_of(setting.layers, setting.alphas)}: {reason}")
     held = result.heldout
     if held is not None:
         where = held.documents or f"{held.samples} documents the search never saw"
         lines += [
             f"held-out task {held.fitness.task}, {held.samples} documents the search never saw"
-            if result.split is None
+            if result.split is None or result.split.fraction == 0
             else f"held-out: {where}",
             f"  baseline {score_text(held.baseline.score, held.baseline.stderr)}",
-            f"  best     {score_text(held.best.score, held.best.stderr)} "
-            f"({held.gain_points:+.1f} points)",
+            f"  checked  {score_text(held.best.score, held.best.stderr)} "
+            f"({held.gain_points:+.1f} points) at {setting_text(held.best)}",
         ]
         if held.paired is not None:
             lines.append(f"  paired: {paired_text(held.paired)}")
-        if held.target_only is not None:
-            gain = 100.0 * (held.target_only.score - held.baseline.score)
-            lines.append(
-                f"  target-only best {score_text(held.target_only.score, held.target_only.stderr)}"
-                f" ({gain:+.1f} points)"
-            )
-            if held.target_only_paired is not None:
-                lines.append(f"  paired: {paired_text(held.target_only_paired)}")
     lines += front_table(result)
     return lines
+
+
+def setting_text_of(layers: tuple[int, ...], alphas: tuple[float, ...]) -> str:
+    return ", ".join(
+        f"layer {layer} alpha {alpha:g}" for layer, alpha in zip(layers, alphas, strict=True)
+    )

@@ -14,12 +14,13 @@ from typing import Any
 
 from optimize.config.configs import FitnessConfig, PsoConfig
 from optimize.scoring.evaluation import Evaluation
-from optimize.guard.front import Recommendation, pareto_front, recommend
+from optimize.guard.front import pareto_front
 from optimize.guard.heldout import HeldOutScores, fitness_from_dict
-from optimize.guard.objective import Objective, ObjectiveOptions, make_objective
+from optimize.guard.objective import Objective, ObjectiveOptions, make_objective, uses_task
 from optimize.config.space import SearchSpace, Setting
 from optimize.scoring.placing import TunedVector, VectorRecord, tune
 from optimize.guard.split import DocumentSplit
+from optimize.guard.verdict import Confirmation, Verdict, decide
 from steering.errors import InvalidInputError
 
 __all__ = [
@@ -35,10 +36,11 @@ __all__ = [
 FORMAT = "steerswarm.optimization"
 # 2: every evaluation records its named metrics; the result its objective and
 # strategy. 3: the objective's options, the document split, the Pareto front
-# and the recommendation. Version 1 files (score and stderr only, objective
-# "target", PSO) and 2 still load.
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# and the recommendation. 4: the confirmation of the finalists on their own
+# documents, the replies checked for loops, and the verdict. Earlier versions
+# still load; nothing in them was confirmed, so nothing is recommended.
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 
 
 def _now() -> str:
@@ -51,11 +53,9 @@ class Progress:
 
     `best_score` is the best setting's score so far (None until one is
     scored), `best` that setting's evaluation; `latest` is the evaluation just
-    finished. After the search, a run with a
-    held-out task reports once more per held-out scoring, with `phase`
-    "heldout" and `latest` None (those scores are not search evaluations).
-    A run with a first round reports its search with phase "first_round"
-    (scores on fewer documents) and then each finalist with phase "finalists".
+    finished. After the search, each confirmation scoring is reported with
+    `phase` "confirm" (optimize/run/confirm.py), then each held-out scoring
+    with `phase` "heldout" and `latest` None.
     """
 
     done: int
@@ -65,6 +65,7 @@ class Progress:
     latest: Evaluation | None
     phase: str = "search"
     best: Evaluation | None = None
+    note: str = ""  # a sentence about the run's plan (its time budget), once known
 
     @property
     def fraction(self) -> float:
@@ -72,48 +73,18 @@ class Progress:
 
 
 @dataclass(frozen=True)
-class FirstRound:
-    """What a run's first round scored: the first `samples` documents of the
-    searched ones, and every evaluation of the search on them."""
-
-    samples: int
-    evaluations: tuple[Evaluation, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"samples": self.samples, "evaluations": [e.to_dict() for e in self.evaluations]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> FirstRound | None:
-        if not data:
-            return None
-        return cls(
-            samples=int(data["samples"]),
-            evaluations=tuple(Evaluation.from_dict(e) for e in data["evaluations"]),
-        )
-
-    def line(self, finalists: int) -> str:
-        """One sentence for a run's summary."""
-        distinct = len({e.setting.key for e in self.evaluations})
-        return (
-            f"first round: {distinct} settings scored on the first {self.samples} documents; "
-            f"the best {finalists} of them then on every document"
-        )
-
-
-@dataclass(frozen=True)
 class OptimizationResult:
     """The outcome of `run_optimization`.
 
-    `history` holds every evaluation in order, the baseline first. `best` is
-    the best scored setting (never the baseline); it may score below the
-    baseline when no setting helped. Particles score the user's active vectors
-    with the selected ones set to the particle's layer and alpha; the baseline
-    is the model with no steering at all. `cancelled` runs hold the
-    evaluations done before the cancel. `heldout` holds the baseline and best
-    setting scored on a held-out task, when the run was given one and was not
-    cancelled before scoring it. With a first round (optimize/run/first_round.py),
-    `history` holds the baseline and the finalists, scored on every document,
-    and `first_round` the search's evaluations on fewer documents.
+    `history` holds every search evaluation in order, the baseline first,
+    on the search documents. `best` is the objective's best of them (never the
+    baseline); it may score below the baseline when no setting helped.
+    Settings score the user's active vectors with the selected ones set to
+    the setting's layer and alpha; the baseline the active vectors that were
+    not selected. `confirmation` holds the baseline and the finalists on the
+    confirmation documents; `heldout` the baseline and the chosen setting on
+    the held-out documents. `verdict` says what is recommended, if anything.
+    `cancelled` runs hold what was done before the cancel.
     """
 
     baseline: Evaluation
@@ -138,7 +109,15 @@ class OptimizationResult:
     strategy: str = "pso"
     objective_options: ObjectiveOptions = field(default_factory=ObjectiveOptions)
     split: DocumentSplit | None = None
-    first_round: FirstRound | None = None
+    confirmation: Confirmation | None = None
+    # settings whose replies looped when checked, with the reason shown
+    loops: tuple[tuple[Setting, str], ...] = ()
+    significance: float = 0.05
+    finalists: int = 3
+    scores_task: bool = True
+    planned: int = 0  # evaluations the run planned (0: not recorded)
+    documents: str = ""  # which documents the search ranked on, for people
+    confirm_planned: bool = False  # whether the run had confirmation documents
 
     @property
     def front(self) -> list[Evaluation]:
@@ -146,10 +125,24 @@ class OptimizationResult:
         return pareto_front(self.history, self.higher_is_better)
 
     @property
-    def recommendation(self) -> Recommendation:
-        """The setting to apply (or none), and why: `best` when it keeps the
-        objective's limits, steers and beats the baseline (`improved`)."""
-        return recommend(self.baseline, self.best, self.ranking)
+    def verdict(self) -> Verdict:
+        """What the run found and whether it recommends a setting
+        (optimize/guard/verdict.py): the one answer every view shows."""
+        looping = {setting.key: reason for setting, reason in self.loops}
+        candidates = [*self.history, *(() if self.confirmation is None else self.confirmation.finalists)]
+        loops = [(e, looping[e.setting.key]) for e in candidates if e.setting.key in looping]
+        return decide(
+            self.ranking,
+            self.baseline,
+            self.best,
+            confirmation=self.confirmation,
+            heldout=None if self.heldout is None else self.heldout.paired,
+            loops=loops,
+            cancelled=self.cancelled,
+            scores_task=self.scores_task,
+            significance=self.significance,
+            confirm_planned=self.confirm_planned,
+        )
 
     @property
     def target_only_best(self) -> Evaluation:
@@ -161,12 +154,15 @@ class OptimizationResult:
         """Best minus baseline, in points (x100: 0.62 vs 0.55 accuracy is 7 points)."""
         return 100.0 * (self.best.score - self.baseline.score)
 
+    def search_evaluation(self, setting: Setting) -> Evaluation | None:
+        """The first search evaluation of `setting` (its scores on the search
+        documents), or None when the search never scored it."""
+        return next((e for e in self.evaluations if e.setting.key == setting.key), None)
+
     @property
     def improved(self) -> bool:
-        """Whether the best setting beats the unsteered model: it ranks above
-        the baseline and steers at all (some alpha is not 0). Only then is it
-        offered as a gain; otherwise no setting beat the unsteered model."""
-        return self.recommendation.evaluation is not None
+        """Whether the run recommends a setting (its verdict's rule)."""
+        return self.verdict.recommended is not None
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -200,16 +196,12 @@ class OptimizationResult:
     def final_progress(self) -> Progress:
         """The progress a view shows once the run ended: all of it, or (when
         cancelled) as far as it got."""
-        heldout = self.heldout  # the baseline, the best and maybe the target-only best
-        held = 0 if heldout is None else 2 + (heldout.target_only is not None)
-        done = len(self.history) + held
-        finalists = 0
-        if self.first_round is not None:  # its evaluations are done, the finalists in history
-            done += len(self.first_round.evaluations)
-            finalists = len(self.evaluations)
+        heldout = 0 if self.heldout is None else 2
+        confirmed = 0 if self.confirmation is None else 1 + len(self.confirmation.finalists)
+        done = len(self.history) + confirmed + heldout
         return Progress(
             done=done,
-            total=done if self.cancelled else 1 + self.pso.evaluations + finalists + held,
+            total=max(done, self.planned) if self.cancelled else done,
             best_score=self.best.score,
             baseline=self.baseline.score,
             latest=self.history[-1],
@@ -218,9 +210,14 @@ class OptimizationResult:
 
     def tuned(self, evaluation: Evaluation | None = None) -> tuple[TunedVector, ...]:
         """Each optimized vector with its layer and alpha in `evaluation`
-        (default: the best): the one place a setting meets its vectors."""
+        (default: the best search evaluation)."""
         chosen = self.best if evaluation is None else evaluation
-        return tune(self.vectors, chosen.setting)
+        return self.tuned_setting(chosen.setting)
+
+    def tuned_setting(self, setting: Setting) -> tuple[TunedVector, ...]:
+        """Each optimized vector with its layer and alpha in `setting`: the
+        one place a setting meets its vectors."""
+        return tune(self.vectors, setting)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -250,9 +247,19 @@ class OptimizationResult:
             "strategy": self.strategy,
             "objective_options": self.objective_options.to_dict(),
             "split": None if self.split is None else self.split.to_dict(),
-            "first_round": None if self.first_round is None else self.first_round.to_dict(),
+            "confirmation": None if self.confirmation is None else self.confirmation.to_dict(),
+            "loops": [
+                {"layers": list(s.layers), "alphas": list(s.alphas), "reason": reason}
+                for s, reason in self.loops
+            ],
+            "significance": self.significance,
+            "finalists": self.finalists,
+            "scores_task": self.scores_task,
+            "planned": self.planned,
+            "documents": self.documents,
+            "confirm_planned": self.confirm_planned,
             "front": [{"iteration": e.iteration, "particle": e.particle} for e in self.front],
-            "recommendation": self.recommendation.to_dict(),
+            "verdict": self.verdict.to_dict(),
         }
 
     @classmethod
@@ -290,7 +297,26 @@ class OptimizationResult:
                 strategy=str(data.get("strategy", "pso")),
                 objective_options=ObjectiveOptions.from_dict(data.get("objective_options")),
                 split=None if data.get("split") is None else DocumentSplit.from_dict(data["split"]),
-                first_round=FirstRound.from_dict(data.get("first_round")),
+                confirmation=Confirmation.from_dict(data.get("confirmation")),
+                loops=tuple(
+                    (
+                        Setting(
+                            tuple(int(v) for v in item["layers"]),
+                            tuple(float(v) for v in item["alphas"]),
+                        ),
+                        str(item["reason"]),
+                    )
+                    for item in data.get("loops", ())
+                ),
+                significance=float(data.get("significance", 0.05)),
+                finalists=int(data.get("finalists", 3)),
+                scores_task=bool(
+                    data.get("scores_task", uses_task(str(data.get("objective", "target"))))
+                ),
+                planned=int(data.get("planned", 0)),
+                documents=str(data.get("documents", "")),
+                # written before confirmation documents existed: nothing was confirmed
+                confirm_planned=bool(data.get("confirm_planned", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInputError(f"The optimization result is incomplete: {exc!r}.") from exc

@@ -35,7 +35,7 @@ from optimize.errors import FitnessError, lm_eval_failures
 from optimize.errors import short_message as _short
 from optimize.scoring.metrics import Metrics
 from optimize.scoring.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
-from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
+from optimize.guard.split import SEARCH, SIDE_NAMES, SIDES, DocumentSplit
 from steering import lm_eval_tasks
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
@@ -98,9 +98,10 @@ class LmEvalFitness:
     answers equal lm-eval's; `prefix_cache=False` scores through lm-eval.
 
     With `split`, only one `side` of each task's documents is scored
-    (`optimize.guard.split`: SEARCH or HELDOUT); `documents` says which, for people.
-    With `first`, only the first `first` of those (a first round,
-    optimize/run/first_round.py: never a document the full run holds out).
+    (`optimize.guard.split`: SEARCH, CONFIRM or HELDOUT); `documents` says
+    which, for people. With `part` (start, stop), fractions of that side's
+    documents in their order, only those (`optimize.scoring.racing`: a
+    setting's first documents, then the rest only when it is worth it).
 
     Documents whose key (`steering.extract.task_pairs.doc_key`) is in
     `exclude` are never scored; the limit counts the documents left. None
@@ -121,15 +122,15 @@ class LmEvalFitness:
         side: str = SEARCH,
         exclude: frozenset[str] | None = None,
         batch_memory: int | None = None,
-        first: int | None = None,
+        part: tuple[float, float] | None = None,
     ) -> None:
-        if side not in (SEARCH, HELDOUT):
-            raise ValueError(f"side must be {SEARCH!r} or {HELDOUT!r}, got {side!r}")
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
         self.steerer = steerer
         self.config = config
         self.split = split
         self.side = side
-        self.first = first
+        self.part = part
         self.exclude = reserved_keys(steerer.vectors) if exclude is None else frozenset(exclude)
         self.excluded = 0  # documents left out (counted while building the requests)
         self.batch_memory = batch_memory
@@ -146,8 +147,7 @@ class LmEvalFitness:
         self.documents = (
             f"all {self.samples} documents"
             if split is None
-            else f"the {'held-out' if side == HELDOUT else 'searched'} {self.samples} documents"
-            f" ({split.fraction:.0%} held out, split seed {split.seed})"
+            else f"the {self.samples} {SIDE_NAMES[side]} documents (split seed {split.seed})"
         )
         self.prefix_scorer: PrefixScorer | None = None
         if prefix_cache and self._requests.get("loglikelihood"):
@@ -275,9 +275,9 @@ class LmEvalFitness:
                 ) from exc
             if self.split is not None:
                 docs = [docs[i] for i in self.split.parts(len(docs))[self.side]]
-            if self.first is not None:
-                docs = docs[: self.first]
-            if self.split is not None or self.first is not None:
+            if self.part is not None:
+                docs = docs[round(self.part[0] * len(docs)) : round(self.part[1] * len(docs))]
+            if self.split is not None or self.part is not None:
                 kept = {doc_id for doc_id, _ in docs}
                 task._instances = [i for i in task.instances if i.doc_id in kept]
             by_doc: dict[int, list[Any]] = defaultdict(list)
@@ -336,14 +336,28 @@ class LmEvalFitness:
         (`PrefixScorer.score_many`, `optimize.scoring.batched`): equal to each one's
         own up to float rounding. Other request types, or models the scorer
         does not support, are scored one setting after another."""
+        return [outcome.metrics for outcome in self.outcomes_many(settings)]
+
+    def outcomes_many(self, settings: Sequence[Sequence[SteeringVector]]) -> list[FitnessOutcome]:
+        """`evaluate` of each of `settings`, in shared passes where it can (`metrics_many`)."""
         scorer = self.prefix_scorer
         if scorer is None or set(self._requests) != {"loglikelihood"}:
-            return [self.evaluate(vectors).metrics for vectors in settings]
+            return [self.evaluate(vectors) for vectors in settings]
         deltas = checked_deltas(self.steerer, settings)
         with preserved_rng(), lm_eval_failures(self.config.task):
             limit = row_limit(scorer, self.batch_memory)
             answers = scorer.score_many(self.steerer, deltas, limit)
-            return [self._outcome({"loglikelihood": a}).metrics for a in answers]
+            return [self._outcome({"loglikelihood": a}) for a in answers]
+
+    @property
+    def per_document_mean(self) -> bool:
+        """Whether the score is the mean of the per-document values (one task,
+        a mean-aggregated metric): what lets a score be built from parts."""
+        from lm_eval.api.metrics import mean
+
+        if len(self._plans) != 1 or self._groups.get(self.config.task) is not None:
+            return False
+        return bool(self._plans[0].task.aggregation().get(self.metric, mean) is mean)
 
     def _outcome(self, answers: dict[str, list[Any]]) -> FitnessOutcome:
         """Attach `answers` (per request type, in request order) to the

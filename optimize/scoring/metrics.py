@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 TARGET = "target"
 TARGET_STDERR = "target_stderr"
+# Present when a setting was stopped early (optimize/scoring/racing.py): the
+# number of documents its target was scored on, fewer than the fitness's.
+PARTIAL = "partial_documents"
 
 
 class Metrics(Mapping[str, float]):

@@ -175,7 +175,33 @@ class SettingScorer:
         return self.placer.unit_alpha(position_of(self.placer.vectors, self.records[i]), layer)
 
     def vectors_of(self, setting: Setting) -> list[SteeringVector]:
+        """The vectors `setting` stands for (the baseline's, `base`, for no setting)."""
+        if not setting.layers:
+            return self.base
         return self.placer.place(tune(self.records, setting))
+
+    @property
+    def base(self) -> list[SteeringVector]:
+        """The vectors every setting keeps: the active ones not being tuned.
+        The baseline is scored with exactly these, so a setting and the
+        baseline differ only by the tuned vectors."""
+        tuned = {position_of(self.placer.vectors, record) for record in self.records}
+        return [v for i, v in enumerate(self.placer.vectors) if i not in tuned]
 
     def __call__(self, setting: Setting) -> Metrics:
         return self.fitness.metrics(self.vectors_of(setting))
+
+    def document_scores(self, setting: Setting) -> tuple[Metrics, tuple[float, ...]]:
+        """The metrics and per-document target values of `setting`."""
+        return document_scores(self.fitness, self.vectors_of(setting))
+
+
+def document_scores(
+    fitness: Fitness, vectors: Sequence[SteeringVector]
+) -> tuple[Metrics, tuple[float, ...]]:
+    """A fitness's metrics with its per-document values (none when it cannot say them)."""
+    scores = getattr(fitness, "document_scores", None)
+    if scores is None:
+        return fitness.metrics(vectors), ()
+    metrics, values = scores(vectors)
+    return metrics, tuple(values)

@@ -4,7 +4,8 @@ The swarm stays in the driver (`optimize.search.loop.run_search`); each iteratio
 it hands its not-yet-scored settings, as one batch, to a `RayWorkers`: a pool
 of Ray actors that each loaded the model and vectors once (a `RunRecipe`) and
 score a setting exactly as the driver would (`optimize.scoring.placing.SettingScorer`
-on `optimize.run.recipe.search_fitness`). The batch is spread over the actors as
+on `optimize.run.assembly.search_fitness`, calibrated with the driver's
+baseline). The batch is spread over the actors as
 they come free, and the metrics are given back in the batch's order, so the
 search, and its history for a seed, are the same as without Ray.
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from optimize.scoring.metrics import Metrics
-from optimize.run.recipe import RunRecipe
+from optimize.run.assembly import RunRecipe
 from optimize.config.space import Setting
 from steering.errors import SteerSwarmError
 
@@ -82,16 +83,21 @@ class Worker:
 
             torch.set_num_threads(threads)
         try:
+            from optimize.run.assembly import base_vectors, search_fitness
+            from optimize.run.settings import RunSettings
             from optimize.scoring.placing import SettingScorer
-            from optimize.run.recipe import load_recipe, search_fitness
 
-            self.loaded, steerer, vectors = load_recipe(recipe)
+            self.loaded, steerer, vectors = recipe.load()
             steerer.set_vectors(vectors)
-            self.score_setting = SettingScorer(
-                steerer, vectors, indices, search_fitness(steerer, recipe)
-            )
+            settings = RunSettings.from_values(recipe.settings)
+            self.fitness = search_fitness(steerer, settings, base_vectors(steerer, indices))
+            self.score_setting = SettingScorer(steerer, vectors, indices, self.fitness)
         except SteerSwarmError as exc:
             self.problem = str(exc)
+
+    def calibrate(self, baseline: dict[str, float], values: list[float]) -> None:
+        """The driver's baseline: settings it dominates get no KL pass here either."""
+        self.fitness.calibrate(Metrics(baseline), values)
 
     def ready(self) -> tuple[int, str | None]:
         """This actor's process id, and why it cannot score (None: it can)."""
@@ -134,6 +140,7 @@ class RayWorkers:
         self._started_ray = False
         self._actor_class: Any = None
         self._threads: int | None = None
+        self._calibration: tuple[dict[str, float], list[float]] | None = None
 
     def __enter__(self) -> RayWorkers:
         self.start()
@@ -178,7 +185,16 @@ class RayWorkers:
             raise
 
     def _new_actor(self) -> Any:
-        return self._actor_class.remote(self.recipe, self.indices, self._threads)
+        actor = self._actor_class.remote(self.recipe, self.indices, self._threads)
+        if self._calibration is not None:
+            actor.calibrate.remote(*self._calibration)  # runs before any score: actors are ordered
+        return actor
+
+    def calibrate(self, baseline: Metrics, values: Sequence[float]) -> None:
+        """Give every actor (and any that replaces one) the driver's baseline."""
+        self._calibration = (dict(baseline), [float(v) for v in values])
+        if self._ray is not None:
+            self._ray.get([actor.calibrate.remote(*self._calibration) for actor in self.actors])
 
     def _check_ready(self, actor: Any) -> int:
         try:

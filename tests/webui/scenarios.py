@@ -39,21 +39,46 @@ def _choices(webui: Webui) -> list[str]:
     return [vector.id for vector in steerer_for(model, tokenizer).vectors]
 
 
-def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
-    """Run "Optimize vectors" with a small, quick setting; the final view."""
+def _form(**override: Any) -> list[Any]:
+    """The Optimize form's values in the order of its fields, small and quick:
+    no held-out share and the target alone (the defaults are tested in
+    test_ui_front.py); 4 documents, 2 of them confirming the finalists."""
+    from ui.optimize_form import NAMES
+
     form = {
-        "task": "steer_sentiment", "folder": TASKS, "metric": "acc", "limit": 4,
-        "batch": 4, "particles": 2, "iterations": 1, "layer_min": 0, "layer_max": 3,
-        "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
+        "task": "steer_sentiment", "task_folder": TASKS, "metric": "acc", "limit": 4,
+        "batch_size": 4, "particles": 2, "iterations": 1, "budget": 0, "layer_min": 0,
+        "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
-        # no held-out scoring and the target alone: 4 documents are too few to
-        # split, and the scenarios apply what the search found (issue 11's
-        # defaults are tested in test_ui_front.py)
-        "heldout_task": "", "heldout_limit": 4, "holdout_fraction": 0.0, "objective": "target",
-        "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
+        "heldout_task": "", "heldout_limit": 4, "holdout_fraction": 0.0,
+        "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "objective": "target",
+        "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0, "workers": 0,
     }  # fmt: skip
     form.update(override)
-    return webui.call("optimize", choices, *form.values())
+    return [form[name] for name in NAMES]
+
+
+def _recommending(result: Any) -> Any:
+    """`result` as if its best search setting had passed the confirmation
+    (12 documents fixed, 1 broken): a tiny random model's run rarely does, and
+    the scenarios test that applying works in the webui."""
+    import dataclasses
+
+    from optimize.guard.split import paired_test
+    from optimize.guard.verdict import Confirmation
+
+    best = dataclasses.replace(result.best, score=result.baseline.score + 0.5, metrics={})
+    history = [best if e is result.best else e for e in result.history]
+    test = paired_test([0.0] * 13, [1.0] * 12 + [-1.0])
+    confirmation = Confirmation(13, "13", result.baseline, (best,), (test,), 0.05)
+    return dataclasses.replace(
+        result, best=best, history=history, confirmation=confirmation, confirm_planned=True
+    )
+
+
+def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
+    """Run "Optimize vectors" with a small, quick setting; the final view."""
+    return webui.call("optimize", choices, *_form(**override))
 
 
 def _add(webui: Webui, layer: int = 1, alpha: float = 3.0) -> str:
@@ -137,7 +162,7 @@ def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
         webui.build()
         assert webui.component("Layer").value == 3  # within the model's 4 layers
         assert webui.component("Alpha").value == 1.0  # the default
-        assert webui.component("Limit").value == 20
+        assert webui.component("Limit").value == 400
         assert webui.component("Highest layer").value == 3
         assert webui.component("Seed").value == 0
 
@@ -182,7 +207,8 @@ def steers_the_webui_model(tmp: Path, tokenizer: Any) -> None:
         assert result.model == "tiny-webui" and len(result.history) == 3  # baseline + 2
         assert torch.equal(_logits(webui.shared.model), steered)  # unchanged until applied
 
-        _table, _choices_update, status, opt_status, _vectors = webui.call("apply_best", result)
+        recommended = _recommending(result)
+        _table, _choices_update, status, opt_status, _vectors = webui.call("apply_best", recommended)
         assert status.startswith("✓ Applied the best setting"), status
 
         # concept strength needs no task: the same tab scores the vector's own
@@ -246,8 +272,7 @@ def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
 
 
 def _optimize_gen(webui: Webui) -> Iterator[Any]:
-    form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, "alpha", -0.4, 0.4, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
-    return webui.handler("optimize")(_choices(webui), *form)
+    return webui.handler("optimize")(_choices(webui), *_form())
 
 
 # -- model changes ---------------------------------------------------------------
@@ -460,8 +485,7 @@ def served_page_works(tmp: Path, tokenizer: Any) -> None:
         # Opening the Optimize tab offers the vectors added since the page was built.
         offered = client.predict([], api_name="/vector_choices")
         assert offered == choices or offered.get("value") == choices, offered
-        form = ("steer_sentiment", TASKS, "acc", 4, 4, 2, 1, 0, 3, "alpha", -0.4, 0.4, -4.0, 4.0, 0.5, 0.3, 0.9, 0)
-        view = client.predict(choices, *form, api_name="/optimize")
+        view = client.predict(choices, *_form(), api_name="/optimize")
         assert view[-1].startswith("✓ Done."), view[-1]
         _table, _choices_update, status = client.predict(api_name="/reset_vectors")
         assert status.startswith("✓ Removed all 1"), status
