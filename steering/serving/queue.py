@@ -136,6 +136,7 @@ class QueueStatus:
     note: str
     served: int
     cancelled: int
+    batches: int
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +149,7 @@ class QueueStatus:
             "note": self.note,
             "served": self.served,
             "cancelled": self.cancelled,
+            "batches": self.batches,
         }
 
 
@@ -189,6 +191,7 @@ class GenerationQueue:
         self._closed = False
         self._served = 0
         self._cancelled = 0
+        self._batches = 0  # generations run: fewer than requests served when they shared
         self._thread = threading.Thread(
             target=self._serve, name="steerswarm-api-worker", daemon=True
         )
@@ -212,13 +215,22 @@ class GenerationQueue:
     def status(self) -> QueueStatus:
         with self._changed:
             waiting, running = len(self._pending), len(self._running)
-            busy = self._wants_model
-            served, cancelled = self._served, self._cancelled
-        note = self._note() if busy else (
-            f"Generating {running} request(s)." if running else "Idle: a request runs at once."
-        )
+            served, cancelled, batches = self._served, self._cancelled, self._batches
+            wants_model = self._wants_model
+        # Busy: requests wait while something else (a tab, an optimization)
+        # holds the model lock.
+        locked = getattr(self.session.lock, "locked", None)
+        held = locked() if callable(locked) else wants_model
+        busy = bool(waiting) and not running and bool(held)
+        if busy:
+            note = self._note()
+        elif running:
+            note = f"Generating {running} request(s); {waiting} wait for the next batch."
+        else:
+            note = "Idle: a request runs at once." if not waiting else "Starting the next batch."
         return QueueStatus(
-            waiting, running, self.max_waiting, self.max_batch, busy, note, served, cancelled
+            waiting, running, self.max_waiting, self.max_batch, busy, note, served, cancelled,
+            batches,
         )
 
     def wait_idle(self, timeout: float | None = None) -> bool:
@@ -320,6 +332,8 @@ class GenerationQueue:
             tickets.append(ticket)
         if not rows:
             return
+        with self._changed:
+            self._batches += 1
         try:
             results = generate_rows(steerer, rows)
         except Exception as exc:  # handed to each request's client as a server error
