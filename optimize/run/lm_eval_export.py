@@ -160,7 +160,7 @@ def _export(args: argparse.Namespace) -> str:
     command = lm_eval_command(export, model_args, config.task, config.include_path, extra)
     documents = sum(len(ids) for ids in samples.values())
     lines.append(
-        f"The run scored {result.metric} {evaluation.score:.4f} on these {documents} documents "
+        f"The run scored {config.metric} {evaluation.score:.4f} on these {documents} documents "
         f"(the unsteered model {result.baseline.score:.4f}). lm-eval's own steered model:\n"
         f"  {command}"
     )
