@@ -148,3 +148,9 @@ def api_server():
     for server, queue in started:
         server.stop()
         queue.close()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (right now)."""
+    return free_port()

@@ -88,10 +88,14 @@ def test_lm_evals_steered_model_reproduces_our_fitness_score(tiny_steerer, tmp_p
     ours = fitness.evaluate(vectors)
     assert ours.responses != fitness.evaluate(()).responses  # the setting steers
     export = export_lm_eval(tmp_path / "steer.pt", tiny_steerer, vectors)
+    model_args = {
+        "pretrained": tiny_steerer.model,
+        "tokenizer": tiny_steerer.tokenizer,
+        "steer_path": str(export.path),
+    }
     results = simple_evaluate(
         model="steered",
-        model_args={"pretrained": tiny_steerer.model, "tokenizer": tiny_steerer.tokenizer,
-                    "steer_path": str(export.path)},  # fmt: skip
+        model_args=model_args,
         tasks=["steer_sentiment"],
         task_manager=TaskManager(include_path=TASKS, include_defaults=False),
         samples=fitness.document_ids(),
