@@ -28,7 +28,8 @@ hookpoint's output with the state entering the layer, before anything is
 written.
 
 Each steered layer is one hookpoint whose `steering_vector` is the whole
-sum, computed exactly as the hook computes it, with coefficient 1.0, so
+sum (`steering.batched.setting_deltas`: the same float operations as the
+hook's sum), with coefficient 1.0, so
 lm-eval adds the same numbers (in half precision too: it would cast before
 multiplying). Raising the coefficient scales every vector at that layer.
 """
@@ -45,6 +46,7 @@ from typing import Any
 
 import torch
 
+from steering.batched import setting_deltas
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, UnsupportedModelError, VectorWriteError
 from steering.outputs import atomic_write, reason
@@ -83,19 +85,6 @@ def check_steer_path(path: str | Path) -> Path:
             "sparse autoencoder features); name the file e.g. steer.pt."
         )
     return path
-
-
-def layer_sums(vectors: Sequence[SteeringVector]) -> dict[int, torch.Tensor]:
-    """{layer: sum(alpha * V)} over `vectors`, summed in order exactly as the
-    Steerer's hook sums the vectors it applies at a layer."""
-    grouped: dict[int, list[SteeringVector]] = {}
-    for vector in vectors:
-        grouped.setdefault(vector.layer, []).append(vector)
-    sums: dict[int, torch.Tensor] = {}
-    for layer, group in grouped.items():
-        total: Any = sum(v.alpha * v.direction for v in group)
-        sums[layer] = total
-    return sums
 
 
 def hookpoints(steerer: Steerer, layers: Iterable[int]) -> dict[int, str]:
@@ -209,7 +198,7 @@ def _steer_config(
         raise InvalidInputError("There are no vectors to export.")
     for vector in vectors:
         steerer.check(vector)
-    sums = layer_sums(vectors)
+    sums = setting_deltas(vectors)
     names = hookpoints(steerer, sums)
     config: dict[str, dict[str, Any]] = {}
     for layer, total in sorted(sums.items()):
