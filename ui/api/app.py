@@ -22,11 +22,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from steering.errors import SteerSwarmError
+from steering.limits import MAX_REQUEST_BYTES
 from steering.serving.catalog import VectorCatalog
 from steering.serving.queue import DONE, FAILED, RUNNING, TEXT, WAITING, GenerationQueue, Ticket
 from steering.serving.rows import RowResult
@@ -135,8 +137,8 @@ def build_api(
     async def _complete(request: Request, kind: str) -> Response:
         body = read_json(await _body(request))
         steerer, name = served()
-        try:
-            parsed = parse_request(body, kind, steerer, catalog, name)
+        try:  # tokenizing a long conversation should not hold up other streams
+            parsed = await run_in_threadpool(parse_request, body, kind, steerer, catalog, name)
         except SteerSwarmError as exc:
             raise api_error(exc) from None
         events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
@@ -167,8 +169,6 @@ def _model(name: str) -> dict[str, Any]:
 
 async def _body(request: Request) -> bytes:
     """The body, refused (413) as soon as it passes the limit."""
-    from steering.limits import MAX_REQUEST_BYTES
-
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
         raise too_large(int(declared))
