@@ -426,8 +426,8 @@ def _busy_note(tabs: Any) -> Callable[[], str | None]:
     return note
 
 
-def _start_api(session: Any, tabs: Any, args: argparse.Namespace) -> Any:
-    """Serve the OpenAI-compatible API on the app's session; the server, to stop."""
+def _start_api(session: Any, tabs: Any, args: argparse.Namespace) -> Callable[[], None]:
+    """Serve the OpenAI-compatible API on the app's session; returns what stops it."""
     from steering.serving import GenerationQueue, VectorCatalog
     from ui.api import ApiServer, build_api
 
@@ -439,14 +439,21 @@ def _start_api(session: Any, tabs: Any, args: argparse.Namespace) -> Any:
             API_KEY_VARIABLE,
         )
     queue = GenerationQueue(session, VectorCatalog(session.data), busy_note=_busy_note(tabs))
-    server = ApiServer(build_api(session, queue, args.api_key or None), args.api_host, args.api_port)
+    api = build_api(session, queue, args.api_key or None)
+    server = ApiServer(api, args.api_host, args.api_port)
     try:
         server.start()
     except BaseException:
         queue.close()
         raise
-    log.info("OpenAI-compatible API on %s%s", server.url, " (API key required)" if args.api_key else "")
-    return server
+    keyed = " (API key required)" if args.api_key else ""
+    log.info("OpenAI-compatible API on %s%s", server.url, keyed)
+
+    def stop() -> None:
+        server.stop()
+        queue.close()
+
+    return stop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -479,10 +486,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("data folder %s%s", data_dir, f": {restored}" if restored else "")
     app, tabs = build_app_with_tabs(session, task_sources=sources)
     app.queue()
-    api = None
+    stop_api = None
     if args.api:
         try:
-            api = _start_api(session, tabs, args)
+            stop_api = _start_api(session, tabs, args)
         except SteerSwarmError as exc:
             log.error("%s", exc)
             return 2
@@ -490,8 +497,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
     finally:
-        if api is not None:
-            api.stop()
+        if stop_api is not None:
+            stop_api()
     return 0
 
 

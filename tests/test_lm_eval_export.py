@@ -124,7 +124,8 @@ def test_the_steering_command_writes_the_file_and_prints_the_lm_eval_command(
     save_vectors(tmp_path / "v.safetensors", [_vector(2, 3.0, 1)], steerer.info)
     out = tmp_path / "steer.pt"
     code = main(["export-lm-eval", "--vectors", str(tmp_path / "v.safetensors"), "--out", str(out),
-                 "--model", str(tiny_dir), "--alpha", "5", "--task", "steer_sentiment"])  # fmt: skip
+                 "--model", str(tiny_dir), "--alpha", "5",
+                 "--task", "steer_sentiment"])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "our layer 2 -> layers.1" in printed

@@ -32,7 +32,11 @@ from steering.serving.rows import CANCELLED, LENGTH, STOP, RowOutput
 from steering.session import ModelSession
 from steering.vector import SteeringVector
 
-PROMPTS = ("Hello there friend", "A much longer prompt, with more words in it than the others", "Hi")
+PROMPTS = (
+    "Hello there friend",
+    "A much longer prompt, with more words in it than the others",
+    "Hi",
+)
 
 
 def _ids(tokenizer, text: str) -> tuple[int, ...]:
@@ -173,7 +177,8 @@ def folder(tiny_steerer, vectors, tmp_path):
     data = DataFolder(tmp_path)
     data.vectors_dir.mkdir(parents=True)
     save_vectors(data.vectors_dir / "joy.safetensors", [joy], tiny_steerer.info)
-    save_vectors(data.vectors_dir / "pair.safetensors", [calm, joy.with_alpha(3.0)], tiny_steerer.info)
+    pair = [calm, joy.with_alpha(3.0)]
+    save_vectors(data.vectors_dir / "pair.safetensors", pair, tiny_steerer.info)
     raw = SteeringVector(2, 1.0, torch.ones(32), VectorSource.from_prompts(["x"]))
     save_vectors(data.vectors_dir / "raw.safetensors", [raw], tiny_steerer.info)
     _other_model_file(data.vectors_dir / "big.safetensors")
@@ -215,7 +220,8 @@ def test_names_and_ids_become_vectors(tiny_steerer, vectors, folder):
     assert same(_choose(catalog, tiny_steerer, {"id": calm.id}), calm)
     assert same(_choose(catalog, tiny_steerer, {"id": kept.id, "alpha": -1}), kept.with_alpha(-1.0))
     strong = _choose(catalog, tiny_steerer, {"name": "joy", "strength": 0.5})[0]
-    assert strong.alpha == pytest.approx(joy.alpha_for(0.5)) and strong.strength == pytest.approx(0.5)
+    assert strong.alpha == pytest.approx(joy.alpha_for(0.5))
+    assert strong.strength == pytest.approx(0.5)
     moved = _choose(catalog, tiny_steerer, {"name": "joy", "layer": 3, "alpha": 2})[0]
     assert moved.same_as(recapture(tiny_steerer, joy, 3).with_alpha(2.0))
     assert catalog.resolve(tiny_steerer, parse_steering(None)) == (kept,)
@@ -230,7 +236,8 @@ def test_names_and_ids_become_vectors(tiny_steerer, vectors, folder):
         ({"name": "../vectors/joy"}, UnknownVectorError, "steering.vectors[0].name", "no saved"),
         ({"name": "pair#3"}, UnknownVectorError, "steering.vectors[0].name", "#3 does not exist"),
         ({"name": "pair#x"}, UnknownVectorError, "steering.vectors[0].name", "not a vector name"),
-        ({"id": "000000000000"}, UnknownVectorError, "steering.vectors[0].id", "no active or saved"),
+        ({"id": "000000000000"}, UnknownVectorError, "steering.vectors[0].id",
+         "no active or saved"),
         ({"name": "big"}, RequestFieldError, "steering.vectors[0]", "made for bigger-model"),
         ({"name": "broken"}, RequestFieldError, "steering.vectors[0]", "not a readable"),
         ({"name": "joy", "layer": 4}, RequestFieldError, "steering.vectors[0].layer",
@@ -254,8 +261,10 @@ def test_bad_choices_are_refused_by_check_and_resolve(
 
 def test_a_name_standing_for_many_vectors_counts_them_all(tiny_steerer, vectors, folder):
     joy, _calm, _kept = vectors
-    nine = [joy.with_alpha(float(i)) for i in range(1, 10)]
-    nine = [dataclasses.replace(v, direction=v.direction.clone(), id=f"v{i}") for i, v in enumerate(nine)]
+    nine = [
+        dataclasses.replace(joy, alpha=float(i), direction=joy.direction.clone(), id=f"v{i}")
+        for i in range(1, 10)
+    ]
     save_vectors(folder.vectors_dir / "nine.safetensors", nine, tiny_steerer.info)
     choice = parse_steering({"vectors": [{"name": "nine"}, {"name": "nine"}]})
     with pytest.raises(RequestFieldError, match="choose 18 vectors in all"):
@@ -271,7 +280,8 @@ def session(tiny, vectors, folder):
 
 
 def _job(tokenizer, prompt, steering, tokens=8, sampling=None):
-    return Job(RowRequest(_ids(tokenizer, prompt), tokens, sampling or Sampling()), parse_steering(steering))
+    row = RowRequest(_ids(tokenizer, prompt), tokens, sampling or Sampling())
+    return Job(row, parse_steering(steering))
 
 
 def _held(session, queue, jobs):

@@ -13,7 +13,7 @@ import openai
 import pytest
 import torch
 
-from steering import capture_vector, save_vectors
+from steering import capture_vector, recapture, save_vectors
 from steering.generate import chat_input_ids
 from steering.persist import DataFolder
 from steering.session import ModelSession
@@ -90,6 +90,7 @@ def test_concurrent_requests_with_different_steering_each_get_their_own_reply(
     # what "alone" means, by the library's plain path
     for name, vectors in (
         ("joy", [joy.with_strength(0.25)]),
+        ("grief at layer 8", [recapture(steerer, joy, 8).with_strength(-0.25)]),
         ("unsteered", []),
         ("the app's vector", [active]),
     ):

@@ -36,7 +36,7 @@ print(json.dumps({
 def test_the_webuis_request_models_drop_the_steering_field():
     done = subprocess.run(
         [str(TREE / "venv" / "bin" / "python"), "-c", PROBE],
-        cwd=TREE, capture_output=True, text=True, timeout=120,
+        cwd=TREE, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     fields = json.loads(done.stdout.strip().splitlines()[-1])

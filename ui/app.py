@@ -192,7 +192,9 @@ def build_app(
 
 
 def build_app_with_tabs(
-    session: ModelSession, save_dir: Path | None = None, task_sources: AllowedTaskSources | None = None
+    session: ModelSession,
+    save_dir: Path | None = None,
+    task_sources: AllowedTaskSources | None = None,
 ) -> tuple[gr.Blocks, Tabs]:
     """The standalone app and its tabs (the API server asks the Optimize tab
     what holds the model while its requests wait)."""

@@ -112,8 +112,9 @@ class GgufActions:
             steerer = current.steerer
             export = export_lm_eval(path, steerer, steerer.vectors)
             loaded = current.loaded
-            done.append((path, lm_eval_command(export, pretrained_args(loaded.origin, loaded.name))))
-            hooks = ", ".join(f"layer {layer} → {hook}" for layer, hook in export.hookpoints.items())
+            model_args = pretrained_args(loaded.origin, loaded.name)
+            done.append((path, lm_eval_command(export, model_args)))
+            hooks = ", ".join(f"layer {n} → {hook}" for n, hook in export.hookpoints.items())
             return (
                 f"✓ Exported {len(steerer.vectors)} vector(s) for lm-eval to {fmt.md(path)} "
                 f"({fmt.md(hooks)}) — download it below, and replace TASK in the command."

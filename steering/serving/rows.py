@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
@@ -241,9 +241,10 @@ class _Tracker(StoppingCriteria):
 
     def __init__(self, tokenizer: Any, rows: Sequence[Row], end_ids: set[int]) -> None:
         def decode(tokens: list[int]) -> str:
-            return str(
-                tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+            text = tokenizer.decode(
+                tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False
             )
+            return str(text)
 
         self.states = [_RowState(row, decode) for row in rows]
         self.end_ids = end_ids
@@ -260,7 +261,7 @@ class _Tracker(StoppingCriteria):
             else:
                 state.add(int(token))
         done = [state.finish is not None for state in self.states]
-        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+        return cast(torch.BoolTensor, torch.tensor(done, dtype=torch.bool, device=input_ids.device))
 
     def results(self) -> list[RowResult]:
         return [state.result() for state in self.states]

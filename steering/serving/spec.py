@@ -166,10 +166,10 @@ def _vector(entry: Any, param: str) -> VectorChoice:
         )
     for key, allowed in _ALWAYS.items():
         if key in entry and entry[key] not in allowed:
+            hint = " Use strength for a length relative to the layer." if key == "normalize" else ""
             raise RequestFieldError(
                 f"{param}.{key} must be {' or '.join(map(repr, allowed))}: steerswarm adds "
-                f"H + alpha * V, got {typed(entry[key])}."
-                + (" Use strength for a length relative to the layer." if key == "normalize" else ""),
+                f"H + alpha * V, got {typed(entry[key])}.{hint}",
                 f"{param}.{key}",
             )
     if entry.get("params") not in (None, {}):
