@@ -88,7 +88,11 @@ def scored_documents(
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write an optimization's recommended setting as a steer file for lm-eval's "
+        "own steered model, and print the lm_eval command that re-scores it.",
+    )
     p.add_argument("--result", required=True, metavar="R.json", help="an optimization result")
     p.add_argument(
         "--vectors", required=True, metavar="FILE", help="the vector file the run was given"

@@ -240,7 +240,7 @@ class GenerationQueue:
                 lambda: not self._pending and not self._running, timeout
             )
 
-    def close(self, timeout: float = 30.0) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         """Refuse new requests, fail the waiting ones, let a running batch end."""
         with self._changed:
             self._closed = True
