@@ -10,7 +10,9 @@ the tab's name and the form values the webui saves as `<name>-<key>`.
 
 Standalone: `python extension.py [--model PATH] [--gguf-file FILE] [--host
 127.0.0.1] [--port 7860]` loads a model (the embedded SmolLM2-135M-Instruct
-by default) and serves the same tabs with a Chat tab of their own.
+by default) and serves the same tabs with a Chat tab of their own; with
+`--api` also an OpenAI-compatible API with per-request steering on the same
+model (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -389,7 +391,69 @@ def _parser() -> argparse.ArgumentParser:
         "folder holds Python that lm-eval runs: allow only folders you trust, and "
         "never one visitors can write to (the upload and temporary folders are refused)",
     )
+    api = parser.add_argument_group(
+        "OpenAI-compatible API (docs/serving.md): /v1/chat/completions, /v1/completions and "
+        "/v1/models on the same model, with per-request steering"
+    )
+    api.add_argument("--api", action="store_true", help="also serve the API (off by default)")
+    api.add_argument(
+        "--api-host",
+        default="127.0.0.1",
+        help="address the API listens on (default 127.0.0.1: this machine only)",
+    )
+    api.add_argument("--api-port", type=int, default=7861, help="port of the API (default 7861)")
+    api.add_argument(
+        "--api-key",
+        default=os.environ.get(API_KEY_VARIABLE),
+        help=f"require `Authorization: Bearer KEY` on every API request (default: the "
+        f"{API_KEY_VARIABLE} environment variable, which keeps the key out of the process "
+        "list; none: no key)",
+    )
     return parser
+
+
+API_KEY_VARIABLE = "STEERSWARM_API_KEY"
+
+
+def _busy_note(tabs: Any) -> Callable[[], str | None]:
+    """What API requests waiting for the model are told: the Optimize tab's
+    note on a running optimization (its progress and time left)."""
+
+    def note() -> str | None:
+        actions = getattr(tabs, "optimize_actions", None)
+        return None if actions is None else actions.run_status.waiting_note()
+
+    return note
+
+
+def _start_api(session: Any, tabs: Any, args: argparse.Namespace) -> Callable[[], None]:
+    """Serve the OpenAI-compatible API on the app's session; returns what stops it."""
+    from steering.serving import GenerationQueue, VectorCatalog
+    from ui.api import ApiServer, build_api
+
+    if not args.api_key and args.api_host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning(
+            "the API listens on %s without a key: anyone who reaches that address can use the "
+            "model; set --api-key or %s",
+            args.api_host,
+            API_KEY_VARIABLE,
+        )
+    queue = GenerationQueue(session, VectorCatalog(session.data), busy_note=_busy_note(tabs))
+    api = build_api(session, queue, args.api_key or None)
+    server = ApiServer(api, args.api_host, args.api_port)
+    try:
+        server.start()
+    except BaseException:
+        queue.close()
+        raise
+    keyed = " (API key required)" if args.api_key else ""
+    log.info("OpenAI-compatible API on %s%s", server.url, keyed)
+
+    def stop() -> None:
+        server.stop()
+        queue.close()
+
+    return stop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from steering.outputs import default_data_dir
     from steering.persist import DataFolder
     from steering.session import ModelSession
-    from ui.app import build_app
+    from ui.app import build_app_with_tabs
     from ui.style import css_kwargs
 
     data_dir = args.data_dir or default_data_dir()
@@ -420,10 +484,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SteerSwarmError as exc:  # a model we cannot steer: the tabs say why
         restored = str(exc)
     log.info("data folder %s%s", data_dir, f": {restored}" if restored else "")
-    app = build_app(session, task_sources=sources)
+    app, tabs = build_app_with_tabs(session, task_sources=sources)
     app.queue()
+    stop_api = None
+    if args.api:
+        try:
+            stop_api = _start_api(session, tabs, args)
+        except SteerSwarmError as exc:
+            log.error("%s", exc)
+            return 2
     log.info("serving on http://%s:%d", args.host, args.port)
-    app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
+    try:
+        app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
+    finally:
+        if stop_api is not None:
+            stop_api()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [verdicts] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [verdicts] [serving] [options]`
 
 Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
 --model), prints a markdown report on stdout, progress on stderr, and writes
@@ -6,7 +6,9 @@ one JSON file per benchmark (plus report.md) under bench/results/. On a
 quiet 2-core CPU the first three take about 10 minutes (--quick about 3);
 `demo` (the old code and this code's default run side by side, 5 seeds)
 about 40, `strategies` (3 strategies x 5 seeds x 3 tasks) about 20 more, and
-`verdicts` (the default run on every shipped task and the demo, 5 seeds) about 30.
+`verdicts` (the default run on every shipped task and the demo, 5 seeds) about 30,
+`serving` (four differently steered API requests, batched vs one after another)
+about 2.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = (
-    "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "verdicts"
+    "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "verdicts",
+    "serving",
 )
 
 
@@ -88,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
         help="alpha decimals of the strategies' search space (default: 1; 0 for a coarse, "
         "cheaper grid of whole alphas)",
     )
+    g = p.add_argument_group("(i) serving: four differently steered requests sent together")
+    g.add_argument(
+        "--serve-tokens", type=int, default=32, help="new tokens per request (default: 32)"
+    )
     return p
 
 
@@ -115,6 +122,7 @@ def _settings(args: argparse.Namespace, num_layers: int) -> dict[str, Any]:
         "demo_limit": args.demo_limit or (20 if quick else 100),
         "seeds": args.seeds or (2 if quick else 5),
         "strategy_limit": args.strategy_limit or (20 if quick else 40),
+        "rounds_serving": args.rounds or (2 if quick else 5),
     }
 
 
@@ -141,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from bench import batch, demo, generation, optimization, particle, profile, strategies
-    from bench import verdicts
+    from bench import serving, verdicts
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)
@@ -191,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = profile.run(bench, settings["demo_limit"])
         elif name == "verdicts":
             result = verdicts.run(bench, seeds=settings["seeds"])
+        elif name == "serving":
+            result = serving.run(bench, args.serve_tokens, settings["rounds_serving"])
         elif name == "strategies":
             result = strategies.run(
                 bench, seeds=settings["seeds"], limit=settings["strategy_limit"],

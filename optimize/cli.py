@@ -11,6 +11,10 @@ folder gone read-only meanwhile) is written to the data folder's results/ (or
 the temporary folder) instead, and the message says where: a finished run is
 never thrown away. `--ray [ADDRESS] --workers N` scores each iteration's
 settings on N Ray workers (optimize/workers/ray.py).
+
+`python -m optimize export-lm-eval --result R.json --vectors FILE --out
+steer.pt` writes a result's recommended setting for lm-eval's own steered
+model (optimize/run/lm_eval_export.py).
 """
 
 from __future__ import annotations
@@ -289,6 +293,11 @@ def _quiet_libraries() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
+    if given[:1] == ["export-lm-eval"]:
+        from optimize.run.lm_eval_export import main as export_main
+
+        _quiet_libraries()
+        return export_main(given[1:])
     # Imported after parsing, so that --help and usage errors are instant.
     from steering.errors import SteerSwarmError
 

@@ -8,10 +8,13 @@ GGUF control vectors are llama.cpp's and repeng's format (docs/gguf.md).
                                --layer L (--alpha A | --strength S) --out FILE
     python -m steering generate --vectors FILE --prompt TEXT [--alpha A]
     python -m steering export-gguf --vectors FILE [--alpha A] --out FILE.gguf
+    python -m steering export-lm-eval --vectors FILE [--alpha A] --out steer.pt
     python -m steering import-gguf --control-vector FILE.gguf [--scale S] [--skip-last-layer] --out FILE
 
 All take --model and --gguf-file (default: the embedded SmolLM2). `generate`
-and `export-gguf` read .safetensors vector files and .gguf control vectors.
+and the exports read .safetensors vector files and .gguf control vectors.
+`export-lm-eval` writes a steer file for lm-eval's `steered` model
+(steering/lm_eval_export.py) and prints the lm_eval command that uses it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ from steering.extract.base import CONTRAST_PROMPTS, PROMPTS
 from steering.extract.task_pairs import DEFAULT_DOCS
 from steering.generate import GenerationSettings, complete
 from steering.gguf import export_control_vector, import_control_vector, llama_cpp_flags, load_vector_file
+from steering.lm_eval_export import (
+    LmEvalExport,
+    check_steer_path,
+    export_lm_eval,
+    lm_eval_command,
+    pretrained_args,
+)
 from steering.models import load_model
 from steering.outputs import check_output_path, reason
 from steering.store import save_vectors
@@ -91,6 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export-gguf", help="write vectors as a llama.cpp control vector")
     export.add_argument("--vectors", required=True, help="vector file (.safetensors or .gguf)")
     export.add_argument("--out", required=True, help="control vector file to write (.gguf)")
+    to_lm_eval = sub.add_parser(
+        "export-lm-eval", help="write vectors as a steer file for lm-eval's steered model"
+    )
+    to_lm_eval.add_argument("--vectors", required=True, help="vector file (.safetensors or .gguf)")
+    to_lm_eval.add_argument("--out", required=True, help="steer file to write (.pt)")
+    to_lm_eval.add_argument("--task", help="the lm-eval task named in the printed command")
     imports = sub.add_parser("import-gguf", help="read a llama.cpp or repeng control vector")
     imports.add_argument("--control-vector", required=True, help="GGUF control vector file")
     imports.add_argument("--scale", type=float, default=1.0, help="alpha of every direction")
@@ -99,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         help="leave out the direction added after the last layer (steerswarm cannot apply it)",
     )  # fmt: skip
     imports.add_argument("--out", required=True, help="vector file to write (.safetensors)")
-    for command in (capture, generate, export):
+    for command in (capture, generate, export, to_lm_eval):
         command.add_argument(
             "--alpha",
             type=float,
@@ -108,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         # `--coeff` was the old name of --alpha; kept so old scripts still run.
         command.add_argument("--coeff", dest="alpha", type=float, help=argparse.SUPPRESS)
-    for command in (capture, generate, export, imports):
+    for command in (capture, generate, export, to_lm_eval, imports):
         command.add_argument("--model", help="local model folder or hub id (default: embedded SmolLM2)")
         command.add_argument("--gguf-file", help="GGUF file inside --model, or a path to one")
     return parser
@@ -181,6 +197,24 @@ def _export_gguf(args: argparse.Namespace) -> None:
           f"  {llama_cpp_flags(path, control)}")  # fmt: skip
 
 
+def _export_lm_eval(args: argparse.Namespace) -> None:
+    out = check_output_path(check_steer_path(args.out), "--out")  # before the model loads
+    loaded = load_model(args.model, args.gguf_file)
+    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
+    export = export_lm_eval(out, steerer, _vectors(args, steerer))
+    print(export_lines(export, pretrained_args(loaded.origin, loaded.name), args.task))
+
+
+def export_lines(export: LmEvalExport, model_args: str, task: str | None) -> str:
+    """What an lm-eval export prints: the file, each layer's hookpoint, the command."""
+    hooks = ", ".join(f"our layer {layer} -> {name}" for layer, name in export.hookpoints.items())
+    return (
+        f"Wrote {export.path.resolve()} ({hooks}).\n"
+        "Score with lm-eval's own steered model:\n"
+        f"  {lm_eval_command(export, model_args, task)}"
+    )
+
+
 def _import_gguf(args: argparse.Namespace) -> None:
     loaded = load_model(args.model, args.gguf_file)
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
@@ -195,6 +229,7 @@ _COMMANDS = {
     "capture": _capture,
     "generate": _generate,
     "export-gguf": _export_gguf,
+    "export-lm-eval": _export_lm_eval,
     "import-gguf": _import_gguf,
 }
 

@@ -38,3 +38,27 @@ def short_message(exc: BaseException) -> str:
     """An exception's text on one line, at most 300 characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+class RequestFieldError(InvalidInputError):
+    """A field of an API request is wrong. `param` names it the way OpenAI's
+    error objects do ("max_tokens", "steering.vectors[1].strength"), so a
+    client can point at the field; the message says what was given and what
+    is allowed."""
+
+    def __init__(self, message: str, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.code = code
+
+
+class UnknownVectorError(RequestFieldError):
+    """A request chose a vector by a name or id that nothing listed has."""
+
+
+class ContextLengthError(RequestFieldError):
+    """A prompt plus the tokens asked for exceeds the model's context."""
+
+
+class ServerBusyError(SteerSwarmError):
+    """Too many API requests are already waiting for the model."""

@@ -64,3 +64,15 @@ def check_prompt_tokens(tokens: int, prompt: str) -> None:
             f"A prompt is {count(tokens)} tokens long; a capture takes prompts of at "
             f"most {count(MAX_TOKENS_PER_PROMPT)} tokens: {prompt[:60]!r}…"
         )
+
+# The OpenAI-compatible server (steering/serving, ui/api): requests waiting
+# for the model beyond this many are refused with HTTP 429 rather than
+# queued for ever; at most this many greedy requests share one batched
+# generation; a request chooses at most this many vectors; a request body
+# is at most this many bytes (a long conversation is kilobytes).
+MAX_WAITING_REQUESTS = 32
+MAX_BATCH_ROWS = 8
+MAX_VECTORS_PER_REQUEST = 16
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 200
+MAX_REQUEST_BYTES = 2**20

@@ -16,6 +16,10 @@ from steering.extract import VectorSource
 # Beyond this the residual stream is swamped and the model only babbles;
 # useful alphas for a difference-of-means vector are around 0.5-10.
 MAX_ABS_ALPHA = 100.0
+# A strength is the added vector's norm over the layer's typical state norm:
+# at 8 the steering is eight times the state it is added to, far past the
+# point where text stays readable (useful strengths are about 0.05-1).
+MAX_ABS_STRENGTH = 8.0
 
 
 def _now() -> str:
@@ -35,6 +39,17 @@ def check_alpha(alpha: float) -> float:
         raise InvalidInputError(
             f"Alpha must be a finite number between {-MAX_ABS_ALPHA:g} "
             f"and {MAX_ABS_ALPHA:g}, got {alpha!r}."
+        )
+    return value
+
+
+def check_strength(strength: float) -> float:
+    """Return `strength` as a float, or raise InvalidInputError."""
+    value = validate.number("Strength", strength)
+    if abs(value) > MAX_ABS_STRENGTH:
+        raise InvalidInputError(
+            f"Strength must be a finite number between {-MAX_ABS_STRENGTH:g} "
+            f"and {MAX_ABS_STRENGTH:g}, got {strength!r}."
         )
     return value
 

@@ -116,3 +116,41 @@ def tiny_dir(tiny, tmp_path):
     tiny.model.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
     return folder
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def api_server():
+    """Starts the OpenAI-compatible API (ui/api) on a ModelSession, on a free
+    loopback port, as `python extension.py --api` does; everything started is
+    stopped after the test. Call it as start(session, api_key=None, **queue options);
+    it returns (server, queue)."""
+    from steering.serving import GenerationQueue, VectorCatalog
+    from ui.api import ApiServer, build_api
+
+    started = []
+
+    def start(session, api_key=None, **queue_options):
+        queue = GenerationQueue(session, VectorCatalog(session.data), **queue_options)
+        server = ApiServer(build_api(session, queue, api_key), "127.0.0.1", free_port())
+        started.append((server, queue))
+        server.start()
+        return server, queue
+
+    yield start
+    for server, queue in started:
+        server.stop()
+        queue.close()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (right now)."""
+    return free_port()

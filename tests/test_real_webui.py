@@ -332,7 +332,7 @@ def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui):
     from playwright.sync_api import expect
 
     add_joy_vector(page, alpha=1.0)
-    page.get_by_text("llama.cpp: export as a GGUF control vector").click()
+    page.get_by_text("Export: llama.cpp control vector, lm-eval steer file").click()
     page.get_by_role("button", name="Export for llama.cpp").click()
     expect(page.locator("#steering-status")).to_contain_text("Exported 1 vector(s) for llama.cpp")
     flags_box = page.get_by_label(re.compile(r"^extra-flags for the webui's llama.cpp loader"))

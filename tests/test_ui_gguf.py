@@ -90,3 +90,32 @@ def test_the_tab_has_the_llama_cpp_panel_and_accepts_gguf_uploads(tiny_session, 
     assert ".gguf" in tab.load_file.file_types
     assert tab.gguf.export.value == "Export for llama.cpp"
     assert tab.gguf.flags.visible is False
+    assert tab.gguf.export_lm_eval.value == "Export for lm-eval"
+    assert tab.gguf.lm_eval_command.visible is False
+
+
+def test_export_for_lm_eval_writes_the_steer_file_and_shows_the_command(
+    tiny_session, steerer, tmp_path
+):
+    """Beside Export for llama.cpp: the active vectors as lm-eval's .pt steer
+    file (steering/lm_eval_export.py), and the lm_eval command using it."""
+    steerer.set_vectors([_vector(0, 1.5), _vector(2, -1.0)])
+    file, command, status = last(GgufActions(tiny_session, tmp_path).export_lm_eval("love"))
+    path = tmp_path / "love.pt"
+    assert file == {"__type__": "update", "value": str(path), "visible": True}
+    words = shlex.split(command["value"])
+    assert words[:3] == ["lm_eval", "--model", "steered"]
+    assert words[4] == f"pretrained=tiny-llama,steer_path={path}"
+    assert status.startswith(f"✓ Exported 2 vector(s) for lm-eval to {fmt.md(path)}"), status
+    assert "layer 0 → embed_tokens, layer 2 → layers.1" in status, status
+    saved = torch.load(path, weights_only=True)
+    assert torch.equal(saved["layers.1"]["steering_vector"], -1.0 * torch.ones(32))
+
+
+def test_a_refused_lm_eval_export_writes_nothing(tiny_session, steerer, tmp_path):
+    before = steerer.vectors
+    for name in ("v", " "):
+        file, command, status = last(GgufActions(tiny_session, tmp_path).export_lm_eval(name))
+        assert status.startswith("⚠ Could not export for lm-eval"), status
+        assert file == command == {"__type__": "update"}
+    assert list(tmp_path.iterdir()) == [] and steerer.vectors == before

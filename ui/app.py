@@ -188,8 +188,18 @@ def build_app(
     session: ModelSession, save_dir: Path | None = None, task_sources: AllowedTaskSources | None = None
 ) -> gr.Blocks:
     """The standalone app: a title and the tabs."""
+    return build_app_with_tabs(session, save_dir, task_sources)[0]
+
+
+def build_app_with_tabs(
+    session: ModelSession,
+    save_dir: Path | None = None,
+    task_sources: AllowedTaskSources | None = None,
+) -> tuple[gr.Blocks, Tabs]:
+    """The standalone app and its tabs (the API server asks the Optimize tab
+    what holds the model while its requests wait)."""
     with gr.Blocks(title=TITLE, **css_kwargs(gr.Blocks.__init__)) as app:
         gr.Markdown(f"## {TITLE}")
         tabs = build_tabs(session, save_dir, task_sources=task_sources)
         app.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs())
-    return app
+    return app, tabs

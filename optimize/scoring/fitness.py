@@ -160,6 +160,12 @@ class LmEvalFitness:
                     cache_bytes,
                 )
 
+    def document_ids(self) -> dict[str, list[int]]:
+        """The lm-eval ids of the documents each task scores here, in the form
+        of lm-eval's `samples` argument (`lm_eval --samples`): given them,
+        lm-eval scores exactly these documents."""
+        return {plan.name: [doc_id for doc_id, _doc in plan.docs] for plan in self._plans}
+
     def requests(self, request_type: str = "loglikelihood") -> list[Any]:
         """The requests of one type that every evaluation sends, in order."""
         return list(self._requests.get(request_type, []))
