@@ -1,4 +1,4 @@
-"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [screening] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [screening] [kl-sentences] [options]`
 
 Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
 --model), prints a markdown report on stdout, progress on stderr, and writes
@@ -6,7 +6,8 @@ one JSON file per benchmark (plus report.md) under bench/results/. On a
 quiet 2-core CPU the first three take about 10 minutes (--quick about 3);
 `demo` (two demo runs side by side) about 4 and `strategies` (3 strategies x
 5 seeds x 3 tasks) about 20 more, `screening` (the demo's search over 5 seeds, all
-items vs a first round on a quarter of them) about 30.
+items vs a first round on a quarter of them) about 30, `kl-sentences` (the
+KL guard's error against the number of neutral sentences) about 15.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 BENCHES = (
-    "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "screening"
+    "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "screening",
+    "kl-sentences",
 )
 
 
@@ -94,6 +96,11 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--finalists", type=int, default=3, help="settings scored on all items after it (default: 3)"
     )
+    g = p.add_argument_group("(i) the KL guard's error against its number of neutral sentences")
+    g.add_argument(
+        "--kl-draws", type=int, default=None,
+        help="random subsets per setting and size (default: 1000)",
+    )
     return p
 
 
@@ -121,6 +128,7 @@ def _settings(args: argparse.Namespace, num_layers: int) -> dict[str, Any]:
         "demo_limit": args.demo_limit or (20 if quick else 100),
         "seeds": args.seeds or (2 if quick else 5),
         "strategy_limit": args.strategy_limit or (20 if quick else 40),
+        "kl_draws": args.kl_draws or (200 if quick else 1000),
     }
 
 
@@ -146,8 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from bench import batch, demo, generation, optimization, particle, profile, screening
-    from bench import strategies
+    from bench import batch, demo, generation, kl_sentences, optimization, particle, profile
+    from bench import screening, strategies
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)
@@ -201,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bench, seeds=settings["seeds"], limit=items,
                 first_round=args.first_round or max(1, items // 4), finalists=args.finalists,
             )
+        elif name == "kl-sentences":
+            result = kl_sentences.run(bench, draws=settings["kl_draws"], seed=args.seed)
         elif name == "strategies":
             result = strategies.run(
                 bench, seeds=settings["seeds"], limit=settings["strategy_limit"],

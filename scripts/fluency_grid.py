@@ -7,10 +7,11 @@ set to a grid of strengths inside the default search bounds (unit strength,
 -0.4..0.4), this records the KL guard's figure (its default neutral set) and
 greedy replies to the fluency prompts (`tasks/neutral/prompts.txt`), then
 applies `steering.fluency`'s rule twice: at the check's own limit
-(`DEFAULT_FLUENCY_TOKENS`) and at a longer one (`--long`, 128 tokens, more
-like a chat reply), from one generation (greedy replies are prefix-stable).
-The question it answers: how often is a setting within the KL budget still
-looping, and does the check see it.
+(`DEFAULT_FLUENCY_TOKENS`, or `--check`) and at a longer one (`--long`, more
+like a chat reply), from one generation (greedy replies are prefix-stable,
+so the first k tokens are the reply a limit of k gives). The question it
+answers: how often is a setting within the KL budget still looping, and
+does the check see it.
 
     OMP_NUM_THREADS=1 python scripts/fluency_grid.py --out fluency-grid.json
     python scripts/fluency_grid.py --table-from fluency-grid.json
@@ -39,7 +40,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--strengths", default="-0.4,-0.2,0.1,0.2,0.3,0.4")
     p.add_argument("--vectors", default="preset,sentiment pairs,health pairs")
     p.add_argument("--docs", type=int, default=20, help="documents a task-pair vector is built from")
-    p.add_argument("--long", type=int, default=128, help="the longer reply limit")
+    p.add_argument("--long", type=int, default=192, help="the longer reply limit")
+    p.add_argument("--check", type=int, default=None,
+                   help="the check's limit (default: DEFAULT_FLUENCY_TOKENS)")
     p.add_argument("--out", default="fluency-grid.json")
     p.add_argument("--table-from", metavar="JSON", help="only print the tables of a saved run")
     return p.parse_args()
@@ -66,37 +69,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from optimize.guard.kl import KlGuard
     from steering import steerer_for
     from steering.capture import capture
-    from steering.fluency import (
-        DEFAULT_FLUENCY_TOKENS,
-        FluencyReference,
-        fluency_prompts,
-        judge,
-        repeated_4grams,
-        steered_reply_ids,
-    )
+    from steering.fluency import fluency_prompts, steered_reply_ids
     from steering.models import load_model
 
     loaded = load_model()
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
     steerer.reset()
-    decode = loaded.tokenizer.decode
     prompts = fluency_prompts()
     layers = [int(x) for x in args.layers.split(",")]
     strengths = [float(x) for x in args.strengths.split(",")]
-    horizons = {"check": DEFAULT_FLUENCY_TOKENS, "long": args.long}
-
-    def texts(ids: tuple[tuple[int, ...], ...], limit: int) -> list[str]:
-        return [decode(list(reply[:limit]), skip_special_tokens=True) for reply in ids]
-
     t0 = time.process_time()
     unsteered = steered_reply_ids(steerer, [[]], prompts, args.long)[0]
-    references = {
-        name: FluencyReference(
-            loaded.name, prompts, limit, tuple(texts(unsteered, limit)),
-            tuple(repeated_4grams(t) for t in texts(unsteered, limit)),
-        )
-        for name, limit in horizons.items()
-    }  # fmt: skip
     print(f"unsteered replies: {time.process_time() - t0:.1f} CPU s", flush=True)
     settings, rows = [], []
     for name, source in _sources(args.vectors.split(","), args.docs).items():
@@ -119,61 +102,81 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     gen_cpu = time.process_time() - t0
     print(f"replies of {len(rows)} settings: {gen_cpu:.0f} CPU s", flush=True)
     for row, ids in zip(rows, replies, strict=True):
-        for horizon, limit in horizons.items():
-            check = judge(texts(ids, limit), references[horizon])
-            row[horizon] = {
-                "loops": check.loops, "share": check.share, "reason": check.reason,
-                "shares": [r.share for r in check.replies],
-            }  # fmt: skip
-        row["texts"] = texts(ids, args.long)
-        print(f"{row['vector']:>15} layer {row['layer']:>2} strength {row['strength']:+.1f}: "
-              f"KL {row['kl']:.3f}  check {row['check']['share']:.2f}"
-              f"{' LOOP' if row['check']['loops'] else ''}  long {row['long']['share']:.2f}"
-              f"{' LOOP' if row['long']['loops'] else ''}", flush=True)  # fmt: skip
+        row["ids"] = [list(reply) for reply in ids]
     return {
         "args": vars(args),
         "model": loaded.name,
         "load_average": os.getloadavg(),
         "kl_sentences": guard.sentences,
         "cpu_seconds": {"kl": kl_cpu, "replies": gen_cpu},
-        "unsteered": {h: {"texts": list(r.texts), "shares": list(r.shares)}
-                      for h, r in references.items()},  # fmt: skip
+        "prompts": list(prompts),
+        "unsteered_ids": [list(reply) for reply in unsteered],
         "rows": rows,
     }
 
 
-def tables(saved: dict[str, Any]) -> str:
+def judged(saved: dict[str, Any], check_limit: int, long_limit: int) -> list[dict[str, Any]]:
+    """The saved rows, each with the fluency rule's verdict on its replies cut
+    to `check_limit` tokens ("check") and to `long_limit` ("long")."""
+    from transformers import AutoTokenizer
+
+    from steering.fluency import FluencyReference, judge, repeated_4grams
+    from steering.models import EMBEDDED_GGUF, embedded_model_folder
+
+    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_folder()), gguf_file=EMBEDDED_GGUF)
+
+    def texts(ids: list[list[int]], limit: int) -> tuple[str, ...]:
+        return tuple(tokenizer.decode(reply[:limit], skip_special_tokens=True) for reply in ids)
+
+    prompts = tuple(saved["prompts"])
+    references = {}
+    for name, limit in (("check", check_limit), ("long", long_limit)):
+        unsteered = texts(saved["unsteered_ids"], limit)
+        shares = tuple(repeated_4grams(text) for text in unsteered)
+        references[name] = FluencyReference(saved["model"], prompts, limit, unsteered, shares)
+    rows = []
+    for saved_row in saved["rows"]:
+        ids = saved_row["ids"]
+        row = {k: v for k, v in saved_row.items() if k != "ids"}
+        for name, reference in references.items():
+            row[name] = judge(texts(ids, reference.max_new_tokens), reference)
+        rows.append(row)
+    return rows
+
+
+def tables(rows: list[dict[str, Any]], check_limit: int, long_limit: int) -> str:
     """The summary table and the per-setting table of docs/guard.md."""
-    rows = saved["rows"]
-    inside = [r for r in rows if r["kl"] <= KL_BUDGET]
     lines = [
-        "| vector | settings | within KL 0.5 | of those, loop at 128 tokens | caught by the check "
-        "| check flags, not looping at 128 | outside KL 0.5, loop at 128 |",
-        "|---|--:|--:|--:|--:|--:|--:|",
+        f"| vector | settings | within KL {KL_BUDGET} | of those, loop at {long_limit} tokens "
+        f"| flagged by the check ({check_limit} tokens) | flagged, not looping at {long_limit} "
+        f"| outside KL {KL_BUDGET}: loop at {long_limit} | flagged |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name in [*dict.fromkeys(r["vector"] for r in rows), "all"]:
         part = [r for r in rows if name in ("all", r["vector"])]
         within = [r for r in part if r["kl"] <= KL_BUDGET]
-        looping = [r for r in within if r["long"]["loops"]]
-        caught = [r for r in looping if r["check"]["loops"]]
-        false = [r for r in within if r["check"]["loops"] and not r["long"]["loops"]]
+        looping = [r for r in within if r["long"].loops]
+        caught = [r for r in looping if r["check"].loops]
+        false = [r for r in within if r["check"].loops and not r["long"].loops]
         outside = [r for r in part if r["kl"] > KL_BUDGET]
         lines.append(
             f"| {name} | {len(part)} | {len(within)} | {len(looping)} | {len(caught)} "
-            f"| {len(false)} | {sum(r['long']['loops'] for r in outside)} of {len(outside)} |"
+            f"| {len(false)} | {sum(r['long'].loops for r in outside)} of {len(outside)} "
+            f"| {sum(r['check'].loops for r in outside)} |"
         )
     lines += [
         "",
-        "| vector | layer | strength | alpha | KL | repeated share at 64 / 128 tokens "
-        "| check | loops at 128 |",
+        f"| vector | layer | strength | alpha | KL | repeated share at {check_limit} / "
+        f"{long_limit} tokens | check | loops at {long_limit} |",
         "|---|--:|--:|--:|--:|--:|---|---|",
     ]
-    for r in sorted(inside, key=lambda r: -r["long"]["share"]):
+    inside = [r for r in rows if r["kl"] <= KL_BUDGET]
+    for r in sorted(inside, key=lambda r: -r["long"].share):
         lines.append(
             f"| {r['vector']} | {r['layer']} | {r['strength']:+.1f} | {r['alpha']:+.2f} "
-            f"| {r['kl']:.3f} | {r['check']['share']:.2f} / {r['long']['share']:.2f} "
-            f"| {'loops' if r['check']['loops'] else 'fluent'} "
-            f"| {'yes' if r['long']['loops'] else 'no'} |"
+            f"| {r['kl']:.3f} | {r['check'].share:.2f} / {r['long'].share:.2f} "
+            f"| {'loops' if r['check'].loops else 'fluent'} "
+            f"| {'yes' if r['long'].loops else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -181,12 +184,16 @@ def tables(saved: dict[str, Any]) -> str:
 def main() -> None:
     args = _args()
     if args.table_from:
-        print(tables(json.loads(Path(args.table_from).read_text())))
-        return
-    saved = measure(args)
-    Path(args.out).write_text(json.dumps(saved, indent=1))
-    print(tables(saved))
-    print(f"wrote {args.out}")
+        saved = json.loads(Path(args.table_from).read_text())
+    else:
+        saved = measure(args)
+        Path(args.out).write_text(json.dumps(saved))
+        print(f"wrote {args.out}")
+    from steering.fluency import DEFAULT_FLUENCY_TOKENS
+
+    check = args.check or DEFAULT_FLUENCY_TOKENS
+    rows = judged(saved, check, saved["args"]["long"])
+    print(tables(rows, check, saved["args"]["long"]))
 
 
 if __name__ == "__main__":
