@@ -40,7 +40,7 @@ def _args() -> argparse.Namespace:
     p.add_argument("--strengths", default="-0.4,-0.2,0.1,0.2,0.3,0.4")
     p.add_argument("--vectors", default="preset,sentiment pairs,health pairs")
     p.add_argument("--docs", type=int, default=20, help="documents a task-pair vector is built from")
-    p.add_argument("--long", type=int, default=192, help="the longer reply limit")
+    p.add_argument("--long", type=int, default=160, help="the longer reply limit")
     p.add_argument("--check", type=int, default=None,
                    help="the check's limit (default: DEFAULT_FLUENCY_TOKENS)")
     p.add_argument("--out", default="fluency-grid.json")
@@ -115,9 +115,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def judged(saved: dict[str, Any], check_limit: int, long_limit: int) -> list[dict[str, Any]]:
-    """The saved rows, each with the fluency rule's verdict on its replies cut
-    to `check_limit` tokens ("check") and to `long_limit` ("long")."""
+CHECK_LIMITS = (64, 96, 128)  # the check's limits compared
+
+
+def judged(saved: dict[str, Any], limits: list[int]) -> list[dict[str, Any]]:
+    """The saved rows, each with "verdicts": {limit: the fluency check of its
+    replies cut to that many tokens}; the unsteered replies cut alike."""
     from transformers import AutoTokenizer
 
     from steering.fluency import FluencyReference, judge, repeated_4grams
@@ -130,53 +133,73 @@ def judged(saved: dict[str, Any], check_limit: int, long_limit: int) -> list[dic
 
     prompts = tuple(saved["prompts"])
     references = {}
-    for name, limit in (("check", check_limit), ("long", long_limit)):
+    for limit in limits:
         unsteered = texts(saved["unsteered_ids"], limit)
         shares = tuple(repeated_4grams(text) for text in unsteered)
-        references[name] = FluencyReference(saved["model"], prompts, limit, unsteered, shares)
+        references[limit] = FluencyReference(saved["model"], prompts, limit, unsteered, shares)
     rows = []
     for saved_row in saved["rows"]:
-        ids = saved_row["ids"]
         row = {k: v for k, v in saved_row.items() if k != "ids"}
-        for name, reference in references.items():
-            row[name] = judge(texts(ids, reference.max_new_tokens), reference)
+        row["verdicts"] = {
+            limit: judge(texts(saved_row["ids"], limit), reference)
+            for limit, reference in references.items()
+        }
         rows.append(row)
     return rows
 
 
-def tables(rows: list[dict[str, Any]], check_limit: int, long_limit: int) -> str:
-    """The summary table and the per-setting table of docs/guard.md."""
+def tables(rows: list[dict[str, Any]], check: int, long: int) -> str:
+    """The tables of docs/guard.md: per vector at the check's limit, the
+    check's limits compared, and every setting within the KL budget."""
+    unsteered = {limit: v.reference_share for limit, v in rows[0]["verdicts"].items()}
+    within = [r for r in rows if r["kl"] <= KL_BUDGET]
     lines = [
-        f"| vector | settings | within KL {KL_BUDGET} | of those, loop at {long_limit} tokens "
-        f"| flagged by the check ({check_limit} tokens) | flagged, not looping at {long_limit} "
-        f"| outside KL {KL_BUDGET}: loop at {long_limit} | flagged |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|",
+        f"| vector | settings | within KL {KL_BUDGET} | of those, loop at {long} tokens "
+        f"| flagged by the check ({check} tokens) | flagged, not looping at {long} "
+        f"| over KL {KL_BUDGET} | of those, loop at {long} | flagged |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name in [*dict.fromkeys(r["vector"] for r in rows), "all"]:
         part = [r for r in rows if name in ("all", r["vector"])]
-        within = [r for r in part if r["kl"] <= KL_BUDGET]
-        looping = [r for r in within if r["long"].loops]
-        caught = [r for r in looping if r["check"].loops]
-        false = [r for r in within if r["check"].loops and not r["long"].loops]
+        inside = [r for r in part if r["kl"] <= KL_BUDGET]
         outside = [r for r in part if r["kl"] > KL_BUDGET]
+        looping = [r for r in inside if r["verdicts"][long].loops]
         lines.append(
-            f"| {name} | {len(part)} | {len(within)} | {len(looping)} | {len(caught)} "
-            f"| {len(false)} | {sum(r['long'].loops for r in outside)} of {len(outside)} "
-            f"| {sum(r['check'].loops for r in outside)} |"
+            f"| {name} | {len(part)} | {len(inside)} | {len(looping)} "
+            f"| {sum(r['verdicts'][check].loops for r in looping)} "
+            f"| {sum(r['verdicts'][check].loops and not r['verdicts'][long].loops for r in inside)} "
+            f"| {len(outside)} | {sum(r['verdicts'][long].loops for r in outside)} "
+            f"| {sum(r['verdicts'][check].loops for r in outside)} |"
+        )
+    null = [r for r in rows if r["kl"] < 0.1]
+    lines += [
+        "",
+        f"| check's limit | unsteered mean share | within KL {KL_BUDGET}: loop at {long} "
+        f"caught | false alarms | KL < 0.1: mean share minus unsteered, range | flagged |",
+        "|--:|--:|--:|--:|--:|--:|",
+    ]
+    for limit in sorted(rows[0]["verdicts"]):
+        looping = [r for r in within if r["verdicts"][long].loops]
+        rises = [r["verdicts"][limit].share - unsteered[limit] for r in null]
+        lines.append(
+            f"| {limit} | {unsteered[limit]:.3f} "
+            f"| {sum(r['verdicts'][limit].loops for r in looping)} of {len(looping)} "
+            f"| {sum(r['verdicts'][limit].loops and not r['verdicts'][long].loops for r in within)} "
+            f"| {min(rises):+.2f} to {max(rises):+.2f} "
+            f"| {sum(r['verdicts'][limit].loops for r in null)} of {len(null)} |"
         )
     lines += [
         "",
-        f"| vector | layer | strength | alpha | KL | repeated share at {check_limit} / "
-        f"{long_limit} tokens | check | loops at {long_limit} |",
+        f"| vector | layer | strength | alpha | KL | mean share at {check} / {long} tokens "
+        f"(unsteered {unsteered[check]:.2f} / {unsteered[long]:.2f}) | check | loops at {long} |",
         "|---|--:|--:|--:|--:|--:|---|---|",
     ]
-    inside = [r for r in rows if r["kl"] <= KL_BUDGET]
-    for r in sorted(inside, key=lambda r: -r["long"].share):
+    for r in sorted(within, key=lambda r: -r["verdicts"][long].share):
+        at, far = r["verdicts"][check], r["verdicts"][long]
         lines.append(
             f"| {r['vector']} | {r['layer']} | {r['strength']:+.1f} | {r['alpha']:+.2f} "
-            f"| {r['kl']:.3f} | {r['check'].share:.2f} / {r['long'].share:.2f} "
-            f"| {'loops' if r['check'].loops else 'fluent'} "
-            f"| {'yes' if r['long'].loops else 'no'} |"
+            f"| {r['kl']:.3f} | {at.share:.2f} / {far.share:.2f} "
+            f"| {'loops' if at.loops else 'fluent'} | {'yes' if far.loops else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -191,9 +214,9 @@ def main() -> None:
         print(f"wrote {args.out}")
     from steering.fluency import DEFAULT_FLUENCY_TOKENS
 
-    check = args.check or DEFAULT_FLUENCY_TOKENS
-    rows = judged(saved, check, saved["args"]["long"])
-    print(tables(rows, check, saved["args"]["long"]))
+    check, long = args.check or DEFAULT_FLUENCY_TOKENS, saved["args"]["long"]
+    rows = judged(saved, sorted({*CHECK_LIMITS, check, long}))
+    print(tables(rows, check, long))
 
 
 if __name__ == "__main__":

@@ -5,16 +5,18 @@ neutral sentences the model is fed (teacher forcing). It does not see what
 greedy generation does with those distributions: a setting inside the KL
 budget can still fall into a loop in chat ("I'm so happy to have you as a
 guest and I'm so happy..."), because one nudged token choice feeds the next.
-This check looks at generation itself: greedy replies to a few neutral chat
+This check looks at generation itself: greedy replies to twelve neutral chat
 prompts (`tasks/neutral/prompts.txt`) with exactly the given vectors, and
 the share of each reply's word 4-grams that repeat an earlier one.
 
-The rule (docs/guard.md has the measurement behind it): a reply **loops**
-when its repeated share is at least `LOOP_FLOOR` and at least `LOOP_MARGIN`
-above the unsteered model's reply to the same prompt; a setting loops when
-any of its replies does. Both limits matter: a small model repeats itself a
-little on its own (lists, "you'll need ..."), and a prompt it already loops
-on unsteered says nothing about the setting.
+The rule: a setting **loops** when the mean repeated share of its replies
+is at least `LOOP_FLOOR` and at least `LOOP_MARGIN` above the unsteered
+model's mean on the same prompts. It compares means over all the prompts,
+not single replies, because a small model falls into loops on some prompts
+by itself (SmolLM2-135M does on two of the twelve) and any change of
+setting, however small, moves which ones: settings with a KL under 0.1
+moved the mean by -0.11 to +0.04 at 128 tokens, while looping settings
+move it by 0.1 to 0.65 (docs/guard.md has the measurement).
 
 The unsteered replies are computed once (`fluency_reference`) and passed
 back in, so checking a setting costs one batched generation; several
@@ -35,18 +37,20 @@ from steering.vector import SteeringVector
 
 FLUENCY_PROMPTS_PATH = Path(__file__).resolve().parent.parent / "tasks" / "neutral" / "prompts.txt"
 
-# New tokens per reply. Four replies of 64 tokens cost about 5.5 s of one CPU
-# thread on SmolLM2-135M (docs/guard.md), and 64 tokens are enough for a loop
-# of a sentence or two to come round twice.
-DEFAULT_FLUENCY_TOKENS = 64
+# New tokens per reply. Loops rarely show in the first 64 tokens; at 128 the
+# check caught 13 of the 18 settings within the KL budget that loop by 160
+# tokens (96 tokens: 11), with no false alarm. Twelve replies of 128 tokens
+# cost 15 s of one CPU thread on SmolLM2-135M (96 tokens: 11.5 s; docs/guard.md).
+DEFAULT_FLUENCY_TOKENS = 128
 
 # The words of one repeated sequence.
 NGRAM = 4
 
-# A reply loops when at least this share of its 4-grams repeat...
-LOOP_FLOOR = 0.2
-# ...and the share is this much above the unsteered reply's to the same prompt.
-LOOP_MARGIN = 0.15
+# A setting loops when its replies' mean repeated share is at least this...
+LOOP_FLOOR = 0.15
+# ...and this much above the unsteered mean: over twice the largest rise of
+# the settings with a KL under 0.1 (+0.04 at 96 tokens, +0.07 at 160).
+LOOP_MARGIN = 0.10
 
 # Settings generated in one batch by `check_fluency_many` (times the prompts:
 # rows of one `generate` call).
@@ -136,14 +140,13 @@ class FluencyReference:
 
 @dataclass(frozen=True)
 class ReplyFluency:
-    """One steered reply: its text, its repeated 4-gram share, the unsteered
-    reply's share to the same prompt, and whether it loops (see the module's rule)."""
+    """One steered reply: its text, its repeated 4-gram share, and the
+    unsteered reply's share to the same prompt."""
 
     prompt: str
     text: str
     share: float
     reference_share: float
-    loops: bool
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "share", _share("A reply's repeated share", self.share))
@@ -152,11 +155,18 @@ class ReplyFluency:
         )
 
 
+def setting_loops(share: float, reference_share: float) -> bool:
+    """The module's rule: the mean repeated share of a setting's replies is
+    at least LOOP_FLOOR and at least LOOP_MARGIN above the unsteered mean."""
+    return share >= LOOP_FLOOR and share - reference_share >= LOOP_MARGIN
+
+
 @dataclass(frozen=True)
 class FluencyCheck:
     """The check of one setting: each reply, the mean repeated shares steered
-    (`share`) and unsteered (`reference_share`), whether it loops, and a
-    one-sentence `reason` written to be shown to users verbatim."""
+    (`share`) and unsteered (`reference_share`), whether it loops (the
+    module's rule on those two), and a one-sentence `reason` written to be
+    shown to users verbatim."""
 
     replies: tuple[ReplyFluency, ...]
     share: float
@@ -172,14 +182,13 @@ class FluencyCheck:
         object.__setattr__(
             self, "reference_share", _share("The mean unsteered share", self.reference_share)
         )
-        if self.loops != any(reply.loops for reply in self.replies):
-            raise InvalidInputError("A setting loops exactly when one of its replies loops.")
-
-
-def reply_loops(share: float, reference_share: float) -> bool:
-    """The module's rule for one reply: a repeated share at least LOOP_FLOOR
-    and at least LOOP_MARGIN above the unsteered reply's."""
-    return share >= LOOP_FLOOR and share >= reference_share + LOOP_MARGIN
+        if self.loops != setting_loops(self.share, self.reference_share):
+            raise InvalidInputError(
+                f"A setting with a mean repeated share of {self.share:.3f} against "
+                f"{self.reference_share:.3f} unsteered "
+                f"{'loops' if not self.loops else 'does not loop'} by the rule, "
+                f"not loops={self.loops!r}."
+            )
 
 
 def judge(texts: Sequence[str], reference: FluencyReference) -> FluencyCheck:
@@ -190,26 +199,18 @@ def judge(texts: Sequence[str], reference: FluencyReference) -> FluencyCheck:
             f"Judging fluency needs one reply per prompt: {len(reference.prompts)} prompts, "
             f"{len(texts)} replies."
         )
-    replies = []
-    for prompt, text, unsteered in zip(reference.prompts, texts, reference.shares, strict=True):
-        share = repeated_4grams(text)
-        replies.append(ReplyFluency(prompt, text, share, unsteered, reply_loops(share, unsteered)))
+    replies = tuple(
+        ReplyFluency(prompt, text, repeated_4grams(text), unsteered)
+        for prompt, text, unsteered in zip(reference.prompts, texts, reference.shares, strict=True)
+    )
     share = sum(r.share for r in replies) / len(replies)
-    looping = [r for r in replies if r.loops]
-    if looping:
-        worst = max(looping, key=lambda r: r.share - r.reference_share)
-        some = "a reply" if len(looping) == 1 else f"{len(looping)} of {len(replies)} replies"
-        reason = (
-            f"Steered replies loop ({some}): {worst.share:.0%} of the 4-word sequences of "
-            f"the reply to {worst.prompt!r} repeat, against {worst.reference_share:.0%} "
-            "unsteered."
-        )
-    else:
-        reason = (
-            f"Steered replies do not loop: {share:.0%} of their 4-word sequences repeat, "
-            f"against {reference.share:.0%} unsteered."
-        )
-    return FluencyCheck(tuple(replies), share, reference.share, bool(looping), reason)
+    loops = setting_loops(share, reference.share)
+    verdict = "repeat themselves" if loops else "do not loop"
+    reason = (
+        f"Steered replies {verdict}: {share:.0%} of their 4-word sequences repeat, "
+        f"against {reference.share:.0%} unsteered."
+    )
+    return FluencyCheck(replies, share, reference.share, loops, reason)
 
 
 def _conversations(prompts: Sequence[str]) -> list[list[dict[str, str]]]:

@@ -23,7 +23,7 @@ from steering.fluency import (
     fluency_reference,
     judge,
     repeated_4grams,
-    reply_loops,
+    setting_loops,
 )
 from steering.generate import GenerationSettings, batch_replies, reply
 
@@ -50,10 +50,11 @@ def test_repeated_4grams_counts_4_word_sequences_seen_before():
 
 
 def test_the_loop_rule_needs_the_floor_and_the_margin():
-    assert reply_loops(LOOP_FLOOR + LOOP_MARGIN, 0.0)
-    assert not reply_loops(LOOP_FLOOR - 0.01, 0.0)  # below the floor
-    assert not reply_loops(0.5, 0.5 - LOOP_MARGIN + 0.01)  # the unsteered reply repeats as much
-    assert reply_loops(0.5, 0.5 - LOOP_MARGIN)
+    assert setting_loops(LOOP_FLOOR + LOOP_MARGIN, 0.0)
+    assert setting_loops(max(LOOP_FLOOR, LOOP_MARGIN), 0.0)
+    assert not setting_loops(LOOP_FLOOR - 0.01, 0.0)  # below the floor
+    assert not setting_loops(0.6, 0.6 - LOOP_MARGIN + 0.01)  # unsteered repeats as much
+    assert setting_loops(0.6, 0.6 - LOOP_MARGIN - 0.01)
 
 
 def _reference(texts, prompts=("p1", "p2")):
@@ -62,47 +63,55 @@ def _reference(texts, prompts=("p1", "p2")):
     )
 
 
-def test_judge_flags_a_looping_reply_and_says_why():
+LOOP = "so happy to see you " * 8
+
+
+def test_judge_compares_the_mean_share_with_the_unsteered_mean_and_says_why():
     reference = _reference(["one two three four five six seven", "a b c d e f g h"])
     fluent = judge(["one two three four five six", "a b c d e f g"], reference)
     assert not fluent.loops and fluent.share == 0.0 and fluent.reference_share == 0.0
     assert fluent.reason == (
         "Steered replies do not loop: 0% of their 4-word sequences repeat, against 0% unsteered."
     )
-    looping = judge(["one two three four five six", "so happy to see you " * 5], reference)
-    assert looping.loops and [r.loops for r in looping.replies] == [False, True]
-    share = repeated_4grams("so happy to see you " * 5)
-    assert looping.replies[1].share == share and looping.share == pytest.approx(share / 2)
+    looping = judge([LOOP, LOOP], reference)
+    share = repeated_4grams(LOOP)
+    assert looping.loops and looping.share == pytest.approx(share) and share > 0.8
+    assert [(r.prompt, r.text, r.share, r.reference_share) for r in looping.replies] == [
+        ("p1", LOOP, share, 0.0), ("p2", LOOP, share, 0.0)
+    ]
     assert looping.reason == (
-        f"Steered replies loop (a reply): {share:.0%} of the 4-word sequences of the reply "
-        "to 'p2' repeat, against 0% unsteered."
+        f"Steered replies repeat themselves: {share:.0%} of their 4-word sequences repeat, "
+        "against 0% unsteered."
     )
 
 
-def test_a_prompt_the_unsteered_model_loops_on_does_not_count():
-    loop = "so happy to see you " * 5
-    reference = _reference(["one two three four five", loop])
-    assert not judge(["one two three four five", loop], reference).loops
+def test_the_unsteered_model_looping_as_much_does_not_count():
+    # one reply of two loops: a mean of share / 2
+    half = judge(["one two three four five", LOOP], _reference(["x y z w v", "a b c d e"]))
+    assert half.loops == setting_loops(repeated_4grams(LOOP) / 2, 0.0)
+    # the unsteered model loops on the same prompt: nothing above its mean
+    same = judge(["one two three four five", LOOP], _reference(["one two three four five", LOOP]))
+    assert not same.loops and same.share == same.reference_share
 
 
 def test_results_are_validated():
     with pytest.raises(InvalidInputError, match="share between 0 and 1, got 1.5"):
-        ReplyFluency("p", "t", 1.5, 0.0, False)
+        ReplyFluency("p", "t", 1.5, 0.0)
     with pytest.raises(InvalidInputError, match="one reply and one share per prompt"):
         FluencyReference("m", ("p",), 8, ("a", "b"), (0.0, 0.0))
     with pytest.raises(InvalidInputError, match="at least one prompt"):
         FluencyReference("m", (), 8, (), ())
     with pytest.raises(InvalidInputError, match="Max new tokens"):
         FluencyReference("m", ("p",), 0, ("a",), (0.0,))
-    with pytest.raises(InvalidInputError, match="exactly when one of its replies loops"):
-        FluencyCheck((ReplyFluency("p", "t", 0.0, 0.0, False),), 0.0, 0.0, True, "r")
+    with pytest.raises(InvalidInputError, match="does not loop by the rule, not loops=True"):
+        FluencyCheck((ReplyFluency("p", "t", 0.0, 0.0),), 0.0, 0.0, True, "r")
     with pytest.raises(InvalidInputError, match="one reply per prompt: 2 prompts, 1 replies"):
         judge(["x"], _reference(["a", "b"]))
 
 
 def test_the_shipped_prompts(tmp_path):
     prompts = fluency_prompts()
-    assert len(prompts) == 4 and all(p.endswith(("?", ".")) for p in prompts)
+    assert len(prompts) == 12 and all(p.endswith(("?", ".")) for p in prompts)
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n")
     with pytest.raises(InvalidInputError, match="has no prompts"):
@@ -209,6 +218,54 @@ def test_a_vector_of_another_size_is_refused_before_generating(tiny_steerer, tin
     assert tiny_steerer.steered_layers() == []
 
 
-def test_the_default_limit_is_the_reference_default(tiny_steerer):
-    reference = fluency_reference(tiny_steerer, prompts=PROMPTS[:1])
+def test_replies_past_the_context_are_refused_with_the_active_set_kept(tiny_steerer):
+    active = _vector(tiny_steerer, layer=2, alpha=1.0)
+    tiny_steerer.set_vectors([active])
+    # the tiny Llama's context is 128 tokens: the default 128 new tokens do not fit
+    with pytest.raises(InvalidInputError, match="exceeds the model's context of 128"):
+        fluency_reference(tiny_steerer, prompts=PROMPTS[:1])
+    reference = fluency_reference(tiny_steerer, prompts=PROMPTS, max_new_tokens=4)
+    with pytest.raises(InvalidInputError, match="Max new tokens must be between 1 and"):
+        check_fluency(tiny_steerer, [], prompts=PROMPTS, max_new_tokens=0)
+    assert reference.max_new_tokens == 4
+    assert tiny_steerer.vectors == (active,) and tiny_steerer.steered_layers() == [2]
+
+
+# ------------------------------------------------------------ behaviour, SmolLM2
+
+
+@pytest.mark.slow
+def test_smollm2_the_preset_vector_loops_when_strong_and_not_when_mild(smol):
+    """The sentiment preset's vector (mean difference of its prompts) on the
+    real model, at settings of the measured grid (docs/guard.md): at layer 3,
+    strength 0.4 (KL about 0.9) the replies loop and are flagged; at strength
+    0.1 (KL about 0.08) they are not; at layer 13, strength 0.3, inside the
+    KL budget (about 0.40), they loop too, which the KL guard cannot see."""
+    from presets import load_preset
+    from steering import steerer_for
+
+    preset = load_preset("sentiment")
+    steerer = steerer_for(smol.model, smol.tokenizer, smol.name)
+    low = capture_vector(steerer, preset.concept, 3, 1.0, preset.contrast)
+    high = capture_vector(steerer, preset.concept, 13, 1.0, preset.contrast)
+    steerer.set_vectors([low])  # an active vector the check must leave alone
+    reference = fluency_reference(steerer)
     assert reference.max_new_tokens == DEFAULT_FLUENCY_TOKENS
+    assert len(reference.texts) == len(fluency_prompts())
+    # the unsteered model, not the active vector: replies as the chat gives them
+    settings = GenerationSettings(max_new_tokens=DEFAULT_FLUENCY_TOKENS)
+    conversation = [{"role": "user", "content": reference.prompts[0]}]
+    with steerer.unsteered():
+        assert reference.texts[0] == reply(smol.model, smol.tokenizer, conversation, settings)
+    # SmolLM2 repeats itself a little on its own (measured 0.17), far from a loop
+    assert 0.05 < reference.share < LOOP_FLOOR + LOOP_MARGIN
+
+    strong = check_fluency(steerer, [low.with_strength(0.4)], reference=reference)
+    assert strong.loops and strong.share > reference.share + 2 * LOOP_MARGIN
+    assert strong.reason.startswith("Steered replies repeat themselves: ")
+    mild, inside = check_fluency_many(
+        steerer, [[low.with_strength(0.1)], [high.with_strength(0.3)]], reference=reference
+    )
+    assert not mild.loops and mild.reason.startswith("Steered replies do not loop: ")
+    assert inside.loops
+    assert steerer.vectors == (low,) and steerer.steered_layers() == [3]

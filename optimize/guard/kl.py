@@ -249,7 +249,7 @@ class KlGuard:
             if vectors and final is not None:
                 for batch, h, ref in zip(self._batches, final, self._reference, strict=True):
                     per_position = self._kl(h, ref).double().cpu()
-                    rows = per_position.split(batch.scored.sum(dim=1).tolist())
+                    rows = torch.split(per_position, batch.scored.sum(dim=1).tolist())
                     totals[list(batch.order)] = torch.stack([r.sum() for r in rows])
             out.append(totals)
         return out
