@@ -93,13 +93,14 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-def _cost_ratio(bench: Bench, setting: Any, small: int, default: int, rounds: int = 3) -> dict[str, Any]:
+def _cost_ratio(
+    bench: Bench, setting: Any, small: int, default: int, rounds: int = 3
+) -> dict[str, Any]:
     """CPU of one setting's KL pass on `small` sentences over that on
     `default`, timed side by side (bench._common.interleaved)."""
+    from bench._common import interleaved, ratio
     from optimize.guard.kl import KlGuard
     from steering.neutral import neutral_sentences
-
-    from bench._common import interleaved, ratio
 
     if setting is None or small == default:
         return {"line": ""}

@@ -39,7 +39,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--layers", default="3,8,13,18,23")
     p.add_argument("--strengths", default="-0.4,-0.2,0.1,0.2,0.3,0.4")
     p.add_argument("--vectors", default="preset,sentiment pairs,health pairs")
-    p.add_argument("--docs", type=int, default=20, help="documents a task-pair vector is built from")
+    p.add_argument(
+        "--docs", type=int, default=20, help="documents a task-pair vector is built from"
+    )
     p.add_argument("--long", type=int, default=160, help="the longer reply limit")
     p.add_argument("--check", type=int, default=None,
                    help="the check's limit (default: DEFAULT_FLUENCY_TOKENS)")
@@ -49,9 +51,9 @@ def _args() -> argparse.Namespace:
 
 
 def _sources(names: list[str], docs: int) -> dict[str, Any]:
+    from presets import load_preset
     from steering.extract import VectorSource
     from steering.lm_eval_tasks import task_source
-    from presets import load_preset
 
     preset = load_preset("sentiment")
     tasks = str(ROOT / "tasks")
@@ -154,9 +156,11 @@ def tables(rows: list[dict[str, Any]], check: int, long: int) -> str:
     unsteered = {limit: v.reference_share for limit, v in rows[0]["verdicts"].items()}
     within = [r for r in rows if r["kl"] <= KL_BUDGET]
     lines = [
-        f"| vector | settings | within KL {KL_BUDGET} | of those, loop at {long} tokens "
-        f"| flagged by the check ({check} tokens) | flagged, not looping at {long} "
-        f"| over KL {KL_BUDGET} | of those, loop at {long} | flagged |",
+        (
+            f"| vector | settings | within KL {KL_BUDGET} | of those, loop at {long} tokens "
+            f"| flagged by the check ({check} tokens) | flagged, not looping at {long} "
+            f"| over KL {KL_BUDGET} | of those, loop at {long} | flagged |"
+        ),
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name in [*dict.fromkeys(r["vector"] for r in rows), "all"]:
@@ -164,34 +168,39 @@ def tables(rows: list[dict[str, Any]], check: int, long: int) -> str:
         inside = [r for r in part if r["kl"] <= KL_BUDGET]
         outside = [r for r in part if r["kl"] > KL_BUDGET]
         looping = [r for r in inside if r["verdicts"][long].loops]
+        false = [r for r in inside if r["verdicts"][check].loops and not r["verdicts"][long].loops]
         lines.append(
             f"| {name} | {len(part)} | {len(inside)} | {len(looping)} "
-            f"| {sum(r['verdicts'][check].loops for r in looping)} "
-            f"| {sum(r['verdicts'][check].loops and not r['verdicts'][long].loops for r in inside)} "
+            f"| {sum(r['verdicts'][check].loops for r in looping)} | {len(false)} "
             f"| {len(outside)} | {sum(r['verdicts'][long].loops for r in outside)} "
             f"| {sum(r['verdicts'][check].loops for r in outside)} |"
         )
     null = [r for r in rows if r["kl"] < 0.1]
     lines += [
         "",
-        f"| check's limit | unsteered mean share | within KL {KL_BUDGET}: loop at {long} "
-        f"caught | false alarms | KL < 0.1: mean share minus unsteered, range | flagged |",
+        (
+            f"| check's limit | unsteered mean share | within KL {KL_BUDGET}: loop at {long} "
+            f"caught | false alarms | KL < 0.1: mean share minus unsteered, range | flagged |"
+        ),
         "|--:|--:|--:|--:|--:|--:|",
     ]
     for limit in sorted(rows[0]["verdicts"]):
         looping = [r for r in within if r["verdicts"][long].loops]
         rises = [r["verdicts"][limit].share - unsteered[limit] for r in null]
+        false = [r for r in within if r["verdicts"][limit].loops and not r["verdicts"][long].loops]
         lines.append(
             f"| {limit} | {unsteered[limit]:.3f} "
-            f"| {sum(r['verdicts'][limit].loops for r in looping)} of {len(looping)} "
-            f"| {sum(r['verdicts'][limit].loops and not r['verdicts'][long].loops for r in within)} "
+            f"| {sum(r['verdicts'][limit].loops for r in looping)} of {len(looping)} | {len(false)} "
             f"| {min(rises):+.2f} to {max(rises):+.2f} "
             f"| {sum(r['verdicts'][limit].loops for r in null)} of {len(null)} |"
         )
     lines += [
         "",
-        f"| vector | layer | strength | alpha | KL | mean share at {check} / {long} tokens "
-        f"(unsteered {unsteered[check]:.2f} / {unsteered[long]:.2f}) | check | loops at {long} |",
+        (
+            f"| vector | layer | strength | alpha | KL | mean share at {check} / {long} tokens "
+            f"(unsteered {unsteered[check]:.2f} / {unsteered[long]:.2f}) | check "
+            f"| loops at {long} |"
+        ),
         "|---|--:|--:|--:|--:|--:|---|---|",
     ]
     for r in sorted(within, key=lambda r: -r["verdicts"][long].share):

@@ -224,7 +224,9 @@ class KlGuard:
                     for h, ref in zip(final, self._reference, strict=True)
                 )
             outcomes.append(
-                KlOutcome(kl=total / self.positions, positions=self.positions, sentences=self.sentences)
+                KlOutcome(
+                    kl=total / self.positions, positions=self.positions, sentences=self.sentences
+                )
             )
         return outcomes
 
