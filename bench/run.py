@@ -1,4 +1,4 @@
-"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [verdicts] [serving] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [verdicts] [serving] [kl-sentences] [options]`
 
 Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
 --model), prints a markdown report on stdout, progress on stderr, and writes
@@ -8,7 +8,8 @@ quiet 2-core CPU the first three take about 10 minutes (--quick about 3);
 about 40, `strategies` (3 strategies x 5 seeds x 3 tasks) about 20 more, and
 `verdicts` (the default run on every shipped task and the demo, 5 seeds) about 30,
 `serving` (four differently steered API requests, batched vs one after another)
-about 2.
+about 2, `kl-sentences` (the KL guard's error against the number of neutral
+sentences) about 15.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 BENCHES = (
     "generation", "particle", "optimization", "batch", "demo", "strategies", "profile", "verdicts",
-    "serving",
+    "serving", "kl-sentences",
 )
 
 
@@ -91,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         help="alpha decimals of the strategies' search space (default: 1; 0 for a coarse, "
         "cheaper grid of whole alphas)",
     )
+    g = p.add_argument_group("(j) the KL guard's error against its number of neutral sentences")
+    g.add_argument(
+        "--kl-draws", type=int, default=None,
+        help="random subsets per setting and size (default: 1000)",
+    )
     g = p.add_argument_group("(i) serving: four differently steered requests sent together")
     g.add_argument(
         "--serve-tokens", type=int, default=32, help="new tokens per request (default: 32)"
@@ -123,6 +129,7 @@ def _settings(args: argparse.Namespace, num_layers: int) -> dict[str, Any]:
         "seeds": args.seeds or (2 if quick else 5),
         "strategy_limit": args.strategy_limit or (20 if quick else 40),
         "rounds_serving": args.rounds or (2 if quick else 5),
+        "kl_draws": args.kl_draws or (200 if quick else 1000),
     }
 
 
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
 
     from bench import batch, demo, generation, optimization, particle, profile, strategies
-    from bench import serving, verdicts
+    from bench import kl_sentences, serving, verdicts
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)
@@ -199,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = profile.run(bench, settings["demo_limit"])
         elif name == "verdicts":
             result = verdicts.run(bench, seeds=settings["seeds"])
+        elif name == "kl-sentences":
+            result = kl_sentences.run(bench, draws=settings["kl_draws"], seed=args.seed)
         elif name == "serving":
             result = serving.run(bench, args.serve_tokens, settings["rounds_serving"])
         elif name == "strategies":

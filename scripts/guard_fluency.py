@@ -23,25 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from steering.fluency import repeated_4grams  # noqa: E402 (after the path is set)
+
 PROMPTS = (
     "Describe how to make a cup of tea.",
     "What should I pack for a weekend trip?",
     "Write two sentences about the weather today.",
 )
-
-
-def repeated_4grams(text: str) -> float:
-    """Share of the word 4-grams that already occurred earlier in the text."""
-    words = text.lower().split()
-    grams = [tuple(words[i : i + 4]) for i in range(len(words) - 3)]
-    if not grams:
-        return 0.0
-    seen: set[tuple[str, ...]] = set()
-    repeats = 0
-    for gram in grams:
-        repeats += gram in seen
-        seen.add(gram)
-    return repeats / len(grams)
 
 
 def main() -> None:

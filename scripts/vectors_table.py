@@ -33,7 +33,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.guard_fluency import PROMPTS, repeated_4grams  # noqa: E402
+from scripts.guard_fluency import PROMPTS  # noqa: E402
+from steering.fluency import repeated_4grams  # noqa: E402
 from presets import GRIEF, JOY  # noqa: E402
 
 def _args() -> argparse.Namespace:

@@ -134,6 +134,79 @@ def reply(
     return text
 
 
+def batch_reply_ids(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    settings: GenerationSettings,
+) -> tuple[tuple[int, ...], ...]:
+    """The new token ids of the replies to several conversations, from one
+    batched `generate` call (the end-of-sequence token and the padding after
+    it left out).
+
+    The conversations are left-padded (a decoder continues from the right end
+    of its rows), so each row's reply is what `reply` gives for it alone, up
+    to float rounding in the padded attention. Cheaper than one call per
+    conversation because every step runs the model once for all rows.
+    """
+    if not conversations:
+        raise InvalidInputError("There are no conversations to reply to.")
+    rows = []
+    for messages in conversations:
+        if not messages or not str(messages[-1].get("content", "")).strip():
+            raise InvalidInputError("Every conversation needs a last message with text.")
+        ids = chat_input_ids(tokenizer, messages)[0]
+        check_context(model, len(ids), settings.max_new_tokens, "A conversation")
+        rows.append(ids)
+    width = max(len(ids) for ids in rows)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    input_ids = torch.full((len(rows), width), int(pad), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, ids in enumerate(rows):
+        input_ids[index, width - len(ids) :] = ids
+        mask[index, width - len(ids) :] = 1
+    torch.manual_seed(settings.seed)
+    with torch.no_grad():
+        out = model.generate(
+            input_ids=input_ids.to(model.device),
+            attention_mask=mask.to(model.device),
+            **settings.generate_kwargs(tokenizer),
+        )
+    ends = _stop_ids(model, tokenizer)
+    replies = []
+    for row in out[:, width:].tolist():
+        stop = next((i for i, token in enumerate(row) if token in ends), len(row))
+        replies.append(tuple(row[:stop]))
+    return tuple(replies)
+
+
+def batch_replies(
+    model: Any,
+    tokenizer: Any,
+    conversations: Sequence[Sequence[dict[str, str]]],
+    settings: GenerationSettings,
+) -> tuple[str, ...]:
+    """The replies to several conversations, in one batched pass (see
+    `batch_reply_ids`)."""
+    return tuple(
+        tokenizer.decode(list(ids), skip_special_tokens=True)
+        for ids in batch_reply_ids(model, tokenizer, conversations, settings)
+    )
+
+
+def _stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    """The token ids that end a reply: the generation config's end-of-sequence
+    ids (one or several) and the tokenizer's."""
+    ends: set[int] = set()
+    config = getattr(model, "generation_config", None)
+    for source in (getattr(config, "eos_token_id", None), tokenizer.eos_token_id):
+        if isinstance(source, int):
+            ends.add(source)
+        elif source is not None:
+            ends.update(int(token) for token in source)
+    return ends
+
+
 def complete(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettings) -> str:
     """Continue a raw prompt (no chat template); returns only the new text."""
     if not prompt.strip():

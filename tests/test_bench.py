@@ -159,3 +159,42 @@ def test_the_demo_runs_are_collected_as_each_ends_each_with_its_own_figures():
     assert list(runs) == ["later", "sooner"]  # in the order given, whatever the order they ended
     assert (runs["later"]["run_s"], runs["sooner"]["run_s"]) == (0.6, 0.0)
     assert all(r["cpu_s"] >= 0 and r["wall_s"] >= 0 for r in runs.values())
+
+
+def test_the_kl_sentences_bench_measures_subsets_against_the_full_set(tiny, monkeypatch):
+    """On the tiny Llama: every aimed setting is scored once on the whole
+    neutral set, the evenly spaced subsets' errors are those of guards built
+    on them, and the chosen size is the smallest that meets the criterion."""
+    import torch
+
+    from bench import kl_sentences
+    from bench._common import Bench
+    from optimize.guard.kl import KlGuard
+    from steering import steerer_for
+    from steering.neutral import neutral_sentences
+
+    monkeypatch.setattr(kl_sentences, "KL_RANGE", (0.0, float("inf")))
+    monkeypatch.setattr(kl_sentences, "SIZES", (10, 100))
+    steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
+    steerer.reset()
+    result = kl_sentences.run(Bench(tiny, steerer), layers=(2, 9), draws=20)
+    settings = result["settings"]
+    assert {s["layer"] for s in settings} == {2} and len(settings) == 4 * 3
+    assert {s["vector"] for s in settings} == {
+        "preset", "joy/grief", "sentiment pairs", "health pairs"
+    }
+    positions = torch.tensor(result["positions"])
+    first = settings[0]
+    totals = torch.tensor(first["sentence_kl"])
+    assert float(totals.sum() / positions.sum()) == pytest.approx(first["kl"])
+    # the evenly spaced 10: the error of a guard built on them
+    from steering.capture import capture
+
+    source = kl_sentences._sources(20)[first["vector"]]
+    vector = capture(steerer, source, 2, 1.0).with_strength(first["strength"])
+    ten = KlGuard(steerer, neutral_sentences(count=10)).evaluate([vector]).kl
+    assert result["sizes"][10]["evenly_spaced"][0] == pytest.approx(ten / first["kl"] - 1, abs=1e-5)
+    meets = [n for n in (10, 100) if result["sizes"][n]["random_within"] >= 0.95
+             and result["sizes"][n]["even_within"] >= 0.95]
+    assert result["chosen"] == (meets[0] if meets else 310)
+    assert "| n |" in result["markdown"] and steerer.vectors == ()

@@ -80,6 +80,39 @@ def test_kl_equals_a_plain_per_sentence_reference(tiny):
         assert got == pytest.approx(_reference_kl(steerer, TEXTS, vectors), abs=1e-5)
 
 
+@pytest.mark.parametrize("plain_forward", [False, True])
+def test_per_sentence_kl_gives_any_subset_mean(tiny, monkeypatch, plain_forward):
+    """Each sentence's KL equals the plain oracle on that sentence alone, in
+    the order of the texts, and a subset's mean is what a guard built on the
+    subset measures: how the neutral set's size is measured in one pass."""
+    if plain_forward:
+        monkeypatch.setattr(guard_module, "layout_unsupported", lambda model, layers: "test")
+    steerer = _steerer(tiny)
+    guard = KlGuard(steerer, TEXTS, batch_size=3)
+    assert (guard._cache is None) == plain_forward
+    settings = [[_concept(steerer, 1, 3.0)], [], [_concept(steerer, 2, -4.0)]]
+    totals = guard.sentence_kls_many(settings)
+    positions = guard.sentence_positions
+    assert positions.tolist() == [
+        len(tiny.tokenizer.encode(t, add_special_tokens=False)) for t in TEXTS
+    ]
+    assert totals[1].tolist() == [0.0] * len(TEXTS)
+    for vectors, total in zip(settings, totals):
+        assert float(total.sum() / positions.sum()) == pytest.approx(
+            guard.evaluate(vectors).kl, abs=1e-6
+        )
+    vectors = settings[2]
+    for i in (0, 5, 11):
+        assert float(totals[2][i] / positions[i]) == pytest.approx(
+            _reference_kl(steerer, TEXTS[i : i + 1], vectors), abs=1e-5
+        )
+    subset = [1, 4, 7, 8]
+    small = KlGuard(steerer, [TEXTS[i] for i in subset])
+    assert float(totals[2][subset].sum() / positions[subset].sum()) == pytest.approx(
+        small.evaluate(vectors).kl, abs=1e-6
+    )
+
+
 def test_batched_equals_unbatched_and_cached_equals_plain_forward(tiny, monkeypatch):
     monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", 0)
     steerer = _steerer(tiny)
