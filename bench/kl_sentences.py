@@ -1,4 +1,4 @@
-"""(i) How many neutral sentences does the KL guard need?
+"""(j) How many neutral sentences does the KL guard need?
 
 The guard scores every setting on a subset of the 310 neutral sentences
 (`optimize.guard.kl.DEFAULT_GUARD_SENTENCES`, evenly spaced), a large share
@@ -79,7 +79,7 @@ def _settings(bench: Bench, layers: tuple[int, ...], docs: int) -> list[dict[str
                     "vector": name, "layer": layer, "strength": strength,
                     "setting": [vector.with_strength(strength)], "aimed": target,
                 })  # fmt: skip
-    log(f"(i) {len(candidates)} settings aimed at KL {[t for _, t in TARGETS]}")
+    log(f"(j) {len(candidates)} settings aimed at KL {[t for _, t in TARGETS]}")
     return candidates
 
 
@@ -140,7 +140,7 @@ def run(
     per_sentence = guard.sentence_kls_many([c["setting"] for c in candidates])
     pass_cpu = (time.process_time() - t0) / max(1, len(candidates))
     positions = guard.sentence_positions
-    log(f"(i) full set: {total} sentences, {int(positions.sum())} positions; "
+    log(f"(j) full set: {total} sentences, {int(positions.sum())} positions; "
         f"{pass_cpu:.1f} CPU s per setting")  # fmt: skip
     settings = []
     for candidate, totals in zip(candidates, per_sentence, strict=True):
@@ -149,7 +149,7 @@ def run(
             settings.append({**{k: v for k, v in candidate.items() if k != "setting"},
                              "vector_setting": candidate["setting"], "kl": kl,
                              "totals": totals})  # fmt: skip
-    log(f"(i) {len(settings)} of {len(candidates)} settings have a full-set KL in {KL_RANGE}")
+    log(f"(j) {len(settings)} of {len(candidates)} settings have a full-set KL in {KL_RANGE}")
     generator = torch.Generator().manual_seed(seed)
     sizes = [n for n in SIZES if n < total]
     rows, per_size = [], {}
@@ -189,7 +189,7 @@ def run(
         for i, s in enumerate(settings)
     ]
     markdown = (
-        "### (i) KL guard: error against the number of neutral sentences\n\n"
+        "### (j) KL guard: error against the number of neutral sentences\n\n"
         f"{len(settings)} settings with a full-set ({total} sentences, "
         f"{int(positions.sum())} positions) KL in {KL_RANGE[0]}-{KL_RANGE[1]} nats/token; "
         f"relative error of the KL on n sentences against all {total}: the evenly spaced "

@@ -302,13 +302,15 @@ def test_example_settings_fill_the_form(actions):
     preset = load_preset("sentiment").optimize
     values = actions.example_settings()
     assert len(values) == len(NAMES) + 1  # every field but the vector selection, then the status
-    (task, folder, metric, limit, batch, particles, iterations, low, high, unit, s_min, s_max,
+    (task, folder, metric, limit, batch, particles, iterations, budget, low, high, unit, s_min,
+     s_max,
      a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers,
      status) = values  # fmt: skip
     assert unit == "alpha"  # the preset's measured alpha bounds are searched as alpha
     assert (s_min, s_max) == (UPDATE, UPDATE)  # not the preset's: left as the form has them
     assert guard == [UPDATE] * 8  # the split, confirmation and guard fields: not the preset's
     assert workers == UPDATE  # the number of Ray workers is the user's, not the preset's
+    assert budget == UPDATE  # so is the time budget
     assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
     assert folder == str(TASKS_DIR) and metric == preset["metric"]
     assert (limit, held_limit, batch) == (50, 100, preset["batch_size"])

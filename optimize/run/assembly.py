@@ -29,6 +29,7 @@ from optimize.run.settings import RunSettings
 from optimize.scoring.fitness import LmEvalFitness
 from optimize.scoring.metrics import Fitness
 from optimize.scoring.racing import FIRST_PART, RacingFitness
+from steering.fluency import FluencyReference, check_fluency, fluency_reference
 
 if TYPE_CHECKING:
     from steering.engine import Steerer
@@ -75,6 +76,23 @@ def search_fitness(
     )
 
 
+class ReplyCheck:
+    """Whether a setting's greedy replies to the shipped neutral prompts loop
+    (steering/fluency.py), against the unsteered model's replies, which are
+    generated once, when the first setting is checked: a run that recommends
+    nothing pays nothing."""
+
+    def __init__(self, steerer: Steerer) -> None:
+        self.steerer = steerer
+        self._reference: FluencyReference | None = None
+
+    def __call__(self, vectors: Sequence[SteeringVector]) -> tuple[bool, str]:
+        if self._reference is None:
+            self._reference = fluency_reference(self.steerer)
+        found = check_fluency(self.steerer, vectors, reference=self._reference)
+        return found.loops, found.reason
+
+
 @contextmanager
 def assembled(
     settings: RunSettings,
@@ -86,7 +104,7 @@ def assembled(
     with. For concept strength, inside the block the vector is the one
     rebuilt from its prompts that are not held out; the active vectors are
     the same objects again afterwards. `fluency` checks the replies of a
-    setting about to be recommended."""
+    setting about to be recommended (default: `ReplyCheck`)."""
     settings.check_vectors(len(indices))
     space = settings.space(steerer.info.num_layers)
     common: dict[str, Any] = {
@@ -95,7 +113,7 @@ def assembled(
         "objective": settings.objective,
         "options": settings.options,
         "strategy": settings.strategy,
-        "fluency": fluency,
+        "fluency": ReplyCheck(steerer) if fluency is None else fluency,
         "budget_seconds": 60.0 * float(settings["budget"]),
     }
     base = base_vectors(steerer, indices)
