@@ -12,10 +12,9 @@ import torch
 from steering import validate
 from steering.errors import InvalidInputError
 from steering.extract import VectorSource
+from steering.limits import MAX_ABS_ALPHA, MAX_ABS_STRENGTH, MAX_DIRECTION_NORM
 
-# Beyond this the residual stream is swamped and the model only babbles;
-# useful alphas for a difference-of-means vector are around 0.5-10.
-MAX_ABS_ALPHA = 100.0
+__all__ = ["MAX_ABS_ALPHA", "SteeringVector", "check_alpha", "check_layer", "new_vector_id"]
 
 
 def _now() -> str:
@@ -86,6 +85,14 @@ class SteeringVector:
         object.__setattr__(
             self, "direction", self.direction.detach().to("cpu", torch.float32)
         )
+        # In float64: a float32 norm of values near 3e38 overflows to inf.
+        norm = float(self.direction.double().norm())
+        if not norm <= MAX_DIRECTION_NORM:
+            raise InvalidInputError(
+                f"A steering direction's norm must be at most {MAX_DIRECTION_NORM:g}, got "
+                f"{norm:.3g}: a hidden state is never that long, so the model would only "
+                "give empty or broken replies."
+            )
         if not isinstance(self.source, VectorSource):
             raise InvalidInputError("A steering vector needs a VectorSource (method and inputs).")
         if not isinstance(self.id, str) or not self.id.strip():
@@ -95,6 +102,13 @@ class SteeringVector:
             if not norm > 0:
                 raise InvalidInputError(f"A layer norm must be above 0, got {norm!r}.")
             object.__setattr__(self, "layer_norm", norm)
+            strength = self.strength
+            if strength is None or not abs(strength) <= MAX_ABS_STRENGTH:
+                raise InvalidInputError(
+                    f"The vector's strength (|alpha × V| / layer norm {norm:.3g}) would be "
+                    f"{strength:.3g}; a strength is at most {MAX_ABS_STRENGTH:g} "
+                    "(1 already makes replies repeat)."
+                )
 
     @property
     def method(self) -> str:
