@@ -38,3 +38,12 @@ def short_message(exc: BaseException) -> str:
     """An exception's text on one line, at most 300 characters."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:299] + "…"
+
+
+class JobCancelled(SteerSwarmError):
+    """Long model work was cancelled; what it would have made was not kept."""
+
+
+class JobRefused(SteerSwarmError):
+    """A job was refused before it started: its estimate is above the limit
+    the operator set for this app."""
