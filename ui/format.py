@@ -226,7 +226,7 @@ def result_summary(result: OptimizationResult) -> str:
     for tuned in result.tuned():
         record = tuned.vector
         lines.append(
-            f"- **Vector #{record.index + 1}** ({md(_prompts(record.prompts, 40))}): "
+            f"- **Vector #{record.index + 1}** ({md(record.describe())}): "
             f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
         )
     heldout = result.heldout
