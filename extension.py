@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -50,6 +51,12 @@ params: dict[str, Any] = {
     # offer besides the shipped tasks and user_data/steerswarm/tasks. A task
     # folder holds code lm-eval runs (see README, "Security model").
     "allowed_task_folders": None,
+    # Set by the operator too (settings.yaml: steerswarm-job_confirm_minutes,
+    # steerswarm-job_limit_minutes): a job (a capture, a map, an optimization)
+    # estimated longer than the first waits for a go-ahead; longer than the
+    # second it is refused. None: 15 minutes, and no limit.
+    "job_confirm_minutes": None,
+    "job_limit_minutes": None,
 }
 
 _LOADER_HINT = (
@@ -178,8 +185,8 @@ class WebuiHost:
 
     def waiting_note(self) -> str | None:
         """What a reply that must wait for our model work is told, or None."""
-        actions = getattr(self.tabs, "optimize_actions", None)
-        return None if actions is None else actions.run_status.waiting_note()
+        jobs = getattr(self.tabs, "jobs", None)
+        return None if jobs is None else jobs.waiting_note()
 
     def before_reply(self) -> None:
         """Tell the user when their reply waits for an optimization, and for
@@ -313,6 +320,7 @@ def ui() -> None:
             webui=True,
             settings=FormSettings(params),
             task_sources=_webui_task_sources(),
+            limits=_webui_job_limits(),
         )
     except Exception as exc:
         log.exception("steerswarm: building the tabs failed")
@@ -355,6 +363,33 @@ def _webui_task_sources() -> Any:
     return sources
 
 
+def _webui_job_limits() -> Any:
+    """The operator's job limits from the webui's settings (see `params`); a
+    setting that is not a number above 0 is left out with a log line (the
+    webui must start)."""
+    from ui.jobs import JobLimits
+
+    minutes: dict[str, float | None] = {}
+    for key in ("job_confirm_minutes", "job_limit_minutes"):
+        value = params.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        if value is not None and not ok:
+            log.error("steerswarm: ignoring %s=%r: not a number of minutes above 0", key, value)
+        minutes[key] = float(value) if ok else None
+    return JobLimits.from_minutes(minutes["job_confirm_minutes"], minutes["job_limit_minutes"])
+
+
+def _minutes(text: str) -> float:
+    """An argparse type: minutes above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"minutes must be above 0, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python extension.py",
@@ -389,7 +424,45 @@ def _parser() -> argparse.ArgumentParser:
         "folder holds Python that lm-eval runs: allow only folders you trust, and "
         "never one visitors can write to (the upload and temporary folders are refused)",
     )
+    parser.add_argument(
+        "--confirm-jobs-over",
+        type=_minutes,
+        default=None,
+        metavar="MINUTES",
+        help="a job (a capture, a task vector, an Explore map, an optimization) estimated "
+        "longer than this waits for a click of its Go on button (default 15)",
+    )
+    parser.add_argument(
+        "--refuse-jobs-over",
+        type=_minutes,
+        default=None,
+        metavar="MINUTES",
+        help="refuse any job estimated longer than this (default: no limit); set it when "
+        "others can reach the app, so no visitor holds the model for hours",
+    )
     return parser
+
+
+def _end_on_sigterm() -> None:
+    """SIGTERM ends the app as Ctrl-C does: Gradio closes its server, and the
+    interpreter exits normally, so the local Ray a run started is shut down
+    (killed by SIGTERM's default action, the app left Ray's agents running)."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _shut_down_ray() -> None:
+    """Stop a Ray this process started (a run's workers), if Ray was used."""
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            log.info("stopping the local Ray")
+            ray.shutdown()
+    except Exception:  # pragma: no cover - exiting anyway
+        log.exception("could not stop Ray")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -405,6 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from steering.persist import DataFolder
     from steering.session import ModelSession
     from ui.app import build_app
+    from ui.jobs import JobLimits
     from ui.style import css_kwargs
 
     data_dir = args.data_dir or default_data_dir()
@@ -420,10 +494,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SteerSwarmError as exc:  # a model we cannot steer: the tabs say why
         restored = str(exc)
     log.info("data folder %s%s", data_dir, f": {restored}" if restored else "")
-    app = build_app(session, task_sources=sources)
+    limits = JobLimits.from_minutes(args.confirm_jobs_over, args.refuse_jobs_over)
+    app = build_app(session, task_sources=sources, limits=limits)
     app.queue()
-    log.info("serving on http://%s:%d", args.host, args.port)
-    app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
+    log.info("serving on http://%s:%d (%s)", args.host, args.port, limits.describe())
+    _end_on_sigterm()
+    try:
+        app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
+    finally:
+        _shut_down_ray()
     return 0
 
 

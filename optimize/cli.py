@@ -296,7 +296,7 @@ def _run(args: argparse.Namespace) -> int:
         first = search_fitness(steerer, first_recipe) if first_round else None
         if workers is not None:
             bar.write(f"starting {args.workers} Ray worker(s)...", file=sys.stderr)
-            workers.start()  # type: ignore[attr-defined]
+            workers.start(cancel)  # type: ignore[attr-defined]  # Ctrl-C stops the start too
         result = run_optimization(
             steerer,
             indices,

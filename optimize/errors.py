@@ -5,15 +5,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from steering.errors import FitnessError, JobCancelled, SteerSwarmError, short_message
+from steering.errors import (
+    FitnessError,
+    InvalidInputError,
+    JobCancelled,
+    SteerSwarmError,
+    short_message,
+)
 
 __all__ = [
+    "ApplyRefused",
     "FitnessError",
     "JournalWriteError",
     "OptimizationCancelled",
     "lm_eval_failures",
     "short_message",
 ]
+
+
+class ApplyRefused(InvalidInputError):
+    """A result (or a point of its front) may not be applied to the active
+    vectors: the message says why (optimize/run/apply_rule.py)."""
 
 
 class JournalWriteError(SteerSwarmError):

@@ -215,7 +215,7 @@ def test_a_point_is_refused_when_the_vectors_changed_or_nothing_gained(
     assert not worse.improved
     assert actions.front.offer(worse)[1]["visible"] is False
     *_, status, _box = last(actions.front.apply_point(worse, 1))
-    assert "No setting beat the unsteered model in that run." in status
+    assert "No setting beat the unsteered model in that run" in status
     # another vector set: refused like Apply best, nothing changed
     for _ in steering.add_vector("Calm and quiet.", "Loud and angry.", 2, 1.0):
         pass

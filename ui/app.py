@@ -202,6 +202,8 @@ def _attach_on_load(tabs: Tabs) -> None:
     root.load(actions.attach, None, view, api_name=False, concurrency_limit=None).then(
         actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,
         queue=False,
+    ).then(  # the Resume offer as the results folder holds it now (a cancel makes one)
+        actions.resume_offer, None, [tab.resume_note, tab.resume], api_name=False, queue=False
     )  # fmt: skip
 
 

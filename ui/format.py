@@ -202,6 +202,7 @@ def result_summary(result: OptimizationResult) -> str:
     """What a run found, in Markdown: the scores, the objective and its
     recommendation, the held-out check with its paired test."""
     from optimize.guard.objective import KL, TargetObjective, uses_task
+    from optimize.run.apply_rule import gained
     from optimize.run.report import gain_text, paired_text, scored_text
 
     best, base = result.best, result.baseline
@@ -255,7 +256,7 @@ def result_summary(result: OptimizationResult) -> str:
     )
     lines.append(f"- **Recommendation:** {md(result.recommendation.reason)}")
     lines.append("")
-    if result.improved:
+    if gained(result):
         lines.append(
             "Click **Apply best** to make this setting the active steering vectors, or "
             "choose another **point of the front** below and apply it."
