@@ -278,3 +278,64 @@ def test_a_capture_shows_the_users_vectors_to_readers(tiny_steerer):
     tiny_steerer.prompt_activations(["one new prompt", "and another"], on_progress=progress)
     assert seen == [((), (mine,))]  # the model ran unsteered; readers saw the user's vector
     assert tiny_steerer.user_vectors == (mine,) == tiny_steerer.vectors
+
+
+def _form(vector_ids: list[str], **changes: Any) -> list[Any]:
+    """The Optimize tab's inputs in the form's order (small settings)."""
+    from ui.optimize_form import NAMES, TASKS_DIR
+
+    values = {
+        "task": "steer_sentiment", "task_folder": str(TASKS_DIR), "metric": "acc", "limit": 4,
+        "batch_size": 4, "particles": 2, "iterations": 6, "layer_min": 0, "layer_max": 3,
+        "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4, "alpha_min": -4.0,
+        "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0, "heldout_task": "",
+        "heldout_limit": 100, "holdout_fraction": 0.0, "objective": "target", "kl_budget": 0.5,
+        "guard_task": "", "max_guard_drop": 5.0, "workers": 0, "first_round": 0,
+    }  # fmt: skip
+    values.update(changes)
+    return [vector_ids, *(values[name] for name in NAMES)]
+
+
+def test_a_cancelled_run_is_offered_for_resuming_without_a_restart(app, tmp_path):
+    """The Resume offer was computed when the page was built: after a Cancel
+    it came only after a restart. It is asked of the server now, and the
+    running run's own journal is not offered."""
+    from ui.optimize_tab import OptimizeActions
+
+    _steering, _explore, jobs, session = app
+    optimize = OptimizeActions(session, tmp_path / "results", jobs=jobs)
+    assert optimize.resume_offer()[0] == ""
+    (vector,) = session.current().steerer.vectors
+    run = optimize.optimize(*_form([vector.id]))
+    for view in run:
+        if "2 of 13 evaluations" in view[0]:
+            assert optimize.resume_offer()[0] == ""  # running, not interrupted
+            assert optimize.cancel().startswith("✕ Cancelling")
+    assert "cancelled" in view[0]
+    offer, button = optimize.resume_offer()
+    assert "can be resumed" in offer and button["visible"] is True
+
+
+def test_every_page_load_asks_the_server(tiny_session):
+    """The Steering status line, the vectors, the Resume offer and a running
+    Explore or Steering job come from the server on every page load (they
+    were the text built when the app started)."""
+    import gradio as gr
+
+    from ui.app import build_tabs
+
+    with gr.Blocks() as demo:
+        tabs = build_tabs(tiny_session)
+    loads = [
+        d for d in demo.config["dependencies"] if any(t[1] == "load" for t in d["targets"])
+    ]
+    outputs = [set(d["outputs"]) for d in loads]
+    s, e, o = tabs.steering, tabs.explore, tabs.optimize
+    assert any({s.model_line._id, s.table._id} <= out for out in outputs)
+    assert any({s.table._id, s.status._id} <= out for out in outputs)  # a capture, followed
+    assert any({e.map_state._id, e.status._id} <= out for out in outputs)  # a map, followed
+    assert any(o.progress._id in out for out in outputs)
+    then = [d for d in demo.config["dependencies"] if o.resume_note._id in d["outputs"]]
+    assert any(d["trigger_after"] is not None for d in then)  # after the load's attach
+    assert tabs.jobs is tabs.steering_actions.jobs.registry is tabs.explore_actions.jobs.registry
+    assert tabs.jobs is tabs.optimize_actions.jobs

@@ -36,7 +36,7 @@ from ui import format as fmt
 from ui import plots
 from ui.front_panel import ApplyView, FrontActions, best_offer
 from steering.progress import JobControl
-from ui.jobs import WAITING, BackgroundJob, JobRegistry, RunStatus
+from ui.jobs import WAITING, BackgroundJob, JobProgress, JobRegistry, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
 from ui.model_jobs import OPTIMIZE, busy
 from ui.model_access import locked, model_facts, peek_facts
@@ -215,6 +215,9 @@ class OptimizeActions:
                     continue
                 if isinstance(item, LongRunQuestion):
                     yield (*(gr.update(),) * 4, "", *no_result, item.status())
+                    continue
+                if isinstance(item, JobProgress):  # a vector rebuilt at a new layer, a calibration
+                    yield (*(gr.update(),) * 4, gr.update(), *no_result, item.status())
                     continue
                 last = item
                 if last.latest is not None:

@@ -219,8 +219,8 @@ def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
 
             return wrapped
 
-        originals = (ui.steering_tab.capture_vector, ui.optimize_tab.run_optimization)
-        ui.steering_tab.capture_vector = holding(originals[0])
+        originals = (ui.steering_tab.capture, ui.optimize_tab.run_optimization)
+        ui.steering_tab.capture = holding(originals[0])
         ui.optimize_tab.run_optimization = holding(originals[1])
         try:
             lock.acquire()  # a chat reply is being generated
@@ -238,7 +238,7 @@ def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
             lock.release()
             assert last(optimizing)[-1].startswith("✓ Done."), "optimize"
         finally:
-            ui.steering_tab.capture_vector, ui.optimize_tab.run_optimization = originals
+            ui.steering_tab.capture, ui.optimize_tab.run_optimization = originals
             if lock.locked():
                 lock.release()
         assert held_during == [True, True], held_during
