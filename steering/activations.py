@@ -106,7 +106,9 @@ def capture_all_layers(
                 "nothing was changed."
             ) from None
         if speed is not None:
-            speed.record_forward(sum(len(token_lists[i]) for i in rows), time.perf_counter() - began)
+            # the padded batch is what the model ran: what estimates count too
+            width = padded_width(max(len(token_lists[i]) for i in rows), max_width)
+            speed.record_forward(len(rows) * width, time.perf_counter() - began)
         if out is None:
             out = torch.empty((len(token_lists), *means.shape[1:]), dtype=torch.float32)
         out[torch.tensor(rows)] = means
@@ -115,6 +117,17 @@ def capture_all_layers(
     if out is None:
         raise ValueError("capture_all_layers needs at least one prompt.")
     return out
+
+
+def padded_tokens(
+    lengths: Sequence[int], max_width: int | None = None, chunk: int = CHUNK
+) -> int:
+    """The tokens `capture_all_layers` runs for prompts of these lengths,
+    padding included: its batches are the prompts sorted by length, `chunk`
+    at a time, each padded to `padded_width` of its longest."""
+    ordered = sorted(lengths)
+    batches = [ordered[start : start + chunk] for start in range(0, len(ordered), chunk)]
+    return sum(len(batch) * padded_width(batch[-1], max_width) for batch in batches)
 
 
 def padded_width(longest: int, max_width: int | None) -> int:

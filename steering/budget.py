@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from steering.activations import padded_tokens
 from steering.errors import InvalidInputError
 from steering.limits import MAX_MAP_PROMPTS, count
 
@@ -70,7 +71,8 @@ class Throughput:
 
     @property
     def token_seconds(self) -> float | None:
-        """Seconds per token of a forward pass; None before any was timed."""
+        """Seconds per token of a forward pass (padding included: what the
+        model runs); None before any was timed."""
         with self._lock:
             return self._seconds / self._tokens if self._tokens else None
 
@@ -163,19 +165,23 @@ def reads_of(source: VectorSource, num_layers: int, hidden: int) -> Reads:
     return Reads(tuple(recorder.prompt_lists), tuple(recorder.pair_lists))
 
 
-def _tokens_to_read(steerer: Steerer, reads: Reads) -> tuple[int, int, int]:
-    """(prompts, answers, tokens) of `reads` not captured yet. Tokenizing
-    checks the caps on prompt length: a refusal comes here, before any work."""
-    prompts = answers = tokens = 0
+def _tokens_to_read(steerer: Steerer, reads: Reads) -> tuple[int, int, int, int]:
+    """(prompts, answers, tokens, tokens with padding) of `reads` not captured
+    yet. Tokenizing checks the caps on prompt length: a refusal comes here,
+    before any work."""
+    prompts = answers = tokens = padded = 0
+    width = steerer.info.max_context
     for prompts_list in dict.fromkeys(reads.prompt_lists):
         if not steerer.has_captured(prompts_list):
-            prompts += len(prompts_list)
-            tokens += sum(len(t) for t in steerer.prompt_tokens(prompts_list))
+            lengths = [len(t) for t in steerer.prompt_tokens(prompts_list)]
+            prompts, tokens = prompts + len(lengths), tokens + sum(lengths)
+            padded += padded_tokens(lengths, width)
     for pairs in dict.fromkeys(reads.pair_lists):
         if not steerer.has_captured_answers(pairs):
-            answers += len(pairs)
-            tokens += sum(len(t) for t in steerer.answer_tokens(pairs)[0])
-    return prompts, answers, tokens
+            lengths = [len(t) for t in steerer.answer_tokens(pairs)[0]]
+            answers, tokens = answers + len(lengths), tokens + sum(lengths)
+            padded += padded_tokens(lengths, width)
+    return prompts, answers, tokens, padded
 
 
 def _reading(prompts: int, answers: int, tokens: int) -> str:
@@ -204,10 +210,10 @@ def estimate_reads(
         tuple(p for r in merged for p in r.prompt_lists) + tuple(tuple(p) for p in prompt_lists),
         tuple(p for r in merged for p in r.pair_lists),
     )
-    prompts, answers, tokens = _tokens_to_read(steerer, reads)
+    prompts, answers, tokens, padded = _tokens_to_read(steerer, reads)
     if not tokens:
         return NOTHING
-    return WorkEstimate(_seconds(calibrate(steerer), tokens), _reading(prompts, answers, tokens))
+    return WorkEstimate(_seconds(calibrate(steerer), padded), _reading(prompts, answers, tokens))
 
 
 def estimate_moves(

@@ -13,8 +13,8 @@ import json
 import pytest
 
 from optimize import Evaluation, FitnessConfig, Metrics, PsoConfig, SearchSpace
-from optimize.guard.objective import KL
 from optimize.errors import ApplyRefused
+from optimize.guard.objective import KL
 from optimize.run.apply_rule import apply_result, refusal
 from optimize.run.results import OptimizationResult
 from optimize.scoring.placing import record_of
@@ -67,7 +67,7 @@ def _saved(session, result, name):
 
 def _cases(steerer, vector):
     """(name, result, the reason it is refused with) for each kind of refusal."""
-    other_model = dataclasses.replace(_result(steerer, vector, (2, 1.5, 0.8)), model="another-model")
+    other_model = dataclasses.replace(_result(steerer, vector, (2, 1.5, 0.8)), model="another")
     stranger = dataclasses.replace(vector, id="someone-elses")
     return [
         ("lost 70 points", _result(steerer, vector, (2, 3.0, 0.1), baseline=0.8),
@@ -78,7 +78,7 @@ def _cases(steerer, vector):
          "The setting gives vector #1 alpha 1e+06, outside the limit of ±100."),
         ("a layer the model lacks", _result(steerer, vector, (40, 1.5, 0.8)),
          "The setting puts vector #1 at layer 40, outside the run's layers 0 to 3."),
-        ("another model", other_model, "This result was found on another-model (4 layers)"),
+        ("another model", other_model, "This result was found on another (4 layers)"),
         ("other vectors", _result(steerer, stranger, (2, 1.5, 0.8)),
          "The active vectors changed since this optimization ran"),
     ]  # fmt: skip
@@ -89,8 +89,9 @@ def test_the_rule_names_why_and_lets_a_real_gain_through(world):
     for name, result, why in _cases(steerer, vector):
         found = refusal(result, None, steerer.info, steerer.vectors)
         assert found is not None and found.startswith(why), (name, found)
-        with pytest.raises(ApplyRefused, match="^" + why[:30].replace("(", r"\(").replace("+", r"\+")):
+        with pytest.raises(ApplyRefused) as refused:
             apply_result(steerer, result)
+        assert str(refused.value) == found
         assert steerer.vectors == (vector,), name
     good = _result(steerer, vector, (2, 1.5, 0.8))
     assert refusal(good, None, steerer.info, steerer.vectors) is None

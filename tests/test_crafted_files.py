@@ -27,7 +27,7 @@ import torch
 
 from steering import capture_vector, load_vectors, save_vectors
 from steering.capture import capture
-from steering.errors import VectorFileError, VectorWriteError
+from steering.errors import VectorFileError
 from steering.extract import VectorSource
 from steering.gguf import ARCH, KEY_LAYER_COUNT, KEY_MODEL_HINT, read_control_vector
 from steering.limits import MAX_ANSWERS_PER_ITEM, MAX_TASK_ITEMS, MAX_TEXT_CHARS
@@ -74,7 +74,8 @@ def test_a_task_vector_file_over_the_caps_is_refused_when_loaded(
     steerer = tiny_session.current().steerer
     mine = capture_vector(steerer, ["I love this day"], 1, 2.0)
     steerer.add(mine)
-    path = save_vectors(tmp_path / "task.safetensors", [_task_vector(steerer, [ITEM])], steerer.info)
+    task = _task_vector(steerer, [ITEM])
+    path = save_vectors(tmp_path / "task.safetensors", [task], steerer.info)
     _edited(path, lambda meta: edit(meta["vectors"][0]["inputs"]))
     with pytest.raises(VectorFileError, match="vector 1 is invalid: " + message[:40]):
         load_vectors(path, steerer.info)
@@ -134,7 +135,8 @@ def test_a_vector_file_with_a_made_up_layer_norm_is_refused(tiny_steerer, tmp_pa
     vector = capture_vector(tiny_steerer, ["I love this day"], 1, 2.0)
     path = save_vectors(tmp_path / "v.safetensors", [vector], tiny_steerer.info)
     _edited(path, lambda meta: meta["vectors"][0].update(layer_norm=1e-300))
-    with pytest.raises(VectorFileError, match=r"layer norm 1e-300\) would be [0-9.]+e\+299; a strength is at most 1000"):
+    refused = r"layer norm 1e-300\) would be [0-9.]+e\+299; a strength is at most 1000"
+    with pytest.raises(VectorFileError, match=refused):
         load_vectors(path, tiny_steerer.info)
 
 

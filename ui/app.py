@@ -177,14 +177,16 @@ def _state_on_load(tabs: Tabs) -> None:
         return
     s = tabs.steering
     root.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs(), api_name=False)
+    # No progress shown on these outputs: a page following a job for minutes
+    # would show every one of them as pending; the status line says how far it is.
     root.load(
         tabs.steering_actions.attach, None, [s.table, s.remove_choice, s.status], api_name=False,
-        concurrency_limit=None,
+        concurrency_limit=None, show_progress="hidden",
     )  # fmt: skip
     if tabs.explore is not None and tabs.explore_actions is not None:
         root.load(
             tabs.explore_actions.attach, None, tabs.explore.attached_outputs(), api_name=False,
-            concurrency_limit=None,
+            concurrency_limit=None, show_progress="hidden",
         )  # fmt: skip
 
 

@@ -133,10 +133,10 @@ class ExploreActions:
             yield _spread((busy_line or gr.update(),), (12,))
             return
         watch, slots = self._watchers()[job.kind]
-        for view in watch(job):
-            yield _spread(view, slots)
+        for values in watch(job):
+            yield _spread(values, slots)
 
-    def _watchers(self) -> dict[str, tuple[Callable[[BackgroundJob], Iterator[tuple[Any, ...]]], tuple[int, ...]]]:
+    def _watchers(self) -> dict[str, tuple[Watcher, tuple[int, ...]]]:
         """Each kind of job's view, and where its outputs sit in ATTACHED."""
         return {
             SCAN: (self._watch_scan, (0, 1, 2, 12)),
@@ -359,7 +359,7 @@ class ExploreActions:
             if kind == "status":
                 yield (rows or gr.update()), item
             elif kind == "item":
-                rows = [list(pair) for pair in zip(item.names, item.replies)]
+                rows = [list(pair) for pair in zip(item.names, item.replies, strict=True)]
                 yield rows, "Writing the completions…"
             else:
                 yield (rows or gr.update()), "✕ Cancelled." if item else "✓ Done."
@@ -422,6 +422,8 @@ class _DirectionAt:
 
 
 _EXPLORE_KINDS = (SCAN, MAP, COMPARE, INSPECT, APPLY_CELL)
+# How a kind of job is shown: its events as the values of its own outputs.
+Watcher = Callable[[BackgroundJob], Iterator[tuple[Any, ...]]]
 
 # Where each output of a reattached page sits (ExploreTab.attached_outputs order):
 # scan plot, range, use range | map plot, table, state, cell, compare cells |

@@ -167,9 +167,8 @@ class JobLimits:
     answer_seconds: float = LONG_RUN_ANSWER_SECONDS
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "confirm_seconds", validate.number("The confirmation threshold", self.confirm_seconds, 0)
-        )
+        confirm = validate.number("The confirmation threshold", self.confirm_seconds, 0)
+        object.__setattr__(self, "confirm_seconds", confirm)
         object.__setattr__(
             self, "answer_seconds", validate.number("The answer wait", self.answer_seconds, 0)
         )
@@ -203,8 +202,8 @@ class JobStarted:
 
     def status(self) -> str:
         if not self.estimate.what:
-            return f"⏳ {self.title}…"
-        return f"⏳ {self.title}: {fmt.md(self.estimate.describe())}…"
+            return f"⟳ {self.title}…"
+        return f"⟳ {self.title}: {fmt.md(self.estimate.describe())}…"
 
 
 @dataclass(frozen=True)
@@ -238,7 +237,7 @@ class JobProgress:
     def status(self) -> str:
         left = "" if self.left_seconds is None else f", about {duration(self.left_seconds)} left"
         return (
-            f"⏳ {self.title}: {count(self.done)} of {count(self.total)} {fmt.md(self.unit)}"
+            f"⟳ {self.title}: {count(self.done)} of {count(self.total)} {fmt.md(self.unit)}"
             f"{left}. **Cancel** stops it within seconds."
         )
 
@@ -411,7 +410,9 @@ class BackgroundJob:
         if self._note is not None:
             return self._note()
         progress = self.progress
-        how_far = "" if progress is None else f" ({progress.done} of {progress.total} {progress.unit})"
+        how_far = (
+            "" if progress is None else f" ({progress.done} of {progress.total} {progress.unit})"
+        )
         return (
             f"Steering: {self.title.lower()} is using the model{how_far}, so this reply waits "
             "until it ends. Any tab's **Cancel** stops it."
@@ -441,7 +442,9 @@ class _Holding:
     """The model lock held for a block of a job's thread; (WAITING, None) is
     pushed first when it is busy."""
 
-    def __init__(self, lock: AbstractContextManager[Any], push: Callable[[tuple[str, Any]], None]) -> None:
+    def __init__(
+        self, lock: AbstractContextManager[Any], push: Callable[[tuple[str, Any]], None]
+    ) -> None:
         self.lock, self.push = lock, push
 
     def __enter__(self) -> None:
@@ -524,5 +527,5 @@ class JobRegistry:
         return (
             progress.status()
             if progress is not None
-            else f"⏳ {job.title} is using the model. **Cancel** stops it."
+            else f"⟳ {job.title} is using the model. **Cancel** stops it."
         )

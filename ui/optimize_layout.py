@@ -168,7 +168,9 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     cancel.click(
         actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
     )
-    go_on.click(actions.go_on, None, [status], api_name="go_on_optimization", concurrency_limit=None)
+    go_on.click(
+        actions.go_on, None, [status], api_name="go_on_optimization", concurrency_limit=None
+    )
     example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
     for field in size:
         field.change(plan_line, size, [plan], api_name=False, queue=False)

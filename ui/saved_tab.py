@@ -87,7 +87,10 @@ class SavedActions:
             yield gr.update(), gr.update(), fmt.failed("apply the result", no_gain)
             return
         job = self.jobs.start(
-            "Applying a saved result", APPLY, _ResultPlan(result), _ResultWork(self.session, result, name)
+            "Applying a saved result",
+            APPLY,
+            _ResultPlan(result),
+            _ResultWork(self.session, result, name),
         )
         if job is None:
             yield gr.update(), gr.update(), busy(self.jobs.registry.running)
@@ -107,9 +110,8 @@ class _LoadVectors:
         vectors = load_vectors(self.data.find("vectors", self.name), steerer.info)
         check_reads(steerer, vectors)
         steerer.set_vectors(vectors)
-        return f"✓ Loaded {len(vectors)} vector(s) from {html.escape(self.name)}. " + fmt.vector_count(
-            len(vectors)
-        )
+        count = fmt.vector_count(len(vectors))
+        return f"✓ Loaded {len(vectors)} vector(s) from {html.escape(self.name)}. {count}"
 
 
 class _ResultPlan:

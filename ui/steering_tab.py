@@ -27,7 +27,7 @@ from steering.models import ModelInfo
 from presets import load_preset
 from steering.session import Current, ModelSession
 from steering.store import save_vectors
-from steering.vector import SteeringVector, check_layer
+from steering.vector import check_layer
 from ui import compat
 from ui import format as fmt
 from ui import gguf_panel, task_vector_panel
@@ -204,8 +204,7 @@ class SteeringActions:
         if job is None:
             yield gr.update(), gr.update(), self.status_line()
             return
-        yield from vector_views(job, "change the vectors")
-        yield gr.update(), gr.update(), self.status_line()
+        yield from vector_views(job, "change the vectors")  # ends with its outcome
 
     def status_line(self) -> str:
         """The status line from the server's state: how many vectors the user

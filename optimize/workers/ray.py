@@ -71,7 +71,9 @@ class RayOptions:
                 raise WorkerError(f"{name} per Ray worker must be a number from 0, got {value!r}.")
         timeout = self.start_timeout
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise WorkerError(f"The Ray start-up timeout must be a number of seconds above 0, got {timeout!r}.")
+            raise WorkerError(
+                f"The Ray start-up timeout must be a number of seconds above 0, got {timeout!r}."
+            )
 
 
 class Worker:
