@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -52,6 +53,12 @@ params: dict[str, Any] = {
     # offer besides the shipped tasks and user_data/steerswarm/tasks. A task
     # folder holds code lm-eval runs (see README, "Security model").
     "allowed_task_folders": None,
+    # Set by the operator too (settings.yaml: steerswarm-job_confirm_minutes,
+    # steerswarm-job_limit_minutes): a job (a capture, a map, an optimization)
+    # estimated longer than the first waits for a go-ahead; longer than the
+    # second it is refused. None: 15 minutes, and no limit.
+    "job_confirm_minutes": None,
+    "job_limit_minutes": None,
 }
 
 _LOADER_HINT = (
@@ -180,8 +187,8 @@ class WebuiHost:
 
     def waiting_note(self) -> str | None:
         """What a reply that must wait for our model work is told, or None."""
-        actions = getattr(self.tabs, "optimize_actions", None)
-        return None if actions is None else actions.run_status.waiting_note()
+        jobs = getattr(self.tabs, "jobs", None)
+        return None if jobs is None else jobs.waiting_note()
 
     def before_reply(self) -> None:
         """Tell the user when their reply waits for an optimization, and for
@@ -315,6 +322,7 @@ def ui() -> None:
             webui=True,
             settings=FormSettings(params),
             task_sources=_webui_task_sources(),
+            limits=_webui_job_limits(),
         )
     except Exception as exc:
         log.exception("steerswarm: building the tabs failed")
@@ -355,6 +363,33 @@ def _webui_task_sources() -> Any:
         except TaskSourceError as exc:
             log.error("steerswarm: %s It is not offered.", exc)
     return sources
+
+
+def _webui_job_limits() -> Any:
+    """The operator's job limits from the webui's settings (see `params`); a
+    setting that is not a number above 0 is left out with a log line (the
+    webui must start)."""
+    from ui.jobs import JobLimits
+
+    minutes: dict[str, float | None] = {}
+    for key in ("job_confirm_minutes", "job_limit_minutes"):
+        value = params.get(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+        if value is not None and not ok:
+            log.error("steerswarm: ignoring %s=%r: not a number of minutes above 0", key, value)
+        minutes[key] = float(value) if ok else None
+    return JobLimits.from_minutes(minutes["job_confirm_minutes"], minutes["job_limit_minutes"])
+
+
+def _minutes(text: str) -> float:
+    """An argparse type: minutes above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"minutes must be above 0, got {text!r}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -409,6 +444,22 @@ def _parser() -> argparse.ArgumentParser:
         f"{API_KEY_VARIABLE} environment variable, which keeps the key out of the process "
         "list; none: no key)",
     )
+    parser.add_argument(
+        "--confirm-jobs-over",
+        type=_minutes,
+        default=None,
+        metavar="MINUTES",
+        help="a job (a capture, a task vector, an Explore map, an optimization) estimated "
+        "longer than this waits for a click of its Go on button (default 15)",
+    )
+    parser.add_argument(
+        "--refuse-jobs-over",
+        type=_minutes,
+        default=None,
+        metavar="MINUTES",
+        help="refuse any job estimated longer than this (default: no limit); set it when "
+        "others can reach the app, so no visitor holds the model for hours",
+    )
     return parser
 
 
@@ -456,6 +507,28 @@ def _start_api(session: Any, tabs: Any, args: argparse.Namespace) -> Callable[[]
     return stop
 
 
+def _end_on_sigterm() -> None:
+    """SIGTERM ends the app as Ctrl-C does: Gradio closes its server, and the
+    interpreter exits normally, so the local Ray a run started is shut down
+    (killed by SIGTERM's default action, the app left Ray's agents running)."""
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _shut_down_ray() -> None:
+    """Stop a Ray this process started (a run's workers), if Ray was used."""
+    ray = sys.modules.get("ray")
+    try:
+        if ray is not None and ray.is_initialized():
+            log.info("stopping the local Ray")
+            ray.shutdown()
+    except Exception:  # pragma: no cover - exiting anyway
+        log.exception("could not stop Ray")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the model and serve the app until interrupted; returns an exit code."""
     args = _parser().parse_args(argv)
@@ -469,6 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from steering.persist import DataFolder
     from steering.session import ModelSession
     from ui.app import build_app_with_tabs
+    from ui.jobs import JobLimits
     from ui.style import css_kwargs
 
     data_dir = args.data_dir or default_data_dir()
@@ -484,7 +558,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SteerSwarmError as exc:  # a model we cannot steer: the tabs say why
         restored = str(exc)
     log.info("data folder %s%s", data_dir, f": {restored}" if restored else "")
-    app, tabs = build_app_with_tabs(session, task_sources=sources)
+    limits = JobLimits.from_minutes(args.confirm_jobs_over, args.refuse_jobs_over)
+    app, tabs = build_app_with_tabs(session, task_sources=sources, limits=limits)
     app.queue()
     stop_api = None
     if args.api:
@@ -493,12 +568,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SteerSwarmError as exc:
             log.error("%s", exc)
             return 2
-    log.info("serving on http://%s:%d", args.host, args.port)
+    log.info("serving on http://%s:%d (%s)", args.host, args.port, limits.describe())
+    _end_on_sigterm()
     try:
         app.launch(server_name=args.host, server_port=args.port, **css_kwargs(app.launch))
     finally:
         if stop_api is not None:
             stop_api()
+        _shut_down_ray()
     return 0
 
 

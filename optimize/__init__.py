@@ -34,6 +34,8 @@ _EXPORTS = {
     "Objective": "optimize.guard.objective",
     "make_objective": "optimize.guard.objective",
     "apply_best": "optimize.run.optimization",
+    "apply_result": "optimize.run.apply_rule",
+    "ApplyRefused": "optimize.errors",
     "check_heldout": "optimize.run.optimization",
     "run_optimization": "optimize.run.optimization",
     "SearchOutcome": "optimize.search.loop",
@@ -74,7 +76,9 @@ __all__ = [
     "Strategy",
     "TunedVector",
     "VectorRecord",
+    "ApplyRefused",
     "apply_best",
+    "apply_result",
     "check_heldout",
     "make_objective",
     "round_half_away",
@@ -97,6 +101,8 @@ if TYPE_CHECKING:
         TunedVector,
         VectorRecord,
     )
+    from optimize.errors import ApplyRefused
+    from optimize.run.apply_rule import apply_result
     from optimize.run.optimization import apply_best, check_heldout, run_optimization
     from optimize.search.loop import SearchOutcome, run_search, swarm_search
     from optimize.search.strategies import STRATEGIES, Strategy

@@ -215,9 +215,12 @@ def _run(args: argparse.Namespace) -> int:
         best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
         bar.set_postfix_str(f"best {best}, baseline {progress.baseline:.3f}")
 
+    stopped_by: list[int] = []  # the signal that cancelled the run: the exit status says so
+
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         if cancel.is_set():
             raise KeyboardInterrupt
+        stopped_by.append(signum)
         cancel.set()
         name = "Ctrl-C" if signum == signal.SIGINT else "SIGTERM"
         message = f"{name}: stopping after the current evaluation ({name} again to abort)."
@@ -245,7 +248,7 @@ def _run(args: argparse.Namespace) -> int:
             )
             if workers is not None:
                 bar.write(f"starting {settings.workers} Ray worker(s)...", file=sys.stderr)
-                workers.start()
+                workers.start(cancel)  # Ctrl-C stops the start too
             result = run_optimization(
                 steerer,
                 indices,
@@ -281,7 +284,10 @@ def _run(args: argparse.Namespace) -> int:
     if note:
         print(f"{PROG}: error: {note}", file=sys.stderr)
         return 1
-    return 0
+    # Stopped by Ctrl-C or SIGTERM: the partial result is saved, and the exit
+    # status (130 / 143, as a shell reports a signal) tells a script the run
+    # did not finish (it exited 0, as if it had).
+    return 128 + int(stopped_by[0]) if stopped_by and result.cancelled else 0
 
 
 def _quiet_libraries() -> None:

@@ -20,14 +20,18 @@ A capture reports progress after each batch and stops at a set cancel event.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from steering.errors import SteerSwarmError
+from steering.errors import JobCancelled
 from steering.limits import CAPTURE_BATCH, PAD_BUCKET
+
+if TYPE_CHECKING:
+    from steering.budget import Throughput
 
 # Prompts per forward: enough to use a batch, few enough that memory stays flat
 # (each layer's state is reduced to [B, H] at once).
@@ -37,12 +41,16 @@ CHUNK = CAPTURE_BATCH
 CaptureProgress = Callable[[int, int], None]
 
 
-class CaptureCancelled(SteerSwarmError):
+class CaptureCancelled(JobCancelled):
     """A capture was cancelled; nothing was kept or changed."""
 
 
 class _Done(Exception):
     """Raised by the last layer's hook to end the forward early."""
+
+
+class _Stopped(Exception):
+    """Raised by a layer's hook when the cancel event is set mid-forward."""
 
 
 def capture_all_layers(
@@ -57,6 +65,7 @@ def capture_all_layers(
     max_width: int | None = None,
     on_progress: CaptureProgress | None = None,
     cancel: threading.Event | None = None,
+    speed: Throughput | None = None,
 ) -> torch.Tensor:
     """[len(token_lists), len(layers), hidden] float32 on CPU: per prompt and
     layer, the mean over positions `starts[i]`.. (default 1..) of the state
@@ -67,8 +76,11 @@ def capture_all_layers(
 
     Batches are padded up to a multiple of PAD_BUCKET tokens, never past
     `max_width` (the model's context). `on_progress(done, total)` is called
-    after each batch; a set `cancel` raises CaptureCancelled between batches.
-    The result is filled in place: no per-prompt tensors are kept.
+    after each batch; a set `cancel` raises CaptureCancelled between batches
+    and between the layers of a batch's forward (so a batch of long prompts
+    stops within one layer's time). `speed` records the seconds per token of
+    each batch (what later estimates are made from). The result is filled in
+    place: no per-prompt tensors are kept.
     """
     starts = [1] * len(token_lists) if starts is None else list(starts)
     if any(not 1 <= s < len(t) for s, t in zip(starts, token_lists, strict=True)):
@@ -82,10 +94,21 @@ def capture_all_layers(
                 "nothing was changed."
             )
         rows = order[start : start + chunk]
-        means = _chunk_means(
-            model, layers, [token_lists[i] for i in rows], device, [starts[i] for i in rows], norms,
-            max_width,
-        )  # fmt: skip
+        began = time.perf_counter()
+        try:
+            means = _chunk_means(
+                model, layers, [token_lists[i] for i in rows], device, [starts[i] for i in rows],
+                norms, max_width, cancel,
+            )  # fmt: skip
+        except _Stopped:
+            raise CaptureCancelled(
+                f"The capture was cancelled after {start:,} of {len(order):,} prompts; "
+                "nothing was changed."
+            ) from None
+        if speed is not None:
+            # the padded batch is what the model ran: what estimates count too
+            width = padded_width(max(len(token_lists[i]) for i in rows), max_width)
+            speed.record_forward(len(rows) * width, time.perf_counter() - began)
         if out is None:
             out = torch.empty((len(token_lists), *means.shape[1:]), dtype=torch.float32)
         out[torch.tensor(rows)] = means
@@ -94,6 +117,17 @@ def capture_all_layers(
     if out is None:
         raise ValueError("capture_all_layers needs at least one prompt.")
     return out
+
+
+def padded_tokens(
+    lengths: Sequence[int], max_width: int | None = None, chunk: int = CHUNK
+) -> int:
+    """The tokens `capture_all_layers` runs for prompts of these lengths,
+    padding included: its batches are the prompts sorted by length, `chunk`
+    at a time, each padded to `padded_width` of its longest."""
+    ordered = sorted(lengths)
+    batches = [ordered[start : start + chunk] for start in range(0, len(ordered), chunk)]
+    return sum(len(batch) * padded_width(batch[-1], max_width) for batch in batches)
 
 
 def padded_width(longest: int, max_width: int | None) -> int:
@@ -110,9 +144,10 @@ def _chunk_means(
     starts: Sequence[int],
     norms: bool,
     max_width: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> torch.Tensor:
     """[B, num_layers, hidden] (or [B, num_layers, 1] with `norms`) for one
-    right-padded batch."""
+    right-padded batch; _Stopped when `cancel` is set before a layer runs."""
     width = padded_width(max(len(tokens) for tokens in token_lists), max_width)
     ids = torch.zeros((len(token_lists), width), dtype=torch.long)
     attention = torch.zeros_like(ids)
@@ -126,6 +161,8 @@ def _chunk_means(
     per_layer: list[torch.Tensor | None] = [None] * len(layers)
 
     def record(index: int, module: Any, args: tuple, kwargs: dict) -> None:
+        if cancel is not None and cancel.is_set():
+            raise _Stopped
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
         mask = keep.to(hidden.device)[..., None]
         # where(), not a product: a padded row's state may be NaN in some
@@ -183,6 +220,10 @@ class ActivationCache:
         if value is not None:
             self._entries.move_to_end(key)
         return value
+
+    def __contains__(self, key: object) -> bool:
+        """Whether `key` is kept (without making it the most recently used)."""
+        return key in self._entries
 
     def put(self, key: tuple[str, ...], value: torch.Tensor) -> None:
         self._entries[key] = value

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 
 from steering.activations import CaptureProgress
+from steering.budget import reads_of
 from steering.engine import Steerer
 from steering.extract import VectorSource
 from steering.vector import SteeringVector, check_alpha, check_layer
@@ -54,7 +55,9 @@ def capture(
     CaptureCancelled, keeping nothing."""
     layer = check_layer(layer, steerer.info.num_layers)
     alpha = check_alpha(alpha)
-    total = sum(len(v) for v in source.inputs.values() if isinstance(v, tuple))
+    info = steerer.info
+    reads = reads_of(source, info.num_layers, info.hidden_size)
+    total = sum(map(len, reads.prompt_lists)) + sum(map(len, reads.pair_lists))
     activations = _Watched(steerer, on_progress, cancel, total)
     direction = source.direction(activations, layer)
     return SteeringVector(
@@ -85,11 +88,18 @@ class _Watched:
         if self.on_progress is not None:
             self.on_progress(min(self.done + done, self.total), self.total)
 
+    def _reporter(self) -> CaptureProgress | None:
+        # None: the Steerer reports to the running job, if any (Steerer.controlled)
+        return self._report if self.on_progress is not None else None
+
     def answer_activations(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
-        return self.steerer.answer_activations(pairs)
+        result = self.steerer.answer_activations(pairs, self._reporter(), self.cancel)
+        self.done += len(pairs)
+        self._report(0, self.total)
+        return result
 
     def prompt_activations(self, prompts: Sequence[str]) -> torch.Tensor:
-        result = self.steerer.prompt_activations(prompts, self._report, self.cancel)
+        result = self.steerer.prompt_activations(prompts, self._reporter(), self.cancel)
         self.done += len(prompts)
         self._report(0, self.total)  # also when the prompts were cached
         return result

@@ -27,9 +27,11 @@ import llm_steer
 import torch
 
 from steering.activations import ActivationCache, CaptureProgress, capture_all_layers
+from steering.budget import Throughput
 from steering.errors import IncompatibleVectorError, InvalidInputError, NoModelError
 from steering.limits import check_prompt_count, check_prompt_tokens
 from steering.models import ModelInfo, find_decoder_layers, model_info
+from steering.progress import JobControl
 from steering.vector import SteeringVector, check_layer
 from steering.validate import typed
 
@@ -176,6 +178,10 @@ class Steerer:
         self._layer_norms: torch.Tensor | None = None
         self._lock = threading.RLock()
         self._scoped = False
+        # How fast this model runs here: what job estimates are made from.
+        self.throughput = Throughput()
+        # The job using the model now (see `controlled`), or None.
+        self._control: JobControl | None = None
 
     @property
     def model(self) -> Any:
@@ -356,6 +362,76 @@ class Steerer:
         """Layers whose forward is currently replaced (for tests and checks)."""
         return self._engine.steered_layers()
 
+    @contextmanager
+    def controlled(self, control: JobControl) -> Iterator[None]:
+        """Inside the block every capture pass of this Steerer (prompts,
+        answers, the layer norm calibration, a direction rebuilt at another
+        layer anywhere down the call stack) reports its progress to `control`
+        and stops with JobCancelled once its cancel event is set. Call it
+        holding the model lock; the previous control is back after it."""
+        previous, self._control = self._control, control
+        try:
+            yield
+        finally:
+            self._control = previous
+
+    def _watch(
+        self, unit: str, on_progress: CaptureProgress | None, cancel: threading.Event | None
+    ) -> tuple[CaptureProgress | None, threading.Event | None]:
+        """The progress callback and cancel event of a capture: the ones given,
+        else the running job's (`controlled`)."""
+        control = self._control
+        if control is None:
+            return on_progress, cancel
+        return on_progress or control.reporter(unit), cancel or control.cancel
+
+    @contextmanager
+    def _capturing(self) -> Iterator[None]:
+        """No steering inside the block, as captures need; unlike `applied`,
+        it nests in a scope (a direction rebuilt while a trial setting is
+        applied) and, outside one, still shows the user's vectors to readers
+        (`user_vectors`): a page loaded during a capture saw none."""
+        with self._lock:
+            mark = self.active.outside is None
+            if mark:
+                self.active.outside = self.active.vectors
+            try:
+                with self._swapped(()):
+                    yield
+            finally:
+                if mark:
+                    self.active.outside = None
+
+    def has_captured(self, prompts: Sequence[str]) -> bool:
+        """Whether `prompt_activations(prompts)` would run no model."""
+        return tuple(prompts) in self.activations
+
+    def has_captured_answers(self, pairs: Sequence[tuple[str, str]]) -> bool:
+        """Whether `answer_activations(pairs)` would run no model."""
+        return _answer_key(pairs) in self.activations
+
+    def prompt_tokens(self, prompts: Sequence[str]) -> list[list[int]]:
+        """The token ids a capture of `prompts` runs (BOS first), with the
+        caps on length checked (InvalidInputError naming the prompt)."""
+        check_prompt_count(len(prompts))
+        return [self._tokens(prompt) for prompt in prompts]
+
+    def answer_tokens(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[list[int]], list[int]]:
+        """(token ids of context + answer, where the answer starts) for each
+        pair, as lm-eval splits them (the context's trailing whitespace moves
+        to the answer; the answer's tokens are those past the context's)."""
+        token_lists, starts = [], []
+        for context, answer in pairs:
+            spaces = len(context) - len(context.rstrip())
+            if spaces:
+                context, answer = context[:-spaces], context[-spaces:] + answer
+            whole, head = self._tokens(context + answer), self._tokens(context)
+            if len(whole) <= len(head):
+                raise InvalidInputError(f"The answer {answer!r} has no tokens of its own.")
+            token_lists.append(whole)
+            starts.append(len(head))
+        return token_lists, starts
+
     def prompt_activations(
         self, prompts: Sequence[str], on_progress: CaptureProgress | None = None,
         cancel: threading.Event | None = None,
@@ -367,47 +443,47 @@ class Steerer:
         left out of the mean (see `steering.activations`). Captured with no
         steering active, every layer in one batched pass per chunk of prompts,
         and kept for the session: asking again, at any layer, costs nothing.
+        `on_progress` and `cancel` default to the running job's (`controlled`).
         """
         key = tuple(prompts)
         with self._lock:
             cached = self.activations.get(key)
             if cached is not None:
                 return cached
-            check_prompt_count(len(key))
-            token_lists = [self._tokens(prompt) for prompt in key]
-            with self._swapped(()):
+            token_lists = self.prompt_tokens(key)
+            on_progress, cancel = self._watch("prompts", on_progress, cancel)
+            with self._capturing():
                 captured = capture_all_layers(
                     self.model, self.layers, token_lists, self.device,
                     max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
+                    speed=self.throughput,
                 )  # fmt: skip
             self.activations.put(key, captured)
             return captured
 
-    def answer_activations(self, pairs: Sequence[tuple[str, str]]) -> torch.Tensor:
+    def answer_activations(
+        self, pairs: Sequence[tuple[str, str]], on_progress: CaptureProgress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """[len(pairs), num_layers, hidden] float32 on CPU: for each (context,
         answer) pair and layer, the mean over the answer's tokens of the state
         entering the layer, with the context before it (as lm-eval scores a
-        multiple-choice answer: the context's trailing whitespace moves to the
-        answer, and the answer's tokens are those of the whole text past the
-        context's token count). Kept for the session like `prompt_activations`."""
-        key = ("\x00answers", *(f"{context}\x00{answer}" for context, answer in pairs))
+        multiple-choice answer; see `answer_tokens`). Kept for the session like
+        `prompt_activations`, with progress and cancel as there: a task
+        vector of many long documents is the longest capture there is."""
+        key = _answer_key(pairs)
         with self._lock:
             cached = self.activations.get(key)
             if cached is not None:
                 return cached
-            token_lists, starts = [], []
-            for context, answer in pairs:
-                spaces = len(context) - len(context.rstrip())
-                if spaces:
-                    context, answer = context[:-spaces], context[-spaces:] + answer
-                whole, head = self._tokens(context + answer), self._tokens(context)
-                if len(whole) <= len(head):
-                    raise InvalidInputError(f"The answer {answer!r} has no tokens of its own.")
-                token_lists.append(whole)
-                starts.append(len(head))
-            with self._swapped(()):
-                captured = capture_all_layers(self.model, self.layers, token_lists, self.device,
-                                              starts=starts, max_width=self.info.max_context)  # fmt: skip
+            token_lists, starts = self.answer_tokens(pairs)
+            on_progress, cancel = self._watch("answers", on_progress, cancel)
+            with self._capturing():
+                captured = capture_all_layers(
+                    self.model, self.layers, token_lists, self.device, starts=starts,
+                    max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
+                    speed=self.throughput,
+                )  # fmt: skip
             self.activations.put(key, captured)
             return captured
 
@@ -422,9 +498,13 @@ class Steerer:
             if self._layer_norms is None:
                 texts = neutral_sentences(count=CALIBRATION_SENTENCES)
                 token_lists = [self._tokens(text) for text in texts]
-                with self._swapped(()):
-                    norms = capture_all_layers(self.model, self.layers, token_lists, self.device,
-                                               norms=True, max_width=self.info.max_context)  # fmt: skip
+                on_progress, cancel = self._watch("calibration sentences", None, None)
+                with self._capturing():
+                    norms = capture_all_layers(
+                        self.model, self.layers, token_lists, self.device, norms=True,
+                        max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
+                        speed=self.throughput,
+                    )  # fmt: skip
                 self._layer_norms = norms[..., 0].mean(dim=0)
             return self._layer_norms
 
@@ -448,3 +528,8 @@ class Steerer:
             )
         check_prompt_tokens(len(tokens), prompt)
         return tokens
+
+
+def _answer_key(pairs: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """The activation cache's key of a list of (context, answer) pairs."""
+    return ("\x00answers", *(f"{context}\x00{answer}" for context, answer in pairs))

@@ -62,3 +62,12 @@ class ContextLengthError(RequestFieldError):
 
 class ServerBusyError(SteerSwarmError):
     """Too many API requests are already waiting for the model."""
+
+
+class JobCancelled(SteerSwarmError):
+    """Long model work was cancelled; what it would have made was not kept."""
+
+
+class JobRefused(SteerSwarmError):
+    """A job was refused before it started: its estimate is above the limit
+    the operator set for this app."""

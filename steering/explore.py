@@ -13,6 +13,7 @@ window of layers with the highest mean d'.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -279,20 +280,24 @@ def compare_completions(
     prompt: str,
     generation: Any,
     cancelled: Any = lambda: False,
+    cancel: threading.Event | None = None,
 ) -> Any:
     """Greedy (or sampled, per `generation`) replies to `prompt`, one per
     setting (each a sequence of vectors; () is the unsteered model), written
     one after the other. Yields the list of replies so far as each grows; stops
-    between settings when `cancelled()` turns true. The active vectors are back
-    after each setting."""
+    between settings when `cancelled()` turns true, and within a reply at the
+    next token once `cancel` is set. The active vectors are back after each
+    setting."""
     from steering.generate import stream_reply
 
     messages = [{"role": "user", "content": prompt}]
     replies = [""] * len(settings)
     for index, vectors in enumerate(settings):
-        if cancelled():
+        if cancelled() or (cancel is not None and cancel.is_set()):
             return
         with steerer.applied(tuple(vectors)):
-            for text in stream_reply(steerer.model, steerer.tokenizer, messages, generation):
+            for text in stream_reply(
+                steerer.model, steerer.tokenizer, messages, generation, cancel
+            ):
                 replies[index] = text
                 yield list(replies)

@@ -40,6 +40,7 @@ from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsuppo
 from steering.capture import recapture
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, UnsupportedModelError
+from steering.limits import MAX_MAP_PROMPTS
 from steering.vector import SteeringVector
 
 DEFAULT_ROWS = 10
@@ -183,6 +184,12 @@ class StrengthMap:
             )
         if not neutral:
             raise InvalidInputError("The map needs at least one neutral sentence for the KL.")
+        if max(len(concept), len(contrast)) > MAX_MAP_PROMPTS:
+            raise InvalidInputError(
+                f"The map scores at most {MAX_MAP_PROMPTS} prompts of each list (its rows are "
+                f"one batch of every text at every strength); got {len(concept)} and "
+                f"{len(contrast)}: pass the first {MAX_MAP_PROMPTS} (steering.budget.map_texts)."
+            )
         model = steerer.model
         why = layout_unsupported(model, steerer.layers)
         if why is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import TextIteratorStreamer
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
 from steering.errors import InvalidInputError
 
@@ -75,15 +75,27 @@ def chat_input_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> torch.
     return ids
 
 
+class _StopWhenSet(StoppingCriteria):
+    """Ends a generation at the next token once `event` is set (a job's Cancel)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> bool:
+        return self.event.is_set()
+
+
 def stream_reply(
     model: Any,
     tokenizer: Any,
     messages: Sequence[dict[str, str]],
     settings: GenerationSettings,
+    cancel: threading.Event | None = None,
 ) -> Iterator[str]:
     """Yield the reply as it grows (each item is the whole reply so far).
 
-    The caller holds the model lock for as long as it iterates.
+    The caller holds the model lock for as long as it iterates. A set
+    `cancel` ends the reply at the next token (what was written is kept).
     """
     if not messages or not str(messages[-1].get("content", "")).strip():
         raise InvalidInputError("Type a message first.")
@@ -92,6 +104,7 @@ def stream_reply(
         model, input_ids.shape[1], settings.max_new_tokens, "The conversation", "Clear the chat"
     )
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    stop = StoppingCriteriaList([_StopWhenSet(cancel)] if cancel is not None else [])
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -102,6 +115,7 @@ def stream_reply(
                     input_ids=input_ids,
                     attention_mask=torch.ones_like(input_ids),
                     streamer=streamer,
+                    stopping_criteria=stop,
                     **settings.generate_kwargs(tokenizer),
                 )
         except BaseException as exc:  # surfaced in the caller's thread below

@@ -39,8 +39,15 @@ import gguf
 import numpy as np
 import torch
 
-from steering.errors import IncompatibleVectorError, InvalidInputError, VectorFileError
+from steering.errors import (
+    IncompatibleVectorError,
+    InvalidInputError,
+    VectorFileError,
+    VectorWriteError,
+)
+from steering.limits import MAX_DIRECTION_NORM
 from steering.models import ModelInfo
+from steering.outputs import reason
 from steering.store import load_vectors, read_metadata
 from steering.extract import VectorSource
 from steering.extract.gguf import FILE, METHOD, TENSOR
@@ -197,7 +204,13 @@ def export_control_vector(
     """Write `vectors` (the active set, or a result's setting) as one control
     vector file for the model `info`; nothing is written if any is refused."""
     control = control_vector_of(layer_deltas(vectors), info, Path(path).name)
-    write_control_vector(path, control)
+    try:
+        write_control_vector(path, control)
+    except OSError as exc:  # a full disk or a read-only folder: no partial file is left
+        raise VectorWriteError(
+            f"Could not write {Path(path).name}: {reason(exc)}. Any earlier file there is "
+            "unchanged."
+        ) from exc
     return control
 
 
@@ -263,6 +276,12 @@ def _directions(name: str, tensors: list[tuple[str, Any, list[int], np.ndarray]]
         tensor = torch.from_numpy(data.astype(np.float32).reshape(-1))
         if not torch.isfinite(tensor).all():
             raise VectorFileError(f"{name}: {tensor_name} holds NaN or infinite values.")
+        norm = float(tensor.double().norm())  # float64: values near 3e38 overflow float32
+        if not norm <= MAX_DIRECTION_NORM:
+            raise VectorFileError(
+                f"{name}: {tensor_name} has norm {norm:.3g}; a steering direction's norm is at "
+                f"most {MAX_DIRECTION_NORM:g} (a hidden state is never that long)."
+            )
         index = int(number)
         # llama.cpp adds up directions repeated for one layer.
         directions[index] = directions[index] + tensor if index in directions else tensor

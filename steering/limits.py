@@ -34,9 +34,50 @@ MAX_VECTORS_PER_FILE = 256
 # An optimization whose evaluations left would take longer than this, timed
 # from its first one, stops and asks before it goes on (ui/long_run.py); an
 # unanswered question cancels it after the second number, so a page closed
-# meanwhile does not hold the model for ever.
+# meanwhile does not hold the model for ever. Every other job (a capture, a
+# task vector, an Explore map...) is estimated before it starts and asks
+# above the same threshold. The operator may lower it and set a limit above
+# which a job is refused (ui/jobs.py JobLimits: `python extension.py
+# --confirm-jobs-over`, `--refuse-jobs-over`; the webui's job_* settings).
 LONG_RUN_SECONDS = 15 * 60
 LONG_RUN_ANSWER_SECONDS = 10 * 60
+
+# A vector's raw alpha: beyond it the residual stream is swamped and the model
+# only babbles; useful alphas for a difference-of-means vector are 0.5-10.
+MAX_ABS_ALPHA = 100.0
+
+# A vector's strength (|alpha x V| / the layer's mean state norm): 1 already
+# makes replies repeat. A mean vector at alpha 100 stays below about 100, so
+# only a file with a made-up layer norm (1e-300 gave 2.6e301) reaches this.
+MAX_ABS_STRENGTH = 1000.0
+
+# A strength someone asks for (an API request, the search's bounds): at 8 the
+# steering is eight times the state it is added to, far past the point where
+# text stays readable (useful strengths are about 0.05-1).
+MAX_REQUEST_STRENGTH = 8.0
+
+# The norm of a direction. Hidden states of real models are at most a few
+# thousand long; a GGUF of values near 3e38 (the float32 maximum) has an
+# infinite norm and turned every reply empty.
+MAX_DIRECTION_NORM = 1e6
+
+# What a task-pairs vector may read: documents, answers per document (the
+# correct one and the wrong ones; multiple-choice tasks have 2 to about 13),
+# and characters per text (a 512-token text is about 2,500 characters; this
+# refuses a pasted book before it is tokenized). A vector file of 10,000
+# documents x 21 answers held the model for an estimated 62 hours.
+MAX_TASK_ITEMS = 1000
+MAX_ANSWERS_PER_ITEM = 16
+MAX_TEXT_CHARS = 20_000
+
+# The layer x strength map scores at most this many prompts of each list
+# (the first ones): its grid row is one batch of every text times every
+# strength, which for 2,000 + 2,000 prompts would need tens of gigabytes.
+MAX_MAP_PROMPTS = 64
+
+# Seconds Ray workers may take to start and load the model before the run is
+# stopped with a message (RayOptions.start_timeout).
+RAY_START_SECONDS = 300
 
 
 def count(number: int) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from steering.budget import check_reads
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, SteerSwarmError
 from steering.outputs import atomic_write, reason
@@ -127,6 +128,7 @@ class DataFolder:
                     f"in {kept}."
                 )
             vectors = load_vectors(self.active_file, info)
+            check_reads(steerer, vectors)  # the caps on what a job may read, for this model
             steerer.set_vectors(vectors)
         except SteerSwarmError as exc:
             kept = self._set_aside("unreadable")

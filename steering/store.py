@@ -50,11 +50,20 @@ _VECTOR_FIELDS = {
 }
 
 
-def save_vectors(path: str | Path, vectors: Sequence[SteeringVector], info: ModelInfo) -> Path:
-    """Write `vectors` to `path` atomically: a crash leaves any old file intact."""
+def save_vectors(
+    path: str | Path, vectors: Sequence[SteeringVector], info: ModelInfo, *, replace: bool = True
+) -> Path:
+    """Write `vectors` to `path` atomically: a crash leaves any old file intact.
+    With `replace` False an existing file is kept and InvalidInputError says so
+    (a visitor's save must not silently overwrite someone's file)."""
     path = Path(path)
     if not vectors:
         raise InvalidInputError("There are no steering vectors to save.")
+    if not replace and path.exists():
+        raise InvalidInputError(
+            f"A file called {typed(path.name)} is already in {typed(str(path.parent))}; it was "
+            "kept. Save under another name, or ask to replace it."
+        )
     tensors = {f"vector.{i}": v.direction.contiguous() for i, v in enumerate(vectors)}
     meta = {
         "format": FORMAT,

@@ -12,14 +12,17 @@ import torch
 from steering import validate
 from steering.errors import InvalidInputError
 from steering.extract import VectorSource
+from steering.limits import (
+    MAX_ABS_ALPHA,
+    MAX_ABS_STRENGTH,
+    MAX_DIRECTION_NORM,
+    MAX_REQUEST_STRENGTH,
+)
 
-# Beyond this the residual stream is swamped and the model only babbles;
-# useful alphas for a difference-of-means vector are around 0.5-10.
-MAX_ABS_ALPHA = 100.0
-# A strength is the added vector's norm over the layer's typical state norm:
-# at 8 the steering is eight times the state it is added to, far past the
-# point where text stays readable (useful strengths are about 0.05-1).
-MAX_ABS_STRENGTH = 8.0
+__all__ = [
+    "MAX_ABS_ALPHA", "SteeringVector", "check_alpha", "check_layer", "check_strength",
+    "new_vector_id",
+]  # fmt: skip
 
 
 def _now() -> str:
@@ -46,10 +49,10 @@ def check_alpha(alpha: float) -> float:
 def check_strength(strength: float) -> float:
     """Return `strength` as a float, or raise InvalidInputError."""
     value = validate.number("Strength", strength)
-    if abs(value) > MAX_ABS_STRENGTH:
+    if abs(value) > MAX_REQUEST_STRENGTH:
         raise InvalidInputError(
-            f"Strength must be a finite number between {-MAX_ABS_STRENGTH:g} "
-            f"and {MAX_ABS_STRENGTH:g}, got {strength!r}."
+            f"Strength must be a finite number between {-MAX_REQUEST_STRENGTH:g} "
+            f"and {MAX_REQUEST_STRENGTH:g}, got {strength!r}."
         )
     return value
 
@@ -101,6 +104,14 @@ class SteeringVector:
         object.__setattr__(
             self, "direction", self.direction.detach().to("cpu", torch.float32)
         )
+        # In float64: a float32 norm of values near 3e38 overflows to inf.
+        norm = float(self.direction.double().norm())
+        if not norm <= MAX_DIRECTION_NORM:
+            raise InvalidInputError(
+                f"A steering direction's norm must be at most {MAX_DIRECTION_NORM:g}, got "
+                f"{norm:.3g}: a hidden state is never that long, so the model would only "
+                "give empty or broken replies."
+            )
         if not isinstance(self.source, VectorSource):
             raise InvalidInputError("A steering vector needs a VectorSource (method and inputs).")
         if not isinstance(self.id, str) or not self.id.strip():
@@ -110,6 +121,13 @@ class SteeringVector:
             if not norm > 0:
                 raise InvalidInputError(f"A layer norm must be above 0, got {norm!r}.")
             object.__setattr__(self, "layer_norm", norm)
+            strength = self.strength
+            if strength is None or not abs(strength) <= MAX_ABS_STRENGTH:
+                raise InvalidInputError(
+                    f"The vector's strength (|alpha × V| / layer norm {norm:.3g}) would be "
+                    f"{strength:.3g}; a strength is at most {MAX_ABS_STRENGTH:g} "
+                    "(1 already makes replies repeat)."
+                )
 
     @property
     def method(self) -> str:

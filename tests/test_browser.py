@@ -310,3 +310,74 @@ def test_explore_scan_map_side_by_side_and_inspect(page):
             break
         page.wait_for_timeout(500)
     assert first_row(page)[1] == "12"
+
+
+MANY_PROMPTS = "\n".join(
+    f"Report {i}: clouds gather over the hills, then rain, then a little sun by evening."
+    for i in range(800)
+)
+
+
+def _reload(page) -> None:
+    page.reload()
+    page.get_by_text("SmolLM2-135M-Instruct · 30 layers").wait_for(timeout=30_000)
+
+
+def test_a_reloaded_page_follows_a_capture_and_cancels_it(page):
+    """A page loaded during a capture showed an empty table under "1 steering
+    vector active" and no word that the model was busy; the capture could not
+    be cancelled. Now the reloaded page shows the user's vector, follows the
+    capture's progress, and its Cancel stops it within seconds."""
+    from playwright.sync_api import expect
+
+    add_joy_vector(page)
+    page.get_by_label("Concept prompts").fill(MANY_PROMPTS)
+    page.get_by_label("Contrast prompts").fill("")
+    page.get_by_role("button", name="Add steering vector").click()
+    status = page.locator("#steering-status")
+    running = re.compile(r"⟳ Capturing a vector: \d+ of 800 prompts")
+    expect(status).to_contain_text(running, timeout=120_000)
+
+    _reload(page)
+    expect(status).to_contain_text(running, timeout=30_000)  # followed live on the new page
+    expect(page.locator("#active-vectors")).to_contain_text("I feel so joyful and happy today!")
+    page.screenshot(path=str(screenshot_dir() / "reload-during-capture.png"), full_page=True)
+    page.locator("#steering-cancel").click()
+    expect(status).to_contain_text(
+        re.compile(r"✕ The capture was cancelled after [\d,]+ of 800 prompts; nothing was changed"),
+        timeout=60_000,
+    )
+    _reload(page)  # the server's state: the one vector, the model free
+    expect(status).to_have_text("1 steering vector active.", timeout=30_000)
+    assert first_row(page)[4].startswith("I feel so joyful")
+
+
+def test_a_reloaded_page_follows_a_map_and_cancels_it(page):
+    """A reloaded page lost a running Explore map, and its Cancel showed
+    "Cancelling…" for ever. Now it follows the map and cancels it."""
+    from playwright.sync_api import expect
+
+    add_joy_vector(page)
+    page.get_by_role("tab", name="Explore").click()
+    expect(page.locator("#explore-vector input")).to_have_value(
+        re.compile(r"^#1 layer 12 "), timeout=30_000
+    )
+    page.get_by_label("Layers (blank: 10 spread over the model)").fill(
+        ", ".join(str(layer) for layer in range(30))
+    )
+    page.get_by_role("button", name="Compute map").click()
+    status = page.locator("#explore-status")
+    running = re.compile(r"Computing the map: \d+ of 240 cells")
+    asks = re.compile(r"⏸ Computing the map would take about .* click Go on")
+    expect(status).to_contain_text(re.compile(f"{running.pattern}|{asks.pattern}"), timeout=120_000)
+    if asks.search(status.inner_text()):  # estimated over 15 minutes on this machine
+        page.locator("#explore-go-on").click()
+    expect(status).to_contain_text(running, timeout=120_000)
+
+    _reload(page)
+    page.get_by_role("tab", name="Explore").click()
+    expect(status).to_contain_text(running, timeout=30_000)
+    expect(page.locator("#explore-map-plot img")).to_be_visible(timeout=60_000)
+    page.screenshot(path=str(screenshot_dir() / "reload-during-map.png"), full_page=True)
+    page.locator("#explore-cancel").click()
+    expect(status).to_contain_text(re.compile(r"✕ Cancelled: \d+ of 240 cells\."), timeout=120_000)

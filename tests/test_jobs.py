@@ -48,7 +48,7 @@ def test_a_run_outlives_its_page_and_a_reloaded_page_gets_its_result(actions, ti
 
 def test_any_page_can_cancel_the_running_job(actions, tiny_session):
     before = tiny_session.current().steerer.vectors
-    assert actions.cancel() == "Nothing to cancel: no optimization is running."
+    assert actions.cancel() == "Nothing to cancel: no job is running."
     first = actions.optimize(*form(actions, particles=2, iterations=6))
     next(first)
     first.close()

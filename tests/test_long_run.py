@@ -9,7 +9,7 @@ import threading
 
 from tests.test_ui_optimize import actions, form, session, steering, views  # noqa: F401
 from optimize.run.results import Progress
-from ui.jobs import RunStatus
+from ui.jobs import JobLimits, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
 
 ASKS = "⏸ This run would take about"
@@ -58,6 +58,7 @@ def test_the_gate_waits_for_the_go_ahead():
     [question] = emitted
     assert question == LongRunQuestion(2000.0, 1, 101)
     assert "about 33 min more (100 evaluations left, timed from the first 1)" in question.status()
+    assert "click **Go on**" in question.status()
 
 
 def test_an_unanswered_question_cancels_the_run():
@@ -94,20 +95,35 @@ def _until_asked(gen):
     raise AssertionError("the run never asked")
 
 
-def test_a_long_run_asks_and_the_optimize_button_is_the_go_ahead(actions, session):  # noqa: F811
+def test_a_long_run_asks_and_only_go_on_answers(actions, session):  # noqa: F811
+    """The question is answered by **Go on**, never by the button that
+    started the run: another click of Optimize vectors (a double click, a
+    second page) is told the model is busy and leaves the run waiting."""
     actions.long_run_seconds = 0  # every run counts as long
     first = actions.optimize(*form(actions))
     question = _until_asked(first)
     # 7 left: 4 settings, then the baseline and 2 finalists on the confirmation documents
-    assert "7 evaluations left" in question[-1] and "click **Optimize vectors** again" in question[-1]
+    assert "7 evaluations left" in question[-1] and "click **Go on**" in question[-1]
     assert actions.jobs.running is not None and session.lock.locked()  # it waits, holding the model
-    again = views(actions.optimize(*form(actions, particles=9)))  # the go-ahead, not a new run
-    assert "already running" not in again[0][-1]
-    assert again[-1][-1].startswith("✓ Done."), again[-1][-1]
+    again = actions.optimize(*form(actions, particles=9))
+    assert "The model is busy with an optimization" in next(again)[-1]
+    again.close()
+    assert actions.jobs.running.gate.asking  # still waiting: the click answered nothing
+    assert actions.go_on().startswith("▶ Going on")
     final = views(first)[-1]
     result = final[5]
     assert final[-1].startswith("✓ Done.") and len(result.history) == 5  # 1 + 2 particles x 2
     assert not session.lock.locked()
+    assert actions.go_on() == "Nothing waits for a go-ahead."
+
+
+def test_a_run_over_the_operators_limit_is_refused_after_its_first_evaluation(
+    actions, session  # noqa: F811
+):
+    actions.jobs.limits = JobLimits(confirm_seconds=0, refuse_seconds=1e-9)
+    final = views(actions.optimize(*form(actions)))[-1]
+    assert "refuses jobs estimated over" in final[-1] and "a limit its operator set" in final[-1]
+    assert actions.jobs.running is None and not session.lock.locked()
 
 
 def test_cancel_answers_the_question(actions, session):  # noqa: F811

@@ -209,7 +209,7 @@ def test_stale_vector_selection_is_refused(actions, steering, session):
 
 def test_cancel_stops_the_run_and_keeps_the_vectors(actions, session):
     before = session.current().steerer.vectors
-    assert actions.cancel() == "Nothing to cancel: no optimization is running."
+    assert actions.cancel() == "Nothing to cancel: no job is running."
     gen = actions.optimize(*form(actions, particles=2, iterations=6))
     shown = []
     for view in gen:
@@ -243,7 +243,7 @@ def test_only_one_run_at_a_time(actions):
     next(first)  # running
     try:
         second = views(actions.optimize(*form(actions)))
-        assert "already running" in second[0][-1]
+        assert "The model is busy with an optimization" in second[0][-1]
         # the second page is shown the running job, up to its result
         assert second[-1][-1].startswith("✓ Done."), second[-1][-1]
     finally:

@@ -265,13 +265,13 @@ def test_model_work_runs_under_the_lock(actions, monkeypatch):
     from ui import steering_tab
 
     seen = []
-    real = steering_tab.capture_vector
+    real = steering_tab.capture
 
     def spy(*args, **kwargs):
         seen.append(actions.session.lock.locked())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(steering_tab, "capture_vector", spy)
+    monkeypatch.setattr(steering_tab, "capture", spy)
     last(actions.add_vector(JOY, GRIEF, 1, 3.0))
     assert seen == [True]
     assert not actions.session.lock.locked()
@@ -285,20 +285,23 @@ def test_unexpected_errors_are_shown_and_change_nothing(with_vector, monkeypatch
     def broken(*args, **kwargs):
         raise RuntimeError("CUDA out of memory")
 
-    monkeypatch.setattr(steering_tab, "capture_vector", broken)
+    monkeypatch.setattr(steering_tab, "capture", broken)
     _, _, status = last(actions.add_vector(JOY, GRIEF, 1, 3.0))
     assert "unexpected error RuntimeError: CUDA out of memory" in status
     assert active(actions) == (before,)
     assert not actions.session.lock.locked()
 
 
-def test_concurrent_adds_do_not_interleave(actions):
-    """Two users adding at once: both vectors land, one after the other."""
+def test_concurrent_adds_run_one_at_a_time(actions):
+    """Three users adding at once: a capture is a job of the app, so one runs
+    and the others are told at once that the model is busy (they no longer
+    queue behind it for as long as it takes); nothing interleaves."""
+    statuses: list[str] = []
     errors = []
 
     def add(text):
         try:
-            last(actions.add_vector(text, "", 1, 1.0))
+            statuses.append(last(actions.add_vector(text, "", 1, 1.0))[2])
         except Exception as exc:  # noqa: BLE001 - reported by the assert below
             errors.append(exc)
 
@@ -310,7 +313,11 @@ def test_concurrent_adds_do_not_interleave(actions):
     for thread in threads:
         thread.join()
     assert not errors
-    assert len(active(actions)) == 3
+    added = [s for s in statuses if s.startswith("✓ Added vector #")]
+    refused = [s for s in statuses if "The model is busy with capturing a vector" in s]
+    assert len(added) >= 1 and len(added) + len(refused) == 3, statuses
+    assert len(active(actions)) == len(added)
+    assert not actions.session.lock.locked()
 
 
 def test_load_example_fills_the_form_and_changes_no_vector(actions):

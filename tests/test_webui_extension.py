@@ -41,13 +41,29 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_params_name_the_tab_and_every_saved_setting():
     assert extension.params["display_name"] == "Steering"
     assert extension.params["is_tab"] is True
-    assert set(extension.params) == {
-        "display_name", "is_tab", "allowed_task_folders", *FIELDS, *RENAMED
-    }  # fmt: skip
+    operator = {"allowed_task_folders", "job_confirm_minutes", "job_limit_minutes"}
+    assert set(extension.params) == {"display_name", "is_tab", *operator, *FIELDS, *RENAMED}
     # The webui saves a parameter unless it equals its own setting of that name.
     from modules_names import WEBUI_SETTING_NAMES
 
-    assert not (set(FIELDS) | set(RENAMED)) & WEBUI_SETTING_NAMES
+    assert not (set(FIELDS) | set(RENAMED) | operator) & WEBUI_SETTING_NAMES
+
+
+def test_the_operator_sets_the_job_limits(monkeypatch, caplog):
+    """A shared app's operator caps how long any visitor's job may hold the
+    model: the webui's settings, or the standalone app's flags."""
+    monkeypatch.setitem(extension.params, "job_confirm_minutes", 5)
+    monkeypatch.setitem(extension.params, "job_limit_minutes", 30)
+    limits = extension._webui_job_limits()
+    assert (limits.confirm_seconds, limits.refuse_seconds) == (300.0, 1800.0)
+    monkeypatch.setitem(extension.params, "job_limit_minutes", "lots")  # hand-edited
+    limits = extension._webui_job_limits()
+    assert limits.refuse_seconds is None and "ignoring job_limit_minutes='lots'" in caplog.text
+    args = extension._parser().parse_args(["--confirm-jobs-over", "2", "--refuse-jobs-over", "60"])
+    assert (args.confirm_jobs_over, args.refuse_jobs_over) == (2.0, 60.0)
+    for bad in ("0", "-1", "inf", "soon"):
+        with pytest.raises(SystemExit):
+            extension._parser().parse_args(["--refuse-jobs-over", bad])
 
 
 def test_ui_outside_the_webui_builds_and_says_there_is_no_model():

@@ -16,6 +16,7 @@ from optimize.scoring.task_sources import AllowedTaskSources
 from steering.session import ModelSession
 from ui import chat_tab, explore_tab, saved_tab, steering_tab
 from ui import format as fmt
+from ui.jobs import JobLimits, JobRegistry
 from ui.settings import FormSettings
 from ui.style import css_kwargs
 
@@ -37,6 +38,7 @@ class Tabs:
     explore: explore_tab.ExploreTab | None = None
     explore_actions: explore_tab.ExploreActions | None = None
     saved: Any = None  # saved_tab.SavedTab when the session has a data folder
+    jobs: JobRegistry | None = None  # the app's one job registry, shared by every tab and page
 
     def refresh_outputs(self) -> list[Any]:
         s = self.steering
@@ -66,23 +68,26 @@ def _build_optimize(
         return
     results = session.data.results_dir if session.data is not None else None
     actions = optimize_tab.OptimizeActions(
-        session, results or tabs.steering_actions.save_dir, task_sources
+        session, results or tabs.steering_actions.save_dir, task_sources, tabs.jobs
     )
     tab = optimize_tab.build(actions, settings)
     tabs.optimize, tabs.optimize_actions = tab, actions
     s = tabs.steering
     applied = [s.table, s.remove_choice, s.status, tab.status, tab.vectors]
-    tab.apply.click(actions.apply, [tab.result], applied, api_name="apply_best")
-    tab.front.apply_point.click(
-        actions.front.apply_point, [tab.result, tab.front.point], applied, api_name="apply_front_point"
+    tab.apply.click(
+        actions.apply, [tab.result], applied, api_name="apply_best", concurrency_limit=None
     )
+    tab.front.apply_point.click(
+        actions.front.apply_point, [tab.result, tab.front.point], applied,
+        api_name="apply_front_point", concurrency_limit=None,
+    )  # fmt: skip
 
 
 def _build_explore(
     tabs: Tabs, session: ModelSession
 ) -> tuple[explore_tab.ExploreTab, explore_tab.ExploreActions]:
     """The Explore tab; its suggested layer range fills the Optimize form's bounds."""
-    actions = explore_tab.ExploreActions(session)
+    actions = explore_tab.ExploreActions(session, tabs.jobs)
     tab = explore_tab.build(actions)
     tabs.explore, tabs.explore_actions = tab, actions
     if tabs.optimize is not None:
@@ -102,6 +107,7 @@ def build_tabs(
     webui: bool = False,
     settings: FormSettings | None = None,
     task_sources: AllowedTaskSources | None = None,
+    limits: JobLimits | None = None,
 ) -> Tabs:
     """Build the Steering, Chat, Optimize and Explore tabs inside the current Blocks context.
 
@@ -110,13 +116,15 @@ def build_tabs(
     `settings` gives the forms their starting values and remembers changes.
     `task_sources` (set by the operator at start, never from the page) are the task folders the Optimize tab
     and the Steering tab's "From a task" offer and accept; None: the shipped tasks and lm-eval's registered tasks.
+    `limits` (the operator's too): above how long a job asks first and is refused.
     """
     settings = settings or FormSettings()
     enclosing = Context.block  # inside the webui: the tab it opened for us
     if save_dir is None and session.data is not None:
         save_dir = session.data.vectors_dir  # listed on the Saved tab after a restart
+    jobs = JobRegistry(limits)  # one per app: every tab and page shares its one running job
     steering_actions = steering_tab.SteeringActions(
-        session, save_dir or Path(tempfile.mkdtemp(prefix="steerswarm-"))
+        session, save_dir or Path(tempfile.mkdtemp(prefix="steerswarm-")), jobs
     )
     chat_actions = None if webui else chat_tab.ChatActions(session)
     if webui:
@@ -128,26 +136,23 @@ def build_tabs(
         if chat_actions is not None:
             with gr.Tab("Chat"):
                 chat = chat_tab.build(chat_actions)
-        tabs = Tabs(steering, steering_actions, chat, chat_actions)
+        tabs = Tabs(steering, steering_actions, chat, chat_actions, jobs=jobs)
         with gr.Tab("Optimize") as optimize_page:
             _build_optimize(tabs, session, settings, task_sources)
         with gr.Tab("Explore") as explore_page:
             explore, explore_actions = _build_explore(tabs, session)
         if session.data is not None:
             with gr.Tab("Saved") as saved_page:
-                tabs.saved = saved_tab.build(saved_tab.SavedActions(session), tabs)
+                tabs.saved = saved_tab.build(saved_tab.SavedActions(session, jobs), tabs)
             saved_page.select(tabs.saved.actions.listing, None, [tabs.saved.files])
     steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
-        lambda: _status_without_model(steering_actions), None, [steering.status], api_name=False
+        steering_actions.status_line, None, [steering.status], api_name=False
     )
     if webui and isinstance(enclosing, gr.Tab):
         # The webui's sidebar shows our tab; coming back to it after the model
         # was unloaded or swapped must not show the old model's facts.
         enclosing.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
-            lambda: _status_without_model(steering_actions),
-            None,
-            [steering.status],
-            api_name=False,
+            steering_actions.status_line, None, [steering.status], api_name=False
         )
     explore_page.select(
         explore_actions.vector_choices, [explore.vector], [explore.vector], api_name=False
@@ -157,7 +162,32 @@ def build_tabs(
             tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]
         )
         _attach_on_load(tabs)
+    _state_on_load(tabs)
     return tabs
+
+
+def _state_on_load(tabs: Tabs) -> None:
+    """Every page that loads (a reload, a second tab, another visitor) shows
+    the server's state, not the one from when the app was built: the model
+    line, the vectors and the status line (saying when the model is busy and
+    with what), and the job the Steering or Explore tab was running, live,
+    then its outcome."""
+    root = Context.root_block
+    if root is None:
+        return
+    s = tabs.steering
+    root.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs(), api_name=False)
+    # No progress shown on these outputs: a page following a job for minutes
+    # would show every one of them as pending; the status line says how far it is.
+    root.load(
+        tabs.steering_actions.attach, None, [s.table, s.remove_choice, s.status], api_name=False,
+        concurrency_limit=None, show_progress="hidden",
+    )  # fmt: skip
+    if tabs.explore is not None and tabs.explore_actions is not None:
+        root.load(
+            tabs.explore_actions.attach, None, tabs.explore.attached_outputs(), api_name=False,
+            concurrency_limit=None, show_progress="hidden",
+        )  # fmt: skip
 
 
 def _attach_on_load(tabs: Tabs) -> None:
@@ -174,32 +204,30 @@ def _attach_on_load(tabs: Tabs) -> None:
     root.load(actions.attach, None, view, api_name=False, concurrency_limit=None).then(
         actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,
         queue=False,
+    ).then(  # the Resume offer as the results folder holds it now (a cancel makes one)
+        actions.resume_offer, None, [tab.resume_note, tab.resume], api_name=False, queue=False
     )  # fmt: skip
 
 
-def _status_without_model(actions: steering_tab.SteeringActions) -> Any:
-    """After a refresh: with no usable model the status line says why (an
-    earlier "1 steering vector active" would be stale); otherwise it stays."""
-    info, _vectors, problem = actions.model_facts()
-    return gr.update() if info is not None else f"⚠ {fmt.md(problem)}"
-
-
 def build_app(
-    session: ModelSession, save_dir: Path | None = None, task_sources: AllowedTaskSources | None = None
+    session: ModelSession,
+    save_dir: Path | None = None,
+    task_sources: AllowedTaskSources | None = None,
+    limits: JobLimits | None = None,
 ) -> gr.Blocks:
-    """The standalone app: a title and the tabs."""
-    return build_app_with_tabs(session, save_dir, task_sources)[0]
+    """The standalone app: a title and the tabs (which refresh on every page load)."""
+    return build_app_with_tabs(session, save_dir, task_sources, limits)[0]
 
 
 def build_app_with_tabs(
     session: ModelSession,
     save_dir: Path | None = None,
     task_sources: AllowedTaskSources | None = None,
+    limits: JobLimits | None = None,
 ) -> tuple[gr.Blocks, Tabs]:
     """The standalone app and its tabs (the API server asks the Optimize tab
     what holds the model while its requests wait)."""
     with gr.Blocks(title=TITLE, **css_kwargs(gr.Blocks.__init__)) as app:
         gr.Markdown(f"## {TITLE}")
-        tabs = build_tabs(session, save_dir, task_sources=task_sources)
-        app.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs())
+        tabs = build_tabs(session, save_dir, task_sources=task_sources, limits=limits)
     return app, tabs

@@ -2,16 +2,17 @@
 
 Four tools for the vector chosen by its id: the layer scan, the layer x
 strength map, side-by-side completions at chosen map cells, and the vector
-inspector. Every model use runs as a `ModelJob` under the model lock; the map
-and the side-by-side stop at the next row or reply after **Cancel**. Nothing
-changes the active vectors except **Apply this cell**.
+inspector. Every model use is a job of the app (ui/model_jobs.py): estimated
+before it starts, cancelled by any page's **Cancel** within seconds (the map
+after its current row, a reply at its next token, a capture within a layer),
+and followed again by a page that reloads meanwhile. Nothing changes the
+active vectors except **Apply this cell**.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -39,12 +40,34 @@ from steering.explore import (
     inspect_vector,
     scan_vector,
 )
+from steering.budget import (
+    WorkEstimate,
+    estimate_map,
+    estimate_moves,
+    estimate_reads,
+    estimate_replies,
+    map_texts,
+)
 from steering.generate import GenerationSettings
+from steering.progress import JobControl
 from steering.session import Current, ModelSession
 from ui import explore_view as view
 from ui import format as fmt
-from ui.jobs import WAITING, ModelJob
+from ui.jobs import BackgroundJob, JobRegistry
 from ui.model_access import peek_facts
+from ui.model_jobs import (
+    APPLY_CELL,
+    COMPARE,
+    INSPECT,
+    MAP,
+    SCAN,
+    ModelJobs,
+    PlanOf,
+    WorkOf,
+    busy,
+    changed_vectors,
+    follow_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +80,23 @@ DEFAULT_PROMPT = "Describe your morning in two sentences."
 
 
 class ExploreActions:
-    """The Explore tab's handlers, bound to one model session."""
+    """The Explore tab's handlers, bound to one model session and the app's
+    jobs: every tool is a job (one at a time, estimated, cancellable from any
+    page, with its own cancel event), and a page that reloads while one runs
+    follows it again (`attach`)."""
 
-    def __init__(self, session: ModelSession) -> None:
+    def __init__(self, session: ModelSession, jobs: JobRegistry | None = None) -> None:
         self.session = session
-        self._cancel = threading.Event()
+        self.jobs = ModelJobs(session, jobs)
 
     # -- plumbing ------------------------------------------------------------
 
-    def _job(self, action: str, work: Callable[[Current, Emit], Any]) -> Iterator[Event]:
-        """Run `work(current, emit)` under the model lock. Yields ('item', x)
-        per emit, then ('done', result); the wait and any failure come as
-        ('status', message), which a handler shows with its other outputs kept."""
-        self._cancel.clear()
-        job = ModelJob(self.session.lock, lambda emit: work(self.session.current(), emit))
-        try:
-            for kind, item in job.events():
-                yield ("status", fmt.WAITING) if kind == WAITING else ("item", item)
-        except Exception as exc:  # no model, a refused input, or a bug
-            if not isinstance(exc, SteerSwarmError):
-                log.exception("explore action %r failed", action)
-            yield "status", fmt.failure(action, exc)
-            return
-        yield "done", job.result
+    def _start(
+        self, title: str, kind: str, plan: PlanOf, work: WorkOf
+    ) -> BackgroundJob | str:
+        """The started job, or the line saying the model is busy."""
+        job = self.jobs.start(title, kind, plan, work)
+        return busy(self.jobs.registry.running) if job is None else job
 
     @staticmethod
     def _vector(current: Current, vector_id: str | None) -> Any:
@@ -88,8 +105,12 @@ class ExploreActions:
         return current.steerer.find(vector_id)
 
     def cancel(self) -> str:
-        self._cancel.set()
-        return "✕ Cancelling: the map stops after this row, the completions after this one."
+        """Cancel the app's running job (this tab's, or any other)."""
+        return self.jobs.cancel()
+
+    def go_on(self) -> str:
+        """Answer the running job's question: run it although it is long."""
+        return self.jobs.go_on()
 
     def vector_choices(self, selected: str | None = None) -> Any:
         """The active vectors as (label, id) choices, keeping the selection while
@@ -102,23 +123,59 @@ class ExploreActions:
         value = selected if selected in ids else (ids[0] if ids else None)
         return gr.update(choices=choices, value=value)
 
+    def attach(self) -> Iterator[tuple[Any, ...]]:
+        """For a page that (re)loads while an Explore job runs: that job's
+        view, live, then its outcome, in every output of the tab (ATTACHED
+        order); otherwise nothing changes but the status line."""
+        job = self.jobs.attachable(_EXPLORE_KINDS)
+        if job is None:
+            busy_line = self.jobs.registry.busy_line()
+            yield _spread((busy_line or gr.update(),), (12,))
+            return
+        watch, slots = self._watchers()[job.kind]
+        for values in watch(job):
+            yield _spread(values, slots)
+
+    def _watchers(self) -> dict[str, tuple[Watcher, tuple[int, ...]]]:
+        """Each kind of job's view, and where its outputs sit in ATTACHED."""
+        return {
+            SCAN: (self._watch_scan, (0, 1, 2, 12)),
+            MAP: (self._watch_map, (3, 4, 5, 6, 7, 12)),
+            COMPARE: (self._watch_compare, (8, 12)),
+            INSPECT: (self._watch_inspect, (9, 10, 11, 12)),
+            APPLY_CELL: (self._watch_apply, (13, 12)),
+        }
+
     # -- layer scan ----------------------------------------------------------
 
     def scan(self, vector_id: str | None, measure: str | None) -> Iterator[tuple[Any, ...]]:
         """(plot, range state, use-range button, status)."""
         measure = measure or DPRIME
-        keep = (gr.update(),) * 3
 
-        def work(current: Current, _emit: Any) -> Any:
+        def plan(current: Current) -> WorkEstimate:
+            vector = self._vector(current, vector_id)
+            lists = [vector.prompts, vector.contrast_prompts] if vector.contrast_prompts else []
+            return estimate_reads(current.steerer, [vector.source], lists)
+
+        def work(current: Current, _emit: Any, _control: Any) -> Any:
             return scan_vector(current.steerer, self._vector(current, vector_id), measure)
 
-        for kind, item in self._job("scan the layers", work):
+        job = self._start("Scanning the layers", SCAN, plan, work)
+        if isinstance(job, str):
+            yield (*(gr.update(),) * 3, job)
+            return
+        yield from self._watch_scan(job)
+
+    @staticmethod
+    def _watch_scan(job: BackgroundJob) -> Iterator[tuple[Any, ...]]:
+        keep = (gr.update(),) * 3
+        for kind, item in follow_status(job, "scan the layers"):
             if kind == "status":
                 yield (*keep, item)
             elif kind == "done":
                 best = item.scores[item.best]
                 yield (
-                    view.scan_bars(item, SCAN_MEASURES[measure]),
+                    view.scan_bars(item, SCAN_MEASURES[item.measure]),
                     (item.low, item.high),
                     gr.update(interactive=True),
                     f"✓ Suggested layers **{item.low}–{item.high}** (highest mean separation); "
@@ -154,35 +211,49 @@ class ExploreActions:
         except (SteerSwarmError, TypeError, ValueError) as exc:
             yield (*keep, fmt.failed("compute the map", str(exc)))
             return
+        neutral_texts = neutral_sentences(count=count)  # spread over the file's topics
 
-        def work(current: Current, emit: Any) -> Any:
-            vector = self._vector(current, vector_id)
+        def grid_of(current: Current) -> MapGrid:
             steerer = current.steerer
-            grid = MapGrid(layer_list or default_layers(steerer.info.num_layers), strength_list)
-            neutral_texts = neutral_sentences(count=count)  # spread over the file's topics
-            scorer = StrengthMap(steerer, vector.prompts, vector.contrast_prompts, neutral_texts)
+            return MapGrid(layer_list or default_layers(steerer.info.num_layers), strength_list)
+
+        def plan(current: Current) -> WorkEstimate:
+            vector, grid = self._vector(current, vector_id), grid_of(current)
+            return estimate_map(
+                current.steerer, vector, grid.layers, grid.strengths, neutral_texts
+            )
+
+        def work(current: Current, emit: Any, control: JobControl) -> Any:
+            vector, grid = self._vector(current, vector_id), grid_of(current)
+            steerer = current.steerer
+            concept, contrast = map_texts(vector)
+            scorer = StrengthMap(steerer, concept, contrast, neutral_texts)
             cells: list[MapCell] = []
             emit(MapState(vector.id, grid, ()))
-            direction_at = self._direction_at(steerer, vector)
-            for row in scorer.rows(grid, direction_at, self._cancel.is_set):
+            direction_at = _DirectionAt(steerer, vector)
+            for row in scorer.rows(grid, direction_at, control.cancel.is_set):
                 cells.extend(row)
                 emit(MapState(vector.id, grid, tuple(cells)))
-            return self._cancel.is_set() and len(cells) < grid.cells
+            return control.cancelled and len(cells) < grid.cells
 
+        job = self._start("Computing the map", MAP, plan, work)
+        if isinstance(job, str):
+            yield (*keep, job)
+            return
+        yield from self._watch_map(job)
+
+    def _watch_map(self, job: BackgroundJob) -> Iterator[tuple[Any, ...]]:
+        keep = (gr.update(),) * 5
         state = None
-        for kind, item in self._job("compute the map", work):
+        for kind, item in follow_status(job, "compute the map"):
             if kind == "status":
-                yield (*keep, item)
+                yield (*keep, item) if state is None else (*self._map_view(state), item)
             elif kind == "item":
                 state = item
                 yield (*self._map_view(state), f"Computing the map: {self._count(state)}…")
             elif state is not None:
                 word = "✕ Cancelled" if item else "✓ Done"
                 yield (*self._map_view(state), f"{word}: {self._count(state)}.")
-
-    @staticmethod
-    def _direction_at(steerer: Any, vector: Any) -> Callable[[int], Any]:
-        return lambda layer: vector.source.direction(steerer, layer)
 
     @staticmethod
     def _count(state: MapState) -> str:
@@ -212,18 +283,28 @@ class ExploreActions:
             yield gr.update(), fmt.failed("apply the cell", str(exc))
             return
 
-        def work(current: Current, _emit: Any) -> Any:
-            return apply_cell(current.steerer, vector_id, cell)
+        def plan(current: Current) -> WorkEstimate:
+            return estimate_moves(current.steerer, [(self._vector(current, vector_id), cell.layer)])
 
-        for kind, item in self._job("apply the cell", work):
+        def work(current: Current, _emit: Any, _control: Any) -> Any:
+            moved = apply_cell(current.steerer, vector_id, cell)
+            return changed_vectors(self.session, current, (
+                f"✓ The vector is now at layer {moved.layer} with alpha {moved.alpha:.4g} "
+                f"(strength {cell.strength:g})."
+            ))  # fmt: skip
+
+        job = self._start("Applying the cell", APPLY_CELL, plan, work)
+        if isinstance(job, str):
+            yield gr.update(), job
+            return
+        yield from self._watch_apply(job)
+
+    def _watch_apply(self, job: BackgroundJob) -> Iterator[tuple[Any, str]]:
+        for kind, item in follow_status(job, "apply the cell"):
             if kind == "status":
                 yield gr.update(), item
             elif kind == "done":
-                yield (
-                    self.vector_choices(vector_id),
-                    f"✓ The vector is now at layer {item.layer} with alpha {item.alpha:.4g} "
-                    f"(strength {cell.strength:g}).",
-                )
+                yield self.vector_choices(), item[2]
 
     # -- side by side --------------------------------------------------------
 
@@ -251,37 +332,60 @@ class ExploreActions:
             return
         names = ["unsteered"] + [view.cell_name(c) for c in cells]
 
-        def work(current: Current, emit: Any) -> Any:
+        def plan(current: Current) -> WorkEstimate:
+            vector = self._vector(current, vector_id)
+            moves = [(vector, c.layer) for c in cells]
+            return estimate_replies(current.steerer, len(names), int(tokens), moves)
+
+        def work(current: Current, emit: Any, control: JobControl) -> Any:
             vector = self._vector(current, vector_id)
             settings = [()] + [(cell_vector(current.steerer, vector, c),) for c in cells]
             for replies in compare_completions(
-                current.steerer, settings, prompt, generation, self._cancel.is_set
+                current.steerer, settings, prompt, generation, cancel=control.cancel
             ):
-                emit(replies)
-            return self._cancel.is_set()
+                emit(_Replies(names, tuple(replies)))
+            return control.cancelled
 
-        replies: list[str] = [""] * len(names)
-        for kind, item in self._job("compare", work):
+        job = self._start("Writing the completions", COMPARE, plan, work)
+        if isinstance(job, str):
+            yield gr.update(), job
+            return
+        yield from self._watch_compare(job)
+
+    @staticmethod
+    def _watch_compare(job: BackgroundJob) -> Iterator[tuple[Any, str]]:
+        rows: list[list[str]] = []
+        for kind, item in follow_status(job, "compare"):
             if kind == "status":
-                yield gr.update(), item
+                yield (rows or gr.update()), item
             elif kind == "item":
-                replies = item
-                yield [list(p) for p in zip(names, replies)], "Writing the completions…"
+                rows = [list(pair) for pair in zip(item.names, item.replies, strict=True)]
+                yield rows, "Writing the completions…"
             else:
-                done = "✕ Cancelled." if item else "✓ Done."
-                yield [list(p) for p in zip(names, replies)], done
+                yield (rows or gr.update()), "✕ Cancelled." if item else "✓ Done."
 
     # -- inspector -----------------------------------------------------------
 
     def inspect(self, vector_id: str | None) -> Iterator[tuple[Any, ...]]:
         """(norm plot, cosine table, logit-lens table, status)."""
-        keep = (gr.update(),) * 3
 
-        def work(current: Current, _emit: Any) -> Any:
+        def plan(current: Current) -> WorkEstimate:
+            return estimate_reads(current.steerer, [self._vector(current, vector_id).source])
+
+        def work(current: Current, _emit: Any, _control: Any) -> Any:
             vector = self._vector(current, vector_id)
             return vector, inspect_vector(current.steerer, vector)
 
-        for kind, item in self._job("inspect the vector", work):
+        job = self._start("Inspecting the vector", INSPECT, plan, work)
+        if isinstance(job, str):
+            yield (*(gr.update(),) * 3, job)
+            return
+        yield from self._watch_inspect(job)
+
+    @staticmethod
+    def _watch_inspect(job: BackgroundJob) -> Iterator[tuple[Any, ...]]:
+        keep = (gr.update(),) * 3
+        for kind, item in follow_status(job, "inspect the vector"):
             if kind == "status":
                 yield (*keep, item)
             elif kind == "done":
@@ -295,6 +399,44 @@ class ExploreActions:
                     "vectors (in the Steering tab's order), and the tokens the direction "
                     "pushes up and down.",
                 )
+
+
+@dataclass(frozen=True)
+class _Replies:
+    """The side-by-side replies so far, with the names of their settings (a
+    reattached page has no names of its own)."""
+
+    names: list[str]
+    replies: tuple[str, ...]
+
+
+class _DirectionAt:
+    """The vector's direction at a layer (its own method, from the kept
+    activations); a class, not a lambda, so the map's loop binds nothing."""
+
+    def __init__(self, steerer: Any, vector: Any) -> None:
+        self.steerer, self.vector = steerer, vector
+
+    def __call__(self, layer: int) -> Any:
+        return self.vector.source.direction(self.steerer, layer)
+
+
+_EXPLORE_KINDS = (SCAN, MAP, COMPARE, INSPECT, APPLY_CELL)
+# How a kind of job is shown: its events as the values of its own outputs.
+Watcher = Callable[[BackgroundJob], Iterator[tuple[Any, ...]]]
+
+# Where each output of a reattached page sits (ExploreTab.attached_outputs order):
+# scan plot, range, use range | map plot, table, state, cell, compare cells |
+# compare table | norm plot, cosines, lens | status | vector choice.
+_ATTACHED = 14
+
+
+def _spread(values: tuple[Any, ...], slots: tuple[int, ...]) -> tuple[Any, ...]:
+    """`values` put at `slots` of the attached outputs, gr.update() elsewhere."""
+    out: list[Any] = [gr.update()] * _ATTACHED
+    for value, slot in zip(values, slots, strict=True):
+        out[slot] = value
+    return tuple(out)
 
 
 @dataclass
@@ -328,6 +470,15 @@ class ExploreTab:
     cosine_table: gr.Dataframe
     lens_table: gr.Dataframe
     status: gr.Markdown
+    go_on: gr.Button | None = None
+
+    def attached_outputs(self) -> list[Any]:
+        """What `ExploreActions.attach` fills, in its order."""
+        return [
+            self.scan_plot, self.layer_range, self.use_range, self.map_plot, self.map_table,
+            self.map_state, self.cell, self.compare_cells, self.compare_table, self.norm_plot,
+            self.cosine_table, self.lens_table, self.status, self.vector,
+        ]  # fmt: skip
 
 
 def build(actions: ExploreActions) -> ExploreTab:
@@ -362,7 +513,8 @@ def build(actions: ExploreActions) -> ExploreTab:
             neutral = gr.Number(value=DEFAULT_NEUTRAL, precision=0, label="Neutral sentences (KL)")
         with gr.Row():
             run_map = gr.Button("Compute map", variant="primary", elem_id="explore-map")
-            cancel = gr.Button("Cancel", variant="stop")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="explore-cancel")
+            go_on = gr.Button("Go on", elem_id="explore-go-on")
         map_plot = gr.Plot(label="Map", elem_id="explore-map-plot")
         map_table = gr.Dataframe(headers=CELL_HEADERS, label="Cells", interactive=False)
         map_state = gr.State(None)
@@ -393,7 +545,7 @@ def build(actions: ExploreActions) -> ExploreTab:
         vector, refresh, measure, scan, scan_plot, layer_range, use_range, layers, strengths,
         neutral, run_map, cancel, map_plot, map_table, map_state, cell, apply, compare_cells,
         prompt, max_tokens, compare, compare_table, inspect, norm_plot, cosine_table,
-        lens_table, status,
+        lens_table, status, go_on,
     )
     _wire(actions, tab)
     return tab
@@ -403,28 +555,37 @@ def _wire(actions: ExploreActions, tab: ExploreTab) -> None:
     tab.refresh.click(
         actions.vector_choices, [tab.vector], [tab.vector], api_name="explore_vectors"
     )
+    # No concurrency limit on the job buttons: a second page's click is told
+    # at once that the model is busy rather than queued behind the first job.
     tab.scan.click(
         actions.scan, [tab.vector, tab.measure],
         [tab.scan_plot, tab.layer_range, tab.use_range, tab.status], api_name="explore_scan",
+        concurrency_limit=None,
     )
     tab.run_map.click(
         actions.map, [tab.vector, tab.layers, tab.strengths, tab.neutral],
         [tab.map_plot, tab.map_table, tab.map_state, tab.cell, tab.compare_cells, tab.status],
-        api_name="explore_map",
+        api_name="explore_map", concurrency_limit=None,
     )
-    tab.cancel.click(actions.cancel, None, [tab.status], api_name="explore_cancel")
+    tab.cancel.click(
+        actions.cancel, None, [tab.status], api_name="explore_cancel", concurrency_limit=None
+    )
+    if tab.go_on is not None:
+        tab.go_on.click(
+            actions.go_on, None, [tab.status], api_name="explore_go_on", concurrency_limit=None
+        )
     tab.apply.click(
         actions.apply, [tab.vector, tab.cell, tab.map_state], [tab.vector, tab.status],
-        api_name="explore_apply_cell",
+        api_name="explore_apply_cell", concurrency_limit=None,
     )
     tab.compare.click(
         actions.compare,
         [tab.vector, tab.compare_cells, tab.prompt, tab.max_tokens, tab.map_state],
-        [tab.compare_table, tab.status], api_name="explore_compare",
+        [tab.compare_table, tab.status], api_name="explore_compare", concurrency_limit=None,
     )
     tab.inspect.click(
         actions.inspect,
         [tab.vector],
         [tab.norm_plot, tab.cosine_table, tab.lens_table, tab.status],
-        api_name="explore_inspect",
+        api_name="explore_inspect", concurrency_limit=None,
     )

@@ -200,6 +200,7 @@ def result_summary(result: OptimizationResult) -> str:
     command line and the result file), then the scores behind it."""
     from optimize.guard.objective import KL, TargetObjective
     from optimize.guard.verdict import RECOMMENDED
+    from optimize.run.apply_rule import gained
     from optimize.run.report import gain_text, paired_text, scored_text, setting_text
 
     verdict = result.verdict
@@ -253,7 +254,7 @@ def result_summary(result: OptimizationResult) -> str:
     for tuned in result.tuned_setting(chosen.setting):
         record = tuned.vector
         lines.append(
-            f"- **Vector #{record.index + 1}** ({md(_prompts(record.prompts, 40))}): "
+            f"- **Vector #{record.index + 1}** ({md(record.describe())}): "
             f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
         )
     cached = len(result.history) - result.paid_evaluations
@@ -262,7 +263,7 @@ def result_summary(result: OptimizationResult) -> str:
         f"{result.wall_seconds:.1f} s ({cached} reused a cached score) · seed {result.seed}"
     )
     lines.append("")
-    if verdict.recommended is not None:
+    if gained(result):
         lines.append(
             "Click **Apply best** to make this setting the active steering vectors, or "
             "choose another **point of the front** below and apply it."

@@ -16,13 +16,18 @@ from typing import Any
 
 import gradio as gr
 
-from optimize import Evaluation, OptimizationResult, apply_best
+from optimize import ApplyRefused, Evaluation, OptimizationResult
+from optimize.run.apply_rule import apply_result, gain_refusal, gained, refusal
+from optimize.scoring.placing import position_of
 from optimize.guard.objective import KL
 from steering import validate
 from steering.session import Current, ModelSession
 from ui import format as fmt
 from ui import plots
-from ui.model_access import locked
+from steering.budget import WorkEstimate, estimate_moves
+from ui.jobs import JobRegistry
+from ui.model_access import VectorView
+from ui.model_jobs import APPLY, ModelJobs, busy, changed_vectors, vector_views
 
 # (steering table, remove dropdown, steering status, optimize status, vector choices)
 ApplyView = tuple[Any, Any, Any, str, Any]
@@ -40,13 +45,6 @@ def point_label(number: int, evaluation: Evaluation, recommended: bool) -> str:
     )
 
 
-def _no_gain(result: OptimizationResult | None) -> str:
-    """Why a result offers nothing to apply: its verdict, in its own words."""
-    if result is None:
-        return "Run an optimization first."
-    return result.verdict.headline
-
-
 def _same(a: Evaluation, b: Evaluation | None) -> bool:
     """Whether two evaluations are one setting: a recommendation may be a later,
     cached visit of the front's point, and a loaded result's `best` is a copy."""
@@ -54,20 +52,28 @@ def _same(a: Evaluation, b: Evaluation | None) -> bool:
 
 
 def best_offer(result: OptimizationResult | None) -> Any:
-    """Offer "Apply best" only for a setting that beat the unsteered model
-    (before any run: the usual button, which then says to run one)."""
-    return gr.update(visible=result is None or result.improved)
+    """Offer "Apply best" only for a result the apply rule lets through on its
+    gain (before any run: the usual button, which then says to run one)."""
+    return gr.update(visible=result is None or gained(result))
 
 
 class FrontActions:
     """Shows a result's front and applies its settings to the active vectors.
 
     `vector_choices` refreshes the Optimize tab's vector selection after an
-    apply (the applied vectors keep their ids, but their labels change)."""
+    apply (the applied vectors keep their ids, but their labels change).
+    Applying is a job of the app (moving a task vector to a new layer
+    rebuilds it from its documents), decided by the one apply rule."""
 
-    def __init__(self, session: ModelSession, vector_choices: Callable[[Any], Any]) -> None:
+    def __init__(
+        self,
+        session: ModelSession,
+        vector_choices: Callable[[Any], Any],
+        jobs: JobRegistry | None = None,
+    ) -> None:
         self.session = session
         self.vector_choices = vector_choices
+        self.jobs = ModelJobs(session, jobs)
 
     @staticmethod
     def offer(result: OptimizationResult | None) -> tuple[Any, Any, Any, Any]:
@@ -77,7 +83,7 @@ class FrontActions:
         dropdown), the recommended one selected. Both buttons only for a real gain."""
         # With no gain over the unsteered model nothing is offered (issue 11):
         # the plot still shows the trade-off that was searched.
-        front = [] if result is None or not result.improved else result.front
+        front = [] if result is None or not gained(result) else result.front
         if not front:
             hidden = gr.update(choices=[], value=None, visible=False)
             figure = None if result is None else plots.front(result)
@@ -100,17 +106,18 @@ class FrontActions:
         """Make the result's recommended setting the active vectors."""
         recommended = None if result is None else result.verdict.recommended
         chosen = None if recommended is None else result.search_evaluation(recommended.setting)
-        if result is None or chosen is None:
-            yield self._refused("apply the best setting", _no_gain(result))
-            return
         yield from self._apply(result, chosen, "apply the best setting", "the best setting")
 
     def apply_point(self, result: OptimizationResult | None, index: Any) -> Iterator[ApplyView]:
         """Make point number `index` (from 1, as offered and plotted) of the
         result's front the active vectors, whether or not it is the recommended one."""
         action = "apply the point of the front"
-        if result is None or not result.improved:
-            yield self._refused(action, _no_gain(result))
+        if result is None:
+            yield self._refused(action, "Run an optimization first.")
+            return
+        no_gain = gain_refusal(result)  # the rule's answer before the front's numbering
+        if no_gain is not None:
+            yield self._refused(action, no_gain)
             return
         front = result.front
         if index is None or index == "":
@@ -130,26 +137,40 @@ class FrontActions:
         yield from self._apply(result, front[number - 1], action, f"point {number} of the front")
 
     @staticmethod
-    def _refused(action: str, why: str) -> ApplyView:
-        return gr.update(), gr.update(), gr.update(), fmt.failed(action, why), gr.update()
+    def _refused(action: str, why: str, escaped: bool = False) -> ApplyView:
+        line = why if escaped else fmt.failed(action, why)
+        return gr.update(), gr.update(), gr.update(), line, gr.update()
+
 
     def _apply(
-        self, result: OptimizationResult, evaluation: Evaluation, action: str, what: str
+        self,
+        result: OptimizationResult | None,
+        evaluation: Evaluation | None,
+        action: str,
+        what: str,
     ) -> Iterator[ApplyView]:
-        applied: list[str] = []
-
-        def work(current: Current) -> str:
-            apply_best(current.steerer, result, evaluation)
-            summary = ", ".join(
-                f"#{t.vector.index + 1} → layer {t.layer} × {t.alpha:g}"
-                for t in result.tuned(evaluation)
-            )
-            applied.append(summary)
-            return f"✓ Applied {what}: {summary}. " + fmt.vector_count(
-                len(current.steerer.vectors)
-            )
-
-        for table, choices, status in locked(self.session, action, work):
+        """Apply `evaluation` of `result` as a job: the apply rule decides
+        first (its reason is the status when it refuses), then the moved
+        vectors are rebuilt and made active."""
+        if result is None:
+            yield self._refused(action, "Run an optimization first.")
+            return
+        no_gain = gain_refusal(result)  # said at once, even while the model is busy
+        if no_gain is not None or evaluation is None:
+            yield self._refused(action, no_gain or "That setting is not one this run scored.")
+            return
+        job = self.jobs.start(
+            f"Applying {what}",
+            APPLY,
+            _ApplyPlan(result, evaluation),
+            _ApplyWork(self.session, result, evaluation, what),
+        )
+        if job is None:
+            yield self._refused(action, busy(self.jobs.registry.running), escaped=True)
+            return
+        applied = False
+        for table, choices, status in vector_views(job, action):
+            applied = applied or status.startswith("✓")
             yield (
                 table,
                 choices,
@@ -157,6 +178,45 @@ class FrontActions:
                 status,
                 self.vector_choices(None) if applied else gr.update(),
             )
+
+
+class _ApplyPlan:
+    """An apply job's plan: the apply rule (its refusal ends the job with its
+    reason), then the cost of rebuilding the vectors that move."""
+
+    def __init__(self, result: OptimizationResult, evaluation: Evaluation) -> None:
+        self.result, self.evaluation = result, evaluation
+
+    def __call__(self, current: Current) -> WorkEstimate:
+        steerer = current.steerer
+        why = refusal(self.result, self.evaluation, steerer.info, steerer.vectors)
+        if why is not None:
+            raise ApplyRefused(why)
+        moves = [
+            (steerer.vectors[position_of(steerer.vectors, t.vector)], t.layer)
+            for t in self.result.tuned_setting(self.evaluation.setting)
+        ]
+        return estimate_moves(steerer, moves)
+
+
+class _ApplyWork:
+    """An apply job's work: the result's setting made the active vectors."""
+
+    def __init__(
+        self, session: ModelSession, result: OptimizationResult, evaluation: Evaluation, what: str
+    ) -> None:
+        self.session, self.result, self.evaluation, self.what = session, result, evaluation, what
+
+    def __call__(self, current: Current, _emit: Any, _control: Any) -> VectorView:
+        apply_result(current.steerer, self.result, self.evaluation)
+        summary = ", ".join(
+            f"#{t.vector.index + 1} → layer {t.layer} × {t.alpha:g}"
+            for t in self.result.tuned_setting(self.evaluation.setting)
+        )
+        count = fmt.vector_count(len(current.steerer.vectors))
+        return changed_vectors(
+            self.session, current, f"✓ Applied {self.what}: {summary}. {count}"
+        )
 
 
 @dataclass

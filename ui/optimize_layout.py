@@ -76,6 +76,7 @@ class OptimizeTab:
     front: front_panel.FrontPanel
     resume: gr.Button | None = None
     resume_note: gr.Markdown | None = None
+    go_on: gr.Button | None = None
 
 
 def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
@@ -100,8 +101,11 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     with gr.Row():
         example = gr.Button("Use example settings")
         run = gr.Button("Optimize vectors", variant="primary")
-        cancel = gr.Button("Cancel", variant="stop")
-    offer = actions.resume_offer()[0]  # an interrupted run found when the app starts
+        cancel = gr.Button("Cancel", variant="stop", elem_id="optimize-cancel")
+        # The one answer to "this run would take N hours": a button of its own,
+        # so a second click of Optimize (or a double click) never gives it.
+        go_on = gr.Button("Go on", elem_id="optimize-go-on")
+    offer = actions.resume_offer()[0]  # refreshed on every page load and after every run
     with gr.Row():
         resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
         resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
@@ -151,6 +155,9 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     cancel.click(
         actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
     )
+    go_on.click(
+        actions.go_on, None, [status], api_name="go_on_optimization", concurrency_limit=None
+    )
     example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
     for field in size:
         field.change(plan_line, size, [plan], api_name=False, queue=False)
@@ -172,6 +179,7 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
         resume=resume,
         resume_note=resume_note,
         front=front,
+        go_on=go_on,
     )
 
 

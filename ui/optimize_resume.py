@@ -9,6 +9,7 @@ model there).
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,11 +33,14 @@ def new_journal(folder: Path | None) -> JournalFile | None:
     return JournalFile(Path(folder) / f"optimization-{stamp}{SUFFIX}")
 
 
-def latest_interrupted(folder: Path | None) -> tuple[Path, JournalState] | None:
-    """The newest interrupted run's journal in `folder`, read back, or None."""
+def latest_interrupted(
+    folder: Path | None, running: Path | None = None
+) -> tuple[Path, JournalState] | None:
+    """The newest interrupted run's journal in `folder`, read back, or None;
+    `running` is the journal of the run going on now, which is not one."""
     if folder is None or not Path(folder).is_dir():
         return None
-    found = interrupted_runs(folder)
+    found = [(path, state) for path, state in interrupted_runs(folder) if path != running]
     return found[0] if found else None
 
 
@@ -55,11 +59,12 @@ def offer_text(found: tuple[Path, JournalState] | None) -> str:
     )
 
 
-def resume_offer(folder: Path | None) -> tuple[str, Any]:
-    """The Optimize tab's offer line and the update of its Resume button."""
+def resume_offer(folder: Path | None, running: Path | None = None) -> tuple[str, Any]:
+    """The Optimize tab's offer line and the update of its Resume button
+    (`running`: the journal of the run going on now, not offered)."""
     import gradio as gr
 
-    text = offer_text(latest_interrupted(folder))
+    text = offer_text(latest_interrupted(folder, running))
     return text, gr.update(visible=bool(text))
 
 
@@ -99,7 +104,10 @@ def resumable(
     return request_from(found[1], sources), JournalFile(found[0], resume=True)
 
 
-def workers_for(current: Current, settings: RunSettings, indices: Sequence[int]) -> Any:
+def workers_for(
+    current: Current, settings: RunSettings, indices: Sequence[int],
+    cancel: threading.Event | None = None,
+) -> Any:  # fmt: skip
     """The Ray workers a run with "Ray workers" above 0 scores on, started:
     each has loaded the model from the files this app loaded it from, and the
     active vectors (call it inside the run's job). None for 0. InvalidInputError
@@ -122,5 +130,5 @@ def workers_for(current: Current, settings: RunSettings, indices: Sequence[int])
         path = save_vectors(Path(folder) / "active.safetensors", steerer.vectors, steerer.info)
         recipe = RunRecipe.of_file(path, settings, model=origin[0], gguf_file=origin[1])
     workers = RayWorkers(recipe, indices, RayOptions(workers=settings.workers))
-    workers.start()  # a failed start closes what it started
+    workers.start(cancel)  # a failed or cancelled start closes what it started
     return workers

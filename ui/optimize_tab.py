@@ -20,22 +20,23 @@ import gradio as gr
 
 from optimize import (
     Evaluation,
-    OptimizationCancelled,
     OptimizationResult,
     Progress,
     run_optimization,
 )
+from optimize.run.apply_rule import gained
 from optimize.run.assembly import assembled
 from optimize.scoring.task_sources import AllowedTaskSources
-from steering.errors import InvalidInputError, NoModelError, SteerSwarmError
-from steering.limits import LONG_RUN_SECONDS
+from steering.errors import InvalidInputError, JobCancelled, NoModelError, SteerSwarmError
 from presets import load_preset
 from steering.session import ModelSession
 from ui import format as fmt
 from ui import plots
 from ui.front_panel import ApplyView, FrontActions, best_offer
-from ui.jobs import WAITING, BackgroundJob, JobRegistry, RunStatus
-from ui.long_run import LongRunGate, LongRunQuestion, go_ahead
+from steering.progress import JobControl
+from ui.jobs import WAITING, BackgroundJob, JobProgress, JobRegistry, RunStatus
+from ui.long_run import LongRunGate, LongRunQuestion
+from ui.model_jobs import OPTIMIZE, busy
 from ui.model_access import locked, model_facts, peek_facts
 from optimize.run.settings import default_layer_range
 from ui.optimize_form import NAMES, TASKS_DIR, RunRequest, parse_request
@@ -53,11 +54,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-BUSY = (
-    "⚠ An optimization is already running (started from this or another page); "
-    "only one runs at a time. Its progress is shown below: watch it, or **Cancel** it."
-)
 
 # (progress, evaluations table, convergence plot, particle plot, summary,
 #  result state, result file, status)
@@ -88,9 +84,10 @@ class OptimizeActions:
         self.jobs = jobs or JobRegistry()
         # How far the run has got: the webui hook tells a waiting chat reply.
         self.run_status = RunStatus()
-        self.long_run_seconds: float = LONG_RUN_SECONDS  # a longer run asks first
+        # A run estimated longer asks first (the app's threshold; tests lower it).
+        self.long_run_seconds: float = self.jobs.limits.confirm_seconds
         # The result's front, and applying its best setting or any point of it.
-        self.front = FrontActions(session, self.vector_choices)
+        self.front = FrontActions(session, self.vector_choices, self.jobs)
 
     # -- views ---------------------------------------------------------------
 
@@ -108,11 +105,15 @@ class OptimizeActions:
     # -- handlers ------------------------------------------------------------
 
     def optimize(self, vectors: list[str] | None, *values: Any) -> Iterator[OptimizeView]:
-        """Run the search, yielding the live view after every evaluation; while
-        the running one asks whether to go on (ui/long_run.py), the go-ahead."""
+        """Run the search, yielding the live view after every evaluation. While
+        any job runs (this page's, another page's or another tab's) it only
+        says so: the go-ahead a long run waits for is **Go on**, never a
+        second click of this button."""
         keep = (gr.update(),) * 7
-        if go_ahead(self.jobs.running):
-            yield from self.attach()
+        if self.jobs.running is not None:
+            yield (*keep, busy(self.jobs.running))
+            if self.jobs.running is not None and self.jobs.running.kind == OPTIMIZE:
+                yield from self.attach()
             return
         if not vectors:  # "no model" explains an empty selection better
             _info, _vectors, problem = model_facts(self.session)
@@ -130,8 +131,12 @@ class OptimizeActions:
         yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
 
     def resume_offer(self) -> tuple[str, Any]:
-        """The line offering to resume an interrupted run, and its button."""
-        return resume_offer(self.save_dir)
+        """The line offering to resume an interrupted run, and its button, as
+        the results folder holds them now (the running run's own journal is
+        not interrupted: it is left out)."""
+        job = self.jobs.running
+        journal = getattr(job.work, "journal", None) if job is not None else None
+        return resume_offer(self.save_dir, None if journal is None else journal.path)
 
     def resume(self) -> Iterator[OptimizeView]:
         """Finish the newest interrupted run, scoring only what it had not scored."""
@@ -143,19 +148,25 @@ class OptimizeActions:
         yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
 
     def _start(self, work: _OptimizeWork) -> Iterator[OptimizeView]:
-        work.gate = LongRunGate(self.long_run_seconds)
-        job = BackgroundJob(self.session.lock, work)
+        limits = self.jobs.limits
+        work.gate = LongRunGate(
+            self.long_run_seconds, limits.answer_seconds, refuse=limits.refuse_seconds
+        )
+        job = BackgroundJob(
+            self.session.lock, work, title="An optimization", kind=OPTIMIZE, gate=work.gate,
+            note=self.run_status.waiting_note,
+        )  # fmt: skip
         if self.jobs.start(job):
             yield from self._watch(job, work)
         else:
-            yield (*(gr.update(),) * 7, BUSY)
+            yield (*(gr.update(),) * 7, busy(self.jobs.running))
             yield from self.attach()
 
     def attach(self) -> Iterator[OptimizeView]:
         """The app's latest optimization, for a page that (re)loads: its
         progress so far, then live, then its result; or the idle view."""
         job = self.jobs.latest
-        if job is None:
+        if job is None or job.kind != OPTIMIZE:
             yield (fmt.progress_html(None), *(gr.update(),) * 6, "")
             return
         yield from self._watch(job, job.work)
@@ -198,6 +209,9 @@ class OptimizeActions:
                 if isinstance(item, LongRunQuestion):
                     yield (*(gr.update(),) * 4, "", *no_result, item.status())
                     continue
+                if isinstance(item, JobProgress):  # a vector rebuilt at a new layer, a calibration
+                    yield (*(gr.update(),) * 4, gr.update(), *no_result, item.status())
+                    continue
                 last = item
                 if last.latest is not None:
                     history.append(last.latest)
@@ -212,7 +226,7 @@ class OptimizeActions:
                     *no_result,
                     self._running_line(job, time.perf_counter() - started, last.note),
                 )
-        except OptimizationCancelled as exc:
+        except JobCancelled as exc:  # before any setting was scored, or while Ray started
             yield (
                 fmt.progress_html(last, "cancelled"),
                 *(gr.update(),) * 4,
@@ -245,7 +259,7 @@ class OptimizeActions:
         verdict = result.verdict
         outcome = (
             "The active vectors are unchanged until you click **Apply best**."
-            if verdict.recommended is not None
+            if gained(result)
             else "The active vectors are unchanged."
         )
         yield (
@@ -323,12 +337,17 @@ class OptimizeActions:
         )
 
     def cancel(self) -> str:
-        """Cancel the app's running optimization, whichever page started it."""
+        """Cancel the app's running job (an optimization, or any other tab's
+        job), whichever page started it."""
         job = self.jobs.running
-        if job is None:
-            return "Nothing to cancel: no optimization is running."
-        job.cancel()
-        return "✕ Cancelling: the run stops after the current evaluation…"
+        if job is not None and job.kind == OPTIMIZE:
+            job.cancel()
+            return "✕ Cancelling: the run stops after the current evaluation…"
+        return self.jobs.cancel()
+
+    def go_on(self) -> str:
+        """Answer the running job's question: let the long run go on."""
+        return self.jobs.go_on()
 
     def apply(self, result: OptimizationResult | None) -> Iterator[ApplyView]:
         """Make the result's best setting the active vectors.
@@ -363,8 +382,15 @@ class _OptimizeWork:
                 self._saved.append(save(result))
             return self._saved[0]
 
-    def __call__(self, emit: Callable[[Any], None], cancel: threading.Event) -> OptimizationResult:
+    def __call__(self, emit: Callable[[Any], None], control: JobControl) -> OptimizationResult:
         steerer = (current := self.session.current()).steerer
+        with steerer.controlled(control):  # a vector rebuilt at a new layer stops on Cancel
+            return self._run(current, emit, control.cancel)
+
+    def _run(
+        self, current: Any, emit: Callable[[Any], None], cancel: threading.Event
+    ) -> OptimizationResult:
+        steerer = current.steerer
 
         def emit_while_current(progress: Any) -> None:
             # Called after every evaluation. The webui can unload or replace
@@ -393,7 +419,8 @@ class _OptimizeWork:
         try:
             with assembled(settings, steerer, indices) as plan:
                 self.status.started(plan.total)
-                workers = workers_for(current, settings, indices)  # started, models loaded
+                # started, models loaded; Cancel stops the start-up too
+                workers = workers_for(current, settings, indices, cancel)
                 result = run_optimization(
                     steerer,
                     indices,

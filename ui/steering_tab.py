@@ -18,19 +18,23 @@ from typing import Any
 import gradio as gr
 
 from optimize.scoring.task_sources import AllowedTaskSources
-from steering.capture import capture_vector, split_prompts
+from steering.budget import WorkEstimate, check_reads, estimate_reads
+from steering.capture import capture, split_prompts
 from steering.errors import SteerSwarmError
+from steering.extract import VectorSource
 from steering.gguf import load_vector_file
 from steering.models import ModelInfo
 from presets import load_preset
 from steering.session import Current, ModelSession
 from steering.store import save_vectors
-from steering.vector import SteeringVector
+from steering.vector import check_layer
 from ui import compat
 from ui import format as fmt
 from ui import gguf_panel, task_vector_panel
 from ui.files import plain_file_name, upload_path
+from ui.jobs import JobRegistry
 from ui.model_access import Facts, VectorView, locked, model_facts, peek_facts
+from ui.model_jobs import CAPTURE, STEERING_KINDS, ModelJobs, busy, changed_vectors, vector_views
 from ui.settings import FormSettings
 from ui.task_vector_panel import (
     ALPHA,
@@ -83,14 +87,21 @@ class SteeringTab:
     status: gr.Markdown
     gguf: gguf_panel.GgufPanel
     from_task: task_vector_panel.TaskVectorPanel
+    cancel: gr.Button | None = None
+    go_on: gr.Button | None = None
+    replace: gr.Checkbox | None = None
 
 
 class SteeringActions:
-    """The Steering tab's handlers, bound to one model session."""
+    """The Steering tab's handlers, bound to one model session and the app's
+    jobs (a capture is one: one at a time, estimated, cancellable anywhere)."""
 
-    def __init__(self, session: ModelSession, save_dir: Path | None = None) -> None:
+    def __init__(
+        self, session: ModelSession, save_dir: Path | None = None, jobs: JobRegistry | None = None
+    ) -> None:
         self.session = session
         self.save_dir = save_dir
+        self.jobs = ModelJobs(session, jobs)
 
     # -- helpers -----------------------------------------------------------
 
@@ -146,15 +157,27 @@ class SteeringActions:
         unit: str | None = ALPHA,
     ) -> Iterator[VectorView]:
         """Capture a vector from the prompts and add it; `alpha` is a raw
-        alpha, or a strength when `unit` is "strength"."""
+        alpha, or a strength when `unit` is "strength". A job of the app:
+        estimated first (a long one waits for **Go on**), cancellable from
+        any page, its progress shown; the active vectors change only at the
+        end."""
+        action = "add the steering vector"
         prompts = split_prompts(concept)
         contrast_prompts = split_prompts(contrast)
+        try:  # everything typed is checked before a job starts
+            source = VectorSource.from_prompts(prompts, contrast_prompts)
+            check_coefficient(alpha, unit)
+        except SteerSwarmError as exc:
+            yield gr.update(), gr.update(), fmt.failed(action, str(exc))
+            return
 
-        def work(current: Current) -> str:
+        def plan(current: Current) -> WorkEstimate:
+            check_layer(layer, current.steerer.info.num_layers)
+            return estimate_reads(current.steerer, [source])
+
+        def work(current: Current, _emit: Any, _control: Any) -> VectorView:
             steerer = current.steerer
-            check_coefficient(alpha, unit)  # before the model runs
-            vector = capture_vector(steerer, prompts, layer, 1.0, contrast_prompts)
-            vector = with_coefficient(vector, alpha, unit)
+            vector = with_coefficient(capture(steerer, source, layer, 1.0), alpha, unit)
             steerer.add(vector)
             count = len(steerer.vectors)
             made_from = f"{len(prompts)} concept prompt{'s' if len(prompts) != 1 else ''}"
@@ -162,12 +185,46 @@ class SteeringActions:
                 made_from += f" minus {len(contrast_prompts)} contrast prompt" + (
                     "s" if len(contrast_prompts) != 1 else ""
                 )
-            return (
+            return changed_vectors(self.session, current, (
                 f"✓ Added vector #{count}: layer {vector.layer}, {describe_coefficient(vector)}, "
                 f"from {made_from}. {fmt.vector_count(count)}"
-            )
+            ))  # fmt: skip
 
-        yield from self.locked("add the steering vector", work)
+        job = self.jobs.start("Capturing a vector", CAPTURE, plan, work)
+        if job is None:
+            yield gr.update(), gr.update(), busy(self.jobs.registry.running)
+            return
+        yield from vector_views(job, action)
+
+    def attach(self) -> Iterator[VectorView]:
+        """For a page that (re)loads: the vectors and the status line as the
+        server has them now; while a capture (or another job that changes
+        the vectors) runs, its progress live, then its outcome."""
+        job = self.jobs.attachable(STEERING_KINDS)
+        if job is None:
+            yield gr.update(), gr.update(), self.status_line()
+            return
+        yield from vector_views(job, "change the vectors")  # ends with its outcome
+
+    def status_line(self) -> str:
+        """The status line from the server's state: how many vectors the user
+        made active, that the model is busy and with what, or why there is no
+        model. Never waits for the model."""
+        facts = peek_facts(self.session, self.model_facts)
+        busy_line = self.jobs.registry.busy_line()
+        if facts is None:
+            return busy_line or ""
+        info, vectors, problem = facts
+        line = fmt.vector_count(len(vectors)) if info is not None else f"⚠ {fmt.md(problem)}"
+        return f"{line}  \n{busy_line}" if busy_line else line
+
+    def cancel(self) -> str:
+        """Cancel the app's running job (a capture, a map, an optimization...)."""
+        return self.jobs.cancel()
+
+    def go_on(self) -> str:
+        """Answer the running job's question: run it although it is long."""
+        return self.jobs.go_on()
 
     def remove_vector(self, vector_id: str | None) -> Iterator[VectorView]:
         """Remove the vector whose id the dropdown holds."""
@@ -199,8 +256,12 @@ class SteeringActions:
 
         yield from self.locked("reset the steering vectors", work)
 
-    def save_vectors(self, file_name: str | None) -> Iterator[tuple[Any, str]]:
-        """Write the active vectors to a file offered for download."""
+    def save_vectors(
+        self, file_name: str | None, replace: bool = False
+    ) -> Iterator[tuple[Any, str]]:
+        """Write the active vectors to a file offered for download. A file of
+        the same name is replaced only when `replace` is ticked (a save
+        silently overwrote one)."""
         try:
             name = plain_file_name(file_name, ".safetensors")
         except ValueError as exc:
@@ -211,7 +272,16 @@ class SteeringActions:
         def work(current: Current) -> str:
             if self.save_dir is None:
                 self.save_dir = Path(tempfile.mkdtemp(prefix="steerswarm-"))
-            path = save_vectors(self.save_dir / name, current.steerer.vectors, current.steerer.info)
+            if not replace and (self.save_dir / name).exists():
+                return (
+                    f"⚠ Could not save the vectors: a file called {fmt.md(name)} is already "
+                    "saved. Tick **Replace a file of the same name** to replace it, or choose "
+                    "another name. Nothing was changed."
+                )
+            path = save_vectors(
+                self.save_dir / name, current.steerer.vectors, current.steerer.info,
+                replace=bool(replace),
+            )  # fmt: skip
             saved.append(path)
             count = len(current.steerer.vectors)
             return f"✓ Saved {count} vector(s) to {fmt.md(path)} — download it below."
@@ -263,6 +333,7 @@ class SteeringActions:
                 )
             steerer = current.steerer
             vectors, loaded = load_vector_file(path, steerer.info)
+            check_reads(steerer, vectors)  # prompts and answers within the caps for this model
             before = len(steerer.vectors)
             steerer.set_vectors(vectors)
             return (
@@ -325,7 +396,13 @@ def build(
             )
             unit = gr.Radio(choices=UNIT_CHOICES, value=ALPHA, label="Coefficient unit")
             add = gr.Button("Add steering vector", variant="primary")
-            example = gr.Button("Load example", size="sm")
+            with gr.Row():
+                example = gr.Button("Load example", size="sm")
+                # Any page's Cancel stops the app's running job; Go on is the
+                # one answer to a long job's question (never the button that
+                # started it).
+                cancel = gr.Button("Cancel", size="sm", variant="stop", elem_id="steering-cancel")
+                go_on = gr.Button("Go on", size="sm", elem_id="steering-go-on")
     status = gr.Markdown(
         fmt.vector_count(len(vectors)) if info is not None else f"⚠ {fmt.md(problem)}",
         elem_id="steering-status",
@@ -352,6 +429,7 @@ def build(
     with gr.Row():
         with gr.Column():
             file_name = gr.Textbox(value=DEFAULT_FILE_NAME, label="File name")
+            replace = gr.Checkbox(value=False, label="Replace a file of the same name")
             save = gr.Button("Save vectors")
             saved_file = gr.File(label="Saved vector file", interactive=False, visible=False)
         with gr.Column():
@@ -367,13 +445,16 @@ def build(
 
     view = [table, remove_choice, status]
     from_task = task_vector_panel.build(
-        task_vector_panel.TaskVectorActions(actions.session, sources), start_layer, view
+        task_vector_panel.TaskVectorActions(actions.session, sources, actions.jobs.registry),
+        start_layer,
+        view,
     )
 
     settings.remember(layer, "layer")
     settings.remember(alpha, "alpha")
     add.click(
-        actions.add_vector, [concept, contrast, layer, alpha, unit], view, api_name="add_vector"
+        actions.add_vector, [concept, contrast, layer, alpha, unit], view, api_name="add_vector",
+        concurrency_limit=None,  # a second page is told at once that the model is busy
     )
     example.click(
         actions.load_example,
@@ -383,7 +464,11 @@ def build(
     )
     remove.click(actions.remove_vector, [remove_choice], view, api_name="remove_vector")
     reset.click(actions.reset_vectors, None, view, api_name="reset_vectors")
-    save.click(actions.save_vectors, [file_name], [saved_file, status], api_name="save_vectors")
+    save.click(
+        actions.save_vectors, [file_name, replace], [saved_file, status], api_name="save_vectors"
+    )
+    cancel.click(actions.cancel, None, [status], api_name="cancel_job", concurrency_limit=None)
+    go_on.click(actions.go_on, None, [status], api_name="go_on_job", concurrency_limit=None)
     load.click(actions.load_vectors, [load_file], view, api_name="load_vectors")
     return SteeringTab(
         model_line=model_line,
@@ -406,4 +491,7 @@ def build(
         status=status,
         gguf=gguf,
         from_task=from_task,
+        cancel=cancel,
+        go_on=go_on,
+        replace=replace,
     )

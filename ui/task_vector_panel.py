@@ -19,13 +19,17 @@ import gradio as gr
 from optimize.scoring.task_sources import AllowedTaskSources
 from steering.lm_eval_tasks import task_source
 from steering import validate
+from steering.budget import WorkEstimate, estimate_reads
 from steering.capture import capture
-from steering.errors import InvalidInputError
+from steering.errors import InvalidInputError, SteerSwarmError
 from steering.extract.task_pairs import DEFAULT_DOCS
+from steering.limits import MAX_TASK_ITEMS
 from steering.session import Current, ModelSession
-from steering.vector import SteeringVector, check_alpha
+from steering.vector import SteeringVector, check_alpha, check_layer
 from ui import format as fmt
-from ui.model_access import VectorView, locked
+from ui.jobs import JobRegistry
+from ui.model_access import VectorView
+from ui.model_jobs import TASK_VECTOR, ModelJobs, busy, changed_vectors, vector_views
 
 # The units a coefficient may be given in: (label, value). The values are the
 # identifiers; the labels avoid the word "alpha" so the main form's Alpha
@@ -86,12 +90,18 @@ class TaskVectorPanel:
 
 
 class TaskVectorActions:
-    """The panel's handler, bound to one model session and the task sources
-    the operator allowed."""
+    """The panel's handler, bound to one model session, the task sources the
+    operator allowed and the app's jobs (building a task vector is one)."""
 
-    def __init__(self, session: ModelSession, sources: AllowedTaskSources | None = None) -> None:
+    def __init__(
+        self,
+        session: ModelSession,
+        sources: AllowedTaskSources | None = None,
+        jobs: JobRegistry | None = None,
+    ) -> None:
         self.session = session
         self.sources = sources or AllowedTaskSources.default()
+        self.jobs = ModelJobs(session, jobs)
 
     def add_from_task(
         self,
@@ -104,26 +114,41 @@ class TaskVectorActions:
     ) -> Iterator[VectorView]:
         """Build a task-pairs vector from `docs` documents of `task` in the
         allowed `folder` and add it at `layer` with `coefficient` in `unit`.
-        Everything is checked before the model runs; a refusal adds nothing."""
-
-        def work(current: Current) -> str:
+        Everything is checked before the model runs; a refusal adds nothing.
+        A job of the app: estimated from the answers it reads, cancellable."""
+        action = "add the task vector"
+        try:
             include_path = self.sources.include_path(folder)
             name = (task or "").strip()
             if not name:
                 raise InvalidInputError("Enter the name of a multiple-choice task.")
-            count = validate.whole("The number of documents", docs, 1)
+            count = validate.whole("The number of documents", docs, 1, MAX_TASK_ITEMS)
             check_coefficient(coefficient, unit)
-            steerer = current.steerer
-            source = task_source(name, include_path, count)
+        except SteerSwarmError as exc:
+            yield gr.update(), gr.update(), fmt.failed(action, str(exc))
+            return
+        sources: list[Any] = []
+
+        def plan(current: Current) -> WorkEstimate:
+            check_layer(layer, current.steerer.info.num_layers)
+            sources.append(task_source(name, include_path, count))  # lm-eval's data, no model
+            return estimate_reads(current.steerer, sources)
+
+        def work(current: Current, _emit: Any, _control: Any) -> VectorView:
+            steerer, source = current.steerer, sources[0]
             vector = with_coefficient(capture(steerer, source, layer, 1.0), coefficient, unit)
             steerer.add(vector)
-            return (
+            return changed_vectors(self.session, current, (
                 f"✓ Added vector #{len(steerer.vectors)} from {fmt.md(source.describe())}: "
                 f"layer {vector.layer}, {describe_coefficient(vector)}. Those documents are "
                 f"left out of every score while it is active. {fmt.vector_count(len(steerer.vectors))}"
-            )
+            ))  # fmt: skip
 
-        yield from locked(self.session, "add the task vector", work)
+        job = self.jobs.start("Building a task vector", TASK_VECTOR, plan, work)
+        if job is None:
+            yield gr.update(), gr.update(), busy(self.jobs.registry.running)
+            return
+        yield from vector_views(job, action)
 
 
 def build(
@@ -159,5 +184,6 @@ def build(
         [folder, task, docs, layer, coefficient, unit],
         view,
         api_name="add_task_vector",
+        concurrency_limit=None,  # a second page is told at once that the model is busy
     )
     return TaskVectorPanel(folder, task, docs, layer, coefficient, unit, add)

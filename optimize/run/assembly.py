@@ -80,15 +80,32 @@ class ReplyCheck:
     """Whether a setting's greedy replies to the shipped neutral prompts loop
     (steering/fluency.py), against the unsteered model's replies, which are
     generated once, when the first setting is checked: a run that recommends
-    nothing pays nothing."""
+    nothing pays nothing. A model whose context cannot hold a prompt and
+    MIN_REPLY_TOKENS new ones is not checked (the replies would say nothing)."""
+
+    MIN_REPLY_TOKENS = 16
 
     def __init__(self, steerer: Steerer) -> None:
         self.steerer = steerer
         self._reference: FluencyReference | None = None
 
+    def _tokens(self) -> int:
+        """New tokens per reply: the check's default, within the model's context."""
+        from steering.fluency import DEFAULT_FLUENCY_TOKENS, fluency_prompts
+        from steering.generate import chat_input_ids
+
+        longest = max(
+            int(chat_input_ids(self.steerer.tokenizer, [{"role": "user", "content": p}]).shape[1])
+            for p in fluency_prompts()
+        )
+        return min(DEFAULT_FLUENCY_TOKENS, self.steerer.info.max_context - longest)
+
     def __call__(self, vectors: Sequence[SteeringVector]) -> tuple[bool, str]:
         if self._reference is None:
-            self._reference = fluency_reference(self.steerer)
+            tokens = self._tokens()
+            if tokens < self.MIN_REPLY_TOKENS:
+                return False, ""
+            self._reference = fluency_reference(self.steerer, max_new_tokens=tokens)
         found = check_fluency(self.steerer, vectors, reference=self._reference)
         return found.loops, found.reason
 

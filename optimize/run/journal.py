@@ -30,7 +30,9 @@ from typing import Any
 
 from optimize.scoring.evaluation import Evaluation
 from optimize.config.space import Key
+from optimize.errors import JournalWriteError
 from steering.errors import InvalidInputError
+from steering.outputs import reason
 
 FORMAT = "steerswarm.journal"
 VERSION = 2
@@ -220,8 +222,16 @@ class Journal:
         identity = _normal(dict(identity))
         JournalFile(path).check()
         journal = cls(path, JournalState(identity))
-        journal._open(os.O_CREAT | os.O_EXCL)
-        journal._append({"format": FORMAT, "version": VERSION, "identity": identity})
+        try:
+            journal._open(os.O_CREAT | os.O_EXCL)
+        except OSError as exc:
+            raise _write_error(path, exc) from exc
+        try:
+            journal._append({"format": FORMAT, "version": VERSION, "identity": identity})
+        except JournalWriteError:
+            journal.close()  # a journal without its first line is no run: none is left
+            path.unlink(missing_ok=True)
+            raise
         return journal
 
     @classmethod
@@ -254,8 +264,11 @@ class Journal:
         if self._fd is None:
             raise InvalidInputError(f"The journal {self.path.name} is closed.")
         line = json.dumps(entry, allow_nan=False, separators=(",", ":")).encode() + b"\n"
-        os.write(self._fd, line)  # one write, O_APPEND: a whole line or a torn last one
-        os.fsync(self._fd)
+        try:
+            os.write(self._fd, line)  # one write, O_APPEND: a whole line or a torn last one
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from exc
 
     def record(self, kind: str, evaluation: Evaluation, values: Sequence[float] = ()) -> None:
         """Append `evaluation` (of `kind`: BASELINE, SEARCH, CONFIRM or HELDOUT;
@@ -296,6 +309,13 @@ class Journal:
             self._fd = None
         if finished:
             self.path.unlink(missing_ok=True)
+
+
+def _write_error(path: Path, exc: OSError) -> JournalWriteError:
+    return JournalWriteError(
+        f"Could not write the run's journal {path.name} in {path.parent}: {reason(exc)}. "
+        "The run stopped; free some space (or make the folder writable) and start it again."
+    )
 
 
 def interrupted_runs(folder: str | Path) -> list[tuple[Path, JournalState]]:

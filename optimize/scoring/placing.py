@@ -28,9 +28,12 @@ class VectorRecord:
     prompts: tuple[str, ...]
     contrast_prompts: tuple[str, ...] = ()
     vector_id: str | None = None
+    # What made a vector without prompts (a task vector, a GGUF direction),
+    # for people: the summary showed such a vector as "Vector #2 ()".
+    summary: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.vector_id,
             "index": self.index,
             "layer": self.layer,
@@ -38,6 +41,16 @@ class VectorRecord:
             "prompts": list(self.prompts),
             "contrast_prompts": list(self.contrast_prompts),
         }
+        # Only where there are no prompts: a prompt vector's record (part of
+        # a journal's run identity) stays as older journals wrote it.
+        if self.summary and not self.prompts:
+            data["summary"] = self.summary
+        return data
+
+    def describe(self) -> str:
+        """The vector in a few words, for people: its prompts, else what made it."""
+        text = " | ".join(self.prompts) or self.summary or "a vector without prompts"
+        return text if len(text) <= 40 else text[:39] + "…"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VectorRecord:
@@ -50,6 +63,7 @@ class VectorRecord:
             prompts=tuple(data["prompts"]),
             contrast_prompts=tuple(data.get("contrast_prompts", ())),
             vector_id=None if vector_id is None else str(vector_id),
+            summary=str(data.get("summary", "")),
         )
 
 
@@ -79,6 +93,7 @@ def record_of(index: int, vector: SteeringVector) -> VectorRecord:
         prompts=vector.prompts,
         contrast_prompts=vector.contrast_prompts,
         vector_id=vector.id,
+        summary=vector.summary(60),
     )
 
 

@@ -22,6 +22,7 @@ starting workers without it is a WorkerError saying how to install it.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -32,7 +33,8 @@ from typing import Any
 from optimize.scoring.metrics import Metrics
 from optimize.run.assembly import RunRecipe
 from optimize.config.space import Setting
-from steering.errors import SteerSwarmError
+from steering.errors import JobCancelled, SteerSwarmError
+from steering.limits import RAY_START_SECONDS
 
 MAX_TRIES = 3
 ROOT = Path(__file__).resolve().parents[2]  # where `optimize` and `steering` import from
@@ -50,12 +52,14 @@ class RayOptions:
     starts a local Ray on this machine. `workers`: how many actors, each with
     its own model replica. `num_gpus` / `num_cpus`: what Ray reserves for each
     actor (fractions share a GPU); None GPUs: one each when the cluster has
-    GPUs, else none."""
+    GPUs, else none. `start_timeout`: seconds the actors may take to start
+    and load the model before the start is given up with a message."""
 
     address: str | None = None
     workers: int = 2
     num_gpus: float | None = None
     num_cpus: float = 1.0
+    start_timeout: float = RAY_START_SECONDS
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
@@ -66,6 +70,11 @@ class RayOptions:
                 continue
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise WorkerError(f"{name} per Ray worker must be a number from 0, got {value!r}.")
+        timeout = self.start_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise WorkerError(
+                f"The Ray start-up timeout must be a number of seconds above 0, got {timeout!r}."
+            )
 
 
 class Worker:
@@ -149,8 +158,26 @@ class RayWorkers:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def start(self) -> None:
+    def start(self, cancel: threading.Event | None = None) -> None:
+        """Connect to (or start) Ray, refuse more workers than the cluster can
+        hold, then start the actors and wait until each has loaded the model:
+        at most `options.start_timeout` seconds, and stopping at once when
+        `cancel` is set (JobCancelled). Whatever fails, what was started is
+        closed: no actor, and no Ray started here, is left behind."""
         ray = self._ray = _ray()
+        try:
+            self._connect(ray)
+            gpus = self._check_resources(ray)
+            self._actor_class = ray.remote(Worker).options(
+                num_cpus=self.options.num_cpus, num_gpus=gpus
+            )
+            self.actors = [self._new_actor() for _ in range(self.options.workers)]
+            self._wait_ready(cancel)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, ray: Any) -> None:
         if not ray.is_initialized():
             path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
             env = {"PYTHONPATH": path, "TQDM_DISABLE": "1"}
@@ -172,17 +199,54 @@ class RayWorkers:
             import torch
 
             self._threads = torch.get_num_threads()
-        gpus = self.options.num_gpus
+
+    def _check_resources(self, ray: Any) -> float:
+        """The GPUs each actor reserves, after refusing a pool the cluster
+        cannot hold at once: Ray would start what fits and leave the rest
+        waiting for ever (3 workers on 2 CPUs hung in "Starting…")."""
+        resources = ray.cluster_resources()
+        workers, options = self.options.workers, self.options
+        gpus = options.num_gpus
         if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
-        self._actor_class = ray.remote(Worker).options(num_cpus=self.options.num_cpus, num_gpus=gpus)
-        try:
-            self.actors = [self._new_actor() for _ in range(self.options.workers)]
-            for actor in self.actors:
-                self._check_ready(actor)
-        except BaseException:
-            self.close()
-            raise
+            gpus = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+        for name, each in (("CPU", options.num_cpus), ("GPU", gpus)):
+            have = float(resources.get(name, 0.0))
+            if each > 0 and workers * each > have + 1e-9:
+                fits = int(have // each + 1e-9)
+                raise WorkerError(
+                    f"{workers} Ray workers need {workers * each:g} {name}s ({each:g} each), and "
+                    f"the Ray cluster at {options.address or 'this machine'} has {have:g}: set "
+                    f"Ray workers to at most {fits}."
+                    if fits
+                    else f"Each Ray worker needs {each:g} {name}, and the Ray cluster at "
+                    f"{options.address or 'this machine'} has {have:g}."
+                )
+        return gpus
+
+    def _wait_ready(self, cancel: threading.Event | None) -> None:
+        """Until every actor has loaded the model (WorkerError naming why one
+        could not), the start-up timeout passes (WorkerError) or `cancel` is
+        set (JobCancelled); checked at least every half second."""
+        ray = self._ray
+        waiting = {actor.ready.remote(): actor for actor in self.actors}
+        deadline = time.monotonic() + self.options.start_timeout
+        while waiting:
+            if cancel is not None and cancel.is_set():
+                raise JobCancelled(
+                    f"The Ray workers' start was cancelled ({len(self.actors) - len(waiting)} of "
+                    f"{len(self.actors)} had loaded the model); nothing was scored."
+                )
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise WorkerError(
+                    f"The Ray workers did not start within {self.options.start_timeout:g} s: "
+                    f"{len(self.actors) - len(waiting)} of {len(self.actors)} loaded the model. "
+                    "Use fewer workers, or a cluster with room for them."
+                )
+            ready, _ = ray.wait(list(waiting), num_returns=1, timeout=min(0.5, left))
+            for ref in ready:
+                waiting.pop(ref)
+                self._read_ready(ref)
 
     def _new_actor(self) -> Any:
         actor = self._actor_class.remote(self.recipe, self.indices, self._threads)
@@ -197,8 +261,11 @@ class RayWorkers:
             self._ray.get([actor.calibrate.remote(*self._calibration) for actor in self.actors])
 
     def _check_ready(self, actor: Any) -> int:
+        return self._read_ready(actor.ready.remote())
+
+    def _read_ready(self, ref: Any) -> int:
         try:
-            pid, problem = self._ray.get(actor.ready.remote())
+            pid, problem = self._ray.get(ref)
         except self._ray.exceptions.RayError as exc:
             raise WorkerError(f"A Ray worker could not start: {_first_line(exc)}") from exc
         if problem is not None:

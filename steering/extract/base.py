@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import torch
 
 from steering.errors import InvalidInputError
-from steering.limits import MAX_PROMPTS_PER_CAPTURE, count
+from steering.limits import MAX_PROMPTS_PER_CAPTURE, MAX_TEXT_CHARS, MAX_TOKENS_PER_PROMPT, count
+from steering.validate import typed
 
 PROMPTS = "prompts"
 CONTRAST_PROMPTS = "contrast_prompts"
@@ -78,7 +79,13 @@ def prompt_tuple(inputs: Mapping[str, Any], key: str, missing: str) -> tuple[str
     prompts = []
     for prompt in value:
         if not isinstance(prompt, str):
-            raise InvalidInputError(f"{key} must hold text, got {prompt!r}.")
+            raise InvalidInputError(f"{key} must hold text, got {typed(prompt)}.")
+        if len(prompt) > MAX_TEXT_CHARS:
+            raise InvalidInputError(
+                f"A prompt is {count(len(prompt))} characters long; a capture reads prompts of "
+                f"at most {count(MAX_TEXT_CHARS)} characters (and {MAX_TOKENS_PER_PROMPT} "
+                f"tokens): {prompt[:60]!r}…"
+            )
         if prompt.strip():
             prompts.append(prompt.strip())
     if not prompts:

@@ -23,6 +23,8 @@ import torch
 
 from steering.errors import InvalidInputError
 from steering.extract.base import Activations, only_keys, pca_direction
+from steering.limits import MAX_ANSWERS_PER_ITEM, MAX_TASK_ITEMS, MAX_TEXT_CHARS, count
+from steering.validate import typed
 
 if TYPE_CHECKING:
     from steering.vector import SteeringVector
@@ -43,7 +45,12 @@ KEYS = (TASK, INCLUDE_PATH, SPLIT, SEED, AGGREGATE, ITEMS, DOC_KEYS)
 
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidInputError(f"{what} must be non-empty text, got {value!r}.")
+        raise InvalidInputError(f"{what} must be non-empty text, got {typed(value)}.")
+    if len(value) > MAX_TEXT_CHARS:
+        raise InvalidInputError(
+            f"{what} is {count(len(value))} characters long; a task vector reads texts of at "
+            f"most {count(MAX_TEXT_CHARS)} (the caps are in steering/limits.py)."
+        )
     return value
 
 
@@ -55,6 +62,11 @@ def _item(value: Any) -> tuple[str, str, tuple[str, ...]]:
     context, correct, wrong = value
     if isinstance(wrong, str) or not isinstance(wrong, Sequence) or not wrong:
         raise InvalidInputError("Each task item needs at least one wrong answer.")
+    if 1 + len(wrong) > MAX_ANSWERS_PER_ITEM:
+        raise InvalidInputError(
+            f"A task item has {count(1 + len(wrong))} answers; a task vector reads at most "
+            f"{MAX_ANSWERS_PER_ITEM} per document (the caps are in steering/limits.py)."
+        )
     return (
         _text(context, "A task item's context"),
         _text(correct, "A task item's correct answer"),
@@ -86,6 +98,16 @@ class TaskPairs:
         raw_items, keys = inputs.get(ITEMS), inputs.get(DOC_KEYS, ())
         if isinstance(raw_items, str) or not isinstance(raw_items, Sequence) or not raw_items:
             raise InvalidInputError("A task vector needs at least one document.")
+        if len(raw_items) > MAX_TASK_ITEMS:
+            raise InvalidInputError(
+                f"A task vector reads at most {count(MAX_TASK_ITEMS)} documents; this one has "
+                f"{count(len(raw_items))} (the caps are in steering/limits.py)."
+            )
+        if len(keys) > MAX_TASK_ITEMS:
+            raise InvalidInputError(
+                f"A task vector names at most {count(MAX_TASK_ITEMS)} documents; this one names "
+                f"{count(len(keys))}."
+            )
         if isinstance(keys, str) or not isinstance(keys, Sequence):
             raise InvalidInputError("doc_keys must be a list of document keys.")
         items = tuple(_item(item) for item in raw_items)
@@ -119,13 +141,8 @@ def paired_differences(
 ) -> torch.Tensor:
     """Mean (or PCA) over items and wrong answers of the answer-token state
     difference correct - wrong at `layer`. Every answer runs in one batch."""
-    pairs: list[tuple[str, str]] = []
-    index: dict[tuple[str, str], int] = {}
-    for context, correct, wrong in items:
-        for answer in (correct, *wrong):
-            if (context, answer) not in index:
-                index[(context, answer)] = len(pairs)
-                pairs.append((context, answer))
+    pairs = answer_pairs(items)
+    index = {pair: position for position, pair in enumerate(pairs)}
     states = activations.answer_activations(pairs)[:, layer]
     rows = [
         states[index[(context, correct)]] - states[index[(context, answer)]]
@@ -134,6 +151,19 @@ def paired_differences(
     ]
     differences = torch.stack(rows)
     return pca_direction(differences) if aggregate == "pca" else differences.mean(dim=0)
+
+
+def answer_pairs(items: Sequence[tuple[str, str, Sequence[str]]]) -> list[tuple[str, str]]:
+    """The (context, answer) pairs the items read, each once, in order: what
+    the model runs (and what an estimate of that work counts)."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for context, correct, wrong in items:
+        for answer in (correct, *wrong):
+            if (context, answer) not in seen:
+                seen.add((context, answer))
+                pairs.append((context, answer))
+    return pairs
 
 
 def doc_key(doc: Mapping[str, Any]) -> str:

@@ -35,7 +35,7 @@ from typing import Any
 from steering.errors import RequestFieldError
 from steering.limits import MAX_VECTORS_PER_REQUEST
 from steering.validate import typed
-from steering.vector import MAX_ABS_ALPHA, MAX_ABS_STRENGTH
+from steering.limits import MAX_ABS_ALPHA, MAX_REQUEST_STRENGTH
 
 DEFAULT = "default"  # the app's active vectors
 NONE = "none"  # unsteered
@@ -203,7 +203,7 @@ def _vector(entry: Any, param: str) -> VectorChoice:
     alpha = strength = None
     if amounts:
         key = amounts[0]
-        bound = MAX_ABS_STRENGTH if key == "strength" else MAX_ABS_ALPHA
+        bound = MAX_REQUEST_STRENGTH if key == "strength" else MAX_ABS_ALPHA
         amount = _number(entry[key], f"{param}.{key}", bound)
         if key == "strength":
             strength = amount

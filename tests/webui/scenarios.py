@@ -217,7 +217,9 @@ def steers_the_webui_model(tmp: Path, tokenizer: Any) -> None:
             webui, _choices(webui), task="", objective="concept", holdout_fraction=0.5,
             kl_budget=1e6,
         )  # fmt: skip
-        assert view[-1].startswith("✓ Done.") and "nats per token" in view[-1], view[-1]
+        # (the random tiny model's replies may repeat: then its verdict says they loop)
+        assert view[-1].startswith("✓ Done."), view[-1]
+        assert "nats per token" in view[-1] or "makes replies loop" in view[-1], view[-1]
         assert view[5].objective == "concept" and len(view[5].history) == 3
 
         _table, _choices_update, status = webui.call("reset_vectors")
@@ -245,8 +247,8 @@ def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
 
             return wrapped
 
-        originals = (ui.steering_tab.capture_vector, ui.optimize_tab.run_optimization)
-        ui.steering_tab.capture_vector = holding(originals[0])
+        originals = (ui.steering_tab.capture, ui.optimize_tab.run_optimization)
+        ui.steering_tab.capture = holding(originals[0])
         ui.optimize_tab.run_optimization = holding(originals[1])
         try:
             lock.acquire()  # a chat reply is being generated
@@ -264,7 +266,7 @@ def one_model_user_at_a_time(tmp: Path, tokenizer: Any) -> None:
             lock.release()
             assert last(optimizing)[-1].startswith("✓ Done."), "optimize"
         finally:
-            ui.steering_tab.capture_vector, ui.optimize_tab.run_optimization = originals
+            ui.steering_tab.capture, ui.optimize_tab.run_optimization = originals
             if lock.locked():
                 lock.release()
         assert held_during == [True, True], held_during
