@@ -11,7 +11,7 @@
     all three are scored on the same documents.
 (b) The joy/grief vector's greedy replies at strengths 0.25, 0.5 and 1 at two
     layers: the share of repeated word 4-grams and VADER's compound score
-    (vaderSentiment, pinned in requirements-test.txt).
+    (vaderSentiment, pinned in requirements/test.txt).
 (c) What the concept-strength search recommends for the joy/grief vector
     (held-out half of its prompts, within the guard's KL budget, the tab's
     default strength range), and its reply.
