@@ -27,16 +27,16 @@ from typing import Any
 
 from bench._common import REPO, log, table
 
-# The commit before issue 8's seams and issue 13's batching.
+# The commit before the fitness seams and batched iterations.
 OLD_COMMIT = "dd9a8a2"
 
 # The runs started together: the older code (None: no flags of its own; it
 # has neither --objective nor the KL guard), this code as a user runs it (the
-# KL-guarded objective, issue 11's default), and this code ranking by the
+# KL-guarded objective, the default), and this code ranking by the
 # task alone. Both of this code's runs measure the KL over 100 neutral
 # sentences for every setting (the run reports it whatever the objective).
 # The demo's bounds are alphas: this code's default unit is the relative
-# strength (issue 12), so its runs say --unit alpha to search the same space.
+# strength, so its runs say --unit alpha to search the same space.
 VARIANTS: dict[str, tuple[str, ...] | None] = {
     "before": None,
     "now": ("--unit", "alpha"),

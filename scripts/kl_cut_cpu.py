@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _old_cut(widths, batch_size, min_tokens, _batch_cost):
-    """`group_rows`' signature over the cut before issue 13 (work_accounting's)."""
+    """`group_rows`' signature over the cut before the padding buckets (work_accounting's)."""
     from work_accounting import _old_cut as old_cut
 
     return old_cut(widths, batch_size, min_tokens)

@@ -1,4 +1,4 @@
-"""Issue 12's measurement table, on the embedded SmolLM2 (CPU, small sizes).
+"""The measurement table of docs/vectors.md, on the embedded SmolLM2 (CPU, small sizes).
 
 (a) Held-out gain of three vectors on the shipped sentiment and health tasks,
     each searched with the same budget and seed: a task-pair vector (answer
