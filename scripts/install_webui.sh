@@ -122,7 +122,7 @@ venv/bin/pip install "${PIP[@]}" -r req-cpu.txt "$SOURCE"/gradio-*.whl "$SOURCE"
 venv/bin/pip freeze > "$DEST/before-extension.txt"
 echo "webui: venv built in $((SECONDS - START)) s"
 
-# The extension, as a user installs it (README "Inside text-generation-webui"). The
+# The extension, as a user installs it (docs/webui.md, "Install"). The
 # tests refresh these files from the working tree before each server start.
 bash "$ROOT/scripts/sync_webui_extension.sh"
 venv/bin/pip install "${PIP[@]}" -r user_data/extensions/steerswarm/requirements.txt
