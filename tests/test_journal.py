@@ -190,5 +190,5 @@ def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(mon
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     recipe = RunRecipe("v.safetensors", b"", _fitness(str(tmp_path)))
-    with pytest.raises(WorkerError, match="Ray is not installed: pip install -r requirements-ray.txt"):
+    with pytest.raises(WorkerError, match="Ray is not installed: pip install -r requirements/ray.txt"):
         RayWorkers(recipe, [0], RayOptions(workers=1)).start()
