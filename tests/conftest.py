@@ -1,10 +1,26 @@
-"""Shared fixtures: a tiny random Llama (and GPT-2) for fast tests, and the
-embedded SmolLM2 for tests of real behaviour. Everything runs offline."""
+"""The test tiers, and the fixtures every tier shares: a tiny random Llama (and
+GPT-2) for fast tests, and the embedded SmolLM2 for tests of real behaviour.
+Everything runs offline.
+
+Tiers (docs/testing.md): `pytest` runs the fast tier, `pytest --full` (what
+scripts/check.sh and CI run) every test. Where a test lives says what it costs,
+and its marker comes from there: tests/unit/ (`unit`: tiny models, pure logic),
+tests/integration/ (`integration`: lm-eval, SmolLM2, the command lines) and
+tests/e2e/ (`e2e`: Chromium, the real webui, the side environments). The fast
+tier leaves out e2e/ and the tests marked `full`; naming test files or folders
+on the command line runs them whatever their tier. A test that needs something
+the install may lack (Chromium, a side environment, the real webui) asks for it
+with the `require` fixture: missing, it is skipped with the reason in the fast
+tier and fails with it in the full tier.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -17,6 +33,77 @@ import torch
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from steering.models import EMBEDDED_GGUF, EMBEDDED_NAME, LoadedModel, embedded_model_folder, load_model
+
+
+TESTS = Path(__file__).resolve().parent
+# tests/webui: the stand-in webui, its scenarios and the real webui's driver,
+# imported by name (`import scenarios`) by the tests of the extension
+sys.path.insert(0, str(TESTS / "webui"))
+TIERS = ("unit", "integration", "e2e")  # folders under tests/, each its own marker
+FULL_OPTION = "--full"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        FULL_OPTION,
+        action="store_true",
+        help="the full tier: every test, and a missing requirement (Chromium, a side "
+        "environment) fails instead of skipping (docs/testing.md)",
+    )
+
+
+def full_tier(config: pytest.Config) -> bool:
+    return bool(config.getoption(FULL_OPTION))
+
+
+def _tier(path: Path) -> str | None:
+    """The tier a test file's folder names, or None for a file outside them."""
+    try:
+        folder = path.resolve().relative_to(TESTS).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return folder if folder in TIERS else None
+
+
+def _named_explicitly(config: pytest.Config) -> bool:
+    """Whether the command line named tests (files, folders, node ids) below
+    tests/ itself: named tests run whatever their tier."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return False
+    return any(Path(arg.split("::")[0]).resolve() != TESTS for arg in config.args)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier(item.path)
+        if tier is not None:
+            item.add_marker(tier)
+        if "smollm2" in getattr(item, "fixturenames", ()):
+            item.add_marker("smol")
+    if full_tier(config) or _named_explicitly(config):
+        return
+    fast = [i for i in items if not (i.get_closest_marker("e2e") or i.get_closest_marker("full"))]
+    left_out = [i for i in items if i.get_closest_marker("e2e") or i.get_closest_marker("full")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = fast
+
+
+@pytest.fixture(scope="session")
+def require(request: pytest.FixtureRequest) -> Callable[[bool, str], None]:
+    """`require(present, reason)`: go on when `present`; otherwise skip with
+    `reason` in the fast tier and fail with it in the full tier, which needs
+    everything scripts/install.sh --test installs."""
+    full = full_tier(request.config)
+
+    def check(present: bool, reason: str) -> None:
+        if present:
+            return
+        if full:
+            pytest.fail(f"{reason} (the full tier needs it)", pytrace=False)
+        pytest.skip(reason)
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -2,16 +2,13 @@
 without it, optimize it and apply the best setting, as a user would.
 
 Screenshots go to tests/artifacts/screenshots/ (ignored by git); set
-STEERSWARM_SCREENSHOT_DIR=docs/screenshots to refresh the README's images.
+STEERSWARM_SCREENSHOT_DIR=docs/screenshots to refresh the docs' images.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
-from pathlib import Path
 
 import pytest
 
@@ -21,20 +18,10 @@ from steering.session import ModelSession
 from ui.app import build_app
 from ui.style import css_kwargs
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 900}
 
 # The first three sentences of docs/vectors.md's joy/grief vector, one per line.
@@ -43,50 +30,15 @@ GRIEF = "\n".join(preset_examples.GRIEF[:3])
 MESSAGE = "Describe your morning in two sentences."
 
 
-def screenshot_dir() -> Path:
-    folder = Path(os.environ.get("STEERSWARM_SCREENSHOT_DIR", ROOT / "tests/artifacts/screenshots"))
-    if not folder.is_absolute():
-        folder = ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def served(smollm2, tmp_path_factory):
+def served(smollm2, serve, tmp_path_factory):
     """The standalone app on SmolLM2, served on a free localhost port."""
     session = ModelSession(lambda: smollm2)
     app = build_app(session, tmp_path_factory.mktemp("vectors"))
-    app.queue()
-    port = free_port()
-    app.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-        **css_kwargs(app.launch),
-    )  # fmt: skip
     try:
-        yield f"http://127.0.0.1:{port}/", session
+        yield serve(app, **css_kwargs(app.launch)), session
     finally:
-        app.close()
         steerer_for(smollm2.model, smollm2.tokenizer, smollm2.name).reset()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install it with `scripts/install.sh --test`.")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
@@ -131,12 +83,12 @@ def add_joy_vector(page, layer: int = 12, coefficient: float = 2.0) -> None:
     expect(table).to_contain_text("I feel so sad and heartbroken today.")
 
 
-def test_steer_then_chat_beside_the_unsteered_model(page):
+def test_steer_then_chat_beside_the_unsteered_model(page, screenshot_dir):
     from playwright.sync_api import expect
 
     add_joy_vector(page)
     assert first_row(page)[1:3] == ["12", "2"]
-    page.screenshot(path=str(screenshot_dir() / "steering-tab.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "steering-tab.png"), full_page=True)
 
     page.get_by_role("tab", name="Chat").click()
     page.get_by_label("Compare with unsteered").check()
@@ -157,10 +109,10 @@ def test_steer_then_chat_beside_the_unsteered_model(page):
     assert steered and unsteered
     assert steered != unsteered
     expect(page.locator("#steered-chat [data-testid=user]").last).to_have_text(MESSAGE)
-    page.screenshot(path=str(screenshot_dir() / "chat-tab.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "chat-tab.png"), full_page=True)
 
 
-def test_optimize_then_apply_best_then_another_point_of_the_front(page):
+def test_optimize_then_apply_best_then_another_point_of_the_front(page, screenshot_dir):
     """Optimize, see the target-vs-KL plot, apply the recommended setting, then
     a point of the front that is not the recommended one (issue 11)."""
     from playwright.sync_api import expect
@@ -212,7 +164,7 @@ def test_optimize_then_apply_best_then_another_point_of_the_front(page):
     expect(page.locator("#evaluations")).to_contain_text("baseline")
     best = re.search(r"→ layer (\d+) × (-?[\d.]+)", summary.inner_text())
     assert best, summary.inner_text()
-    page.screenshot(path=str(screenshot_dir() / "optimize-tab.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "optimize-tab.png"), full_page=True)
 
     page.get_by_role("button", name="Apply best").click()
     expect(page.locator("#optimize-status")).to_contain_text(
@@ -254,7 +206,7 @@ def test_optimize_then_apply_best_then_another_point_of_the_front(page):
     assert [layer, alpha] != after[1:3] and point_row[4:6] == before[4:6]
 
 
-def test_explore_scan_map_side_by_side_and_inspect(page):
+def test_explore_scan_map_side_by_side_and_inspect(page, screenshot_dir):
     """The Explore tab end to end: scan a vector's layers and send the range to
     the Optimize form, fill a small map, compare two cells with the unsteered
     model, inspect the vector, then apply a cell."""
@@ -295,7 +247,7 @@ def test_explore_scan_map_side_by_side_and_inspect(page):
     page.get_by_role("button", name="Inspect vector").click()
     expect(status).to_contain_text("Inspected", timeout=60_000)
     expect(page.locator("#explore-norm-plot img")).to_be_visible()
-    page.screenshot(path=str(screenshot_dir() / "explore-tab.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "explore-tab.png"), full_page=True)
 
     page.get_by_label("Cell", exact=True).click()
     page.get_by_role("option", name=re.compile(r"^layer 12 · strength 0.5")).click()

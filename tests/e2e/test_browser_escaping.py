@@ -15,10 +15,11 @@ import re
 import pytest
 
 from steering.session import ModelSession
-from tests.e2e.test_browser import CHROMIUM_ARGS, VIEWPORT, browser, free_port  # noqa: F401
 from ui.app import build_app
 
-pytestmark = [pytest.mark.browser]
+pytestmark = pytest.mark.browser
+
+VIEWPORT = {"width": 1280, "height": 900}
 
 IMG = '<img src="http://x.example/i.png" onerror="window.__xss=1">'
 SCRIPT = "<script>window.__xss=2</script>"
@@ -37,19 +38,12 @@ NO_INJECTED = """() => ({
 
 
 @pytest.fixture
-def app_url(tiny_session, tmp_path, monkeypatch):
+def app_url(tiny_session, serve, tmp_path, monkeypatch):
     """The app on the tiny Llama. Every run counts as long, so it stops after
     its baseline and asks to go on, holding the model: a run that is
     certainly still running when the page reloads, however fast the model."""
     monkeypatch.setattr("ui.optimize_tab.LONG_RUN_SECONDS", 0)
-    app = build_app(tiny_session, tmp_path)
-    app.queue()
-    port = free_port()
-    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        app.close()
+    return serve(build_app(tiny_session, tmp_path))
 
 
 def task_box(page):

@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from steering import steerer_for
@@ -26,9 +25,6 @@ from steering.models import EMBEDDED_GGUF, embedded_model_folder
 from steering.vector import SteeringVector
 
 ROOT = Path(__file__).resolve().parents[2]
-REPENG_PYTHON = Path(
-    os.environ.get("STEERSWARM_REPENG_PYTHON", ROOT / ".venv-repeng" / "bin" / "python")
-)
 REPENG_LAYERS = [4, 9, 17]  # repeng's layer ids: the outputs of these layers
 REPENG_COEFF = 1.5
 
@@ -38,13 +34,9 @@ def _vector(layer: int, alpha: float, seed: int, size: int) -> SteeringVector:
     return SteeringVector(layer, alpha, direction, VectorSource.from_prompts([f"v{seed}"]))
 
 
-@pytest.mark.slow
-def test_vectors_cross_between_steerswarm_and_repeng_with_the_same_logits(smol, tmp_path):
-    if not REPENG_PYTHON.exists():
-        pytest.fail(
-            f"No repeng environment at {REPENG_PYTHON}: run scripts/install_repeng.sh "
-            "(scripts/install.sh --test does) or set STEERSWARM_REPENG_PYTHON."
-        )
+def test_vectors_cross_between_steerswarm_and_repeng_with_the_same_logits(
+    repeng_python, smol, tmp_path
+):
     steerer = steerer_for(smol.model, smol.tokenizer, smol.name)
     size = steerer.info.hidden_size
     ours = [_vector(6, 2.0, 1, size), _vector(12, -1.0, 2, size), _vector(12, 0.5, 3, size)]
@@ -54,7 +46,7 @@ def test_vectors_cross_between_steerswarm_and_repeng_with_the_same_logits(smol, 
     request = {"input_ids": ids, "coeff": REPENG_COEFF, "repeng_layers": REPENG_LAYERS, "seed": 7}
     (tmp_path / "request.json").write_text(json.dumps(request))
     done = subprocess.run(
-        [str(REPENG_PYTHON), str(ROOT / "tests" / "peers" / "repeng_peer.py"),
+        [str(repeng_python), str(ROOT / "tests" / "peers" / "repeng_peer.py"),
          str(embedded_model_folder()), EMBEDDED_GGUF, str(tmp_path)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip

@@ -9,7 +9,7 @@ greedy (the webui's Deterministic preset; temperature 0 through the API) and
 short (48 new tokens).
 
 Screenshots go to tests/artifacts/screenshots/ (ignored by git); set
-STEERSWARM_SCREENSHOT_DIR=docs/screenshots to refresh the README's images.
+STEERSWARM_SCREENSHOT_DIR=docs/screenshots to refresh the docs' images.
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ import concurrent.futures
 import logging
 import re
 import time
-import sys
 from pathlib import Path
 
 import pytest
+from real import RealWebui  # tests/webui, put on the path by tests/conftest.py
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webui"))
+import presets as preset_examples
 
-from real import RealWebui  # noqa: E402
-from test_browser import CHROMIUM_ARGS, GRIEF, JOY, browser  # noqa: E402,F401 - the same headless Chromium and joy/grief prompts
-
-pytestmark = [pytest.mark.webui, pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.webui, pytest.mark.browser]
 
 log = logging.getLogger(__name__)
 
@@ -44,17 +41,10 @@ TAB_FAILED = "could not start:"  # extension.ui()'s line when building the tab f
 # they still end; at 2 they loop until the token limit.
 README_ALPHAS = {1.0: "stop", 2.0: "length"}  # alpha: the API reply's finish_reason
 WAITS = "this reply waits until it ends"  # ui/jobs.py RunStatus.waiting_note
-
-
-def screenshot(page, name: str) -> Path:
-    import os
-
-    folder = Path(os.environ.get("STEERSWARM_SCREENSHOT_DIR", ROOT / "tests/artifacts/screenshots"))
-    folder = folder if folder.is_absolute() else ROOT / folder
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    page.screenshot(path=str(path), full_page=False)
-    return path
+# The first three sentences of docs/vectors.md's joy/grief vector, one per line
+# (as tests/e2e/test_browser.py types them).
+JOY = "\n".join(preset_examples.JOY[:3])
+GRIEF = "\n".join(preset_examples.GRIEF[:3])
 
 
 def record(name: str, data: object) -> Path:
@@ -74,7 +64,7 @@ def flat(text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def webui(tmp_path_factory):
+def webui(real_webui_built, tmp_path_factory):
     server = RealWebui(tmp_path_factory.mktemp("webui"))
     try:
         server.start()
@@ -176,16 +166,16 @@ def ui_chat(page, message: str = MESSAGE) -> str:
 # -- the tests ---------------------------------------------------------------
 
 
-def test_tab_steers_the_webui_chat_and_api_and_reset_restores_them(page, webui):
+def test_tab_steers_the_webui_chat_and_api_and_reset_restores_them(page, webui, screenshot_dir):
     unsteered_api = webui.chat(MESSAGE)
     unsteered_ui = ui_chat(page)
 
     open_tab(page)
     add_joy_vector(page)
-    screenshot(page, "webui-tab.png")
+    page.screenshot(path=str(screenshot_dir / "webui-tab.png"))
     steered_api = webui.chat(MESSAGE)
     steered_ui = ui_chat(page)
-    screenshot(page, "webui-chat.png")
+    page.screenshot(path=str(screenshot_dir / "webui-chat.png"))
 
     open_tab(page)
     reset_vectors(page)
@@ -214,7 +204,7 @@ def test_a_model_reloaded_through_the_api_is_steered_before_its_first_reply(page
     assert webui.chat(MESSAGE) == steered
 
 
-def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui):
+def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui, screenshot_dir):
     from playwright.sync_api import expect
 
     add_joy_vector(page)
@@ -230,7 +220,7 @@ def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui)
     page.get_by_role("tab", name="Optimize", exact=True).click()
     page.get_by_role("button", name="Optimize vectors").click()
     expect(page.locator("#optimize-status")).to_contain_text(f"Could not start the optimization: {no_model}")
-    screenshot(page, "webui-no-model.png")
+    page.screenshot(path=str(screenshot_dir / "webui-no-model.png"))
     webui.load()
 
 
@@ -260,7 +250,7 @@ def form_row_tops(page, labels: tuple[str, ...]) -> dict[str, float]:
     return {label: page.get_by_label(label, exact=True).bounding_box()["y"] for label in labels}
 
 
-def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, webui):
+def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, webui, screenshot_dir):
     from playwright.sync_api import expect
 
     add_joy_vector(page)
@@ -270,7 +260,7 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
                 ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha")):  # fmt: skip
         tops = form_row_tops(page, row)
         assert max(tops.values()) - min(tops.values()) <= 1, tops
-    screenshot(page, "webui-optimize-form.png")
+    page.screenshot(path=str(screenshot_dir / "webui-optimize-form.png"))
     # No held-out split: 1 baseline + 2 x 6 settings = 13 evaluations, all in the search.
     for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6"),
                          ("Held-out share", "0")):  # fmt: skip
@@ -291,7 +281,7 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     send_ui_chat(page)
     notice = page.get_by_text(re.compile(WAITS + r": (about .* left|it has just started)"))
     expect(notice.first).to_be_visible(timeout=REPLY_TIMEOUT_MS)
-    screenshot(page, "webui-chat-waits.png")
+    page.screenshot(path=str(screenshot_dir / "webui-chat-waits.png"))
     deadline = time.monotonic() + REPLY_TIMEOUT_MS / 1000
     while WAITS not in flat(webui.log_tail(20_000)):
         assert time.monotonic() < deadline, webui.log_tail()
@@ -306,7 +296,7 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     expect(status).to_contain_text("Cancel")
     expect(status).to_contain_text("Cancelled", timeout=REPLY_TIMEOUT_MS)
     expect(page.locator("#optimize-summary")).to_contain_text(re.compile(r"\S"))
-    screenshot(page, "webui-optimize.png")
+    page.screenshot(path=str(screenshot_dir / "webui-optimize.png"))
     apply = page.get_by_role("button", name="Apply best")
     summary = page.locator("#optimize-summary").inner_text()
     if "No setting beat the unsteered model" in summary:
@@ -322,7 +312,7 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     assert ui_reply(page)
 
 
-def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui):
+def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui, screenshot_dir):
     """Issue 15 in the webui: the tab exports the vectors as a GGUF control
     vector and shows the llama-server flags; the user puts them in the Model
     tab's extra-flags with the llama.cpp loader. This webui build has no
@@ -339,7 +329,7 @@ def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui):
     expect(flags_box).to_have_value(re.compile(r"--control-vector \S+\.gguf --control-vector-layer-range 11 11"))
     flags = flags_box.input_value()
     flags_box.scroll_into_view_if_needed()
-    screenshot(page, "webui-llama-cpp-export.png")
+    page.screenshot(path=str(screenshot_dir / "webui-llama-cpp-export.png"))
 
     page.get_by_role("tab", name="Model", exact=True).first.click()
     page.get_by_label("Model loader").click()
@@ -349,4 +339,4 @@ def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui):
     extra.fill(flags)
     expect(extra).to_have_value(flags)
     extra.scroll_into_view_if_needed()
-    screenshot(page, "webui-llama-cpp-model-tab.png")
+    page.screenshot(path=str(screenshot_dir / "webui-llama-cpp-model-tab.png"))

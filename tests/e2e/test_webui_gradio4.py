@@ -10,33 +10,19 @@ handlers driven, the page served and driven with Gradio 4's client).
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
+import scenarios  # tests/webui, put on the path by tests/conftest.py
 
 from steering.models import embedded_model_folder
 
 ROOT = Path(__file__).resolve().parents[2]
-GRADIO4_PYTHON = Path(
-    os.environ.get("STEERSWARM_GRADIO4_PYTHON", ROOT / ".venv-gradio4" / "bin" / "python")
-)
-
-sys.path.insert(0, str(ROOT / "tests" / "webui"))
-
-import scenarios  # noqa: E402
 
 
-def test_the_webui_scenarios_pass_under_gradio_4():
-    if not GRADIO4_PYTHON.exists():
-        pytest.fail(
-            f"No Gradio 4 environment at {GRADIO4_PYTHON}: run scripts/install_gradio4.sh "
-            "(scripts/install.sh --test does) or set STEERSWARM_GRADIO4_PYTHON."
-        )
+def test_the_webui_scenarios_pass_under_gradio_4(gradio4_python):
     done = subprocess.run(
-        [str(GRADIO4_PYTHON), str(ROOT / "tests" / "webui" / "gradio4_check.py"),
+        [str(gradio4_python), str(ROOT / "tests" / "webui" / "gradio4_check.py"),
          str(embedded_model_folder())],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip

@@ -16,7 +16,6 @@ from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_o
 from steering import capture_vector, steerer_for
 from presets import load_preset
 
-pytestmark = pytest.mark.slow
 
 TASKS = str(Path(__file__).resolve().parents[2] / "tasks")
 

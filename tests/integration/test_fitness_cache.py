@@ -268,7 +268,6 @@ def test_other_supported_layouts_equal_lm_eval(kind, tokenizer, task_folder):
     steerer.reset()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("task, limit", [("steer_sentiment", 16), ("steer_health", 6)])
 def test_smollm2_answers_equal_lm_eval(smol, task, limit, monkeypatch):
     """One-token choices (sentiment) and multi-token answer texts (health)."""

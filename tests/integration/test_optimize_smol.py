@@ -22,7 +22,6 @@ from optimize import (
 )
 from steering import capture_vector, recapture, save_vectors, steerer_for
 
-pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = str(REPO / "tasks")

@@ -10,7 +10,6 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from steering.sentiment import next_word_sentiment
 
-pytestmark = pytest.mark.slow
 
 JOY = [
     "I am so happy and full of joy today!",

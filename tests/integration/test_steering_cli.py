@@ -90,7 +90,6 @@ def test_generate_refuses_a_corrupt_vector_file(tiny_dir, tmp_path):
     assert done.returncode == 2 and "truncated or corrupt" in done.stderr and done.stdout == ""
 
 
-@pytest.mark.slow
 def test_capture_with_the_embedded_model_by_default(prompt_files, tmp_path):
     joy, grief = prompt_files
     out = tmp_path / "joy.safetensors"

@@ -9,14 +9,10 @@ runs the very same ones under Gradio 4.37.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webui"))
-
-import scenarios  # noqa: E402
+import scenarios  # tests/webui, put on the path by tests/conftest.py
 
 
 @pytest.mark.parametrize("name", list(scenarios.ALL))
