@@ -24,9 +24,9 @@ from optimize.scoring.placing import SettingScorer
 from optimize.config.space import Setting
 from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
 from optimize.scoring.evaluation import Evaluation
+from steering import save_vectors
 from steering.errors import InvalidInputError
-from tests.integration.test_journal import _finish, cli_run  # noqa: F401 (fixture)
-from tests.integration.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
+from tests.support.tasks import sentiment_fitness, sentiment_run_argv
 
 SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, alpha_decimals=0)
 PSO = PsoConfig(particles=3, iterations=3, seed=4)
@@ -62,11 +62,11 @@ def test_finalists_are_the_best_distinct_settings_the_earlier_first_on_a_tie():
 
 
 def test_a_first_round_searches_the_first_documents_and_recommends_the_best_finalist_on_all(
-    steerer, task_folder  # noqa: F811
+    steerer, sentiment_task
 ):
     originals = steerer.vectors
-    full = LmEvalFitness(steerer, _fitness(task_folder))  # 6 documents
-    few = LmEvalFitness(steerer, _fitness(task_folder), first=2)
+    full = LmEvalFitness(steerer, sentiment_fitness(sentiment_task))  # 6 documents
+    few = LmEvalFitness(steerer, sentiment_fitness(sentiment_task), first=2)
     alone = run_optimization(steerer, [0], few, SPACE, PSO)  # the first round's search by itself
     phases = []
     result = run_optimization(
@@ -101,10 +101,10 @@ def test_a_first_round_searches_the_first_documents_and_recommends_the_best_fina
 
 
 def test_a_run_cancelled_among_the_finalists_resumes_to_the_same_result(
-    steerer, task_folder, tmp_path  # noqa: F811
+    steerer, sentiment_task, tmp_path
 ):
-    full = LmEvalFitness(steerer, _fitness(task_folder))
-    few = LmEvalFitness(steerer, _fitness(task_folder), first=2)
+    full = LmEvalFitness(steerer, sentiment_fitness(sentiment_task))
+    few = LmEvalFitness(steerer, sentiment_fitness(sentiment_task), first=2)
     whole = run_optimization(steerer, [0], full, SPACE, PSO, first_round=few)
     cancel = threading.Event()
     journal = JournalFile(tmp_path / "run.journal.jsonl")
@@ -139,7 +139,7 @@ def test_a_run_cancelled_among_the_finalists_resumes_to_the_same_result(
     assert len(scored) == FINALISTS - 1  # only the finalists not yet scored ran
     assert FINAL == "final"
     # Another first round is another run: its journal is not resumed.
-    other = LmEvalFitness(steerer, _fitness(task_folder), first=3)
+    other = LmEvalFitness(steerer, sentiment_fitness(sentiment_task), first=3)
     with pytest.raises(InvalidInputError, match="first_round"):
         run_optimization(
             steerer, [0], full, SPACE, PSO, first_round=other,
@@ -148,13 +148,13 @@ def test_a_run_cancelled_among_the_finalists_resumes_to_the_same_result(
 
 
 def test_a_first_round_scores_the_first_searched_documents_never_a_held_out_one(
-    steerer, task_folder  # noqa: F811
+    steerer, sentiment_task
 ):
     split = DocumentSplit(0.5, seed=3)
-    searched = LmEvalFitness(steerer, _fitness(task_folder), split=split, side=SEARCH)
-    held = LmEvalFitness(steerer, _fitness(task_folder), split=split, side=HELDOUT)
+    searched = LmEvalFitness(steerer, sentiment_fitness(sentiment_task), split=split, side=SEARCH)
+    held = LmEvalFitness(steerer, sentiment_fitness(sentiment_task), split=split, side=HELDOUT)
     first = GuardSettings(holdout_fraction=0.5).first_round_fitness(
-        steerer, _fitness(task_folder), None, 3, 2
+        steerer, sentiment_fitness(sentiment_task), None, 3, 2
     )
     def ids(fitness):
         return [doc_id for plan in fitness._plans for doc_id, _ in plan.docs]
@@ -162,12 +162,12 @@ def test_a_first_round_scores_the_first_searched_documents_never_a_held_out_one(
     assert first.target.samples == 2 and ids(first.target) == ids(searched)[:2]
     assert not set(ids(first.target)) & set(ids(held))
     # A first round as large as the searched side saves nothing: refused before any scoring.
-    as_large = LmEvalFitness(steerer, _fitness(task_folder), split=split, side=SEARCH, first=3)
+    as_large = LmEvalFitness(steerer, sentiment_fitness(sentiment_task), split=split, side=SEARCH, first=3)
     with pytest.raises(InvalidInputError, match="fewer documents than the search's 3, got 3"):
         run_optimization(steerer, [0], searched, SPACE, PSO, first_round=as_large)
 
 
-def test_a_first_round_must_score_fewer_documents_of_a_task(task_folder):  # noqa: F811
+def test_a_first_round_must_score_fewer_documents_of_a_task(sentiment_task):
     assert check_first_round(0, 6) == 0 and check_first_round(2, 6) == 2 and check_first_round(50, None) == 50
     for items in (6, 7):
         with pytest.raises(InvalidInputError, match=r"fewer documents than the limit \(6\)"):
@@ -177,8 +177,8 @@ def test_a_first_round_must_score_fewer_documents_of_a_task(task_folder):  # noq
     with pytest.raises(InvalidInputError, match="concept strength"):
         check_first_round(2, 6, scores_task=False)
     with pytest.raises(InvalidInputError, match="concept strength"):
-        GuardSettings(objective="concept").check_first_round(_fitness(task_folder), 2)
-    assert GuardSettings().check_first_round(_fitness(task_folder), 2) == 2
+        GuardSettings(objective="concept").check_first_round(sentiment_fitness(sentiment_task), 2)
+    assert GuardSettings().check_first_round(sentiment_fitness(sentiment_task), 2) == 2
 
 
 def test_the_form_takes_a_first_round_and_refuses_one_as_large_as_the_limit():
@@ -199,8 +199,16 @@ def test_the_form_takes_a_first_round_and_refuses_one_as_large_as_the_limit():
             parse_request(["v"], *[(values | {"first_round": bad})[name] for name in NAMES])
 
 
-def test_the_command_line_runs_a_first_round_and_says_so(cli_run, tmp_path):  # noqa: F811
-    out = _finish(cli_run("--out", str(tmp_path / "r.json"), "--first-round", "2"))
+def test_the_command_line_runs_a_first_round_and_says_so(
+    optimize_cli, steerer, tiny_dir, sentiment_task, tmp_path
+):
+    vectors = save_vectors(tmp_path / "v.safetensors", steerer.vectors[:1], steerer.info)
+    done = optimize_cli(
+        *sentiment_run_argv(tiny_dir, vectors, sentiment_task),
+        *("--out", str(tmp_path / "r.json"), "--first-round", "2"),
+    )
+    assert done.code == 0, done.err
+    out = done.out
     assert "first round: " in out and "settings scored on the first 2 documents" in out
     assert "3 documents searched (50% of the task held out" in out  # the finalists' documents
     saved = json.loads((tmp_path / "r.json").read_text())

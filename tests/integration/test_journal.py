@@ -25,7 +25,7 @@ from optimize.config.space import Setting
 from optimize.scoring.evaluation import Evaluation
 from steering import save_vectors
 from steering.errors import InvalidInputError
-from tests.integration.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
+from tests.support.tasks import sentiment_fitness, sentiment_run_argv
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, alpha_decimals=0)
@@ -86,9 +86,9 @@ def test_a_journal_of_a_run_with_another_guard_task_is_not_resumed(tmp_path):
     JournalFile(path, resume=True).open(identity("health_demo")).close()
 
 
-def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steerer, task_folder, tmp_path):  # noqa: F811
+def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steerer, sentiment_task, tmp_path):
     pso = PsoConfig(particles=3, iterations=3, seed=4)
-    fitness = LmEvalFitness(steerer, _fitness(task_folder))
+    fitness = LmEvalFitness(steerer, sentiment_fitness(sentiment_task))
     whole = run_optimization(steerer, [0], fitness, SPACE, pso)
     calls = []
 
@@ -118,15 +118,9 @@ def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steer
 
 
 @pytest.fixture
-def cli_run(steerer, tiny_dir, task_folder, tmp_path):  # noqa: F811
-    model_dir = tiny_dir
+def cli_run(steerer, tiny_dir, sentiment_task, tmp_path):
     vectors = save_vectors(tmp_path / "v.safetensors", steerer.vectors[:1], steerer.info)
-    common = [
-        *("--model", str(model_dir), "--vectors", str(vectors), "--quiet"),
-        *("--include-path", task_folder, "--task", "tiny_sentiment", "--limit", "6"),
-        *("--particles", "3", "--iterations", "2", "--layer-min", "1", "--layer-max", "3"),
-        *("--alpha-min", "-30", "--alpha-max", "30", "--alpha-decimals", "0", "--seed", "3"),
-    ]
+    common = sentiment_run_argv(tiny_dir, vectors, sentiment_task)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
     def start(*args):
@@ -189,6 +183,6 @@ def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(mon
     from optimize.workers.ray import RayOptions, RayWorkers, WorkerError
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
-    recipe = RunRecipe("v.safetensors", b"", _fitness(str(tmp_path)))
+    recipe = RunRecipe("v.safetensors", b"", sentiment_fitness(str(tmp_path)))
     with pytest.raises(WorkerError, match="Ray is not installed: pip install -r requirements/ray.txt"):
         RayWorkers(recipe, [0], RayOptions(workers=1)).start()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
-from tests.integration.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
+from tests.support.tasks import sentiment_fitness
 
 RECORDED = json.loads((Path(__file__).parents[1] / "data" / "pso_history.json").read_text())
 SPHERE = RECORDED["sphere"]
@@ -65,9 +65,9 @@ def test_the_recorded_histories_cover_nan_scores_and_cache_hits():
 
 
 @pytest.mark.parametrize("run", RECORDED["tiny_llama"]["runs"], ids=lambda r: f"seed{r['seed']}")
-def test_a_run_on_the_tiny_llama_repeats_the_recorded_history(steerer, task_folder, run):  # noqa: F811
+def test_a_run_on_the_tiny_llama_repeats_the_recorded_history(steerer, sentiment_task, run):
     recorded = RECORDED["tiny_llama"]
-    config = _fitness(task_folder, limit=recorded["fitness"]["limit"])
+    config = sentiment_fitness(sentiment_task, limit=recorded["fitness"]["limit"])
     result = run_optimization(
         steerer,
         run["vector_indices"],

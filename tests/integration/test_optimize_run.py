@@ -26,97 +26,11 @@ from optimize import (
 from optimize.scoring.prefix import PrefixScorer
 from steering import capture_vector, recapture, steerer_for
 from steering.errors import IncompatibleVectorError, InvalidInputError
-
-_TEXTS = [
-    ("I love it", 0),
-    ("I hate it", 1),
-    ("Great day", 0),
-    ("Awful day", 1),
-    ("So happy", 0),
-    ("So sad", 1),
-    ("Nice food", 0),
-    ("Bad food", 1),
-]
-
-_HELDOUT = [
-    ("What a lovely gift", 0),
-    ("The bus was late again", 1),
-    ("Best film this year", 0),
-    ("My phone broke", 1),
-    ("Such a kind nurse", 0),
-    ("Cold soup, rude staff", 1),
-]
-
-_YAML = """\
-task: tiny_sentiment
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    train: {folder}/train.jsonl
-    test: {folder}/test.jsonl
-training_split: train
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{text}}}} Sentiment:"
-target_delimiter: " "
-doc_to_choice: ["positive", "negative"]
-doc_to_target: label
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
-
-
-@pytest.fixture(scope="module")
-def task_folder(tmp_path_factory):
-    """A two-choice task of 8 short documents (and 4 few-shot examples)."""
-    folder = tmp_path_factory.mktemp("tiny_task")
-    rows = [json.dumps({"text": t, "label": label}) for t, label in _TEXTS]
-    (folder / "test.jsonl").write_text("\n".join(rows) + "\n")
-    train = [json.dumps({"text": t + "!", "label": label}) for t, label in _TEXTS[:4]]
-    (folder / "train.jsonl").write_text("\n".join(train) + "\n")
-    (folder / "tiny.yaml").write_text(_YAML.format(folder=folder))
-    # a second task (other prompt, tagged) and a group of both
-    other = _YAML.format(folder=folder).replace("task: tiny_sentiment", "task: tiny_mood")
-    other = other.replace("Sentiment:", "Mood:") + "tag: tiny_tag\n"
-    (folder / "mood.yaml").write_text(other)
-    (folder / "group.yaml").write_text(
-        "group: tiny_group\ntask: [tiny_sentiment, tiny_mood]\n"
-        "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
-    )
-    # held-out documents: the same prompt over texts the search never scores
-    held = [json.dumps({"text": t, "label": label}) for t, label in _HELDOUT]
-    (folder / "heldout.jsonl").write_text("\n".join(held) + "\n")
-    (folder / "heldout.yaml").write_text(
-        _YAML.format(folder=folder)
-        .replace("task: tiny_sentiment", "task: tiny_heldout")
-        .replace("test.jsonl", "heldout.jsonl")
-    )
-    return str(folder)
-
-
-@pytest.fixture
-def steerer(tiny):
-    """The tiny model's Steerer with two active vectors: [0] is optimized, [1] is not."""
-    s = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    s.reset()
-    joy = capture_vector(s, ["I love this day", "so happy"], 1, 2.0, ["I hate this day", "so sad"])
-    calm = capture_vector(s, ["calm and quiet"], 2, 0.5)
-    s.set_vectors([joy, calm])
-    yield s
-    s.reset()
-
-
-def _fitness(folder, **kw):
-    return FitnessConfig(**({"task": "tiny_sentiment", "include_path": folder, "limit": 6} | kw))
-
+from tests.support.tasks import SENTIMENT_TEXTS, sentiment_fitness
 
 def _lm(steerer, folder, **kw):
     """The lm-eval fitness a run is given (the caller builds it)."""
-    return LmEvalFitness(steerer, _fitness(folder, **kw))
+    return LmEvalFitness(steerer, sentiment_fitness(folder, **kw))
 
 
 SPACE = SearchSpace(layer_min=0, layer_max=3, alpha_min=-30.0, alpha_max=30.0)
@@ -140,14 +54,14 @@ def _comparable(history):
 # ---------------------------------------------------------------- the fitness
 
 
-def test_fitness_scores_equal_a_fresh_lm_eval_run(steerer, task_folder):
+def test_fitness_scores_equal_a_fresh_lm_eval_run(steerer, sentiment_task):
     """Requests built once and reused give what simple_evaluate gives, steered
     or not, with the few-shot examples it would draw; stderr is lm-eval's."""
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    config = _fitness(task_folder, num_fewshot=2, batch_size=4)
+    config = sentiment_fitness(sentiment_task, num_fewshot=2, batch_size=4)
     fitness = LmEvalFitness(steerer, config)
     steered = [recapture(steerer, steerer.vectors[0], 2).with_alpha(25.0)]
     ours = [fitness.evaluate(vectors) for vectors in ((), steered, (), steered)]
@@ -160,7 +74,7 @@ def test_fitness_scores_equal_a_fresh_lm_eval_run(steerer, task_folder):
             fresh = simple_evaluate(
                 model=lm,
                 tasks=["tiny_sentiment"],
-                task_manager=TaskManager(include_path=task_folder, include_defaults=False),
+                task_manager=TaskManager(include_path=sentiment_task, include_defaults=False),
                 num_fewshot=2,
                 limit=6,
                 bootstrap_iters=10,  # > 0 for acc_stderr; for a mean it is analytic
@@ -175,20 +89,20 @@ def test_fitness_scores_equal_a_fresh_lm_eval_run(steerer, task_folder):
         assert mine.samples == 6
 
 
-def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, task_folder):
+def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, sentiment_task):
     from lm_eval.api.metrics import mean_stderr
     from lm_eval.evaluator import simple_evaluate
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    group = LmEvalFitness(steerer, _fitness(task_folder, task="tiny_group", limit=4))
+    group = LmEvalFitness(steerer, sentiment_fitness(sentiment_task, task="tiny_group", limit=4))
     ours = group.evaluate(())
     assert ours.samples == 8
     with steerer.unsteered():
         fresh = simple_evaluate(
             model=HFLM(pretrained=steerer.model, tokenizer=steerer.tokenizer, batch_size=8),
             tasks=["tiny_group"],
-            task_manager=TaskManager(include_path=task_folder, include_defaults=False),
+            task_manager=TaskManager(include_path=sentiment_task, include_defaults=False),
             limit=4,
             bootstrap_iters=0,
             log_samples=False,
@@ -202,7 +116,7 @@ def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, task_folder):
     per_doc = [
         float(label == int(a[0] < b[0]))
         for label, (a, b) in zip(
-            [label for _, label in _TEXTS[:4]] * 2,
+            [label for _, label in SENTIMENT_TEXTS[:4]] * 2,
             zip(ours.responses[0::2], ours.responses[1::2], strict=True),
             strict=True,
         )
@@ -211,28 +125,28 @@ def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, task_folder):
     assert ours.stderr == pytest.approx(mean_stderr(per_doc))
 
     with pytest.raises(InvalidInputError, match="'tiny_tag' is an lm-eval tag"):
-        LmEvalFitness(steerer, _fitness(task_folder, task="tiny_tag"))
+        LmEvalFitness(steerer, sentiment_fitness(sentiment_task, task="tiny_tag"))
 
 
-def test_unknown_task_and_metric_fail_clearly(steerer, task_folder):
+def test_unknown_task_and_metric_fail_clearly(steerer, sentiment_task):
     with pytest.raises(
         InvalidInputError, match="'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'"
     ):
-        LmEvalFitness(steerer, _fitness(task_folder, task="tiny_sentimnet"))
+        LmEvalFitness(steerer, sentiment_fitness(sentiment_task, task="tiny_sentimnet"))
     with pytest.raises(
         InvalidInputError,
         match="Metric 'f1' is not reported by the task 'tiny_sentiment'; it reports: acc",
     ):
-        LmEvalFitness(steerer, _fitness(task_folder, metric="f1"))
+        LmEvalFitness(steerer, sentiment_fitness(sentiment_task, metric="f1"))
     with pytest.raises(InvalidInputError, match="filter 'strict' .* its filters are: none"):
-        LmEvalFitness(steerer, _fitness(task_folder, metric="acc,strict"))
+        LmEvalFitness(steerer, sentiment_fitness(sentiment_task, metric="acc,strict"))
 
 
 # ---------------------------------------------------------------- the run
 
 
 def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
-    steerer, task_folder, tmp_path, monkeypatch
+    steerer, sentiment_task, tmp_path, monkeypatch
 ):
     monkeypatch.chdir(tmp_path)
     originals, layers = steerer.vectors, steerer.steered_layers()
@@ -245,7 +159,7 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
     result = run_optimization(
         steerer,
         [0],
-        _lm(steerer, task_folder),
+        _lm(steerer, sentiment_task),
         SPACE,
         PsoConfig(particles=3, iterations=2, seed=4),
         on_progress=seen.append,
@@ -271,18 +185,18 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
     assert np.array_equal(np.random.get_state()[1], np_state) and random.getstate() == py_state
 
 
-def test_same_seed_gives_the_same_history(steerer, task_folder):
+def test_same_seed_gives_the_same_history(steerer, sentiment_task):
     pso = PsoConfig(particles=3, iterations=2, seed=8)
-    first = run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, pso)
-    second = run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, pso)
+    first = run_optimization(steerer, [0], _lm(steerer, sentiment_task), SPACE, pso)
+    second = run_optimization(steerer, [0], _lm(steerer, sentiment_task), SPACE, pso)
     other = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=9)
+        steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=9)
     )
     assert _comparable(first.history) == _comparable(second.history)
     assert [e.alphas for e in first.history] != [e.alphas for e in other.history]
 
 
-def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatch):
+def test_a_repeated_setting_is_not_scored_twice(steerer, sentiment_task, monkeypatch):
     paid = []
     metrics, metrics_many = LmEvalFitness.metrics, LmEvalFitness.metrics_many
 
@@ -298,7 +212,7 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatc
     monkeypatch.setattr(LmEvalFitness, "metrics_many", counting_many)
     space = SearchSpace(layer_min=1, layer_max=2, alpha_min=-0.5, alpha_max=0.5, alpha_decimals=0)
     result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), space, PsoConfig(particles=4, iterations=3, seed=0)
+        steerer, [0], _lm(steerer, sentiment_task), space, PsoConfig(particles=4, iterations=3, seed=0)
     )
     settings = {(e.layers, e.alphas) for e in result.evaluations}
     assert len(result.evaluations) == 12
@@ -311,7 +225,7 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, task_folder, monkeypatc
         assert e.score == first[(e.layers, e.alphas)]
 
 
-def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
+def test_an_lm_eval_failure_restores_the_vectors(steerer, sentiment_task, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
     calls = []
     # where the model runs: one setting (the baseline), or an iteration's settings at once
@@ -336,13 +250,13 @@ def test_an_lm_eval_failure_restores_the_vectors(steerer, task_folder, monkeypat
         match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",
     ):
         run_optimization(
-            steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2)
+            steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2)
         )
     assert len(calls) == 3
     assert _unchanged(steerer, originals, layers)
 
 
-def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, task_folder):
+def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, sentiment_task):
     originals, layers = steerer.vectors, steerer.steered_layers()
 
     def broken(progress):
@@ -353,7 +267,7 @@ def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, task_fo
         run_optimization(
             steerer,
             [0],
-            _lm(steerer, task_folder),
+            _lm(steerer, sentiment_task),
             SPACE,
             PsoConfig(particles=2, iterations=2),
             on_progress=broken,
@@ -361,7 +275,7 @@ def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, task_fo
     assert _unchanged(steerer, originals, layers)
 
 
-def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer, task_folder):
+def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer, sentiment_task):
     originals, layers = steerer.vectors, steerer.steered_layers()
     cancel = threading.Event()
 
@@ -372,7 +286,7 @@ def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer,
     result = run_optimization(
         steerer,
         [0],
-        _lm(steerer, task_folder),
+        _lm(steerer, sentiment_task),
         SPACE,
         PsoConfig(particles=3, iterations=3),
         on_progress=on_progress,
@@ -384,19 +298,19 @@ def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer,
     assert _unchanged(steerer, originals, layers)
 
 
-def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
+def test_cancel_before_any_setting_is_scored_raises(steerer, sentiment_task):
     originals, layers = steerer.vectors, steerer.steered_layers()
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(OptimizationCancelled, match="cancelled before it started"):
-        run_optimization(steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(), cancel=cancel)
+        run_optimization(steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(), cancel=cancel)
 
     cancel.clear()
     with pytest.raises(OptimizationCancelled, match="before any steering setting was scored"):
         run_optimization(
             steerer,
             [0],
-            _lm(steerer, task_folder),
+            _lm(steerer, sentiment_task),
             SPACE,
             PsoConfig(particles=2, iterations=1),
             on_progress=lambda p: cancel.set(),
@@ -414,27 +328,27 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, task_folder):
         ([0], SearchSpace(0, 4, -1, 1), "outside tiny-llama, which has layers 0 to 3"),
     ],
 )
-def test_bad_selections_fail_before_any_work(steerer, task_folder, indices, space, message):
+def test_bad_selections_fail_before_any_work(steerer, sentiment_task, indices, space, message):
     originals = steerer.vectors
     with pytest.raises(InvalidInputError, match=message):
-        run_optimization(steerer, indices, _lm(steerer, task_folder), space, PsoConfig())
+        run_optimization(steerer, indices, _lm(steerer, sentiment_task), space, PsoConfig())
     assert steerer.vectors == originals
 
 
-def test_an_unknown_task_fails_clearly_and_restores(steerer, task_folder):
+def test_an_unknown_task_fails_clearly_and_restores(steerer, sentiment_task):
     originals, layers = steerer.vectors, steerer.steered_layers()
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
-        run_optimization(steerer, [0], _lm(steerer, task_folder, task="nope"), SPACE, PsoConfig())
+        run_optimization(steerer, [0], _lm(steerer, sentiment_task, task="nope"), SPACE, PsoConfig())
     assert _unchanged(steerer, originals, layers)
 
 
 # ---------------------------------------------------------------- apply_best
 
 
-def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
+def test_apply_best_makes_the_best_setting_active(steerer, sentiment_task):
     originals = steerer.vectors
     result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=3, iterations=2, seed=2)
+        steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=2)
     )
     applied = apply_best(steerer, result)
     assert steerer.vectors == applied
@@ -445,13 +359,13 @@ def test_apply_best_makes_the_best_setting_active(steerer, task_folder):
     assert applied[1] is originals[1]  # not selected: untouched
     assert steerer.steered_layers() == sorted({best_layer, originals[1].layer})
     # what is applied scores what the run reported
-    fitness = LmEvalFitness(steerer, _fitness(task_folder))
+    fitness = LmEvalFitness(steerer, sentiment_fitness(sentiment_task))
     assert fitness.score(applied)[0] == result.best.score
 
 
-def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_factory):
+def test_apply_best_refuses_other_vectors_or_models(steerer, sentiment_task, tiny_factory):
     result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
+        steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)
     )
     before = steerer.vectors
     steerer.set_vectors([before[1]])
@@ -470,16 +384,16 @@ def test_apply_best_refuses_other_vectors_or_models(steerer, task_folder, tiny_f
 # ---------------------------------------------------------------- held-out scoring
 
 
-def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_path):
+def test_held_out_scores_equal_a_direct_evaluation(steerer, sentiment_task, tmp_path):
     """After the search, the unsteered model and the best setting are scored on
     the held-out task: exactly what a separate LmEvalFitness gives them."""
     originals, layers = steerer.vectors, steerer.steered_layers()
-    heldout = _fitness(task_folder, task="tiny_heldout", limit=None)
+    heldout = sentiment_fitness(sentiment_task, task="tiny_heldout", limit=None)
     seen = []
     result = run_optimization(
         steerer,
         [0],
-        _lm(steerer, task_folder),
+        _lm(steerer, sentiment_task),
         SPACE,
         PsoConfig(particles=3, iterations=2, seed=5),
         on_progress=seen.append,
@@ -509,13 +423,13 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, task_folder, tmp_pat
     assert direct.score(best_vectors) == (scores.best.score, scores.best.stderr)
     assert scores.gain_points == pytest.approx(100 * (scores.best.score - scores.baseline.score))
     # and the search's own scores did not see those documents
-    search = LmEvalFitness(steerer, _fitness(task_folder))
+    search = LmEvalFitness(steerer, sentiment_fitness(sentiment_task))
     assert search.score(())[0] == result.baseline.score
     loaded = type(result).load(result.save(tmp_path / "run.json"))
     assert loaded.heldout == scores and loaded.to_dict() == result.to_dict()
 
 
-def test_a_held_out_failure_restores_the_vectors(steerer, task_folder, monkeypatch):
+def test_a_held_out_failure_restores_the_vectors(steerer, sentiment_task, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
     real = LmEvalFitness.evaluate  # held-out scores come through evaluate (per document)
 
@@ -529,16 +443,16 @@ def test_a_held_out_failure_restores_the_vectors(steerer, task_folder, monkeypat
         run_optimization(
             steerer,
             [0],
-            _lm(steerer, task_folder),
+            _lm(steerer, sentiment_task),
             SPACE,
             PsoConfig(particles=2, iterations=1),
-            heldout=_lm(steerer, task_folder, task="tiny_heldout"),
+            heldout=_lm(steerer, sentiment_task, task="tiny_heldout"),
         )
     assert _unchanged(steerer, originals, layers)
 
 
 @pytest.mark.parametrize("cancel_at", ["search", "heldout"])
-def test_a_cancel_skips_the_held_out_scores(steerer, task_folder, cancel_at):
+def test_a_cancel_skips_the_held_out_scores(steerer, sentiment_task, cancel_at):
     originals, layers = steerer.vectors, steerer.steered_layers()
     cancel = threading.Event()
 
@@ -549,19 +463,19 @@ def test_a_cancel_skips_the_held_out_scores(steerer, task_folder, cancel_at):
     result = run_optimization(
         steerer,
         [0],
-        _lm(steerer, task_folder),
+        _lm(steerer, sentiment_task),
         SPACE,
         PsoConfig(particles=2, iterations=2),
         on_progress=on_progress,
         cancel=cancel,
-        heldout=_lm(steerer, task_folder, task="tiny_heldout"),
+        heldout=_lm(steerer, sentiment_task, task="tiny_heldout"),
     )
     assert result.cancelled and result.heldout is None
     assert len(result.evaluations) == (2 if cancel_at == "search" else 4)
     assert _unchanged(steerer, originals, layers)
 
 
-def test_a_bad_held_out_task_fails_before_any_scoring(steerer, task_folder, monkeypatch):
+def test_a_bad_held_out_task_fails_before_any_scoring(steerer, sentiment_task, monkeypatch):
     originals, layers = steerer.vectors, steerer.steered_layers()
     scored = []
     monkeypatch.setattr(LmEvalFitness, "metrics", lambda self, vectors: scored.append(1))
@@ -569,20 +483,20 @@ def test_a_bad_held_out_task_fails_before_any_scoring(steerer, task_folder, monk
         run_optimization(
             steerer,
             [0],
-            _lm(steerer, task_folder),
+            _lm(steerer, sentiment_task),
             SPACE,
             PsoConfig(),
-            heldout=_lm(steerer, task_folder, task="nope"),
+            heldout=_lm(steerer, sentiment_task, task="nope"),
         )
     with pytest.raises(InvalidInputError, match="held-out task is the search task"):
         run_optimization(
-            steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(), heldout=_lm(steerer, task_folder)
+            steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(), heldout=_lm(steerer, sentiment_task)
         )
     assert not scored
     assert _unchanged(steerer, originals, layers)
 
 
-def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
+def test_cli_reports_the_held_out_scores(steerer, tiny, sentiment_task, tmp_path):
     import os
     import subprocess
     import sys
@@ -598,7 +512,7 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
     out = tmp_path / "result.json"
     common = [
         *("--model", str(model_dir), "--vectors", str(vectors), "--out", str(out)),
-        *("--include-path", task_folder, "--task", "tiny_sentiment", "--limit", "6"),
+        *("--include-path", sentiment_task, "--task", "tiny_sentiment", "--limit", "6"),
     ]
 
     def cli(*args):
@@ -646,11 +560,11 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, task_folder, tmp_path):
     assert "exact sign test p = " in split.stdout and "Pareto front" in split.stdout
 
 
-def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, task_folder):
+def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, sentiment_task):
     """Vectors are found by their stable id, not their position: reordering the
     active set, or applying twice, still tunes the vector the run optimized."""
     result = run_optimization(
-        steerer, [0], _lm(steerer, task_folder), SPACE, PsoConfig(particles=2, iterations=1)
+        steerer, [0], _lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)
     )
     before = steerer.vectors
     steerer.set_vectors([before[1], before[0]])
@@ -664,7 +578,7 @@ def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, task_folder)
 
 
 def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
-    steerer, task_folder, tmp_path
+    steerer, sentiment_task, tmp_path
 ):
     """Issue 11 end to end on the tiny model: the search scores one side of a
     seeded split, the held-out side gets the baseline and the recommended
@@ -675,7 +589,7 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
 
     split = DocumentSplit(0.5, seed=1)
-    config = _fitness(task_folder, limit=None)
+    config = sentiment_fitness(sentiment_task, limit=None)
     search = LmEvalFitness(steerer, config, split=split, side=SEARCH)
     held = LmEvalFitness(steerer, config, split=split, side=HELDOUT)
     assert search.samples + held.samples == 8 and held.samples == 4

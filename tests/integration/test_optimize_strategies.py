@@ -14,7 +14,7 @@ import pytest
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
 from optimize.search.strategies import STRATEGIES, make_strategy
 from steering.errors import InvalidInputError
-from tests.integration.test_optimize_run import _fitness, steerer, task_folder  # noqa: F401 (fixtures)
+from tests.support.tasks import sentiment_fitness
 
 OPTUNA = ("tpe", "cmaes")
 SPACE = SearchSpace(layer_min=1, layer_max=15, alpha_min=-3.0, alpha_max=3.0, alpha_decimals=2)
@@ -113,12 +113,12 @@ def test_a_missing_optuna_says_what_to_install(name, monkeypatch):
         make_strategy(name, SPACE.bounds(1), PsoConfig())
 
 
-def test_a_run_on_the_tiny_llama_with_tpe(steerer, task_folder):  # noqa: F811
+def test_a_run_on_the_tiny_llama_with_tpe(steerer, sentiment_task):
     space = SearchSpace(layer_min=0, layer_max=3, alpha_min=-30.0, alpha_max=30.0)
     result = run_optimization(
         steerer,
         [0],
-        LmEvalFitness(steerer, _fitness(task_folder)),
+        LmEvalFitness(steerer, sentiment_fitness(sentiment_task)),
         space,
         PsoConfig(particles=3, iterations=2, seed=4),
         strategy="tpe",

@@ -14,8 +14,8 @@ from optimize.run.recipe import RunRecipe, load_recipe, search_fitness
 from optimize.config.space import Setting
 from optimize.workers.ray import RayOptions, RayWorkers, Worker, WorkerError
 from steering import capture_vector, save_vectors, steerer_for
-from tests.conftest import _tiny_llama
-from tests.integration.test_optimize_run import _fitness, task_folder  # noqa: F401 (a fixture)
+from tests.support.models import tiny_llama
+from tests.support.tasks import sentiment_fitness
 
 ray = pytest.importorskip("ray")
 
@@ -44,17 +44,17 @@ def driver_threads():
 
 
 @pytest.fixture(scope="module")
-def recipe(tokenizer, task_folder, tmp_path_factory):  # noqa: F811
+def recipe(tokenizer, sentiment_task, tmp_path_factory):
     """The tiny Llama saved as a model folder, with one joy vector at layer 1."""
     folder = tmp_path_factory.mktemp("ray-tiny")
-    model = _tiny_llama(tokenizer, 0)
+    model = tiny_llama(tokenizer, 0)
     model.save_pretrained(folder / "model")
     tokenizer.save_pretrained(folder / "model")
     steerer = steerer_for(model, tokenizer, "model")
     joy = capture_vector(steerer, ["I love this day", "so happy"], 1, 2.0, ["I hate it", "so sad"])
     path = save_vectors(folder / "joy.safetensors", [joy], steerer.info)
     steerer.reset()
-    return RunRecipe.of_file(path, _fitness(task_folder), model=str(folder / "model"), device="cpu")
+    return RunRecipe.of_file(path, sentiment_fitness(sentiment_task), model=str(folder / "model"), device="cpu")
 
 
 def _run(recipe, workers=None, on_progress=None):
