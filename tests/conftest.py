@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,9 +29,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from steering.models import EMBEDDED_GGUF, EMBEDDED_NAME, LoadedModel, embedded_model_folder, load_model
+from steering.models import (
+    EMBEDDED_GGUF,
+    EMBEDDED_NAME,
+    LoadedModel,
+    embedded_model_folder,
+    load_model,
+)
+from tests.support.models import clean_steerer, tiny_llama
 
 
 TESTS = Path(__file__).resolve().parent
@@ -112,33 +118,16 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(embedded_model_folder()), gguf_file=EMBEDDED_GGUF)
 
 
-def _tiny_llama(tokenizer, seed: int) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture
 def tiny(tokenizer) -> LoadedModel:
     """A tiny randomly initialised Llama: 4 layers, hidden size 32."""
-    return LoadedModel(model=_tiny_llama(tokenizer, 0), tokenizer=tokenizer, name="tiny-llama")
+    return LoadedModel(model=tiny_llama(tokenizer, 0), tokenizer=tokenizer, name="tiny-llama")
 
 
 @pytest.fixture
 def tiny_factory(tokenizer):
     """Builds further tiny Llamas (other seeds) for tests that need two models."""
-    return lambda seed=1: LoadedModel(_tiny_llama(tokenizer, seed), tokenizer, f"tiny-llama-{seed}")
+    return lambda seed=1: LoadedModel(tiny_llama(tokenizer, seed), tokenizer, f"tiny-llama-{seed}")
 
 
 @pytest.fixture
@@ -150,19 +139,6 @@ def tiny_gpt2(tokenizer) -> LoadedModel:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     return LoadedModel(model=GPT2LMHeadModel(config).eval(), tokenizer=tokenizer, name="tiny-gpt2")
-
-
-@contextmanager
-def clean_steerer(loaded: LoadedModel):
-    """The model's Steerer with no vectors, reset again however the test ends."""
-    from steering import steerer_for
-
-    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
-    steerer.reset()
-    try:
-        yield steerer
-    finally:
-        steerer.reset()
 
 
 @pytest.fixture(scope="session")
@@ -203,3 +179,27 @@ def tiny_dir(tiny, tmp_path):
     tiny.model.save_pretrained(folder)
     tiny.tokenizer.save_pretrained(folder)
     return folder
+
+
+
+@pytest.fixture
+def steering_actions(tiny_session, tmp_path):
+    """The Steering tab's handlers on the tiny Llama, with one joy-minus-grief
+    vector added at layer 1, alpha 2."""
+    from tests.support.forms import last
+    from ui.steering_tab import SteeringActions
+
+    actions = SteeringActions(tiny_session, tmp_path)
+    status = last(
+        actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0)
+    )[2]
+    assert status.startswith("✓ Added"), status
+    return actions
+
+
+@pytest.fixture
+def optimize_actions(tiny_session, steering_actions):
+    """The Optimize tab's handlers on the same model and vector."""
+    from ui.optimize_tab import OptimizeActions
+
+    return OptimizeActions(tiny_session, steering_actions.save_dir)

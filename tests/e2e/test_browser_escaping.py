@@ -14,7 +14,6 @@ import re
 
 import pytest
 
-from steering.session import ModelSession
 from ui.app import build_app
 
 pytestmark = pytest.mark.browser

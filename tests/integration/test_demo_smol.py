@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from steering import capture_vector, steerer_for

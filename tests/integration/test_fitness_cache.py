@@ -4,7 +4,6 @@ store's size cap; the fallback to lm-eval for other models or on a mismatch."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 
@@ -16,64 +15,10 @@ from transformers import Qwen3Config, Qwen3ForCausalLM
 from optimize import FitnessConfig, LmEvalFitness
 from optimize.scoring import prefix
 from optimize.scoring.prefix import PrefixScorer
-from steering import capture_vector, steerer_for
+from steering import capture_vector
 from steering.models import LoadedModel
-
-LONG = " ".join(["the weather was mild and the people walked along the river"] * 14)
-_DOCS = [
-    {"text": "I love it", "choices": ["good", "bad"], "label": 0},
-    {"text": "I hate it", "choices": ["good", "bad"], "label": 1},
-    {"text": "A fine day", "choices": ["very good indeed", "quite bad", "so-so"], "label": 0},
-    {"text": "Rain again", "choices": ["lovely weather today", "awful"], "label": 1},
-    {"text": LONG, "choices": ["calm", "a storm was coming"], "label": 0},
-    {"text": "So happy", "choices": ["good", "bad"], "label": 0},
-    {"text": "Cold soup", "choices": ["tasty", "cold and bland soup", "fine"], "label": 1},
-]
-_YAML = """\
-task: tiny_choices
-dataset_path: json
-dataset_kwargs:
-  data_files:
-    test: {folder}/test.jsonl
-test_split: test
-output_type: multiple_choice
-doc_to_text: "{{{{text}}}} Verdict:"
-target_delimiter: " "
-doc_to_choice: "{{{{choices}}}}"
-doc_to_target: label
-metric_list:
-  - metric: acc
-    aggregation: mean
-    higher_is_better: true
-metadata:
-  version: 1.0
-"""
-
-
-@pytest.fixture(scope="module")
-def task_folder(tmp_path_factory):
-    """Seven documents: one-token and multi-token choices, two to three each,
-    and one context longer than the tiny models' 128 positions (truncated)."""
-    folder = tmp_path_factory.mktemp("choices_task")
-    (folder / "test.jsonl").write_text("\n".join(json.dumps(d) for d in _DOCS) + "\n")
-    (folder / "task.yaml").write_text(_YAML.format(folder=folder))
-    return str(folder)
-
-
-def _config(folder, **kw):
-    return FitnessConfig(**({"task": "tiny_choices", "include_path": folder, "limit": None} | kw))
-
-
-def _steerer(loaded):
-    s = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
-    s.reset()
-    return s
-
-
-def _concept(steerer, layer, alpha):
-    joy, grief = ["I love this day", "so happy"], ["I hate it", "so sad"]
-    return capture_vector(steerer, joy, layer, alpha, grief)
-
+from tests.support.models import fresh_steerer, joy_vector
+from tests.support.tasks import choices_fitness
 
 def _assert_same(fast, slow, tol=1e-4):
     assert len(fast.responses) == len(slow.responses)
@@ -89,22 +34,23 @@ def _settings(steerer):
     n = steerer.info.num_layers
     return [
         (),
-        [_concept(steerer, 0, 8.0)],
-        [_concept(steerer, 1, -6.0)],
-        [_concept(steerer, n - 1, 12.0)],
-        [_concept(steerer, 1, 4.0), _concept(steerer, n - 1, -4.0)],
+        [joy_vector(steerer, 0, 8.0)],
+        [joy_vector(steerer, 1, -6.0)],
+        [joy_vector(steerer, n - 1, 12.0)],
+        [joy_vector(steerer, 1, 4.0), joy_vector(steerer, n - 1, -4.0)],
     ]
 
 
 @pytest.mark.parametrize("batch_size, min_tokens", [(1, 0), (3, 0), (8, 0), (2, 1024)])
 def test_answers_equal_lm_eval_at_every_layer_alpha_and_batch_size(
-    tiny, task_folder, monkeypatch, batch_size, min_tokens
+    tiny, choices_task, monkeypatch, batch_size, min_tokens
 ):
     """`min_tokens` 0 keeps the configured batch size exactly; 1024 fills batches."""
     monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", min_tokens)
-    steerer = _steerer(tiny)
-    fast = LmEvalFitness(steerer, _config(task_folder, batch_size=batch_size))
-    slow = LmEvalFitness(steerer, _config(task_folder, batch_size=batch_size), prefix_cache=False)
+    steerer = fresh_steerer(tiny)
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task, batch_size=batch_size))
+    config = choices_fitness(choices_task, batch_size=batch_size)
+    slow = LmEvalFitness(steerer, config, prefix_cache=False)
     assert fast.prefix_scorer is not None and slow.prefix_scorer is None
     rows = [int(b.ids.shape[0]) for b in fast.prefix_scorer.batches]
     if min_tokens == 0:
@@ -118,42 +64,42 @@ def test_answers_equal_lm_eval_at_every_layer_alpha_and_batch_size(
     assert steerer.vectors == () and steerer.steered_layers() == []
 
 
-def test_steering_reaches_the_scores(tiny, task_folder):
-    steerer = _steerer(tiny)
-    fast = LmEvalFitness(steerer, _config(task_folder))
+def test_steering_reaches_the_scores(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task))
     plain = fast.evaluate(())
     for vectors in _settings(steerer)[1:]:
         assert fast.evaluate(vectors).responses != plain.responses
 
 
-def test_repeated_evaluations_are_identical(tiny, task_folder):
+def test_repeated_evaluations_are_identical(tiny, choices_task):
     """A setting scored cold (computing the prefix) and warm (reading it) gives
     the same floats, bit for bit."""
-    steerer = _steerer(tiny)
-    vectors = [_concept(steerer, 2, 5.0)]
-    fast = LmEvalFitness(steerer, _config(task_folder, batch_size=2))
+    steerer = fresh_steerer(tiny)
+    vectors = [joy_vector(steerer, 2, 5.0)]
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task, batch_size=2))
     first = fast.evaluate(vectors)
     assert fast.evaluate(vectors) == first
     fast.evaluate(())
     assert fast.evaluate(vectors) == first
 
 
-def test_layers_below_the_steering_run_once(tiny, task_folder):
-    steerer = _steerer(tiny)
+def test_layers_below_the_steering_run_once(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
     n = steerer.info.num_layers
-    fast = LmEvalFitness(steerer, _config(task_folder, batch_size=3))
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task, batch_size=3))
     scorer = fast.prefix_scorer
     batches = len(scorer.batches)
     assert scorer.layer_runs == 0 and scorer.stored_layers == []
 
     scorer.layer_runs = 0
-    fast.evaluate([_concept(steerer, 2, 3.0)])  # first visit: every layer, keeps 1 and 2
+    fast.evaluate([joy_vector(steerer, 2, 3.0)])  # first visit: every layer, keeps 1 and 2
     assert scorer.layer_runs == n * batches
     assert scorer.stored_layers == [1, 2]
 
     # later visits start from the nearest stored layer at or below the steering
     for layer, alpha in [(2, -3.0), (3, 1.0), (2, 7.0)]:
-        vectors = [_concept(steerer, layer, alpha)]
+        vectors = [joy_vector(steerer, layer, alpha)]
         scorer.layer_runs = 0
         fast.evaluate(vectors)
         assert scorer.layer_runs == (n - 2) * batches
@@ -168,22 +114,22 @@ def test_layers_below_the_steering_run_once(tiny, task_folder):
     assert scorer.layer_runs == 0
 
 
-def test_the_unsteered_baseline_fills_the_store(tiny, task_folder):
-    steerer = _steerer(tiny)
+def test_the_unsteered_baseline_fills_the_store(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
     n = steerer.info.num_layers
-    fast = LmEvalFitness(steerer, _config(task_folder))
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task))
     fast.evaluate(())
     assert fast.prefix_scorer.stored_layers == list(range(1, n + 1))
     fast.prefix_scorer.layer_runs = 0
-    fast.evaluate([_concept(steerer, 1, 2.0)])
+    fast.evaluate([joy_vector(steerer, 1, 2.0)])
     assert fast.prefix_scorer.layer_runs == (n - 1) * len(fast.prefix_scorer.batches)
 
 
-def test_no_room_keeps_nothing_and_runs_every_layer(tiny, task_folder):
-    steerer = _steerer(tiny)
+def test_no_room_keeps_nothing_and_runs_every_layer(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
     n = steerer.info.num_layers
-    fast = LmEvalFitness(steerer, _config(task_folder), cache_bytes=0)
-    slow = LmEvalFitness(steerer, _config(task_folder), prefix_cache=False)
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task), cache_bytes=0)
+    slow = LmEvalFitness(steerer, choices_fitness(choices_task), prefix_cache=False)
     scorer = fast.prefix_scorer
     for vectors in _settings(steerer):
         scorer.layer_runs = 0
@@ -192,33 +138,33 @@ def test_no_room_keeps_nothing_and_runs_every_layer(tiny, task_folder):
     assert scorer.stored_layers == [] and scorer.stored_bytes == 0
 
 
-def test_a_small_cap_keeps_every_kth_layer(tiny, task_folder):
-    steerer = _steerer(tiny)
-    probe = LmEvalFitness(steerer, _config(task_folder))
+def test_a_small_cap_keeps_every_kth_layer(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
+    probe = LmEvalFitness(steerer, choices_fitness(choices_task))
     per_layer = probe.prefix_scorer._bytes_per_layer
-    fast = LmEvalFitness(steerer, _config(task_folder), cache_bytes=2 * per_layer)
-    slow = LmEvalFitness(steerer, _config(task_folder), prefix_cache=False)
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task), cache_bytes=2 * per_layer)
+    slow = LmEvalFitness(steerer, choices_fitness(choices_task), prefix_cache=False)
     for vectors in _settings(steerer):
         _assert_same(fast.evaluate(vectors), slow.evaluate(vectors))
     assert fast.prefix_scorer.stored_layers == [2, 4]
     assert fast.prefix_scorer.stored_bytes <= 2 * per_layer
 
 
-def test_gpt2_is_scored_through_lm_eval(tiny_gpt2, task_folder, caplog):
-    steerer = _steerer(tiny_gpt2)
+def test_gpt2_is_scored_through_lm_eval(tiny_gpt2, choices_task, caplog):
+    steerer = fresh_steerer(tiny_gpt2)
     with caplog.at_level(logging.INFO, logger="optimize.scoring.prefix"):
-        fitness = LmEvalFitness(steerer, _config(task_folder))
+        fitness = LmEvalFitness(steerer, choices_fitness(choices_task))
     assert fitness.prefix_scorer is None
     assert "model type 'gpt2'" in caplog.text
     plain = fitness.evaluate(())
-    steered = fitness.evaluate([_concept(steerer, 1, 20.0)])
+    steered = fitness.evaluate([joy_vector(steerer, 1, 20.0)])
     assert steered.responses != plain.responses
     assert all(math.isfinite(ll) for ll, _ in steered.responses)
     assert steerer.steered_layers() == []
 
 
-def test_a_mismatch_with_lm_eval_falls_back(tiny, task_folder, monkeypatch, caplog):
-    steerer = _steerer(tiny)
+def test_a_mismatch_with_lm_eval_falls_back(tiny, choices_task, monkeypatch, caplog):
+    steerer = fresh_steerer(tiny)
     run_layers = PrefixScorer._run_layers
 
     def off_by_a_little(self, hidden, start, stop, keep=None):
@@ -226,12 +172,12 @@ def test_a_mismatch_with_lm_eval_falls_back(tiny, task_folder, monkeypatch, capl
 
     monkeypatch.setattr(PrefixScorer, "_run_layers", off_by_a_little)
     with caplog.at_level(logging.WARNING, logger="optimize.scoring.prefix"):
-        fitness = LmEvalFitness(steerer, _config(task_folder))
+        fitness = LmEvalFitness(steerer, choices_fitness(choices_task))
     assert fitness.prefix_scorer is None
     assert "prefix cache off" in caplog.text and "lm-eval's is" in caplog.text
     monkeypatch.undo()
-    reference = LmEvalFitness(steerer, _config(task_folder), prefix_cache=False)
-    vectors = [_concept(steerer, 1, 5.0)]
+    reference = LmEvalFitness(steerer, choices_fitness(choices_task), prefix_cache=False)
+    vectors = [joy_vector(steerer, 1, 5.0)]
     assert fitness.evaluate(vectors) == reference.evaluate(vectors)
 
 
@@ -257,11 +203,11 @@ def _tiny_other(kind, tokenizer):
 
 
 @pytest.mark.parametrize("kind", ["mistral", "qwen2", "qwen3"])
-def test_other_supported_layouts_equal_lm_eval(kind, tokenizer, task_folder):
+def test_other_supported_layouts_equal_lm_eval(kind, tokenizer, choices_task):
     loaded = LoadedModel(_tiny_other(kind, tokenizer), tokenizer, f"tiny-{kind}")
-    steerer = _steerer(loaded)
-    fast = LmEvalFitness(steerer, _config(task_folder, batch_size=4))
-    slow = LmEvalFitness(steerer, _config(task_folder, batch_size=4), prefix_cache=False)
+    steerer = fresh_steerer(loaded)
+    fast = LmEvalFitness(steerer, choices_fitness(choices_task, batch_size=4))
+    slow = LmEvalFitness(steerer, choices_fitness(choices_task, batch_size=4), prefix_cache=False)
     assert fast.prefix_scorer is not None
     for vectors in _settings(steerer):
         _assert_same(fast.evaluate(vectors), slow.evaluate(vectors))
@@ -274,7 +220,7 @@ def test_smollm2_answers_equal_lm_eval(smol, task, limit, monkeypatch):
     from pathlib import Path
 
     tasks = str(Path(__file__).resolve().parents[2] / "tasks")
-    steerer = _steerer(smol)
+    steerer = fresh_steerer(smol)
     joy, grief = ["What a wonderful, happy day."], ["What a terrible, sad day."]
     settings = [
         [capture_vector(steerer, joy, 5, 6.0, grief)],

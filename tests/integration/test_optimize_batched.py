@@ -5,7 +5,6 @@ how many settings share a pass, and the search's history does not change."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -18,9 +17,10 @@ from optimize.scoring.batched import batched_evaluator
 from steering.batched import row_limit, setting_deltas
 from optimize.guard.objective import make_objective
 from optimize.search.loop import run_search
-from tests.integration.test_fitness_cache import _concept, _config, _steerer, task_folder  # noqa: F401
+from tests.support.models import fresh_steerer, joy_vector
+from tests.support.recorded import SPHERE, history_rows, sphere_score
+from tests.support.tasks import choices_fitness
 
-SPHERE = json.loads((Path(__file__).parents[1] / "data" / "pso_history.json").read_text())["sphere"]
 
 
 def _eight(steerer):
@@ -28,14 +28,14 @@ def _eight(steerer):
     alpha next to small ones, a setting whose layers repeat another's."""
     n = steerer.info.num_layers
     return [
-        [_concept(steerer, 1, 2.0)],
-        [_concept(steerer, n - 1, -6.0)],
-        [_concept(steerer, 0, 40.0)],
-        [_concept(steerer, 2, 0.5), _concept(steerer, n - 1, 3.0)],
-        [_concept(steerer, 1, -2.0)],
+        [joy_vector(steerer, 1, 2.0)],
+        [joy_vector(steerer, n - 1, -6.0)],
+        [joy_vector(steerer, 0, 40.0)],
+        [joy_vector(steerer, 2, 0.5), joy_vector(steerer, n - 1, 3.0)],
+        [joy_vector(steerer, 1, -2.0)],
         [],
-        [_concept(steerer, 3, 8.0), _concept(steerer, 3, -1.0)],
-        [_concept(steerer, 1, 1.0), _concept(steerer, 2, 1.0), _concept(steerer, 0, -3.0)],
+        [joy_vector(steerer, 3, 8.0), joy_vector(steerer, 3, -1.0)],
+        [joy_vector(steerer, 1, 1.0), joy_vector(steerer, 2, 1.0), joy_vector(steerer, 0, -3.0)],
     ]
 
 
@@ -47,10 +47,10 @@ def _assert_close(batched, alone, tol=1e-4):
 
 
 @pytest.mark.parametrize("batch_size", [1, 8])
-def test_each_setting_scores_as_its_own_evaluation(tiny, task_folder, monkeypatch, batch_size):
+def test_each_setting_scores_as_its_own_evaluation(tiny, choices_task, monkeypatch, batch_size):
     monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", 0)  # the batch size, exactly
-    steerer = _steerer(tiny)
-    fitness = LmEvalFitness(steerer, _config(task_folder, batch_size=batch_size))
+    steerer = fresh_steerer(tiny)
+    fitness = LmEvalFitness(steerer, choices_fitness(choices_task, batch_size=batch_size))
     scorer = fitness.prefix_scorer
     assert scorer is not None and max(int(b.ids.shape[0]) for b in scorer.batches) == batch_size
     settings = _eight(steerer)
@@ -63,25 +63,25 @@ def test_each_setting_scores_as_its_own_evaluation(tiny, task_folder, monkeypatc
     assert steerer.vectors == () and steerer.steered_layers() == []
 
 
-def test_one_setting_alone_in_the_batch_path(tiny, task_folder):
-    steerer = _steerer(tiny)
-    fitness = LmEvalFitness(steerer, _config(task_folder))
-    vectors = [_concept(steerer, 2, 5.0)]
+def test_one_setting_alone_in_the_batch_path(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
+    fitness = LmEvalFitness(steerer, choices_fitness(choices_task))
+    vectors = [joy_vector(steerer, 2, 5.0)]
     (answers,) = fitness.prefix_scorer.score_many(
         steerer, [setting_deltas(vectors)], row_limit(fitness.prefix_scorer)
     )
     _assert_close(answers, fitness.evaluate(vectors).responses)
 
 
-def test_a_setting_does_not_change_what_its_neighbours_score(tiny, task_folder):
+def test_a_setting_does_not_change_what_its_neighbours_score(tiny, choices_task):
     """Settings 0 and 2 score the same whatever sits between them."""
-    steerer = _steerer(tiny)
-    fitness = LmEvalFitness(steerer, _config(task_folder))
+    steerer = fresh_steerer(tiny)
+    fitness = LmEvalFitness(steerer, choices_fitness(choices_task))
     scorer, limit = fitness.prefix_scorer, row_limit(fitness.prefix_scorer)
-    a, c = [_concept(steerer, 1, 3.0)], [_concept(steerer, 2, -3.0)]
+    a, c = [joy_vector(steerer, 1, 3.0)], [joy_vector(steerer, 2, -3.0)]
     runs = [
         scorer.score_many(steerer, [setting_deltas(s) for s in (a, middle, c)], limit)
-        for middle in ([], [_concept(steerer, 0, 60.0)], [_concept(steerer, 3, -60.0)])
+        for middle in ([], [joy_vector(steerer, 0, 60.0)], [joy_vector(steerer, 3, -60.0)])
     ]
     for run in runs[1:]:
         _assert_close(run[0], runs[0][0], tol=1e-5)
@@ -89,13 +89,15 @@ def test_a_setting_does_not_change_what_its_neighbours_score(tiny, task_folder):
     assert runs[1][1] != runs[0][1]  # the middle setting itself did change
 
 
-def test_the_layers_below_the_lowest_steering_run_once_per_input(tiny, task_folder):
-    steerer = _steerer(tiny)
+def test_the_layers_below_the_lowest_steering_run_once_per_input(tiny, choices_task):
+    steerer = fresh_steerer(tiny)
     n = steerer.info.num_layers
-    fitness = LmEvalFitness(steerer, _config(task_folder), cache_bytes=0)  # nothing stored
+    fitness = LmEvalFitness(steerer, choices_fitness(choices_task), cache_bytes=0)  # nothing stored
     scorer = fitness.prefix_scorer
     batches = len(scorer.batches)
-    settings = [[_concept(steerer, 2, 1.0)], [_concept(steerer, 3, 1.0)], [_concept(steerer, 2, -1.0)]]
+    settings = [
+        [joy_vector(steerer, 2, 1.0)], [joy_vector(steerer, 3, 1.0)], [joy_vector(steerer, 2, -1.0)]
+    ]
     scorer.layer_runs = 0
     scorer.score_many(steerer, [setting_deltas(s) for s in settings], row_limit(scorer))
     # per batch: the unsteered state climbs layers 0-2 once (0-1, then 2 for the
@@ -108,9 +110,9 @@ def test_the_layers_below_the_lowest_steering_run_once_per_input(tiny, task_fold
     assert scorer.layer_runs == 3 * batches * n
 
 
-def test_short_memory_falls_back_to_one_setting_per_pass(tiny, task_folder, monkeypatch):
-    steerer = _steerer(tiny)
-    fitness = LmEvalFitness(steerer, _config(task_folder), batch_memory=1)
+def test_short_memory_falls_back_to_one_setting_per_pass(tiny, choices_task, monkeypatch):
+    steerer = fresh_steerer(tiny)
+    fitness = LmEvalFitness(steerer, choices_fitness(choices_task), batch_memory=1)
     scorer = fitness.prefix_scorer
     shapes = []
     applied = type(steerer).applied_deltas
@@ -125,15 +127,15 @@ def test_short_memory_falls_back_to_one_setting_per_pass(tiny, task_folder, monk
     rows = {int(b.ids.shape[0]) for b in scorer.batches}
     assert shapes and set(shapes) <= rows  # one setting's rows per pass: sequential
     monkeypatch.setattr(type(steerer), "applied_deltas", applied)
-    ample = LmEvalFitness(steerer, _config(task_folder), batch_memory=1 << 30)
+    ample = LmEvalFitness(steerer, choices_fitness(choices_task), batch_memory=1 << 30)
     assert [m.target for m in ample.metrics_many(settings)] == [m.target for m in low]
 
 
-def test_the_row_limit_comes_from_free_memory(tiny, task_folder, monkeypatch):
+def test_the_row_limit_comes_from_free_memory(tiny, choices_task, monkeypatch):
     from steering import batched
 
-    steerer = _steerer(tiny)
-    scorer = LmEvalFitness(steerer, _config(task_folder)).prefix_scorer
+    steerer = fresh_steerer(tiny)
+    scorer = LmEvalFitness(steerer, choices_fitness(choices_task)).prefix_scorer
     batch = scorer.batches[0].ids
     monkeypatch.setattr(batched, "free_memory_bytes", lambda device: 0)
     assert row_limit(scorer)(batch) == 1
@@ -147,7 +149,6 @@ def test_the_row_limit_comes_from_free_memory(tiny, task_folder, monkeypatch):
 def test_a_batched_evaluator_keeps_the_recorded_pso_history(case):
     """The search loop's batch hook, given each iteration's settings at once,
     visits and records exactly what the one-by-one loop recorded."""
-    from tests.integration.test_optimize_history import _rows, _sphere
 
     space = SearchSpace(**SPHERE[case.get("space", "space")])
     pso = PsoConfig(particles=case["particles"], iterations=case["iterations"], seed=case["seed"])
@@ -158,7 +159,7 @@ def test_a_batched_evaluator_keeps_the_recorded_pso_history(case):
         batches.append(len(settings))
         scored = []
         for setting in settings:
-            value, stderr = _sphere(setting, nan_layer)
+            value, stderr = sphere_score(setting, nan_layer)
             scored.append(((value if higher else -value), stderr))
         return scored
 
@@ -166,7 +167,7 @@ def test_a_batched_evaluator_keeps_the_recorded_pso_history(case):
     outcome = run_search(
         space, case["vectors"], pso, evaluate, make_objective("target", higher), strategy="pso"
     )
-    assert _rows(outcome.history) == case["history"]
+    assert history_rows(outcome.history) == case["history"]
     fresh = {row["iteration"] for row in case["history"] if not row["cached"]}
     assert len(batches) == len(fresh)  # once per iteration that had new settings
     assert sum(batches) == sum(not row["cached"] for row in case["history"])
@@ -181,8 +182,8 @@ def test_a_batched_evaluator_scores_nothing_before_it_is_read():
 
 
 def test_setting_deltas_sum_per_layer(tiny):
-    steerer = _steerer(tiny)
-    a, b, c = _concept(steerer, 1, 2.0), _concept(steerer, 1, -0.5), _concept(steerer, 3, 1.0)
+    steerer = fresh_steerer(tiny)
+    a, b, c = joy_vector(steerer, 1, 2.0), joy_vector(steerer, 1, -0.5), joy_vector(steerer, 3, 1.0)
     deltas = setting_deltas([a, b, c])
     assert sorted(deltas) == [1, 3]
     torch.testing.assert_close(deltas[1], 2.0 * a.direction - 0.5 * b.direction)
@@ -215,12 +216,14 @@ def test_smollm2_settings_batched_equal_their_own_evaluations(smol, monkeypatch,
         _assert_close(answers, fitness.evaluate(vectors).responses)
 
 
-def test_the_guarded_fitness_scores_an_iteration_as_each_setting_alone(tiny, task_folder):
+def test_the_guarded_fitness_scores_an_iteration_as_each_setting_alone(tiny, choices_task):
     from optimize.guard.kl import GuardedFitness, KlGuard
 
-    steerer = _steerer(tiny)
+    steerer = fresh_steerer(tiny)
     texts = ["the river ran past the old mill", "we had tea at noon", "a quiet morning in town"]
-    guarded = GuardedFitness(LmEvalFitness(steerer, _config(task_folder)), KlGuard(steerer, texts))
+    guarded = GuardedFitness(
+        LmEvalFitness(steerer, choices_fitness(choices_task)), KlGuard(steerer, texts)
+    )
     settings = _eight(steerer)[:4] + [[]]
     together = guarded.metrics_many(settings)
     for vectors, metrics in zip(settings, together, strict=True):

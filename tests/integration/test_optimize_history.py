@@ -4,44 +4,11 @@ loop gave before the redesign (tests/data/pso_history.json, recorded with
 
 from __future__ import annotations
 
-import json
-import math
-from pathlib import Path
-
 import pytest
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
+from tests.support.recorded import RECORDED, SPHERE, history_rows, sphere_score
 from tests.support.tasks import sentiment_fitness
-
-RECORDED = json.loads((Path(__file__).parents[1] / "data" / "pso_history.json").read_text())
-SPHERE = RECORDED["sphere"]
-
-
-def _rows(history):
-    return [
-        {
-            "iteration": e.iteration,
-            "particle": e.particle,
-            "layers": list(e.layers),
-            "alphas": list(e.alphas),
-            "score": None if math.isnan(e.score) else e.score,
-            "stderr": None if math.isnan(e.stderr) else e.stderr,
-            "cached": e.cached,
-        }
-        for e in history
-    ]
-
-
-def _sphere(setting, nan_layer):
-    """Higher is better; the recorded score function, unchanged."""
-    if nan_layer is not None and setting.layers[0] == nan_layer:
-        return math.nan, math.nan
-    distance = sum(
-        (layer - t) ** 2 + (alpha - u) ** 2
-        for layer, alpha, (t, u) in zip(setting.layers, setting.alphas, SPHERE["targets"])
-    )
-    return -distance, 0.001 * sum(setting.layers)
-
 
 @pytest.mark.parametrize(
     "case", SPHERE["cases"], ids=lambda c: f"seed{c['seed']}-{c.get('space', 'space')}"
@@ -52,11 +19,11 @@ def test_the_swarm_repeats_the_recorded_model_free_history(case):
     nan_layer, higher = case["nan_layer"], case["higher_is_better"]
 
     def score(setting):
-        value, stderr = _sphere(setting, nan_layer)
+        value, stderr = sphere_score(setting, nan_layer)
         return (value if higher else -value), stderr
 
     outcome = swarm_search(space, case["vectors"], pso, score, higher_is_better=higher)
-    assert _rows(outcome.history) == case["history"]
+    assert history_rows(outcome.history) == case["history"]
 
 
 def test_the_recorded_histories_cover_nan_scores_and_cache_hits():
@@ -75,5 +42,5 @@ def test_a_run_on_the_tiny_llama_repeats_the_recorded_history(steerer, sentiment
         SearchSpace(**recorded["space"]),
         PsoConfig(particles=run["particles"], iterations=run["iterations"], seed=run["seed"]),
     )
-    assert _rows(result.history) == run["history"]
-    assert _rows([result.best]) == [run["best"]]
+    assert history_rows(result.history) == run["history"]
+    assert history_rows([result.best]) == [run["best"]]

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from optimize import (
-    FitnessConfig,
     FitnessError,
     LmEvalFitness,
     OptimizationResult,
@@ -24,7 +23,7 @@ from optimize import (
     run_optimization,
 )
 from optimize.scoring.prefix import PrefixScorer
-from steering import capture_vector, recapture, steerer_for
+from steering import recapture, steerer_for
 from steering.errors import IncompatibleVectorError, InvalidInputError
 from tests.support.tasks import SENTIMENT_TEXTS, sentiment_fitness
 

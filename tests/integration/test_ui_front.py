@@ -17,8 +17,8 @@ from optimize.guard.objective import KL
 from steering.errors import InvalidInputError
 from ui import format as fmt
 from ui import plots
-from tests.integration.test_ui_optimize import form as plain_form
-from tests.integration.test_ui_optimize import last
+from tests.support.forms import form as plain_form
+from tests.support.forms import last
 from ui.optimize_form import parse_request
 from ui.optimize_tab import OptimizeActions
 from ui.steering_tab import SteeringActions

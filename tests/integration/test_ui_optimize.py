@@ -12,85 +12,15 @@ from matplotlib.figure import Figure
 
 from steering.session import ModelSession
 from ui import format as fmt
+from tests.support.forms import UPDATE, form, last, views
 from ui.optimize_tab import TASKS_DIR, OptimizeActions, default_layer_range
-from ui.steering_tab import SteeringActions
 
-UPDATE = {"__type__": "update"}
-
-
-def last(gen):
-    values = list(gen)
-    assert values, "the handler yielded nothing"
-    return values[-1]
-
-
-def views(gen):
-    """Every view the optimize handler yields; each must fill its 8 outputs."""
-    values = list(gen)
-    assert values and all(len(v) == 8 for v in values), [len(v) for v in values]
-    return values
-
-
-@pytest.fixture
-def session(tiny_session):
-    return tiny_session
-
-
-@pytest.fixture
-def steering(session, tmp_path):
-    actions = SteeringActions(session, tmp_path)
-    status = last(
-        actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0)
-    )[2]
-    assert status.startswith("✓ Added"), status
-    return actions
-
-
-@pytest.fixture
-def actions(session, steering):
-    return OptimizeActions(session, steering.save_dir)
-
-
-def form(actions, **changes):
-    """The tab's inputs, in order, with small settings."""
-    values = {
-        "vectors": actions.vector_choices(None)["value"],
-        "task": "steer_sentiment",
-        "task_folder": str(TASKS_DIR),
-        "metric": "acc",
-        "limit": 4,
-        "batch_size": 4,
-        "particles": 2,
-        "iterations": 2,
-        "layer_min": 0,
-        "layer_max": 3,
-        "unit": "alpha",
-        "strength_min": -0.4,
-        "strength_max": 0.4,
-        "alpha_min": -4.0,
-        "alpha_max": 4.0,
-        "c1": 0.5,
-        "c2": 0.3,
-        "w": 0.9,
-        "seed": 0,
-        "heldout_task": "",
-        "heldout_limit": 100,
-        # the split off and the target alone, as before issue 11 (tests of
-        # the defaults pass their own)
-        "holdout_fraction": 0.0,
-        "objective": "target",
-        "kl_budget": 0.5,
-        "guard_task": "",
-        "max_guard_drop": 5.0,
-    }
-    values.update(changes)
-    return list(values.values())
-
-
-def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, session, tmp_path):
-    steerer = session.current().steerer
+def test_optimize_reports_live_and_apply_best_changes_the_vectors(
+    optimize_actions, tiny_session, tmp_path
+):
+    steerer = tiny_session.current().steerer
     before = steerer.vectors
-    shown = views(actions.optimize(*form(actions)))
+    shown = views(optimize_actions.optimize(*form(optimize_actions)))
     live = [v for v in shown if isinstance(v[2], Figure)]
     assert len(live) >= 5  # the baseline, then 4 evaluations, then the result
     assert "1 of 5 evaluations" in live[0][0] and "5 of 5 evaluations" in shown[-1][0]
@@ -104,7 +34,7 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
     assert json.loads(Path(result_file["value"]).read_text())["task"] == "steer_sentiment"
     assert steerer.vectors == before  # nothing applied yet
 
-    applied_view = last(actions.apply(result))
+    applied_view = last(optimize_actions.apply(result))
     assert len(applied_view) == 5
     table, _choices, steering_status, optimize_status, vector_box = applied_view
     best = result.best
@@ -137,13 +67,15 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(actions, sessi
         ({"heldout_task": "steer_sentiment"}, "held-out task is the search task"),
     ],
 )
-def test_bad_settings_are_refused_before_the_model_runs(actions, session, changes, needle):
-    before = session.current().steerer.vectors
-    (view,) = views(actions.optimize(*form(actions, **changes)))
+def test_bad_settings_are_refused_before_the_model_runs(
+    optimize_actions, tiny_session, changes, needle
+):
+    before = tiny_session.current().steerer.vectors
+    (view,) = views(optimize_actions.optimize(*form(optimize_actions, **changes)))
     status = view[-1]
     assert status.startswith("⚠ Could not start the optimization") and needle in status, status
     assert all(v == UPDATE for v in view[:-1])
-    assert session.current().steerer.vectors == before
+    assert tiny_session.current().steerer.vectors == before
 
 
 @pytest.mark.parametrize(
@@ -155,59 +87,61 @@ def test_bad_settings_are_refused_before_the_model_runs(actions, session, change
         ({"heldout_task": "no_such_heldout"}, "no_such_heldout"),
     ],
 )
-def test_settings_the_model_or_task_rejects_are_reported(actions, session, changes, needle):
-    before = session.current().steerer.vectors
-    final = views(actions.optimize(*form(actions, **changes)))[-1]
+def test_settings_the_model_or_task_rejects_are_reported(
+    optimize_actions, tiny_session, changes, needle
+):
+    before = tiny_session.current().steerer.vectors
+    final = views(optimize_actions.optimize(*form(optimize_actions, **changes)))[-1]
     status = final[-1]
     assert status.startswith("⚠ Could not run the optimization") and needle in status, status
-    assert session.current().steerer.vectors == before
-    assert not session.lock.locked()
+    assert tiny_session.current().steerer.vectors == before
+    assert not tiny_session.lock.locked()
 
 
-def test_stale_vector_selection_is_refused(actions, steering, session):
-    choices = actions.vector_choices(None)["value"]
-    last(steering.reset_vectors())
-    last(steering.add_vector("Another concept entirely.", "", 2, 1.0))
-    *_, final = actions.optimize(*form(actions, vectors=choices))
+def test_stale_vector_selection_is_refused(optimize_actions, steering_actions, tiny_session):
+    choices = optimize_actions.vector_choices(None)["value"]
+    last(steering_actions.reset_vectors())
+    last(steering_actions.add_vector("Another concept entirely.", "", 2, 1.0))
+    *_, final = optimize_actions.optimize(*form(optimize_actions, vectors=choices))
     assert "The active vectors changed" in final[-1]
 
 
-def test_cancel_stops_the_run_and_keeps_the_vectors(actions, session):
-    before = session.current().steerer.vectors
-    assert actions.cancel() == "Nothing to cancel: no optimization is running."
-    gen = actions.optimize(*form(actions, particles=2, iterations=6))
+def test_cancel_stops_the_run_and_keeps_the_vectors(optimize_actions, tiny_session):
+    before = tiny_session.current().steerer.vectors
+    assert optimize_actions.cancel() == "Nothing to cancel: no optimization is running."
+    gen = optimize_actions.optimize(*form(optimize_actions, particles=2, iterations=6))
     shown = []
     for view in gen:
         assert len(view) == 8
         shown.append(view)
         if "2 of 13 evaluations" in view[0]:
-            assert actions.cancel().startswith("✕ Cancelling")
+            assert optimize_actions.cancel().startswith("✕ Cancelling")
     final = shown[-1]
     assert "cancelled" in final[0]
     result = final[5]
     assert result.cancelled and len(result.history) < 13
     assert "Cancelled run: best so far" in final[4]
-    assert session.current().steerer.vectors == before
-    assert not session.lock.locked()
+    assert tiny_session.current().steerer.vectors == before
+    assert not tiny_session.lock.locked()
 
 
-def test_cancel_before_anything_was_scored(actions, session):
-    before = session.current().steerer.vectors
-    gen = actions.optimize(*form(actions))
+def test_cancel_before_anything_was_scored(optimize_actions, tiny_session):
+    before = tiny_session.current().steerer.vectors
+    gen = optimize_actions.optimize(*form(optimize_actions))
     first = next(gen)
     assert first[-1].startswith("Starting")
-    actions.cancel()
+    optimize_actions.cancel()
     final = views(gen)[-1]
     assert final[-1].startswith("✕ The optimization was cancelled")
     assert final[5] == UPDATE  # no result
-    assert session.current().steerer.vectors == before
+    assert tiny_session.current().steerer.vectors == before
 
 
-def test_only_one_run_at_a_time(actions):
-    first = actions.optimize(*form(actions))
+def test_only_one_run_at_a_time(optimize_actions):
+    first = optimize_actions.optimize(*form(optimize_actions))
     next(first)  # running
     try:
-        second = views(actions.optimize(*form(actions)))
+        second = views(optimize_actions.optimize(*form(optimize_actions)))
         assert "already running" in second[0][-1]
         # the second page is shown the running job, up to its result
         assert second[-1][-1].startswith("✓ Done."), second[-1][-1]
@@ -215,23 +149,25 @@ def test_only_one_run_at_a_time(actions):
         first.close()
 
 
-def test_apply_without_a_result_is_refused(actions):
-    (view,) = list(actions.apply(None))
+def test_apply_without_a_result_is_refused(optimize_actions):
+    (view,) = list(optimize_actions.apply(None))
     assert (
         view[3]
         == "⚠ Could not apply the best setting: Run an optimization first. Nothing was changed."
     )
 
 
-def test_apply_after_the_vectors_changed_is_refused(actions, steering, session):
-    *_, final = actions.optimize(*form(actions))
+def test_apply_after_the_vectors_changed_is_refused(
+    optimize_actions, steering_actions, tiny_session
+):
+    *_, final = optimize_actions.optimize(*form(optimize_actions))
     result = final[5]
-    last(steering.reset_vectors())
-    last(steering.add_vector("Another concept entirely.", "", 2, 1.0))
-    before = session.current().steerer.vectors
-    view = last(actions.apply(result))
+    last(steering_actions.reset_vectors())
+    last(steering_actions.add_vector("Another concept entirely.", "", 2, 1.0))
+    before = tiny_session.current().steerer.vectors
+    view = last(optimize_actions.apply(result))
     assert "The active vectors changed since this optimization ran" in view[3]
-    assert session.current().steerer.vectors == before
+    assert tiny_session.current().steerer.vectors == before
 
 
 def test_no_model(tmp_path):
@@ -248,24 +184,24 @@ def test_default_layer_range():
     assert default_layer_range(1) == (0, 0)
 
 
-def test_chat_waits_while_an_optimization_runs_and_says_so(actions, session):
+def test_chat_waits_while_an_optimization_runs_and_says_so(optimize_actions, tiny_session):
     from ui.chat_tab import ChatActions
 
-    run = actions.optimize(*form(actions))
+    run = optimize_actions.optimize(*form(optimize_actions))
     for view in run:
         if "1 of 5 evaluations" in view[0]:
             break  # the run holds the model lock now
-    chat = ChatActions(session).send("Hi", [], [], False, 4, 0)
+    chat = ChatActions(tiny_session).send("Hi", [], [], False, 4, 0)
     assert next(chat)[-1] == fmt.WAITING
     assert views(run)[-1][-1].startswith("✓ Done.")  # finish the run
     assert list(chat)[-1][-1].startswith("✓ Replied")
 
 
-def test_example_settings_fill_the_form(actions):
+def test_example_settings_fill_the_form(optimize_actions):
     from presets import load_preset
 
     preset = load_preset("sentiment").optimize
-    values = actions.example_settings()
+    values = optimize_actions.example_settings()
     assert len(values) == 28  # every field but the vector selection, then the status
     (task, folder, metric, limit, batch, particles, iterations, low, high, unit, s_min, s_max,
      a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers, first_round,
@@ -282,18 +218,18 @@ def test_example_settings_fill_the_form(actions):
     assert (a_min, a_max, c1, c2, w) == (-3.0, 3.0, preset["c1"], preset["c2"], preset["w"])
     assert (low, high) == (1, 3)  # the preset's 1-15, kept inside the tiny model's layers
     assert status.startswith("✓ Filled in the search settings") and "sentiment_heldout" in status
-    *fields, status = actions.example_settings("no_such_preset")
+    *fields, status = optimize_actions.example_settings("no_such_preset")
     assert fields == [UPDATE] * 27 and status.startswith("⚠ Could not load the example")
 
 
-def test_a_held_out_task_is_scored_after_the_search_and_reported(actions, session):
+def test_a_held_out_task_is_scored_after_the_search_and_reported(optimize_actions, tiny_session):
     from optimize import FitnessConfig, LmEvalFitness
     from steering import recapture
 
-    steerer = session.current().steerer
+    steerer = tiny_session.current().steerer
     before = steerer.vectors
     changes = {"task": "sentiment_search", "heldout_task": "sentiment_heldout", "heldout_limit": 6}
-    shown = views(actions.optimize(*form(actions, **changes)))
+    shown = views(optimize_actions.optimize(*form(optimize_actions, **changes)))
     assert any("scoring the held-out task" in v[0] for v in shown)
     assert "7 of 7 evaluations" in shown[-1][0]
     _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
@@ -323,13 +259,15 @@ def test_the_form_lays_out_every_form_setting_of_the_table_once():
     assert len(set(LAID_OUT)) == len(LAID_OUT)
 
 
-def test_a_first_round_from_the_tab_scores_the_finalists_on_every_document(actions, session):
+def test_a_first_round_from_the_tab_scores_the_finalists_on_every_document(
+    optimize_actions, tiny_session
+):
     """"First round on" 2 of the 4 documents: the progress says which round
     it is in, the table shows the finalists (scores on all 4), the summary
     says how many settings the first round scored, and the bar ends full."""
-    steerer = session.current().steerer
+    steerer = tiny_session.current().steerer
     before = steerer.vectors
-    shown = views(actions.optimize(*form(actions, workers=0, first_round=2)))
+    shown = views(optimize_actions.optimize(*form(optimize_actions, workers=0, first_round=2)))
     assert any("first round: scores on its fewer documents" in v[0] for v in shown)
     assert any("scoring the best settings of the first round on every document" in v[0] for v in shown)
     _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
@@ -341,5 +279,5 @@ def test_a_first_round_from_the_tab_scores_the_finalists_on_every_document(actio
     assert status.startswith("✓ Done.") and steerer.vectors == before
     saved = json.loads(Path(result_file["value"]).read_text())
     assert saved["first_round"]["samples"] == 2
-    shown = views(actions.optimize(*form(actions, workers=0, first_round=4)))
+    shown = views(optimize_actions.optimize(*form(optimize_actions, workers=0, first_round=4)))
     assert "fewer documents than the limit (4), got 4" in shown[-1][-1]

@@ -10,33 +10,38 @@ import re
 
 import pytest
 
-from optimize.run.journal import read_journal
 from steering.errors import InvalidInputError
 from ui.optimize_resume import latest_interrupted, workers_for
 from ui.optimize_tab import OptimizeActions, parse_request
-from tests.integration.test_ui_optimize import actions, form, session, steering, views  # noqa: F401 (fixtures)
+from tests.support.forms import form, views
 
 
 def _history(result):
     return [(e.iteration, e.particle, e.setting, dict(e.metrics), e.cached) for e in result.history]
 
 
-def test_a_cancelled_run_is_offered_and_resumes_to_the_uninterrupted_history(actions, session, tmp_path):  # noqa: F811
-    assert actions.resume_offer()[0] == ""
-    whole = views(actions.optimize(*form(actions, particles=2, iterations=3)))[-1][5]
-    assert not whole.cancelled and latest_interrupted(actions.save_dir) is None  # journal gone
+def test_a_cancelled_run_is_offered_and_resumes_to_the_uninterrupted_history(
+    optimize_actions, tiny_session, tmp_path
+):
+    assert optimize_actions.resume_offer()[0] == ""
+    whole = views(
+        optimize_actions.optimize(*form(optimize_actions, particles=2, iterations=3))
+    )[-1][5]
+    # the journal is gone
+    assert not whole.cancelled and latest_interrupted(optimize_actions.save_dir) is None
     shown = []
-    for view in actions.optimize(*form(actions, particles=2, iterations=3)):
+    for view in optimize_actions.optimize(*form(optimize_actions, particles=2, iterations=3)):
         shown.append(view)
         done = re.search(r"(\d+) of 7 evaluations", str(view[0]))
         if done and int(done.group(1)) >= 2:
-            actions.cancel()
+            optimize_actions.cancel()
     assert shown[-1][5].cancelled
-    path, kept = latest_interrupted(actions.save_dir)
-    text, button = actions.resume_offer()
+    path, kept = latest_interrupted(optimize_actions.save_dir)
+    text, button = optimize_actions.resume_offer()
     assert "interrupted run" in text and f"{len(kept.search)} settings of at most 6 scored" in text
     assert button["visible"] is True and 1 <= len(kept.search) < 6
-    again = OptimizeActions(session, actions.save_dir)  # as after a restart of the app
+    # as after a restart of the app
+    again = OptimizeActions(tiny_session, optimize_actions.save_dir)
     final = views(again.resume())[-1]
     resumed = final[5]
     assert not resumed.cancelled and _history(resumed) == _history(whole)
@@ -44,13 +49,13 @@ def test_a_cancelled_run_is_offered_and_resumes_to_the_uninterrupted_history(act
     assert "There is no interrupted run" in views(again.resume())[-1][-1]
 
 
-def test_ray_workers_need_a_model_loaded_from_files(actions, session):  # noqa: F811
-    request = parse_request(*form(actions), 2)  # the form's last field: Ray workers
+def test_ray_workers_need_a_model_loaded_from_files(optimize_actions, tiny_session):
+    request = parse_request(*form(optimize_actions), 2)  # the form's last field: Ray workers
     assert request.workers == 2
-    current = session.current()
+    current = tiny_session.current()
     assert current.loaded.origin is None  # the tiny model was handed over in memory
     with pytest.raises(InvalidInputError, match="handed over in memory"):
         workers_for(current, request, (0,))
-    assert workers_for(current, parse_request(*form(actions)), (0,)) is None
+    assert workers_for(current, parse_request(*form(optimize_actions)), (0,)) is None
     with pytest.raises(InvalidInputError, match="Ray workers"):
-        parse_request(*form(actions), -1)
+        parse_request(*form(optimize_actions), -1)

@@ -9,6 +9,7 @@ runs the very same ones under Gradio 4.37.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest

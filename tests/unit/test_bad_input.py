@@ -15,9 +15,9 @@ import threading
 
 import pytest
 
+from tests.support.bad_input import GOOD, refused, unchanged
+from tests.support.models import clean_steerer
 from ui.steering_tab import SteeringActions
-
-GOOD = "I love this, it is wonderful."
 
 
 @pytest.fixture
@@ -26,18 +26,6 @@ def steering(tiny_session, tmp_path):
     *_, view = actions.add_vector(GOOD, "I hate this.", 1, 2.0)
     assert view[2].startswith("✓ Added"), view[2]
     return actions
-
-
-def refused(status: str) -> None:
-    assert status.startswith("⚠ Could not"), status
-    assert "unexpected error" not in status, status
-
-
-def unchanged(session, before) -> None:
-    steerer = session.current().steerer
-    assert steerer.vectors == before
-    assert steerer.steered_layers() == sorted({v.layer for v in before})
-    assert not session.lock.locked()
 
 
 @pytest.mark.parametrize(
@@ -206,7 +194,6 @@ def test_a_vector_file_from_another_model_is_refused_naming_both(
     file loaded back into tiny-llama's session: refused, the message names
     the file's model and the loaded one with their sizes; nothing changes."""
     from steering.session import ModelSession
-    from tests.conftest import clean_steerer
 
     *_, (saved, _status) = steering.save_vectors("llama.safetensors")
     loaded = tiny_gpt2 if other == "gpt2" else _wide_llama(tokenizer)
@@ -236,7 +223,6 @@ def test_a_file_from_a_model_of_the_same_shape_loads_with_a_note(
     """Same hidden size and layer count (a fine-tune of the same base): the
     vectors fit, so they load, and the status says which model made them."""
     from steering.session import ModelSession
-    from tests.conftest import clean_steerer
 
     *_, (saved, _status) = steering.save_vectors("llama.safetensors")
     sibling = tiny_factory(1)

@@ -12,14 +12,11 @@ import math
 import pytest
 
 from steering.session import ModelSession  # noqa: F401 - the fixtures' type
-from tests.unit.test_bad_input import refused, unchanged
-from tests.integration.test_ui_optimize import UPDATE, actions, form, session, steering  # noqa: F401
+from tests.support.bad_input import HUGE, LONG, ODD, refused, unchanged
+from tests.support.forms import UPDATE, form
 from ui.chat_tab import ChatActions
 from ui.optimize_form import NAMES
 
-HUGE = 10**12
-LONG = "x" * 100_000
-ODD = ("\u202e😀 שלום", "../../etc/passwd")
 COMMON = (None, "   ", math.nan, math.inf, -math.inf, HUGE, LONG, *ODD)
 NUMBERS = (-1, 1.5, HUGE)
 
@@ -55,22 +52,22 @@ CASES = [
 ]
 
 
-def _refused_at_start(actions, session, **changes) -> str:  # noqa: F811
-    before = session.current().steerer.vectors
-    values = form(actions, **changes)
-    first = next(actions.optimize(*values))
+def _refused_at_start(optimize_actions, tiny_session, **changes) -> str:
+    before = tiny_session.current().steerer.vectors
+    values = form(optimize_actions, **changes)
+    first = next(optimize_actions.optimize(*values))
     status = first[-1]
     refused(status)
     assert all(part == UPDATE for part in first[:-1]), first  # nothing else changed
-    assert actions.jobs.latest is None, "a run started"
-    unchanged(session, before)
+    assert optimize_actions.jobs.latest is None, "a run started"
+    unchanged(tiny_session, before)
     return status
 
 
 @pytest.mark.parametrize(("name", "value"), CASES)
-def test_every_optimize_field_refuses_bad_values(actions, session, name, value):  # noqa: F811
+def test_every_optimize_field_refuses_bad_values(optimize_actions, tiny_session, name, value):
     changes = {name: value, **(HELD if name == "heldout_limit" else {})}
-    status = _refused_at_start(actions, session, **changes)
+    status = _refused_at_start(optimize_actions, tiny_session, **changes)
     assert len(status) < 600, status  # a 100,000-character value is not echoed back
 
 
@@ -79,13 +76,14 @@ def test_every_optimize_field_refuses_bad_values(actions, session, name, value):
     [{"layer_min": 3, "layer_max": 0}, {"alpha_min": 4.0, "alpha_max": -4.0}],
     ids=["layers", "alphas"],
 )
-def test_reversed_bounds_are_refused(actions, session, changes):  # noqa: F811
-    status = _refused_at_start(actions, session, **changes)
+def test_reversed_bounds_are_refused(optimize_actions, tiny_session, changes):
+    status = _refused_at_start(optimize_actions, tiny_session, **changes)
     assert "range" in status
 
 
-def test_no_vector_selected_is_refused(actions, session):  # noqa: F811
-    assert "Select at least one vector" in _refused_at_start(actions, session, vectors=[])
+def test_no_vector_selected_is_refused(optimize_actions, tiny_session):
+    refusal = _refused_at_start(optimize_actions, tiny_session, vectors=[])
+    assert "Select at least one vector" in refusal
 
 
 # -- Chat -----------------------------------------------------------------------
@@ -94,40 +92,40 @@ HISTORY = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "
 
 
 @pytest.fixture
-def chat(steering):  # noqa: F811 - a vector is active, so replies are steered
-    return ChatActions(steering.session)
+def chat(steering_actions):
+    return ChatActions(steering_actions.session)
 
 
-def _chat_refused(chat, session, message, tokens=8, temperature=0.0):  # noqa: F811
-    before = session.current().steerer.vectors
+def _chat_refused(chat, tiny_session, message, tokens=8, temperature=0.0):
+    before = tiny_session.current().steerer.vectors
     views = list(chat.send(message, list(HISTORY), [], False, tokens, temperature))
     status = views[-1][-1]
     assert status.startswith("⚠"), status
     assert "unexpected error" not in status, status
     states = views[-1][2:4]
     assert all(state == UPDATE for state in states), states  # history and log unchanged
-    unchanged(session, before)
+    unchanged(tiny_session, before)
     return status
 
 
 @pytest.mark.parametrize("message", [None, "", "   \n\t", LONG], ids=["none", "empty", "space", "long"])
-def test_bad_chat_messages_are_refused(chat, session, message):  # noqa: F811
-    status = _chat_refused(chat, session, message)
+def test_bad_chat_messages_are_refused(chat, tiny_session, message):
+    status = _chat_refused(chat, tiny_session, message)
     assert len(status) < 600, status
 
 
 @pytest.mark.parametrize("tokens", [None, "", "   ", math.nan, math.inf, -1, 0, 1.5, HUGE, *ODD])
-def test_bad_reply_lengths_are_refused(chat, session, tokens):  # noqa: F811
-    _chat_refused(chat, session, "Hello there", tokens=tokens)
+def test_bad_reply_lengths_are_refused(chat, tiny_session, tokens):
+    _chat_refused(chat, tiny_session, "Hello there", tokens=tokens)
 
 
 @pytest.mark.parametrize("temperature", [None, "", math.nan, math.inf, -math.inf, -1, HUGE, *ODD])
-def test_bad_temperatures_are_refused(chat, session, temperature):  # noqa: F811
-    _chat_refused(chat, session, "Hello there", temperature=temperature)
+def test_bad_temperatures_are_refused(chat, tiny_session, temperature):
+    _chat_refused(chat, tiny_session, "Hello there", temperature=temperature)
 
 
 @pytest.mark.parametrize("message", [*ODD, "<img src=x onerror=alert(1)> [a](javascript:x)"])
-def test_unicode_rtl_emoji_and_path_like_messages_are_plain_text(chat, session, message):  # noqa: F811
+def test_unicode_rtl_emoji_and_path_like_messages_are_plain_text(chat, tiny_session, message):
     views = list(chat.send(message, [], [], False, 4, 0.0))
     final = views[-1]
     assert final[-1].startswith("✓ Replied"), final[-1]

@@ -19,8 +19,8 @@ from optimize.scoring.task_sources import SHIPPED_TASKS, AllowedTaskSources
 from steering.limits import MAX_PROMPTS_PER_CAPTURE
 from steering.persist import DataFolder
 from steering.session import ModelSession
-from tests.unit.test_bad_input import GOOD, unchanged
-from tests.unit.test_bad_input_forms import HUGE, LONG, ODD
+from tests.support.bad_input import GOOD, HUGE, LONG, ODD, unchanged
+from tests.support.models import clean_steerer
 from ui.explore_tab import ExploreActions
 from ui.gguf_panel import GgufActions
 from ui.saved_tab import SavedActions
@@ -189,7 +189,6 @@ def test_explore_refuses_bad_cells_prompts_reply_lengths_and_measures(explore, t
 
 
 def test_bad_saved_choices_are_refused(tiny, tmp_path):
-    from tests.conftest import clean_steerer
 
     with clean_steerer(tiny):
         session = ModelSession(lambda: tiny, data=DataFolder(tmp_path))

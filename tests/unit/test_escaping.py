@@ -16,7 +16,7 @@ from markdown_it import MarkdownIt
 
 from steering.models import ModelInfo
 from ui import format as fmt
-from tests.markdown_text import shown
+from tests.support.markdown_text import shown
 from ui.steering_tab import SteeringActions
 
 PAYLOADS = (
@@ -72,11 +72,11 @@ def tags(markdown: str) -> list[str]:
 
 def test_result_summary_escapes_prompts_and_task_names():
     from optimize import VectorRecord
-    from tests.unit.test_optimize_space import _result
+    from tests.support.results import sample_result
 
     def summary(prompts, text):
         return fmt.result_summary(
-            _result(
+            sample_result(
                 vectors=(VectorRecord(0, 12, 2.0, prompts, (text,)), VectorRecord(2, 8, 1.0, ("c",))),
                 metric=text,
             )

@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from steering.capture import capture_vector
-from tests.integration.test_ui_optimize import form, views
+from tests.support.forms import form, views
 from ui.jobs import BackgroundJob, JobRegistry
 from ui.optimize_tab import OptimizeActions
 from ui.steering_tab import SteeringActions

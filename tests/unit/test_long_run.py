@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 
-from tests.integration.test_ui_optimize import actions, form, session, steering, views  # noqa: F401
+from tests.support.forms import form, views
 from optimize.run.results import Progress
 from ui.jobs import RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
@@ -94,33 +94,35 @@ def _until_asked(gen):
     raise AssertionError("the run never asked")
 
 
-def test_a_long_run_asks_and_the_optimize_button_is_the_go_ahead(actions, session):  # noqa: F811
-    actions.long_run_seconds = 0  # every run counts as long
-    first = actions.optimize(*form(actions))
+def test_a_long_run_asks_and_the_optimize_button_is_the_go_ahead(optimize_actions, tiny_session):
+    optimize_actions.long_run_seconds = 0  # every run counts as long
+    first = optimize_actions.optimize(*form(optimize_actions))
     question = _until_asked(first)
     assert "4 evaluations left" in question[-1] and "click **Optimize vectors** again" in question[-1]
-    assert actions.jobs.running is not None and session.lock.locked()  # it waits, holding the model
-    again = views(actions.optimize(*form(actions, particles=9)))  # the go-ahead, not a new run
+    # it waits, holding the model
+    assert optimize_actions.jobs.running is not None and tiny_session.lock.locked()
+    # the go-ahead, not a new run
+    again = views(optimize_actions.optimize(*form(optimize_actions, particles=9)))
     assert "already running" not in again[0][-1]
     assert again[-1][-1].startswith("✓ Done."), again[-1][-1]
     final = views(first)[-1]
     result = final[5]
     assert final[-1].startswith("✓ Done.") and len(result.history) == 5  # 1 + 2 particles x 2
-    assert not session.lock.locked()
+    assert not tiny_session.lock.locked()
 
 
-def test_cancel_answers_the_question(actions, session):  # noqa: F811
-    before = session.current().steerer.vectors
-    actions.long_run_seconds = 0
-    gen = actions.optimize(*form(actions))
+def test_cancel_answers_the_question(optimize_actions, tiny_session):
+    before = tiny_session.current().steerer.vectors
+    optimize_actions.long_run_seconds = 0
+    gen = optimize_actions.optimize(*form(optimize_actions))
     _until_asked(gen)
-    assert actions.cancel().startswith("✕ Cancelling")
+    assert optimize_actions.cancel().startswith("✕ Cancelling")
     final = views(gen)[-1]
     assert "cancelled before any steering setting was scored" in final[-1], final[-1]
-    assert session.current().steerer.vectors == before and not session.lock.locked()
+    assert tiny_session.current().steerer.vectors == before and not tiny_session.lock.locked()
 
 
-def test_a_short_run_does_not_ask(actions):  # noqa: F811
-    shown = views(actions.optimize(*form(actions)))
+def test_a_short_run_does_not_ask(optimize_actions):
+    shown = views(optimize_actions.optimize(*form(optimize_actions)))
     assert not any(view[-1].startswith(ASKS) for view in shown)
     assert shown[-1][-1].startswith("✓ Done.")

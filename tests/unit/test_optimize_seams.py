@@ -25,7 +25,7 @@ from optimize import (
     swarm_search,
 )
 from steering.errors import InvalidInputError
-from tests.unit.test_optimize_space import _result
+from tests.support.results import sample_result
 
 SPACE = SearchSpace(layer_min=0, layer_max=6, alpha_min=-4.0, alpha_max=4.0)
 
@@ -162,7 +162,7 @@ def test_a_cancel_stops_a_batch_between_two_settings():
 
 
 def test_every_metric_is_saved_and_a_version_1_file_still_loads(tmp_path):
-    result = _result()
+    result = sample_result()
     extra = Evaluation.scored(
         2, 0, SPACE.decode([4.0, 1.0, 5.0, 0.0]), Metrics(target=0.7, target_stderr=0.01, kl=0.3), 1.0
     )

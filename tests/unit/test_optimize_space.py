@@ -25,12 +25,12 @@ from optimize import (
     PsoConfig,
     SearchSpace,
     Setting,
-    VectorRecord,
     round_half_away,
     swarm_search,
 )
 from optimize.search.strategies._pyswarms import import_pyswarms
 from steering.errors import InvalidInputError
+from tests.support.results import sample_result
 
 # A plain `import pyswarms` would write ./report.log and reconfigure logging.
 sphere = import_pyswarms("pyswarms.utils.functions.single_obj").sphere
@@ -333,41 +333,8 @@ def test_pyswarms_leaves_logging_and_the_working_directory_alone(tmp_path, monke
 # ---------------------------------------------------------------- the result file
 
 
-def _result(**changes) -> OptimizationResult:
-    baseline = Evaluation(-1, -1, (), (), 0.5, 0.05, 1.0)
-    history = [
-        baseline,
-        Evaluation(0, 0, (3, 5), (1.25, -2.0), 0.55, 0.049, 1.1),
-        Evaluation(0, 1, (4, 5), (0.5, 0.0), 0.62, math.nan, 1.2),
-        Evaluation(1, 0, (4, 5), (0.5, 0.0), 0.62, math.nan, 0.0, cached=True),
-        Evaluation(1, 1, (2, 2), (3.0, 3.0), 0.40, 0.05, 1.3),
-    ]
-    values = dict(
-        baseline=baseline,
-        best=history[2],
-        history=history,
-        vector_indices=(0, 2),
-        vectors=(
-            VectorRecord(0, 12, 2.0, ("joy",), ("grief",)),
-            VectorRecord(2, 8, 1.0, ("calm",)),
-        ),
-        seed=7,
-        fitness=FitnessConfig("steer_sentiment", limit=50),
-        space=SearchSpace(2, 5, -4.0, 4.0),
-        pso=PsoConfig(particles=2, iterations=2, seed=7),
-        model="SmolLM2-135M-Instruct",
-        num_layers=30,
-        metric="acc,none",
-        higher_is_better=True,
-        samples=50,
-        cancelled=False,
-        wall_seconds=4.6,
-    )
-    return OptimizationResult(**(values | changes))
-
-
 def test_result_reports_gain_and_best_by_iteration():
-    result = _result()
+    result = sample_result()
     assert result.gain_points == pytest.approx(12.0)
     assert result.best_by_iteration() == [0.62, 0.62]
     assert len(result.evaluations) == 4
@@ -375,20 +342,20 @@ def test_result_reports_gain_and_best_by_iteration():
 
 
 def test_result_improved_only_when_a_steering_setting_beats_the_baseline():
-    result = _result()
+    result = sample_result()
     assert result.improved  # 0.62 vs 0.50, alphas (0.5, 0.0)
     history = result.history
-    assert not _result(best=history[4]).improved  # 0.40: below the baseline
+    assert not sample_result(best=history[4]).improved  # 0.40: below the baseline
     tie = dataclasses.replace(history[1], score=0.5)
-    assert not _result(best=tie).improved  # level with the baseline
+    assert not sample_result(best=tie).improved  # level with the baseline
     zero = dataclasses.replace(history[2], alphas=(0.0, 0.0))
-    assert not _result(best=zero).improved  # alpha 0 everywhere: the baseline itself
-    lower = _result(best=history[4], higher_is_better=False)
+    assert not sample_result(best=zero).improved  # alpha 0 everywhere: the baseline itself
+    lower = sample_result(best=history[4], higher_is_better=False)
     assert lower.improved  # a lower score is better for this metric
 
 
 def test_result_round_trips_through_json(tmp_path):
-    result = _result()
+    result = sample_result()
     path = result.save(tmp_path / "result.json")
     text = path.read_text()
     assert "NaN" not in text  # JSON has no NaN: a missing stderr is null
@@ -413,7 +380,7 @@ def test_result_round_trips_through_json(tmp_path):
 
 
 def test_held_out_scores_round_trip_and_old_files_still_load(tmp_path):
-    result = _result()
+    result = sample_result()
     heldout = HeldOutScores(
         fitness=FitnessConfig("sentiment_heldout", limit=60),
         metric="acc,none",

@@ -10,7 +10,7 @@ import pytest
 from ui.app import build_app
 from ui.steering_tab import SteeringActions
 
-from tests.integration.test_ui_optimize import last
+from tests.support.forms import last
 
 
 def test_a_typed_layer_out_of_range_is_refused_not_clamped(tiny_session, tmp_path):
