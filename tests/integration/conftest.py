@@ -62,7 +62,9 @@ class CliRun:
 QUIETED_LOGGERS = ("lm_eval", "transformers", "datasets")
 
 
-def _cli(main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
+def _cli(
+    main: Callable[[list[str]], int], capsys: pytest.CaptureFixture[str]
+) -> Callable[..., CliRun]:
     def run(*argv: str) -> CliRun:
         capsys.readouterr()  # only this run's output
         levels = {name: logging.getLogger(name).level for name in QUIETED_LOGGERS}
@@ -93,3 +95,30 @@ def steering_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
     from steering.__main__ import main
 
     return _cli(main, capsys)
+
+
+@pytest.fixture
+def embedded_loads(
+    smollm2: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[object, ...]]:
+    """A command line run in this process that loads the embedded SmolLM2
+    (load_model with no model and no file) gets this session's SmolLM2
+    instead of a second copy; each such call is recorded in the list returned."""
+    import steering
+    import steering.__main__
+    import steering.models
+
+    real = steering.models.load_model
+    asked: list[tuple[object, ...]] = []
+
+    def load(
+        model: str | None = None, gguf_file: str | None = None, device: str | None = None
+    ) -> LoadedModel:
+        if model is None and gguf_file is None:
+            asked.append((model, gguf_file, device))
+            return smollm2
+        return real(model, gguf_file, device)
+
+    for module in (steering, steering.models, steering.__main__):
+        monkeypatch.setattr(module, "load_model", load)
+    return asked

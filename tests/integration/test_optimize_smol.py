@@ -1,12 +1,10 @@
 """The optimizer on the embedded SmolLM2 with the shipped local tasks: an
-end-to-end run, batch-size invariance of steered scores, and the CLI."""
+end-to-end run, batch-size invariance of steered scores, and the command line
+(in this process, on the session's SmolLM2)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -102,55 +100,30 @@ def test_steered_loglikelihoods_do_not_depend_on_batch_size(steerer):
     )
 
 
-def _cli(args, cwd):
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "optimize", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
+def test_cli_writes_the_result_and_fails_cleanly(
+    steerer, optimize_cli, embedded_loads, tmp_path, monkeypatch
+):
+    """python -m optimize with no --model: the embedded SmolLM2 (the session's
+    load stands in for the command's), run in this process from tmp_path."""
+    monkeypatch.chdir(tmp_path)  # where pyswarms would leave a report.log
     vectors = save_vectors(tmp_path / "joy.safetensors", steerer.vectors, steerer.info)
     out = tmp_path / "result.json"
     common = ["--vectors", str(vectors), "--include-path", TASKS, "--limit", "4", "--out", str(out)]
 
-    bad = _cli([*common, "--task", "steer_sentimnet"], tmp_path)
-    assert bad.returncode != 0
-    assert bad.stderr.count("\n") == 1, bad.stderr
-    assert "'steer_sentimnet' is not registered" in bad.stderr
-    assert "Did you mean 'steer_sentiment'" in bad.stderr
+    bad = optimize_cli(*common, "--task", "steer_sentimnet")
+    assert bad.code != 0
+    assert bad.err.count("\n") == 1, bad.err
+    assert "'steer_sentimnet' is not registered" in bad.err
+    assert "Did you mean 'steer_sentiment'" in bad.err
     assert not out.exists()
 
-    ok = _cli(
-        [
-            *common,
-            "--task",
-            "steer_sentiment",
-            "--particles",
-            "2",
-            "--iterations",
-            "1",
-            "--batch-size",
-            "4",
-            "--seed",
-            "1",
-            "--layer-min",
-            "8",
-            "--layer-max",
-            "16",
-            "--alpha-min",
-            "-4",
-            "--alpha-max",
-            "4",
-        ],
-        tmp_path,
+    ok = optimize_cli(
+        *common,
+        *("--task", "steer_sentiment", "--particles", "2", "--iterations", "1"),
+        *("--batch-size", "4", "--seed", "1", "--layer-min", "8", "--layer-max", "16"),
+        *("--alpha-min", "-4", "--alpha-max", "4"),
     )
-    assert ok.returncode == 0, ok.stderr
+    assert ok.code == 0, ok.err
     data = json.loads(out.read_text())
     assert data["format"] == "steerswarm.optimization"
     # --limit 4 documents, half of them held out from the search by default
@@ -161,6 +134,7 @@ def test_cli_writes_the_result_and_fails_cleanly(steerer, tmp_path):
     assert data["gain_points"] == pytest.approx(
         100 * (data["best"]["score"] - data["baseline"]["score"])
     )
-    assert "baseline" in ok.stdout and "saved" in ok.stdout
-    assert "optimizing" in ok.stderr  # the progress bar
+    assert "baseline" in ok.out and "saved" in ok.out
+    assert "optimizing" in ok.err  # the progress bar
     assert not (tmp_path / "report.log").exists()
+    assert embedded_loads and all(asked[:2] == (None, None) for asked in embedded_loads)
