@@ -114,7 +114,7 @@ def test_steer_then_chat_beside_the_unsteered_model(page, screenshot_dir):
 
 def test_optimize_then_apply_best_then_another_point_of_the_front(page, screenshot_dir):
     """Optimize, see the target-vs-KL plot, apply the recommended setting, then
-    a point of the front that is not the recommended one (issue 11)."""
+    a point of the front that is not the recommended one."""
     from playwright.sync_api import expect
 
     add_joy_vector(page)

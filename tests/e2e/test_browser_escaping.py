@@ -3,7 +3,7 @@ Markdown links are shown as text everywhere (status lines, the table, the
 optimization summary); none becomes an element of the page. A run survives a
 page reload: the reloaded page shows its progress, lets it go on and shows
 its result; the reloaded Steering tab shows the active vectors while the run
-holds the model (issue 10). Cancel from any page, and a page opened after the
+holds the model. Cancel from any page, and a page opened after the
 run getting its result, use the same registry and are tested without a
 browser in tests/unit/test_jobs.py, to keep this to one run and one reload. Runs
 on the tiny Llama (a few seconds of model work)."""

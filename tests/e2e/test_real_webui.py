@@ -255,7 +255,7 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
 
     add_joy_vector(page)
     page.get_by_role("tab", name="Optimize", exact=True).click()
-    # Issue 9, item 6: the Limit box sat lower than its row (its help text wraps).
+    # The Limit box once sat lower than its row (its help text wraps).
     for row in (("Limit", "Batch size", "Particles", "Iterations"), ("Lowest layer", "Highest layer"),
                 ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha")):  # fmt: skip
         tops = form_row_tops(page, row)
@@ -313,7 +313,7 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
 
 
 def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui, screenshot_dir):
-    """Issue 15 in the webui: the tab exports the vectors as a GGUF control
+    """In the webui: the tab exports the vectors as a GGUF control
     vector and shows the llama-server flags; the user puts them in the Model
     tab's extra-flags with the llama.cpp loader. This webui build has no
     llama.cpp binaries (they come as binary wheels from GitHub, outside the

@@ -1,4 +1,4 @@
-"""A first round on fewer documents (issue 13, optimize/run/first_round.py): the
+"""A first round on fewer documents (optimize/run/first_round.py): the
 search scores every setting on the first few documents, its best three
 distinct settings are then scored on all of them, and the best of those is
 the result. Checked against the plain search on those few documents and

@@ -1,4 +1,4 @@
-"""The run journal (issue 14): whole fsynced lines, a torn last line dropped,
+"""The run journal: whole fsynced lines, a torn last line dropped,
 another run's journal refused; a run cancelled midway resumes without
 scoring anything twice; and `python -m optimize` killed with SIGKILL mid-run
 resumes with `--resume JOURNAL` to the history of an uninterrupted run."""

@@ -495,35 +495,18 @@ def test_a_bad_held_out_task_fails_before_any_scoring(steerer, sentiment_task, m
     assert _unchanged(steerer, originals, layers)
 
 
-def test_cli_reports_the_held_out_scores(steerer, tiny, sentiment_task, tmp_path):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
+def test_cli_reports_the_held_out_scores(steerer, tiny_dir, sentiment_task, optimize_cli, tmp_path):
     from steering import save_vectors
 
-    root = Path(__file__).resolve().parents[2]
-    model_dir = tmp_path / "tiny-model"
-    tiny.model.save_pretrained(model_dir)
-    tiny.tokenizer.save_pretrained(model_dir)
     vectors = save_vectors(tmp_path / "v.safetensors", steerer.vectors[:1], steerer.info)
     out = tmp_path / "result.json"
     common = [
-        *("--model", str(model_dir), "--vectors", str(vectors), "--out", str(out)),
+        *("--model", str(tiny_dir), "--vectors", str(vectors), "--out", str(out)),
         *("--include-path", sentiment_task, "--task", "tiny_sentiment", "--limit", "6"),
     ]
 
     def cli(*args):
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(root)}
-        return subprocess.run(
-            [sys.executable, "-m", "optimize", *common, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=tmp_path,
-            timeout=300,
-        )
+        return optimize_cli(*common, *args)
 
     for args, message in [
         (("--heldout-task", "tiny_heldot"), "'tiny_heldot' is not registered"),
@@ -531,7 +514,7 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, sentiment_task, tmp_path
         (("--heldout-limit", "3"), "--heldout-limit needs --heldout-task"),
     ]:
         bad = cli(*args)
-        assert bad.returncode == 1 and message in bad.stderr and bad.stderr.count("\n") == 1
+        assert bad.code == 1 and message in bad.err and bad.err.count("\n") == 1
         assert not out.exists()
 
     ok = cli(
@@ -539,24 +522,24 @@ def test_cli_reports_the_held_out_scores(steerer, tiny, sentiment_task, tmp_path
         *("--particles", "2", "--iterations", "1", "--layer-max", "3"),
         *("--alpha-min", "-30", "--alpha-max", "30"),
     )
-    assert ok.returncode == 0, ok.stderr
+    assert ok.code == 0, ok.err
     data = json.loads(out.read_text())
     held = data["heldout"]
     assert held["task"] == "tiny_heldout" and held["samples"] == 6
     assert held["fitness"]["limit"] is None and held["best"]["layers"] == data["best"]["layers"]
-    assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.stdout
-    assert f"({held['gain_points']:+.1f} points)" in ok.stdout
+    assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.out
+    assert f"({held['gain_points']:+.1f} points)" in ok.out
     # without a held-out task the task's own documents are split (default 0.5)
     split = cli(
         *("--quiet", "--particles", "2", "--iterations", "1", "--layer-max", "3"),
         *("--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
     )
-    assert split.returncode == 0, split.stderr
+    assert split.code == 0, split.err
     data = json.loads(out.read_text())
     assert data["split"] == {"fraction": 0.5, "seed": 0} and data["samples"] == 3
     assert data["heldout"]["samples"] == 3 and data["heldout"]["paired"]["documents"] == 3
-    assert "held-out: the held-out 3 documents" in split.stdout
-    assert "exact sign test p = " in split.stdout and "Pareto front" in split.stdout
+    assert "held-out: the held-out 3 documents" in split.out
+    assert "exact sign test p = " in split.out and "Pareto front" in split.out
 
 
 def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, sentiment_task):
@@ -579,7 +562,7 @@ def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, sentiment_ta
 def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     steerer, sentiment_task, tmp_path
 ):
-    """Issue 11 end to end on the tiny model: the search scores one side of a
+    """The held-out split and the KL guard end to end on the tiny model: the search scores one side of a
     seeded split, the held-out side gets the baseline and the recommended
     setting with a paired test, every evaluation carries "kl", and the result
     file holds the front and the recommendation."""

@@ -1,4 +1,4 @@
-"""Search bounds in strength units (issue 12): one range for every layer and
+"""Search bounds in strength units: one range for every layer and
 vector, turned into each vector's alpha at the setting's layer."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Task sources: a page may only use the task folders the operator allowed.
 
-The exploit (issue 10): a visitor uploads a task YAML and its Python through
+The exploit this prevents: a visitor uploads a task YAML and its Python through
 "Load vectors" (Gradio keeps uploads in its upload folder), points the Task
 folder at that folder, and lm-eval imports the Python. Here the Python writes
 a sentinel file when imported; the folder must be refused and the sentinel

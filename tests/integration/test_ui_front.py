@@ -1,5 +1,5 @@
-"""Issue 11 in the Optimize tab, at the level of its handlers (no browser): the
-split, objective and guard fields of the form, the target-vs-KL plot with its
+"""The held-out split and the KL guard in the Optimize tab, at the level of its
+handlers (no browser): the split, objective and guard fields of the form, the target-vs-KL plot with its
 Pareto front, and applying any point of the front (by its position, not its
 label), refused like Apply best when the active vectors changed."""
 
@@ -199,7 +199,7 @@ def test_a_bad_point_is_refused(actions, known, tiny_session):
         *_, status, box = last(actions.front.apply_point(known, index))
         assert status == fmt.failed("apply the point of the front", needle) and box == UPDATE
         assert tiny_session.current().steerer.vectors == before
-    for index in (math.nan, math.inf, 1.5, "x" * 100_000, "\u202e😀 שלום"):  # issue 10's sweep
+    for index in (math.nan, math.inf, 1.5, "x" * 100_000, "\u202e😀 שלום"):  # the bad-input sweep's values
         *_, status, box = last(actions.front.apply_point(known, index))
         assert status.startswith("⚠") and "There is no point" in status and len(status) < 600
         assert tiny_session.current().steerer.vectors == before

@@ -1,4 +1,4 @@
-"""The Optimize tab and interrupted runs (issue 14): a run keeps its journal in
+"""The Optimize tab and interrupted runs: a run keeps its journal in
 the results folder, a cancelled (or crashed) run is offered for resuming,
 and resuming finishes it with the history of an uninterrupted run, scoring
 only what was left; Ray workers are refused for a model handed over in

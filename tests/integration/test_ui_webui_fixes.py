@@ -1,4 +1,4 @@
-"""What webui users hit (issue 9), at the level of the tab's handlers: no
+"""What webui users hit, at the level of the tab's handlers: no
 "Apply best" for a setting that did not beat the unsteered model, "no model"
 before "select a vector", no flicker back to "Optimizing" after Cancel, and
 the note a reply gets while an optimization holds the model."""
@@ -26,8 +26,8 @@ def form(actions, **changes):
         "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
         "w": 0.9, "seed": 0, "heldout_task": "", "heldout_limit": 100,
-        # the split off and the target alone, as these tests were written (issue 11's
-        # defaults are tested in test_ui_front.py)
+        # the split off and the target alone, as these tests were written (the
+        # held-out split and KL guard, the defaults, are tested in test_ui_front.py)
         "holdout_fraction": 0.0, "objective": "target", "kl_budget": 0.5, "guard_task": "",
         "max_guard_drop": 5.0,
     }  # fmt: skip
@@ -140,7 +140,7 @@ def test_tables_are_capped_in_this_gradio():
      (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "scores 7 settings")],
 )  # fmt: skip
 def test_the_optimize_tab_warns_before_a_run_that_replies_wait(particles, iterations, limit, size):
-    """Issue 9, item 4: before a run starts, the tab says how much it scores
+    """Before a run starts, the tab says how much it scores
     and that chat replies (the webui's too) wait until it ends."""
     from ui.optimize_layout import plan_line
 

@@ -1,4 +1,4 @@
-"""Issue 12: task-pair vectors, PCA of paired differences, the strength unit."""
+"""Task-pair vectors, PCA of paired differences, the strength unit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ray workers on the tiny Llama (issue 14): a local Ray of 2 CPU actors gives
+"""Ray workers on the tiny Llama: a local Ray of 2 CPU actors gives
 the same history as a run without Ray for a seed, and an actor killed while
 the run goes on has its setting scored again on a new actor, with a
 complete history that scores nothing twice."""

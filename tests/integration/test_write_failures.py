@@ -1,4 +1,4 @@
-"""Issue 17, finding 2: every write failure is a clear one-line error and
+"""Every write failure is a clear one-line error and
 loses nothing. The output path of `python -m steering capture` is checked
 before the model loads; `python -m optimize` writes its result where it can
 and says where; SIGTERM stops a run like Ctrl-C and saves the partial result.

@@ -48,8 +48,8 @@ def form(actions: OptimizeActions, **changes: Any) -> list[Any]:
         "seed": 0,
         "heldout_task": "",
         "heldout_limit": 100,
-        # the split off and the target alone, as before issue 11 (tests of
-        # the defaults pass their own)
+        # the split off and the target alone, as before the held-out split and
+        # KL guard became the defaults (tests of the defaults pass their own)
         "holdout_fraction": 0.0,
         "objective": "target",
         "kl_budget": 0.5,

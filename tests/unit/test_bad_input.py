@@ -1,4 +1,4 @@
-"""A sweep of bad input on the Steering tab's handlers (issue 10): each gets a
+"""A sweep of bad input on the Steering tab's handlers: each gets a
 clear message (no "unexpected error"), leaves the active vectors as they
 were, and leaves no hook behind; 20 add/remove cycles leak no hook or thread
 and keep memory flat; a file from another model is refused by name."""

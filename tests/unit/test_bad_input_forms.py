@@ -1,4 +1,4 @@
-"""Issue 10's bad-input sweep over every field of the Optimize and Chat tabs
+"""The bad-input sweep over every field of the Optimize and Chat tabs
 (the Steering tab's is tests/unit/test_bad_input.py): empty, whitespace, huge,
 a 100,000-character text, non-finite, negative, reversed bounds,
 unicode/RTL/emoji and path-like values. Each is refused with a clear message

@@ -1,4 +1,4 @@
-"""Issue 10's bad-input sweep over the fields the other sweeps leave out: the
+"""The bad-input sweep over the fields the other sweeps leave out: the
 Steering tab's contrast, unit, remove, save, export and load fields and its
 "From a task" panel, the Explore tab and the Saved tab (the concept, layer and alpha
 are in tests/unit/test_bad_input.py, Optimize and Chat in

@@ -1,4 +1,4 @@
-"""Issue 17, finding 3: a capture is bounded, reports progress and can be
+"""A capture is bounded, reports progress and can be
 cancelled, and its batches come in a few padded sizes (memory stays flat)."""
 
 from __future__ import annotations

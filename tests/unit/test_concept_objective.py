@@ -1,4 +1,4 @@
-"""The "concept strength" objective (issue 12): the teacher-forced gain of
+"""The "concept strength" objective: the teacher-forced gain of
 held-out concept examples over contrast examples, ranked within the KL budget."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """User text is shown as text: no HTML, script, image or link from a prompt,
 a task name, a file name or an error message that quotes input ever becomes
-live markup in a status line, table or summary (issue 10).
+live markup in a status line, table or summary.
 
 Rendered with markdown-it (CommonMark with raw HTML on, as Gradio's Markdown
 allows it); tests/e2e/test_browser_escaping.py checks the real page's DOM.

@@ -1,4 +1,4 @@
-"""Model-free parts of issue 11: the document split, the paired sign test, the
+"""Model-free parts of the held-out split and the KL guard: the document split, the paired sign test, the
 guarded objective's ranking, the Pareto front and the recommendation."""
 
 from __future__ import annotations

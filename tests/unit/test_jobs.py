@@ -1,4 +1,4 @@
-"""Long work is the app's, not the page's (issue 10): an optimization goes on
+"""Long work is the app's, not the page's: an optimization goes on
 when the page that started it goes away; any page (reloaded, new, another
 visitor's) attaches to it, sees it live, can cancel it and sees its result;
 and while the model is busy every page shows the vectors the user made

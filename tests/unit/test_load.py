@@ -1,4 +1,4 @@
-"""Load (issue 10): four chat sessions at once while vectors are added and
+"""Load: four chat sessions at once while vectors are added and
 removed: no crash, no deadlock, and no reply generated under a half-applied
 set. Each generation records, under the model lock, the active vectors and
 the hooked layers when it starts and ends; they must be equal, and a set the

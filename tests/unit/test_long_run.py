@@ -1,4 +1,4 @@
-"""Issue 17: the Optimize tab estimates a run from its first evaluation and
+"""The Optimize tab estimates a run from its first evaluation and
 asks before one longer than a threshold (10,000 iterations were accepted with
 no estimate). The tab's tests run on the tiny model with the threshold at 0,
 so the small run counts as long."""

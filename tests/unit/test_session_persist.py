@@ -1,4 +1,4 @@
-"""Issue 17, finding 1: a restart loses nothing. The active vectors are kept
+"""A restart loses nothing. The active vectors are kept
 in the data folder after every change and restored on start (refused, and
 named, when the model differs); saved vector files and result JSONs are
 listed there and can be loaded or applied again."""

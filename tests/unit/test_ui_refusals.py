@@ -1,4 +1,4 @@
-"""Issue 17, finding 4 in the UI: a typed layer out of range is refused, not
+"""In the UI, a typed layer out of range is refused, not
 clamped (a second optimization is covered by tests/integration/test_ui_optimize.py, the
 job registry's tests)."""
 

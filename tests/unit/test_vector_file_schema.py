@@ -1,4 +1,4 @@
-"""Issue 17, finding 4: vector file metadata is checked field by field.
+"""Vector file metadata is checked field by field.
 
 A text where a list of prompts belongs was read as one prompt per letter,
 `layer: true` as layer 1, and other wrong types ended in TypeError or

@@ -47,8 +47,8 @@ def _optimize(webui: Webui, choices: list[str], **override: Any) -> Any:
         "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
         # no held-out scoring and the target alone: 4 documents are too few to
-        # split, and the scenarios apply what the search found (issue 11's
-        # defaults are tested in test_ui_front.py)
+        # split, and the scenarios apply what the search found (the held-out
+        # split and KL guard, the defaults, are tested in test_ui_front.py)
         "heldout_task": "", "heldout_limit": 4, "holdout_fraction": 0.0, "objective": "target",
         "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
     }  # fmt: skip
