@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 
 from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from steering import capture_vector, steerer_for
 from presets import load_preset
 
+
+# Thirteen SmolLM2 evaluations and two held-out scorings: minutes, so the full tier.
+pytestmark = pytest.mark.full
 
 TASKS = str(Path(__file__).resolve().parents[2] / "tasks")
 

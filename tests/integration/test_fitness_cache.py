@@ -214,6 +214,8 @@ def test_other_supported_layouts_equal_lm_eval(kind, tokenizer, choices_task):
     steerer.reset()
 
 
+# lm-eval's own scoring of SmolLM2, the reference, costs minutes: full tier
+@pytest.mark.full
 @pytest.mark.parametrize("task, limit", [("steer_sentiment", 16), ("steer_health", 6)])
 def test_smollm2_answers_equal_lm_eval(smol, task, limit, monkeypatch):
     """One-token choices (sentiment) and multi-token answer texts (health)."""

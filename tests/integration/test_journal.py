@@ -136,6 +136,7 @@ def _finish(process):
     return out
 
 
+@pytest.mark.full  # three real `python -m optimize` processes
 def test_a_sigkilled_run_resumes_to_the_uninterrupted_history(cli_run, tmp_path):
     _finish(cli_run("--out", str(tmp_path / "whole.json")))
     whole = json.loads((tmp_path / "whole.json").read_text())

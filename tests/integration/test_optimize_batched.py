@@ -191,6 +191,7 @@ def test_setting_deltas_sum_per_layer(tiny):
     assert not math.isnan(float(deltas[1].sum()))
 
 
+@pytest.mark.full  # eight SmolLM2 evaluations per batch size: minutes
 @pytest.mark.parametrize("batch_size", [1, 8])
 def test_smollm2_settings_batched_equal_their_own_evaluations(smol, monkeypatch, batch_size):
     """SmolLM2 on a shipped task: eight settings of the sentiment concept in

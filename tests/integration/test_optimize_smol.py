@@ -72,6 +72,7 @@ def test_end_to_end_run_on_a_local_task(steerer, tmp_path):
     assert steerer.steered_layers() == [result.best.layers[0]]
 
 
+@pytest.mark.full  # SmolLM2 scored at two batch sizes, steered and not
 def test_steered_loglikelihoods_do_not_depend_on_batch_size(steerer):
     """Right-padded batches hold shorter rows next to longer ones; steering
     adds exactly alpha * V at every position, so the real positions of a row

@@ -17,14 +17,22 @@ from steering import capture_vector, save_vectors, steerer_for
 from tests.support.models import tiny_llama
 from tests.support.tasks import sentiment_fitness
 
-ray = pytest.importorskip("ray")
+try:
+    import ray
+except ImportError:  # optional for users; scripts/install.sh --test installs it
+    ray = None
 
 SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, alpha_decimals=0)
 PSO = PsoConfig(particles=3, iterations=2, seed=7)
 
 
+@pytest.fixture(scope="session")
+def ray_installed(require):
+    require(ray is not None, "Ray is not installed: pip install -r requirements/ray.txt")
+
+
 @pytest.fixture(scope="module")
-def local_ray():
+def local_ray(ray_installed):
     """One local Ray of 2 CPUs for the module (RayWorkers joins it, leaves it up)."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -54,7 +62,8 @@ def recipe(tokenizer, sentiment_task, tmp_path_factory):
     joy = capture_vector(steerer, ["I love this day", "so happy"], 1, 2.0, ["I hate it", "so sad"])
     path = save_vectors(folder / "joy.safetensors", [joy], steerer.info)
     steerer.reset()
-    return RunRecipe.of_file(path, sentiment_fitness(sentiment_task), model=str(folder / "model"), device="cpu")
+    fitness = sentiment_fitness(sentiment_task)
+    return RunRecipe.of_file(path, fitness, model=str(folder / "model"), device="cpu")
 
 
 def _run(recipe, workers=None, on_progress=None):
@@ -87,6 +96,8 @@ def workers(local_ray, recipe, driver_threads):
         yield pool
 
 
+# Starting a local Ray and its actors costs tens of seconds: the full tier runs these two.
+@pytest.mark.full
 def test_two_ray_workers_give_the_history_of_a_run_without_ray(workers, recipe, alone):
     assert len(set(workers.pids())) == 2  # two processes, each with its own model
     # every distinct setting scores its own KL, so a setting given another's
@@ -98,6 +109,7 @@ def test_two_ray_workers_give_the_history_of_a_run_without_ray(workers, recipe, 
     assert spread.best.setting == alone.best.setting and workers.replaced == 0
 
 
+@pytest.mark.full
 def test_a_killed_worker_has_its_setting_scored_again_and_nothing_twice(workers, recipe, alone):
     victim = workers.actors[1]
 
@@ -113,7 +125,7 @@ def test_a_killed_worker_has_its_setting_scored_again_and_nothing_twice(workers,
     assert len(paid) == len(set(paid)) == len({e.setting.key for e in spread.evaluations})
 
 
-def test_a_worker_that_cannot_load_the_model_says_why(recipe, tmp_path):
+def test_a_worker_that_cannot_load_the_model_says_why(ray_installed, recipe, tmp_path):
     import dataclasses
 
     missing = dataclasses.replace(recipe, model=str(tmp_path / "no-model"))
@@ -145,7 +157,7 @@ class _LastFirst:
     most recently dispatched call first: what happens on real workers when an
     iteration's first setting is the slowest to score."""
 
-    exceptions = ray.exceptions
+    exceptions = getattr(ray, "exceptions", None)  # the test asks for Ray first
 
     @staticmethod
     def wait(refs, num_returns):
@@ -156,7 +168,7 @@ class _LastFirst:
         return ref.value
 
 
-def test_metrics_come_back_in_dispatch_order_when_actors_finish_out_of_order(recipe):
+def test_metrics_come_back_in_dispatch_order_when_actors_finish_out_of_order(ray_installed, recipe):
     """Each setting gets its own metrics, whatever order the actors finish in
     (a results-to-particles mix-up would pass the history test whenever every
     setting happened to score alike)."""

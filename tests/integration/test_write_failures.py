@@ -96,6 +96,7 @@ def test_capture_on_a_full_disk_keeps_the_old_file(tmp_path, joy, tiny_dir, monk
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".v.")] == []  # no temp file left
 
 
+@pytest.mark.full  # a real `python -m steering` process
 def test_capture_cli_subprocess_gives_one_line_for_a_folder(tmp_path, joy):
     done = subprocess.run(
         [sys.executable, "-m", "steering", *_capture(str(joy), str(tmp_path)), "--model", "/nonexistent"],
@@ -151,6 +152,7 @@ def _optimize_args(tmp_path, tiny, extra=()):
     ]
 
 
+@pytest.mark.full  # a real process per signal
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_stops_the_optimize_cli_and_saves_the_partial_result(tmp_path, tiny, sig):
     out = tmp_path / "result.json"
@@ -232,6 +234,7 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
+@pytest.mark.full  # a real process per signal
 @pytest.mark.parametrize(
     ("sig", "line"),
     [(signal.SIGINT, "error: interrupted (Ctrl-C); nothing was written."),
