@@ -51,7 +51,7 @@ params: dict[str, Any] = {
     # Set by the operator (settings.yaml: steerswarm-allowed_task_folders, a
     # list of folders), never from the page: task folders the Optimize tab may
     # offer besides the shipped tasks and user_data/steerswarm/tasks. A task
-    # folder holds code lm-eval runs (see README, "Security model").
+    # folder holds code lm-eval runs (see docs/security.md, "Security model").
     "allowed_task_folders": None,
     # Set by the operator too (settings.yaml: steerswarm-job_confirm_minutes,
     # steerswarm-job_limit_minutes): a job (a capture, a map, an optimization)

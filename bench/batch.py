@@ -4,7 +4,7 @@ The settings are the demo swarm's first iteration (the sentiment preset's
 concept, layers 1-15, alpha -3 to 3, seed 0: the positions PSO asks for
 first), scored on a shipped task, timed in interleaved rounds:
 
-- one by one: `LmEvalFitness.metrics` per setting, as before this issue;
+- one by one: `LmEvalFitness.metrics` per setting, as before batching;
 - batched: `LmEvalFitness.metrics_many` on all of them, one shared pass per
   batch of inputs, the layers below the lowest steered layer run once;
 - one evaluation: a single setting (the first), for "an iteration costs k

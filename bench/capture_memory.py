@@ -1,6 +1,6 @@
 """Resident memory of one large capture (`python -m bench.capture_memory`).
 
-Issue 17 found a 5,000-prompt capture growing the process by gigabytes
+Before the capture caps, a 5,000-prompt capture grew the process by gigabytes
 (allocator fragmentation from many differently sized activation tensors).
 This builds N seeded prompts of varied length, reads the process's RSS
 before, during (peak) and after `Steerer.prompt_activations` on the embedded

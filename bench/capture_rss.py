@@ -1,8 +1,8 @@
-"""Issue 17's figure: the process's memory before and after a large capture,
+"""The capture caps' figure: the process's memory before and after a large capture,
 with the code before the capture caps and with the current code
 (`python -m bench.capture_rss`).
 
-Issue 17 found a 5,000-line capture that held the app's model for an hour and
+Before the caps, a 5,000-line capture held the app's model for an hour and
 grew it from 1.1 to 10.3 GB. The current code caps a capture at
 MAX_PROMPTS_PER_CAPTURE prompts per list (steering/limits.py), batches it in
 padded buckets and reports progress. This measures, each in a fresh process
@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The main commit just before the capture caps, batches in buckets and the
-# write-failure fallbacks (the parent of issue 17's first commit).
+# write-failure fallbacks (the parent of the first commit that added them).
 OLD_REV = "1430f43"
 
 # Runs in the child, with the measured tree first on sys.path. Only the API

@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         const="local",
         metavar="ADDRESS",
         help="score on Ray workers (--workers): a running cluster's address, or none for a "
-        "local Ray (pip install -r requirements-ray.txt; docs/scale-out.md)",
+        "local Ray (pip install -r requirements/ray.txt; docs/scale-out.md)",
     )
     p.add_argument(
         "--num-gpus",

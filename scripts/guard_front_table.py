@@ -1,4 +1,4 @@
-"""Issue 11's measurements: does a search's gain hold on documents it never
+"""The capability guard's measurements (docs/guard.md): does a search's gain hold on documents it never
 saw, and what does it cost elsewhere? On the shipped tasks and the demo.
 
 For each run: the guarded objective (KL budget 0.5) searches layer and alpha

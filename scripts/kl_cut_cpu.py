@@ -1,6 +1,6 @@
 """CPU seconds of the KL guard's pass for one demo setting (layer 7, alpha
-1.05 of the sentiment preset's concept), with the rows cut as before issue
-13's bucketing (fixed counts filled to 1,024 tokens) and as now, in one
+1.05 of the sentiment preset's concept), with the rows cut as before the
+padding buckets (fixed counts filled to 1,024 tokens) and as now, in one
 process, alternating, the least of `--repeat` calls each; and the largest
 difference of the two KL values (the cut must not change them).
 
@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _old_cut(widths, batch_size, min_tokens, _batch_cost):
-    """`group_rows`' signature over the cut before issue 13 (work_accounting's)."""
+    """`group_rows`' signature over the cut before the padding buckets (work_accounting's)."""
     from work_accounting import _old_cut as old_cut
 
     return old_cut(widths, batch_size, min_tokens)

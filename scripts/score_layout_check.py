@@ -1,4 +1,4 @@
-"""Issue 14's suspects for a Ray history that parts from the in-process one,
+"""The suspects for a Ray history that parts from the in-process one,
 checked without Ray on the bench's demo (bench/ray_workers.py): does a
 setting's score depend on what its process scored before, or on the torch
 thread count? Both would make an actor's metrics differ from the driver's.

@@ -1,4 +1,4 @@
-"""Issue 12's measurement table, on the embedded SmolLM2 (CPU, small sizes).
+"""The measurement table of docs/vectors.md, on the embedded SmolLM2 (CPU, small sizes).
 
 (a) Held-out gain of three vectors on the shipped sentiment and health tasks,
     each searched with the same budget and seed: a task-pair vector (answer
@@ -11,7 +11,7 @@
     all three are scored on the same documents.
 (b) The joy/grief vector's greedy replies at strengths 0.25, 0.5 and 1 at two
     layers: the share of repeated word 4-grams and VADER's compound score
-    (vaderSentiment, pinned in requirements-test.txt).
+    (vaderSentiment, pinned in requirements/test.txt).
 (c) What the concept-strength search recommends for the joy/grief vector
     (held-out half of its prompts, within the guard's KL budget, the tab's
     default strength range), and its reply.

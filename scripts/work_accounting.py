@@ -1,4 +1,4 @@
-"""Issue 13: what one evaluation runs, counted in tokens and multiply-adds.
+"""What one evaluation runs, counted in tokens and multiply-adds.
 
 Counts, on the embedded SmolLM2 (no timing, so the figures do not depend on
 the load of the machine), for the demo's search task (`sentiment_search`, its
@@ -7,7 +7,7 @@ the load of the machine), for the demo's search task (`sentiment_search`, its
 
 (a) LM-head positions: where log-probs are needed (the scorer's picks) vs
     every real position (lm-eval's HFLM computes the head everywhere);
-(b) padding: tokens run with the cut before issue 13's bucketing (fixed row
+(b) padding: tokens run with the cut before the padding buckets (fixed row
     counts filled to 1,024 tokens) vs `steering.bucketing.group_rows`;
 (c) contexts shared by several choices: rows run vs requests, and for
     multi-token choices the tokens a shared context (KV cache or tree mask)

@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "--strength",
         type=float,
         help="instead of --alpha: the added vector's norm as a share of the layer's mean "
-        "hidden-state norm on neutral text (0.5: half as long; see README)",
+        "hidden-state norm on neutral text (0.5: half as long; see docs/files.md)",
     )
     capture.add_argument("--out", required=True, help="vector file to write (.safetensors)")
     generate = sub.add_parser("generate", help="steered and unsteered completions of a prompt")

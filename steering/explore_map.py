@@ -10,7 +10,7 @@ Two numbers per cell, both teacher-forced (no generation):
 - **KL**: the guard's mean KL(unsteered || steered) of the next-token
   distributions over neutral sentences (nats per token): what it costs elsewhere.
 
-A cell's strength s is relative to the layer (issue 12's unit): the added
+A cell's strength s is relative to the layer (the strength unit): the added
 vector alpha * V has norm s times the mean norm of the hidden states entering
 that layer over the neutral set, so one row of strengths means the same push
 at every layer; the raw alpha is kept with each cell. The norms are the

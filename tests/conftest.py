@@ -1,10 +1,25 @@
-"""Shared fixtures: a tiny random Llama (and GPT-2) for fast tests, and the
-embedded SmolLM2 for tests of real behaviour. Everything runs offline."""
+"""The test tiers, and the fixtures every tier shares: a tiny random Llama (and
+GPT-2) for fast tests, and the embedded SmolLM2 for tests of real behaviour.
+Everything runs offline.
+
+Tiers (docs/testing.md): `pytest` runs the fast tier, `pytest --full` (what
+scripts/check.sh and CI run) every test. Where a test lives says what it costs,
+and its marker comes from there: tests/unit/ (`unit`: tiny models, pure logic),
+tests/integration/ (`integration`: lm-eval, SmolLM2, the command lines) and
+tests/e2e/ (`e2e`: Chromium, the real webui, the side environments). The fast
+tier leaves out e2e/ and the tests marked `full`; naming test files or folders
+on the command line runs them whatever their tier. A test that needs something
+the install may lack (Chromium, a side environment, the real webui) asks for it
+with the `require` fixture: missing, it is skipped with the reason in the fast
+tier and fails with it in the full tier.
+"""
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+import sys
+from collections.abc import Callable
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -14,9 +29,87 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest
 import torch
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from steering.models import EMBEDDED_GGUF, EMBEDDED_NAME, LoadedModel, embedded_model_folder, load_model
+from steering.models import (
+    EMBEDDED_GGUF,
+    EMBEDDED_NAME,
+    LoadedModel,
+    embedded_model_folder,
+    load_model,
+)
+from tests.support.models import clean_steerer, tiny_llama
+
+
+TESTS = Path(__file__).resolve().parent
+# tests/webui: the stand-in webui, its scenarios and the real webui's driver,
+# imported by name (`import scenarios`) by the tests of the extension
+sys.path.insert(0, str(TESTS / "webui"))
+TIERS = ("unit", "integration", "e2e")  # folders under tests/, each its own marker
+FULL_OPTION = "--full"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        FULL_OPTION,
+        action="store_true",
+        help="the full tier: every test, and a missing requirement (Chromium, a side "
+        "environment) fails instead of skipping (docs/testing.md)",
+    )
+
+
+def full_tier(config: pytest.Config) -> bool:
+    return bool(config.getoption(FULL_OPTION))
+
+
+def _tier(path: Path) -> str | None:
+    """The tier a test file's folder names, or None for a file outside them."""
+    try:
+        folder = path.resolve().relative_to(TESTS).parts[0]
+    except (ValueError, IndexError):
+        return None
+    return folder if folder in TIERS else None
+
+
+def _named_explicitly(config: pytest.Config) -> bool:
+    """Whether the command line named tests (files, folders, node ids) below
+    tests/ itself: named tests run whatever their tier."""
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        return False
+    return any(Path(arg.split("::")[0]).resolve() != TESTS for arg in config.args)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier(item.path)
+        if tier is not None:
+            item.add_marker(tier)
+        if "smollm2" in getattr(item, "fixturenames", ()):
+            item.add_marker("smol")
+    if full_tier(config) or _named_explicitly(config):
+        return
+    fast = [i for i in items if not (i.get_closest_marker("e2e") or i.get_closest_marker("full"))]
+    left_out = [i for i in items if i.get_closest_marker("e2e") or i.get_closest_marker("full")]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = fast
+
+
+@pytest.fixture(scope="session")
+def require(request: pytest.FixtureRequest) -> Callable[[bool, str], None]:
+    """`require(present, reason)`: go on when `present`; otherwise skip with
+    `reason` in the fast tier and fail with it in the full tier, which needs
+    everything scripts/install.sh --test installs."""
+    full = full_tier(request.config)
+
+    def check(present: bool, reason: str) -> None:
+        if present:
+            return
+        if full:
+            pytest.fail(f"{reason} (the full tier needs it)", pytrace=False)
+        pytest.skip(reason)
+
+    return check
 
 
 @pytest.fixture(scope="session")
@@ -25,33 +118,16 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(str(embedded_model_folder()), gguf_file=EMBEDDED_GGUF)
 
 
-def _tiny_llama(tokenizer, seed: int) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture
 def tiny(tokenizer) -> LoadedModel:
     """A tiny randomly initialised Llama: 4 layers, hidden size 32."""
-    return LoadedModel(model=_tiny_llama(tokenizer, 0), tokenizer=tokenizer, name="tiny-llama")
+    return LoadedModel(model=tiny_llama(tokenizer, 0), tokenizer=tokenizer, name="tiny-llama")
 
 
 @pytest.fixture
 def tiny_factory(tokenizer):
     """Builds further tiny Llamas (other seeds) for tests that need two models."""
-    return lambda seed=1: LoadedModel(_tiny_llama(tokenizer, seed), tokenizer, f"tiny-llama-{seed}")
+    return lambda seed=1: LoadedModel(tiny_llama(tokenizer, seed), tokenizer, f"tiny-llama-{seed}")
 
 
 @pytest.fixture
@@ -63,19 +139,6 @@ def tiny_gpt2(tokenizer) -> LoadedModel:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     return LoadedModel(model=GPT2LMHeadModel(config).eval(), tokenizer=tokenizer, name="tiny-gpt2")
-
-
-@contextmanager
-def clean_steerer(loaded: LoadedModel):
-    """The model's Steerer with no vectors, reset again however the test ends."""
-    from steering import steerer_for
-
-    steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
-    steerer.reset()
-    try:
-        yield steerer
-    finally:
-        steerer.reset()
 
 
 @pytest.fixture(scope="session")
@@ -154,3 +217,26 @@ def api_server():
 def unused_port() -> int:
     """A loopback port nothing listens on (right now)."""
     return free_port()
+
+
+@pytest.fixture
+def steering_actions(tiny_session, tmp_path):
+    """The Steering tab's handlers on the tiny Llama, with one joy-minus-grief
+    vector added at layer 1, alpha 2."""
+    from tests.support.forms import last
+    from ui.steering_tab import SteeringActions
+
+    actions = SteeringActions(tiny_session, tmp_path)
+    status = last(
+        actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0)
+    )[2]
+    assert status.startswith("✓ Added"), status
+    return actions
+
+
+@pytest.fixture
+def optimize_actions(tiny_session, steering_actions):
+    """The Optimize tab's handlers on the same model and vector."""
+    from ui.optimize_tab import OptimizeActions
+
+    return OptimizeActions(tiny_session, steering_actions.save_dir)

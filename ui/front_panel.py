@@ -81,7 +81,7 @@ class FrontActions:
         button) for `result`: the choices are the front's points by their
         number on the plot (from 1: a value of 0 shows as no choice in Gradio's
         dropdown), the recommended one selected. Both buttons only for a real gain."""
-        # With no gain over the unsteered model nothing is offered (issue 11):
+        # With no gain over the unsteered model nothing is offered (an honest result):
         # the plot still shows the trade-off that was searched.
         front = [] if result is None or not gained(result) else result.front
         if not front:

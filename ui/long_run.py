@@ -1,5 +1,5 @@
-"""Asking before a long optimization goes on (10,000 iterations were once
-accepted with no estimate).
+"""Asking before a long optimization goes on (a form once accepted 10,000
+iterations with no estimate).
 
 How long a run takes depends on the task, the documents and the machine, so
 no form check can know it. The run's first evaluation (the unsteered

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # the Optimize form's settings from the run settings table.
 FIELDS: dict[str, tuple[type, Any]] = {
     "layer": (int, None),
-    "alpha": (float, 1.0),  # SmolLM2 greedy chat loops at 2 (issue 9)
+    "alpha": (float, 1.0),  # SmolLM2 greedy chat loops at 2 (seen in the real webui)
     **{f.saved_key: (f.kind, f.default) for f in run_fields(FORM)},
 }
 

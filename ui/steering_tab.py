@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 TABLE_HEIGHT_PX = 220  # about five vectors; more scroll
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
 DEFAULT_ALPHA = 1.0
-# Measured on SmolLM2 (README "Strength", scripts/vectors_table.py).
+# Measured on SmolLM2 (docs/files.md "Strength", scripts/vectors_table.py).
 ALPHA_HINT = (
     "H + alpha × V; negative steers away. Start near 1: from about 1.5 replies repeat. "
     "Or a strength (unit below; the table shows both): start near 0.25, replies "

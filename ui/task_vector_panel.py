@@ -40,7 +40,7 @@ UNIT_CHOICES = [("raw (H + value × V)", ALPHA), ("strength (× the layer's mean
 # vectors), so a raw alpha means little for them: they start in strength.
 DEFAULT_TASK_STRENGTH = 0.25
 DEFAULT_TASK = "steer_sentiment"
-# See README "Strength": measured on SmolLM2 (scripts/vectors_table.py).
+# See docs/files.md "Strength": measured on SmolLM2 (scripts/vectors_table.py).
 STRENGTH_HINT = (
     "Strength = |alpha × V| / the mean norm of the hidden states entering the layer "
     "(100 neutral sentences): the same push at every layer and for every vector. On "

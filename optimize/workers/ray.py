@@ -15,7 +15,7 @@ free actor; a setting whose actor dies `MAX_TRIES` times ends the run with a
 WorkerError. The driver's search records each setting once, so nothing is
 scored twice in the result.
 
-Ray is optional (requirements-ray.txt): this module imports without it, and
+Ray is optional (requirements/ray.txt): this module imports without it, and
 starting workers without it is a WorkerError saying how to install it.
 """
 
@@ -127,7 +127,7 @@ def _ray() -> Any:
         import ray
     except ImportError as exc:
         raise WorkerError(
-            "Ray is not installed: pip install -r requirements-ray.txt (see docs/scale-out.md)."
+            "Ray is not installed: pip install -r requirements/ray.txt (see docs/scale-out.md)."
         ) from exc
     return ray
 

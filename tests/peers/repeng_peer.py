@@ -1,4 +1,4 @@
-"""repeng's side of the GGUF interchange test (tests/test_gguf_peers.py).
+"""repeng's side of the GGUF interchange test (tests/e2e/test_gguf_peers.py).
 
 Runs in .venv-repeng (repeng 0.4.0 needs numpy < 2) and uses only repeng,
 transformers and numpy, never steerswarm, so it is an independent oracle:

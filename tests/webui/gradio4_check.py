@@ -1,6 +1,6 @@
 """The webui scenarios under Gradio 4.37, the API text-generation-webui runs.
 
-Run by tests/test_webui_gradio4.py with .venv-gradio4's Python:
+Run by tests/e2e/test_webui_gradio4.py with .venv-gradio4's Python:
     .venv-gradio4/bin/python tests/webui/gradio4_check.py MODEL_FOLDER [SCENARIO...]
 MODEL_FOLDER holds the embedded SmolLM2 GGUF (its tokenizer is all we use).
 Prints one PASS/FAIL line per scenario, then a summary; exits 1 on a failure.

@@ -2,8 +2,8 @@
 
 Each scenario gets a fresh folder and the tokenizer, builds a stand-in webui
 (harness.Webui), loads the extension the webui's way, builds its tab inside
-`gr.Blocks` and drives the handlers the page registered. tests/test_webui_*.py
-run them under the current Gradio; tests/webui/gradio4_check.py runs
+`gr.Blocks` and drives the handlers the page registered.
+tests/integration/test_webui_extension.py runs them under the current Gradio; tests/webui/gradio4_check.py runs
 `GRADIO4` under Gradio 4.37 in .venv-gradio4.
 """
 

@@ -8,7 +8,7 @@ over the whole layers the bounds hold, alphas floats over the alpha bounds;
 the loop rounds alphas as it does for PSO, so every method lands on the same
 settings and shares the cache's keys. Seeded from `config.seed`.
 
-Optuna is optional inside text-generation-webui (requirements-webui.txt does
+Optuna is optional inside text-generation-webui (requirements/webui.txt does
 not list it): it is imported only when one of these strategies is built, and
 a missing install says what to install. CMA-ES also needs the `cmaes` package.
 """

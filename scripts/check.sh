@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The full check, as CI runs it (.ci/run) after `scripts/install.sh --test`:
+# the static checks, then the full test tier (every test: SmolLM2, lm-eval,
+# the command lines, Chromium, the real webui, the side environments).
+# Extra arguments go to pytest, e.g. `scripts/check.sh -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# -- static checks (lint, types) go here, before the tests ---------------------
+
+# -- the full test tier ---------------------------------------------------------
+.venv/bin/python -m pytest --full "$@"
