@@ -375,7 +375,7 @@ def test_contradictory_flags_are_refused_naming_both():
 
 def test_the_plan_says_the_documents_and_the_smallest_gain_before_scoring(steerer, sentiment_task):
     settings = RunSettings.from_values(
-        {"task": "tiny_sentiment", "sentiment_task": sentiment_task, "layer_min": 1, "layer_max": 3,
+        {"task": "tiny_sentiment", "task_folder": sentiment_task, "layer_min": 1, "layer_max": 3,
          "particles": 2, "iterations": 1}  # fmt: skip
     )
     with assembled(settings, steerer, [0]) as plan:

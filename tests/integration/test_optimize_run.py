@@ -466,8 +466,8 @@ def test_cli_reports_the_held_out_scores(steerer, tiny_dir, sentiment_task, opti
     assert held["task"] == "tiny_heldout" and held["samples"] == 6
     checked = data["verdict"]["candidate"] or {"layers": data["best"]["layers"]}
     assert held["fitness"]["limit"] is None and held["best"]["layers"] == checked["layers"]
-    assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.stdout
-    assert f"({held['gain_points']:+.1f} points)" in ok.stdout
+    assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.out
+    assert f"({held['gain_points']:+.1f} points)" in ok.out
     # without a held-out task the task's own 6 documents are split: 2 held out (30 %),
     # 3 confirm (70 % of the rest) and 1 is searched
     split = cli(
@@ -478,9 +478,9 @@ def test_cli_reports_the_held_out_scores(steerer, tiny_dir, sentiment_task, opti
     data = json.loads(out.read_text())
     assert data["split"] == {"fraction": 0.3, "seed": 0, "confirm": 0.7} and data["samples"] == 1
     assert data["heldout"]["samples"] == 2 and data["heldout"]["paired"]["documents"] == 2
-    assert "held-out: the 2 held-out documents" in split.stdout
-    assert "exact sign test p = " in split.stdout  # the held-out check's paired test
-    assert ("Pareto front" in split.stdout) == bool(data["front"])
+    assert "held-out: the 2 held-out documents" in split.out
+    assert "exact sign test p = " in split.out  # the held-out check's paired test
+    assert ("Pareto front" in split.out) == bool(data["front"])
 
 
 def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, sentiment_task):

@@ -65,7 +65,7 @@ def recipe(tokenizer, sentiment_task, tmp_path_factory):
     path = save_vectors(folder / "joy.safetensors", [joy], steerer.info)
     steerer.reset()
     settings = RunSettings.from_values(
-        {"task": "tiny_sentiment", "sentiment_task": sentiment_task, "limit": 6}
+        {"task": "tiny_sentiment", "task_folder": sentiment_task, "limit": 6}
     )
     return RunRecipe.of_file(path, settings, model=str(folder / "model"), device="cpu")
 
