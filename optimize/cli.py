@@ -237,7 +237,8 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)  # fmt: skip
         with assembled(settings, steerer, indices) as plan:
             if not args.quiet:
-                print("\n".join(plan_lines(settings, plan)), file=sys.stderr)
+                others = len(vectors) - len(indices)
+                print("\n".join(plan_lines(settings, plan, others)), file=sys.stderr)
             bar = tqdm(
                 total=plan.total,
                 unit="eval",

@@ -159,17 +159,30 @@ def assembled(
     )
 
 
-def plan_lines(settings: RunSettings, plan: RunPlan) -> list[str]:
+def condition_line(others: int) -> str:
+    """How the baseline and the settings are scored, with `others` active
+    vectors the run does not tune: the same condition for both."""
+    if not others:
+        return "The baseline is the model with no steering; each setting adds only its vectors."
+    return (
+        f"The other {others} active vector(s) stay on for the baseline and for every setting "
+        "alike: a setting's gain is what the tuned vectors add to them."
+    )
+
+
+def plan_lines(settings: RunSettings, plan: RunPlan, others: int = 0) -> list[str]:
     """What the run will do, said before it scores anything: the documents
-    of each part, the evaluations, and the smallest gain each part can
-    confirm (a warning when that is large)."""
+    of each part, the evaluations, the smallest gain each part can confirm
+    (a warning when that is large) and the scoring condition (`others`: the
+    active vectors the run does not tune)."""
     pso = settings.pso
     swarm = f"{pso.particles} particles x {pso.iterations} iterations"
     if not plan.scores_task:
         return [
             f"Searches {pso.evaluations} settings ({swarm}, {settings.strategy}) for the "
             f"strongest push toward the concept on the vector's held-out prompts "
-            f"({plan.fitness.samples}), within the KL budget {settings.options.kl_budget:g}."
+            f"({plan.fitness.samples}), within the KL budget {settings.options.kl_budget:g}.",
+            condition_line(others),
         ]
     lines = [
         f"Searches {pso.evaluations} settings ({swarm}, {settings.strategy}) on "
@@ -195,6 +208,7 @@ def plan_lines(settings: RunSettings, plan: RunPlan) -> list[str]:
             "confirmed: use a task with more documents (or raise the document limit) for a "
             "smaller one."
         )
+    lines.append(condition_line(others))
     return lines
 
 

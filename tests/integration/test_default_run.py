@@ -441,3 +441,32 @@ def test_a_budget_is_checked_by_the_table():
     assert settings["budget"] == 5.0
     with pytest.raises(InvalidInputError, match="The time budget must be a finite number of 0 or more"):
         RunSettings.from_values({"task": "t", "budget": -1})
+
+
+def test_the_tab_scores_baseline_and_settings_with_the_unticked_vector_on(tiny_session, tmp_path):
+    """Two active vectors, only the first ticked: the second stays on for the
+    baseline and for every setting (one scoring condition), which the scores
+    bear out against the fitness computed by hand on the same documents."""
+    from steering import recapture
+    from tests.support.forms import form, views
+    from ui.optimize_tab import TASKS_DIR, OptimizeActions
+    from ui.steering_tab import SteeringActions
+
+    steering = SteeringActions(tiny_session, tmp_path)
+    for prompts in (("I love this.", "I hate this."), ("Calm and quiet.", "Loud and angry.")):
+        list(steering.add_vector(*prompts, 1, 2.0))
+    first, second = tiny_session.current().steerer.vectors
+    actions = OptimizeActions(tiny_session, steering.save_dir)
+    values = form(actions, vectors=[first.id], limit=10, particles=2, iterations=1)
+    result = views(actions.optimize(*values))[-1][5]
+    steerer = tiny_session.current().steerer
+    assert steerer.vectors == (first, second)
+    config = LmEvalFitness(steerer, result.fitness, split=result.split, side=SEARCH)
+    assert result.baseline.score == pytest.approx(config.metrics([second]).target, abs=1e-12)
+    for evaluation in result.evaluations[:2]:
+        (layer,), (alpha,) = evaluation.layers, evaluation.alphas
+        moved = recapture(steerer, first, layer).with_alpha(alpha)
+        assert evaluation.score == pytest.approx(
+            config.metrics([moved, second]).target, abs=1e-12
+        )
+    assert str(TASKS_DIR) == result.fitness.include_path

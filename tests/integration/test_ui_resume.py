@@ -59,3 +59,38 @@ def test_ray_workers_need_a_model_loaded_from_files(optimize_actions, tiny_sessi
     assert workers_for(current, parse_request(*form(optimize_actions)).settings, (0,)) is None
     with pytest.raises(InvalidInputError, match="Ray workers"):
         parse_request(*form(optimize_actions, workers=-1))
+
+
+def test_resume_checks_what_the_journal_says_as_if_it_were_typed(optimize_actions, tmp_path):
+    """A journal is data anyone who can write the results folder could have
+    made: the run it describes is rebuilt through the same checks as the
+    form's, so a task folder the operator did not allow (its Python would be
+    imported by lm-eval) and values beyond today's limits are refused, and
+    nothing runs."""
+    from optimize.run.journal import Journal
+    from optimize.scoring.task_sources import TaskSourceError
+
+    evil = tmp_path / "evil_tasks"
+    evil.mkdir()
+    (evil / "utils.py").write_text("raise SystemExit('imported')\n")
+    vector = optimize_actions.vector_choices(None)["value"][0]
+    folder = optimize_actions.save_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    cases = [
+        ({"task": "evil", "task_folder": str(evil)}, "is not one the operator allowed"),
+        ({"task": "steer_sentiment", "particles": 10**6}, "at most 1,000"),
+    ]
+    for number, (settings, needle) in enumerate(cases):
+        path = folder / f"optimization-{number}.journal.jsonl"
+        identity = {"vectors": [{"id": vector}], "settings": settings, "model": {"name": "x"}}
+        Journal.start(path, identity).close()
+        status = views(optimize_actions.resume())[-1][-1]
+        assert status.startswith("⚠ Could not resume the run") and needle in status, status
+        assert optimize_actions.jobs.latest is None  # nothing started
+        path.unlink()
+    with pytest.raises(TaskSourceError):
+        from optimize.run.journal import read_journal
+        from ui.optimize_resume import request_from
+
+        Journal.start(folder / "again.journal.jsonl", {"settings": cases[0][0], "vectors": []}).close()
+        request_from(read_journal(folder / "again.journal.jsonl"), optimize_actions.sources)
