@@ -26,7 +26,7 @@ def run(
     compare_uncached: bool = False,
 ) -> dict[str, Any]:
     from optimize.run.optimization import RunPlan
-from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
+    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 
     from bench.particle import supports_prefix_cache
 

@@ -87,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from optimize.run.optimization import RunPlan
-from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-    from optimize.run.recipe import RunRecipe, load_recipe, search_fitness
+
+    from optimize import PsoConfig, SearchSpace, run_optimization
+    from optimize.run.assembly import RunRecipe, search_fitness
+    from optimize.run.settings import RunSettings
     from optimize.workers.ray import RayOptions, RayWorkers
     from steering import capture_vector, load_model, save_vectors, steerer_for
 
@@ -101,16 +103,18 @@ from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
                             [t for t in lines[1] if t.strip()])  # fmt: skip
     path = save_vectors(folder / "sentiment.safetensors", [vector], steerer.info)
     del steerer, loaded
-    fitness = FitnessConfig(task="sentiment_search", include_path=str(TASKS), limit=args.limit)
+    settings = RunSettings.from_values(
+        {"task": "sentiment_search", "task_folder": str(TASKS), "limit": args.limit}
+    )
     recipe = RunRecipe.of_file(
-        path, fitness, model=args.model, gguf_file=args.gguf_file, device=args.device
+        path, settings, model=args.model, gguf_file=args.gguf_file, device=args.device
     )
     space = SearchSpace(layer_min=1, layer_max=15, alpha_min=-3.0, alpha_max=3.0)
     pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=0)
 
-    model, steerer, vectors = load_recipe(recipe)
+    model, steerer, vectors = recipe.load()
     steerer.set_vectors(vectors)
-    scored = search_fitness(steerer, recipe)
+    scored = search_fitness(steerer, settings, [])
 
     def search(workers: Any) -> tuple[float, Any]:
         started = time.perf_counter()

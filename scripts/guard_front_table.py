@@ -41,8 +41,11 @@ PROMPT = "Describe your morning in two sentences."
 
 def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     from optimize.run.optimization import RunPlan
-from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-    from optimize.config.guard import GuardSettings
+    from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
+    from optimize.guard.kl import GuardedFitness, KlGuard, neutral_sentences
+    from optimize.guard.objective import ObjectiveOptions
+    from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
+    from optimize.scoring.fitness import LmEvalFitness
     from steering import capture_vector
     from steering.capture import capture
     from presets import load_preset
@@ -70,18 +73,36 @@ from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
         fitness = FitnessConfig(task, TASKS, "acc", args.limit, args.batch_size)
     # The guard task is added below with its own (smaller) limit; the CLI and
     # the tab score it with the search task's limit.
-    guard = GuardSettings(holdout_fraction=0.5, objective="guarded", kl_budget=args.kl_budget)
+    # The measurement this table was made with: half the documents held out,
+    # the search on the rest, no confirmation documents (docs/guard.md).
+    split = None if heldout is not None else DocumentSplit(0.5, args.seed)
     steerer.set_vectors([vector])
     started = time.perf_counter()
-    scored, held = guard.fitnesses(steerer, fitness, heldout, args.seed, args.sentences)
+    texts = neutral_sentences(count=args.sentences)
+    guard_fitness = None
     if guard_task is not None:
-        from optimize.scoring.fitness import LmEvalFitness
-        from optimize.guard.kl import GuardedFitness
-
-        guard_fitness = FitnessConfig(guard_task, TASKS, "acc", args.guard_limit, args.batch_size)
-        scored = GuardedFitness(scored.target, scored.guard, LmEvalFitness(steerer, guard_fitness))
-    result = run_optimization(steerer, [0], RunPlan(scored, space, PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed), heldout=held, objective=guard.objective, options=guard.options), on_progress=lambda p: print(f"[guard-front] {name}: {p.done}/{p.total}", file=sys.stderr,
-                                    flush=True))  # fmt: skip
+        config = FitnessConfig(guard_task, TASKS, "acc", args.guard_limit, args.batch_size)
+        guard_fitness = LmEvalFitness(steerer, config)
+    scored = GuardedFitness(
+        LmEvalFitness(steerer, fitness, split=split, side=SEARCH),
+        KlGuard(steerer, texts, batch_size=args.batch_size),
+        guard_fitness,
+    )
+    held = (
+        LmEvalFitness(steerer, heldout)
+        if heldout is not None
+        else LmEvalFitness(steerer, fitness, split=split, side=HELDOUT)
+    )
+    pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
+    plan = RunPlan(
+        scored, space, pso, heldout=held, objective="guarded",
+        options=ObjectiveOptions(kl_budget=args.kl_budget),
+    )  # fmt: skip
+    result = run_optimization(
+        steerer, [0], plan,
+        on_progress=lambda p: print(f"[guard-front] {name}: {p.done}/{p.total}", file=sys.stderr,
+                                    flush=True),
+    )  # fmt: skip
     seconds = time.perf_counter() - started
     result.save(Path(args.results) / f"guard-front-{name}.json")
     return _row(steerer, name, result, seconds, args)
@@ -123,7 +144,8 @@ def _row(steerer: Any, name: str, result: Any, seconds: float, args: argparse.Na
     with steerer.unsteered():
         plain = reply(steerer.model, steerer.tokenizer, [{"role": "user", "content": PROMPT}],
                       GenerationSettings(max_new_tokens=args.tokens))  # fmt: skip
-    recommended = result.recommendation.evaluation
+    # this run had no confirmation documents: its candidate is the search's best
+    recommended = result.verdict.candidate
     target_only = result.target_only_best
     row: dict[str, Any] = {
         "run": name,
@@ -134,7 +156,7 @@ def _row(steerer: Any, name: str, result: Any, seconds: float, args: argparse.Na
         "evaluations": len(result.evaluations),
         "baseline_search": result.baseline.score,
         "baseline_heldout": None if held is None else held.baseline.score,
-        "recommendation": result.recommendation.reason,
+        "recommendation": result.verdict.headline,
         "front_size": len(result.front),
         "wall_seconds": seconds,
         "unsteered_reply": plain,

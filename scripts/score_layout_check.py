@@ -31,7 +31,8 @@ from bench._common import REPO, TASKS  # noqa: E402
 from optimize.run.optimization import RunPlan
 from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization  # noqa: E402
 from optimize.scoring.placing import SettingScorer  # noqa: E402
-from optimize.run.recipe import RunRecipe, load_recipe, search_fitness  # noqa: E402
+from optimize.run.assembly import RunRecipe, search_fitness  # noqa: E402
+from optimize.run.settings import RunSettings  # noqa: E402
 from steering import capture_vector, load_model, save_vectors, steerer_for  # noqa: E402
 
 
@@ -44,14 +45,17 @@ def _recipe(limit: int) -> RunRecipe:
                             [t for t in lines[1] if t.strip()])  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="layout-check-"))
     path = save_vectors(folder / "sentiment.safetensors", [vector], steerer.info)
-    fitness = FitnessConfig(task="sentiment_search", include_path=str(TASKS), limit=limit)
-    return RunRecipe.of_file(path, fitness)
+    settings = RunSettings.from_values(
+        {"task": "sentiment_search", "task_folder": str(TASKS), "limit": limit}
+    )
+    return RunRecipe.of_file(path, settings)
 
 
 def _scorer(recipe: RunRecipe) -> tuple[object, SettingScorer]:
-    loaded, steerer, vectors = load_recipe(recipe)
+    loaded, steerer, vectors = recipe.load()
     steerer.set_vectors(vectors)
-    return loaded, SettingScorer(steerer, vectors, [0], search_fitness(steerer, recipe))
+    fitness = search_fitness(steerer, RunSettings.from_values(recipe.settings), [])
+    return loaded, SettingScorer(steerer, vectors, [0], fitness)
 
 
 def _compare(label: str, want, got) -> None:  # noqa: ANN001 - two Metrics

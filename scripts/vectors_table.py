@@ -60,7 +60,7 @@ def _args() -> argparse.Namespace:
 def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
     """Part (a) for one task: each vector searched and scored held out."""
     from optimize.run.optimization import RunPlan
-from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
+    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
 
     low, high = (int(x) for x in args.layers.split(","))
@@ -188,7 +188,7 @@ def part_c(steerer, loaded, args, vader) -> dict:
         "layer": best.layers[0], "alpha": best.alphas[0], "strength": vector.strength,
         "gain": best.metrics.target, "kl": best.metrics["kl"],
         # the best is recommended only within the KL budget and above the baseline
-        "recommended": result.improved, "reason": result.recommendation.reason,
+        "recommended": result.improved, "reason": result.verdict.headline,
         "evaluations": [
             {"layer": e.layers[0], "alpha": e.alphas[0], "gain": e.metrics.target,
              "kl": e.metrics["kl"]} for e in result.evaluations
