@@ -231,10 +231,9 @@ def _normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-# What share of documents a steering setting typically changes the answer of
-# (fixed or broken), for planning before anything is scored: on the shipped
-# tasks the settings a search recommends changed 20-40 % of answers
-# (docs/statistics.md). The smallest confirmable gain below assumes this share.
+# What share of documents a steering setting changes the answer of (fixed or
+# broken), for planning before anything is scored; the plan line says it
+# assumes this. docs/verdict.md gives the share measured on the shipped tasks.
 PLANNING_DISCORDANCE = 0.3
 
 
