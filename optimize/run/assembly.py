@@ -48,15 +48,20 @@ def base_vectors(steerer: Steerer, indices: Sequence[int]) -> list[SteeringVecto
     return [v for i, v in enumerate(steerer.vectors) if i not in chosen]
 
 
-def _searched(steerer: Steerer, settings: RunSettings) -> Fitness:
-    """The task on the search documents: raced in two parts when its score is
-    a mean of per-document values and there are enough of them."""
+def _searched(steerer: Steerer, settings: RunSettings) -> tuple[Fitness, LmEvalFitness]:
+    """The task on the search documents (raced in two parts when its score is
+    a mean of per-document values and there are enough of them), and the part
+    whose prefix scorer was checked against lm-eval (the other parts of the
+    task are built `checked_with` it)."""
     config, split = settings.fitness, settings.split
     head = LmEvalFitness(steerer, config, split=split, side=SEARCH, part=(0.0, FIRST_PART))
     if head.per_document_mean and 2 * head.samples >= MIN_RACED_DOCUMENTS:
-        tail = LmEvalFitness(steerer, config, split=split, side=SEARCH, part=(FIRST_PART, 1.0))
-        return RacingFitness(head, tail, settings.finalists)
-    return LmEvalFitness(steerer, config, split=split, side=SEARCH)
+        tail = LmEvalFitness(
+            steerer, config, split=split, side=SEARCH, part=(FIRST_PART, 1.0), checked_with=head
+        )
+        return RacingFitness(head, tail, settings.finalists), head
+    whole = LmEvalFitness(steerer, config, split=split, side=SEARCH, checked_with=head)
+    return whole, head
 
 
 def _kl_budget(settings: RunSettings) -> float | None:
@@ -69,11 +74,17 @@ def search_fitness(
 ) -> GuardedFitness:
     """What every search setting is scored by: the task's search documents,
     the KL guard (its reference: the model with `base` on) and the guard task."""
+    return _search_fitness(steerer, settings, base)[0]
+
+
+def _search_fitness(
+    steerer: Steerer, settings: RunSettings, base: Sequence[SteeringVector]
+) -> tuple[GuardedFitness, LmEvalFitness]:
     guard = KlGuard(steerer, batch_size=settings.fitness.batch_size, base=base)
     guard_task = None if settings.guard_task is None else LmEvalFitness(steerer, settings.guard_task)
-    return GuardedFitness(
-        _searched(steerer, settings), guard, guard_task, base, _kl_budget(settings)
-    )
+    searched, checked = _searched(steerer, settings)
+    fitness = GuardedFitness(searched, guard, guard_task, base, _kl_budget(settings))
+    return fitness, checked
 
 
 class ReplyCheck:
@@ -144,14 +155,19 @@ def assembled(
             yield RunPlan(fitness, **common)
         return
     split = settings.split
+    searched, checked = _search_fitness(steerer, settings, base)
     heldout: Fitness | None = None
     if settings.heldout is not None:
         heldout = LmEvalFitness(steerer, settings.heldout)
     elif split is not None and split.fraction > 0:
-        heldout = LmEvalFitness(steerer, settings.fitness, split=split, side=HELDOUT)
+        heldout = LmEvalFitness(
+            steerer, settings.fitness, split=split, side=HELDOUT, checked_with=checked
+        )
     yield RunPlan(
-        search_fitness(steerer, settings, base),
-        confirm=LmEvalFitness(steerer, settings.fitness, split=split, side=CONFIRM),
+        searched,
+        confirm=LmEvalFitness(
+            steerer, settings.fitness, split=split, side=CONFIRM, checked_with=checked
+        ),
         heldout=heldout,
         finalists=settings.finalists,
         significance=settings.significance,

@@ -108,7 +108,10 @@ class LmEvalFitness:
     (the default) excludes the documents the steerer's active task vectors
     were built from, so a vector is never graded on its own training data.
     `metrics_many` passes take at most `batch_memory` bytes (None: sized
-    from the memory free at the time).
+    from the memory free at the time). `checked_with`, another part of the
+    same task on the same model whose prefix scorer was checked against
+    lm-eval's answers, spares this one the check (and scores through lm-eval
+    when that one does).
     """
 
     def __init__(
@@ -123,6 +126,7 @@ class LmEvalFitness:
         exclude: frozenset[str] | None = None,
         batch_memory: int | None = None,
         part: tuple[float, float] | None = None,
+        checked_with: LmEvalFitness | None = None,
     ) -> None:
         if side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, got {side!r}")
@@ -150,6 +154,13 @@ class LmEvalFitness:
             else f"the {self.samples} {SIDE_NAMES[side]} documents (split seed {split.seed})"
         )
         self.prefix_scorer: PrefixScorer | None = None
+        sibling = checked_with
+        if sibling is not None and (
+            sibling.steerer is not steerer or sibling.config.task != config.task
+        ):
+            raise ValueError("checked_with must be a part of the same task on the same model")
+        if sibling is not None and sibling.prefix_scorer is None:
+            prefix_cache = False  # it scores through lm-eval: so does this part
         if prefix_cache and self._requests.get("loglikelihood"):
             with preserved_rng():
                 self.prefix_scorer = PrefixScorer.build(
@@ -158,6 +169,7 @@ class LmEvalFitness:
                     self._requests["loglikelihood"],
                     config.batch_size,
                     cache_bytes,
+                    check=sibling is None,
                 )
 
     def document_ids(self) -> dict[str, list[int]]:

@@ -181,6 +181,41 @@ def test_a_mismatch_with_lm_eval_falls_back(tiny, choices_task, monkeypatch, cap
     assert fitness.evaluate(vectors) == reference.evaluate(vectors)
 
 
+def test_a_part_checked_with_another_skips_the_check_and_still_equals_lm_eval(
+    tiny, choices_task, monkeypatch
+):
+    steerer = fresh_steerer(tiny)
+    checks = []
+    differs = PrefixScorer._differs_from_lm_eval
+
+    def counted(self, lm, requests):
+        checks.append(len(requests))
+        return differs(self, lm, requests)
+
+    monkeypatch.setattr(PrefixScorer, "_differs_from_lm_eval", counted)
+    head = LmEvalFitness(steerer, choices_fitness(choices_task))
+    tail = LmEvalFitness(steerer, choices_fitness(choices_task), checked_with=head)
+    assert len(checks) == 1 and tail.prefix_scorer is not None
+    slow = LmEvalFitness(steerer, choices_fitness(choices_task), prefix_cache=False)
+    for vectors in _settings(steerer):
+        _assert_same(tail.evaluate(vectors), slow.evaluate(vectors))
+
+
+def test_a_part_checked_with_one_that_fell_back_falls_back_too(tiny, choices_task, monkeypatch):
+    steerer = fresh_steerer(tiny)
+    monkeypatch.setattr(PrefixScorer, "_differs_from_lm_eval", lambda *a: "a forced difference")
+    head = LmEvalFitness(steerer, choices_fitness(choices_task))
+    tail = LmEvalFitness(steerer, choices_fitness(choices_task), checked_with=head)
+    assert head.prefix_scorer is None and tail.prefix_scorer is None
+
+
+def test_checked_with_another_model_is_refused(tiny, tokenizer, choices_task):
+    head = LmEvalFitness(fresh_steerer(tiny), choices_fitness(choices_task))
+    other = fresh_steerer(LoadedModel(_tiny_other("qwen2", tokenizer), tokenizer, "tiny-qwen2"))
+    with pytest.raises(ValueError, match="same task on the same model"):
+        LmEvalFitness(other, choices_fitness(choices_task), checked_with=head)
+
+
 def _tiny_other(kind, tokenizer):
     torch.manual_seed(3)
     common = dict(
