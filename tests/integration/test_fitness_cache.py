@@ -211,7 +211,8 @@ def test_a_part_checked_with_one_that_fell_back_falls_back_too(tiny, choices_tas
 
 def test_checked_with_another_model_is_refused(tiny, tokenizer, choices_task):
     head = LmEvalFitness(fresh_steerer(tiny), choices_fitness(choices_task))
-    other = fresh_steerer(LoadedModel(_tiny_other("qwen2", tokenizer), tokenizer, "tiny-qwen2"))
+    loaded = LoadedModel(_tiny_other("qwen2", tokenizer), tokenizer, "tiny-qwen2")
+    other = fresh_steerer(loaded)  # the steerer holds its model weakly: `loaded` keeps it
     with pytest.raises(ValueError, match="same task on the same model"):
         LmEvalFitness(other, choices_fitness(choices_task), checked_with=head)
 
