@@ -18,7 +18,7 @@ above about +8 (README's table), and a webui chat looped at alpha 4 (issue
 9). So +-4 keeps the swarm where text still reads, and a range of 8 wide is
 searched in 800 steps of 0.01. Wider ranges remain one flag or field away.
 
-The default unit is "strength" (issue 12): the coefficient as a share of the
+The default unit is "strength": the coefficient as a share of the
 mean norm of the hidden states entering the layer over the neutral set, so
 one range fits every layer, vector and model. Its default, -0.4 to 0.4, is
 where the guard's KL budget (0.5 nats/token) is crossed on SmolLM2 at most

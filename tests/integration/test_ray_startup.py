@@ -164,8 +164,9 @@ def test_the_app_leaves_no_ray_process_behind_on_sigterm(ray_installed, tiny_dir
             "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
             "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
             "heldout_task": "", "heldout_limit": 100, "holdout_fraction": 0.0,
+            "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "budget": 0,
             "objective": "target", "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
-            "workers": 1, "first_round": 0,
+            "workers": 1,
         }  # fmt: skip
         client.submit([joy.id], *(values[name] for name in NAMES), api_name="/optimize")
         deadline = time.monotonic() + 240
