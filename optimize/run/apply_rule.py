@@ -5,8 +5,8 @@ file opened from the Saved tab.
 Each of those once decided for itself, and they disagreed: the Saved tab
 applied a run whose best lost 70 points (alpha 47.67, strength 3.68), and a
 +0.0 result, that "Apply best" refused. Now each asks `refusal` and applies
-with `apply_result`. A result is refused when it gained nothing over the
-unsteered model (`gained`), when the setting is outside the limits (the
+with `apply_result`. A result is refused when its verdict recommends nothing
+(`gained`: no gain the confirmation documents bore out), when the setting is outside the limits (the
 model's layers, the run's own layer range, steering/limits.py's alpha), or
 when it was found on another model or for vectors that are no longer active.
 A strength beyond steering/limits.py's is refused as the vector is placed
