@@ -36,8 +36,7 @@ log = logging.getLogger("steerswarm")
 
 __all__ = ["custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
 
-from ui.settings import FIELDS as _SAVED  # noqa: E402 - after the sys.path line
-from ui.settings import RENAMED as _RENAMED  # noqa: E402
+from ui.settings import FIELDS as _SAVED, RENAMED as _RENAMED  # noqa: E402 - needs the sys.path line
 
 # The webui's one piece of extension state: it sets these from the settings
 # `<name>-<key>` after importing us and saves them on "Save settings". The
@@ -302,11 +301,10 @@ def ui() -> None:
         log.exception("steerswarm: gradio is not importable")
         return
     try:
+        from steering.persist import DataFolder
         from steering.session import ModelSession
         from ui.app import build_tabs
         from ui.settings import FormSettings
-
-        from steering.persist import DataFolder
 
         shared = _webui_shared()
         folder = _save_dir()

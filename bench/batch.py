@@ -28,12 +28,12 @@ def run(
     import numpy as np
 
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace
-    from steering.batched import row_limit, setting_deltas
     from optimize.search.loop import SearchRandomState
     from optimize.search.strategies import make_strategy
-    from steering import capture_vector
-    from steering.capture import recapture
     from presets import load_preset
+    from steering import capture_vector
+    from steering.batched import row_limit, setting_deltas
+    from steering.capture import recapture
 
     steerer = bench.steerer
     n = bench.num_layers
@@ -76,7 +76,7 @@ def run(
         [f"{len(settings)} settings one by one / batched", f"{speedup.median:.2f}x "
          f"({speedup.low:.2f}-{speedup.high:.2f}); CPU {speedup.cpu_median:.2f}x; "
          f"fastest rounds {speedup.best:.2f}x"],
-        [f"batched iteration / one evaluation", f"{versus_one.median:.2f} "
+        ["batched iteration / one evaluation", f"{versus_one.median:.2f} "
          f"({versus_one.low:.2f}-{versus_one.high:.2f}); CPU {versus_one.cpu_median:.2f}"],
     ]
     seconds = ", ".join(f"{k} {t.median:.2f} s" for k, t in timings.items())

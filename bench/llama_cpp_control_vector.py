@@ -41,7 +41,7 @@ from bench._common import REPO, RESULTS, log
 from steering.capture import capture_vector
 from steering.engine import steerer_for
 from steering.gguf import export_control_vector
-from steering.models import EMBEDDED_GGUF, load_model, embedded_model_folder
+from steering.models import EMBEDDED_GGUF, embedded_model_folder, load_model
 
 LLAMA_PYTHON = Path(os.environ.get("STEERSWARM_LLAMA_PYTHON", REPO / ".venv-llama" / "bin" / "python"))
 LOVE = [

@@ -25,10 +25,9 @@ def run(
     seed: int,
     compare_uncached: bool = False,
 ) -> dict[str, Any]:
-    from optimize.run.optimization import RunPlan
-    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
-
     from bench.particle import supports_prefix_cache
+    from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
+    from optimize.run.optimization import RunPlan
 
     steerer = bench.steerer
     n = bench.num_layers

@@ -72,9 +72,9 @@ def _matmul_floor(model: Any, tokens: int, layers: int) -> float:
 def run(bench: Bench, limit: int | None = 100, repeat: int = 2) -> dict[str, Any]:
     from optimize import FitnessConfig, LmEvalFitness
     from optimize.guard.kl import GuardedFitness, KlGuard
+    from presets import load_preset
     from steering import capture_vector
     from steering.capture import recapture
-    from presets import load_preset
 
     steerer = bench.steerer
     n = bench.num_layers

@@ -29,8 +29,8 @@ import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from bench._common import REPO, TASKS, log
@@ -86,10 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     import torch
 
-    from optimize.run.optimization import RunPlan
-
     from optimize import PsoConfig, SearchSpace, run_optimization
     from optimize.run.assembly import RunRecipe, search_fitness
+    from optimize.run.optimization import RunPlan
     from optimize.run.settings import RunSettings
     from optimize.workers.ray import RayOptions, RayWorkers
     from steering import capture_vector, load_model, save_vectors, steerer_for

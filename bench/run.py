@@ -155,8 +155,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from bench import batch, demo, generation, optimization, particle, profile, strategies
-    from bench import kl_sentences, serving, verdicts
+    from bench import (
+        batch,
+        demo,
+        generation,
+        kl_sentences,
+        optimization,
+        particle,
+        profile,
+        serving,
+        strategies,
+        verdicts,
+    )
     from bench._common import RESULTS, Bench, log, machine, machine_line, write_json
 
     chosen = list(dict.fromkeys(args.benches)) or list(BENCHES)

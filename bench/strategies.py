@@ -70,9 +70,9 @@ def run(
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace
     from optimize.guard.objective import make_objective
     from optimize.search.loop import run_search
+    from presets import load_preset
     from steering import capture_vector
     from steering.capture import recapture
-    from presets import load_preset
 
     steerer = bench.steerer
     n = bench.num_layers

@@ -57,6 +57,7 @@ _EXPORTS = {
 __all__ = [
     "OBJECTIVES",
     "STRATEGIES",
+    "ApplyRefused",
     "Evaluation",
     "Fitness",
     "FitnessConfig",
@@ -76,7 +77,6 @@ __all__ = [
     "Strategy",
     "TunedVector",
     "VectorRecord",
-    "ApplyRefused",
     "apply_best",
     "apply_result",
     "check_heldout",
@@ -89,10 +89,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from optimize.config.configs import FitnessConfig, PsoConfig
-    from optimize.errors import FitnessError, OptimizationCancelled
-    from optimize.scoring.fitness import FitnessOutcome, LmEvalFitness
-    from optimize.scoring.metrics import Fitness, Metrics
+    from optimize.config.space import SearchSpace, Setting, round_half_away
+    from optimize.errors import ApplyRefused, FitnessError, OptimizationCancelled
     from optimize.guard.objective import OBJECTIVES, Objective, make_objective
+    from optimize.run.apply_rule import apply_result
+    from optimize.run.optimization import apply_best, check_heldout, run_optimization
     from optimize.run.results import (
         Evaluation,
         HeldOutScores,
@@ -101,12 +102,10 @@ if TYPE_CHECKING:
         TunedVector,
         VectorRecord,
     )
-    from optimize.errors import ApplyRefused
-    from optimize.run.apply_rule import apply_result
-    from optimize.run.optimization import apply_best, check_heldout, run_optimization
+    from optimize.scoring.fitness import FitnessOutcome, LmEvalFitness
+    from optimize.scoring.metrics import Fitness, Metrics
     from optimize.search.loop import SearchOutcome, run_search, swarm_search
     from optimize.search.strategies import STRATEGIES, Strategy
-    from optimize.config.space import SearchSpace, Setting, round_half_away
 
 
 def __getattr__(name: str) -> Any:

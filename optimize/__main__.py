@@ -7,6 +7,6 @@ import os
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from optimize.cli import main  # noqa: E402
+from optimize.cli import main
 
 raise SystemExit(main())

@@ -154,11 +154,11 @@ def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from optimize import Progress, run_optimization
+    from optimize.config.table import CLI, fields
     from optimize.run.assembly import RunRecipe, assembled, plan_lines
     from optimize.run.journal import JournalFile, journal_path
     from optimize.run.report import summary_lines
     from optimize.run.settings import RunSettings
-    from optimize.config.table import CLI, fields
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
     from steering.lm_eval_tasks import find_task

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimize.config.table import PRESET, check_preset
-from optimize.config.table import fields as run_fields
+from optimize.config.table import PRESET, check_preset, fields as run_fields
 from steering.capture import split_prompts
 from steering.errors import InvalidInputError
 

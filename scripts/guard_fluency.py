@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from steering.fluency import repeated_4grams  # noqa: E402 (after the path is set)
+from steering.fluency import repeated_4grams
 
 PROMPTS = (
     "Describe how to make a cup of tea.",

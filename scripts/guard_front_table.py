@@ -40,15 +40,15 @@ PROMPT = "Describe your morning in two sentences."
 
 
 def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from optimize.run.optimization import RunPlan
     from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
     from optimize.guard.kl import GuardedFitness, KlGuard, neutral_sentences
     from optimize.guard.objective import ObjectiveOptions
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
+    from optimize.run.optimization import RunPlan
     from optimize.scoring.fitness import LmEvalFitness
+    from presets import load_preset
     from steering import capture_vector
     from steering.capture import capture
-    from presets import load_preset
 
     preset = load_preset("sentiment")
     space = SearchSpace(

@@ -34,9 +34,9 @@ def main() -> int:
     torch.set_num_threads(1)
     from optimize.guard import kl as guard_module
     from optimize.guard.kl import KlGuard
+    from presets import load_preset
     from steering import capture_vector, steerer_for
     from steering.models import load_model
-    from presets import load_preset
 
     loaded = load_model()
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)

@@ -27,13 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import REPO, TASKS  # noqa: E402
+from bench._common import REPO, TASKS
+from optimize import PsoConfig, SearchSpace, run_optimization
+from optimize.run.assembly import RunRecipe, search_fitness
 from optimize.run.optimization import RunPlan
-from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization  # noqa: E402
-from optimize.scoring.placing import SettingScorer  # noqa: E402
-from optimize.run.assembly import RunRecipe, search_fitness  # noqa: E402
-from optimize.run.settings import RunSettings  # noqa: E402
-from steering import capture_vector, load_model, save_vectors, steerer_for  # noqa: E402
+from optimize.run.settings import RunSettings
+from optimize.scoring.placing import SettingScorer
+from steering import capture_vector, load_model, save_vectors, steerer_for
 
 
 def _recipe(limit: int) -> RunRecipe:
@@ -58,7 +58,7 @@ def _scorer(recipe: RunRecipe) -> tuple[object, SettingScorer]:
     return loaded, SettingScorer(steerer, vectors, [0], fitness)
 
 
-def _compare(label: str, want, got) -> None:  # noqa: ANN001 - two Metrics
+def _compare(label: str, want, got) -> None:
     differ = {k: (float(want[k]).hex(), float(got[k]).hex()) for k in want if want[k] != got[k]}
     print(label, "same" if not differ else f"DIFFERENT {differ}", flush=True)
 

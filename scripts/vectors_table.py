@@ -33,9 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from scripts.guard_fluency import PROMPTS  # noqa: E402
-from steering.fluency import repeated_4grams  # noqa: E402
-from presets import GRIEF, JOY  # noqa: E402
+from presets import GRIEF, JOY
+from scripts.guard_fluency import PROMPTS
+from steering.fluency import repeated_4grams
+
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,9 +60,9 @@ def _args() -> argparse.Namespace:
 
 def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
     """Part (a) for one task: each vector searched and scored held out."""
-    from optimize.run.optimization import RunPlan
     from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
+    from optimize.run.optimization import RunPlan
 
     low, high = (int(x) for x in args.layers.split(","))
     s_low, s_high = (float(x) for x in args.strength.split(","))
@@ -97,9 +98,9 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
 
 
 def part_a(steerer, args) -> list[dict]:
-    from steering.lm_eval_tasks import task_source
     from steering.capture import capture
     from steering.extract import VectorSource
+    from steering.lm_eval_tasks import task_source
 
     preset = [ln for ln in (ROOT / "presets/sentiment/concept.txt").read_text().splitlines() if ln]
     contra = [ln for ln in (ROOT / "presets/sentiment/contrast.txt").read_text().splitlines() if ln]
@@ -168,8 +169,8 @@ def part_b(steerer, loaded, args, vader) -> list[dict]:
 
 def part_c(steerer, loaded, args, vader) -> dict:
     from optimize import PsoConfig, SearchSpace, run_optimization
-    from optimize.scoring.concept import concept_search
     from optimize.guard.kl import GuardedFitness, KlGuard
+    from optimize.scoring.concept import concept_search
     from steering import capture_vector, recapture
     from steering.generate import GenerationSettings
 

@@ -66,10 +66,10 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from optimize import FitnessConfig, LmEvalFitness
-    from steering.bucketing import CPU_BATCH_COST_TOKENS, group_rows
     from optimize.guard.kl import KlGuard
     from optimize.scoring.prefix import MIN_BATCH_TOKENS, _tokenize
     from steering import steerer_for
+    from steering.bucketing import CPU_BATCH_COST_TOKENS, group_rows
     from steering.models import load_model
 
     loaded = load_model()

@@ -10,10 +10,10 @@ from steering.errors import (
     UnsupportedModelError,
     VectorFileError,
 )
+from steering.extract import METHODS, VectorSource, get_method, register
 from steering.generate import GenerationSettings, complete, reply, stream_reply
 from steering.models import LoadedModel, ModelInfo, find_decoder_layers, load_model, model_info
 from steering.store import load_vectors, save_vectors
-from steering.extract import METHODS, VectorSource, get_method, register
 from steering.vector import MAX_ABS_ALPHA, SteeringVector
 
 __all__ = [

@@ -33,7 +33,12 @@ from steering.extract import VectorSource
 from steering.extract.base import CONTRAST_PROMPTS, PROMPTS
 from steering.extract.task_pairs import DEFAULT_DOCS
 from steering.generate import GenerationSettings, complete
-from steering.gguf import export_control_vector, import_control_vector, llama_cpp_flags, load_vector_file
+from steering.gguf import (
+    export_control_vector,
+    import_control_vector,
+    llama_cpp_flags,
+    load_vector_file,
+)
 from steering.lm_eval_export import (
     LmEvalExport,
     check_steer_path,

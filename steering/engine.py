@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import llm_steer
 import torch
@@ -32,8 +32,8 @@ from steering.errors import IncompatibleVectorError, InvalidInputError, NoModelE
 from steering.limits import check_prompt_count, check_prompt_tokens
 from steering.models import ModelInfo, find_decoder_layers, model_info
 from steering.progress import JobControl
-from steering.vector import SteeringVector, check_layer
 from steering.validate import typed
+from steering.vector import SteeringVector, check_layer
 
 
 class _LayerView:
@@ -129,7 +129,7 @@ class ActiveVectors:
     """The active vectors of one Steerer, kept apart from it: holding this
     remembers a model's vectors without keeping the model alive."""
 
-    __slots__ = ("vectors", "outside")
+    __slots__ = ("outside", "vectors")
 
     def __init__(self) -> None:
         self.vectors: tuple[SteeringVector, ...] = ()

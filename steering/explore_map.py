@@ -35,11 +35,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from steering.kl import KlReference
-from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 from steering.capture import recapture
 from steering.engine import Steerer
 from steering.errors import InvalidInputError, UnsupportedModelError
+from steering.kl import KlReference
+from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 from steering.limits import MAX_MAP_PROMPTS
 from steering.vector import SteeringVector
 

@@ -45,12 +45,12 @@ from steering.errors import (
     VectorFileError,
     VectorWriteError,
 )
+from steering.extract import VectorSource
+from steering.extract.gguf import FILE, METHOD, TENSOR
 from steering.limits import MAX_DIRECTION_NORM
 from steering.models import ModelInfo
 from steering.outputs import reason
 from steering.store import load_vectors, read_metadata
-from steering.extract import VectorSource
-from steering.extract.gguf import FILE, METHOD, TENSOR
 from steering.vector import SteeringVector, check_alpha
 
 ARCH = "controlvector"

@@ -23,8 +23,7 @@ from typing import Any
 import numpy as np
 
 from steering.errors import FitnessError, InvalidInputError, short_message
-from steering.extract import VectorSource
-from steering.extract import task_pairs as tp
+from steering.extract import VectorSource, task_pairs as tp
 from steering.extract.task_pairs import DEFAULT_DOCS, doc_key
 from steering.rng import preserved_rng
 

@@ -142,7 +142,7 @@ def model_info(model: Any, name: str) -> ModelInfo:
     """What a vector must match to be applied to `model`."""
     layers = find_decoder_layers(model)
     config = model.config
-    hidden_size = getattr(config, "hidden_size", None) or getattr(config, "n_embd")
+    hidden_size = getattr(config, "hidden_size", None) or config.n_embd
     max_context = (
         getattr(config, "max_position_embeddings", None)
         or getattr(config, "n_positions", None)

@@ -40,7 +40,6 @@ from steering.models import (
 )
 from tests.support.models import clean_steerer, tiny_llama
 
-
 TESTS = Path(__file__).resolve().parent
 # tests/webui: the stand-in webui, its scenarios and the real webui's driver,
 # imported by name (`import scenarios`) by the tests of the extension

@@ -15,7 +15,6 @@ from gradio.context import Context
 from optimize.scoring.task_sources import AllowedTaskSources
 from steering.session import ModelSession
 from ui import chat_tab, explore_tab, saved_tab, steering_tab
-from ui import format as fmt
 from ui.jobs import JobLimits, JobRegistry
 from ui.settings import FormSettings
 from ui.style import css_kwargs

@@ -20,8 +20,7 @@ from steering import validate
 from steering.errors import SteerSwarmError
 from steering.generate import GenerationSettings, stream_reply
 from steering.session import ModelSession
-from ui import compat
-from ui import format as fmt
+from ui import compat, format as fmt
 from ui.jobs import WAITING, ModelJob
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,22 @@ from typing import Any
 
 import gradio as gr
 
-from steering.neutral import neutral_sentences
+from steering.budget import (
+    WorkEstimate,
+    estimate_map,
+    estimate_moves,
+    estimate_reads,
+    estimate_replies,
+    map_texts,
+)
+from steering.errors import InvalidInputError, SteerSwarmError
+from steering.explore import (
+    DPRIME,
+    SCAN_MEASURES,
+    compare_completions,
+    inspect_vector,
+    scan_vector,
+)
 from steering.explore_map import (
     DEFAULT_NEUTRAL,
     DEFAULT_STRENGTHS,
@@ -32,27 +47,11 @@ from steering.explore_map import (
     cell_vector,
     default_layers,
 )
-from steering.errors import InvalidInputError, SteerSwarmError
-from steering.explore import (
-    DPRIME,
-    SCAN_MEASURES,
-    compare_completions,
-    inspect_vector,
-    scan_vector,
-)
-from steering.budget import (
-    WorkEstimate,
-    estimate_map,
-    estimate_moves,
-    estimate_reads,
-    estimate_replies,
-    map_texts,
-)
 from steering.generate import GenerationSettings
+from steering.neutral import neutral_sentences
 from steering.progress import JobControl
 from steering.session import Current, ModelSession
-from ui import explore_view as view
-from ui import format as fmt
+from ui import explore_view as view, format as fmt
 from ui.jobs import BackgroundJob, JobRegistry
 from ui.model_access import peek_facts
 from ui.model_jobs import (

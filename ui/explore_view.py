@@ -15,8 +15,8 @@ from steering.errors import InvalidInputError
 from steering.validate import typed
 
 if TYPE_CHECKING:
-    from steering.explore_map import MapCell, MapGrid
     from steering.explore import LayerScan, LogitLens
+    from steering.explore_map import MapCell, MapGrid
 
 _INK = "#8b93a1"
 _SIZE = (7.0, 3.2)

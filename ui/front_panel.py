@@ -17,14 +17,13 @@ from typing import Any
 import gradio as gr
 
 from optimize import ApplyRefused, Evaluation, OptimizationResult
+from optimize.guard.objective import KL
 from optimize.run.apply_rule import apply_result, gain_refusal, gained, refusal
 from optimize.scoring.placing import position_of
-from optimize.guard.objective import KL
 from steering import validate
-from steering.session import Current, ModelSession
-from ui import format as fmt
-from ui import plots
 from steering.budget import WorkEstimate, estimate_moves
+from steering.session import Current, ModelSession
+from ui import format as fmt, plots
 from ui.jobs import JobRegistry
 from ui.model_access import VectorView
 from ui.model_jobs import APPLY, ModelJobs, busy, changed_vectors, vector_views

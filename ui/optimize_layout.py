@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 import gradio as gr
 
 from optimize.guard.objective import OBJECTIVES, uses_task
-from ui import compat, front_panel
-from ui import format as fmt
+from ui import compat, format as fmt, front_panel
 from ui.model_access import model_facts
 from ui.optimize_form import build_form
 from ui.settings import FormSettings

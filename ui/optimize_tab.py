@@ -26,19 +26,18 @@ from optimize import (
 )
 from optimize.run.apply_rule import gained
 from optimize.run.assembly import assembled
+from optimize.run.settings import default_layer_range
 from optimize.scoring.task_sources import AllowedTaskSources
-from steering.errors import InvalidInputError, JobCancelled, NoModelError, SteerSwarmError
 from presets import load_preset
-from steering.session import ModelSession
-from ui import format as fmt
-from ui import plots
-from ui.front_panel import ApplyView, FrontActions, best_offer
+from steering.errors import InvalidInputError, JobCancelled, NoModelError, SteerSwarmError
 from steering.progress import JobControl
+from steering.session import ModelSession
+from ui import format as fmt, plots
+from ui.front_panel import ApplyView, FrontActions, best_offer
 from ui.jobs import WAITING, BackgroundJob, JobProgress, JobRegistry, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
+from ui.model_access import model_facts, peek_facts
 from ui.model_jobs import OPTIMIZE, busy
-from ui.model_access import locked, model_facts, peek_facts
-from optimize.run.settings import default_layer_range
 from ui.optimize_form import NAMES, TASKS_DIR, RunRequest, parse_request
 from ui.optimize_layout import OptimizeTab, build
 from ui.optimize_resume import new_journal, resumable, resume_offer, workers_for

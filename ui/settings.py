@@ -15,8 +15,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from optimize.config.table import FORM
-from optimize.config.table import fields as run_fields
+from optimize.config.table import FORM, fields as run_fields
 
 if TYPE_CHECKING:
     import gradio as gr

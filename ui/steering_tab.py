@@ -18,19 +18,17 @@ from typing import Any
 import gradio as gr
 
 from optimize.scoring.task_sources import AllowedTaskSources
+from presets import load_preset
 from steering.budget import WorkEstimate, check_reads, estimate_reads
 from steering.capture import capture, split_prompts
 from steering.errors import SteerSwarmError
 from steering.extract import VectorSource
 from steering.gguf import load_vector_file
 from steering.models import ModelInfo
-from presets import load_preset
 from steering.session import Current, ModelSession
 from steering.store import save_vectors
 from steering.vector import check_layer
-from ui import compat
-from ui import format as fmt
-from ui import gguf_panel, task_vector_panel
+from ui import compat, format as fmt, gguf_panel, task_vector_panel
 from ui.files import plain_file_name, upload_path
 from ui.jobs import JobRegistry
 from ui.model_access import Facts, VectorView, locked, model_facts, peek_facts

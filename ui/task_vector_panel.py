@@ -17,13 +17,13 @@ from typing import Any
 import gradio as gr
 
 from optimize.scoring.task_sources import AllowedTaskSources
-from steering.lm_eval_tasks import task_source
 from steering import validate
 from steering.budget import WorkEstimate, estimate_reads
 from steering.capture import capture
 from steering.errors import InvalidInputError, SteerSwarmError
 from steering.extract.task_pairs import DEFAULT_DOCS
 from steering.limits import MAX_TASK_ITEMS
+from steering.lm_eval_tasks import task_source
 from steering.session import Current, ModelSession
 from steering.vector import SteeringVector, check_alpha, check_layer
 from ui import format as fmt

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from optimize.scoring.evaluation import Evaluation
 from optimize.guard.objective import GUARD, KL
+from optimize.scoring.evaluation import Evaluation
 
 
 def _axes(evaluation: Evaluation, higher_is_better: bool, with_guard: bool) -> tuple[float, ...]:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from optimize.config.configs import FitnessConfig
-from optimize.scoring.evaluation import Evaluation
 from optimize.guard.split import PairedTest
+from optimize.scoring.evaluation import Evaluation
 
 
 def fitness_from_dict(data: dict[str, Any]) -> FitnessConfig:

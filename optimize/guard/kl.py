@@ -25,22 +25,20 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from optimize.guard.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL, KL_SKIPPED
 from optimize.scoring import prefix
-from steering.rng import preserved_rng
+from optimize.scoring.metrics import PARTIAL, Fitness, Metrics
 from steering.batched import checked_deltas, row_limit, run_many
 from steering.bucketing import batch_cost_tokens, group_rows
-from optimize.scoring.metrics import PARTIAL, Fitness, Metrics
-from optimize.guard.objective import GUARD, GUARD_DROP, GUARD_STDERR, KL, KL_SKIPPED
+from steering.engine import Steerer
+from steering.errors import InvalidInputError, UnsupportedModelError
 from steering.kl import KlReference
 from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
-from steering.engine import Steerer
 from steering.neutral import NEUTRAL_TEXT_PATH, neutral_sentences  # noqa: F401 (re-exported)
-from steering.errors import InvalidInputError, UnsupportedModelError
+from steering.rng import preserved_rng
 from steering.vector import SteeringVector
 
 # Sentences the guard scores by default: an evenly spaced subset of the set.
@@ -120,7 +118,7 @@ class KlGuard:
         with preserved_rng(), (steerer.applied(base) if base else steerer.unsteered()):
             try:
                 hidden = self._final_states(check=True)
-            except Exception:  # noqa: BLE001 - the layer loop failed on this model
+            except Exception:
                 if self._cache is None:
                     raise
                 # e.g. another transformers' mask helpers (the webui's): plain forwards

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from optimize.config.space import Setting
 from optimize.guard.objective import Objective
 from optimize.guard.split import paired_test
 from optimize.guard.verdict import Confirmation, beats_baseline
@@ -23,7 +24,6 @@ from optimize.run.journal import CONFIRM, Journal
 from optimize.scoring.evaluation import Evaluation
 from optimize.scoring.metrics import Metrics
 from optimize.scoring.placing import SettingScorer, document_scores
-from optimize.config.space import Setting
 from steering.rng import preserved_rng
 
 # `Progress.phase` while the finalists are confirmed.

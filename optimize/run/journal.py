@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optimize.scoring.evaluation import Evaluation
 from optimize.config.space import Key
 from optimize.errors import JournalWriteError
+from optimize.scoring.evaluation import Evaluation
 from steering.errors import InvalidInputError
 from steering.outputs import reason
 

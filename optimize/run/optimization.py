@@ -35,8 +35,14 @@ from optimize.guard.objective import Objective, ObjectiveOptions, make_objective
 from optimize.guard.split import HELDOUT, SEARCH, PairedTest, paired_test
 from optimize.guard.verdict import Confirmation, Verdict, decide
 from optimize.run.confirm import confirm_finalists, pick_finalists
-from optimize.run.journal import BASELINE, HELDOUT as HELDOUT_ENTRY, SEARCH as SEARCH_ENTRY
-from optimize.run.journal import Journal, JournalFile, run_identity
+from optimize.run.journal import (
+    BASELINE,
+    HELDOUT as HELDOUT_ENTRY,
+    SEARCH as SEARCH_ENTRY,
+    Journal,
+    JournalFile,
+    run_identity,
+)
 from optimize.run.results import Evaluation, HeldOutScores, OptimizationResult, Progress
 from optimize.scoring.batched import batched_evaluator
 from optimize.scoring.metrics import Fitness

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 
-from optimize.scoring.evaluation import Evaluation
 from optimize.guard.objective import GUARD, KL, TargetObjective, gain_phrase
-from optimize.run.results import OptimizationResult
 from optimize.guard.split import PairedTest
+from optimize.run.results import OptimizationResult
+from optimize.scoring.evaluation import Evaluation
 
 
 def score_text(score: float, stderr: float) -> str:

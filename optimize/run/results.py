@@ -6,21 +6,20 @@ import dataclasses
 import json
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from optimize.config.configs import FitnessConfig, PsoConfig
-from optimize.scoring.evaluation import Evaluation
+from optimize.config.space import SearchSpace, Setting
 from optimize.guard.front import pareto_front
 from optimize.guard.heldout import HeldOutScores, fitness_from_dict
 from optimize.guard.objective import Objective, ObjectiveOptions, make_objective, uses_task
-from optimize.config.space import SearchSpace, Setting
-from optimize.scoring.placing import TunedVector, VectorRecord, tune
 from optimize.guard.split import DocumentSplit
 from optimize.guard.verdict import Confirmation, Verdict, decide
+from optimize.scoring.evaluation import Evaluation
+from optimize.scoring.placing import TunedVector, VectorRecord, tune
 from steering.errors import InvalidInputError
 
 __all__ = [

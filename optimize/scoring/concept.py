@@ -31,13 +31,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from steering.rng import preserved_rng
 from optimize.config.configs import FitnessConfig
-from steering.explore_map import padded_texts
 from optimize.scoring.metrics import Metrics
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
+from steering.explore_map import padded_texts
 from steering.extract import CONTRAST_PROMPTS, PROMPTS, VectorSource
+from steering.rng import preserved_rng
 from steering.vector import SteeringVector
 
 # The objective's registered name (optimize.guard.objective.OBJECTIVES).

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from optimize.scoring.metrics import TARGET, TARGET_STDERR, Metrics
 from optimize.config.space import Setting
+from optimize.scoring.metrics import TARGET, TARGET_STDERR, Metrics
 
 
 def finite_or_none(value: float) -> float | None:

@@ -28,18 +28,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from steering.rng import preserved_rng
-from steering.batched import checked_deltas, row_limit
 from optimize.config.configs import FitnessConfig
-from optimize.errors import FitnessError, lm_eval_failures
-from optimize.errors import short_message as _short
+from optimize.errors import FitnessError, lm_eval_failures, short_message as _short
+from optimize.guard.split import SEARCH, SIDE_NAMES, SIDES, DocumentSplit
 from optimize.scoring.metrics import Metrics
 from optimize.scoring.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
-from optimize.guard.split import SEARCH, SIDE_NAMES, SIDES, DocumentSplit
 from steering import lm_eval_tasks
+from steering.batched import checked_deltas, row_limit
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
 from steering.extract.task_pairs import doc_key, reserved_keys
+from steering.rng import preserved_rng
 from steering.vector import SteeringVector
 
 log = logging.getLogger(__name__)

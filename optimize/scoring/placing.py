@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from optimize.scoring.metrics import Fitness, Metrics
 from optimize.config.space import SearchSpace, Setting
+from optimize.scoring.metrics import Fitness, Metrics
 from steering.capture import recapture
 from steering.engine import Steerer
 from steering.errors import InvalidInputError

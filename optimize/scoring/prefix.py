@@ -43,8 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from steering.batched import run_many
-from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 from steering.bucketing import batch_cost_tokens, group_rows
+from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
 
 log = logging.getLogger(__name__)
 

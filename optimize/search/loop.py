@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from steering.rng import preserved_rng
 from optimize.config.configs import PsoConfig
-from optimize.scoring.metrics import Metrics, as_metrics
+from optimize.config.space import Key, SearchSpace, Setting
 from optimize.guard.objective import Objective, make_objective
 from optimize.run.results import Evaluation
-from optimize.config.space import Key, SearchSpace, Setting
+from optimize.scoring.metrics import Metrics, as_metrics
 from optimize.search.strategies import make_strategy
+from steering.rng import preserved_rng
 
 ScoreFn = Callable[[Setting], "Metrics | tuple[float, float]"]
 BatchScoreFn = Callable[[Sequence[Setting]], Iterable["Metrics | tuple[float, float]"]]

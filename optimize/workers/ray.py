@@ -30,9 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optimize.scoring.metrics import Metrics
-from optimize.run.assembly import RunRecipe
 from optimize.config.space import Setting
+from optimize.run.assembly import RunRecipe
+from optimize.scoring.metrics import Metrics
 from steering.errors import JobCancelled, SteerSwarmError
 from steering.limits import RAY_START_SECONDS
 

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from steering.errors import RequestFieldError
-from steering.limits import MAX_VECTORS_PER_REQUEST
+from steering.limits import MAX_ABS_ALPHA, MAX_REQUEST_STRENGTH, MAX_VECTORS_PER_REQUEST
 from steering.validate import typed
-from steering.limits import MAX_ABS_ALPHA, MAX_REQUEST_STRENGTH
 
 DEFAULT = "default"  # the app's active vectors
 NONE = "none"  # unsteered

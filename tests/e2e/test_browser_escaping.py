@@ -54,7 +54,7 @@ def assert_nothing_injected(page) -> None:
     assert page.evaluate(NO_INJECTED) == {"xss": None, "imgs": [], "links": [], "scripts": 0}
 
 
-def test_user_text_never_becomes_markup(browser, app_url):  # noqa: F811
+def test_user_text_never_becomes_markup(browser, app_url):
     from playwright.sync_api import expect
 
     page = browser.new_page(viewport=VIEWPORT)

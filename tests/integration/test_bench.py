@@ -73,9 +73,9 @@ def test_new_bench_settings():
 
 def test_evaluations_to_reach_count_distinct_settings():
     from bench.strategies import _to_reach
-    from optimize.scoring.metrics import Metrics
-    from optimize.run.results import Evaluation
     from optimize.config.space import Setting
+    from optimize.run.results import Evaluation
+    from optimize.scoring.metrics import Metrics
 
     def visit(layer, score, cached=False):
         return Evaluation.scored(0, 0, Setting((layer,), (1.0,)), Metrics.of_target(score), 0.0, cached)

@@ -24,8 +24,8 @@ from optimize.guard.split import (
     DocumentSplit,
     PairedTest,
     paired_test,
-    smallest_confirmable_gain,
     sign_test_p,
+    smallest_confirmable_gain,
 )
 from optimize.guard.verdict import (
     CONTRADICTED,
@@ -40,8 +40,7 @@ from optimize.guard.verdict import (
 )
 from optimize.run.assembly import assembled, plan_lines
 from optimize.run.confirm import pick_finalists
-from optimize.run.journal import CONFIRM as CONFIRM_ENTRY
-from optimize.run.journal import JournalFile, read_journal
+from optimize.run.journal import CONFIRM as CONFIRM_ENTRY, JournalFile, read_journal
 from optimize.run.optimization import RunPlan
 from optimize.run.settings import RunSettings
 from optimize.scoring.evaluation import Evaluation

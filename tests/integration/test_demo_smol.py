@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import FitnessConfig, LmEvalFitness, PsoConfig, SearchSpace, run_optimization
-from steering import capture_vector, steerer_for
+from optimize.run.optimization import RunPlan
 from presets import load_preset
-
+from steering import capture_vector, steerer_for
 
 # Thirteen SmolLM2 evaluations and two held-out scorings: minutes, so the full tier.
 pytestmark = pytest.mark.full

@@ -9,8 +9,14 @@ import math
 
 import pytest
 import torch
-from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
-from transformers import Qwen3Config, Qwen3ForCausalLM
+from transformers import (
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+    Qwen3Config,
+    Qwen3ForCausalLM,
+)
 
 from optimize import FitnessConfig, LmEvalFitness
 from optimize.scoring import prefix
@@ -19,6 +25,7 @@ from steering import capture_vector
 from steering.models import LoadedModel
 from tests.support.models import fresh_steerer, joy_vector
 from tests.support.tasks import choices_fitness
+
 
 def _assert_same(fast, slow, tol=1e-4):
     assert len(fast.responses) == len(slow.responses)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization
 from optimize.config.configs import FitnessConfig
-from optimize.run.journal import JournalFile, journal_path, read_journal, run_identity
-from optimize.scoring.metrics import Metrics
 from optimize.config.space import Setting
+from optimize.run.journal import JournalFile, journal_path, read_journal, run_identity
+from optimize.run.optimization import RunPlan
 from optimize.scoring.evaluation import Evaluation
+from optimize.scoring.metrics import Metrics
 from steering import save_vectors
 from steering.errors import InvalidInputError
 from tests.support.tasks import sentiment_fitness, sentiment_run_argv

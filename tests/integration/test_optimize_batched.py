@@ -12,15 +12,14 @@ import pytest
 import torch
 
 from optimize import LmEvalFitness, PsoConfig, SearchSpace
+from optimize.guard.objective import make_objective
 from optimize.scoring import prefix
 from optimize.scoring.batched import batched_evaluator
-from steering.batched import row_limit, setting_deltas
-from optimize.guard.objective import make_objective
 from optimize.search.loop import run_search
+from steering.batched import row_limit, setting_deltas
 from tests.support.models import fresh_steerer, joy_vector
 from tests.support.recorded import SPHERE, history_rows, sphere_score
 from tests.support.tasks import choices_fitness
-
 
 
 def _eight(steerer):
@@ -197,8 +196,8 @@ def test_smollm2_settings_batched_equal_their_own_evaluations(smol, monkeypatch,
     """SmolLM2 on a shipped task: eight settings of the sentiment concept in
     one batched pass give each setting's own log-likelihoods within 1e-4."""
     from optimize import FitnessConfig
-    from steering import capture_vector, steerer_for
     from presets import load_preset
+    from steering import capture_vector, steerer_for
 
     monkeypatch.setattr(prefix, "MIN_BATCH_TOKENS", 0)
     preset = load_preset("sentiment")

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
+from optimize.run.optimization import RunPlan
 from tests.support.recorded import RECORDED, SPHERE, history_rows, sphere_score
 from tests.support.tasks import sentiment_fitness
+
 
 @pytest.mark.parametrize(
     "case", SPHERE["cases"], ids=lambda c: f"seed{c['seed']}-{c.get('space', 'space')}"

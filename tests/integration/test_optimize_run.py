@@ -12,21 +12,22 @@ import threading
 import numpy as np
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import (
     FitnessError,
     LmEvalFitness,
-    OptimizationResult,
     OptimizationCancelled,
+    OptimizationResult,
     PsoConfig,
     SearchSpace,
     apply_best,
     run_optimization,
 )
+from optimize.run.optimization import RunPlan
 from optimize.scoring.prefix import PrefixScorer
 from steering import recapture, steerer_for
 from steering.errors import IncompatibleVectorError, InvalidInputError
 from tests.support.tasks import SENTIMENT_TEXTS, sentiment_fitness
+
 
 def _lm(steerer, folder, **kw):
     """The lm-eval fitness a run is given (the caller builds it)."""

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import (
     FitnessConfig,
     LmEvalFitness,
@@ -19,8 +18,8 @@ from optimize import (
     apply_best,
     run_optimization,
 )
+from optimize.run.optimization import RunPlan
 from steering import capture_vector, recapture, save_vectors, steerer_for
-
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = str(REPO / "tasks")

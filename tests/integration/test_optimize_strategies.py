@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
+from optimize.run.optimization import RunPlan
 from optimize.run.settings import RunSettings
 from optimize.search.strategies import STRATEGIES, make_strategy
 from steering.errors import InvalidInputError

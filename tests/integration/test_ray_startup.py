@@ -16,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil  # accelerate (hence lm-eval) depends on it
 import pytest
 
 from optimize.run.assembly import RunRecipe
@@ -23,8 +24,6 @@ from optimize.run.settings import RunSettings
 from optimize.workers.ray import RayOptions, RayWorkers, WorkerError
 from steering import capture_vector, save_vectors, steerer_for
 from steering.errors import JobCancelled
-
-import psutil  # accelerate (hence lm-eval) depends on it
 
 try:
     import ray

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from steering import GenerationSettings, capture_vector, complete, load_vectors, save_vectors, steerer_for
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from steering import (
+    GenerationSettings,
+    capture_vector,
+    complete,
+    load_vectors,
+    save_vectors,
+    steerer_for,
+)
 from steering.sentiment import next_word_sentiment
-
 
 JOY = [
     "I am so happy and full of joy today!",

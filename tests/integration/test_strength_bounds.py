@@ -7,11 +7,11 @@ import argparse
 
 import pytest
 
-from optimize.run.optimization import RunPlan
 from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-from optimize.scoring.metrics import Metrics
-from optimize.config.table import BY_NAME, add_arguments
 from optimize.config.space import Setting
+from optimize.config.table import BY_NAME, add_arguments
+from optimize.run.optimization import RunPlan
+from optimize.scoring.metrics import Metrics
 from steering import capture_vector, recapture, steerer_for
 from steering.errors import InvalidInputError
 

@@ -12,13 +12,11 @@ import pytest
 from matplotlib.figure import Figure
 
 from optimize import Evaluation, Metrics, apply_best
-from optimize.run.settings import RunSettings
 from optimize.guard.objective import KL
+from optimize.run.settings import RunSettings
 from steering.errors import InvalidInputError
-from ui import format as fmt
-from ui import plots
-from tests.support.forms import form as plain_form
-from tests.support.forms import last
+from tests.support.forms import form as plain_form, last
+from ui import format as fmt, plots
 from ui.optimize_form import parse_request
 from ui.optimize_tab import OptimizeActions
 from ui.steering_tab import SteeringActions

@@ -12,9 +12,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from steering.session import ModelSession
-from ui import format as fmt
 from tests.support.forms import UPDATE, form, last, views
 from tests.support.results import recommending
+from ui import format as fmt
 from ui.optimize_form import NAMES
 from ui.optimize_tab import TASKS_DIR, OptimizeActions, default_layer_range
 
@@ -255,7 +255,7 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(optimize_action
 
 def test_the_form_lays_out_every_form_setting_of_the_table_once():
     from optimize.config.table import FORM, fields
-    from ui.optimize_form import NAMES, LAID_OUT, NAMES
+    from ui.optimize_form import LAID_OUT, NAMES
 
     assert sorted(LAID_OUT) == sorted(NAMES) == sorted(f.name for f in fields(FORM))
     assert len(set(LAID_OUT)) == len(LAID_OUT)

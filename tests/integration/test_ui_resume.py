@@ -11,9 +11,9 @@ import re
 import pytest
 
 from steering.errors import InvalidInputError
+from tests.support.forms import form, views
 from ui.optimize_resume import latest_interrupted, workers_for
 from ui.optimize_tab import OptimizeActions, parse_request
-from tests.support.forms import form, views
 
 
 def _history(result):

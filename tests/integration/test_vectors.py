@@ -9,10 +9,18 @@ import torch
 
 from optimize.config.configs import FitnessConfig
 from optimize.scoring.fitness import LmEvalFitness
-from steering.lm_eval_tasks import task_source
-from steering import InvalidInputError, VectorSource, capture, load_vectors, recapture, save_vectors, steerer_for
+from steering import (
+    InvalidInputError,
+    VectorSource,
+    capture,
+    load_vectors,
+    recapture,
+    save_vectors,
+    steerer_for,
+)
 from steering.extract.base import pca_direction
 from steering.extract.task_pairs import doc_key, reserved_keys
+from steering.lm_eval_tasks import task_source
 from steering.neutral import CALIBRATION_SENTENCES, neutral_sentences
 
 TASKS = str(Path(__file__).resolve().parents[2] / "tasks")

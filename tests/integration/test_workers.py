@@ -8,16 +8,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optimize.run.optimization import RunPlan
 from optimize import PsoConfig, SearchSpace, run_optimization
-from optimize.scoring.metrics import Metrics
-from optimize.run.assembly import RunRecipe, search_fitness
-from optimize.run.settings import RunSettings
 from optimize.config.space import Setting
+from optimize.run.assembly import RunRecipe, search_fitness
+from optimize.run.optimization import RunPlan
+from optimize.run.settings import RunSettings
+from optimize.scoring.metrics import Metrics
 from optimize.workers.ray import RayOptions, RayWorkers, Worker, WorkerError
 from steering import capture_vector, save_vectors, steerer_for
 from tests.support.models import tiny_llama
-from tests.support.tasks import sentiment_fitness
 
 try:
     import ray

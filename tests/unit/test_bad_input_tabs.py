@@ -14,8 +14,8 @@ import resource
 
 import pytest
 
-from steering.explore_map import cell_key
 from optimize.scoring.task_sources import SHIPPED_TASKS, AllowedTaskSources
+from steering.explore_map import cell_key
 from steering.limits import MAX_PROMPTS_PER_CAPTURE
 from steering.persist import DataFolder
 from steering.session import ModelSession

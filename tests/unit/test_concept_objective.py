@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from optimize.run.optimization import RunPlan
 from optimize import PsoConfig, SearchSpace, run_optimization
-from optimize.scoring.concept import ConceptExamples, ConceptFitness, concept_search, split_examples
 from optimize.guard.kl import GuardedFitness, KlGuard
 from optimize.guard.objective import ObjectiveOptions, make_objective, uses_task
+from optimize.run.optimization import RunPlan
 from optimize.run.report import summary_lines
+from optimize.scoring.concept import ConceptExamples, ConceptFitness, concept_search, split_examples
 from steering import capture_vector, steerer_for
 from steering.errors import InvalidInputError
 

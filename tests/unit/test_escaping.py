@@ -15,8 +15,8 @@ import pytest
 from markdown_it import MarkdownIt
 
 from steering.models import ModelInfo
-from ui import format as fmt
 from tests.support.markdown_text import shown
+from ui import format as fmt
 from ui.steering_tab import SteeringActions
 
 PAYLOADS = (

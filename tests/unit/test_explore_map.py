@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from steering import capture_vector, steerer_for
+from steering.errors import InvalidInputError
 from steering.explore_map import (
     MapGrid,
     StrengthMap,
@@ -14,8 +16,6 @@ from steering.explore_map import (
     cell_vector,
     default_layers,
 )
-from steering import capture_vector, steerer_for
-from steering.errors import InvalidInputError
 
 CONCEPT = ["I love this, it is wonderful", "What a happy bright day"]
 CONTRAST = ["I hate this, it is awful", "What a sad grey day"]

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from optimize.guard import kl as guard_module
-from optimize.scoring import prefix
 from optimize.guard.kl import KlGuard, neutral_sentences
+from optimize.scoring import prefix
 from steering import capture_vector, steerer_for
 from steering.errors import InvalidInputError
 

@@ -8,10 +8,8 @@ import math
 import pytest
 from scipy.stats import binomtest
 
-from optimize.scoring.evaluation import Evaluation
+from optimize.config.space import Setting
 from optimize.guard.front import pareto_front
-from optimize.guard.verdict import beats_baseline, decide
-from optimize.scoring.metrics import Metrics
 from optimize.guard.objective import (
     DEFAULT_OBJECTIVE,
     GUARD,
@@ -21,8 +19,10 @@ from optimize.guard.objective import (
     ObjectiveOptions,
     make_objective,
 )
-from optimize.config.space import Setting
 from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit, paired_test, sign_test_p
+from optimize.guard.verdict import beats_baseline, decide
+from optimize.scoring.evaluation import Evaluation
+from optimize.scoring.metrics import Metrics
 from steering.errors import InvalidInputError
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 
-
 import ui.chat_tab as chat_tab
 from ui.chat_tab import ChatActions
 from ui.steering_tab import SteeringActions

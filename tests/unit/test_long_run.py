@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import threading
 
-from tests.support.forms import form, views
 from optimize.run.results import Progress
+from tests.support.forms import form, views
 from ui.jobs import JobLimits, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
 

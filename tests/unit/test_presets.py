@@ -12,8 +12,8 @@ import pytest
 
 from optimize import FitnessConfig, PsoConfig, SearchSpace
 from optimize.scoring.fitness import find_task
-from steering.errors import InvalidInputError
 from presets import OPTIMIZE_KEYS, load_preset
+from steering.errors import InvalidInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = ROOT / "tasks"

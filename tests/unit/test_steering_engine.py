@@ -137,16 +137,14 @@ def test_applied_restores_previous_set_even_when_the_body_raises(tiny):
     user = random_vector(1, 2.0)
     steerer.add(user)
     before = logits(tiny.model)
-    with pytest.raises(ZeroDivisionError):
-        with steerer.applied([random_vector(3, 9.0, seed=5)]):
-            assert steerer.steered_layers() == [3]
-            1 / 0
+    with pytest.raises(ZeroDivisionError), steerer.applied([random_vector(3, 9.0, seed=5)]):
+        assert steerer.steered_layers() == [3]
+        1 / 0
     assert steerer.vectors == (user,)
     assert torch.equal(logits(tiny.model), before)
-    with steerer.applied([]):
-        with pytest.raises(RuntimeError, match="does not nest"):
-            with steerer.applied([]):
-                pass
+    with steerer.applied([]), pytest.raises(RuntimeError, match="does not nest"):
+        with steerer.applied([]):
+            pass
     assert steerer.vectors == (user,)
 
 

@@ -10,7 +10,13 @@ import pytest
 import safetensors.torch
 import torch
 
-from steering import IncompatibleVectorError, InvalidInputError, VectorFileError, capture_vector, steerer_for
+from steering import (
+    IncompatibleVectorError,
+    InvalidInputError,
+    VectorFileError,
+    capture_vector,
+    steerer_for,
+)
 from steering.store import load_vectors, save_vectors
 
 IDS = torch.tensor([[1, 520, 3000, 77, 9001]])

@@ -13,7 +13,6 @@ import extension
 from steering.session import ModelSession
 from ui.app import build_app, build_tabs
 
-
 SPEC_LABELS = {
     # Steering
     "Steering",

@@ -9,8 +9,7 @@ import pytest
 
 from steering import capture_vector
 from steering.session import ModelSession
-from ui import compat
-from ui import format as fmt
+from ui import compat, format as fmt
 from ui.chat_tab import ChatActions
 
 

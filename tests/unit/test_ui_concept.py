@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from optimize.scoring.concept import CONCEPT_TASK
 from optimize.config.table import BY_NAME
+from optimize.scoring.concept import CONCEPT_TASK
 from steering.errors import InvalidInputError
 from ui.optimize_form import NAMES, parse_request
 from ui.optimize_layout import plan_line

@@ -7,10 +7,9 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
+from tests.support.forms import last
 from ui.app import build_app
 from ui.steering_tab import SteeringActions
-
-from tests.support.forms import last
 
 
 def test_a_typed_layer_out_of_range_is_refused_not_clamped(tiny_session, tmp_path):

@@ -27,9 +27,9 @@ sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 def main(argv: list[str]) -> int:
     import gradio as gr
+    import scenarios
     from transformers import AutoTokenizer
 
-    import scenarios
     from steering.models import EMBEDDED_GGUF
 
     if not gr.__version__.startswith("4."):

@@ -58,7 +58,7 @@ def http_json(url: str, body: dict[str, Any] | None = None, timeout: float = 30)
     request = urllib.request.Request(
         url, data=data, headers={"Content-Type": "application/json"} if data else {}
     )
-    with urllib.request.urlopen(request, timeout=timeout) as reply:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(request, timeout=timeout) as reply:
         text = reply.read().decode()
     return json.loads(text) if text.strip() else None
 
@@ -129,7 +129,7 @@ class RealWebui:
                 raise RuntimeError(f"the webui exited ({self.process.returncode}):\n{self.log_tail()}")
             try:
                 info = http_json(f"{self.api}/internal/model/info", timeout=5)
-                urllib.request.urlopen(self.url, timeout=5).close()  # noqa: S310
+                urllib.request.urlopen(self.url, timeout=5).close()
                 if info and info.get("model_name") == MODEL:
                     return
             except (OSError, urllib.error.URLError, ValueError):

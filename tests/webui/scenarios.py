@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 import yaml
-
 from harness import NAME, REPO, ROUTES, Webui, last, tiny_llama
 
 TASKS = str(REPO / "tasks")

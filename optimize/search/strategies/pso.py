@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimize.search.strategies._pyswarms import global_best_pso, import_pyswarms
 from optimize.config.configs import PsoConfig
+from optimize.search.strategies._pyswarms import global_best_pso, import_pyswarms
 from optimize.search.strategies.base import Strategy
 
 
