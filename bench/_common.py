@@ -8,6 +8,7 @@ the per-round ratio, with the lowest and highest round ratio beside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -145,10 +146,8 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "device": "cpu",
     }
-    try:
+    with contextlib.suppress(OSError):  # no load average on this platform
         info["load_average"] = os.getloadavg()
-    except OSError:
-        pass
     if torch.cuda.is_available():
         info["device"] = "cuda"
         info["gpu"] = torch.cuda.get_device_name(0)

@@ -64,20 +64,23 @@ def run(
     worst = 0.0
     same_scores = True
     if scorer is not None:
-        together = scorer.score_many(steerer, [setting_deltas(v) for v in vectors], row_limit(scorer))
+        deltas = [setting_deltas(v) for v in vectors]
+        together = scorer.score_many(steerer, deltas, row_limit(scorer))
         for v, answers in zip(vectors, together, strict=True):
             alone = fitness.evaluate(v)
-            worst = max([worst] + [abs(a[0] - b[0]) for a, b in zip(answers, alone.responses)])
+            pairs = zip(answers, alone.responses, strict=True)
+            worst = max([worst] + [abs(a[0] - b[0]) for a, b in pairs])
         batched = [m.target for m in fitness.metrics_many(vectors)]
         same_scores = batched == [fitness.metrics(v).target for v in vectors]
     speedup = ratio(timings["one by one"], timings["batched"])
     versus_one = ratio(timings["batched"], timings["one evaluation"])
     rows = [
-        [f"{len(settings)} settings one by one / batched", f"{speedup.median:.2f}x "
-         f"({speedup.low:.2f}-{speedup.high:.2f}); CPU {speedup.cpu_median:.2f}x; "
-         f"fastest rounds {speedup.best:.2f}x"],
-        ["batched iteration / one evaluation", f"{versus_one.median:.2f} "
-         f"({versus_one.low:.2f}-{versus_one.high:.2f}); CPU {versus_one.cpu_median:.2f}"],
+        [f"{len(settings)} settings one by one / batched",
+         (f"{speedup.median:.2f}x ({speedup.low:.2f}-{speedup.high:.2f}); "
+          f"CPU {speedup.cpu_median:.2f}x; fastest rounds {speedup.best:.2f}x")],
+        ["batched iteration / one evaluation",
+         (f"{versus_one.median:.2f} ({versus_one.low:.2f}-{versus_one.high:.2f}); "
+          f"CPU {versus_one.cpu_median:.2f}")],
     ]
     seconds = ", ".join(f"{k} {t.median:.2f} s" for k, t in timings.items())
     markdown = (

@@ -105,7 +105,7 @@ def measure(tree: Path, prompts: int, words_max: int, layer: int, seed: int) -> 
     done = subprocess.run(
         [sys.executable, "-c", CHILD, str(prompts), str(words_max), str(layer), str(seed)],
         cwd=tree, env=env, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    )
     if done.returncode != 0:
         raise SystemExit(f"the capture in {tree} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -115,7 +115,7 @@ def old_tree(rev: str) -> Path:
     """A temporary worktree of this repository at `rev`."""
     folder = Path(tempfile.mkdtemp(prefix="steerswarm-old-")) / "tree"
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(folder), rev],
-                   check=True, capture_output=True)  # fmt: skip
+                   check=True, capture_output=True)
     return folder
 
 
@@ -124,7 +124,9 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=5000, help="lines asked for (default 5,000)")
     parser.add_argument("--code", default="old,new", help="old, new or old,new")
     parser.add_argument("--old-rev", default=OLD_REV)
-    parser.add_argument("--words-max", type=int, default=60, help="prompt length: 3 to this many words")
+    parser.add_argument(
+        "--words-max", type=int, default=60, help="prompt length: 3 to this many words"
+    )
     parser.add_argument("--layer", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -141,7 +143,8 @@ def main() -> None:
         else:
             raise SystemExit(f"--code takes old and/or new, got {code!r}")
         try:
-            runs = [measured] + ([args.prompts] if code == "new" and args.prompts > measured else [])
+            more = code == "new" and args.prompts > measured
+            runs = [measured] + ([args.prompts] if more else [])
             for prompts in runs:
                 row = measure(tree, prompts, args.words_max, args.layer, args.seed)
                 row["code"] = code if code == "new" else f"old ({args.old_rev})"
@@ -150,13 +153,14 @@ def main() -> None:
         finally:
             if code == "old":
                 subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                               check=False, capture_output=True)  # fmt: skip
+                               check=False, capture_output=True)
                 shutil.rmtree(tree.parent, ignore_errors=True)
-    print(f"\n{'code':<16}{'prompts':>8}{'s':>8}{'before':>8}{'peak':>8}{'after':>8}{'dropped':>9}  (MB RSS)")
+    print(f"\n{'code':<16}{'prompts':>8}{'s':>8}{'before':>8}{'peak':>8}{'after':>8}"
+          f"{'dropped':>9}  (MB RSS)")
     for _code, row in rows:
         print(f"{row['code']:<16}{row['prompts']:>8}{row['seconds']:>8}{row['rss_before_mb']:>8}"
               f"{row['rss_peak_mb']:>8}{row['rss_after_mb']:>8}{row['rss_after_cache_dropped_mb']:>9}"
-              f"  {row['outcome'][:70]}")  # fmt: skip
+              f"  {row['outcome'][:70]}")
 
 
 if __name__ == "__main__":

@@ -156,7 +156,7 @@ def run(
              "--contrast", str(preset / "contrast.txt"), "--layer", "8", "--coeff", "1",
              "--out", str(vectors)],
             cwd=old, env=_env(threads), check=True, capture_output=True,
-        )  # fmt: skip
+        )
         for seed in range(seeds):
             log(f"(e) demo seed {seed}: {commit} and this code side by side, {limit}+{limit} items")
             started = time.perf_counter()
@@ -164,7 +164,7 @@ def run(
                 name: _start(REPO if extra is not None else old, vectors,
                              work / f"{name}-{seed}.json", limit, threads, _flags(extra, seed))
                 for name, extra in VARIANTS.items()
-            }  # fmt: skip
+            }
             finished = _finish_all(processes, started)
             for name in VARIANTS:
                 finished[name].update(_best(work / f"{name}-{seed}.json"))
@@ -190,7 +190,7 @@ def run(
             f"{before['heldout_gain']:+.1f}",
             f"layer {now['layers'][0]}, alpha {now['alphas'][0]:g}",
             f"{now['heldout_gain']:+.1f}", str(now["verdict"]), f"{now['applied_gain']:+.1f}",
-        ])  # fmt: skip
+        ])
     ratio = mean("before", "cpu_s") / mean("now", "cpu_s")
     markdown = (
         "### (e) The demo end to end: this code's default run against the code before\n\n"

@@ -78,7 +78,7 @@ def _settings(bench: Bench, layers: tuple[int, ...], docs: int) -> list[dict[str
                 candidates.append({
                     "vector": name, "layer": layer, "strength": strength,
                     "setting": [vector.with_strength(strength)], "aimed": target,
-                })  # fmt: skip
+                })
     log(f"(j) {len(candidates)} settings aimed at KL {[t for _, t in TARGETS]}")
     return candidates
 
@@ -115,7 +115,7 @@ def _cost_ratio(
         f"median of {rounds} interleaved rounds."
     )
     return {"line": line, "ratio": r.to_dict(), "positions": {
-        str(n): g.positions for n, g in guards.items()}}  # fmt: skip
+        str(n): g.positions for n, g in guards.items()}}
 
 
 def run(
@@ -141,14 +141,14 @@ def run(
     pass_cpu = (time.process_time() - t0) / max(1, len(candidates))
     positions = guard.sentence_positions
     log(f"(j) full set: {total} sentences, {int(positions.sum())} positions; "
-        f"{pass_cpu:.1f} CPU s per setting")  # fmt: skip
+        f"{pass_cpu:.1f} CPU s per setting")
     settings = []
     for candidate, totals in zip(candidates, per_sentence, strict=True):
         kl = float(totals.sum() / positions.sum())
         if KL_RANGE[0] <= kl <= KL_RANGE[1]:
             settings.append({**{k: v for k, v in candidate.items() if k != "setting"},
                              "vector_setting": candidate["setting"], "kl": kl,
-                             "totals": totals})  # fmt: skip
+                             "totals": totals})
     log(f"(j) {len(settings)} of {len(candidates)} settings have a full-set KL in {KL_RANGE}")
     generator = torch.Generator().manual_seed(seed)
     sizes = [n for n in SIZES if n < total]
@@ -171,18 +171,18 @@ def run(
             "random_p95_abs": _quantile([abs(e) for e in drawn], 0.95),
             "random_sd": statistics.pstdev(drawn), "misjudged": misjudged / len(drawn),
             "positions": int(positions[spaced].sum()),
-        }  # fmt: skip
+        }
         meets = share_within >= COVERAGE and even_within >= COVERAGE
         rows.append([
             n, per_size[n]["positions"], f"{max(abs(e) for e in even):.1%}",
             f"{statistics.fmean(abs(e) for e in even):.1%}",
             f"{per_size[n]['random_p95_abs']:.1%}", f"{share_within:.1%}",
             f"{per_size[n]['misjudged']:.1%}", "yes" if meets else "no",
-        ])  # fmt: skip
+        ])
     chosen = next((n for n in sizes if per_size[n]["random_within"] >= COVERAGE
-                   and per_size[n]["even_within"] >= COVERAGE), total)  # fmt: skip
+                   and per_size[n]["even_within"] >= COVERAGE), total)
     cost = _cost_ratio(bench, settings[0]["vector_setting"] if settings else None, chosen,
-                       DEFAULT_GUARD_SENTENCES)  # fmt: skip
+                       DEFAULT_GUARD_SENTENCES)
     setting_rows = [
         [s["vector"], s["layer"], f"{s['strength']:+.2f}", f"{s['kl']:.3f}"]
         + [f"{per_size[n]['evenly_spaced'][i]:+.1%}" for n in sizes]
@@ -210,7 +210,7 @@ def run(
             ["vector", "layer", "strength", "full-set KL", *(f"n={n}" for n in sizes)],
             setting_rows,
         )
-    )  # fmt: skip
+    )
     return {
         "markdown": markdown,
         "chosen": chosen,
@@ -222,4 +222,4 @@ def run(
         "cost": {k: v for k, v in cost.items() if k != "line"},
         "positions": positions.tolist(),
         "cpu_seconds": {"reference": build_cpu, "per_setting": pass_cpu},
-    }  # fmt: skip
+    }

@@ -43,7 +43,9 @@ from steering.engine import steerer_for
 from steering.gguf import export_control_vector
 from steering.models import EMBEDDED_GGUF, embedded_model_folder, load_model
 
-LLAMA_PYTHON = Path(os.environ.get("STEERSWARM_LLAMA_PYTHON", REPO / ".venv-llama" / "bin" / "python"))
+LLAMA_PYTHON = Path(
+    os.environ.get("STEERSWARM_LLAMA_PYTHON", REPO / ".venv-llama" / "bin" / "python")
+)
 LOVE = [
     "I love you so much, you make me happy.",
     "What a wonderful, lovely day with my dear friends.",
@@ -80,7 +82,9 @@ def _compare(ours: np.ndarray, theirs: np.ndarray, top: np.ndarray) -> dict[str,
     moved = np.abs(a) > 0.1
     return {
         "correlation": float(np.corrcoef(a, b)[0, 1]),
-        "same_sign": float(np.mean(np.sign(a[moved]) == np.sign(b[moved]))) if moved.any() else float("nan"),
+        "same_sign": (
+            float(np.mean(np.sign(a[moved]) == np.sign(b[moved]))) if moved.any() else float("nan")
+        ),
         "size_ratio": float(np.linalg.norm(b) / np.linalg.norm(a)),
     }
 
@@ -117,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"llama.cpp side ({LLAMA_PYTHON})")
         done = subprocess.run(
             [str(LLAMA_PYTHON), str(REPO / "bench" / "llama_cpp_side.py"), work],
-            capture_output=True, text=True, timeout=1800,
-        )  # fmt: skip
+            capture_output=True, text=True, timeout=1800, check=False,
+        )
         if done.returncode != 0:
             print(done.stdout, done.stderr[-4000:])
             return 1
@@ -161,9 +165,10 @@ def _kl(p_log: np.ndarray, q_log: np.ndarray) -> float:
 
 def _table(report: dict) -> str:
     lines = [
-        f"layer {report['layer']} (direction.{report['llama_cpp_layer_range'][0]}), alpha "
-        f"{report['alpha']}, |V| {report['direction_norm']:.2f}; {report['llama_cpp']}",
-        "| prompt | corr | same sign | size ratio | KL here | KL llama.cpp | corr -1 layer | corr +1 layer | base gap |",
+        (f"layer {report['layer']} (direction.{report['llama_cpp_layer_range'][0]}), alpha "
+         f"{report['alpha']}, |V| {report['direction_norm']:.2f}; {report['llama_cpp']}"),
+        ("| prompt | corr | same sign | size ratio | KL here | KL llama.cpp"
+         " | corr -1 layer | corr +1 layer | base gap |"),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["prompts"]:

@@ -65,7 +65,7 @@ def main(workdir: str) -> None:
     llm = llama_cpp.Llama(
         model_path=request["model"], n_ctx=256, n_threads=2, n_batch=256, seed=0,
         logits_all=True, verbose=False,  # else eval keeps no logits (llama.py, Llama.eval)
-    )  # fmt: skip
+    )
     n_embd = llm.n_embd()
     n_layer = llama_cpp.llama_model_n_layer(llm.model)
     directions = read_directions(request["vector"])

@@ -59,8 +59,8 @@ def run(
         rows.append(
             [label, f"{wall:.1f} s", f"{evaluations} + baseline", f"{scored}",
              f"{per_minute:.1f}", f"{result.baseline.score:.3f}",
-             f"{result.best.score:.3f} (layer {result.best.layers[0]}, "
-             f"alpha {result.best.alphas[0]:g})"]
+             (f"{result.best.score:.3f} (layer {result.best.layers[0]}, "
+              f"alpha {result.best.alphas[0]:g})")]
         )
         runs.append(
             {"label": label, "wall_seconds": wall, "evaluations": evaluations,

@@ -131,10 +131,10 @@ def run(bench: Bench, limit: int | None = 100, repeat: int = 2) -> dict[str, Any
         ["  of which the model work (PrefixScorer.score)", f"{model_s:.2f}"],
         ["per setting: the KL pass (KlGuard.evaluate)", f"{kl_s:.2f}"],
         ["per setting: guarded, both (GuardedFitness.metrics)", f"{guarded_s:.2f}"],
-        [f"floor: weight products of layers {DEMO_LAYER}-{n - 1}, target "
-         f"({target_tokens[0]} padded tokens, {target_tokens[1]} real)", f"{floor_target:.2f}"],
-        [f"floor: the same for the KL pass ({guard_tokens[0]} padded tokens, "
-         f"{guard_tokens[1]} real)", f"{floor_guard:.2f}"],
+        [(f"floor: weight products of layers {DEMO_LAYER}-{n - 1}, target "
+          f"({target_tokens[0]} padded tokens, {target_tokens[1]} real)"), f"{floor_target:.2f}"],
+        [(f"floor: the same for the KL pass ({guard_tokens[0]} padded tokens, "
+          f"{guard_tokens[1]} real)"), f"{floor_guard:.2f}"],
     ]
     markdown = (
         "### (g) Where one demo evaluation's time goes\n\n"
@@ -142,7 +142,8 @@ def run(bench: Bench, limit: int | None = 100, repeat: int = 2) -> dict[str, Any
         f"alpha {DEMO_ALPHA} (the demo's pick); process CPU seconds, the least of {repeat} "
         "calls.\n\n"
         + table(["part", "CPU s"], rows)
-        + "\n\nMost own CPU time in one guarded evaluation (cProfile on process time, tottime):\n\n```\n"
+        + "\n\nMost own CPU time in one guarded evaluation"
+        " (cProfile on process time, tottime):\n\n```\n"
         + "\n".join(top)
         + "\n```"
     )

@@ -10,10 +10,11 @@ command line's fitness (the task plus the KL guard on the neutral set). Every
 variant loads the model once per process (the driver, and each worker) and
 must give the same history: where a Ray history parts from the in-process
 one, the report names the first evaluation that differs and each metric's two
-values (`first_difference`), so a difference can be traced. The search time excludes the unsteered baseline
-(scored in the driver in every variant) and the workers' start-up (reported
-apart). The overhead of a dispatch is a worker's round trip minus the time
-the worker spent scoring, over `--overhead` settings.
+values (`first_difference`), so a difference can be traced. The search time
+excludes the unsteered baseline (scored in the driver in every variant) and
+the workers' start-up (reported apart). The overhead of a dispatch is a
+worker's round trip minus the time the worker spent scoring, over
+`--overhead` settings.
 
 Writes ray_workers.json under --out (default bench/results) and prints a
 markdown table. On a CPU machine each worker takes one core (Ray's num_cpus=1,
@@ -37,7 +38,9 @@ from bench._common import REPO, TASKS, log
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.ray_workers", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench.ray_workers", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--limit", type=int, default=16, help="documents per evaluation (default 16)")
     p.add_argument("--particles", type=int, default=4)
     p.add_argument("--iterations", type=int, default=2)
@@ -61,7 +64,7 @@ def first_difference(got: Sequence[Any], want: Sequence[Any]) -> dict[str, Any] 
     """The first evaluation where history `got` parts from `want` (None when
     they are equal): its position, iteration, particle and setting, and per
     metric both values (hex, exact) and their difference."""
-    for index, (a, b) in enumerate(zip(got, want)):  # noqa: B905 - lengths compared below
+    for index, (a, b) in enumerate(zip(got, want, strict=False)):  # lengths compared below
         if a.setting == b.setting and _same(a.metrics, b.metrics):
             continue
         return {
@@ -74,7 +77,7 @@ def first_difference(got: Sequence[Any], want: Sequence[Any]) -> dict[str, Any] 
                 for name, value in b.metrics.items()
                 if not _same({name: a.metrics.get(name, math.nan)}, {name: value})
             },
-        }  # fmt: skip
+        }
     if len(got) != len(want):
         return {"index": min(len(got), len(want)), "lengths": [len(got), len(want)]}
     return None
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     presets = REPO / "presets" / "sentiment"
     lines = [(presets / n).read_text().splitlines() for n in ("concept.txt", "contrast.txt")]
     vector = capture_vector(steerer, [t for t in lines[0] if t.strip()], 8, 1.0,
-                            [t for t in lines[1] if t.strip()])  # fmt: skip
+                            [t for t in lines[1] if t.strip()])
     path = save_vectors(folder / "sentiment.safetensors", [vector], steerer.info)
     del steerer, loaded
     settings = RunSettings.from_values(
@@ -111,20 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     space = SearchSpace(layer_min=1, layer_max=15, alpha_min=-3.0, alpha_max=3.0)
     pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=0)
 
-    model, steerer, vectors = recipe.load()
+    _, steerer, vectors = recipe.load()
     steerer.set_vectors(vectors)
     scored = search_fitness(steerer, settings, [])
 
     def search(workers: Any) -> tuple[float, Any]:
         started = time.perf_counter()
-        result = run_optimization(steerer, [0], RunPlan(scored, space, pso, objective="guarded"), workers=workers)
+        plan = RunPlan(scored, space, pso, objective="guarded")
+        result = run_optimization(steerer, [0], plan, workers=workers)
         return time.perf_counter() - started - result.baseline.seconds, result
 
     report: dict[str, Any] = {
         "limit": args.limit, "particles": args.particles, "iterations": args.iterations,
         "cpu_count": os.cpu_count(), "load_before": os.getloadavg(),
         "driver_torch_threads": torch.get_num_threads(),
-    }  # fmt: skip
+    }
     log("in this process")
     report["local_seconds"], local = search(None)
     report["distinct_settings"] = local.paid_evaluations - 1
@@ -162,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| this process | {report['local_seconds']:.1f} | - | - |")
     for count in counts:
         print(f"| {count} Ray worker(s) | {report[f'ray{count}_seconds']:.1f} | "
-              f"{report[f'start_{count}_seconds']:.1f} | {report[f'ray{count}_same_history']} |")  # fmt: skip
+              f"{report[f'start_{count}_seconds']:.1f} | "
+              f"{report[f'ray{count}_same_history']} |")
     if "speedup_2_vs_1" not in report:
         return 0
     print(f"\n2 workers vs 1: {report['speedup_2_vs_1']:.2f}x; overhead per dispatched "
@@ -170,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{report['overhead_ms_max']:.1f} ms) beside a median evaluation of "
           f"{report['evaluation_seconds_median']:.2f} s; {report['distinct_settings']} distinct "
           f"settings; load {report['load_before'][0]:.1f} before, "
-          f"{report['load_after'][0]:.1f} after")  # fmt: skip
+          f"{report['load_after'][0]:.1f} after")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies] [profile] [verdicts] [serving] [kl-sentences] [options]`
+"""`python -m bench [generation] [particle] [optimization] [batch] [demo] [strategies]
+[profile] [verdicts] [serving] [kl-sentences] [options]`
 
 Runs the chosen benchmarks (all by default) on the embedded SmolLM2 (or
 --model), prints a markdown report on stdout, progress on stderr, and writes
@@ -187,8 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     sections = [
         "## Benchmarks",
-        f"Model {model_name} on {info['device']}: {machine_line(info)}. "
-        f"Load average at start: {', '.join(f'{v:.1f}' for v in info.get('load_average', ()))}.",
+        (f"Model {model_name} on {info['device']}: {machine_line(info)}. "
+         f"Load average at start: {', '.join(f'{v:.1f}' for v in info.get('load_average', ()))}."),
     ]
     print("\n\n".join(sections) + "\n", flush=True)
     for name in chosen:

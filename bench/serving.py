@@ -46,7 +46,7 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
     for i, (prompt, (_share, strength)) in enumerate(zip(PROMPTS, SETTINGS, strict=True)):
         ids = chat_tokens(steerer.tokenizer, [{"role": "user", "content": prompt}])
         row = row_request(steerer.info, ids, tokens, sampling_of(0, None, None), None, "messages",
-                          tokens)  # fmt: skip
+                          tokens)
         steering = parse_steering({"vectors": [{"name": f"bench#{i + 1}", "strength": strength}]})
         jobs.append(Job(row, steering))
     queues = {
@@ -65,7 +65,7 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
         return together
 
     log(f"(i) serving: {len(jobs)} requests of up to {tokens} tokens, layers {layers}, "
-        f"{rounds} rounds")  # fmt: skip
+        f"{rounds} rounds")
     try:
         timings = interleaved({name: serve(name) for name in queues}, rounds)
     finally:
@@ -77,7 +77,7 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
     r = ratio(timings["one after another"], timings["batched"])
     tps = {name: generated / t.median for name, t in timings.items()}
     row = ["throughput, batched / one after another", r.cell(2), f"{r.cpu_median:.2f}",
-           f"{r.best:.2f}"]  # fmt: skip
+           f"{r.best:.2f}"]
     markdown = (
         "### (i) Serving: four differently steered requests sent together\n\n"
         f"{len(jobs)} chat requests, greedy, up to {tokens} new tokens each ({generated} in "

@@ -22,6 +22,7 @@ import json
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,22 @@ def _to_reach(history: list[Any], threshold: float) -> int | None:
         if evaluation.score >= threshold:
             return len(seen)
     return None
+
+
+def _recording(
+    fitness: Any, vector: Callable[[int, float], Any], known: dict[Any, Any]
+) -> Callable[[Any], list[Any]]:
+    """The search's evaluator for one task: scores the settings and records each in `known`,
+    which the next strategy's run starts from (so a setting is scored once per task)."""
+
+    def evaluate(settings: Any) -> list[Any]:
+        vectors = [[vector(s.layers[0], s.alphas[0])] for s in settings]
+        scored: list[Any] = fitness.metrics_many(vectors)
+        for setting, metrics in zip(settings, scored, strict=True):
+            known[setting.key] = metrics
+        return scored
+
+    return evaluate
 
 
 def run(
@@ -98,14 +115,7 @@ def run(
             heldout = LmEvalFitness(steerer, FitnessConfig(heldout_task, str(folder), limit=limit))
             objective = make_objective("target", fitness.higher_is_better)
             known: dict[Any, Any] = {}
-
-            def evaluate(settings: Any) -> list[Any]:
-                vectors = [[vector(s.layers[0], s.alphas[0])] for s in settings]
-                scored = fitness.metrics_many(vectors)
-                for setting, metrics in zip(settings, scored, strict=True):
-                    known[setting.key] = metrics
-                return scored
-
+            evaluate = _recording(fitness, vector, known)
             runs: dict[str, list[Any]] = {}
             for strategy in STRATEGY_NAMES:
                 for seed in range(seeds):

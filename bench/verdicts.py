@@ -93,9 +93,10 @@ def run(bench: Bench, seeds: int = 5, tasks: tuple[str, ...] = tuple(TASKS_RUN))
                     "confirm": 0 if result.confirmation is None else result.confirmation.samples,
                     "heldout": 0 if result.heldout is None else result.heldout.samples,
                 },
-            }  # fmt: skip
+            }
             records.append(record)
-            log(f"(h) {name} seed {seed}: {verdict.kind}, held-out {_points(held)}, {cpu:.0f} CPU s")
+            log(f"(h) {name} seed {seed}: {verdict.kind}, held-out {_points(held)}, "
+                f"{cpu:.0f} CPU s")
             rows.append([
                 name, str(seed),
                 f"{record['searched_points']:+.1f}",
@@ -104,19 +105,21 @@ def run(bench: Bench, seeds: int = 5, tasks: tuple[str, ...] = tuple(TASKS_RUN))
                 "yes" if record["recommended"] else f"no ({verdict.kind})",
                 "" if covered is None else ("yes" if covered else "no"),
                 f"{cpu:.0f}",
-            ])  # fmt: skip
+            ])
         steerer.reset()
     recommended = [r for r in records if r["recommended"]]
     harmful = [
         r for r in recommended
         if r["heldout"] and r["heldout"]["gain_points"] < 0 and r["heldout"]["p_value"] < 0.05
-    ]  # fmt: skip
+    ]
     positive = [r for r in recommended if r["heldout"] and r["heldout"]["gain_points"] > 0]
     stated = [r for r in records if r["covered"] is not None]
     covered = [r for r in stated if r["covered"]]
 
     def share(part: list[Any], whole: list[Any]) -> str:
-        return "n/a (none)" if not whole else f"{len(part)}/{len(whole)} ({len(part) / len(whole):.0%})"
+        if not whole:
+            return "n/a (none)"
+        return f"{len(part)}/{len(whole)} ({len(part) / len(whole):.0%})"
 
     markdown = (
         "### (h) The default run's verdict against its held-out documents\n\n"
