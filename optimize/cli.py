@@ -234,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if not args.quiet:
             print("preparing: loading the task and measuring the baseline model on neutral text",
-                  file=sys.stderr)  # fmt: skip
+                  file=sys.stderr)
         with assembled(settings, steerer, indices) as plan:
             if not args.quiet:
                 others = len(vectors) - len(indices)

@@ -91,14 +91,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 moved = vector.with_strength(strength)
                 settings.append([moved])
                 rows.append({"vector": name, "layer": layer, "strength": strength,
-                             "alpha": moved.alpha})  # fmt: skip
+                             "alpha": moved.alpha})
     t0 = time.process_time()
     guard = KlGuard(steerer)
     for row, outcome in zip(rows, guard.evaluate_many(settings), strict=True):
         row["kl"] = outcome.kl
     kl_cpu = time.process_time() - t0
     print(f"KL of {len(rows)} settings ({guard.sentences} sentences): {kl_cpu:.0f} CPU s",
-          flush=True)  # fmt: skip
+          flush=True)
     t0 = time.process_time()
     replies = steered_reply_ids(steerer, settings, prompts, args.long)
     gen_cpu = time.process_time() - t0

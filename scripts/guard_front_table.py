@@ -54,7 +54,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     space = SearchSpace(
         preset.optimize["layer_min"], preset.optimize["layer_max"],
         preset.optimize["alpha_min"], preset.optimize["alpha_max"],
-    )  # fmt: skip
+    )
     heldout = None
     if name == "health":
         from steering.lm_eval_tasks import task_source
@@ -65,7 +65,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     else:
         vector = capture_vector(steerer, preset.concept, preset.layer, preset.alpha, preset.contrast)
         task, guard_task = ("steer_sentiment", "steer_health") if name == "sentiment" else (
-            "sentiment_search", None)  # fmt: skip
+            "sentiment_search", None)
     if name == "demo":
         fitness = FitnessConfig(task, TASKS, "acc", args.limit // 2, args.batch_size)
         heldout = FitnessConfig("sentiment_heldout", TASKS, "acc", args.limit, args.batch_size)
@@ -97,12 +97,12 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     plan = RunPlan(
         scored, space, pso, heldout=held, objective="guarded",
         options=ObjectiveOptions(kl_budget=args.kl_budget),
-    )  # fmt: skip
+    )
     result = run_optimization(
         steerer, [0], plan,
         on_progress=lambda p: print(f"[guard-front] {name}: {p.done}/{p.total}", file=sys.stderr,
                                     flush=True),
-    )  # fmt: skip
+    )
     seconds = time.perf_counter() - started
     result.save(Path(args.results) / f"guard-front-{name}.json")
     return _row(steerer, name, result, seconds, args)
@@ -117,7 +117,7 @@ def _setting(steerer: Any, result: Any, evaluation: Any, held: Any, paired: Any,
     apply_best(steerer, result, evaluation)
     try:
         text = reply(steerer.model, steerer.tokenizer, [{"role": "user", "content": PROMPT}],
-                     GenerationSettings(max_new_tokens=tokens))  # fmt: skip
+                     GenerationSettings(max_new_tokens=tokens))
     finally:
         steerer.set_vectors(original)
     return {
@@ -143,7 +143,7 @@ def _row(steerer: Any, name: str, result: Any, seconds: float, args: argparse.Na
     held = result.heldout
     with steerer.unsteered():
         plain = reply(steerer.model, steerer.tokenizer, [{"role": "user", "content": PROMPT}],
-                      GenerationSettings(max_new_tokens=args.tokens))  # fmt: skip
+                      GenerationSettings(max_new_tokens=args.tokens))
     # this run had no confirmation documents: its candidate is the search's best
     recommended = result.verdict.candidate
     target_only = result.target_only_best
@@ -165,20 +165,20 @@ def _row(steerer: Any, name: str, result: Any, seconds: float, args: argparse.Na
     }
     if held is not None and recommended is not None:
         row["recommended"] = _setting(steerer, result, result.best, held.best, held.paired,
-                                      args.tokens)  # fmt: skip
+                                      args.tokens)
     if held is not None:
         same = target_only.setting.key == result.best.setting.key
         row["target_only"] = _setting(
             steerer, result, target_only, held.best if same else held.target_only,
             held.paired if same else held.target_only_paired, args.tokens,
-        )  # fmt: skip
+        )
         row["target_only"]["same_as_recommended"] = same
     return row
 
 
 def _cell(value: Any, fmt: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(
-        value, fmt)  # fmt: skip
+        value, fmt)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -192,7 +192,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             s = row[which]
             if s is None:
                 lines.append(f"| {row['run']} | {which} | none: {row['recommendation']} |"
-                             " | | | | | | | |")  # fmt: skip
+                             " | | | | | | | |")
                 continue
             lines.append(
                 f"| {row['run']} | {which} | {s['layer']} | {s['alpha']:g} | "

@@ -42,7 +42,7 @@ def _recipe(limit: int) -> RunRecipe:
     presets = REPO / "presets" / "sentiment"
     lines = [(presets / n).read_text().splitlines() for n in ("concept.txt", "contrast.txt")]
     vector = capture_vector(steerer, [t for t in lines[0] if t.strip()], 8, 1.0,
-                            [t for t in lines[1] if t.strip()])  # fmt: skip
+                            [t for t in lines[1] if t.strip()])
     folder = Path(tempfile.mkdtemp(prefix="layout-check-"))
     path = save_vectors(folder / "sentiment.safetensors", [vector], steerer.info)
     settings = RunSettings.from_values(

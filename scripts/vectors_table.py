@@ -44,7 +44,7 @@ def _args() -> argparse.Namespace:
     p.add_argument(
         "--limit", type=int, default=80,
         help="documents scored (of those not reserved for building), split half/half",
-    )  # fmt: skip
+    )
     p.add_argument("--particles", type=int, default=4)
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--layers", default="3,12", help="layer range searched in (a) and (c)")
@@ -76,7 +76,7 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
         active = [vector] if vector is builder else [vector, builder.with_alpha(0.0)]
         steerer.set_vectors(active)
         t0 = time.perf_counter()
-        result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso, heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT)))  # fmt: skip
+        result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso, heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT)))
         held = result.heldout
         best = result.best
         moved = steerer.vectors[0]
@@ -91,7 +91,7 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
             "heldout_gain": held.best.score - held.baseline.score,
             "search_docs": result.samples, "heldout_docs": held.samples,
             "seconds": time.perf_counter() - t0,
-        })  # fmt: skip
+        })
         print(json.dumps(rows[-1]), flush=True)
     steerer.reset()
     return rows
@@ -116,7 +116,7 @@ def part_a(steerer, args) -> list[dict]:
             steerer, VectorSource("pca_diff", {"prompts": preset, "contrast_prompts": contra}),
             layer, 1.0,
         ),
-    }  # fmt: skip
+    }
     rows += _run_task(steerer, args, "sentiment_search", vectors, pairs)
     # health: no preset; PCA of the reserved documents' right vs wrong answers
     source = task_source("steer_health", tasks, args.docs, args.seed)
@@ -130,7 +130,7 @@ def part_a(steerer, args) -> list[dict]:
             steerer, VectorSource("pca_diff", {"prompts": right, "contrast_prompts": wrong}),
             layer, 1.0,
         ),
-    }  # fmt: skip
+    }
     rows += _run_task(steerer, args, "steer_health", vectors, pairs)
     return rows
 
@@ -161,7 +161,7 @@ def part_b(steerer, loaded, args, vader) -> list[dict]:
         for strength in (0.25, 0.5, 1.0):
             moved = vector.with_strength(strength)
             row = {"layer": layer, "strength": strength, "alpha": moved.alpha,
-                   **_sample(steerer, loaded, [moved], settings, vader)}  # fmt: skip
+                   **_sample(steerer, loaded, [moved], settings, vader)}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "texts"}), flush=True)
     return rows
@@ -181,7 +181,7 @@ def part_c(steerer, loaded, args, vader) -> dict:
     pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
     t0 = time.perf_counter()
     with concept_search(steerer, [0], 0.5, args.seed) as fitness:
-        result = run_optimization(steerer, [0], RunPlan(GuardedFitness(fitness, KlGuard(steerer)), space, pso, objective="concept"))  # fmt: skip
+        result = run_optimization(steerer, [0], RunPlan(GuardedFitness(fitness, KlGuard(steerer)), space, pso, objective="concept"))
     best = result.best
     vector = recapture(steerer, steerer.vectors[0], best.layers[0]).with_alpha(best.alphas[0])
     settings = GenerationSettings(max_new_tokens=args.tokens)
@@ -196,7 +196,7 @@ def part_c(steerer, loaded, args, vader) -> dict:
         ],
         "seconds": time.perf_counter() - t0,
         **_sample(steerer, loaded, [vector], settings, vader),
-    }  # fmt: skip
+    }
     steerer.reset()
     print(json.dumps({k: v for k, v in row.items() if k not in ("texts", "evaluations")}), flush=True)
     return row

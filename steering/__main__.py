@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     imports.add_argument(
         "--skip-last-layer", action="store_true",
         help="leave out the direction added after the last layer (steerswarm cannot apply it)",
-    )  # fmt: skip
+    )
     imports.add_argument("--out", required=True, help="vector file to write (.safetensors)")
     for command in (capture, generate, export, to_lm_eval):
         command.add_argument(
@@ -197,9 +197,9 @@ def _export_gguf(args: argparse.Namespace) -> None:
     control = export_control_vector(args.out, _vectors(args, steerer), steerer.info)
     path = Path(args.out).resolve()
     print(f"Wrote {path}: {len(control.directions)} direction(s), llama.cpp layers "
-          f"{control.layer_range[0]} to {control.layer_range[1]}.")  # fmt: skip
+          f"{control.layer_range[0]} to {control.layer_range[1]}.")
     print(f"llama-server flags (text-generation-webui: the llama.cpp loader's extra-flags):\n"
-          f"  {llama_cpp_flags(path, control)}")  # fmt: skip
+          f"  {llama_cpp_flags(path, control)}")
 
 
 def _export_lm_eval(args: argparse.Namespace) -> None:

@@ -99,7 +99,7 @@ def capture_all_layers(
             means = _chunk_means(
                 model, layers, [token_lists[i] for i in rows], device, [starts[i] for i in rows],
                 norms, max_width, cancel,
-            )  # fmt: skip
+            )
         except _Stopped:
             raise CaptureCancelled(
                 f"The capture was cancelled after {start:,} of {len(order):,} prompts; "

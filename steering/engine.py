@@ -435,7 +435,7 @@ class Steerer:
     def prompt_activations(
         self, prompts: Sequence[str], on_progress: CaptureProgress | None = None,
         cancel: threading.Event | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """[len(prompts), num_layers, hidden] float32 on CPU: for each prompt and
         layer, the mean over its tokens of the hidden state entering the layer.
 
@@ -457,14 +457,14 @@ class Steerer:
                     self.model, self.layers, token_lists, self.device,
                     max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
                     speed=self.throughput,
-                )  # fmt: skip
+                )
             self.activations.put(key, captured)
             return captured
 
     def answer_activations(
         self, pairs: Sequence[tuple[str, str]], on_progress: CaptureProgress | None = None,
         cancel: threading.Event | None = None,
-    ) -> torch.Tensor:  # fmt: skip
+    ) -> torch.Tensor:
         """[len(pairs), num_layers, hidden] float32 on CPU: for each (context,
         answer) pair and layer, the mean over the answer's tokens of the state
         entering the layer, with the context before it (as lm-eval scores a
@@ -483,7 +483,7 @@ class Steerer:
                     self.model, self.layers, token_lists, self.device, starts=starts,
                     max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
                     speed=self.throughput,
-                )  # fmt: skip
+                )
             self.activations.put(key, captured)
             return captured
 
@@ -504,7 +504,7 @@ class Steerer:
                         self.model, self.layers, token_lists, self.device, norms=True,
                         max_width=self.info.max_context, on_progress=on_progress, cancel=cancel,
                         speed=self.throughput,
-                    )  # fmt: skip
+                    )
                 self._layer_norms = norms[..., 0].mean(dim=0)
             return self._layer_norms
 

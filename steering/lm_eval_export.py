@@ -273,7 +273,7 @@ def lm_eval_command(
         "lm_eval", "--model", "steered",
         "--model_args", f"{model_args},steer_path={export.path}",
         "--tasks", task or "TASK",
-    ]  # fmt: skip
+    ]
     if include_path:
         args += ["--include_path", include_path]
     return shlex.join([*args, *extra])

@@ -117,7 +117,7 @@ class DataFolder:
             info = steerer.info
             if (made_for["name"], made_for["hidden_size"], made_for["num_layers"]) != (
                 info.name, info.hidden_size, info.num_layers,
-            ):  # fmt: skip
+            ):
                 kept = self._set_aside(f"made-for-{made_for['name']}")
                 names = "; ".join(_entry_name(e) for e in meta["vectors"])
                 return (

@@ -22,7 +22,7 @@ from steering.limits import (
 __all__ = [
     "MAX_ABS_ALPHA", "SteeringVector", "check_alpha", "check_layer", "check_strength",
     "new_vector_id",
-]  # fmt: skip
+]
 
 
 def _now() -> str:

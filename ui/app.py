@@ -79,7 +79,7 @@ def _build_optimize(
     tab.front.apply_point.click(
         actions.front.apply_point, [tab.result, tab.front.point], applied,
         api_name="apply_front_point", concurrency_limit=None,
-    )  # fmt: skip
+    )
 
 
 def _build_explore(
@@ -181,12 +181,12 @@ def _state_on_load(tabs: Tabs) -> None:
     root.load(
         tabs.steering_actions.attach, None, [s.table, s.remove_choice, s.status], api_name=False,
         concurrency_limit=None, show_progress="hidden",
-    )  # fmt: skip
+    )
     if tabs.explore is not None and tabs.explore_actions is not None:
         root.load(
             tabs.explore_actions.attach, None, tabs.explore.attached_outputs(), api_name=False,
             concurrency_limit=None, show_progress="hidden",
-        )  # fmt: skip
+        )
 
 
 def _attach_on_load(tabs: Tabs) -> None:
@@ -199,13 +199,13 @@ def _attach_on_load(tabs: Tabs) -> None:
         return
     tab, actions = tabs.optimize, tabs.optimize_actions
     view = [tab.progress, tab.evaluations, tab.convergence, tab.particle_plot, tab.summary,
-            tab.result, tab.result_file, tab.status]  # fmt: skip
+            tab.result, tab.result_file, tab.status]
     root.load(actions.attach, None, view, api_name=False, concurrency_limit=None).then(
         actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,
         queue=False,
     ).then(  # the Resume offer as the results folder holds it now (a cancel makes one)
         actions.resume_offer, None, [tab.resume_note, tab.resume], api_name=False, queue=False
-    )  # fmt: skip
+    )
 
 
 def build_app(

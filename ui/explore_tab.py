@@ -290,7 +290,7 @@ class ExploreActions:
             return changed_vectors(self.session, current, (
                 f"✓ The vector is now at layer {moved.layer} with alpha {moved.alpha:.4g} "
                 f"(strength {cell.strength:g})."
-            ))  # fmt: skip
+            ))
 
         job = self._start("Applying the cell", APPLY_CELL, plan, work)
         if isinstance(job, str):
@@ -477,7 +477,7 @@ class ExploreTab:
             self.scan_plot, self.layer_range, self.use_range, self.map_plot, self.map_table,
             self.map_state, self.cell, self.compare_cells, self.compare_table, self.norm_plot,
             self.cosine_table, self.lens_table, self.status, self.vector,
-        ]  # fmt: skip
+        ]
 
 
 def build(actions: ExploreActions) -> ExploreTab:

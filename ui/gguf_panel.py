@@ -155,8 +155,8 @@ def build(actions: GgufActions, file_name: gr.Textbox, status: gr.Markdown) -> G
     to_lm_eval.click(
         actions.export_lm_eval, [file_name], [lm_eval_file, command, status],
         api_name="export_lm_eval",
-    )  # fmt: skip
+    )
     return GgufPanel(
         export=export, exported_file=exported_file, flags=flags, export_lm_eval=to_lm_eval,
         lm_eval_file=lm_eval_file, lm_eval_command=command,
-    )  # fmt: skip
+    )

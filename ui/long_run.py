@@ -71,7 +71,7 @@ class LongRunGate(ConfirmGate):
     def check(
         self, progress: Progress, left: float | None, emit: Callable[[Any], None],
         cancel: threading.Event,
-    ) -> float:  # fmt: skip
+    ) -> float:
         """After the evaluation `progress` reports, with `left` seconds
         estimated to go: when that is the first one, JobRefused if `left` is
         over the operator's limit; when it is over the threshold, emit a

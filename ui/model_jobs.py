@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 CAPTURE, TASK_VECTOR, APPLY = "capture", "task_vector", "apply"
 SCAN, MAP, COMPARE, INSPECT, APPLY_CELL = (
     "explore_scan", "explore_map", "explore_compare", "explore_inspect", "explore_apply",
-)  # fmt: skip
+)
 OPTIMIZE = "optimize"
 # Jobs whose end changes the Steering tab's table: a page loading meanwhile follows them there.
 STEERING_KINDS = (CAPTURE, TASK_VECTOR, APPLY)

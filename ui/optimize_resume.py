@@ -107,7 +107,7 @@ def resumable(
 def workers_for(
     current: Current, settings: RunSettings, indices: Sequence[int],
     cancel: threading.Event | None = None,
-) -> Any:  # fmt: skip
+) -> Any:
     """The Ray workers a run with "Ray workers" above 0 scores on, started:
     each has loaded the model from the files this app loaded it from, and the
     active vectors (call it inside the run's job). None for 0. InvalidInputError

@@ -154,7 +154,7 @@ class OptimizeActions:
         job = BackgroundJob(
             self.session.lock, work, title="An optimization", kind=OPTIMIZE, gate=work.gate,
             note=self.run_status.waiting_note,
-        )  # fmt: skip
+        )
         if self.jobs.start(job):
             yield from self._watch(job, work)
         else:

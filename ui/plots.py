@@ -137,31 +137,31 @@ def front(result: OptimizationResult) -> Figure | None:
     ax.scatter(
         [e.metrics[KL] for e in scored], [e.score for e in scored], s=18, color=_INK,
         label="each setting",
-    )  # fmt: skip
+    )
     points = result.front
     ax.plot(
         [e.metrics[KL] for e in points], [e.score for e in points], marker="o", color="#f97316",
         linewidth=2, label="Pareto front",
-    )  # fmt: skip
+    )
     for number, e in enumerate(points, start=1):
         ax.annotate(
             str(number), (e.metrics[KL], e.score), textcoords="offset points", xytext=(4, 5),
             color="#f97316", fontsize=8,
-        )  # fmt: skip
+        )
     ax.scatter([0.0], [result.baseline.score], marker="s", s=40, color="#2563eb",
-               label="unsteered baseline")  # fmt: skip
+               label="unsteered baseline")
     target_only = result.target_only_best
     if not math.isnan(target_only.metrics.get(KL, math.nan)):
         ax.scatter([target_only.metrics[KL]], [target_only.score], marker="x", s=80,
-                   color="#a855f7", label="best by target alone")  # fmt: skip
+                   color="#a855f7", label="best by target alone")
     chosen = result.verdict.recommended
     recommended = None if chosen is None else result.search_evaluation(chosen.setting)
     if recommended is not None:
         ax.scatter([recommended.metrics[KL]], [recommended.score], s=240, facecolors="none",
-                   edgecolors="#dc2626", linewidths=2, label="recommended")  # fmt: skip
+                   edgecolors="#dc2626", linewidths=2, label="recommended")
     if result.objective == "guarded":
         ax.axvline(result.objective_options.kl_budget, color="#dc2626", linestyle=":",
-                   linewidth=1.2, label="KL budget")  # fmt: skip
+                   linewidth=1.2, label="KL budget")
     ax.set_xlabel("mean KL from the unsteered model on neutral text (nats/token)")
     ax.set_ylabel(f"target ({result.fitness.metric})")
     ax.set_title("Target vs KL: the Pareto front")

@@ -186,7 +186,7 @@ class SteeringActions:
             return changed_vectors(self.session, current, (
                 f"✓ Added vector #{count}: layer {vector.layer}, {describe_coefficient(vector)}, "
                 f"from {made_from}. {fmt.vector_count(count)}"
-            ))  # fmt: skip
+            ))
 
         job = self.jobs.start("Capturing a vector", CAPTURE, plan, work)
         if job is None:
@@ -279,7 +279,7 @@ class SteeringActions:
             path = save_vectors(
                 self.save_dir / name, current.steerer.vectors, current.steerer.info,
                 replace=bool(replace),
-            )  # fmt: skip
+            )
             saved.append(path)
             count = len(current.steerer.vectors)
             return f"✓ Saved {count} vector(s) to {fmt.md(path)} — download it below."

@@ -142,7 +142,7 @@ class TaskVectorActions:
                 f"✓ Added vector #{len(steerer.vectors)} from {fmt.md(source.describe())}: "
                 f"layer {vector.layer}, {describe_coefficient(vector)}. Those documents are "
                 f"left out of every score while it is active. {fmt.vector_count(len(steerer.vectors))}"
-            ))  # fmt: skip
+            ))
 
         job = self.jobs.start("Building a task vector", TASK_VECTOR, plan, work)
         if job is None:

@@ -252,7 +252,7 @@ FIELDS: tuple[Field, ...] = (
           "score each iteration's settings on this many Ray workers, each with its own "
           "copy of the model (a local Ray unless --ray names a cluster); 0: in this process",
           "workers", minimum=0, cap=256, where=frozenset({CLI, FORM})),
-)  # fmt: skip
+)
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}
 

@@ -160,7 +160,7 @@ class KlGuard:
             batches.append(_Batch(
                 ids.to(self.device), mask.to(self.device), scored.to(self.device),
                 tuple(index for _, index in chunk),
-            ))  # fmt: skip
+            ))
         return batches
 
     # --------------------------------------------------------------- forward

@@ -41,7 +41,7 @@ UNCONFIRMED = "unconfirmed"
 KINDS = (
     RECOMMENDED, NO_RELIABLE_GAIN, NO_GAIN, OUTSIDE_LIMITS, LOOPS, CONTRADICTED, CANCELLED,
     UNCONFIRMED,
-)  # fmt: skip
+)
 
 
 def describe_setting(setting: Setting) -> str:

@@ -207,7 +207,7 @@ def plan_lines(settings: RunSettings, plan: RunPlan, others: int = 0) -> list[st
         f"rank them"
         + ("." if plan.heldout is None else f"; the pick on {plan.heldout.samples} held-out "
            "documents the search never sees.")
-    ]  # fmt: skip
+    ]
     level = plan.significance / max(1, plan.finalists)  # Holm's first step
     needed = smallest_confirmable_gain(_samples(plan.confirm), level, one_sided=True)
     check = f"A setting is recommended only if it gains about {needed:.0f} points or more there"

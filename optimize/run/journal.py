@@ -163,7 +163,7 @@ def run_identity(
         "finalists": plan.finalists,
         "significance": plan.significance,
         "settings": None if settings is None else dict(settings),
-    })  # fmt: skip
+    })
 
 
 @dataclass(frozen=True)
@@ -277,7 +277,7 @@ class Journal:
         key = evaluation.setting.key
         kept: Mapping[Key, Any] = {
             SEARCH: self.search, HELDOUT: self.heldout, CONFIRM: self.confirm
-        }.get(kind, {})  # fmt: skip
+        }.get(kind, {})
         if evaluation.cached or key in kept:
             return
         if kind == BASELINE:

@@ -89,7 +89,7 @@ def scored_documents(
     fitness = LmEvalFitness(
         steerer, result.fitness, prefix_cache=False, split=result.split,
         side=side if result.split is not None else SEARCH, exclude=reserved_keys(vectors),
-    )  # fmt: skip
+    )
     return fitness.document_ids()
 
 
@@ -107,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--best", action="store_true",
         help="the best-scoring setting even when the run recommends none",
-    )  # fmt: skip
+    )
     p.add_argument("--model", default=None, help="model folder or hub id (default: SmolLM2)")
     p.add_argument("--gguf-file", default=None, help="GGUF file in --model, or a path to one")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
@@ -168,7 +168,7 @@ def _export(args: argparse.Namespace) -> str:
     config = result.fitness
     samples = scored_documents(result, steerer, vectors, side)
     extra = ["--num_fewshot", str(config.num_fewshot), "--batch_size", str(config.batch_size),
-             "--samples", json.dumps(samples, separators=(",", ":"))]  # fmt: skip
+             "--samples", json.dumps(samples, separators=(",", ":"))]
     command = lm_eval_command(export, model_args, config.task, config.include_path, extra)
     documents = sum(len(ids) for ids in samples.values())
     lines.append(

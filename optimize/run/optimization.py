@@ -385,7 +385,7 @@ class _Run:
                 confirmation = confirm_finalists(
                     confirm_scorer, finals, self.pso.iterations, plan.significance,
                     self.cancel, self.journal, on_evaluation,
-                )  # fmt: skip
+                )
                 cancelled = confirmation is None
         loops = [] if cancelled else self._check_fluency(baseline, found, confirmation)
 
@@ -394,7 +394,7 @@ class _Run:
                 ranking, baseline, found, confirmation=confirmation, loops=loops,
                 cancelled=cancelled, scores_task=plan.scores_task,
                 significance=plan.significance,
-            )  # fmt: skip
+            )
 
         heldout_scores = None
         if plan.heldout is not None and not cancelled:
@@ -468,7 +468,7 @@ class _Run:
             verdict = decide(
                 self.ranking, baseline, found, confirmation=confirmation,
                 loops=loops, scores_task=self.plan.scores_task,
-            )  # fmt: skip
+            )
             chosen = verdict.recommended
             if chosen is None:
                 return loops
@@ -497,7 +497,7 @@ class _Run:
                 evaluation = Evaluation.scored(
                     template.iteration, template.particle, template.setting, metrics,
                     time.perf_counter() - t0,
-                )  # fmt: skip
+                )
                 if self.journal is not None:
                     self.journal.record(HELDOUT_ENTRY, evaluation, values)
                 kept = (evaluation, values)

@@ -304,14 +304,14 @@ def _entry(vector: SteeringVector, name: str, source: str, made_for: str) -> Cat
         id=vector.id, name=name, source=source, layer=vector.layer, alpha=vector.alpha,
         strength=vector.strength, method=vector.method, summary=vector.summary(80),
         made_for=made_for,
-    )  # fmt: skip
+    )
 
 
 def _unusable(saved: _SavedFile) -> CatalogEntry:
     return CatalogEntry(
         id="", name=_stem(saved.name), source=saved.name, layer=None, alpha=None, strength=None,
         method="", summary="", made_for=saved.made_for, usable=False, problem=saved.problem,
-    )  # fmt: skip
+    )
 
 
 def _stem(file_name: str) -> str:

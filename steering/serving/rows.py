@@ -147,7 +147,7 @@ def generate_rows(steerer: Steerer, rows: Sequence[Row]) -> list[RowResult]:
     if not sampling.greedy:
         torch.manual_seed(sampling.seed)
         kwargs = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p,
-                  "top_k": None}  # fmt: skip
+                  "top_k": None}
     with torch.no_grad(), steerer.applied_rows([row.vectors for row in rows]):
         model.generate(
             input_ids=input_ids.to(steerer.device),

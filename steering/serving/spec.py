@@ -232,7 +232,7 @@ def _check_apply(apply: Any, param: str) -> None:
              and set(apply["phases"]) == _PHASES)
             or dict(apply) == {"prompt": "all", "generation": "all"}
         )
-    )  # fmt: skip
+    )
     if not everything:
         raise RequestFieldError(
             f"{param} must cover every prompt and generated token ({{\"phases\": [\"prompt\", "

@@ -75,7 +75,7 @@ def serve() -> Iterator[Callable[..., str]]:
         app.launch(
             server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
             **options,
-        )  # fmt: skip
+        )
         launched.append(app)
         return f"http://127.0.0.1:{port}/"
 

@@ -104,7 +104,7 @@ def start_small_run(page) -> None:
     page.get_by_role("tab", name="Optimize").click()
     task_box(page).fill("steer_sentiment")
     for label, value in (("Limit", "2"), ("Batch size", "2"), ("Particles", "1"),
-                         ("Iterations", "1")):  # fmt: skip
+                         ("Iterations", "1")):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()
     expect(page.locator("#optimize-status")).to_contain_text("⏸ This run would take", timeout=120_000)

@@ -184,7 +184,7 @@ def test_tab_steers_the_webui_chat_and_api_and_reset_restores_them(page, webui, 
     for name, text in (
         ("unsteered api", unsteered_api), ("steered api", steered_api),
         ("unsteered ui", unsteered_ui), ("steered ui", steered_ui),
-    ):  # fmt: skip
+    ):
         log.info("%s: %r", name, text)
     assert unsteered_api and unsteered_ui
     assert steered_api != unsteered_api
@@ -257,13 +257,13 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     page.get_by_role("tab", name="Optimize", exact=True).click()
     # The Limit box once sat lower than its row (its help text wraps).
     for row in (("Limit", "Batch size", "Particles", "Iterations"), ("Lowest layer", "Highest layer"),
-                ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha")):  # fmt: skip
+                ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha")):
         tops = form_row_tops(page, row)
         assert max(tops.values()) - min(tops.values()) <= 1, tops
     page.screenshot(path=str(screenshot_dir / "webui-optimize-form.png"))
     # No held-out split: 1 baseline + 2 x 6 settings = 13 evaluations, all in the search.
     for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6"),
-                         ("Held-out share", "0")):  # fmt: skip
+                         ("Held-out share", "0")):
         page.get_by_label(label, exact=True).fill(value)
     # Item 4: before the run, the tab says how much it scores and that replies wait.
     expect(page.locator("#optimize-plan")).to_contain_text("this run scores 13 settings")

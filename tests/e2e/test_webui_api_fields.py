@@ -37,7 +37,7 @@ def test_the_webuis_request_models_drop_the_steering_field(real_webui_built):
     done = subprocess.run(
         [str(TREE / "venv" / "bin" / "python"), "-c", PROBE],
         cwd=TREE, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr
     fields = json.loads(done.stdout.strip().splitlines()[-1])
     assert "messages" in fields["chat"] and "prompt" in fields["completion"]

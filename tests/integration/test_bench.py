@@ -153,7 +153,7 @@ def test_the_demo_runs_are_collected_as_each_ends_each_with_its_own_figures():
     def run(seconds):
         code = f"import time; time.sleep({seconds}); print('31 evaluations (2 cached) in {seconds} s')"
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                                stderr=subprocess.STDOUT, text=True)
 
     runs = _finish_all({"later": run(0.6), "sooner": run(0.0)}, time.perf_counter())
     assert list(runs) == ["later", "sooner"]  # in the order given, whatever the order they ended

@@ -140,10 +140,10 @@ def test_the_verdict_says_why_there_is_nothing_to_apply():
     strong = _test(12, 1)
     confirmation = _confirmation(strong)
     looping = decide(guarded, BASELINE, best, confirmation=confirmation,
-                     loops=[(confirmation.finalists[0], "replies repeat themselves.")])  # fmt: skip
+                     loops=[(confirmation.finalists[0], "replies repeat themselves.")])
     assert looping.kind == LOOPS and "replies repeat themselves." in looping.headline
     contradicted = decide(guarded, BASELINE, best, confirmation=confirmation,
-                          heldout=_test(2, 14, 40))  # fmt: skip
+                          heldout=_test(2, 14, 40))
     assert contradicted.kind == CONTRADICTED and contradicted.recommended is None
 
 
@@ -186,7 +186,7 @@ def split_plan(steerer, forty_documents):
         confirm=LmEvalFitness(steerer, config, split=SPLIT, side=CONFIRM),
         heldout=LmEvalFitness(steerer, config, split=SPLIT, side=HELDOUT),
         finalists=2, significance=0.5,
-    )  # fmt: skip
+    )
 
 
 SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, alpha_decimals=0)
@@ -233,7 +233,7 @@ def test_the_baseline_keeps_the_vectors_a_run_does_not_tune(steerer, sentiment_t
     assert guard.evaluate(others).kl == 0.0  # the baseline condition is the reference
     assert guard.evaluate([]).kl > 0.0  # no steering at all is not
     plan = RunPlan(GuardedFitness(fitness, guard, None, others), SPACE,
-                   PsoConfig(particles=2, iterations=1, seed=1), objective="guarded")  # fmt: skip
+                   PsoConfig(particles=2, iterations=1, seed=1), objective="guarded")
     result = run_optimization(steerer, [0], plan)
     assert result.baseline.score == pytest.approx(fitness.metrics(others).target, abs=1e-9)
     assert result.baseline.metrics[KL] == 0.0
@@ -252,11 +252,11 @@ def test_settings_the_baseline_dominates_get_no_kl_pass_and_the_front_does_not_c
 
     def plan(skipping: bool) -> RunPlan:
         guarded = GuardedFitness(LmEvalFitness(steerer, config), KlGuard(steerer, batch_size=4, base=base),
-                                 None, base)  # fmt: skip
+                                 None, base)
         if not skipping:
             guarded.calibrate = lambda *a, **k: None  # never told the baseline: measures all
         return RunPlan(guarded, SPACE, pso, objective="guarded",
-                       options=ObjectiveOptions(kl_budget=1e6))  # fmt: skip
+                       options=ObjectiveOptions(kl_budget=1e6))
 
     skipping, measuring = plan(True), plan(False)
     fast = run_optimization(steerer, [0], skipping)
@@ -284,7 +284,7 @@ def test_a_run_cancelled_while_confirming_resumes_without_scoring_again(
             cancel.set()
 
     part = run_optimization(steerer, [0], split_plan, cancel=cancel, journal=journal,
-                            on_progress=stop_in_confirmation)  # fmt: skip
+                            on_progress=stop_in_confirmation)
     assert part.cancelled and part.confirmation is None
     kept = read_journal(journal.path)
     assert len(kept.confirm) == 1 and kept.baseline is not None and kept.baseline[1]
@@ -298,7 +298,7 @@ def test_a_run_cancelled_while_confirming_resumes_without_scoring_again(
 
     confirm.document_scores = counting
     resumed = run_optimization(steerer, [0], split_plan,
-                               journal=JournalFile(journal.path, resume=True))  # fmt: skip
+                               journal=JournalFile(journal.path, resume=True))
     assert not resumed.cancelled
     assert len(calls) == len(resumed.confirmation.finalists)  # the baseline came from the journal
     assert resumed.confirmation.tests == whole.confirmation.tests
@@ -375,7 +375,7 @@ def test_contradictory_flags_are_refused_naming_both():
 def test_the_plan_says_the_documents_and_the_smallest_gain_before_scoring(steerer, sentiment_task):
     settings = RunSettings.from_values(
         {"task": "tiny_sentiment", "task_folder": sentiment_task, "layer_min": 1, "layer_max": 3,
-         "particles": 2, "iterations": 1}  # fmt: skip
+         "particles": 2, "iterations": 1}
     )
     with assembled(settings, steerer, [0]) as plan:
         lines = plan_lines(settings, plan)
@@ -426,7 +426,7 @@ def test_a_budgeted_run_keeps_its_plan_in_the_journal_and_resumes_with_it(
             cancel.set()
 
     part = run_optimization(steerer, [0], budgeted, journal=journal, cancel=cancel,
-                            on_progress=stop_soon)  # fmt: skip
+                            on_progress=stop_soon)
     kept = read_journal(journal.path).budget
     assert kept is not None and kept[2] == notes[-1] and "fit" in kept[2]
     assert part.pso.iterations == kept[1] and part.cancelled

@@ -106,7 +106,7 @@ def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steer
 
     cancel = threading.Event()
     journal = JournalFile(tmp_path / "run.journal.jsonl")
-    part = run_optimization(steerer, [0], RunPlan(Counting(), SPACE, pso), cancel=cancel, journal=journal, on_progress=lambda p: cancel.set() if p.done == 4 else None)  # fmt: skip
+    part = run_optimization(steerer, [0], RunPlan(Counting(), SPACE, pso), cancel=cancel, journal=journal, on_progress=lambda p: cancel.set() if p.done == 4 else None)
     assert part.cancelled and len(part.evaluations) == 3
     paid_before = len(calls)
     calls.clear()
@@ -175,7 +175,7 @@ def _resume(journal):
     return subprocess.Popen(
         [sys.executable, "-m", "optimize", "--resume", str(journal)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=journal.parent,
-    )  # fmt: skip
+    )
 
 
 def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(monkeypatch, tmp_path):

@@ -34,7 +34,7 @@ def _steered_model(steerer, path, **kwargs):
     from lm_eval.models.hf_steered import SteeredModel
 
     return SteeredModel(pretrained=steerer.model, tokenizer=steerer.tokenizer,
-                        steer_path=str(path), **kwargs)  # fmt: skip
+                        steer_path=str(path), **kwargs)
 
 
 def test_each_layer_is_the_output_of_the_module_before_it_and_logits_match(tiny_steerer, tmp_path):
@@ -125,7 +125,7 @@ def test_the_steering_command_writes_the_file_and_prints_the_lm_eval_command(
     out = tmp_path / "steer.pt"
     code = main(["export-lm-eval", "--vectors", str(tmp_path / "v.safetensors"), "--out", str(out),
                  "--model", str(tiny_dir), "--alpha", "5",
-                 "--task", "steer_sentiment"])  # fmt: skip
+                 "--task", "steer_sentiment"])
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "our layer 2 -> layers.1" in printed
@@ -136,7 +136,7 @@ def test_the_steering_command_writes_the_file_and_prints_the_lm_eval_command(
     saved = torch.load(out, weights_only=True)["layers.1"]["steering_vector"]
     assert torch.equal(saved, 5.0 * _vector(2, 3.0, 1).direction)
     assert main(["export-lm-eval", "--vectors", str(tmp_path / "v.safetensors"),
-                 "--out", str(tmp_path / "steer.csv"), "--model", str(tiny_dir)]) == 2  # fmt: skip
+                 "--out", str(tmp_path / "steer.csv"), "--model", str(tiny_dir)]) == 2
     assert "only the .pt format holds" in capsys.readouterr().err
 
 
@@ -157,7 +157,7 @@ def test_a_results_setting_is_rescored_by_the_printed_lm_eval_command(
     run = ["--vectors", str(tmp_path / "joy.safetensors"), "--task", "steer_sentiment",
            "--include-path", TASKS, "--limit", "16", "--particles", "3", "--iterations", "2",
            "--alpha-min", "-30", "--alpha-max", "30", "--unit", "alpha", "--batch-size", "4",
-           "--out", str(result_path), "--model", str(tiny_dir), "--quiet"]  # fmt: skip
+           "--out", str(result_path), "--model", str(tiny_dir), "--quiet"]
     assert main(run) == 0, capsys.readouterr()
     result = OptimizationResult.load(result_path)
     assert result.split is not None  # the run searched part of the documents
@@ -165,7 +165,7 @@ def test_a_results_setting_is_rescored_by_the_printed_lm_eval_command(
     out = tmp_path / "steer.pt"
     export = ["export-lm-eval", "--result", str(result_path), "--vectors",
               str(tmp_path / "joy.safetensors"), "--out", str(out), "--model", str(tiny_dir),
-              "--best"]  # fmt: skip
+              "--best"]
     assert main(export) == 0
     printed = capsys.readouterr().out
     assert f"scored acc {result.best.score:.4f}" in printed, printed

@@ -153,7 +153,7 @@ def test_the_app_leaves_no_ray_process_behind_on_sigterm(ray_installed, tiny_dir
         [sys.executable, str(ROOT / "extension.py"), "--model", str(tiny_dir), "--port", str(port),
          "--data-dir", str(data.root)],
         stdout=subprocess.DEVNULL, stderr=log.open("w"), env=env, cwd=tmp_path,
-    )  # fmt: skip
+    )
     started: list[psutil.Process] = []
     try:
         client = _client(Client, port, app, log)
@@ -166,7 +166,7 @@ def test_the_app_leaves_no_ray_process_behind_on_sigterm(ray_installed, tiny_dir
             "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "budget": 0,
             "objective": "target", "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
             "workers": 1,
-        }  # fmt: skip
+        }
         client.submit([joy.id], *(values[name] for name in NAMES), api_name="/optimize")
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and app.poll() is None:

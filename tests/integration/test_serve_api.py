@@ -46,7 +46,7 @@ def app(tiny, tiny_steerer, tmp_path, api_server):
     server, queue = api_server(session)
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
     return {"server": server, "queue": queue, "session": session, "client": client,
-            "steerer": tiny_steerer, "joy": joy, "kept": kept}  # fmt: skip
+            "steerer": tiny_steerer, "joy": joy, "kept": kept}
 
 
 def _library_reply(steerer, messages, vectors, tokens):
@@ -75,7 +75,7 @@ def test_replies_are_the_librarys_with_the_steering_asked_for(app):
         ({"vectors": [{"name": "joy", "strength": 0.5}]}, [joy.with_strength(0.5)]),
         ({"vectors": [{"id": kept.id, "alpha": -5}, {"source": "joy"}]},
          [kept.with_alpha(-5.0), joy]),
-    ):  # fmt: skip
+    ):
         reply = client.chat.completions.create(
             model="tiny-llama", messages=HELLO, max_tokens=10, extra_body={"steering": steering}
         )
@@ -86,7 +86,7 @@ def test_replies_are_the_librarys_with_the_steering_asked_for(app):
         streamed = client.chat.completions.create(
             model="tiny-llama", messages=HELLO, max_tokens=10, stream=True,
             stream_options={"include_usage": True}, extra_body={"steering": steering},
-        )  # fmt: skip
+        )
         chunks = list(streamed)
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == reply.choices[0].message.content
@@ -94,7 +94,7 @@ def test_replies_are_the_librarys_with_the_steering_asked_for(app):
     completion = client.completions.create(
         model="tiny-llama", prompt="Once upon a time", max_tokens=6,
         extra_body={"steering": {"vectors": [{"name": "joy"}]}},
-    )  # fmt: skip
+    )
     ids = tuple(steerer.tokenizer("Once upon a time")["input_ids"])
     expected = generate_rows(steerer, [Row(RowRequest(ids, 6), (joy,))])[0].text
     assert completion.choices[0].text == expected
@@ -106,7 +106,7 @@ def _post(app, path, body, headers=None):
     return httpx.post(
         f"{app['server'].url}/{path}", content=data,
         headers={"Content-Type": "application/json", **(headers or {})}, timeout=60,
-    )  # fmt: skip
+    )
 
 
 def _chat(max_tokens=4, **fields):
@@ -155,7 +155,7 @@ def _vectors(*entries):
         (b'{"model": "tiny-llama", "messages": [', 400, None, None, "not valid JSON"),
         (b"[1, 2]", 400, None, None, "must be a JSON object"),
     ],
-)  # fmt: skip
+)
 def test_bad_input_gets_an_openai_error_and_changes_nothing(
     app, body, status, param, code, needle
 ):
@@ -175,7 +175,7 @@ def test_the_openai_client_raises_the_error(app):
         app["client"].chat.completions.create(
             model="tiny-llama", messages=HELLO, max_tokens=4,
             extra_body={"steering": {"vectors": [{"name": "sadness"}]}},
-        )  # fmt: skip
+        )
     assert caught.value.body["param"] == "steering.vectors[0].name"
 
 

@@ -41,7 +41,7 @@ def test_the_app_serves_the_api_on_its_own_model(app_model, tmp_path, monkeypatc
         reply = client.chat.completions.create(
             model="tiny-llama", messages=[{"role": "user", "content": "Hi"}], max_tokens=5,
             extra_body={"steering": {"vectors": [{"name": "joy"}]}},
-        )  # fmt: skip
+        )
         seen["steering"] = reply.model_extra["steering"]
         seen["no key"] = httpx.get(f"{url}/models").status_code
 

@@ -33,7 +33,7 @@ def _alone(steerer, messages, vectors):
             input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=TOKENS,
             do_sample=False, temperature=None, top_p=None, top_k=None,
             pad_token_id=steerer.tokenizer.eos_token_id,
-        )  # fmt: skip
+        )
     return steerer.tokenizer.decode(
         out[0, ids.shape[1] :], skip_special_tokens=True, clean_up_tokenization_spaces=False
     )
@@ -58,13 +58,13 @@ def test_concurrent_requests_with_different_steering_each_get_their_own_reply(
                              {"vectors": [{"name": "joy", "layer": 8, "strength": -0.25}]}),
         "unsteered": ("What is your favourite colour, and why?", False),
         "the app's vector": ("Describe your morning in two sentences.", None),
-    }  # fmt: skip
+    }
 
     def ask(prompt, steering):
         reply = client.chat.completions.create(
             model=smol.name, messages=[{"role": "user", "content": prompt}], max_tokens=TOKENS,
             temperature=0, extra_body={"steering": steering},
-        )  # fmt: skip
+        )
         return reply.choices[0].message.content, reply.model_extra["steering"]
 
     alone = {name: ask(*request) for name, request in requests.items()}

@@ -63,7 +63,7 @@ def form(task: str, folder: str, choices: list[str]) -> list[object]:
     values = {name: BY_NAME[name].default for name in NAMES}
     values.update(task=task, task_folder=folder, limit=6, batch_size=2, particles=1,
                   iterations=1, layer_min=0, layer_max=3, unit="alpha", alpha_min=-1.0,
-                  alpha_max=1.0, heldout_task="", guard_task="")  # fmt: skip
+                  alpha_max=1.0, heldout_task="", guard_task="")
     return [choices, *(values[name] for name in NAMES)]
 
 
@@ -118,7 +118,7 @@ def test_dot_dot_and_symlinks_out_of_an_allowed_folder_are_refused(tmp_path):
     (allowed / "link").symlink_to(outside, target_is_directory=True)
     sources = AllowedTaskSources((allowed,))
     for sneaky in (allowed / ".." / "outside", allowed / "sub" / ".." / ".." / "outside",
-                   allowed / "link"):  # fmt: skip
+                   allowed / "link"):
         with pytest.raises(TaskSourceError, match="not one the operator allowed"):
             sources.include_path(str(sneaky))
     assert sources.include_path(str(allowed / "sub" / "..")) == str(allowed.resolve())

@@ -51,12 +51,12 @@ def test_run_settings_default_from_the_table_and_are_checked():
     from optimize.config.table import BY_NAME, FORM, fields
 
     names = {"holdout_fraction", "confirm_fraction", "finalists", "significance", "objective",
-             "kl_budget", "guard_task", "max_guard_drop"}  # fmt: skip
+             "kl_budget", "guard_task", "max_guard_drop"}
     assert names <= {f.name for f in fields(FORM)}
     settings = RunSettings.from_values({"task": "t"})
     assert (settings["holdout_fraction"], settings.objective, settings.options.kl_budget) == (
         BY_NAME["holdout_fraction"].default, "guarded", BY_NAME["kl_budget"].default,
-    )  # fmt: skip
+    )
     assert RunSettings.from_values({"task": "t", "guard_task": "  "}).guard_task is None
     assert RunSettings.from_values({"task": "t", "seed": 3}).split.seed == 3
     with pytest.raises(InvalidInputError, match="The objective must be one of guarded, target, concept, got 'nope'"):
@@ -69,7 +69,7 @@ def test_run_settings_default_from_the_table_and_are_checked():
 
 def test_the_form_passes_split_objective_and_guard_into_the_request(actions):
     changes = {"holdout_fraction": 0.25, "objective": "target", "kl_budget": 0.2,
-               "guard_task": "steer_health", "max_guard_drop": 2.0}  # fmt: skip
+               "guard_task": "steer_health", "max_guard_drop": 2.0}
     settings = parse_request(*form(actions, **changes)).settings
     assert (settings["holdout_fraction"], settings.objective, settings.options.kl_budget) == (
         0.25, "target", 0.2
@@ -140,7 +140,7 @@ def _with_front(result):
 
     def scored(particle, layer, alpha, score, kl):
         return Evaluation(0, particle, (layer,), (alpha,), score, 0.05, 0.1,
-                          metrics=Metrics({KL: kl}))  # fmt: skip
+                          metrics=Metrics({KL: kl}))
 
     baseline = dataclasses.replace(result.baseline, score=0.5, metrics=Metrics({KL: 0.0}))
     history = [
@@ -160,13 +160,13 @@ def _with_front(result):
         result, baseline=baseline, history=history, best=history[2], objective="guarded",
         objective_options=ObjectiveOptions(kl_budget=0.2), confirmation=confirmation,
         confirm_planned=True, cancelled=False,
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture
 def known(actions):
     *_, final = list(actions.optimize(*form(actions, holdout_fraction=0.0, particles=1,
-                                            iterations=1)))  # fmt: skip
+                                            iterations=1)))
     return _with_front(final[5])
 
 

@@ -205,7 +205,7 @@ def test_example_settings_fill_the_form(optimize_actions):
     (task, folder, metric, limit, batch, particles, iterations, budget, low, high, unit, s_min,
      s_max,
      a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers,
-     status) = values  # fmt: skip
+     status) = values
     assert unit == "alpha"  # the preset's measured alpha bounds are searched as alpha
     assert (s_min, s_max) == (UPDATE, UPDATE)  # not the preset's: left as the form has them
     assert guard == [UPDATE] * 8  # the split, confirmation and guard fields: not the preset's

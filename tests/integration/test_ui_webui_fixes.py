@@ -32,7 +32,7 @@ def form(actions, **changes):
         "holdout_fraction": 0.0, "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05,
         "objective": "target", "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
         "budget": 0, "workers": 0,
-    }  # fmt: skip
+    }
     values.update(changes)
     return [values["vectors"], *(values[name] for name in NAMES)]
 
@@ -142,7 +142,7 @@ def test_tables_are_capped_in_this_gradio():
                 "(of at most 4)"),
      (4, 3, 400, "ranks 12 settings (4 particles × 3 iterations)"),
      (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "ranks 6 settings")],
-)  # fmt: skip
+)
 def test_the_optimize_tab_warns_before_a_run_that_replies_wait(particles, iterations, limit, size):
     """Before a run starts, the tab says how much it scores
     and that chat replies (the webui's too) wait until it ends."""

@@ -87,7 +87,7 @@ def _history(result):
         (e.iteration, e.particle, e.setting,
          {k: None if v != v else v for k, v in e.metrics.items()}, e.cached)
         for e in result.history
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="module")

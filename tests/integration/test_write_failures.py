@@ -238,7 +238,7 @@ sys.exit(cli.main(sys.argv[1:]))
 @pytest.mark.parametrize(
     ("sig", "line"),
     [(signal.SIGINT, "error: interrupted (Ctrl-C); nothing was written."),
-     (signal.SIGTERM, "error: stopped by SIGTERM; nothing was written.")],  # fmt: skip
+     (signal.SIGTERM, "error: stopped by SIGTERM; nothing was written.")],
 )
 def test_a_signal_mid_capture_stops_it_with_one_line_and_no_file(tmp_path, tiny_dir, sig, line):
     prompts = tmp_path / "many.txt"
@@ -251,7 +251,7 @@ def test_a_signal_mid_capture_stops_it_with_one_line_and_no_file(tmp_path, tiny_
         [sys.executable, "-c", MID_CAPTURE, *_capture(str(prompts), str(out)), "--model", str(tiny_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=tmp_path,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )  # fmt: skip
+    )
     try:
         err = []
         for text in proc.stderr:  # the loader's lines, then the hook's

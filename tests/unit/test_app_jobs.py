@@ -292,7 +292,7 @@ def _form(vector_ids: list[str], **changes: Any) -> list[Any]:
         "heldout_limit": 100, "holdout_fraction": 0.0, "confirm_fraction": 0.5, "finalists": 2,
         "significance": 0.05, "objective": "target", "kl_budget": 0.5, "guard_task": "",
         "max_guard_drop": 5.0, "workers": 0, "budget": 0,
-    }  # fmt: skip
+    }
     values.update(changes)
     return [vector_ids, *(values[name] for name in NAMES)]
 

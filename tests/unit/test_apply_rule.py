@@ -46,7 +46,7 @@ def _result(steerer, vector, best, baseline=0.5, **changes):
         num_layers=steerer.info.num_layers, metric="acc", higher_is_better=True, samples=4,
         cancelled=False, wall_seconds=1.0, confirm_planned=True,
         confirmation=Confirmation(13, "13", base, (found,), (test,), 0.05),
-    )  # fmt: skip
+    )
     return dataclasses.replace(result, **changes)
 
 
@@ -89,7 +89,7 @@ def _cases(steerer, vector):
         ("another model", other_model, "This result was found on another (4 layers)"),
         ("other vectors", _result(steerer, stranger, (2, 1.5, 0.8)),
          "The active vectors changed since this optimization ran"),
-    ]  # fmt: skip
+    ]
 
 
 def test_the_rule_names_why_and_lets_a_real_gain_through(world):

@@ -82,7 +82,7 @@ def _safetensors(header: dict, payload: bytes = b"") -> bytes:
         lambda good: struct.pack("<Q", 2**60) + b"{}",
     ],
     ids=["empty", "truncated", "renamed-pickle", "huge-metadata", "mistyped", "bool-layer",
-         "huge-header"],  # fmt: skip
+         "huge-header"],
 )
 def test_bad_vector_files_are_refused(steering, tiny_session, tmp_path, make):
     *_, (saved, _status) = steering.save_vectors("good.safetensors")
@@ -178,14 +178,14 @@ def _wide_llama(tokenizer):
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-    )  # fmt: skip
+    )
     return LoadedModel(LlamaForCausalLM(config).eval(), tokenizer, "wide-llama")
 
 
 @pytest.mark.parametrize(
     ("other", "facts"),
     [("gpt2", "tiny-gpt2 has hidden size 32 and 3 layers"),
-     ("wide", "wide-llama has hidden size 64 and 2 layers")],  # fmt: skip
+     ("wide", "wide-llama has hidden size 64 and 2 layers")],
 )
 def test_a_vector_file_from_another_model_is_refused_naming_both(
     steering, tiny_session, tiny_gpt2, tokenizer, tmp_path, other, facts

@@ -115,7 +115,7 @@ def test_a_5000_line_capture_is_refused_at_the_cap_and_memory_stays_flat(steerin
 # -- "From a task" ----------------------------------------------------------------
 
 TASK_ARGS = {"folder": str(SHIPPED_TASKS), "task": "steer_sentiment", "docs": 4, "layer": 2,
-             "coefficient": 0.25, "unit": "strength"}  # fmt: skip
+             "coefficient": 0.25, "unit": "strength"}
 TASK_TEXT = ("folder", "task", "unit")
 TASK_ALLOWED = {"folder": (None, "", "   "), "layer": (0,), "coefficient": (-1, 1.5, 0), "unit": (None,)}
 TASK_CASES = [
@@ -195,6 +195,6 @@ def test_bad_saved_choices_are_refused(tiny, tmp_path):
         list(SteeringActions(session, tmp_path / "saves").add_vector(GOOD, "", 1, 1.0))
         before = session.current().steerer.vectors
         for choice in (*TEXTS, "vectors/", "vectors/../../etc/passwd", "results/nothing.json",
-                       "bogus/x", "vectors/" + LONG):  # fmt: skip
+                       "bogus/x", "vectors/" + LONG):
             refused_briefly(_last(SavedActions(session).open(choice))[2])
         unchanged(session, before)

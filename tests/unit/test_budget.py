@@ -68,7 +68,7 @@ def test_the_model_is_timed_on_the_tokens_it_runs(tiny_steerer):
     capture_all_layers(
         tiny_steerer.model, tiny_steerer.layers, token_lists, tiny_steerer.device, chunk=2,
         speed=speed,
-    )  # fmt: skip
+    )
     # sorted by length (4, 5 | 6, 8 | 43), two at a time, each padded to a multiple of 32
     lengths = [len(t) for t in token_lists]
     assert speed._tokens == padded_tokens(lengths, chunk=2) == 2 * 32 + 2 * 32 + 1 * 64

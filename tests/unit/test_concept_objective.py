@@ -91,7 +91,7 @@ def test_a_concept_search_ranks_the_gain_within_the_kl_budget(tiny):
     with concept_search(steerer, [0], 0.5, seed=0) as fitness:
         assert steerer.vectors[0].prompts != originals[0].prompts  # the rebuilt vector
         scored = GuardedFitness(fitness, KlGuard(steerer, NEUTRAL))
-        result = run_optimization(steerer, [0], RunPlan(scored, space, PsoConfig(particles=6, iterations=2, seed=0), objective="concept", options=ObjectiveOptions(kl_budget=budget)))  # fmt: skip
+        result = run_optimization(steerer, [0], RunPlan(scored, space, PsoConfig(particles=6, iterations=2, seed=0), objective="concept", options=ObjectiveOptions(kl_budget=budget)))
     assert steerer.vectors == originals  # the full vector is back
     assert result.objective == "concept" and not uses_task("concept")
     within = [e for e in result.evaluations if e.metrics["kl"] <= budget]

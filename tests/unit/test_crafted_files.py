@@ -67,7 +67,7 @@ ITEM = ["Is this review happy? It was great.", " yes", [" no"]]
         (lambda inputs: inputs.update(items=[["x" * (MAX_TEXT_CHARS + 1), " yes", [" no"]]]),
          "A task item's context is 20,001 characters long; a task vector reads texts of at most"),
     ],
-)  # fmt: skip
+)
 def test_a_task_vector_file_over_the_caps_is_refused_when_loaded(
     tiny_session, tmp_path, edit, message
 ):

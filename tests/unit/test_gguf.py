@@ -239,7 +239,7 @@ def test_llama_cpp_flags_are_exact_and_survive_the_webuis_shlex_split(steerer, t
     assert shlex.split(flags) == [
         "--control-vector", "/models/my vectors/love.gguf",
         "--control-vector-layer-range", "2", "4",
-    ]  # fmt: skip
+    ]
     scaled = shlex.split(llama_cpp_flags("/v/love.gguf", control, scale=0.8))
     assert scaled[:2] == ["--control-vector-scaled", "/v/love.gguf:0.8"]
     with pytest.raises(InvalidInputError, match="splits"):

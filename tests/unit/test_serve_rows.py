@@ -55,7 +55,7 @@ def _alone(steerer, ids, vectors, tokens: int) -> str:
             input_ids=input_ids, attention_mask=torch.ones_like(input_ids), max_new_tokens=tokens,
             min_new_tokens=tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
             pad_token_id=steerer.tokenizer.eos_token_id,
-        )  # fmt: skip
+        )
     return _decode(steerer.tokenizer, out[0, len(ids) :].tolist())
 
 
@@ -245,7 +245,7 @@ def test_names_and_ids_become_vectors(tiny_steerer, vectors, folder):
         ({"name": "raw", "strength": 0.5}, RequestFieldError, "steering.vectors[0].strength",
          "no layer norm to convert a strength with"),
     ],
-)  # fmt: skip
+)
 def test_bad_choices_are_refused_by_check_and_resolve(
     tiny_steerer, vectors, folder, entry, error, param, needle
 ):
@@ -300,7 +300,7 @@ def test_waiting_greedy_requests_share_one_batch_and_a_sampled_one_runs_alone(
     queue = GenerationQueue(session, VectorCatalog(session.data), busy_note=lambda: "optimizing")
     try:
         steerings = [{"vectors": [{"name": "joy"}]}, {"vectors": [{"id": calm.id, "alpha": -6}]},
-                     False, None]  # fmt: skip
+                     False, None]
         jobs = [_job(tok, p, s) for p, s in zip((*PROMPTS, "Yo"), steerings, strict=True)]
         jobs.insert(1, _job(tok, "Go", False, sampling=Sampling(temperature=0.8, seed=1)))
         tickets, status = _held(session, queue, jobs)

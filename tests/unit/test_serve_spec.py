@@ -50,9 +50,9 @@ def test_easysteer_names_that_mean_the_same_are_taken():
                 ],
                 "conflict": "sequential",
             }
-        )  # fmt: skip
+        )
         assert choice.vectors == (VectorChoice(name="happy", layer=10, alpha=2.0,
-                                               param="steering.vectors[0]"),)  # fmt: skip
+                                               param="steering.vectors[0]"),)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_easysteer_names_that_mean_the_same_are_taken():
         ({"vectors": [{"name": "j"}] * (MAX_VECTORS_PER_REQUEST + 1)}, "steering.vectors",
          f"at most {MAX_VECTORS_PER_REQUEST}"),
     ],
-)  # fmt: skip
+)
 def test_bad_steering_is_refused_naming_the_field(value, param, needle):
     with pytest.raises(RequestFieldError) as caught:
         parse_steering(value)

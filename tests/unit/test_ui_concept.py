@@ -21,7 +21,7 @@ SAD = "I am so sad today.\nWhat a terrible loss.\nWe cried all day.\nGrief fills
 def _values(**changes):
     values = {f: BY_NAME[f].default for f in NAMES}
     values.update(task_folder=str(TASKS_DIR), limit=4, batch_size=4, particles=2, iterations=2,
-                  layer_min=0, layer_max=3, heldout_task="", heldout_limit=4)  # fmt: skip
+                  layer_min=0, layer_max=3, heldout_task="", heldout_limit=4)
     values.update(changes)
     return [values[name] for name in NAMES]
 
@@ -97,7 +97,7 @@ def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(
     form = _values(
         objective="concept", task="", holdout_fraction=0.5, kl_budget=1e6, unit="strength",
         strength_min=0.0, strength_max=1.0, layer_min=0, layer_max=3, seed=0,
-    )  # fmt: skip
+    )
     view = _last(actions.optimize([before.id], *form))
     _progress, rows, _conv, _particles, summary, result, result_file, status = view
     assert status.startswith("✓ Done."), status
@@ -130,7 +130,7 @@ def test_a_concept_run_that_finds_nothing_says_so_in_its_own_terms(tiny_session,
     form = _values(
         objective="concept", task="", holdout_fraction=0.5, kl_budget=1e6, unit="strength",
         strength_min=-1.0, strength_max=-0.5, layer_min=1, layer_max=1, iterations=1,
-    )  # fmt: skip
+    )
     view = _last(OptimizeActions(tiny_session, tmp_path).optimize([vector.id], *form))
     summary, result = view[4], view[5]
     assert not result.improved and result.best.score < 0.0, summary

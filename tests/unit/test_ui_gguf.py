@@ -41,7 +41,7 @@ def test_export_writes_the_file_and_shows_the_exact_flags(tiny_session, steerer,
     assert file == {"__type__": "update", "value": str(path), "visible": True}
     assert shlex.split(flags["value"]) == [
         "--control-vector", str(path), "--control-vector-layer-range", "1", "2",
-    ]  # fmt: skip
+    ]
     assert status.startswith(f"✓ Exported 2 vector(s) for llama.cpp to {fmt.md(path)}"), status
     assert sorted(read_control_vector(path).directions) == [1, 2]
 

@@ -113,12 +113,12 @@ class RealWebui:
             str(PYTHON), str(SERVE),  "--cpu", "--extensions", EXTENSION, "--api",
             "--listen-port", str(self.port), "--api-port", str(self.api_port),
             "--model", MODEL, "--loader", "Transformers", "--settings", str(settings),
-        ]  # fmt: skip
+        ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=TREE, env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
-            )  # fmt: skip
+            )
         self._wait_ready()
         return self
 

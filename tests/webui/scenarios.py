@@ -52,7 +52,7 @@ def _form(**override: Any) -> list[Any]:
         "heldout_task": "", "heldout_limit": 4, "holdout_fraction": 0.0,
         "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "objective": "target",
         "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0, "workers": 0,
-    }  # fmt: skip
+    }
     form.update(override)
     return [form[name] for name in NAMES]
 
@@ -105,7 +105,7 @@ def loads_like_the_webui(tmp: Path, tokenizer: Any) -> None:
             webui.build()
             texts = webui.texts()
             for label in ("Steering", "Optimize", "Add steering vector",
-                          "Optimize vectors", "Reset steering vectors", "Apply best"):  # fmt: skip
+                          "Optimize vectors", "Reset steering vectors", "Apply best"):
                 assert label in texts, label
             assert not {"Send", "Compare with unsteered"} & set(texts)  # the webui has the chat
             assert any("Chat in the webui's own Chat tab" in t for t in texts)
@@ -144,9 +144,9 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         webui.load()
         webui.build()
         values = {label: webui.component(label).value for label in
-                  ("Layer", "Alpha", "Lowest alpha", "Seed", "Task", "Particles")}  # fmt: skip
+                  ("Layer", "Alpha", "Lowest alpha", "Seed", "Task", "Particles")}
         assert values == {"Layer": 1, "Alpha": -2.5, "Lowest alpha": -3.0, "Seed": 7,
-                          "Task": "my_task", "Particles": 6}, values  # fmt: skip
+                          "Task": "my_task", "Particles": 6}, values
 
 
 def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
@@ -154,7 +154,7 @@ def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
     with Webui(tmp) as webui:
         webui.shared.settings.update(
             {f"{NAME}-layer": 99, f"{NAME}-coefficient": "strong", f"{NAME}-optimize_limit": 2.5,
-             f"{NAME}-optimize_layer_max": 40, f"{NAME}-optimize_seed": True}  # fmt: skip
+             f"{NAME}-optimize_layer_max": 40, f"{NAME}-optimize_seed": True}
         )
         webui.set_model(tiny_llama(tokenizer), tokenizer)
         webui.load()
@@ -215,7 +215,7 @@ def steers_the_webui_model(tmp: Path, tokenizer: Any) -> None:
         view = _optimize(
             webui, _choices(webui), task="", objective="concept", holdout_fraction=0.5,
             kl_budget=1e6,
-        )  # fmt: skip
+        )
         # (the random tiny model's replies may repeat: then its verdict says they loop)
         assert view[-1].startswith("✓ Done."), view[-1]
         assert "nats per token" in view[-1] or "makes replies loop" in view[-1], view[-1]
@@ -404,7 +404,7 @@ def refuses_models_it_cannot_steer(tmp: Path, tokenizer: Any) -> None:
         pass
 
     for model, loader in ((LlamaServer(), "llama.cpp"), (Exllamav3HF(), "ExLlamav3_HF"),
-                          (TensorRTLLMModel(), "TensorRT-LLM")):  # fmt: skip
+                          (TensorRTLLMModel(), "TensorRT-LLM")):
         with Webui(tmp / loader) as webui:
             webui.shared.args.loader = loader
             webui.set_model(model, object(), "some-model")

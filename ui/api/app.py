@@ -108,7 +108,7 @@ def build_api(
             raise ApiError(
                 404, f"The model {model_id!r} does not exist; this server serves {name!r}.",
                 param="model", code="model_not_found",
-            )  # fmt: skip
+            )
         return _model(name)
 
     @app.get("/v1/steering/vectors")

@@ -126,7 +126,7 @@ def parse_request(
     row = row_request(
         steerer.info, input_ids, max_tokens, sampling, body.get("stop"), prompt_param,
         DEFAULT_MAX_TOKENS[kind],
-    )  # fmt: skip
+    )
     steering = parse_steering(body.get("steering"))
     catalog.check(steerer, steering)
     return ParsedRequest(Job(row, steering), stream, include_usage)

@@ -77,7 +77,7 @@ class Reply:
             if text is not None:
                 delta["content"] = text
             choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None,
-                                      "finish_reason": finish}  # fmt: skip
+                                      "finish_reason": finish}
         else:
             choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
         return event({**self._head(chunk=True), "choices": [choice]})
