@@ -9,7 +9,8 @@ GGUF control vectors are llama.cpp's and repeng's format (docs/gguf.md).
     python -m steering generate --vectors FILE --prompt TEXT [--alpha A]
     python -m steering export-gguf --vectors FILE [--alpha A] --out FILE.gguf
     python -m steering export-lm-eval --vectors FILE [--alpha A] --out steer.pt
-    python -m steering import-gguf --control-vector FILE.gguf [--scale S] [--skip-last-layer] --out FILE
+    python -m steering import-gguf --control-vector FILE.gguf [--scale S] [--skip-last-layer]
+        --out FILE
 
 All take --model and --gguf-file (default: the embedded SmolLM2). `generate`
 and the exports read .safetensors vector files and .gguf control vectors.
@@ -130,7 +131,9 @@ def _parser() -> argparse.ArgumentParser:
         # `--coeff` was the old name of --alpha; kept so old scripts still run.
         command.add_argument("--coeff", dest="alpha", type=float, help=argparse.SUPPRESS)
     for command in (capture, generate, export, to_lm_eval, imports):
-        command.add_argument("--model", help="local model folder or hub id (default: embedded SmolLM2)")
+        command.add_argument(
+            "--model", help="local model folder or hub id (default: embedded SmolLM2)"
+        )
         command.add_argument("--gguf-file", help="GGUF file inside --model, or a path to one")
     return parser
 
@@ -245,7 +248,7 @@ def side_by_side(left: tuple[str, str], right: tuple[str, str], width: int = 48)
     rows = max(len(c) for c in columns)
     for column in columns:
         column.extend([""] * (rows - len(column)))
-    return "\n".join(f"{a:<{width}} | {b}" for a, b in zip(*columns))
+    return "\n".join(f"{a:<{width}} | {b}" for a, b in zip(*columns, strict=True))
 
 
 def _wrap(text: str, width: int) -> list[str]:

@@ -18,6 +18,7 @@ batch's least fill, which keeps the batches full, as before.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -41,7 +42,7 @@ def group_rows(
     w); among those cuts, the one with the fewest tokens run plus
     `batch_cost` per batch. With `min_tokens` 0 every batch holds exactly
     `batch_size` rows."""
-    if any(a < b for a, b in zip(widths, widths[1:])):
+    if any(a < b for a, b in itertools.pairwise(widths)):
         raise ValueError("the rows must be sorted longest first")
     count = len(widths)
     size = max(1, batch_size)

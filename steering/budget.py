@@ -17,6 +17,7 @@ whether to wait needs.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -158,10 +159,9 @@ def reads_of(source: VectorSource, num_layers: int, hidden: int) -> Reads:
     new method needs nothing here; a method that reads nothing (a GGUF
     direction) or refuses zeros still has its reads recorded."""
     recorder = _Recorder(num_layers, hidden)
-    try:
+    # PCA of zeros, or a direction that cannot move, refuses: what it read is recorded
+    with contextlib.suppress(InvalidInputError):
         source.direction(recorder, 0)
-    except InvalidInputError:
-        pass  # PCA of zeros, or a direction that cannot move: what it read is recorded
     return Reads(tuple(recorder.prompt_lists), tuple(recorder.pair_lists))
 
 

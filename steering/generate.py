@@ -118,7 +118,7 @@ def stream_reply(
                     stopping_criteria=stop,
                     **settings.generate_kwargs(tokenizer),
                 )
-        except BaseException as exc:  # surfaced in the caller's thread below
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread below
             errors.append(exc)
             streamer.end()
 
@@ -143,8 +143,8 @@ def reply(
 ) -> str:
     """The whole reply at once."""
     text = ""
-    for text in stream_reply(model, tokenizer, messages, settings):
-        pass
+    for so_far in stream_reply(model, tokenizer, messages, settings):
+        text = so_far
     return text
 
 

@@ -259,7 +259,9 @@ def _string(reader: gguf.GGUFReader, key: str) -> str | None:
     return str(field.contents())
 
 
-def _directions(name: str, tensors: list[tuple[str, Any, list[int], np.ndarray]]) -> dict[int, torch.Tensor]:
+def _directions(
+    name: str, tensors: list[tuple[str, Any, list[int], np.ndarray]]
+) -> dict[int, torch.Tensor]:
     directions: dict[int, torch.Tensor] = {}
     for tensor_name, kind, shape, data in tensors:
         prefix, _, number = tensor_name.partition(".")
@@ -326,7 +328,9 @@ class ImportedControlVector:
         return text
 
 
-def check_control_vector(control: ControlVectorFile, info: ModelInfo, skip_last_layer: bool) -> list[str]:
+def check_control_vector(
+    control: ControlVectorFile, info: ModelInfo, skip_last_layer: bool
+) -> list[str]:
     """Raise IncompatibleVectorError unless `control` fits the model `info`;
     return what would be left out (all-zero directions, and the last layer's
     when `skip_last_layer`)."""
@@ -369,7 +373,9 @@ def check_control_vector(control: ControlVectorFile, info: ModelInfo, skip_last_
                 f"entering a layer, so it cannot apply that one. Import with the last "
                 f"layer left out to apply the others."
             )
-        left_out.append(f"direction.{last} (the last layer's output, which steerswarm cannot steer)")
+        left_out.append(
+            f"direction.{last} (the last layer's output, which steerswarm cannot steer)"
+        )
     return left_out
 
 

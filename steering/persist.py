@@ -18,6 +18,7 @@ visitor picks a file by name, never types a path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -82,10 +83,8 @@ class DataFolder:
         """Record the last optimization result in the index (best effort)."""
         index = self.index()
         index["last_result"] = path.name
-        try:
+        with contextlib.suppress(OSError):  # best effort: the result file itself is written
             atomic_write(self.index_file, json.dumps(index, indent=2).encode())
-        except OSError:
-            pass
 
     def index(self) -> dict[str, Any]:
         try:
@@ -101,7 +100,9 @@ class DataFolder:
             "format": INDEX_FORMAT,
             "version": INDEX_VERSION,
             "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "model": {"name": info.name, "hidden_size": info.hidden_size, "num_layers": info.num_layers},
+            "model": {
+                "name": info.name, "hidden_size": info.hidden_size, "num_layers": info.num_layers
+            },
             "active": [v.id for v in steerer.vectors],
         }
         atomic_write(self.index_file, json.dumps(index, indent=2).encode())
@@ -132,7 +133,9 @@ class DataFolder:
             steerer.set_vectors(vectors)
         except SteerSwarmError as exc:
             kept = self._set_aside("unreadable")
-            return f"Could not restore the last session's vectors ({exc}); the file is kept in {kept}."
+            return (
+                f"Could not restore the last session's vectors ({exc}); the file is kept in {kept}."
+            )
         return (
             f"Restored {len(vectors)} steering vector(s) of the last session from {self.root}."
         )
@@ -159,9 +162,11 @@ class DataFolder:
             ("result", self.results_dir, "*.json"),
         ):
             if folder.is_dir():
-                for path in folder.glob(pattern):
-                    if path.is_file() and not path.name.startswith("."):
-                        found.append(SavedFile(kind, path.name, path, path.stat().st_mtime))
+                found.extend(
+                    SavedFile(kind, path.name, path, path.stat().st_mtime)
+                    for path in folder.glob(pattern)
+                    if path.is_file() and not path.name.startswith(".")
+                )
         return sorted(found, key=lambda f: (-f.modified, f.name))
 
     def find(self, kind: str, name: str | None) -> Path:
@@ -169,7 +174,9 @@ class DataFolder:
         for saved in self.saved():
             if saved.kind == kind and saved.name == name:
                 return saved.path
-        raise InvalidInputError(f"There is no saved {kind} file called {typed(name)}; refresh the list.")
+        raise InvalidInputError(
+            f"There is no saved {kind} file called {typed(name)}; refresh the list."
+        )
 
 
 def _entry_name(entry: dict[str, Any]) -> str:

@@ -42,7 +42,8 @@ def kind_of(value: Any) -> str:
 
 
 def _wrong(where: str, value: Any, wanted: str) -> SchemaError:
-    shown = repr(value) if isinstance(value, (bool, int, float)) or value is None else kind_of(value)
+    plain = isinstance(value, (bool, int, float)) or value is None
+    shown = repr(value) if plain else kind_of(value)
     return SchemaError(f"{where} must be {wanted}, got {shown}.")
 
 

@@ -9,8 +9,12 @@ from typing import Any
 
 import torch
 
-POSITIVE_WORDS = (" happy", " great", " wonderful", " good", " excited", " joyful", " grateful", " amazing")
-NEGATIVE_WORDS = (" sad", " terrible", " awful", " bad", " miserable", " angry", " hopeless", " lonely")
+POSITIVE_WORDS = (
+    " happy", " great", " wonderful", " good", " excited", " joyful", " grateful", " amazing"
+)
+NEGATIVE_WORDS = (
+    " sad", " terrible", " awful", " bad", " miserable", " angry", " hopeless", " lonely"
+)
 
 
 def _first_tokens(tokenizer: Any, words: Sequence[str]) -> list[int]:
@@ -26,5 +30,6 @@ def next_word_sentiment(model: Any, tokenizer: Any, prompts: Sequence[str]) -> f
         for prompt in prompts:
             ids = tokenizer(prompt, return_tensors="pt")["input_ids"].to(model.device)
             logp = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1)
-            scores.append(float(torch.logsumexp(logp[positive], 0) - torch.logsumexp(logp[negative], 0)))
+            gap = torch.logsumexp(logp[positive], 0) - torch.logsumexp(logp[negative], 0)
+            scores.append(float(gap))
     return sum(scores) / len(scores)

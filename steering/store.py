@@ -119,7 +119,9 @@ def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
     try:
         found = path.is_file()
     except OSError as exc:  # a name too long for the filesystem, a loop of links
-        raise VectorFileError(f"Cannot read the vector file {typed(str(path))}: {reason(exc)}.") from None
+        raise VectorFileError(
+            f"Cannot read the vector file {typed(str(path))}: {reason(exc)}."
+        ) from None
     if not found:
         raise VectorFileError(f"Vector file not found: {typed(str(path))}")
     try:

@@ -7,11 +7,12 @@ strength (alpha x |V| / the layer's mean hidden-state norm over the neutral
 set, `SteeringVector.strength`): the same range then means the same push at
 every layer and for every vector, and the run turns each decoded strength
 into the alpha of that vector at that layer (`SearchSpace.to_alphas`,
-done by `optimize.run.optimization`, which has the vectors), so every setting that is
-scored, cached and reported holds real alphas. Layers are continuous to the swarm and whole numbers to the
-model; every conversion goes through `round_half_away`, so a position always
-decodes to the same setting, and the setting (not the raw position) is what is
-scored, cached and reported.
+done by `optimize.run.optimization`, which has the vectors), so every
+setting that is scored, cached and reported holds real alphas. Layers are
+continuous to the swarm and whole numbers to the model; every conversion
+goes through `round_half_away`, so a position always decodes to the same
+setting, and the setting (not the raw position) is what is scored, cached
+and reported.
 """
 
 from __future__ import annotations

@@ -273,6 +273,10 @@ def _default_text(f: Field) -> str:
     return f" (default: {f.default:g})" if f.kind is float else f" (default: {f.default})"
 
 
+# The placeholder a flag's help shows for its value, by the setting's type.
+_METAVARS: dict[type, str] = {int: "N", float: "X", str: "NAME"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add a flag for every CLI setting, with its type and help (its default
     is said in the help): a flag not given is absent from the parsed
@@ -283,7 +287,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             dest=f.name,
             type=f.kind,
             default=argparse.SUPPRESS,
-            metavar=f.metavar or (None if f.choices else {int: "N", float: "X", str: "NAME"}[f.kind]),
+            metavar=f.metavar or (None if f.choices else _METAVARS[f.kind]),
             choices=f.choices,
             help=(f.help + _default_text(f)).replace("%", "%%"),
         )

@@ -30,7 +30,9 @@ def _dominates(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return all(x >= y for x, y in zip(a, b, strict=True)) and a != b
 
 
-def pareto_front(evaluations: Sequence[Evaluation], higher_is_better: bool = True) -> list[Evaluation]:
+def pareto_front(
+    evaluations: Sequence[Evaluation], higher_is_better: bool = True
+) -> list[Evaluation]:
     """The non-dominated search evaluations, by KL ascending.
 
     Repeated visits (`cached`) and settings with an unmeasured axis are left

@@ -87,7 +87,9 @@ class KlGuard:
         base: Sequence[SteeringVector] = (),
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"The guard's batch size must be at least 1, got {batch_size!r}.")
+            raise InvalidInputError(
+                f"The guard's batch size must be at least 1, got {batch_size!r}."
+            )
         self.steerer = steerer
         self.base = tuple(base)
         model = steerer.model
@@ -230,7 +232,7 @@ class KlGuard:
         sentences, each setting's rows carrying its own deltas, the layers
         below the lowest steering run once: `optimize.scoring.batched.run_many`)."""
         outcomes = []
-        for vectors, final in zip(settings, self._states_many(settings), strict=True):
+        for _setting, final in zip(settings, self._states_many(settings), strict=True):
             total = 0.0
             if final is not None:
                 total = sum(
@@ -260,7 +262,7 @@ class KlGuard:
         what a guard built on that subset measures (up to float rounding),
         so one pass sizes the neutral set."""
         out = []
-        for vectors, final in zip(settings, self._states_many(settings), strict=True):
+        for _setting, final in zip(settings, self._states_many(settings), strict=True):
             totals = torch.zeros(self.sentences, dtype=torch.float64)
             if final is not None:
                 for batch, h, ref in zip(self._batches, final, self._reference, strict=True):

@@ -70,7 +70,9 @@ class DocumentSplit:
                 "A document split needs a held-out or a confirmation share above 0."
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise InvalidInputError(f"The split seed must be a whole number >= 0, got {self.seed!r}.")
+            raise InvalidInputError(
+                f"The split seed must be a whole number >= 0, got {self.seed!r}."
+            )
 
     @property
     def sides(self) -> tuple[str, ...]:

@@ -49,7 +49,9 @@ def describe_setting(setting: Setting) -> str:
     pairs = list(zip(setting.layers, setting.alphas, strict=True))
     if len(pairs) == 1:
         return f"layer {pairs[0][0]}, alpha {pairs[0][1]:g}"
-    return "; ".join(f"#{i + 1} layer {layer} alpha {alpha:g}" for i, (layer, alpha) in enumerate(pairs))
+    return "; ".join(
+        f"#{i + 1} layer {layer} alpha {alpha:g}" for i, (layer, alpha) in enumerate(pairs)
+    )
 
 
 def _p(value: float) -> str:
@@ -212,7 +214,9 @@ def decide(
     held-out prompts: their best within the limits is recommended as it is.
     """
     if best is None or best.is_baseline:
-        return Verdict(CANCELLED if cancelled else NO_GAIN, "No setting was scored: nothing to apply.")
+        return Verdict(
+            CANCELLED if cancelled else NO_GAIN, "No setting was scored: nothing to apply."
+        )
     if not scores_task:
         return _concept(objective, baseline, best, loops, cancelled)
     if not beats_baseline(objective, best, baseline):
@@ -225,8 +229,8 @@ def decide(
             "version), so nothing is recommended. Run the optimization again.",
             candidate=best,
             details=(
-                f"Best candidate: {describe_setting(best.setting)}, {best.score:.3f} against the "
-                f"baseline's {baseline.score:.3f} on the search documents.",
+                (f"Best candidate: {describe_setting(best.setting)}, {best.score:.3f} against the "
+                 f"baseline's {baseline.score:.3f} on the search documents."),
             ),
         )
     if confirmation is None:
@@ -236,8 +240,8 @@ def decide(
             "did not rank it: nothing to apply.",
             candidate=best,
             details=(
-                f"Best candidate: {describe_setting(best.setting)}, {best.score:.3f} against the "
-                f"baseline's {baseline.score:.3f} on the search documents (not confirmed).",
+                (f"Best candidate: {describe_setting(best.setting)}, {best.score:.3f} against the "
+                 f"baseline's {baseline.score:.3f} on the search documents (not confirmed)."),
             ),
         )
     passed = confirmation.passed()
@@ -258,7 +262,8 @@ def decide(
                 candidate=candidate,
                 confirmed=test,
                 details=(
-                    f"On the confirmation documents: {paired_sentence(test, 'confirmation', True)}.",
+                    ("On the confirmation documents: "
+                     f"{paired_sentence(test, 'confirmation', True)}."),
                 ),
             )
         return Verdict(

@@ -81,7 +81,9 @@ def _search_fitness(
     steerer: Steerer, settings: RunSettings, base: Sequence[SteeringVector]
 ) -> tuple[GuardedFitness, LmEvalFitness]:
     guard = KlGuard(steerer, batch_size=settings.fitness.batch_size, base=base)
-    guard_task = None if settings.guard_task is None else LmEvalFitness(steerer, settings.guard_task)
+    guard_task = (
+        None if settings.guard_task is None else LmEvalFitness(steerer, settings.guard_task)
+    )
     searched, checked = _searched(steerer, settings)
     fitness = GuardedFitness(searched, guard, guard_task, base, _kl_budget(settings))
     return fitness, checked
@@ -195,9 +197,9 @@ def plan_lines(settings: RunSettings, plan: RunPlan, others: int = 0) -> list[st
     swarm = f"{pso.particles} particles x {pso.iterations} iterations"
     if not plan.scores_task:
         return [
-            f"Searches {pso.evaluations} settings ({swarm}, {settings.strategy}) for the "
-            f"strongest push toward the concept on the vector's held-out prompts "
-            f"({plan.fitness.samples}), within the KL budget {settings.options.kl_budget:g}.",
+            (f"Searches {pso.evaluations} settings ({swarm}, {settings.strategy}) for the "
+             f"strongest push toward the concept on the vector's held-out prompts "
+             f"({plan.fitness.samples}), within the KL budget {settings.options.kl_budget:g}."),
             condition_line(others),
         ]
     lines = [

@@ -281,7 +281,8 @@ class _Run:
         started: float,
     ) -> None:
         self.steerer, self.scorer, self.plan, self.ranking = steerer, scorer, plan, ranking
-        self.on_progress, self.cancel, self.journal, self.started = on_progress, cancel, journal, started
+        self.on_progress, self.cancel = on_progress, cancel
+        self.journal, self.started = journal, started
         self.total = plan.total
         self.pso = plan.pso
         self.budget_line = ""

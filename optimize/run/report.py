@@ -104,7 +104,8 @@ def summary_lines(result: OptimizationResult) -> list[str]:
             f"confirmation: {confirmation.documents or f'{confirmation.samples} documents'}, "
             f"one-sided tests, Holm's step-down at {confirmation.level:.3g}"
         )
-        lines.append(f"  baseline {score_text(confirmation.baseline.score, confirmation.baseline.stderr)}")
+        baseline = confirmation.baseline
+        lines.append(f"  baseline {score_text(baseline.score, baseline.stderr)}")
         for finalist, test in zip(confirmation.finalists, confirmation.tests, strict=True):
             lines.append(f"  {setting_text(finalist)}: {paired_text(test)}")
     for setting, reason in result.loops:
@@ -117,8 +118,8 @@ def summary_lines(result: OptimizationResult) -> list[str]:
             if result.split is None or result.split.fraction == 0
             else f"held-out: {where}",
             f"  baseline {score_text(held.baseline.score, held.baseline.stderr)}",
-            f"  checked  {score_text(held.best.score, held.best.stderr)} "
-            f"({held.gain_points:+.1f} points) at {setting_text(held.best)}",
+            (f"  checked  {score_text(held.best.score, held.best.stderr)} "
+             f"({held.gain_points:+.1f} points) at {setting_text(held.best)}"),
         ]
         if held.paired is not None:
             lines.append(f"  paired: {paired_text(held.paired)}")

@@ -128,7 +128,8 @@ class OptimizationResult:
         """What the run found and whether it recommends a setting
         (optimize/guard/verdict.py): the one answer every view shows."""
         looping = {setting.key: reason for setting, reason in self.loops}
-        candidates = [*self.history, *(() if self.confirmation is None else self.confirmation.finalists)]
+        finalists = () if self.confirmation is None else self.confirmation.finalists
+        candidates = [*self.history, *finalists]
         loops = [(e, looping[e.setting.key]) for e in candidates if e.setting.key in looping]
         return decide(
             self.ranking,

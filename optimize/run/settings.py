@@ -235,7 +235,9 @@ class RunSettings:
             )
 
 
-def _refuse_contradictions(given: Mapping[str, Any], values: Mapping[str, Any], naming: str) -> None:
+def _refuse_contradictions(
+    given: Mapping[str, Any], values: Mapping[str, Any], naming: str
+) -> None:
     """Settings given together that cannot both apply, each named."""
 
     def names(*keys: str) -> str:

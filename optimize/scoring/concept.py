@@ -59,7 +59,8 @@ class ConceptExamples:
 
     def __post_init__(self) -> None:
         for name in ("concept", "contrast"):
-            texts = tuple(t.strip() for t in getattr(self, name) if isinstance(t, str) and t.strip())
+            given = getattr(self, name)
+            texts = tuple(t.strip() for t in given if isinstance(t, str) and t.strip())
             if not texts:
                 raise InvalidInputError(
                     f"Concept strength needs at least one held-out {name} example."

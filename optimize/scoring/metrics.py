@@ -126,6 +126,8 @@ class PerDocumentFitness(Fitness, Protocol):
     """A Fitness that can also give the target metric per document, in a
     fixed document order: what a paired test of two settings compares."""
 
-    def document_scores(self, vectors: Sequence[SteeringVector]) -> tuple[Metrics, tuple[float, ...]]:
+    def document_scores(
+        self, vectors: Sequence[SteeringVector]
+    ) -> tuple[Metrics, tuple[float, ...]]:
         """(metrics, per-document target values) of the model steered by `vectors`."""
         ...

@@ -265,7 +265,7 @@ class PrefixScorer(LayerCache):
                 expected = lm.loglikelihood(subset, disable_tqdm=True)
                 hidden = self._run_layers(self.base.embed_tokens(batch.ids), 0, split)
                 self._answer(batch, self._run_layers(hidden, split, self.num_layers), answers)
-        except Exception as exc:  # any failure of the fast path means: do not use it
+        except Exception as exc:  # noqa: BLE001 - any failure of the fast path: do not use it
             return f"the layer loop failed on this model ({type(exc).__name__}: {exc})"
         finally:
             self.layer_runs = 0

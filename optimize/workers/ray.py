@@ -63,7 +63,9 @@ class RayOptions:
 
     def __post_init__(self) -> None:
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise WorkerError(f"The number of Ray workers must be a whole number from 1, got {self.workers!r}.")
+            raise WorkerError(
+                f"The number of Ray workers must be a whole number from 1, got {self.workers!r}."
+            )
         for name in ("num_gpus", "num_cpus"):
             value = getattr(self, name)
             if value is None and name == "num_gpus":
@@ -82,7 +84,9 @@ class Worker:
     settings. A failure to load is kept and reported by `ready` (an error in
     an actor's constructor would only show as a dead actor)."""
 
-    def __init__(self, recipe: RunRecipe, indices: Sequence[int], threads: int | None = None) -> None:
+    def __init__(
+        self, recipe: RunRecipe, indices: Sequence[int], threads: int | None = None
+    ) -> None:
         self.problem: str | None = None
         if threads is not None:
             # Ray gives an actor OMP_NUM_THREADS = its num_cpus (1); a CPU's
@@ -190,7 +194,8 @@ class RayWorkers:
                     **({} if self.options.address else {"num_cpus": os.cpu_count() or 1}),
                 )
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise WorkerError(f"Could not start or reach Ray at {self.options.address or 'this machine'}: {exc}") from exc
+                where = self.options.address or "this machine"
+                raise WorkerError(f"Could not start or reach Ray at {where}: {exc}") from exc
             self._started_ray = True
         if not self.options.address:
             # On this machine, actors compute with the driver's torch thread
@@ -318,7 +323,9 @@ class RayWorkers:
                     cause = exc.as_instanceof_cause()
                     if isinstance(cause, SteerSwarmError):
                         raise type(cause)(*cause.args) from exc
-                    raise WorkerError(f"A Ray worker failed while scoring: {_first_line(exc)}") from exc
+                    raise WorkerError(
+                        f"A Ray worker failed while scoring: {_first_line(exc)}"
+                    ) from exc
 
     def _replace(self, dead: Any) -> Any:
         """A new actor in place of `dead` (it loads the model again)."""

@@ -125,7 +125,8 @@ class TaskPairs:
 
     def describe(self, inputs: Mapping[str, Any]) -> str:
         how = "PCA of" if inputs[AGGREGATE] == "pca" else "mean of"
-        return f"task {inputs[TASK]}: {how} answer pairs of {len(inputs[ITEMS])} {inputs[SPLIT]} docs"
+        pairs = len(inputs[ITEMS])
+        return f"task {inputs[TASK]}: {how} answer pairs of {pairs} {inputs[SPLIT]} docs"
 
     def direction(
         self, activations: Activations, inputs: Mapping[str, Any], layer: int
