@@ -34,7 +34,9 @@ if str(_HERE) not in sys.path:
 
 log = logging.getLogger("steerswarm")
 
-__all__ = ["custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
+__all__ = [
+    "custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"
+]
 
 from ui.settings import FIELDS as _SAVED, RENAMED as _RENAMED  # noqa: E402 - needs the sys.path line
 

@@ -43,4 +43,6 @@ logits_processor_modifier = _extension.logits_processor_modifier
 state_modifier = _extension.state_modifier
 custom_css = _extension.custom_css
 
-__all__ = ["custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"]
+__all__ = [
+    "custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"
+]

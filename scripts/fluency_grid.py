@@ -190,7 +190,8 @@ def tables(rows: list[dict[str, Any]], check: int, long: int) -> str:
         false = [r for r in within if r["verdicts"][limit].loops and not r["verdicts"][long].loops]
         lines.append(
             f"| {limit} | {unsteered[limit]:.3f} "
-            f"| {sum(r['verdicts'][limit].loops for r in looping)} of {len(looping)} | {len(false)} "
+            f"| {sum(r['verdicts'][limit].loops for r in looping)} of {len(looping)} "
+            f"| {len(false)} "
             f"| {min(rises):+.2f} to {max(rises):+.2f} "
             f"| {sum(r['verdicts'][limit].loops for r in null)} of {len(null)} |"
         )

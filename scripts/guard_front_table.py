@@ -1,5 +1,6 @@
-"""The capability guard's measurements (docs/guard.md): does a search's gain hold on documents it never
-saw, and what does it cost elsewhere? On the shipped tasks and the demo.
+"""The capability guard's measurements (docs/guard.md): does a search's gain
+hold on documents it never saw, and what does it cost elsewhere? On the
+shipped tasks and the demo.
 
 For each run: the guarded objective (KL budget 0.5) searches layer and alpha
 with PSO on the searched documents; then the unsteered baseline, the
@@ -63,7 +64,9 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
         vector = capture(steerer, source, preset.layer, preset.alpha)
         task, guard_task = "steer_health", "steer_sentiment"
     else:
-        vector = capture_vector(steerer, preset.concept, preset.layer, preset.alpha, preset.contrast)
+        vector = capture_vector(
+            steerer, preset.concept, preset.layer, preset.alpha, preset.contrast
+        )
         task, guard_task = ("steer_sentiment", "steer_health") if name == "sentiment" else (
             "sentiment_search", None)
     if name == "demo":
@@ -183,8 +186,8 @@ def _cell(value: Any, fmt: str) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | setting | layer | alpha | search gain | held-out gain (± se) | fixed/broken | p | KL"
-        " | guard drop | reply begins |",
+        ("| run | setting | layer | alpha | search gain | held-out gain (± se) | fixed/broken"
+         " | p | KL | guard drop | reply begins |"),
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for row in rows:

@@ -72,12 +72,14 @@ def main() -> int:
     space = SearchSpace(layer_min=1, layer_max=15, alpha_min=-3.0, alpha_max=3.0)
     pso = PsoConfig(particles=4, iterations=2, seed=0)
     steerer = scorer.placer.steerer
-    result = run_optimization(steerer, [0], RunPlan(scorer.fitness, space, pso, objective="guarded"))
+    plan = RunPlan(scorer.fitness, space, pso, objective="guarded")
+    result = run_optimization(steerer, [0], plan)
     paid = [e for e in result.evaluations if not e.cached]
     _other, fresh = _scorer(recipe)
     for k in range(1, len(paid), 2):
         e = paid[k]
-        _compare(f"fresh load, {e.setting.layers} x {e.setting.alphas}:", e.metrics, fresh(e.setting))
+        label = f"fresh load, {e.setting.layers} x {e.setting.alphas}:"
+        _compare(label, e.metrics, fresh(e.setting))
     first = paid[0].setting
     scores = {}
     for threads in (1, 2, 1):

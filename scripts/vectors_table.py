@@ -40,7 +40,9 @@ from steering.fluency import repeated_4grams
 
 def _args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--docs", type=int, default=20, help="documents a task-pair vector is built from")
+    p.add_argument(
+        "--docs", type=int, default=20, help="documents a task-pair vector is built from"
+    )
     p.add_argument(
         "--limit", type=int, default=80,
         help="documents scored (of those not reserved for building), split half/half",
@@ -76,7 +78,11 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
         active = [vector] if vector is builder else [vector, builder.with_alpha(0.0)]
         steerer.set_vectors(active)
         t0 = time.perf_counter()
-        result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso, heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT)))
+        plan = RunPlan(
+            LmEvalFitness(steerer, config, split=split, side=SEARCH), space, pso,
+            heldout=LmEvalFitness(steerer, config, split=split, side=HELDOUT),
+        )
+        result = run_optimization(steerer, [0], plan)
         held = result.heldout
         best = result.best
         moved = steerer.vectors[0]
@@ -108,7 +114,8 @@ def part_a(steerer, args) -> list[dict]:
     rows = []
     tasks = str(ROOT / "tasks")
     # sentiment
-    pairs = capture(steerer, task_source("sentiment_search", tasks, args.docs, args.seed), layer, 1.0)
+    source = task_source("sentiment_search", tasks, args.docs, args.seed)
+    pairs = capture(steerer, source, layer, 1.0)
     vectors = {
         "task pairs": pairs,
         "preset prompts": capture(steerer, VectorSource.from_prompts(preset, contra), layer, 1.0),
@@ -170,6 +177,7 @@ def part_b(steerer, loaded, args, vader) -> list[dict]:
 def part_c(steerer, loaded, args, vader) -> dict:
     from optimize import PsoConfig, SearchSpace, run_optimization
     from optimize.guard.kl import GuardedFitness, KlGuard
+    from optimize.run.optimization import RunPlan
     from optimize.scoring.concept import concept_search
     from steering import capture_vector, recapture
     from steering.generate import GenerationSettings
@@ -181,7 +189,8 @@ def part_c(steerer, loaded, args, vader) -> dict:
     pso = PsoConfig(particles=args.particles, iterations=args.iterations, seed=args.seed)
     t0 = time.perf_counter()
     with concept_search(steerer, [0], 0.5, args.seed) as fitness:
-        result = run_optimization(steerer, [0], RunPlan(GuardedFitness(fitness, KlGuard(steerer)), space, pso, objective="concept"))
+        plan = RunPlan(GuardedFitness(fitness, KlGuard(steerer)), space, pso, objective="concept")
+        result = run_optimization(steerer, [0], plan)
     best = result.best
     vector = recapture(steerer, steerer.vectors[0], best.layers[0]).with_alpha(best.alphas[0])
     settings = GenerationSettings(max_new_tokens=args.tokens)
@@ -198,15 +207,16 @@ def part_c(steerer, loaded, args, vader) -> dict:
         **_sample(steerer, loaded, [vector], settings, vader),
     }
     steerer.reset()
-    print(json.dumps({k: v for k, v in row.items() if k not in ("texts", "evaluations")}), flush=True)
+    shown = {k: v for k, v in row.items() if k not in ("texts", "evaluations")}
+    print(json.dumps(shown), flush=True)
     return row
 
 
 def table_a(rows: list[dict]) -> str:
     """Part (a) as the Markdown table of docs/vectors.md."""
     lines = [
-        "| task | vector (method) | held-out baseline | best held-out | gain "
-        "| layer | strength | alpha | beat the baseline in the search | docs searched + held out |",
+        ("| task | vector (method) | held-out baseline | best held-out | gain | layer "
+         "| strength | alpha | beat the baseline in the search | docs searched + held out |"),
         "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
@@ -224,17 +234,18 @@ def table_a(rows: list[dict]) -> str:
 def table_c(row: dict) -> str:
     """Part (c) as the Markdown table of docs/vectors.md, then the replies."""
     lines = [
-        "| layer | strength | alpha | held-out gain (nats/token) | KL | recommended "
-        "| repeated 4-grams | VADER |",
+        ("| layer | strength | alpha | held-out gain (nats/token) | KL | recommended "
+         "| repeated 4-grams | VADER |"),
         "|---:|---:|---:|---:|---:|---|---:|---:|",
-        f"| {row['layer']} | {row['strength']:.2f} | {row['alpha']:.2f} | {row['gain']:+.3f} "
-        f"| {row['kl']:.3f} | {'yes' if row['recommended'] else 'no'} "
-        f"| {row['repeated_4grams']:.2f} | {row['vader']:+.2f} |",
+        (f"| {row['layer']} | {row['strength']:.2f} | {row['alpha']:.2f} | {row['gain']:+.3f} "
+         f"| {row['kl']:.3f} | {'yes' if row['recommended'] else 'no'} "
+         f"| {row['repeated_4grams']:.2f} | {row['vader']:+.2f} |"),
         "",
         f"Recommendation: {row['reason']}",
         "",
     ]
-    lines += [f"> {p}\n>\n> → {' '.join(t.split())}\n" for p, t in zip(PROMPTS, row["texts"])]
+    replies = zip(PROMPTS, row["texts"], strict=False)  # replies to the first prompts only
+    lines += [f"> {p}\n>\n> → {' '.join(t.split())}\n" for p, t in replies]
     return "\n".join(lines)
 
 

@@ -112,8 +112,10 @@ def main() -> int:
             "last_layer_share": (layer_macs - kv_macs) / (layer_macs * layers),
         }
     guard = KlGuard(steerer)
-    kl_widths = sorted((int(b.mask[r].sum()) for b in guard._batches for r in range(b.mask.shape[0])),
-                       reverse=True)
+    kl_widths = sorted(
+        (int(b.mask[r].sum()) for b in guard._batches for r in range(b.mask.shape[0])),
+        reverse=True,
+    )
     kl_run = sum(int(b.ids.numel()) for b in guard._batches)
     figures["kl_guard"] = {
         "sentences": guard.sentences,

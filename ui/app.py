@@ -54,7 +54,10 @@ WEBUI_CHAT_NOTE = (
 
 
 def _build_optimize(
-    tabs: Tabs, session: ModelSession, settings: FormSettings, task_sources: AllowedTaskSources | None
+    tabs: Tabs,
+    session: ModelSession,
+    settings: FormSettings,
+    task_sources: AllowedTaskSources | None,
 ) -> None:
     """The Optimize tab, wired to the Steering tab (it changes the active vectors)."""
     try:
@@ -113,8 +116,9 @@ def build_tabs(
     With `webui=True` (inside text-generation-webui) there is no Chat tab:
     the webui's own chat is steered, and a note at the top says so.
     `settings` gives the forms their starting values and remembers changes.
-    `task_sources` (set by the operator at start, never from the page) are the task folders the Optimize tab
-    and the Steering tab's "From a task" offer and accept; None: the shipped tasks and lm-eval's registered tasks.
+    `task_sources` (set by the operator at start, never from the page) are the
+    task folders the Optimize tab and the Steering tab's "From a task" offer
+    and accept; None: the shipped tasks and lm-eval's registered tasks.
     `limits` (the operator's too): above how long a job asks first and is refused.
     """
     settings = settings or FormSettings()

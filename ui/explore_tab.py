@@ -177,8 +177,8 @@ class ExploreActions:
                     view.scan_bars(item, SCAN_MEASURES[item.measure]),
                     (item.low, item.high),
                     gr.update(interactive=True),
-                    f"✓ Suggested layers **{item.low}–{item.high}** (highest mean separation); "
-                    f"the best single layer is {item.best} ({best:.2f}).",
+                    (f"✓ Suggested layers **{item.low}–{item.high}** (highest mean separation); "
+                     f"the best single layer is {item.best} ({best:.2f})."),
                 )
 
     @staticmethod
@@ -394,9 +394,9 @@ class ExploreActions:
                     view.norm_bars(found.norms, vector.layer),
                     gr.update(value=rows, headers=headers),
                     view.lens_rows(found.lens),
-                    "✓ Inspected: norms recaptured at every layer, cosines of the active "
-                    "vectors (in the Steering tab's order), and the tokens the direction "
-                    "pushes up and down.",
+                    ("✓ Inspected: norms recaptured at every layer, cosines of the active "
+                     "vectors (in the Steering tab's order), and the tokens the direction "
+                     "pushes up and down."),
                 )
 
 

@@ -21,7 +21,8 @@ def plain_file_name(name: str | None, suffix: str) -> str:
     stem = _SAFE_NAME.sub("-", name).strip("-.")
     if not stem:
         raise ValueError(f"Give the file a name, e.g. steering-vectors{suffix}.")
-    if len(stem) > MAX_NAME_CHARS:  # the filesystem's limit is 255 bytes, with the temporary name's parts
+    # the filesystem's limit is 255 bytes, with the temporary name's parts
+    if len(stem) > MAX_NAME_CHARS:
         raise ValueError(
             f"A file name takes at most {MAX_NAME_CHARS} characters; this one has {len(stem):,}."
         )

@@ -148,21 +148,19 @@ def _score(value: float | None) -> str:
 
 def evaluation_rows(evaluations: Sequence[Evaluation]) -> list[list[object]]:
     """One row per evaluation, newest first; the baseline reads 'baseline'."""
-    rows: list[list[object]] = []
-    for e in reversed(evaluations):
-        rows.append(
-            [
-                "baseline" if e.is_baseline else e.iteration + 1,
-                "—" if e.is_baseline else e.particle + 1,
-                ", ".join(str(layer) for layer in e.layers) or "no steering",
-                ", ".join(f"{alpha:g}" for alpha in e.alphas) or "—",
-                _score(e.score),
-                _score(e.stderr),
-                round(e.seconds, 2),
-                "yes" if e.cached else "",
-            ]
-        )
-    return rows
+    return [
+        [
+            "baseline" if e.is_baseline else e.iteration + 1,
+            "—" if e.is_baseline else e.particle + 1,
+            ", ".join(str(layer) for layer in e.layers) or "no steering",
+            ", ".join(f"{alpha:g}" for alpha in e.alphas) or "—",
+            _score(e.score),
+            _score(e.stderr),
+            round(e.seconds, 2),
+            "yes" if e.cached else "",
+        ]
+        for e in reversed(evaluations)
+    ]
 
 
 def progress_html(progress: Progress | None, note: str = "") -> str:
@@ -206,7 +204,8 @@ def result_summary(result: OptimizationResult) -> str:
     verdict = result.verdict
     best, base = result.best, result.baseline
     kl = best.metrics.get(KL, math.nan)
-    guarded = result.objective != TargetObjective.name  # guarded and concept rank within the KL budget
+    # guarded and concept rank within the KL budget
+    guarded = result.objective != TargetObjective.name
     heading = {
         RECOMMENDED: "Recommended setting",
     }.get(verdict.kind, "Nothing to apply")

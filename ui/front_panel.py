@@ -47,7 +47,9 @@ def point_label(number: int, evaluation: Evaluation, recommended: bool) -> str:
 def _same(a: Evaluation, b: Evaluation | None) -> bool:
     """Whether two evaluations are one setting: a recommendation may be a later,
     cached visit of the front's point, and a loaded result's `best` is a copy."""
-    return b is not None and (tuple(a.layers), tuple(a.alphas)) == (tuple(b.layers), tuple(b.alphas))
+    return b is not None and (
+        (tuple(a.layers), tuple(a.alphas)) == (tuple(b.layers), tuple(b.alphas))
+    )
 
 
 def best_offer(result: OptimizationResult | None) -> Any:
@@ -129,7 +131,9 @@ class FrontActions:
             or not 1 <= int(index) <= len(front)
         ):
             yield self._refused(
-                action, f"There is no point {validate.typed(index)} on this run's front; choose one of its points."
+                action,
+                f"There is no point {validate.typed(index)} on this run's front; "
+                "choose one of its points.",
             )
             return
         number = int(index)

@@ -28,7 +28,8 @@ HELP = (
     "llama-server, llama-cli). **Export for llama.cpp** writes the active vectors as one "
     "control vector file, alpha included, that llama.cpp applies at the same layers as "
     "here. Then, in the webui: Model tab, llama.cpp loader, paste the flags below into "
-    "**extra-flags** (under *See more options*) and load the GGUF build of the same model. Vectors at layers 0 and 1 "
+    "**extra-flags** (under *See more options*) and load the GGUF build of the same "
+    "model. Vectors at layers 0 and 1 "
     f"cannot be exported (llama.cpp starts at our layer {FIRST_EXPORTABLE_LAYER}; see "
     "docs/gguf.md). To change the strength there, use "
     "`--control-vector-scaled FILE:SCALE` instead of `--control-vector FILE`.\n\n"
@@ -91,7 +92,11 @@ class GgufActions:
         for _table, _choices, status in locked(self.session, "export for llama.cpp", work):
             if done:
                 path, flags = done[0]
-                yield gr.update(value=str(path), visible=True), gr.update(value=flags, visible=True), status
+                yield (
+                    gr.update(value=str(path), visible=True),
+                    gr.update(value=flags, visible=True),
+                    status,
+                )
             else:
                 yield gr.update(), gr.update(), status
 
@@ -151,7 +156,9 @@ def build(actions: GgufActions, file_name: gr.Textbox, status: gr.Markdown) -> G
         command = gr.Textbox(
             label="lm-eval command (replace TASK with your task)", interactive=False, visible=False
         )
-    export.click(actions.export, [file_name], [exported_file, flags, status], api_name="export_gguf")
+    export.click(
+        actions.export, [file_name], [exported_file, flags, status], api_name="export_gguf"
+    )
     to_lm_eval.click(
         actions.export_lm_eval, [file_name], [lm_eval_file, command, status],
         api_name="export_lm_eval",

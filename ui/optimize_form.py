@@ -107,7 +107,7 @@ def parse_request(
         InvalidInputError: with a message naming the field (TaskSourceError
             for a task folder that is not allowed).
     """
-    form = dict(zip(NAMES, values))
+    form = dict(zip(NAMES, values, strict=False))  # trailing values may be left out
     chosen = tuple(choices or ())
     if not chosen:
         raise InvalidInputError(

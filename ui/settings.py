@@ -11,6 +11,7 @@ the tabs must never fail on it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -84,10 +85,9 @@ class FormSettings:
         store, kind = self.store, FIELDS[key][0]
 
         def remember_value(value: Any) -> None:
-            try:
+            # a half-typed number is not stored: the form itself refuses it on use
+            with contextlib.suppress(ValueError):
                 store[key] = _coerce(kind, value)
-            except ValueError:
-                pass  # a half-typed number: the form itself refuses it on use
 
         component.change(
             remember_value, [component], None, api_name=False, show_progress="hidden", queue=False

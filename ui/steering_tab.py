@@ -366,7 +366,9 @@ def build(
             concept = gr.Textbox(
                 label="Concept prompts",
                 lines=4,
-                placeholder="One prompt per line, e.g.\nI am so happy today!\nWhat a wonderful surprise.",
+                placeholder=(
+                    "One prompt per line, e.g.\nI am so happy today!\nWhat a wonderful surprise."
+                ),
             )
             contrast = gr.Textbox(
                 label="Contrast prompts",
@@ -439,7 +441,8 @@ def build(
             )
             load = gr.Button("Load vectors")
 
-    gguf = gguf_panel.build(gguf_panel.GgufActions(actions.session, actions.save_dir), file_name, status)
+    gguf_actions = gguf_panel.GgufActions(actions.session, actions.save_dir)
+    gguf = gguf_panel.build(gguf_actions, file_name, status)
 
     view = [table, remove_choice, status]
     from_task = task_vector_panel.build(

@@ -58,7 +58,9 @@ def check_coefficient(value: Any, unit: str | None) -> tuple[float, str]:
         return check_alpha(value), unit
     if unit == STRENGTH:
         return validate.number("Strength", value), unit
-    raise InvalidInputError(f"The unit must be {ALPHA!r} or {STRENGTH!r}, got {validate.typed(unit)}.")
+    raise InvalidInputError(
+        f"The unit must be {ALPHA!r} or {STRENGTH!r}, got {validate.typed(unit)}."
+    )
 
 
 def with_coefficient(vector: SteeringVector, value: Any, unit: str | None) -> SteeringVector:
@@ -141,7 +143,8 @@ class TaskVectorActions:
             return changed_vectors(self.session, current, (
                 f"✓ Added vector #{len(steerer.vectors)} from {fmt.md(source.describe())}: "
                 f"layer {vector.layer}, {describe_coefficient(vector)}. Those documents are "
-                f"left out of every score while it is active. {fmt.vector_count(len(steerer.vectors))}"
+                "left out of every score while it is active. "
+                f"{fmt.vector_count(len(steerer.vectors))}"
             ))
 
         job = self.jobs.start("Building a task vector", TASK_VECTOR, plan, work)
