@@ -275,7 +275,7 @@ def _reload(page) -> None:
     page.get_by_text("SmolLM2-135M-Instruct · 30 layers").wait_for(timeout=30_000)
 
 
-def test_a_reloaded_page_follows_a_capture_and_cancels_it(page):
+def test_a_reloaded_page_follows_a_capture_and_cancels_it(page, screenshot_dir):
     """A page loaded during a capture showed an empty table under "1 steering
     vector active" and no word that the model was busy; the capture could not
     be cancelled. Now the reloaded page shows the user's vector, follows the
@@ -293,7 +293,7 @@ def test_a_reloaded_page_follows_a_capture_and_cancels_it(page):
     _reload(page)
     expect(status).to_contain_text(running, timeout=30_000)  # followed live on the new page
     expect(page.locator("#active-vectors")).to_contain_text("I feel so joyful and happy today!")
-    page.screenshot(path=str(screenshot_dir() / "reload-during-capture.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "reload-during-capture.png"), full_page=True)
     page.locator("#steering-cancel").click()
     expect(status).to_contain_text(
         re.compile(r"✕ The capture was cancelled after [\d,]+ of 800 prompts; nothing was changed"),
@@ -304,7 +304,7 @@ def test_a_reloaded_page_follows_a_capture_and_cancels_it(page):
     assert first_row(page)[4].startswith("I feel so joyful")
 
 
-def test_a_reloaded_page_follows_a_map_and_cancels_it(page):
+def test_a_reloaded_page_follows_a_map_and_cancels_it(page, screenshot_dir):
     """A reloaded page lost a running Explore map, and its Cancel showed
     "Cancelling…" for ever. Now it follows the map and cancels it."""
     from playwright.sync_api import expect
@@ -330,6 +330,6 @@ def test_a_reloaded_page_follows_a_map_and_cancels_it(page):
     page.get_by_role("tab", name="Explore").click()
     expect(status).to_contain_text(running, timeout=30_000)
     expect(page.locator("#explore-map-plot img")).to_be_visible(timeout=60_000)
-    page.screenshot(path=str(screenshot_dir() / "reload-during-map.png"), full_page=True)
+    page.screenshot(path=str(screenshot_dir / "reload-during-map.png"), full_page=True)
     page.locator("#explore-cancel").click()
     expect(status).to_contain_text(re.compile(r"✕ Cancelled: \d+ of 240 cells\."), timeout=120_000)

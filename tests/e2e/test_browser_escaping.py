@@ -24,7 +24,7 @@ IMG = '<img src="http://x.example/i.png" onerror="window.__xss=1">'
 SCRIPT = "<script>window.__xss=2</script>"
 LINK = "[link](http://x.example/l)"
 IMAGE = "![img](http://x.example/m.png)"
-CONCEPT = "\n".join((IMG, SCRIPT, LINK, IMAGE))
+CONCEPT = f"{IMG}\n{SCRIPT}\n{LINK}\n{IMAGE}"
 
 NO_INJECTED = """() => ({
   xss: window.__xss === undefined ? null : window.__xss,

@@ -49,6 +49,7 @@ def test_vectors_cross_between_steerswarm_and_repeng_with_the_same_logits(
         [str(repeng_python), str(ROOT / "tests" / "peers" / "repeng_peer.py"),
          str(embedded_model_folder()), EMBEDDED_GGUF, str(tmp_path)],
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr[-4000:]
     assert "numpy 1.26" in done.stdout and "[5, 11]" in done.stdout, done.stdout

@@ -230,7 +230,7 @@ def test_readme_alphas_end_their_replies(page, webui):
     they loop until the token limit. The webui Chat tab's and the API's
     replies at each alpha go to tests/artifacts/webui-readme-alphas.json."""
     replies = {"unsteered": {"api": webui.chat(MESSAGE, max_tokens=160)}}
-    for alpha, expected in README_ALPHAS.items():
+    for alpha in README_ALPHAS:
         reset_vectors(page)
         add_joy_vector(page, alpha=alpha)
         api, finish = webui.chat_finish(MESSAGE, max_tokens=160)

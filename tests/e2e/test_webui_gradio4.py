@@ -24,7 +24,7 @@ def test_the_webui_scenarios_pass_under_gradio_4(gradio4_python):
     done = subprocess.run(
         [str(gradio4_python), str(ROOT / "tests" / "webui" / "gradio4_check.py"),
          str(embedded_model_folder())],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        capture_output=True, text=True, timeout=600, cwd=ROOT, check=False,
     )
     output = done.stdout + done.stderr[-4000:]
     passed = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("PASS ")]

@@ -95,7 +95,7 @@ def test_the_unsteered_model_looping_as_much_does_not_count():
 
 
 def test_results_are_validated():
-    with pytest.raises(InvalidInputError, match="share between 0 and 1, got 1.5"):
+    with pytest.raises(InvalidInputError, match=r"share between 0 and 1, got 1\.5"):
         ReplyFluency("p", "t", 1.5, 0.0)
     with pytest.raises(InvalidInputError, match="one reply and one share per prompt"):
         FluencyReference("m", ("p",), 8, ("a", "b"), (0.0, 0.0))

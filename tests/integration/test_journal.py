@@ -54,7 +54,7 @@ def test_a_journal_keeps_whole_lines_drops_a_torn_one_and_refuses_another_run(tm
     state = read_journal(path)
     assert state.baseline is not None and list(state.search) == [((2,), (1.5,))]
     assert state.search[((2,), (1.5,))] == _evaluation(2, 1.5)
-    with pytest.raises(InvalidInputError, match="already at .*--resume"):
+    with pytest.raises(InvalidInputError, match=r"already at .*--resume"):
         JournalFile(path).open({"seed": 1})
     with pytest.raises(InvalidInputError, match="from another run: its seed differ"):
         JournalFile(path, resume=True).open({"seed": 2})
@@ -184,5 +184,5 @@ def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(mon
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     recipe = RunRecipe("v.safetensors", b"", {"task": "tiny_sentiment"})
-    with pytest.raises(WorkerError, match="Ray is not installed: pip install -r requirements/ray.txt"):
+    with pytest.raises(WorkerError, match=r"Ray is not installed: pip install -r requirements/ray\.txt"):
         RayWorkers(recipe, [0], RayOptions(workers=1)).start()

@@ -131,7 +131,7 @@ def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, sentiment_tas
 
 def test_unknown_task_and_metric_fail_clearly(steerer, sentiment_task):
     with pytest.raises(
-        InvalidInputError, match="'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'"
+        InvalidInputError, match=r"'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'"
     ):
         LmEvalFitness(steerer, sentiment_fitness(sentiment_task, task="tiny_sentimnet"))
     with pytest.raises(
@@ -139,7 +139,7 @@ def test_unknown_task_and_metric_fail_clearly(steerer, sentiment_task):
         match="Metric 'f1' is not reported by the task 'tiny_sentiment'; it reports: acc",
     ):
         LmEvalFitness(steerer, sentiment_fitness(sentiment_task, metric="f1"))
-    with pytest.raises(InvalidInputError, match="filter 'strict' .* its filters are: none"):
+    with pytest.raises(InvalidInputError, match=r"filter 'strict' .* its filters are: none"):
         LmEvalFitness(steerer, sentiment_fitness(sentiment_task, metric="acc,strict"))
 
 
@@ -347,7 +347,7 @@ def test_apply_best_refuses_other_vectors_or_models(steerer, sentiment_task, tin
     other_steerer = steerer_for(other.model, other.tokenizer, other.name)
     with pytest.raises(IncompatibleVectorError, match="found on tiny-llama"):
         apply_best(other_steerer, result, result.best)
-    with pytest.raises(InvalidInputError, match="Nothing to apply|nothing is recommended"):
+    with pytest.raises(InvalidInputError, match=r"Nothing to apply|nothing is recommended"):
         apply_best(steerer, result)
 
 

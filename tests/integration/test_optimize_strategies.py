@@ -27,7 +27,7 @@ def _bowl(setting):
     targets = ((7, 1.05), (3, -2.0))
     distance = sum(
         (layer - t) ** 2 + (alpha - u) ** 2
-        for layer, alpha, (t, u) in zip(setting.layers, setting.alphas, targets)
+        for layer, alpha, (t, u) in zip(setting.layers, setting.alphas, targets, strict=True)
     )
     return -distance, 0.0
 

@@ -7,6 +7,7 @@ DashboardAgent and RuntimeEnvAgent outlived it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -186,10 +187,8 @@ def test_the_app_leaves_no_ray_process_behind_on_sigterm(ray_installed, tiny_dir
             leftover += _ray_processes(app.pid)
             app.kill()
         for process in leftover:
-            try:
+            with contextlib.suppress(psutil.Error):  # it may have exited meanwhile
                 process.kill()
-            except psutil.Error:
-                pass
 
 
 def _client(client_class, port: int, app: subprocess.Popen, log: Path) -> object:

@@ -73,7 +73,7 @@ def test_a_task_uploaded_by_a_visitor_is_refused_and_never_imported(
     sentinel = tmp_path / "sentinel"
     planted = plant_task(uploads / "0123abcd", sentinel)
     steering = SteeringActions(session, tmp_path / "saved")
-    *_, view = steering.add_vector("good", "bad", 1, 1.0)
+    *_, _view = steering.add_vector("good", "bad", 1, 1.0)  # run to its end
     sources = AllowedTaskSources.default(tmp_path / "data")
     actions = OptimizeActions(session, steering.save_dir, sources)
     choices = actions.vector_choices(None)["value"]

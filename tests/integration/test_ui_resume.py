@@ -88,9 +88,10 @@ def test_resume_checks_what_the_journal_says_as_if_it_were_typed(optimize_action
         assert status.startswith("⚠ Could not resume the run") and needle in status, status
         assert optimize_actions.jobs.latest is None  # nothing started
         path.unlink()
-    with pytest.raises(TaskSourceError):
-        from optimize.run.journal import read_journal
-        from ui.optimize_resume import request_from
+    from optimize.run.journal import read_journal
+    from ui.optimize_resume import request_from
 
-        Journal.start(folder / "again.journal.jsonl", {"settings": cases[0][0], "vectors": []}).close()
-        request_from(read_journal(folder / "again.journal.jsonl"), optimize_actions.sources)
+    Journal.start(folder / "again.journal.jsonl", {"settings": cases[0][0], "vectors": []}).close()
+    journal = read_journal(folder / "again.journal.jsonl")
+    with pytest.raises(TaskSourceError):
+        request_from(journal, optimize_actions.sources)

@@ -106,9 +106,7 @@ def test_run_status_tells_a_waiting_reply_how_long():
 
 
 def test_a_running_optimization_reports_its_progress_to_the_note(actions):
-    notes = []
-    for view in actions.optimize(*form(actions)):
-        notes.append(actions.run_status.waiting_note())
+    notes = [actions.run_status.waiting_note() for _view in actions.optimize(*form(actions))]
     assert any(n and "of 8 evaluations done" in n for n in notes), notes
     assert actions.run_status.waiting_note() is None  # over: replies no longer wait
 
@@ -138,8 +136,8 @@ def test_tables_are_capped_in_this_gradio():
 
 @pytest.mark.parametrize(
     ("particles", "iterations", "limit", "size"),
-    [(2, 6, 4, "ranks 12 settings (2 particles × 6 iterations) on the search documents "
-                "(of at most 4)"),
+    [(2, 6, 4, ("ranks 12 settings (2 particles × 6 iterations) on the search documents "
+                 "(of at most 4)")),
      (4, 3, 400, "ranks 12 settings (4 particles × 3 iterations)"),
      (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "ranks 6 settings")],
 )

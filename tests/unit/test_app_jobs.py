@@ -102,7 +102,7 @@ def test_a_capture_is_cancelled_from_another_page_within_a_batch(app):
         first_page = Page(steering.add_vector(MANY, "", 1, 1.0))
         assert gate.blocked.wait(60)
         # a page that loads now: the user's vector, and a word that the model is busy
-        line, _layer, table, _choices = steering.refresh()
+        _line, _layer, table, _choices = steering.refresh()
         assert [row[0] for row in table] == [1] and table[0][4].startswith("I love this")
         status = steering.status_line()
         assert status.startswith("1 steering vector active.")
@@ -160,7 +160,7 @@ def test_a_job_over_the_operators_limit_is_refused_before_it_runs(app):
 
 
 def test_one_job_at_a_time_across_tabs(app):
-    steering, explore, jobs, session = app
+    steering, explore, _jobs, session = app
     steerer = session.current().steerer
     (vector,) = steerer.vectors
     with slow_layer(steerer, 2, Gate(after=2)) as gate:

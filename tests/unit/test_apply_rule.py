@@ -78,8 +78,8 @@ def _cases(steerer, vector):
     stranger = dataclasses.replace(vector, id="someone-elses")
     return [
         ("lost 70 points", _result(steerer, vector, (2, 3.0, 0.1), baseline=0.8),
-         "No setting beat the unsteered model: the best scored 0.100 against the baseline's "
-         "0.800"),
+         ("No setting beat the unsteered model: the best scored 0.100 against the baseline's "
+          "0.800")),
         ("gained +0.0", _result(steerer, vector, (2, 1.5, 0.5)),
          "No setting beat the unsteered model: the best scored 0.500"),
         ("alpha past the limit", _result(steerer, vector, (2, 1e6, 0.8)),

@@ -12,6 +12,7 @@ import pickle
 import resource
 import struct
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,7 @@ def _safetensors(header: dict, payload: bytes = b"") -> bytes:
 )
 def test_bad_vector_files_are_refused(steering, tiny_session, tmp_path, make):
     *_, (saved, _status) = steering.save_vectors("good.safetensors")
-    good = open(saved["value"], "rb").read()
+    good = Path(saved["value"]).read_bytes()
     path = tmp_path / "upload.safetensors"
     path.write_bytes(make(good))
     before = tiny_session.current().steerer.vectors

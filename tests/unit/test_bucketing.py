@@ -70,5 +70,5 @@ def test_short_rows_are_not_padded_to_long_ones():
 
 
 def test_unsorted_rows_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="sorted longest first"):
         group_rows([3, 5], 1, 0, 0)

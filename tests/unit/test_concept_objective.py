@@ -115,7 +115,8 @@ def test_concept_search_takes_exactly_one_vector(tiny):
     steerer.add(capture_vector(steerer, CONCEPT, 1, 1.0, CONTRAST))
     steerer.add(capture_vector(steerer, CONTRAST, 1, 1.0, CONCEPT))
     before = steerer.vectors
-    with pytest.raises(InvalidInputError, match="one vector at a time"):
-        with concept_search(steerer, [0, 1]):
-            pass
+    with pytest.raises(InvalidInputError, match="one vector at a time"), concept_search(
+        steerer, [0, 1]
+    ):
+        pass
     assert steerer.vectors == before

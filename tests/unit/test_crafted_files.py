@@ -48,7 +48,7 @@ def _edited(path: Path, edit) -> Path:
     what someone crafting a file would do (the tensors stay valid)."""
     with safetensors.safe_open(str(path), framework="pt") as handle:
         meta = json.loads(handle.metadata()["steerswarm"])
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - a safetensors handle is no dict
     edit(meta)
     path.write_bytes(safetensors.torch.save(tensors, metadata={"steerswarm": json.dumps(meta)}))
     return path
@@ -177,7 +177,7 @@ def test_a_journal_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, monke
     monkeypatch.setattr(journal_module, "os", FullDisk())
     path = tmp_path / "optimization-1.journal.jsonl"
     for _try in range(3):
-        with pytest.raises(JournalWriteError, match="No space left on device. The run stopped"):
+        with pytest.raises(JournalWriteError, match=r"No space left on device\. The run stopped"):
             journal_module.Journal.start(path, {"model": "tiny"})
         assert not path.exists()  # no 0-byte journal, so no false "interrupted run" either
     assert journal_module.interrupted_runs(tmp_path) == []
@@ -222,7 +222,7 @@ def test_the_direction_limits_hold_for_typed_vectors_too(tiny_steerer):
     from steering.vector import SteeringVector
 
     source = VectorSource.from_prompts(["a prompt"])
-    with pytest.raises(InvalidInputError, match="norm must be at most 1e\\+06, got 1.7e\\+39"):
+    with pytest.raises(InvalidInputError, match=r"norm must be at most 1e\+06, got 1\.7e\+39"):
         SteeringVector(layer=1, alpha=1.0, direction=torch.full((32,), 3e38), source=source)
     with pytest.raises(InvalidInputError, match="a strength is at most 1000"):
         SteeringVector(1, 1.0, torch.ones(32), source, layer_norm=1e-300)

@@ -51,7 +51,7 @@ def reference_cell(steerer, vector):
     with steerer.applied([vector]):
         steered_gap = gap()
         steered = [_logprobs(model, _ids(steerer, t)) for t in NEUTRAL]
-    kl_sum = sum(float((p.exp() * (p - q)).sum(-1)[1:].sum()) for p, q in zip(base, steered))
+    kl_sum = sum(float((p.exp() * (p - q)).sum(-1)[1:].sum()) for p, q in zip(base, steered, strict=True))
     positions = sum(p.shape[0] - 1 for p in base)
     return steered_gap - base_gap, kl_sum / positions
 
@@ -101,7 +101,7 @@ def test_cancel_stops_between_rows(tiny):
         MapGrid((0, 1, 2, 3), (1.0,)), lambda layer: vector.direction, lambda: len(seen) >= 2
     )
     for row in rows:
-        seen.append(row)
+        seen.append(row)  # noqa: PERF402 - the stop condition reads `seen` while rows are made
     assert len(seen) == 2
 
 

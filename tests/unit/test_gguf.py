@@ -155,7 +155,7 @@ def test_the_last_layers_output_is_refused_unless_left_out(steerer, tmp_path):
     # cvector-generator writes direction.1 .. direction.(n-1); the last one is
     # added after the last decoder layer, which no hook of ours reaches.
     path = _write(tmp_path / "cvgen.gguf", {i: torch.full((32,), float(i)) for i in (1, 2, 3)})
-    with pytest.raises(IncompatibleVectorError, match="direction.3.*last"):
+    with pytest.raises(IncompatibleVectorError, match=r"direction\.3.*last"):
         import_control_vector(path, steerer.info)
     imported = import_control_vector(path, steerer.info, skip_last_layer=True)
     assert [v.layer for v in imported.vectors] == [2, 3]
@@ -217,7 +217,7 @@ def test_malformed_control_vectors_are_refused(tmp_path, arch, tensors, message)
 
 
 def test_a_model_gguf_truncated_or_garbage_file_is_a_vector_file_error(steerer, tmp_path):
-    with pytest.raises(VectorFileError, match="architecture 'llama'.*not a control vector"):
+    with pytest.raises(VectorFileError, match=r"architecture 'llama'.*not a control vector"):
         read_control_vector(embedded_model_folder() / EMBEDDED_GGUF)
     good = export_control_vector(tmp_path / "cv.gguf", [_vector(2, 1.0, 11)], steerer.info)
     data = (tmp_path / good.name).read_bytes()

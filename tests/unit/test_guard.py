@@ -4,6 +4,8 @@ cache or a plain forward; and the shipped neutral text set."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -62,7 +64,7 @@ def test_kl_is_exactly_zero_unsteered_and_at_alpha_zero_and_grows_with_alpha(tin
     assert guard.evaluate(()).kl == 0.0
     assert guard.evaluate([_concept(steerer, 1, 0.0)]).kl == 0.0
     kls = [guard.evaluate([_concept(steerer, 1, alpha)]).kl for alpha in (0.5, 1, 2, 4)]
-    assert all(a < b for a, b in zip(kls, kls[1:]))
+    assert all(a < b for a, b in itertools.pairwise(kls))
     assert kls[0] > 0
     assert steerer.vectors == () and steerer.steered_layers() == []
 
@@ -97,7 +99,7 @@ def test_per_sentence_kl_gives_any_subset_mean(tiny, monkeypatch, plain_forward)
         len(tiny.tokenizer.encode(t, add_special_tokens=False)) for t in TEXTS
     ]
     assert totals[1].tolist() == [0.0] * len(TEXTS)
-    for vectors, total in zip(settings, totals):
+    for vectors, total in zip(settings, totals, strict=True):
         assert float(total.sum() / positions.sum()) == pytest.approx(
             guard.evaluate(vectors).kl, abs=1e-6
         )

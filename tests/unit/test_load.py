@@ -45,7 +45,7 @@ def test_four_chats_while_vectors_change(tiny_session, tmp_path, monkeypatch):
                 *_, (_rows, _c, status) = steering.remove_vector(first)
                 assert status.startswith("✓ Removed"), status
                 committed.add(state())
-        except BaseException as exc:  # reported below
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
             errors.append(exc)
 
     def chat(n):
@@ -55,7 +55,7 @@ def test_four_chats_while_vectors_change(tiny_session, tmp_path, monkeypatch):
                 *_, final = actions.send(f"hello {n}.{m}", history, log, m % 2 == 1, 4, 0)
                 assert final[-1].startswith("✓ Replied"), final[-1]
                 history, log = final[2], final[3]
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - raised again in the test's thread
             errors.append(exc)
 
     threads = [threading.Thread(target=change_vectors)]

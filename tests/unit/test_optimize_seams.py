@@ -73,9 +73,9 @@ def test_a_toy_strategy_needs_one_class_and_a_registry_line(monkeypatch):
 
 
 def test_an_unknown_strategy_or_objective_is_refused():
-    with pytest.raises(InvalidInputError, match="Unknown search strategy 'nope'; known .*pso"):
+    with pytest.raises(InvalidInputError, match=r"Unknown search strategy 'nope'; known .*pso"):
         swarm_search(SPACE, 1, PsoConfig(), lambda s: (0.0, 0.0), strategy="nope")
-    with pytest.raises(InvalidInputError, match="Unknown objective 'nope'; known objectives: .*target"):
+    with pytest.raises(InvalidInputError, match=r"Unknown objective 'nope'; known objectives: .*target"):
         make_objective("nope")
 
 

@@ -51,7 +51,7 @@ def test_vectors_survive_a_restart_with_ids_and_provenance(tiny, clean, tmp_path
     assert [(v.id, v.method, v.layer, v.alpha, v.source) for v in after] == [
         (v.id, v.method, v.layer, v.alpha, v.source) for v in before
     ]
-    assert all(torch.equal(a.direction, b.direction) for a, b in zip(after, before))
+    assert all(torch.equal(a.direction, b.direction) for a, b in zip(after, before, strict=True))
     assert restarted.current().notice == ""  # restored once, not on every action
 
     _last(SteeringActions(restarted).reset_vectors())  # a reset is kept too

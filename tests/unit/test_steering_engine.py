@@ -137,14 +137,18 @@ def test_applied_restores_previous_set_even_when_the_body_raises(tiny):
     user = random_vector(1, 2.0)
     steerer.add(user)
     before = logits(tiny.model)
-    with pytest.raises(ZeroDivisionError), steerer.applied([random_vector(3, 9.0, seed=5)]):
+    scope = steerer.applied([random_vector(3, 9.0, seed=5)])
+    with pytest.raises(ZeroDivisionError), scope:  # noqa: PT012 - the body fails inside the scope
         assert steerer.steered_layers() == [3]
-        1 / 0
+        raise ZeroDivisionError
     assert steerer.vectors == (user,)
     assert torch.equal(logits(tiny.model), before)
-    with steerer.applied([]), pytest.raises(RuntimeError, match="does not nest"):
-        with steerer.applied([]):
-            pass
+    with (
+        steerer.applied([]),
+        pytest.raises(RuntimeError, match="does not nest"),
+        steerer.applied([]),
+    ):
+        pass
     assert steerer.vectors == (user,)
 
 
@@ -256,13 +260,13 @@ def test_gpt2_layers_steer_without_touching_the_state_dict(tiny_gpt2, tmp_path):
 
 
 def test_unsupported_models_get_a_clear_message(tokenizer):
-    with pytest.raises(UnsupportedModelError, match="LlamaServer.*not a PyTorch model"):
+    with pytest.raises(UnsupportedModelError, match=r"LlamaServer.*not a PyTorch model"):
         steerer_for(type("LlamaServer", (), {})(), tokenizer)
 
     class Odd(torch.nn.Module):
         config = type("Config", (), {"model_type": "oddformer"})()
 
-    with pytest.raises(UnsupportedModelError, match="Odd.*'oddformer'.*Supported layouts"):
+    with pytest.raises(UnsupportedModelError, match=r"Odd.*'oddformer'.*Supported layouts"):
         steerer_for(Odd(), tokenizer)
 
 
@@ -300,7 +304,6 @@ def test_bad_row_deltas_are_refused_and_change_nothing(tiny):
         ({9: torch.zeros(2, 1, 32)}, "Layer 9 is out of range"),
         ({1: torch.full((2, 1, 32), float("nan"))}, "not finite"),
     ]:
-        with pytest.raises(InvalidInputError, match=message):
-            with steerer.applied_deltas(deltas):
-                pass
+        with pytest.raises(InvalidInputError, match=message), steerer.applied_deltas(deltas):
+            pass
     assert steerer.steered_layers() == [1] and torch.equal(logits(tiny.model), before)

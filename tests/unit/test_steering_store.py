@@ -42,7 +42,7 @@ def test_round_trip_gives_identical_vectors_and_logits(tiny, steered, tmp_path):
     steered.reset()
     loaded = load_vectors(path, steered.info)
     assert len(loaded) == 2
-    assert all(a.same_as(b) and a.created_at == b.created_at for a, b in zip(loaded, originals))
+    assert all(a.same_as(b) and a.created_at == b.created_at for a, b in zip(loaded, originals, strict=True))
     assert [v.id for v in loaded] == [v.id for v in originals]
     steered.set_vectors(loaded)
     assert torch.equal(logits(tiny.model), expected)
@@ -128,7 +128,7 @@ def test_bad_files_are_refused_and_nothing_is_applied(tiny, steered, tmp_path, d
 def test_file_for_a_model_of_another_size_is_refused(tiny, tiny_gpt2, steered, tmp_path):
     path = save_vectors(tmp_path / "set.safetensors", steered.vectors, steered.info)
     gpt2 = steerer_for(tiny_gpt2.model, tiny_gpt2.tokenizer, tiny_gpt2.name)
-    with pytest.raises(IncompatibleVectorError, match="made for tiny-llama.*4 layers.*3 layers"):
+    with pytest.raises(IncompatibleVectorError, match=r"made for tiny-llama.*4 layers.*3 layers"):
         load_vectors(path, gpt2.info)
     assert gpt2.vectors == ()
 
@@ -146,7 +146,7 @@ def test_format_1_files_still_load(steered):
     assert loaded[1].prompts == ("a happy song", "joyful news") and loaded[1].contrast_prompts == ()
     assert len({v.id for v in loaded}) == 2 and loaded[0].created_at == "2026-11-30T03:26:52+00:00"
     # The same tiny model (same seed) gives the same directions as the old capture.
-    for old, new in zip(loaded, steered.vectors):
+    for old, new in zip(loaded, steered.vectors, strict=True):
         torch.testing.assert_close(old.direction, new.direction, rtol=0, atol=1e-5)
     steered.set_vectors(loaded)
     assert steered.vectors == tuple(loaded)

@@ -54,7 +54,7 @@ def test_map_fills_row_by_row_and_changes_no_vector(explore):
     views = list(actions.map(vector.id, "1, 3", "0.5, 1", 3))
     counts = [len(v[2].cells) for v in views if isinstance(v[2], MapState)]
     assert counts == [0, 2, 4, 4]
-    plot, rows, state, cells, compare_cells, status = views[-1]
+    plot, rows, _state, cells, _compare_cells, status = views[-1]
     assert isinstance(plot, Figure) and len(rows) == 4 and status.startswith("✓ Done")
     assert [c[1] for c in cells["choices"]] == ["1:0.5", "1:1", "3:0.5", "3:1"]
     assert steerer.vectors == before

@@ -16,7 +16,7 @@ def test_a_typed_layer_out_of_range_is_refused_not_clamped(tiny_session, tmp_pat
     app = build_app(tiny_session, tmp_path)
     [layer] = [b for b in app.blocks.values() if isinstance(b, gr.Number) and b.label == "Layer"]
     for typed in (-1, 4, 30, 1000):
-        with pytest.raises(gr.Error, match="(less than minimum|greater than maximum)"):
+        with pytest.raises(gr.Error, match=r"(less than minimum|greater than maximum)"):
             layer.preprocess(typed)
     assert layer.preprocess(3) == 3
     actions = SteeringActions(tiny_session, tmp_path)

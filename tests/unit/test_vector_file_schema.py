@@ -89,7 +89,7 @@ def test_deeply_nested_or_huge_metadata_is_refused(steered, tmp_path):
     with pytest.raises(VectorFileError, match="nested too deeply"):
         load_vectors(path, steered.info)
     _raw(path, json.dumps({"format": "steerswarm.vectors", "pad": "x" * MAX_METADATA_CHARS}))
-    with pytest.raises(VectorFileError, match="metadata is 16,777,2.. characters long"):
+    with pytest.raises(VectorFileError, match=r"metadata is 16,777,2.. characters long"):
         load_vectors(path, steered.info)
 
 

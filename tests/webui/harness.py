@@ -13,6 +13,7 @@ runs the same scenarios in .venv-gradio4.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -62,10 +63,10 @@ def _purge() -> None:
 def last(value: Any) -> Any:
     """A handler's final output (generators are run to the end)."""
     if isinstance(value, Iterator):
-        out = None
+        last = None
         for out in value:
-            pass
-        return out
+            last = out
+        return last
     return value
 
 
@@ -110,10 +111,9 @@ class Webui:
 
     def __exit__(self, *exc: object) -> None:
         if self.page is not None:
-            try:
+            # a page the run already broke must not hide the test's own failure
+            with contextlib.suppress(Exception):
                 self.page.close()
-            except Exception:
-                pass
         self.shared.model = self.shared.tokenizer = None
         _purge()
         sys.path[:] = self._path
@@ -200,7 +200,7 @@ class Webui:
         found = []
         for component in self.page.config["components"]:
             props = component.get("props", {})
-            for key in ("label", "value"):
-                if isinstance(props.get(key), str):
-                    found.append(props[key])
+            found.extend(
+                props[key] for key in ("label", "value") if isinstance(props.get(key), str)
+            )
         return found

@@ -207,7 +207,9 @@ def steers_the_webui_model(tmp: Path, tokenizer: Any) -> None:
         assert torch.equal(_logits(webui.shared.model), steered)  # unchanged until applied
 
         recommended = _recommending(result)
-        _table, _choices_update, status, opt_status, _vectors = webui.call("apply_best", recommended)
+        _table, _choices_update, status, _opt_status, _vectors = webui.call(
+            "apply_best", recommended
+        )
         assert status.startswith("✓ Applied the best setting"), status
 
         # concept strength needs no task: the same tab scores the vector's own
