@@ -175,7 +175,9 @@ def test_optimize_then_apply_best_then_another_point_of_the_front(page, screensh
     after = first_row(page)
     assert after[1:3] == [best.group(1), best.group(2)], after
     assert after != before
-    assert after[4:6] == before[4:6]  # the same prompts (cells 4, 5; the strength follows the alpha)
+    assert (
+        after[4:6] == before[4:6]
+    )  # the same prompts (cells 4, 5; the strength follows the alpha)
 
     # Another point of the front: the choices are numbered as on the plot, the
     # recommended one selected; pick one that is not recommended.

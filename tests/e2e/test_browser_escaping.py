@@ -107,7 +107,9 @@ def start_small_run(page) -> None:
                          ("Iterations", "1")):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()
-    expect(page.locator("#optimize-status")).to_contain_text("⏸ This run would take", timeout=120_000)
+    expect(page.locator("#optimize-status")).to_contain_text(
+        "⏸ This run would take", timeout=120_000
+    )
 
 
 def reload_while_it_runs(page) -> None:

@@ -115,7 +115,9 @@ def reset_vectors(page) -> None:
     # The reset's own line: a new page's status already says "unsteered"
     # (its value when the tab was built), and an Add clicked while the reset
     # still waited for the model was lost.
-    expect(page.locator("#steering-status")).to_contain_text("Removed all", timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator("#steering-status")).to_contain_text(
+        "Removed all", timeout=REPLY_TIMEOUT_MS
+    )
 
 
 def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
@@ -128,7 +130,9 @@ def add_joy_vector(page, layer: int = 12, alpha: float = 2.0) -> None:
     layer_box.press("Enter")
     page.get_by_label("Alpha", exact=True).fill(str(alpha))
     page.get_by_role("button", name="Add steering vector").click()
-    expect(page.locator("#steering-status")).to_contain_text("Added vector #1", timeout=REPLY_TIMEOUT_MS)
+    expect(page.locator("#steering-status")).to_contain_text(
+        "Added vector #1", timeout=REPLY_TIMEOUT_MS
+    )
     table = page.locator("#active-vectors")
     expect(table).to_contain_text("I feel so joyful and happy today!")
     expect(table).to_contain_text("I feel so sad and heartbroken today.")
@@ -216,10 +220,14 @@ def test_unloaded_model_the_tab_says_so_and_refuses_with_the_reason(page, webui,
     expect(page.locator("#steering-status")).to_contain_text(no_model)
     expect(page.locator("#steering-status")).not_to_contain_text("active")
     page.get_by_role("button", name="Add steering vector").click()
-    expect(page.locator("#steering-status")).to_contain_text(f"Could not add the steering vector: {no_model}")
+    expect(page.locator("#steering-status")).to_contain_text(
+        f"Could not add the steering vector: {no_model}"
+    )
     page.get_by_role("tab", name="Optimize", exact=True).click()
     page.get_by_role("button", name="Optimize vectors").click()
-    expect(page.locator("#optimize-status")).to_contain_text(f"Could not start the optimization: {no_model}")
+    expect(page.locator("#optimize-status")).to_contain_text(
+        f"Could not start the optimization: {no_model}"
+    )
     page.screenshot(path=str(screenshot_dir / "webui-no-model.png"))
     webui.load()
 
@@ -256,21 +264,31 @@ def test_optimize_from_the_tab_cancel_apply_best_and_replies_that_wait(page, web
     add_joy_vector(page)
     page.get_by_role("tab", name="Optimize", exact=True).click()
     # The Limit box once sat lower than its row (its help text wraps).
-    for row in (("Limit", "Batch size", "Particles", "Iterations"), ("Lowest layer", "Highest layer"),
-                ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha")):
+    for row in (
+        ("Limit", "Batch size", "Particles", "Iterations"),
+        ("Lowest layer", "Highest layer"),
+        ("Lowest strength", "Highest strength", "Lowest alpha", "Highest alpha"),
+    ):
         tops = form_row_tops(page, row)
         assert max(tops.values()) - min(tops.values()) <= 1, tops
     page.screenshot(path=str(screenshot_dir / "webui-optimize-form.png"))
     # No held-out split: 1 baseline + 2 x 6 settings = 13 evaluations, all in the search.
-    for label, value in (("Limit", "4"), ("Batch size", "4"), ("Particles", "2"), ("Iterations", "6"),
-                         ("Held-out share", "0")):
+    for label, value in (
+        ("Limit", "4"),
+        ("Batch size", "4"),
+        ("Particles", "2"),
+        ("Iterations", "6"),
+        ("Held-out share", "0"),
+    ):
         page.get_by_label(label, exact=True).fill(value)
     # Item 4: before the run, the tab says how much it scores and that replies wait.
     expect(page.locator("#optimize-plan")).to_contain_text("this run scores 13 settings")
     expect(page.locator("#optimize-plan")).to_contain_text("chat replies (the webui's too)")
     page.get_by_role("button", name="Optimize vectors").click()
     progress = page.locator("#optimize-progress")
-    expect(progress).to_contain_text(re.compile(r"[1-9]\d* of 13 evaluations"), timeout=REPLY_TIMEOUT_MS)
+    expect(progress).to_contain_text(
+        re.compile(r"[1-9]\d* of 13 evaluations"), timeout=REPLY_TIMEOUT_MS
+    )
     expect(page.locator("#optimize-status")).to_contain_text("Chat replies (the webui's too)")
 
     # A chat sent now waits for the run. A user's script (the API) gets a
@@ -326,7 +344,9 @@ def test_export_for_llama_cpp_gives_the_model_tabs_extra_flags(page, webui, scre
     page.get_by_role("button", name="Export for llama.cpp").click()
     expect(page.locator("#steering-status")).to_contain_text("Exported 1 vector(s) for llama.cpp")
     flags_box = page.get_by_label(re.compile(r"^extra-flags for the webui's llama.cpp loader"))
-    expect(flags_box).to_have_value(re.compile(r"--control-vector \S+\.gguf --control-vector-layer-range 11 11"))
+    expect(flags_box).to_have_value(
+        re.compile(r"--control-vector \S+\.gguf --control-vector-layer-range 11 11")
+    )
     flags = flags_box.input_value()
     flags_box.scroll_into_view_if_needed()
     page.screenshot(path=str(screenshot_dir / "webui-llama-cpp-export.png"))

@@ -79,7 +79,9 @@ def test_evaluations_to_reach_count_distinct_settings():
     from optimize.scoring.metrics import Metrics
 
     def visit(layer, score, cached=False):
-        return Evaluation.scored(0, 0, Setting((layer,), (1.0,)), Metrics.of_target(score), 0.0, cached)
+        return Evaluation.scored(
+            0, 0, Setting((layer,), (1.0,)), Metrics.of_target(score), 0.0, cached
+        )
 
     history = [visit(1, 0.5), visit(1, 0.5, True), visit(2, 0.6), visit(3, 0.9)]
     assert _to_reach(history, 0.6) == 2  # the revisit of layer 1 is not a new evaluation
@@ -95,7 +97,9 @@ def test_a_held_out_split_keeps_the_later_documents(tmp_path):
     (tmp_path / "t.yaml").write_text("task: t\ndata_files:\n  test: t/data.jsonl\n")
     name = _split(tmp_path, "t", 3)
     assert name == "t_rest"
-    assert (tmp_path / "t_rest.yaml").read_text() == "task: t_rest\ndata_files:\n  test: t/rest.jsonl\n"
+    assert (
+        tmp_path / "t_rest.yaml"
+    ).read_text() == "task: t_rest\ndata_files:\n  test: t/rest.jsonl\n"
     assert (tmp_path / "t" / "rest.jsonl").read_text() == '{"i": 3}\n{"i": 4}\n'
 
 
@@ -152,7 +156,9 @@ def test_the_demo_runs_are_collected_as_each_ends_each_with_its_own_figures():
     from bench.demo import _finish_all
 
     def run(seconds):
-        code = f"import time; time.sleep({seconds}); print('31 evaluations (2 cached) in {seconds} s')"
+        code = (
+            f"import time; time.sleep({seconds}); print('31 evaluations (2 cached) in {seconds} s')"
+        )
         return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 

@@ -251,8 +251,9 @@ def test_settings_the_baseline_dominates_get_no_kl_pass_and_the_front_does_not_c
     base = list(steerer.vectors[1:])
 
     def plan(skipping: bool) -> RunPlan:
-        guarded = GuardedFitness(LmEvalFitness(steerer, config), KlGuard(steerer, batch_size=4, base=base),
-                                 None, base)
+        guarded = GuardedFitness(
+            LmEvalFitness(steerer, config), KlGuard(steerer, batch_size=4, base=base), None, base
+        )
         if not skipping:
             guarded.calibrate = lambda *a, **k: None  # never told the baseline: measures all
         return RunPlan(guarded, SPACE, pso, objective="guarded",
@@ -360,13 +361,19 @@ def test_racing_scores_the_whole_search_part_unless_a_setting_is_clearly_worse(
 
 
 def test_contradictory_flags_are_refused_naming_both():
-    with pytest.raises(InvalidInputError, match="--alpha-min/--alpha-max bound the alpha, but --unit is strength"):
+    with pytest.raises(
+        InvalidInputError, match="--alpha-min/--alpha-max bound the alpha, but --unit is strength"
+    ):
         RunSettings.from_values({"task": "t", "alpha_min": -3.0, "alpha_max": 3.0})
-    with pytest.raises(InvalidInputError, match="--strength-max bound the strength, but --unit is alpha"):
+    with pytest.raises(
+        InvalidInputError, match="--strength-max bound the strength, but --unit is alpha"
+    ):
         RunSettings.from_values({"task": "t", "unit": "alpha", "strength_max": 0.2})
     with pytest.raises(InvalidInputError, match="--heldout-limit needs --heldout-task"):
         RunSettings.from_values({"task": "t", "heldout_limit": 10})
-    ok = RunSettings.from_values({"task": "t", "unit": "alpha", "alpha_min": -3.0, "alpha_max": 3.0})
+    ok = RunSettings.from_values(
+        {"task": "t", "unit": "alpha", "alpha_min": -3.0, "alpha_max": 3.0}
+    )
     assert ok.space(30).alpha_min == -3.0
     # a journal's given settings rebuild the same settings
     assert RunSettings.from_values(ok.to_values()) == ok
@@ -430,7 +437,9 @@ def test_a_budgeted_run_keeps_its_plan_in_the_journal_and_resumes_with_it(
     kept = read_journal(journal.path).budget
     assert kept is not None and kept[2] == notes[-1] and "fit" in kept[2]
     assert part.pso.iterations == kept[1] and part.cancelled
-    resumed = run_optimization(steerer, [0], budgeted, journal=JournalFile(journal.path, resume=True))
+    resumed = run_optimization(
+        steerer, [0], budgeted, journal=JournalFile(journal.path, resume=True)
+    )
     assert (resumed.pso.particles, resumed.pso.iterations) == kept[:2]
     assert resumed.final_progress().total == resumed.final_progress().done
 
@@ -438,7 +447,9 @@ def test_a_budgeted_run_keeps_its_plan_in_the_journal_and_resumes_with_it(
 def test_a_budget_is_checked_by_the_table():
     settings = RunSettings.from_values({"task": "t", "budget": 5})
     assert settings["budget"] == 5.0
-    with pytest.raises(InvalidInputError, match="The time budget must be a finite number of 0 or more"):
+    with pytest.raises(
+        InvalidInputError, match="The time budget must be a finite number of 0 or more"
+    ):
         RunSettings.from_values({"task": "t", "budget": -1})
 
 

@@ -32,33 +32,46 @@ def test_the_demo_gains_on_held_out_items(smol):
     )
     steerer.set_vectors([vector])
 
-    result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(
-            steerer,
-            FitnessConfig(
-                settings["task"], TASKS, settings["metric"], settings["limit"], settings["batch_size"]
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(
+            LmEvalFitness(
+                steerer,
+                FitnessConfig(
+                    settings["task"],
+                    TASKS,
+                    settings["metric"],
+                    settings["limit"],
+                    settings["batch_size"],
+                ),
             ),
-        ), SearchSpace(
-            settings["layer_min"],
-            settings["layer_max"],
-            settings["alpha_min"],
-            settings["alpha_max"],
-        ), PsoConfig(
-            particles=settings["particles"],
-            iterations=2,
-            c1=settings["c1"],
-            c2=settings["c2"],
-            w=settings["w"],
-            seed=settings["seed"],
-        ), heldout=LmEvalFitness(
-            steerer,
-            FitnessConfig(
-                settings["heldout_task"],
-                TASKS,
-                settings["metric"],
-                settings["heldout_limit"],
-                settings["batch_size"],
+            SearchSpace(
+                settings["layer_min"],
+                settings["layer_max"],
+                settings["alpha_min"],
+                settings["alpha_max"],
             ),
-        )))
+            PsoConfig(
+                particles=settings["particles"],
+                iterations=2,
+                c1=settings["c1"],
+                c2=settings["c2"],
+                w=settings["w"],
+                seed=settings["seed"],
+            ),
+            heldout=LmEvalFitness(
+                steerer,
+                FitnessConfig(
+                    settings["heldout_task"],
+                    TASKS,
+                    settings["metric"],
+                    settings["heldout_limit"],
+                    settings["batch_size"],
+                ),
+            ),
+        ),
+    )
 
     assert steerer.vectors == (vector,)  # nothing applied
     held = result.heldout

@@ -33,7 +33,9 @@ SPACE = SearchSpace(layer_min=1, layer_max=3, alpha_min=-30.0, alpha_max=30.0, a
 
 
 def _evaluation(layer, alpha, score=0.5, iteration=0):
-    return Evaluation.scored(iteration, 0, Setting((layer,), (alpha,)), Metrics.of_target(score, 0.1), 0.25)
+    return Evaluation.scored(
+        iteration, 0, Setting((layer,), (alpha,)), Metrics.of_target(score, 0.1), 0.25
+    )
 
 
 def _history(history):
@@ -61,7 +63,10 @@ def test_a_journal_keeps_whole_lines_drops_a_torn_one_and_refuses_another_run(tm
     again = JournalFile(path, resume=True).open({"seed": 1})  # the torn line is cut off
     again.record("search", _evaluation(3, 2.0))
     again.close()
-    assert len(path.read_text().splitlines()) == 4 and list(read_journal(path).search)[1] == ((3,), (2.0,))
+    assert len(path.read_text().splitlines()) == 4 and list(read_journal(path).search)[1] == (
+        (3,),
+        (2.0,),
+    )
     (tmp_path / "other.jsonl").write_text("{}\n")
     with pytest.raises(InvalidInputError, match="not a steerswarm run journal"):
         read_journal(tmp_path / "other.jsonl")
@@ -73,7 +78,9 @@ def test_a_journal_of_a_run_with_another_guard_task_is_not_resumed(tmp_path):
     target = FitnessConfig(task="sentiment_demo")
 
     def identity(guard_task):
-        guard = None if guard_task is None else SimpleNamespace(config=FitnessConfig(task=guard_task))
+        guard = (
+            None if guard_task is None else SimpleNamespace(config=FitnessConfig(task=guard_task))
+        )
         fitness = SimpleNamespace(config=target, guard_task=guard, higher_is_better=True)
         return run_identity("m", 4, [], RunPlan(fitness, SPACE, PsoConfig(), objective="guarded"))
 
@@ -86,7 +93,9 @@ def test_a_journal_of_a_run_with_another_guard_task_is_not_resumed(tmp_path):
     JournalFile(path, resume=True).open(identity("health_demo")).close()
 
 
-def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steerer, sentiment_task, tmp_path):
+def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(
+    steerer, sentiment_task, tmp_path
+):
     pso = PsoConfig(particles=3, iterations=3, seed=4)
     fitness = LmEvalFitness(steerer, sentiment_fitness(sentiment_task))
     whole = run_optimization(steerer, [0], RunPlan(fitness, SPACE, pso))
@@ -106,11 +115,23 @@ def test_a_cancelled_run_resumes_to_the_same_history_scoring_nothing_twice(steer
 
     cancel = threading.Event()
     journal = JournalFile(tmp_path / "run.journal.jsonl")
-    part = run_optimization(steerer, [0], RunPlan(Counting(), SPACE, pso), cancel=cancel, journal=journal, on_progress=lambda p: cancel.set() if p.done == 4 else None)
+    part = run_optimization(
+        steerer,
+        [0],
+        RunPlan(Counting(), SPACE, pso),
+        cancel=cancel,
+        journal=journal,
+        on_progress=lambda p: cancel.set() if p.done == 4 else None,
+    )
     assert part.cancelled and len(part.evaluations) == 3
     paid_before = len(calls)
     calls.clear()
-    resumed = run_optimization(steerer, [0], RunPlan(Counting(), SPACE, pso), journal=JournalFile(journal.path, resume=True))
+    resumed = run_optimization(
+        steerer,
+        [0],
+        RunPlan(Counting(), SPACE, pso),
+        journal=JournalFile(journal.path, resume=True),
+    )
     assert _history(resumed.history) == _history(whole.history)
     distinct = len({e.setting.key for e in whole.evaluations})
     assert paid_before == 4 and len(calls) == distinct + 1 - 4  # nothing scored twice
@@ -124,7 +145,14 @@ def cli_run(steerer, tiny_dir, sentiment_task, tmp_path):
 
     def start(*args):
         command = [sys.executable, "-m", "optimize", *common, *args]
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+        return subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
 
     return start
 
@@ -164,7 +192,9 @@ def test_a_sigkilled_run_resumes_to_the_uninterrupted_history(cli_run, tmp_path)
 
     assert history(resumed) == history(whole)
     assert resumed["heldout"]["best"]["metrics"] == whole["heldout"]["best"]["metrics"]
-    by_key = {(tuple(e["layers"]), tuple(e["alphas"])): e for e in resumed["history"] if not e["cached"]}
+    by_key = {
+        (tuple(e["layers"]), tuple(e["alphas"])): e for e in resumed["history"] if not e["cached"]
+    }
     for key, evaluation in kept.search.items():  # what the killed run scored is reused as it was
         assert by_key[key]["seconds"] == evaluation.seconds
 
@@ -184,5 +214,7 @@ def test_without_ray_the_optimizer_imports_and_workers_say_how_to_install_it(mon
 
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as if not installed
     recipe = RunRecipe("v.safetensors", b"", {"task": "tiny_sentiment"})
-    with pytest.raises(WorkerError, match=r"Ray is not installed: pip install -r requirements/ray\.txt"):
+    with pytest.raises(
+        WorkerError, match=r"Ray is not installed: pip install -r requirements/ray\.txt"
+    ):
         RayWorkers(recipe, [0], RayOptions(workers=1)).start()

@@ -37,6 +37,14 @@ def test_the_recorded_histories_cover_nan_scores_and_cache_hits():
 def test_a_run_on_the_tiny_llama_repeats_the_recorded_history(steerer, sentiment_task, run):
     recorded = RECORDED["tiny_llama"]
     config = sentiment_fitness(sentiment_task, limit=recorded["fitness"]["limit"])
-    result = run_optimization(steerer, run["vector_indices"], RunPlan(LmEvalFitness(steerer, config), SearchSpace(**recorded["space"]), PsoConfig(particles=run["particles"], iterations=run["iterations"], seed=run["seed"])))
+    result = run_optimization(
+        steerer,
+        run["vector_indices"],
+        RunPlan(
+            LmEvalFitness(steerer, config),
+            SearchSpace(**recorded["space"]),
+            PsoConfig(particles=run["particles"], iterations=run["iterations"], seed=run["seed"]),
+        ),
+    )
     assert history_rows(result.history) == run["history"]
     assert history_rows([result.best]) == [run["best"]]

@@ -131,7 +131,8 @@ def test_a_group_scores_like_lm_eval_and_a_tag_is_refused(steerer, sentiment_tas
 
 def test_unknown_task_and_metric_fail_clearly(steerer, sentiment_task):
     with pytest.raises(
-        InvalidInputError, match=r"'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'"
+        InvalidInputError,
+        match=r"'tiny_sentimnet' is not registered.*Did you mean 'tiny_sentiment'",
     ):
         LmEvalFitness(steerer, sentiment_fitness(sentiment_task, task="tiny_sentimnet"))
     with pytest.raises(
@@ -157,7 +158,12 @@ def test_run_reports_progress_restores_vectors_and_leaves_no_trace(
     np_state, py_state = np.random.get_state()[1].copy(), random.getstate()
     seen = []
 
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=4)), on_progress=seen.append)
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=4)),
+        on_progress=seen.append,
+    )
 
     assert _unchanged(steerer, originals, layers)
     assert [p.done for p in seen] == list(range(1, 8)) and {p.total for p in seen} == {7}
@@ -183,7 +189,11 @@ def test_same_seed_gives_the_same_history(steerer, sentiment_task):
     pso = PsoConfig(particles=3, iterations=2, seed=8)
     first = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, pso))
     second = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, pso))
-    other = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=9)))
+    other = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=9)),
+    )
     assert _comparable(first.history) == _comparable(second.history)
     assert [e.alphas for e in first.history] != [e.alphas for e in other.history]
 
@@ -210,7 +220,11 @@ def test_a_repeated_setting_is_not_scored_twice(steerer, sentiment_task, monkeyp
     monkeypatch.setattr(LmEvalFitness, "metrics_many", counting_many)
     monkeypatch.setattr(LmEvalFitness, "document_scores", counting_scores)
     space = SearchSpace(layer_min=1, layer_max=2, alpha_min=-0.5, alpha_max=0.5, alpha_decimals=0)
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), space, PsoConfig(particles=4, iterations=3, seed=0)))
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), space, PsoConfig(particles=4, iterations=3, seed=0)),
+    )
     settings = {(e.layers, e.alphas) for e in result.evaluations}
     assert len(result.evaluations) == 12
     assert len(settings) <= 6  # 2 layers x alphas -0.5, 0, 0.5 (0.5 rounds to 1, clipped to 0.5)
@@ -246,7 +260,11 @@ def test_an_lm_eval_failure_restores_the_vectors(steerer, sentiment_task, monkey
         FitnessError,
         match="lm-eval failed while scoring 'tiny_sentiment': RuntimeError: CUDA out of memory",
     ):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2)))
+        run_optimization(
+            steerer,
+            [0],
+            RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2)),
+        )
     assert len(calls) == 3
     assert _unchanged(steerer, originals, layers)
 
@@ -259,7 +277,12 @@ def test_an_error_in_the_progress_callback_restores_the_vectors(steerer, sentime
             raise KeyError("ui went away")
 
     with pytest.raises(KeyError):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=2)), on_progress=broken)
+        run_optimization(
+            steerer,
+            [0],
+            RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=2)),
+            on_progress=broken,
+        )
     assert _unchanged(steerer, originals, layers)
 
 
@@ -271,7 +294,13 @@ def test_cancel_returns_the_evaluations_so_far_and_restores_the_vectors(steerer,
         if progress.done == 3:  # the baseline and two settings
             cancel.set()
 
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=3)), on_progress=on_progress, cancel=cancel)
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=3)),
+        on_progress=on_progress,
+        cancel=cancel,
+    )
     assert result.cancelled
     assert len(result.history) == 3 and len(result.evaluations) == 2
     assert result.best in result.evaluations
@@ -283,11 +312,19 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, sentiment_task):
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(OptimizationCancelled, match="cancelled before it started"):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig()), cancel=cancel)
+        run_optimization(
+            steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig()), cancel=cancel
+        )
 
     cancel.clear()
     with pytest.raises(OptimizationCancelled, match="before any steering setting was scored"):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)), on_progress=lambda p: cancel.set(), cancel=cancel)
+        run_optimization(
+            steerer,
+            [0],
+            RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)),
+            on_progress=lambda p: cancel.set(),
+            cancel=cancel,
+        )
     assert _unchanged(steerer, originals, layers)
 
 
@@ -303,14 +340,18 @@ def test_cancel_before_any_setting_is_scored_raises(steerer, sentiment_task):
 def test_bad_selections_fail_before_any_work(steerer, sentiment_task, indices, space, message):
     originals = steerer.vectors
     with pytest.raises(InvalidInputError, match=message):
-        run_optimization(steerer, indices, RunPlan(_lm(steerer, sentiment_task), space, PsoConfig()))
+        run_optimization(
+            steerer, indices, RunPlan(_lm(steerer, sentiment_task), space, PsoConfig())
+        )
     assert steerer.vectors == originals
 
 
 def test_an_unknown_task_fails_clearly_and_restores(steerer, sentiment_task):
     originals, layers = steerer.vectors, steerer.steered_layers()
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task, task="nope"), SPACE, PsoConfig()))
+        run_optimization(
+            steerer, [0], RunPlan(_lm(steerer, sentiment_task, task="nope"), SPACE, PsoConfig())
+        )
     assert _unchanged(steerer, originals, layers)
 
 
@@ -319,8 +360,14 @@ def test_an_unknown_task_fails_clearly_and_restores(steerer, sentiment_task):
 
 def test_apply_best_makes_the_best_setting_active(steerer, sentiment_task):
     originals = steerer.vectors
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=2)))
-    applied = apply_best(steerer, result, result.best)  # a run with no confirmation recommends nothing
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=2)),
+    )
+    applied = apply_best(
+        steerer, result, result.best
+    )  # a run with no confirmation recommends nothing
     assert steerer.vectors == applied
     best_layer, best_alpha = result.best.layers[0], result.best.alphas[0]
     assert (applied[0].layer, applied[0].alpha) == (best_layer, best_alpha)
@@ -334,7 +381,11 @@ def test_apply_best_makes_the_best_setting_active(steerer, sentiment_task):
 
 
 def test_apply_best_refuses_other_vectors_or_models(steerer, sentiment_task, tiny_factory):
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)))
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)),
+    )
     before = steerer.vectors
     steerer.set_vectors([before[1]])
     with pytest.raises(
@@ -360,7 +411,17 @@ def test_held_out_scores_equal_a_direct_evaluation(steerer, sentiment_task, tmp_
     originals, layers = steerer.vectors, steerer.steered_layers()
     heldout = sentiment_fitness(sentiment_task, task="tiny_heldout", limit=None)
     seen = []
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=3, iterations=2, seed=5), heldout=LmEvalFitness(steerer, heldout)), on_progress=seen.append)
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(
+            _lm(steerer, sentiment_task),
+            SPACE,
+            PsoConfig(particles=3, iterations=2, seed=5),
+            heldout=LmEvalFitness(steerer, heldout),
+        ),
+        on_progress=seen.append,
+    )
     assert _unchanged(steerer, originals, layers)
     scores = result.heldout
     assert scores is not None and scores.fitness == heldout and scores.samples == 6
@@ -403,7 +464,16 @@ def test_a_held_out_failure_restores_the_vectors(steerer, sentiment_task, monkey
 
     monkeypatch.setattr(LmEvalFitness, "evaluate", failing)
     with pytest.raises(FitnessError, match="held-out scoring failed"):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1), heldout=_lm(steerer, sentiment_task, task="tiny_heldout")))
+        run_optimization(
+            steerer,
+            [0],
+            RunPlan(
+                _lm(steerer, sentiment_task),
+                SPACE,
+                PsoConfig(particles=2, iterations=1),
+                heldout=_lm(steerer, sentiment_task, task="tiny_heldout"),
+            ),
+        )
     assert _unchanged(steerer, originals, layers)
 
 
@@ -416,7 +486,18 @@ def test_a_cancel_skips_the_held_out_scores(steerer, sentiment_task, cancel_at):
         if (cancel_at == "search" and progress.done == 3) or progress.phase == "heldout":
             cancel.set()
 
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=2), heldout=_lm(steerer, sentiment_task, task="tiny_heldout")), on_progress=on_progress, cancel=cancel)
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(
+            _lm(steerer, sentiment_task),
+            SPACE,
+            PsoConfig(particles=2, iterations=2),
+            heldout=_lm(steerer, sentiment_task, task="tiny_heldout"),
+        ),
+        on_progress=on_progress,
+        cancel=cancel,
+    )
     assert result.cancelled and result.heldout is None
     assert len(result.evaluations) == (2 if cancel_at == "search" else 4)
     assert _unchanged(steerer, originals, layers)
@@ -427,9 +508,27 @@ def test_a_bad_held_out_task_fails_before_any_scoring(steerer, sentiment_task, m
     scored = []
     monkeypatch.setattr(LmEvalFitness, "metrics", lambda self, vectors: scored.append(1))
     with pytest.raises(InvalidInputError, match="'nope' is not registered in the task folder"):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(), heldout=_lm(steerer, sentiment_task, task="nope")))
+        run_optimization(
+            steerer,
+            [0],
+            RunPlan(
+                _lm(steerer, sentiment_task),
+                SPACE,
+                PsoConfig(),
+                heldout=_lm(steerer, sentiment_task, task="nope"),
+            ),
+        )
     with pytest.raises(InvalidInputError, match="held-out task is the search task"):
-        run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(), heldout=_lm(steerer, sentiment_task)))
+        run_optimization(
+            steerer,
+            [0],
+            RunPlan(
+                _lm(steerer, sentiment_task),
+                SPACE,
+                PsoConfig(),
+                heldout=_lm(steerer, sentiment_task),
+            ),
+        )
     assert not scored
     assert _unchanged(steerer, originals, layers)
 
@@ -487,7 +586,11 @@ def test_cli_reports_the_held_out_scores(steerer, tiny_dir, sentiment_task, opti
 def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, sentiment_task):
     """Vectors are found by their stable id, not their position: reordering the
     active set, or applying twice, still tunes the vector the run optimized."""
-    result = run_optimization(steerer, [0], RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)))
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(_lm(steerer, sentiment_task), SPACE, PsoConfig(particles=2, iterations=1)),
+    )
     before = steerer.vectors
     steerer.set_vectors([before[1], before[0]])
     applied = apply_best(steerer, result, result.best)
@@ -502,10 +605,10 @@ def test_apply_best_finds_its_vector_by_id_after_a_reorder(steerer, sentiment_ta
 def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     steerer, sentiment_task, tmp_path
 ):
-    """The held-out split and the KL guard end to end on the tiny model: the search scores one side of a
-    seeded split, the held-out side gets the baseline and the recommended
-    setting with a paired test, every evaluation carries "kl", and the result
-    file holds the front and the recommendation."""
+    """The held-out split and the KL guard end to end on the tiny model: the
+    search scores one side of a seeded split, the held-out side gets the
+    baseline and the recommended setting with a paired test, every evaluation
+    carries "kl", and the result file holds the front and the recommendation."""
     from optimize.guard.kl import GuardedFitness, KlGuard, neutral_sentences
     from optimize.guard.objective import KL, ObjectiveOptions
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
@@ -519,8 +622,21 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     held_docs = {d for p in held._plans for d, _ in p.docs}
     assert not searched & held_docs and searched | held_docs == set(range(8))
     base = [steerer.vectors[1]]  # on for the baseline and every setting alike
-    guarded = GuardedFitness(search, KlGuard(steerer, neutral_sentences(count=6), base=base), base=base)
-    result = run_optimization(steerer, [0], RunPlan(guarded, SPACE, PsoConfig(particles=3, iterations=2, seed=0), heldout=held, objective="guarded", options=ObjectiveOptions(kl_budget=0.05)))
+    guarded = GuardedFitness(
+        search, KlGuard(steerer, neutral_sentences(count=6), base=base), base=base
+    )
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(
+            guarded,
+            SPACE,
+            PsoConfig(particles=3, iterations=2, seed=0),
+            heldout=held,
+            objective="guarded",
+            options=ObjectiveOptions(kl_budget=0.05),
+        ),
+    )
     assert result.split == split and result.samples == 4
     assert all(KL in e.metrics for e in result.history) and result.baseline.metrics[KL] == 0.0
     assert result.best == result.ranking.best(result.evaluations)

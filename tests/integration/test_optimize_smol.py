@@ -46,9 +46,19 @@ def steerer(smol):
 def test_end_to_end_run_on_a_local_task(steerer, tmp_path):
     originals, layers = steerer.vectors, steerer.steered_layers()
     seen = []
-    result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(
-            steerer, FitnessConfig("steer_sentiment", include_path=TASKS, limit=10, batch_size=8)
-        ), SearchSpace(layer_min=4, layer_max=24, alpha_min=-8.0, alpha_max=8.0), PsoConfig(particles=3, iterations=2, seed=0)), on_progress=seen.append)
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(
+            LmEvalFitness(
+                steerer,
+                FitnessConfig("steer_sentiment", include_path=TASKS, limit=10, batch_size=8),
+            ),
+            SearchSpace(layer_min=4, layer_max=24, alpha_min=-8.0, alpha_max=8.0),
+            PsoConfig(particles=3, iterations=2, seed=0),
+        ),
+        on_progress=seen.append,
+    )
     assert steerer.vectors == originals and steerer.steered_layers() == layers
     assert [p.done for p in seen] == list(range(1, 8))
     assert len(result.history) == 7 and not result.cancelled

@@ -86,7 +86,9 @@ def test_a_coarse_space_hits_the_shared_cache(name):
         paid.append(setting.key)
         return _bowl(setting)
 
-    outcome = swarm_search(coarse, 1, PsoConfig(particles=4, iterations=4, seed=0), score, strategy=name)
+    outcome = swarm_search(
+        coarse, 1, PsoConfig(particles=4, iterations=4, seed=0), score, strategy=name
+    )
     assert len(paid) == len(set(paid)) <= 6  # 2 layers x 3 rounded alphas, each scored once
     assert sum(e.cached for e in outcome.history) == 16 - len(paid)
 
@@ -96,7 +98,9 @@ def test_unscorable_settings_do_not_stop_the_search(name):
     def score(setting):
         return (math.nan, math.nan) if setting.layers[0] % 2 else _bowl(setting)
 
-    outcome = swarm_search(SPACE, 1, PsoConfig(particles=4, iterations=4, seed=3), score, strategy=name)
+    outcome = swarm_search(
+        SPACE, 1, PsoConfig(particles=4, iterations=4, seed=3), score, strategy=name
+    )
     assert len(outcome.history) == 16
     assert any(math.isnan(e.score) for e in outcome.history)
     assert any(not math.isnan(e.score) for e in outcome.history)
@@ -106,7 +110,9 @@ def test_unscorable_settings_do_not_stop_the_search(name):
 def test_the_samplers_close_in_on_a_bowl(name):
     """Seeded, so deterministic: the best of 8 batches of 6 beats the best of
     the first (random) batch."""
-    outcome = swarm_search(SPACE, 1, PsoConfig(particles=6, iterations=8, seed=0), _bowl, strategy=name)
+    outcome = swarm_search(
+        SPACE, 1, PsoConfig(particles=6, iterations=8, seed=0), _bowl, strategy=name
+    )
     first = max(e.score for e in outcome.history if e.iteration == 0)
     assert max(e.score for e in outcome.history) > first
 
@@ -120,7 +126,16 @@ def test_a_missing_optuna_says_what_to_install(name, monkeypatch):
 
 def test_a_run_on_the_tiny_llama_with_tpe(steerer, sentiment_task):
     space = SearchSpace(layer_min=0, layer_max=3, alpha_min=-30.0, alpha_max=30.0)
-    result = run_optimization(steerer, [0], RunPlan(LmEvalFitness(steerer, sentiment_fitness(sentiment_task)), space, PsoConfig(particles=3, iterations=2, seed=4), strategy="tpe"))
+    result = run_optimization(
+        steerer,
+        [0],
+        RunPlan(
+            LmEvalFitness(steerer, sentiment_fitness(sentiment_task)),
+            space,
+            PsoConfig(particles=3, iterations=2, seed=4),
+            strategy="tpe",
+        ),
+    )
     assert result.strategy == "tpe" and len(result.evaluations) == 6
     assert all(0 <= e.layers[0] <= 3 for e in result.evaluations)
 

@@ -28,7 +28,12 @@ GRIEF = [
     "We cried and mourned the bad news together.",
     "I feel gloomy, hopeless and lonely.",
 ]
-OPENINGS = ["Today I feel", "My week has been", "The news this morning made me", "Honestly, life right now is"]
+OPENINGS = [
+    "Today I feel",
+    "My week has been",
+    "The news this morning made me",
+    "Honestly, life right now is",
+]
 LAYER = 8
 
 

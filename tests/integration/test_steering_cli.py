@@ -51,7 +51,10 @@ def test_capture_then_generate_with_a_local_model(steering_cli, tiny_dir, prompt
         (["--layer", "1", "--alpha", "inf"], "finite number"),
         (["--layer", "1", "--coeff", "inf"], "finite number"),  # the old name still works
         (["--layer", "1"], "capture needs --alpha"),
-        (["--layer", "1", "--alpha", "1", "--prompts", "/nonexistent.txt"], "Cannot read prompts file"),
+        (
+            ["--layer", "1", "--alpha", "1", "--prompts", "/nonexistent.txt"],
+            "Cannot read prompts file",
+        ),
     ],
 )
 def test_capture_errors_exit_non_zero_without_output(

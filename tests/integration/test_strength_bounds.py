@@ -61,7 +61,9 @@ def test_the_cli_and_table_default_to_strength_and_keep_alpha_flags():
     space = RunSettings.from_values(given).space(30)
     assert (space.unit, space.strength_min, space.strength_max) == ("strength", -0.4, 0.4)
     assert (space.alpha_min, space.alpha_max) == (-4.0, 4.0)
-    args = parser.parse_args(["--task", "t", "--unit", "alpha", "--alpha-min", "-1", "--alpha-max", "2"])
+    args = parser.parse_args(
+        ["--task", "t", "--unit", "alpha", "--alpha-min", "-1", "--alpha-max", "2"]
+    )
     assert (args.unit, args.alpha_min, args.alpha_max) == ("alpha", -1.0, 2.0)
     with pytest.raises(SystemExit):
         parser.parse_args(["--task", "t", "--unit", "volts"])
@@ -90,7 +92,9 @@ def test_a_strength_search_scores_alphas_that_give_strengths_in_range(tiny):
     steerer.add(capture_vector(steerer, CONCEPT, 1, 1.0, CONTRAST))
     fitness = _Recorder()
     space = SearchSpace(0, 3, unit="strength", strength_min=0.1, strength_max=0.3)
-    result = run_optimization(steerer, [0], RunPlan(fitness, space, PsoConfig(particles=3, iterations=2, seed=0)))
+    result = run_optimization(
+        steerer, [0], RunPlan(fitness, space, PsoConfig(particles=3, iterations=2, seed=0))
+    )
     steered = [vectors[0] for vectors in fitness.seen[1:]]
     assert steered and {v.layer for v in steered} <= {0, 1, 2, 3}
     for vector in steered:

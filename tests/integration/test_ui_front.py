@@ -1,7 +1,8 @@
 """The held-out split and the KL guard in the Optimize tab, at the level of its
-handlers (no browser): the split, objective and guard fields of the form, the target-vs-KL plot with its
-Pareto front, and applying any point of the front (by its position, not its
-label), refused like Apply best when the active vectors changed."""
+handlers (no browser): the split, objective and guard fields of the form, the
+target-vs-KL plot with its Pareto front, and applying any point of the front
+(by its position, not its label), refused like Apply best when the active
+vectors changed."""
 
 from __future__ import annotations
 
@@ -59,7 +60,9 @@ def test_run_settings_default_from_the_table_and_are_checked():
     )
     assert RunSettings.from_values({"task": "t", "guard_task": "  "}).guard_task is None
     assert RunSettings.from_values({"task": "t", "seed": 3}).split.seed == 3
-    with pytest.raises(InvalidInputError, match="The objective must be one of guarded, target, concept, got 'nope'"):
+    with pytest.raises(
+        InvalidInputError, match="The objective must be one of guarded, target, concept, got 'nope'"
+    ):
         RunSettings.from_values({"task": "t", "objective": "nope"})
     with pytest.raises(InvalidInputError, match="held-out fraction"):
         RunSettings.from_values({"task": "t", "holdout_fraction": 0.95})
@@ -84,7 +87,10 @@ def test_the_form_passes_split_objective_and_guard_into_the_request(actions):
     [
         ({"kl_budget": None}, "Enter a value for KL budget"),
         ({"holdout_fraction": None}, "Enter a value for Held-out share"),
-        ({"objective": "nope"}, "The objective must be one of guarded, target, concept, got 'nope'"),
+        (
+            {"objective": "nope"},
+            "The objective must be one of guarded, target, concept, got 'nope'",
+        ),
         ({"max_guard_drop": -1}, "maximum guard drop"),
         ({"guard_task": "steer_sentiment"}, "The guard task is the search task"),
     ],
@@ -211,7 +217,13 @@ def test_a_bad_point_is_refused(actions, known, tiny_session):
         *_, status, box = last(actions.front.apply_point(known, index))
         assert status == fmt.failed("apply the point of the front", needle) and box == UPDATE
         assert tiny_session.current().steerer.vectors == before
-    for index in (math.nan, math.inf, 1.5, "x" * 100_000, "\u202e😀 שלום"):  # the bad-input sweep's values
+    for index in (
+        math.nan,
+        math.inf,
+        1.5,
+        "x" * 100_000,
+        "\u202e😀 שלום",
+    ):  # the bad-input sweep's values
         *_, status, box = last(actions.front.apply_point(known, index))
         assert status.startswith("⚠") and "There is no point" in status and len(status) < 600
         assert tiny_session.current().steerer.vectors == before

@@ -19,7 +19,9 @@ from ui.optimize_form import NAMES
 from ui.optimize_tab import TASKS_DIR, OptimizeActions, default_layer_range
 
 
-def test_optimize_reports_live_and_apply_best_changes_the_vectors(optimize_actions, tiny_session, tmp_path):
+def test_optimize_reports_live_and_apply_best_changes_the_vectors(
+    optimize_actions, tiny_session, tmp_path
+):
     steerer = tiny_session.current().steerer
     before = steerer.vectors
     shown = views(optimize_actions.optimize(*form(optimize_actions)))
@@ -72,7 +74,9 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(optimize_actio
         ({"heldout_task": "steer_sentiment"}, "held-out task is the search task"),
     ],
 )
-def test_bad_settings_are_refused_before_the_model_runs(optimize_actions, tiny_session, changes, needle):
+def test_bad_settings_are_refused_before_the_model_runs(
+    optimize_actions, tiny_session, changes, needle
+):
     before = tiny_session.current().steerer.vectors
     (view,) = views(optimize_actions.optimize(*form(optimize_actions, **changes)))
     status = view[-1]
@@ -90,7 +94,9 @@ def test_bad_settings_are_refused_before_the_model_runs(optimize_actions, tiny_s
         ({"heldout_task": "no_such_heldout"}, "no_such_heldout"),
     ],
 )
-def test_settings_the_model_or_task_rejects_are_reported(optimize_actions, tiny_session, changes, needle):
+def test_settings_the_model_or_task_rejects_are_reported(
+    optimize_actions, tiny_session, changes, needle
+):
     before = tiny_session.current().steerer.vectors
     final = views(optimize_actions.optimize(*form(optimize_actions, **changes)))[-1]
     status = final[-1]
@@ -158,7 +164,9 @@ def test_apply_without_a_result_is_refused(optimize_actions):
     )
 
 
-def test_apply_after_the_vectors_changed_is_refused(optimize_actions, steering_actions, tiny_session):
+def test_apply_after_the_vectors_changed_is_refused(
+    optimize_actions, steering_actions, tiny_session
+):
     *_, final = optimize_actions.optimize(*form(optimize_actions))
     result = recommending(final[5])
     last(steering_actions.reset_vectors())
@@ -261,12 +269,16 @@ def test_the_form_lays_out_every_form_setting_of_the_table_once():
     assert len(set(LAID_OUT)) == len(LAID_OUT)
 
 
-def test_the_tab_confirms_the_finalists_on_documents_that_did_not_rank_them(optimize_actions, tiny_session):
+def test_the_tab_confirms_the_finalists_on_documents_that_did_not_rank_them(
+    optimize_actions, tiny_session
+):
     """The progress says when the finalists are confirmed, the summary shows
     their paired tests on the confirmation documents, and the bar ends full."""
     steerer = tiny_session.current().steerer
     before = steerer.vectors
-    shown = views(optimize_actions.optimize(*form(optimize_actions, limit=12, particles=3, iterations=2)))
+    shown = views(
+        optimize_actions.optimize(*form(optimize_actions, limit=12, particles=3, iterations=2))
+    )
     _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
     assert result.samples + result.confirmation.samples == 12 if result.confirmation else True
     if result.confirmation is not None:

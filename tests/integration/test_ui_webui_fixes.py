@@ -76,7 +76,9 @@ def test_a_run_that_beat_nothing_offers_nothing_to_apply(actions, tiny_session):
 def test_optimize_with_no_model_says_no_model():
     nothing = OptimizeActions(ModelSession(lambda: None))
     (view,) = list(nothing.optimize(*form(nothing)))
-    assert view[-1] == fmt.failed("start the optimization", "No model is loaded. Load a model first.")
+    assert view[-1] == fmt.failed(
+        "start the optimization", "No model is loaded. Load a model first."
+    )
 
 
 def test_after_cancel_the_status_never_says_optimizing_again(actions):
@@ -115,7 +117,10 @@ def test_plots_and_progress_read_on_a_dark_page():
     from optimize.run.results import Evaluation
     from ui import plots
 
-    history = [Evaluation(-1, -1, (), (), 0.5, 0.1, 1.0), Evaluation(0, 0, (3,), (1.0,), 0.6, 0.1, 1.0)]
+    history = [
+        Evaluation(-1, -1, (), (), 0.5, 0.1, 1.0),
+        Evaluation(0, 0, (3,), (1.0,), 0.6, 0.1, 1.0),
+    ]
     for fig in (plots.convergence(history, 0.5, [0.6]), plots.particles(history, [1], history[1])):
         assert fig.patch.get_alpha() == 0.0  # no white card on the webui's dark theme
         assert all(ax.get_facecolor()[3] == 0.0 for ax in fig.axes)

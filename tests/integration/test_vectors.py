@@ -58,7 +58,13 @@ def reference_task_pairs(model, tokenizer, items, layer):
 def _source(items, aggregate="mean"):
     return VectorSource(
         "task_pairs",
-        {"task": "toy", "split": "training", "aggregate": aggregate, "items": items, "doc_keys": ["k1"]},
+        {
+            "task": "toy",
+            "split": "training",
+            "aggregate": aggregate,
+            "items": items,
+            "doc_keys": ["k1"],
+        },
     )
 
 
@@ -130,7 +136,12 @@ def test_pca_diff_method_pairs_prompts_and_checks_counts(tiny):
     steerer = steerer_for(tiny.model, tiny.tokenizer)
     concept = ["I love this so much", "what a joy it is", "a wonderful bright day"]
     contrast = ["I hate this so much", "what a grief it is", "a dreadful grey day"]
-    vector = capture(steerer, VectorSource("pca_diff", {"prompts": concept, "contrast_prompts": contrast}), 2, 1.0)
+    vector = capture(
+        steerer,
+        VectorSource("pca_diff", {"prompts": concept, "contrast_prompts": contrast}),
+        2,
+        1.0,
+    )
     diffs = steerer.prompt_activations(concept)[:, 2] - steerer.prompt_activations(contrast)[:, 2]
     assert float((diffs @ vector.direction).mean()) > 0
     with pytest.raises(InvalidInputError, match="same number of each"):
@@ -162,7 +173,11 @@ def test_strength_round_trips_through_save_and_load(tiny, tmp_path):
     path = save_vectors(tmp_path / "v.safetensors", [half], steerer.info)
     (loaded,) = load_vectors(path, steerer.info)
     assert loaded.same_as(half)  # the raw alpha and the calibration norm, exactly
-    assert (loaded.alpha, loaded.layer_norm, loaded.strength) == (half.alpha, half.layer_norm, half.strength)
+    assert (loaded.alpha, loaded.layer_norm, loaded.strength) == (
+        half.alpha,
+        half.layer_norm,
+        half.strength,
+    )
     moved = recapture(steerer, half, 3)
     assert moved.layer_norm == pytest.approx(float(steerer.layer_norms()[3]))
 
@@ -175,7 +190,11 @@ def test_cli_builds_a_task_or_pca_source_before_loading_a_model(tmp_path):
          "--method", "pca_diff", "--layer", "1", "--strength", "0.5", "--out", "x"]
     )
     source = _source(args)
-    assert (source.method, source.inputs["aggregate"], len(source.inputs["items"])) == ("task_pairs", "pca", 4)
+    assert (source.method, source.inputs["aggregate"], len(source.inputs["items"])) == (
+        "task_pairs",
+        "pca",
+        4,
+    )
     (tmp_path / "c.txt").write_text("I love it\nwhat a joy\n")
     (tmp_path / "n.txt").write_text("I hate it\nwhat a grief\n")
     args = _parser().parse_args(

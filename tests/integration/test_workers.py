@@ -110,7 +110,9 @@ def test_two_ray_workers_give_the_history_of_a_run_without_ray(workers, recipe, 
     # every distinct setting scores its own KL, so a setting given another's
     # metrics (a dispatch mix-up) could not leave the history unchanged
     measured = {
-        e.setting.key: e.metrics["kl"] for e in alone.evaluations if e.metrics["kl"] == e.metrics["kl"]
+        e.setting.key: e.metrics["kl"]
+        for e in alone.evaluations
+        if e.metrics["kl"] == e.metrics["kl"]
     }  # settings at or below the baseline get no KL pass (NaN)
     assert len(set(measured.values())) == len(measured) >= 2
     spread = _run(recipe, workers)
@@ -183,6 +185,9 @@ def test_metrics_come_back_in_dispatch_order_when_actors_finish_out_of_order(ray
     setting happened to score alike)."""
     pool = RayWorkers(recipe, [0], RayOptions(workers=3))
     pool._ray, pool.actors = _LastFirst(), [_Actor(), _Actor(), _Actor()]
-    settings = [Setting((layer,), (float(alpha),)) for layer, alpha in ((1, 5), (3, -2), (2, 0), (1, 7), (3, 3))]
+    settings = [
+        Setting((layer,), (float(alpha),))
+        for layer, alpha in ((1, 5), (3, -2), (2, 0), (1, 7), (3, 3))
+    ]
     got = list(pool(settings))
     assert [m["kl"] for m in got] == [105.0, 298.0, 200.0, 107.0, 303.0]

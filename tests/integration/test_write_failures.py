@@ -31,7 +31,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env(tmp_path):
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path / "xdg")}
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": str(ROOT),
+        "XDG_DATA_HOME": str(tmp_path / "xdg"),
+    }
 
 
 @pytest.fixture
@@ -58,7 +63,9 @@ def _no_model(*args, **kwargs):
         (lambda t: t / "missing" / "v.safetensors", "The folder of --out does not exist"),
     ],
 )
-def test_capture_checks_its_output_before_loading_the_model(tmp_path, joy, monkeypatch, capsys, make, message):
+def test_capture_checks_its_output_before_loading_the_model(
+    tmp_path, joy, monkeypatch, capsys, make, message
+):
     out = make(tmp_path)
     monkeypatch.setattr(steering_cli, "load_model", _no_model)
     assert steering_cli.main(_capture(str(joy), str(out))) == 2
@@ -89,20 +96,40 @@ def test_capture_on_a_full_disk_keeps_the_old_file(tmp_path, joy, tiny_dir, monk
     monkeypatch.setattr("steering.outputs.os.fsync", full)
     assert steering_cli.main([*_capture(str(joy), str(out)), "--model", str(tiny_dir)]) == 2
     err = capsys.readouterr().err
-    assert f"Could not write {out}: No space left on device. Any earlier file there is unchanged." in err
+    assert (
+        f"Could not write {out}: No space left on device. Any earlier file there is unchanged."
+        in err
+    )
     # one line (after the model loader's own progress bar), no traceback
     assert err.count("error:") == 1 and err.endswith("unchanged.\n") and "Traceback" not in err
     assert out.read_bytes() == b"the old file"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".v.")] == []  # no temp file left
+    assert [
+        p.name for p in tmp_path.iterdir() if p.name.startswith(".v.")
+    ] == []  # no temp file left
 
 
 @pytest.mark.full  # a real `python -m steering` process
 def test_capture_cli_subprocess_gives_one_line_for_a_folder(tmp_path, joy):
     done = subprocess.run(
-        [sys.executable, "-m", "steering", *_capture(str(joy), str(tmp_path)), "--model", "/nonexistent"],
-        capture_output=True, text=True, env=_env(tmp_path), cwd=ROOT, timeout=300, check=False,
+        [
+            sys.executable,
+            "-m",
+            "steering",
+            *_capture(str(joy), str(tmp_path)),
+            "--model",
+            "/nonexistent",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        cwd=ROOT,
+        timeout=300,
+        check=False,
     )
-    assert done.returncode == 2 and done.stderr == f"error: --out names a folder, not a file: {tmp_path}\n"
+    assert (
+        done.returncode == 2
+        and done.stderr == f"error: --out names a folder, not a file: {tmp_path}\n"
+    )
 
 
 def test_write_with_fallback_says_where(tmp_path, monkeypatch):
@@ -114,7 +141,8 @@ def test_write_with_fallback_says_where(tmp_path, monkeypatch):
 
     saved, note = write_with_fallback(write, tmp_path / "asked" / "r.json", tmp_path / "data")
     assert saved.parent == tmp_path / "data" and saved.read_text() == "result"
-    assert note == f"Could not write {tmp_path / 'asked' / 'r.json'} (No space left on device); saved to {saved} instead."
+    asked = tmp_path / "asked" / "r.json"
+    assert note == f"Could not write {asked} (No space left on device); saved to {saved} instead."
 
     def nowhere(path: Path) -> Path:
         if path.parent == Path(tempfile.gettempdir()):
@@ -127,7 +155,10 @@ def test_write_with_fallback_says_where(tmp_path, monkeypatch):
         assert saved.parent == Path(tempfile.gettempdir()) and "Read-only file system" in note
     finally:
         saved.unlink()
-    assert write_with_fallback(write, tmp_path / "r.json", tmp_path / "data") == (tmp_path / "r.json", "")
+    assert write_with_fallback(write, tmp_path / "r.json", tmp_path / "data") == (
+        tmp_path / "r.json",
+        "",
+    )
 
 
 def test_check_output_path_accepts_a_writable_file(tmp_path):
@@ -140,7 +171,9 @@ def test_check_output_path_accepts_a_writable_file(tmp_path):
 def _optimize_args(tmp_path, tiny, extra=()):
     steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
     steerer.reset()
-    vector = capture_vector(steerer, ["I love this day", "so happy"], 1, 2.0, ["I hate this day", "so sad"])
+    vector = capture_vector(
+        steerer, ["I love this day", "so happy"], 1, 2.0, ["I hate this day", "so sad"]
+    )
     vectors = save_vectors(tmp_path / "v.safetensors", [vector], steerer.info)
     model_dir = tmp_path / "tiny-model"
     tiny.model.save_pretrained(model_dir)
@@ -253,8 +286,19 @@ def test_a_signal_mid_capture_stops_it_with_one_line_and_no_file(tmp_path, tiny_
     # Started with SIGINT ignored, as a background job of a script (`cmd &`)
     # is: the command must still stop on it (and CI may run the tests so).
     proc = subprocess.Popen(
-        [sys.executable, "-c", MID_CAPTURE, *_capture(str(prompts), str(out)), "--model", str(tiny_dir)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path), cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            MID_CAPTURE,
+            *_capture(str(prompts), str(out)),
+            "--model",
+            str(tiny_dir),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(tmp_path),
+        cwd=tmp_path,
         preexec_fn=_ignore_sigint,  # noqa: PLW1509 - it only calls signal(), which takes no lock
     )
     try:

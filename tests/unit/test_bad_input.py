@@ -56,7 +56,13 @@ def test_bad_vector_fields_are_refused(steering, tiny_session, concept, layer, a
 
 @pytest.mark.parametrize(
     "concept",
-    ["שלום עולם, זה נפלא", "I love this 😀🎉", "\u202egnirts desrever", "../../etc/passwd", "C:\\x"],
+    [
+        "שלום עולם, זה נפלא",
+        "I love this 😀🎉",
+        "\u202egnirts desrever",
+        "../../etc/passwd",
+        "C:\\x",
+    ],
 )
 def test_unicode_rtl_emoji_and_path_like_prompts_are_plain_text(steering, tiny_session, concept):
     *_, (_rows, _choices, status) = steering.add_vector(concept, "", 1, 1.0)

@@ -113,7 +113,9 @@ def _chat_refused(chat, tiny_session, message, tokens=8, temperature=0.0):
     return status
 
 
-@pytest.mark.parametrize("message", [None, "", "   \n\t", LONG], ids=["none", "empty", "space", "long"])
+@pytest.mark.parametrize(
+    "message", [None, "", "   \n\t", LONG], ids=["none", "empty", "space", "long"]
+)
 def test_bad_chat_messages_are_refused(chat, tiny_session, message):
     status = _chat_refused(chat, tiny_session, message)
     assert len(status) < 600, status

@@ -117,7 +117,12 @@ def test_a_5000_line_capture_is_refused_at_the_cap_and_memory_stays_flat(steerin
 TASK_ARGS = {"folder": str(SHIPPED_TASKS), "task": "steer_sentiment", "docs": 4, "layer": 2,
              "coefficient": 0.25, "unit": "strength"}
 TASK_TEXT = ("folder", "task", "unit")
-TASK_ALLOWED = {"folder": (None, "", "   "), "layer": (0,), "coefficient": (-1, 1.5, 0), "unit": (None,)}
+TASK_ALLOWED = {
+    "folder": (None, "", "   "),
+    "layer": (0,),
+    "coefficient": (-1, 1.5, 0),
+    "unit": (None,),
+}
 TASK_CASES = [
     (name, value)
     for name in TASK_ARGS
@@ -162,7 +167,11 @@ def test_every_map_field_and_a_bad_vector_choice_are_refused(explore, tiny_sessi
         view = actions.map(vector_id, args["layers"], args["strengths"], args["neutral"])
         refused_briefly(_last(view)[-1])
     for bad in (*TEXTS, "no-such-id"):
-        for view in (actions.scan(bad, None), actions.inspect(bad), actions.map(bad, "1", "0.5", 2)):
+        for view in (
+            actions.scan(bad, None),
+            actions.inspect(bad),
+            actions.map(bad, "1", "0.5", 2),
+        ):
             refused_briefly(_last(view)[-1])
     unchanged(tiny_session, before)
 

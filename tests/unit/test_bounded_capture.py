@@ -24,7 +24,9 @@ def test_too_many_prompts_are_refused_with_the_cap_named(steerer, monkeypatch):
     with pytest.raises(InvalidInputError, match=f"at most {MAX_PROMPTS_PER_CAPTURE:,} prompts; got "
                        f"{MAX_PROMPTS_PER_CAPTURE + 1:,}"):
         capture_vector(steerer, prompts, 1, 1.0)
-    with pytest.raises(InvalidInputError, match=f"at most {MAX_PROMPTS_PER_CAPTURE:,} contrast prompts"):
+    with pytest.raises(
+        InvalidInputError, match=f"at most {MAX_PROMPTS_PER_CAPTURE:,} contrast prompts"
+    ):
         capture_vector(steerer, ["good"], 1, 1.0, prompts)
     assert steerer.vectors == () and len(steerer.activations) == 0
 
@@ -62,10 +64,17 @@ def test_progress_counts_every_prompt_list_and_cancel_stops_it(steerer):
 
 
 def test_batches_are_padded_to_a_few_sizes_with_the_same_numbers(tiny, steerer):
-    assert [padded_width(n, None) for n in (2, 31, 32, 33)] == [PAD_BUCKET, PAD_BUCKET, PAD_BUCKET, 2 * PAD_BUCKET]
+    assert [padded_width(n, None) for n in (2, 31, 32, 33)] == [
+        PAD_BUCKET,
+        PAD_BUCKET,
+        PAD_BUCKET,
+        2 * PAD_BUCKET,
+    ]
     assert padded_width(100, 110) == 110 and padded_width(120, 110) == 120
     widths = []
-    hook = tiny.model.model.embed_tokens.register_forward_hook(lambda m, a, o: widths.append(a[0].shape[1]))
+    hook = tiny.model.model.embed_tokens.register_forward_hook(
+        lambda m, a, o: widths.append(a[0].shape[1])
+    )
     try:
         tokens = [[1] + [500 + j for j in range(n)] for n in range(1, 60, 3)]
         padded = capture_all_layers(tiny.model, steerer.layers, tokens, steerer.device, chunk=4)

@@ -25,7 +25,9 @@ NEUTRAL = ["The train leaves at nine.", "Add salt to the water.", "The shop open
 
 def _mean_loglik(model, tokenizer, text):
     """One unbatched forward: the text's mean per-token log-probability."""
-    ids = torch.tensor([[tokenizer.bos_token_id, *tokenizer.encode(text, add_special_tokens=False)]])
+    ids = torch.tensor(
+        [[tokenizer.bos_token_id, *tokenizer.encode(text, add_special_tokens=False)]]
+    )
     with torch.no_grad():
         logp = F.log_softmax(model(input_ids=ids).logits[0, :-1].float(), dim=-1)
     return float(logp.gather(1, ids[0, 1:, None]).double().mean())
@@ -91,7 +93,17 @@ def test_a_concept_search_ranks_the_gain_within_the_kl_budget(tiny):
     with concept_search(steerer, [0], 0.5, seed=0) as fitness:
         assert steerer.vectors[0].prompts != originals[0].prompts  # the rebuilt vector
         scored = GuardedFitness(fitness, KlGuard(steerer, NEUTRAL))
-        result = run_optimization(steerer, [0], RunPlan(scored, space, PsoConfig(particles=6, iterations=2, seed=0), objective="concept", options=ObjectiveOptions(kl_budget=budget)))
+        result = run_optimization(
+            steerer,
+            [0],
+            RunPlan(
+                scored,
+                space,
+                PsoConfig(particles=6, iterations=2, seed=0),
+                objective="concept",
+                options=ObjectiveOptions(kl_budget=budget),
+            ),
+        )
     assert steerer.vectors == originals  # the full vector is back
     assert result.objective == "concept" and not uses_task("concept")
     within = [e for e in result.evaluations if e.metrics["kl"] <= budget]

@@ -77,7 +77,10 @@ def test_result_summary_escapes_prompts_and_task_names():
     def summary(prompts, text):
         return fmt.result_summary(
             sample_result(
-                vectors=(VectorRecord(0, 12, 2.0, prompts, (text,)), VectorRecord(2, 8, 1.0, ("c",))),
+                vectors=(
+                    VectorRecord(0, 12, 2.0, prompts, (text,)),
+                    VectorRecord(2, 8, 1.0, ("c",)),
+                ),
                 metric=text,
             )
         )

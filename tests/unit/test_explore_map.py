@@ -19,7 +19,11 @@ from steering.explore_map import (
 
 CONCEPT = ["I love this, it is wonderful", "What a happy bright day"]
 CONTRAST = ["I hate this, it is awful", "What a sad grey day"]
-NEUTRAL = ["The train leaves at nine.", "She put the cups on the shelf.", "Water boils at one hundred degrees."]
+NEUTRAL = [
+    "The train leaves at nine.",
+    "She put the cups on the shelf.",
+    "Water boils at one hundred degrees.",
+]
 
 
 def _ids(steerer, text):
@@ -51,7 +55,9 @@ def reference_cell(steerer, vector):
     with steerer.applied([vector]):
         steered_gap = gap()
         steered = [_logprobs(model, _ids(steerer, t)) for t in NEUTRAL]
-    kl_sum = sum(float((p.exp() * (p - q)).sum(-1)[1:].sum()) for p, q in zip(base, steered, strict=True))
+    kl_sum = sum(
+        float((p.exp() * (p - q)).sum(-1)[1:].sum()) for p, q in zip(base, steered, strict=True)
+    )
     positions = sum(p.shape[0] - 1 for p in base)
     return steered_gap - base_gap, kl_sum / positions
 

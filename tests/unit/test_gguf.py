@@ -167,7 +167,12 @@ def test_the_last_layers_output_is_refused_unless_left_out(steerer, tmp_path):
     [
         ({1: torch.ones(32)}, "gpt2", None, "'gpt2' model"),
         ({1: torch.ones(64)}, "llama", None, "size 64"),
-        ({1: torch.ones(32)}, "llama", {"name": "big", "hidden_size": 32, "num_layers": 8}, "8 layers"),
+        (
+            {1: torch.ones(32)},
+            "llama",
+            {"name": "big", "hidden_size": 32, "num_layers": 8},
+            "8 layers",
+        ),
         ({7: torch.ones(32)}, "llama", None, "larger model"),
     ],
 )

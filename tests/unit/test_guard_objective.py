@@ -1,5 +1,6 @@
-"""Model-free parts of the held-out split and the KL guard: the document split, the paired sign test, the
-guarded objective's ranking, the Pareto front and the recommendation."""
+"""Model-free parts of the held-out split and the KL guard: the document split,
+the paired sign test, the guarded objective's ranking, the Pareto front and the
+recommendation."""
 
 from __future__ import annotations
 
@@ -138,7 +139,9 @@ def test_guard_task_drop_is_a_second_limit():
 
 def test_lower_is_better_targets_keep_their_direction():
     guarded = make_objective("guarded", higher_is_better=False)
-    assert guarded.best([_ev(1, 0.3, kl=0.1), _ev(2, 0.2, kl=0.1), _ev(3, 0.1, kl=0.9)]).particle == 2
+    assert (
+        guarded.best([_ev(1, 0.3, kl=0.1), _ev(2, 0.2, kl=0.1), _ev(3, 0.1, kl=0.9)]).particle == 2
+    )
 
 
 # -------------------------------------------------------------------- front

@@ -104,7 +104,9 @@ def test_a_long_run_asks_and_only_go_on_answers(optimize_actions, tiny_session):
     question = _until_asked(first)
     # 7 left: 4 settings, then the baseline and 2 finalists on the confirmation documents
     assert "7 evaluations left" in question[-1] and "click **Go on**" in question[-1]
-    assert optimize_actions.jobs.running is not None and tiny_session.lock.locked()  # it waits, holding the model
+    assert (
+        optimize_actions.jobs.running is not None and tiny_session.lock.locked()
+    )  # it waits, holding the model
     again = optimize_actions.optimize(*form(optimize_actions, particles=9))
     assert "The model is busy with an optimization" in next(again)[-1]
     again.close()

@@ -75,7 +75,9 @@ def test_a_toy_strategy_needs_one_class_and_a_registry_line(monkeypatch):
 def test_an_unknown_strategy_or_objective_is_refused():
     with pytest.raises(InvalidInputError, match=r"Unknown search strategy 'nope'; known .*pso"):
         swarm_search(SPACE, 1, PsoConfig(), lambda s: (0.0, 0.0), strategy="nope")
-    with pytest.raises(InvalidInputError, match=r"Unknown objective 'nope'; known objectives: .*target"):
+    with pytest.raises(
+        InvalidInputError, match=r"Unknown objective 'nope'; known objectives: .*target"
+    ):
         make_objective("nope")
 
 
@@ -164,7 +166,11 @@ def test_a_cancel_stops_a_batch_between_two_settings():
 def test_every_metric_is_saved_and_a_version_1_file_still_loads(tmp_path):
     result = sample_result()
     extra = Evaluation.scored(
-        2, 0, SPACE.decode([4.0, 1.0, 5.0, 0.0]), Metrics(target=0.7, target_stderr=0.01, kl=0.3), 1.0
+        2,
+        0,
+        SPACE.decode([4.0, 1.0, 5.0, 0.0]),
+        Metrics(target=0.7, target_stderr=0.01, kl=0.3),
+        1.0,
     )
     result = type(result)(**{**vars(result), "history": [*result.history, extra]})
     loaded = OptimizationResult.load(result.save(tmp_path / "v2.json"))
@@ -213,7 +219,9 @@ def test_known_scores_let_a_cancelled_search_resume_where_it_stopped():
         if evaluation.iteration * 4 + evaluation.particle == 4:
             cancel.set()
 
-    part = run_search(SPACE, 1, pso, evaluate, ranking, cancel=cancel, on_evaluation=stop_after_five)
+    part = run_search(
+        SPACE, 1, pso, evaluate, ranking, cancel=cancel, on_evaluation=stop_after_five
+    )
     assert part.cancelled and len(part.history) == 5
     journal = {e.setting.key: e.metrics for e in part.history}
     calls.clear()

@@ -64,7 +64,9 @@ def test_search_and_held_out_items_never_overlap():
     assert len({r["text"] for r in search + heldout}) == 200
     # and no held-out item is a near copy of a search item or of a preset prompt
     preset = load_preset("sentiment")
-    others = [r["text"].lower() for r in search] + [p.lower() for p in preset.concept + preset.contrast]
+    others = [r["text"].lower() for r in search] + [
+        p.lower() for p in preset.concept + preset.contrast
+    ]
 
     def words(text):
         return set(re.findall(r"[a-z']+", text))

@@ -60,14 +60,18 @@ def test_vectors_survive_a_restart_with_ids_and_provenance(tiny, clean, tmp_path
     assert clean.vectors == ()
 
 
-def test_vectors_of_another_model_are_refused_named_and_kept(tiny, tiny_factory, tiny_gpt2, clean, tmp_path):
+def test_vectors_of_another_model_are_refused_named_and_kept(
+    tiny, tiny_factory, tiny_gpt2, clean, tmp_path
+):
     data = DataFolder(tmp_path)
     clean.add(capture_vector(clean, ["sunny and warm"], 3, 2.0, ["rainy"]))
     assert data.keep(clean) == ""
     other = tiny_factory(1)  # same size, another model
     notice = ModelSession(lambda: other, data=DataFolder(tmp_path)).current().notice
-    assert notice.startswith("Not restored: 1 vector(s) of the last session were made for tiny-llama "
-                             "(hidden size 32, 4 layers), not tiny-llama-1")
+    assert notice.startswith(
+        "Not restored: 1 vector(s) of the last session were made for tiny-llama "
+        "(hidden size 32, 4 layers), not tiny-llama-1"
+    )
     assert "layer 3 “sunny and warm”" in notice
     other_steerer = steerer_for(other.model, other.tokenizer, other.name)
     assert other_steerer.vectors == ()
@@ -81,7 +85,9 @@ def test_vectors_of_another_model_are_refused_named_and_kept(tiny, tiny_factory,
     assert gpt2.steerer.vectors == ()
 
 
-def test_a_session_that_cannot_be_written_warns_and_loses_nothing(tiny, clean, tmp_path, monkeypatch):
+def test_a_session_that_cannot_be_written_warns_and_loses_nothing(
+    tiny, clean, tmp_path, monkeypatch
+):
     data = DataFolder(tmp_path)
     session = ModelSession(lambda: tiny, data=data)
     actions = SteeringActions(session, data.vectors_dir)
@@ -94,7 +100,9 @@ def test_a_session_that_cannot_be_written_warns_and_loses_nothing(tiny, clean, t
     monkeypatch.setattr("steering.persist.save_vectors", full)
     _table, _choices, status = _last(actions.add_vector("second", "", 2, 1.0))
     assert status.startswith("✓ Added vector #2")
-    assert status.endswith(f"⚠ Could not save the session in {data.session_dir}: No space left on device.")
+    assert status.endswith(
+        f"⚠ Could not save the session in {data.session_dir}: No space left on device."
+    )
     assert len(clean.vectors) == 2 and data.active_file.read_bytes() == kept
 
 
@@ -112,11 +120,22 @@ def test_saved_files_are_listed_and_opened_by_name(tiny, clean, tmp_path):
     best = Evaluation(0, 0, (3,), (1.5,), 0.75, 0.05, 1.0)
     confirmed = paired_test([0.0] * 13, [1.0] * 12 + [-1.0])  # the gain held on other documents
     result = OptimizationResult(
-        baseline=baseline, best=best, history=[baseline, best], vector_indices=(0,),
+        baseline=baseline,
+        best=best,
+        history=[baseline, best],
+        vector_indices=(0,),
         vectors=(VectorRecord(0, 1, 2.0, ("I love this day",), ("I hate this day",), joy.id),),
-        seed=1, fitness=FitnessConfig("steer_sentiment", limit=4), space=SearchSpace(0, 3, -4.0, 4.0),
-        pso=PsoConfig(particles=1, iterations=1, seed=1), model="tiny-llama", num_layers=4,
-        metric="acc,none", higher_is_better=True, samples=4, cancelled=False, wall_seconds=1.0,
+        seed=1,
+        fitness=FitnessConfig("steer_sentiment", limit=4),
+        space=SearchSpace(0, 3, -4.0, 4.0),
+        pso=PsoConfig(particles=1, iterations=1, seed=1),
+        model="tiny-llama",
+        num_layers=4,
+        metric="acc,none",
+        higher_is_better=True,
+        samples=4,
+        cancelled=False,
+        wall_seconds=1.0,
         confirmation=Confirmation(13, "13", baseline, (best,), (confirmed,), 0.05),
         confirm_planned=True,
     )
@@ -132,7 +151,10 @@ def test_saved_files_are_listed_and_opened_by_name(tiny, clean, tmp_path):
 
     _t, _c, status = _last(actions.open("result/optimization-1.json"))
     assert "✓ Applied the best setting of optimization-1.json: #1 → layer 3 × 1.5" in status
-    assert [(v.id, v.layer, v.alpha) for v in clean.vectors] == [(joy.id, 3, 1.5), (calm.id, 2, 0.5)]
+    assert [(v.id, v.layer, v.alpha) for v in clean.vectors] == [
+        (joy.id, 3, 1.5),
+        (calm.id, 2, 0.5),
+    ]
 
     for bad in ("vectors/../../etc/passwd", "result/nope.json", None):
         _t, _c, status = _last(actions.open(bad))

@@ -32,8 +32,12 @@ def hidden_states(model, ids=IDS):
 
 def random_vector(layer, alpha=1.0, size=32, seed=0, prompt="concept"):
     generator = torch.Generator().manual_seed(seed)
-    return SteeringVector(layer=layer, alpha=alpha, direction=torch.randn(size, generator=generator),
-                          source=VectorSource.from_prompts((prompt,)))
+    return SteeringVector(
+        layer=layer,
+        alpha=alpha,
+        direction=torch.randn(size, generator=generator),
+        source=VectorSource.from_prompts((prompt,)),
+    )
 
 
 def reference_logits(model, vectors, ids=IDS):
@@ -52,7 +56,9 @@ def reference_logits(model, vectors, ids=IDS):
 
     for vector in vectors:
         delta = vector.alpha * vector.direction
-        handles.append(layers[vector.layer].register_forward_pre_hook(make_hook(delta), with_kwargs=True))
+        handles.append(
+            layers[vector.layer].register_forward_pre_hook(make_hook(delta), with_kwargs=True)
+        )
     try:
         return logits(model, ids)
     finally:
@@ -69,8 +75,9 @@ def test_layers_below_are_untouched_and_output_matches_reference(tiny):
     for i in range(3):  # embeddings and the outputs of layers 0 and 1 feed layer 2 unchanged
         assert torch.equal(steered_hidden[i], base_hidden[i])
     assert not torch.allclose(steered_hidden[3], base_hidden[3])
-    torch.testing.assert_close(logits(tiny.model), reference_logits_unsteered(tiny, steerer, [vector]),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        logits(tiny.model), reference_logits_unsteered(tiny, steerer, [vector]), rtol=0, atol=1e-6
+    )
 
 
 def reference_logits_unsteered(loaded, steerer, vectors):
@@ -80,11 +87,16 @@ def reference_logits_unsteered(loaded, steerer, vectors):
 
 def test_several_vectors_on_same_and_different_layers_add_up(tiny):
     steerer = steerer_for(tiny.model, tiny.tokenizer)
-    vectors = [random_vector(1, 2.0, seed=1), random_vector(1, -1.5, seed=2), random_vector(3, 0.7, seed=3)]
+    vectors = [
+        random_vector(1, 2.0, seed=1),
+        random_vector(1, -1.5, seed=2),
+        random_vector(3, 0.7, seed=3),
+    ]
     steerer.set_vectors(vectors)
     assert steerer.steered_layers() == [1, 3]
-    torch.testing.assert_close(logits(tiny.model), reference_logits_unsteered(tiny, steerer, vectors),
-                               rtol=0, atol=1e-5)
+    torch.testing.assert_close(
+        logits(tiny.model), reference_logits_unsteered(tiny, steerer, vectors), rtol=0, atol=1e-5
+    )
 
 
 def test_alpha_zero_is_the_unsteered_model(tiny):
@@ -112,8 +124,9 @@ def test_remove_one_vector(tiny):
     steerer.set_vectors([first, second])
     assert steerer.remove(first.id) is first
     assert steerer.vectors == (second,)
-    torch.testing.assert_close(logits(tiny.model), reference_logits_unsteered(tiny, steerer, [second]),
-                               rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        logits(tiny.model), reference_logits_unsteered(tiny, steerer, [second]), rtol=0, atol=1e-6
+    )
     with pytest.raises(InvalidInputError, match="no active vector with id 'gone'"):
         steerer.remove("gone")
     assert steerer.vectors == (second,)
@@ -178,9 +191,14 @@ def test_capture_is_the_mean_over_tokens_without_position_zero(tiny):
     vector = capture_vector(steerer, prompts, layer=2, alpha=1.0)
     expected = []
     for prompt in prompts:
-        ids = [tiny.tokenizer.bos_token_id, *tiny.tokenizer.encode(prompt, add_special_tokens=False)]
+        ids = [
+            tiny.tokenizer.bos_token_id,
+            *tiny.tokenizer.encode(prompt, add_special_tokens=False),
+        ]
         expected.append(hidden_states(tiny.model, torch.tensor([ids]))[2][0, 1:].mean(dim=0))
-    torch.testing.assert_close(vector.direction, torch.stack(expected).mean(dim=0), rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        vector.direction, torch.stack(expected).mean(dim=0), rtol=0, atol=1e-6
+    )
 
 
 def test_capture_with_contrast_is_the_difference_of_means(tiny):
@@ -270,7 +288,9 @@ def test_unsupported_models_get_a_clear_message(tokenizer):
         steerer_for(Odd(), tokenizer)
 
 
-ROWS = torch.tensor([[1, 520, 3000, 77, 9001, 42, 7], [1, 88, 12, 4000, 5, 6, 900], [1, 7, 7, 7, 300, 2, 11]])
+ROWS = torch.tensor(
+    [[1, 520, 3000, 77, 9001, 42, 7], [1, 88, 12, 4000, 5, 6, 900], [1, 7, 7, 7, 300, 2, 11]]
+)
 
 
 def test_each_row_of_a_batch_gets_its_own_setting(tiny):
@@ -280,7 +300,11 @@ def test_each_row_of_a_batch_gets_its_own_setting(tiny):
     settings = [
         [random_vector(1, 2.0, seed=1), random_vector(3, -1.5, seed=2)],
         [],  # unsteered row
-        [random_vector(1, -4.0, seed=3), random_vector(1, 0.5, seed=4), random_vector(2, 1.0, seed=5)],
+        [
+            random_vector(1, -4.0, seed=3),
+            random_vector(1, 0.5, seed=4),
+            random_vector(2, 1.0, seed=5),
+        ],
     ]
     with steerer.applied_rows(settings):
         batched = logits(tiny.model, ROWS)

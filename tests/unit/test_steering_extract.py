@@ -105,7 +105,13 @@ def test_the_cache_is_bounded(tiny):
 def test_methods_are_chosen_from_the_inputs_and_unknown_names_are_refused():
     assert VectorSource.from_prompts(["a"]).method == "mean"
     assert VectorSource.from_prompts(["a"], ["b"]).method == "mean_diff"
-    with pytest.raises(InvalidInputError, match="Unknown extraction method 'pca'; valid methods: gguf, mean, mean_diff, pca_diff, task_pairs"):
+    with pytest.raises(
+        InvalidInputError,
+        match=(
+            "Unknown extraction method 'pca'; "
+            "valid methods: gguf, mean, mean_diff, pca_diff, task_pairs"
+        ),
+    ):
         VectorSource("pca", {"prompts": ("a",)})
     with pytest.raises(InvalidInputError, match="does not take contrast_prompts"):
         VectorSource("mean", {"prompts": ("a",), "contrast_prompts": ("b",)})
@@ -130,7 +136,9 @@ class LastPrompt:
             raise InvalidInputError("scale must be a number.")
         return {PROMPTS: prompt_tuple(inputs, PROMPTS, "Give a prompt."), "scale": float(scale)}
 
-    def direction(self, activations: Activations, inputs: Mapping[str, Any], layer: int) -> torch.Tensor:
+    def direction(
+        self, activations: Activations, inputs: Mapping[str, Any], layer: int
+    ) -> torch.Tensor:
         return inputs["scale"] * activations.prompt_activations(inputs[PROMPTS])[-1, layer]
 
 
@@ -143,7 +151,9 @@ def toy(monkeypatch):
 
 def test_a_toy_method_needs_no_other_file(tiny, toy, tmp_path):
     steerer = steerer_for(tiny.model, tiny.tokenizer, tiny.name)
-    source = VectorSource("toy_last", {"prompts": ["a first prompt", "the last prompt"], "scale": 3})
+    source = VectorSource(
+        "toy_last", {"prompts": ["a first prompt", "the last prompt"], "scale": 3}
+    )
     vector = capture(steerer, source, 1, 1.5)
     expected = 3 * reference_means(tiny.model, tiny.tokenizer, ["the last prompt"], 1)
     torch.testing.assert_close(vector.direction, expected, rtol=0, atol=1e-5)

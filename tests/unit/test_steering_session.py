@@ -56,7 +56,9 @@ def test_unloaded_then_non_transformers_model(tiny):
     holder.loaded = None
     with pytest.raises(NoModelError):
         session.current()
-    holder.loaded = LoadedModel(model=type("LlamaServer", (), {})(), tokenizer=None, name="gguf-via-llama.cpp")
+    holder.loaded = LoadedModel(
+        model=type("LlamaServer", (), {})(), tokenizer=None, name="gguf-via-llama.cpp"
+    )
     with pytest.raises(UnsupportedModelError, match="Transformers loader"):
         session.current()
 

@@ -42,7 +42,10 @@ def test_round_trip_gives_identical_vectors_and_logits(tiny, steered, tmp_path):
     steered.reset()
     loaded = load_vectors(path, steered.info)
     assert len(loaded) == 2
-    assert all(a.same_as(b) and a.created_at == b.created_at for a, b in zip(loaded, originals, strict=True))
+    assert all(
+        a.same_as(b) and a.created_at == b.created_at
+        for a, b in zip(loaded, originals, strict=True)
+    )
     assert [v.id for v in loaded] == [v.id for v in originals]
     steered.set_vectors(loaded)
     assert torch.equal(logits(tiny.model), expected)
@@ -54,11 +57,20 @@ def test_file_holds_tensors_and_readable_metadata(steered, tmp_path):
     assert set(tensors) == {"vector.0", "vector.1"}
     with safetensors.safe_open(str(path), framework="pt") as handle:
         meta = json.loads(handle.metadata()["steerswarm"])
-    assert meta["model"] == {"name": "tiny-llama", "model_type": "llama", "hidden_size": 32, "num_layers": 4}
+    assert meta["model"] == {
+        "name": "tiny-llama",
+        "model_type": "llama",
+        "hidden_size": 32,
+        "num_layers": 4,
+    }
     assert meta["version"] == 2
     first, second = meta["vectors"]
-    assert first["method"] == "mean_diff" and first["inputs"]["contrast_prompts"] == ["rainy and cold"]
-    assert second["method"] == "mean" and second["inputs"] == {"prompts": ["a happy song", "joyful news"]}
+    assert first["method"] == "mean_diff" and first["inputs"]["contrast_prompts"] == [
+        "rainy and cold"
+    ]
+    assert second["method"] == "mean" and second["inputs"] == {
+        "prompts": ["a happy song", "joyful news"]
+    }
     assert second["layer"] == 3 and second["alpha"] == -1.0
     assert [first["id"], second["id"]] == [v.id for v in steered.vectors]
 
@@ -98,25 +110,68 @@ def _rewrite_meta(path, change):
         (lambda p: p.write_bytes(b"\x00" * 64), VectorFileError, "truncated or corrupt"),
         (lambda p: p.write_bytes(b""), VectorFileError, "truncated or corrupt"),
         (lambda p: p.unlink(), VectorFileError, "not found"),
-        (lambda p: safetensors.torch.save_file({"x": torch.zeros(3)}, p), VectorFileError, "no steerswarm metadata"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].pop("layer")), VectorFileError, "lacks the field"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m.pop("model")), VectorFileError, "lacks the model"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m.update(version=9)), VectorFileError, "format version 9"),
-        (lambda p: _rewrite_meta(p, lambda m, t: t.pop("vector.1")), VectorFileError, "vector 2 has no tensor"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(alpha="NaN")), VectorFileError, "invalid"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(method="pca")), VectorFileError,
-         "Unknown extraction method 'pca'; valid methods: gguf, mean, mean_diff"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][1].update(id=m["vectors"][0]["id"])),
-         VectorFileError, "repeats the id"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(hidden_size=64)), IncompatibleVectorError,
-         "hidden size 64"),
-        (lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(num_layers=30)), IncompatibleVectorError,
-         "30 layers"),
-        (lambda p: _rewrite_meta(p, lambda m, t: t.update({"vector.0": torch.zeros(64)})), VectorFileError,
-         "shape"),
+        (
+            lambda p: safetensors.torch.save_file({"x": torch.zeros(3)}, p),
+            VectorFileError,
+            "no steerswarm metadata",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].pop("layer")),
+            VectorFileError,
+            "lacks the field",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m.pop("model")),
+            VectorFileError,
+            "lacks the model",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m.update(version=9)),
+            VectorFileError,
+            "format version 9",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: t.pop("vector.1")),
+            VectorFileError,
+            "vector 2 has no tensor",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(alpha="NaN")),
+            VectorFileError,
+            "invalid",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m["vectors"][0].update(method="pca")),
+            VectorFileError,
+            "Unknown extraction method 'pca'; valid methods: gguf, mean, mean_diff",
+        ),
+        (
+            lambda p: _rewrite_meta(
+                p, lambda m, t: m["vectors"][1].update(id=m["vectors"][0]["id"])
+            ),
+            VectorFileError,
+            "repeats the id",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(hidden_size=64)),
+            IncompatibleVectorError,
+            "hidden size 64",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: m["model"].update(num_layers=30)),
+            IncompatibleVectorError,
+            "30 layers",
+        ),
+        (
+            lambda p: _rewrite_meta(p, lambda m, t: t.update({"vector.0": torch.zeros(64)})),
+            VectorFileError,
+            "shape",
+        ),
     ],
 )
-def test_bad_files_are_refused_and_nothing_is_applied(tiny, steered, tmp_path, damage, error, message):
+def test_bad_files_are_refused_and_nothing_is_applied(
+    tiny, steered, tmp_path, damage, error, message
+):
     path = save_vectors(tmp_path / "set.safetensors", steered.vectors, steered.info)
     active = steered.vectors
     damage(path)
@@ -141,8 +196,13 @@ def test_format_1_files_still_load(steered):
     vectors had ids and methods): `coeff` is read as alpha, the method follows
     from the contrast prompts, and every vector gets a fresh id."""
     loaded = load_vectors(V1_FILE, steered.info)
-    assert [(v.layer, v.alpha, v.method) for v in loaded] == [(1, 2.5, "mean_diff"), (3, -1.0, "mean")]
-    assert loaded[0].prompts == ("sunny and warm",) and loaded[0].contrast_prompts == ("rainy and cold",)
+    assert [(v.layer, v.alpha, v.method) for v in loaded] == [
+        (1, 2.5, "mean_diff"),
+        (3, -1.0, "mean"),
+    ]
+    assert loaded[0].prompts == ("sunny and warm",) and loaded[0].contrast_prompts == (
+        "rainy and cold",
+    )
     assert loaded[1].prompts == ("a happy song", "joyful news") and loaded[1].contrast_prompts == ()
     assert len({v.id for v in loaded}) == 2 and loaded[0].created_at == "2026-11-30T03:26:52+00:00"
     # The same tiny model (same seed) gives the same directions as the old capture.

@@ -113,7 +113,11 @@ def test_side_by_side_streams_unsteered_and_each_cell(explore):
     views = list(actions.compare(vector.id, ["1:1", "2:1"], "Hello there", 4, state))
     table, status = views[-1]
     assert status == "✓ Done."
-    assert [row[0] for row in table] == ["unsteered", "layer 1 · strength 1", "layer 2 · strength 1"]
+    assert [row[0] for row in table] == [
+        "unsteered",
+        "layer 1 · strength 1",
+        "layer 2 · strength 1",
+    ]
     assert len(views) > 3  # streamed
     assert steerer.vectors == before
     assert "one to four" in last(actions.compare(vector.id, [], "Hi", 4, state))[-1]

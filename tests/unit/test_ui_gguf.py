@@ -36,7 +36,9 @@ def steerer(tiny_session):
 
 def test_export_writes_the_file_and_shows_the_exact_flags(tiny_session, steerer, tmp_path):
     steerer.set_vectors([_vector(2, 1.5), _vector(3, -1.0)])
-    file, flags, status = last(GgufActions(tiny_session, tmp_path).export("love vectors.safetensors"))
+    file, flags, status = last(
+        GgufActions(tiny_session, tmp_path).export("love vectors.safetensors")
+    )
     path = tmp_path / "love-vectors.gguf"
     assert file == {"__type__": "update", "value": str(path), "visible": True}
     assert shlex.split(flags["value"]) == [
@@ -48,7 +50,11 @@ def test_export_writes_the_file_and_shows_the_exact_flags(tiny_session, steerer,
 
 @pytest.mark.parametrize(
     ("vectors", "name", "needle"),
-    [((), "v", "no active vectors"), ((1,), "v", "direction.0"), ((2,), " ", "Give the file a name")],
+    [
+        ((), "v", "no active vectors"),
+        ((1,), "v", "direction.0"),
+        ((2,), " ", "Give the file a name"),
+    ],
 )
 def test_a_refused_export_writes_nothing_and_changes_no_vector(
     tiny_session, steerer, tmp_path, vectors, name, needle
@@ -65,20 +71,29 @@ def test_load_vectors_imports_a_gguf_and_leaves_out_the_last_layer(tiny_session,
     steerer.set_vectors([_vector(2, 1.0)])
     path = write_control_vector(
         tmp_path / "cvgen.gguf",
-        ControlVectorFile("cvgen.gguf", "llama", {i: torch.full((32,), float(i)) for i in (1, 2, 3)}),
+        ControlVectorFile(
+            "cvgen.gguf", "llama", {i: torch.full((32,), float(i)) for i in (1, 2, 3)}
+        ),
     )
     table, _choices, status = last(SteeringActions(tiny_session, tmp_path).load_vectors(str(path)))
     assert status.startswith("✓ Imported 2 vector(s) from cvgen.gguf at layer(s) 2, 3."), status
     assert "Left out: direction.3" in status and "replace the 1 that were active" in status
-    assert [(v.layer, v.alpha, v.method) for v in steerer.vectors] == [(2, 1.0, "gguf"), (3, 1.0, "gguf")]
+    assert [(v.layer, v.alpha, v.method) for v in steerer.vectors] == [
+        (2, 1.0, "gguf"),
+        (3, 1.0, "gguf"),
+    ]
     assert len(table) == 2 and "cvgen.gguf" in str(table)
 
 
-def test_load_vectors_refuses_a_model_gguf_and_keeps_the_active_vectors(tiny_session, steerer, tmp_path):
+def test_load_vectors_refuses_a_model_gguf_and_keeps_the_active_vectors(
+    tiny_session, steerer, tmp_path
+):
     steerer.set_vectors([_vector(2, 1.0)])
     before = steerer.vectors
     _, _, status = last(
-        SteeringActions(tiny_session, tmp_path).load_vectors(str(embedded_model_folder() / EMBEDDED_GGUF))
+        SteeringActions(tiny_session, tmp_path).load_vectors(
+            str(embedded_model_folder() / EMBEDDED_GGUF)
+        )
     )
     assert status.startswith("⚠ Could not load the vectors") and "not a control vector" in status
     assert steerer.vectors == before

@@ -51,7 +51,10 @@ def _set_input(field, value):
     ("change", "message"),
     [
         (_set_input("prompts", "hello world"), "inputs.prompts must be a list of texts, got text"),
-        (_set_input("contrast_prompts", [1, 2]), r"inputs.contrast_prompts\[0\] must be text, got 1"),
+        (
+            _set_input("contrast_prompts", [1, 2]),
+            r"inputs.contrast_prompts\[0\] must be text, got 1",
+        ),
         (_set("layer", True), "layer must be a whole number, got True"),
         (_set("layer", 1.0), "layer must be a whole number, got 1.0"),
         (_set("layer", "1"), "layer must be a whole number, got text"),
@@ -63,15 +66,28 @@ def _set_input(field, value):
         (_set("method", {"name": "mean"}), "method must be text, got a mapping"),
         (_set("inputs", ["hello"]), "inputs must be a mapping, got a list"),
         (_set("created_at", None), "created_at must be text, got None"),
-        (lambda m: m["model"].update(hidden_size=True), "model.hidden_size must be a whole number, got True"),
-        (lambda m: m["model"].update(num_layers="4"), "model.num_layers must be a whole number, got text"),
+        (
+            lambda m: m["model"].update(hidden_size=True),
+            "model.hidden_size must be a whole number, got True",
+        ),
+        (
+            lambda m: m["model"].update(num_layers="4"),
+            "model.num_layers must be a whole number, got text",
+        ),
         (lambda m: m["model"].update(name=["tiny"]), "model.name must be text, got a list"),
         (lambda m: m.update(version=True), "format version True"),
         (lambda m: m["vectors"].__setitem__(0, "vector"), "the entry must be a mapping, got text"),
-        (_set_input("prompts", ["p"] * (MAX_PROMPTS_PER_CAPTURE + 1)),
-         f"inputs.prompts holds {MAX_PROMPTS_PER_CAPTURE + 1:,} items; at most {MAX_PROMPTS_PER_CAPTURE:,}"),
-        (lambda m: m.update(vectors=[m["vectors"][0]] * (MAX_VECTORS_PER_FILE + 1)),
-         f"at most {MAX_VECTORS_PER_FILE}"),
+        (
+            _set_input("prompts", ["p"] * (MAX_PROMPTS_PER_CAPTURE + 1)),
+            (
+                f"inputs.prompts holds {MAX_PROMPTS_PER_CAPTURE + 1:,} items; "
+                f"at most {MAX_PROMPTS_PER_CAPTURE:,}"
+            ),
+        ),
+        (
+            lambda m: m.update(vectors=[m["vectors"][0]] * (MAX_VECTORS_PER_FILE + 1)),
+            f"at most {MAX_VECTORS_PER_FILE}",
+        ),
     ],
 )
 def test_each_wrong_field_is_named(steered, tmp_path, change, message):
@@ -98,7 +114,9 @@ def test_a_format_1_file_with_a_text_for_its_prompts_is_refused(steered, tmp_pat
     path = tmp_path / "v1.safetensors"
     shutil.copy(V1_FILE, path)
     _rewrite(path, lambda meta: meta["vectors"][1].update(prompts="hello world"))
-    with pytest.raises(VectorFileError, match="vector 2 is invalid: prompts must be a list of texts, got text"):
+    with pytest.raises(
+        VectorFileError, match="vector 2 is invalid: prompts must be a list of texts, got text"
+    ):
         load_vectors(path, steered.info)
     _rewrite(path, lambda meta: meta["vectors"][1].update(prompts=["hello world"], coeff=True))
     with pytest.raises(VectorFileError, match="coeff must be a number, got True"):

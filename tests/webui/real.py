@@ -126,7 +126,9 @@ class RealWebui:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"the webui exited ({self.process.returncode}):\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"the webui exited ({self.process.returncode}):\n{self.log_tail()}"
+                )
             try:
                 info = http_json(f"{self.api}/internal/model/info", timeout=5)
                 urllib.request.urlopen(self.url, timeout=5).close()

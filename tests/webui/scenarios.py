@@ -3,8 +3,8 @@
 Each scenario gets a fresh folder and the tokenizer, builds a stand-in webui
 (harness.Webui), loads the extension the webui's way, builds its tab inside
 `gr.Blocks` and drives the handlers the page registered.
-tests/integration/test_webui_extension.py runs them under the current Gradio; tests/webui/gradio4_check.py runs
-`GRADIO4` under Gradio 4.37 in .venv-gradio4.
+tests/integration/test_webui_extension.py runs them under the current Gradio;
+tests/webui/gradio4_check.py runs `GRADIO4` under Gradio 4.37 in .venv-gradio4.
 """
 
 from __future__ import annotations
@@ -94,7 +94,9 @@ def loads_like_the_webui(tmp: Path, tokenizer: Any) -> None:
         with Webui(tmp / route, route) as webui:
             webui.set_model(tiny_llama(tokenizer), tokenizer)
             script = webui.load()
-            expected = "extensions.steerswarm.script" if route == "extensions" else "user_ext_steerswarm"
+            expected = (
+                "extensions.steerswarm.script" if route == "extensions" else "user_ext_steerswarm"
+            )
             assert script.__name__ == expected, script.__name__
             import extension
 
@@ -306,7 +308,10 @@ def follows_model_changes(tmp: Path, tokenizer: Any) -> None:
         wide = tiny_llama(tokenizer, seed=2, hidden_size=48)
         webui.set_model(wide, tokenizer, "model-c")
         _table, _choices_update, status = webui.call("reset_vectors")
-        assert "The model changed to model-c. Dropped 2 vector(s) made for a model of another size" in status, status
+        assert (
+            "The model changed to model-c. Dropped 2 vector(s) made for a model of another size"
+            in status
+        ), status
 
         assert _add(webui).startswith("✓ Added vector #1")
         gone = weakref.ref(wide)
@@ -382,7 +387,9 @@ def stops_when_the_model_changes_mid_run(tmp: Path, tokenizer: Any) -> None:
             view = _optimize(webui, choices, particles=4, iterations=2)
         finally:
             ui.optimize_tab.run_optimization = original
-        assert "The model changed during the optimization (model-a is no longer" in view[-1], view[-1]
+        assert "The model changed during the optimization (model-a is no longer" in view[-1], view[
+            -1
+        ]
         assert scored == [1]  # the baseline only: nothing more ran on model-a
         from steering import steerer_for
 
@@ -415,7 +422,9 @@ def refuses_models_it_cannot_steer(tmp: Path, tokenizer: Any) -> None:
             expected = f"some-model is loaded with the {loader} loader and cannot be steered here"
             assert any(expected in t for t in webui.texts()), webui.texts()
             _table, _choices_update, status = webui.call("add_vector", *PROMPTS, 1, 3.0)
-            assert status.startswith("⚠ Could not add the steering vector") and expected in status, status
+            assert (
+                status.startswith("⚠ Could not add the steering vector") and expected in status
+            ), status
             assert "Transformers loader" in status
             # With llama.cpp, the tab points to the export llama.cpp applies itself.
             assert ("Export for llama.cpp" in status) == (loader == "llama.cpp"), status
