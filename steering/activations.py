@@ -40,6 +40,9 @@ CHUNK = CAPTURE_BATCH
 # on_progress(prompts done, prompts in all), after each batch.
 CaptureProgress = Callable[[int, int], None]
 
+# The decoder layers, in order: a model's own ModuleList (not a typing.Sequence) or a list.
+Layers = torch.nn.ModuleList | Sequence[torch.nn.Module]
+
 
 class CaptureCancelled(JobCancelled):
     """A capture was cancelled; nothing was kept or changed."""
@@ -55,7 +58,7 @@ class _Stopped(Exception):
 
 def capture_all_layers(
     model: Any,
-    layers: Sequence[torch.nn.Module],
+    layers: Layers,
     token_lists: Sequence[Sequence[int]],
     device: torch.device,
     chunk: int = CHUNK,
@@ -138,7 +141,7 @@ def padded_width(longest: int, max_width: int | None) -> int:
 
 def _chunk_means(
     model: Any,
-    layers: Sequence[torch.nn.Module],
+    layers: Layers,
     token_lists: Sequence[Sequence[int]],
     device: torch.device,
     starts: Sequence[int],
@@ -160,7 +163,7 @@ def _chunk_means(
     counts = keep.sum(dim=1, keepdim=True).float()
     per_layer: list[torch.Tensor | None] = [None] * len(layers)
 
-    def record(index: int, module: Any, args: tuple, kwargs: dict) -> None:
+    def record(index: int, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if cancel is not None and cancel.is_set():
             raise _Stopped
         hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
@@ -191,7 +194,7 @@ def _chunk_means(
             handle.remove()
     if any(mean is None for mean in per_layer):
         raise RuntimeError("The model's forward did not pass through every decoder layer.")
-    return torch.stack(per_layer, dim=1)  # type: ignore[arg-type]
+    return torch.stack([mean for mean in per_layer if mean is not None], dim=1)
 
 
 class _bound:
@@ -202,7 +205,7 @@ class _bound:
     def __init__(self, record: Any, index: int) -> None:
         self.record, self.index = record, index
 
-    def __call__(self, module: Any, args: tuple, kwargs: dict) -> None:
+    def __call__(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.record(self.index, module, args, kwargs)
 
 

@@ -137,7 +137,8 @@ def _climb(
 ) -> torch.Tensor:
     """Layers start..stop-1 on blocks of `rows` rows, block j steered by deltas[j]."""
     with steerer.applied_deltas(row_blocks(deltas, rows, cache.config.hidden_size)):
-        return cache._run_layers(hidden, start, stop)
+        out: torch.Tensor = cache._run_layers(hidden, start, stop)
+        return out
 
 def free_memory_bytes(device: torch.device) -> int:
     """Memory free for activations on `device` now."""

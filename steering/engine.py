@@ -50,10 +50,12 @@ class _LayerView:
         return _live(self._model_ref)(*args, **kwargs)
 
     def parameters(self) -> Iterator[torch.nn.Parameter]:
-        return _live(self._model_ref).parameters()
+        model: torch.nn.Module = _live(self._model_ref)
+        return model.parameters()
 
     def modules(self) -> Iterator[torch.nn.Module]:
-        return _live(self._model_ref).modules()
+        model: torch.nn.Module = _live(self._model_ref)
+        return model.modules()
 
 
 def _model_ref(model: Any) -> Callable[[], Any]:
@@ -78,12 +80,13 @@ def _live(ref: Callable[[], Any]) -> Any:
     return model
 
 
-class _OwnSteer(llm_steer.Steer):
+class _OwnSteer(llm_steer.Steer):  # type: ignore[misc]  # llm_steer has no stubs: Steer is Any
     """llm_steer.Steer with per-instance state and the exact rule H + alpha * V."""
 
     def __init__(self, view: _LayerView, tokenizer: Any) -> None:
-        super().__init__(view, tokenizer)  # type: ignore[arg-type]
-        self.steers = {}  # shadows the class-level dict shared by all instances
+        super().__init__(view, tokenizer)
+        # shadows the class-level dict shared by all instances
+        self.steers: dict[int, Any] = {}
 
     def _steer_vector_forward(self, layer_idx: int) -> Callable[..., Any]:
         def steered_forward(*args: Any, **kwargs: Any) -> Any:
@@ -207,7 +210,8 @@ class Steerer:
 
     @property
     def device(self) -> torch.device:
-        return self._engine.device
+        device: torch.device = self._engine.device
+        return device
 
     def check(self, vector: SteeringVector) -> None:
         """Raise IncompatibleVectorError unless `vector` fits this model."""
@@ -513,7 +517,7 @@ class Steerer:
         return float(self.layer_norms()[check_layer(layer, self.info.num_layers)])
 
     def _tokens(self, prompt: str) -> list[int]:
-        tokens = self.tokenizer.encode(prompt, add_special_tokens=False)
+        tokens: list[int] = self.tokenizer.encode(prompt, add_special_tokens=False)
         bos = self.tokenizer.bos_token_id
         if bos is not None:
             tokens = [bos, *tokens]

@@ -77,7 +77,8 @@ def _dprime(concept: torch.Tensor, contrast: torch.Tensor) -> float:
 
 
 def _unit(direction: torch.Tensor) -> torch.Tensor:
-    return direction / direction.norm().clamp_min(1e-12)
+    unit: torch.Tensor = direction / direction.norm().clamp_min(1e-12)
+    return unit
 
 
 def _check_activations(concept: torch.Tensor, contrast: torch.Tensor) -> None:
@@ -196,7 +197,8 @@ def lens_logits(
     with torch.no_grad():
         if final_norm is not None:
             hidden = final_norm(hidden)
-        return unembedding(hidden)[0, 0].float().cpu()
+        logits: torch.Tensor = unembedding(hidden)[0, 0].float().cpu()
+        return logits
 
 
 def logit_lens(

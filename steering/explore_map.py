@@ -207,8 +207,8 @@ class StrengthMap:
         with torch.no_grad(), steerer.unsteered():
             final = self._reference_pass()
             self._ref_ll = self._text_loglik(final)
-            neutral = final[self._neutral_positions(1)]
-            self._kl_reference = KlReference.of(neutral, self._weight, self._bias)
+            neutral_final = final[self._neutral_positions(1)]
+            self._kl_reference = KlReference.of(neutral_final, self._weight, self._bias)
 
     # ------------------------------------------------------------------ plan
 
@@ -228,7 +228,8 @@ class StrengthMap:
             if layer and cache._storable(layer):
                 cache._store[layer] = [hidden]
             hidden = cache._run_layers(hidden, layer, layer + 1)
-        return cache.base.norm(hidden)
+        final: torch.Tensor = cache.base.norm(hidden)
+        return final
 
     def _entering(self, layer: int) -> torch.Tensor:
         """The unsteered state entering `layer` for the texts."""

@@ -65,6 +65,7 @@ def check_context(
 
 def chat_input_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> torch.Tensor:
     """Token ids of a conversation, ending where the assistant should speak."""
+    ids: torch.Tensor
     if getattr(tokenizer, "chat_template", None):
         ids = tokenizer.apply_chat_template(
             list(messages), add_generation_prompt=True, return_tensors="pt", return_dict=True
@@ -230,4 +231,5 @@ def complete(model: Any, tokenizer: Any, prompt: str, settings: GenerationSettin
     torch.manual_seed(settings.seed)
     with torch.no_grad():
         out = model.generate(**enc, **settings.generate_kwargs(tokenizer))
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    text: str = tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    return text

@@ -81,15 +81,16 @@ def load_model(
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if model is None and gguf_file is None:
-        source, gguf, name = str(embedded_model_folder()), EMBEDDED_GGUF, EMBEDDED_NAME
-    elif model is None:
-        gguf_path = Path(gguf_file)  # type: ignore[arg-type]
+    gguf: str | None
+    if model is not None:
+        source, gguf, name = model, gguf_file, Path(model).name or model
+    elif gguf_file is not None:
+        gguf_path = Path(gguf_file)
         if not gguf_path.is_file():
             raise InvalidInputError(f"GGUF file not found: {gguf_file}")
         source, gguf, name = str(gguf_path.parent), gguf_path.name, gguf_path.stem
     else:
-        source, gguf, name = model, gguf_file, Path(model).name or model
+        source, gguf, name = str(embedded_model_folder()), EMBEDDED_GGUF, EMBEDDED_NAME
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # float32 on CPU (half precision is slow and lossy there); on CUDA the
     # checkpoint's own dtype.
@@ -97,7 +98,10 @@ def load_model(
     kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+        # as a Module: transformers' decorated PreTrainedModel.to misreads its self argument
+        loaded: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, **kwargs
+        )
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"Could not load model {source!r}: {exc}") from exc
     loaded.to(device).eval()
@@ -124,7 +128,8 @@ def find_decoder_layers(model: Any) -> torch.nn.ModuleList:
             f"The loaded model ({type(model).__name__}) is not a PyTorch model: "
             "steering needs a model loaded with the Transformers loader."
         )
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    get_base_model = getattr(model, "get_base_model", None)  # a peft model wraps the base
+    base = get_base_model() if callable(get_base_model) else model
     for path in LAYER_PATHS:
         layers = _resolve(base, path)
         if isinstance(layers, torch.nn.ModuleList) and len(layers) > 0:

@@ -156,7 +156,7 @@ class DataFolder:
 
     def saved(self) -> list[SavedFile]:
         """The saved vector files and results, newest first."""
-        found = []
+        found: list[SavedFile] = []
         for kind, folder, pattern in (
             ("vectors", self.vectors_dir, "*.safetensors"),
             ("result", self.results_dir, "*.json"),

@@ -141,7 +141,7 @@ def load_vectors(path: str | Path, info: ModelInfo) -> list[SteeringVector]:
             f"{model['num_layers']} layers); the loaded model {info.name} has hidden size "
             f"{info.hidden_size} and {info.num_layers} layers."
         )
-    vectors = []
+    vectors: list[SteeringVector] = []
     for i, entry in enumerate(meta["vectors"]):
         tensor = tensors.get(f"vector.{i}")
         if tensor is None:

@@ -29,22 +29,23 @@ def _show(value: float) -> str:
 
 
 def _bounds(name: str, value: float, minimum: float | None, maximum: float | None) -> None:
-    below = minimum is not None and value < minimum
-    above = maximum is not None and value > maximum
-    if not (below or above):
-        return
     if minimum is not None and maximum is not None:
-        raise InvalidInputError(
-            f"{name} must be between {_show(minimum)} and {_show(maximum)}, "
-            f"got {_show(value)}."
-        )
-    if below:
-        raise InvalidInputError(f"{name} must be {_show(minimum)} or more, got {_show(value)}.")
-    raise InvalidInputError(f"{name} must be at most {_show(maximum)}, got {_show(value)}.")
+        if value < minimum or value > maximum:
+            raise InvalidInputError(
+                f"{name} must be between {_show(minimum)} and {_show(maximum)}, "
+                f"got {_show(value)}."
+            )
+    elif minimum is not None:
+        if value < minimum:
+            raise InvalidInputError(
+                f"{name} must be {_show(minimum)} or more, got {_show(value)}."
+            )
+    elif maximum is not None and value > maximum:
+        raise InvalidInputError(f"{name} must be at most {_show(maximum)}, got {_show(value)}.")
 
 
 def whole(
-    name: str, value: object, minimum: int | None = None, maximum: int | None = None
+    name: str, value: object, minimum: float | None = None, maximum: float | None = None
 ) -> int:
     """`value` as an int within the bounds. A float with no fraction counts
     (gr.Number and JSON give 3.0); True/False, text and None do not."""
@@ -65,7 +66,7 @@ def number(
     if isinstance(value, bool):
         raise InvalidInputError(f"{name} must be a number, got {typed(value)}.")
     try:
-        result = float(value)  # type: ignore[arg-type]
+        result = float(value)  # type: ignore[arg-type]  # any object: float() refusing it is the check
     except (TypeError, ValueError):
         raise InvalidInputError(f"{name} must be a number, got {typed(value)}.") from None
     if minimum is not None and maximum is None:

@@ -112,8 +112,9 @@ class Field:
         from steering import validate
 
         if self.kind in (int, float):
+            checked: float
             if self.kind is int:
-                checked = validate.whole(self.noun, value, self.minimum, self.maximum)  # type: ignore[arg-type]
+                checked = validate.whole(self.noun, value, self.minimum, self.maximum)
             else:
                 checked = validate.number(self.noun, value, self.minimum, self.maximum)
             return self.capped(checked)

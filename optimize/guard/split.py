@@ -187,7 +187,7 @@ def gain_p(fixed: int, broken: int) -> float:
     n = fixed + broken
     if n == 0:
         return 1.0
-    return sum(math.comb(n, i) for i in range(fixed, n + 1)) / 2**n
+    return sum(math.comb(n, i) for i in range(fixed, n + 1)) / 2.0**n
 
 
 def sign_test_p(fixed: int, broken: int) -> float:
@@ -196,7 +196,7 @@ def sign_test_p(fixed: int, broken: int) -> float:
     if n == 0:
         return 1.0
     k = min(fixed, broken)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
     return min(1.0, 2.0 * tail)
 
 

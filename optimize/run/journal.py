@@ -148,7 +148,7 @@ def run_identity(
     fitness = plan.fitness
     split = getattr(fitness, "split", None)
     guard_task = getattr(fitness, "guard_task", None)
-    return _normal({
+    identity: dict[str, Any] = _normal({
         "model": {"name": model, "num_layers": num_layers},
         "vectors": [r.to_dict() for r in records],
         "fitness": config(fitness),
@@ -164,6 +164,7 @@ def run_identity(
         "significance": plan.significance,
         "settings": None if settings is None else dict(settings),
     })
+    return identity
 
 
 @dataclass(frozen=True)
@@ -219,15 +220,15 @@ class Journal:
     @classmethod
     def start(cls, path: str | Path, identity: Mapping[str, Any]) -> Journal:
         path = Path(path)
-        identity = _normal(dict(identity))
+        normal: dict[str, Any] = _normal(dict(identity))
         JournalFile(path).check()
-        journal = cls(path, JournalState(identity))
+        journal = cls(path, JournalState(normal))
         try:
             journal._open(os.O_CREAT | os.O_EXCL)
         except OSError as exc:
             raise _write_error(path, exc) from exc
         try:
-            journal._append({"format": FORMAT, "version": VERSION, "identity": identity})
+            journal._append({"format": FORMAT, "version": VERSION, "identity": normal})
         except JournalWriteError:
             journal.close()  # a journal without its first line is no run: none is left
             path.unlink(missing_ok=True)
@@ -275,9 +276,10 @@ class Journal:
         all but SEARCH with their per-document `values`) unless it is a cache
         hit or the journal already holds it."""
         key = evaluation.setting.key
-        kept: Mapping[Key, Any] = {
+        by_kind: dict[str, Mapping[Key, Any]] = {
             SEARCH: self.search, HELDOUT: self.heldout, CONFIRM: self.confirm
-        }.get(kind, {})
+        }
+        kept = by_kind.get(kind, {})
         if evaluation.cached or key in kept:
             return
         if kind == BASELINE:

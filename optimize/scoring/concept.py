@@ -36,7 +36,8 @@ from optimize.scoring.metrics import Metrics
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
 from steering.explore_map import padded_texts
-from steering.extract import CONTRAST_PROMPTS, PROMPTS, VectorSource
+from steering.extract import VectorSource
+from steering.extract.base import CONTRAST_PROMPTS, PROMPTS
 from steering.rng import preserved_rng
 from steering.vector import SteeringVector
 

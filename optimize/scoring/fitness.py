@@ -32,12 +32,13 @@ from optimize.config.configs import FitnessConfig
 from optimize.errors import FitnessError, lm_eval_failures, short_message as _short
 from optimize.guard.split import SEARCH, SIDE_NAMES, SIDES, DocumentSplit
 from optimize.scoring.metrics import Metrics
-from optimize.scoring.prefix import DEFAULT_CACHE_BYTES, PrefixScorer
+from optimize.scoring.prefix import PrefixScorer
 from steering import lm_eval_tasks
 from steering.batched import checked_deltas, row_limit
 from steering.engine import Steerer
 from steering.errors import InvalidInputError
 from steering.extract.task_pairs import doc_key, reserved_keys
+from steering.layer_cache import DEFAULT_CACHE_BYTES
 from steering.rng import preserved_rng
 from steering.vector import SteeringVector
 

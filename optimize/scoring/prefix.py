@@ -77,6 +77,14 @@ class _Batch:
     requests: tuple[int, ...]  # indices into the scorer's request list
 
 
+def _answered(answers: Sequence[tuple[float, bool] | None]) -> list[tuple[float, bool]]:
+    """`answers` once every request has its answer (each batch answers its own)."""
+    done = [answer for answer in answers if answer is not None]
+    if len(done) != len(answers):
+        raise RuntimeError(f"{len(answers) - len(done)} request(s) were left without an answer")
+    return done
+
+
 def _tokenize(lm: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """(context tokens, continuation tokens) exactly as HFLM.loglikelihood makes them."""
     if context == "":
@@ -84,7 +92,8 @@ def _tokenize(lm: Any, context: str, continuation: str) -> tuple[list[int], list
         if lm.prefix_token_id != continuation_enc[0]:
             return [lm.prefix_token_id], continuation_enc
         return continuation_enc[:1], continuation_enc[1:]
-    return lm._encode_pair(context, continuation)
+    pair: tuple[list[int], list[int]] = lm._encode_pair(context, continuation)
+    return pair
 
 
 def _supported(model: Any, layers: torch.nn.ModuleList, lm: Any) -> str | None:
@@ -175,7 +184,10 @@ class PrefixScorer(LayerCache):
             start += size
             ids = torch.zeros((len(chunk), width), dtype=torch.long)
             pick_index: dict[tuple[int, int], int] = {}
-            picks, targets, owners, members = [], [], [], []
+            picks: list[int] = []
+            targets: list[int] = []
+            owners: list[int] = []
+            members: list[int] = []
             for r, row in enumerate(chunk):
                 ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
                 for index, continuation in rows[row]:
@@ -213,8 +225,7 @@ class PrefixScorer(LayerCache):
             self._answer(self.batches[index], hidden, answers)
 
         self.run(lowest_steered, finish)
-        assert all(a is not None for a in answers)
-        return answers  # type: ignore[return-value]
+        return _answered(answers)
 
     def score_many(
         self,
@@ -230,8 +241,7 @@ class PrefixScorer(LayerCache):
             self._answer(self.batches[index], hidden, results[setting])
 
         run_many(self, steerer, deltas, max_rows, finish)
-        assert all(a is not None for answers in results for a in answers)
-        return results  # type: ignore[return-value]
+        return [_answered(answers) for answers in results]
 
     def _answer(
         self, batch: _Batch, hidden: torch.Tensor, answers: list[tuple[float, bool] | None]

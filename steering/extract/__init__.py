@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+import torch
+
 from steering.errors import InvalidInputError
 from steering.extract import gguf, mean, mean_diff, pca_diff, task_pairs
 from steering.extract.base import CONTRAST_PROMPTS, PROMPTS, Activations, ExtractionMethod
@@ -112,7 +114,7 @@ class VectorSource:
             text += "  vs  " + " | ".join(self.contrast_prompts)
         return text
 
-    def direction(self, activations: Activations, layer: int):  # -> torch.Tensor
+    def direction(self, activations: Activations, layer: int) -> torch.Tensor:
         """Run the method at `layer`."""
         return get_method(self.method).direction(activations, self.inputs, layer)
 

@@ -124,4 +124,5 @@ def pca_direction(differences: torch.Tensor) -> torch.Tensor:
     projection = float((data @ component).mean())
     if projection < 0:
         component, projection = -component, -projection
-    return (component * projection).float()
+    scaled: torch.Tensor = (component * projection).float()
+    return scaled
