@@ -374,10 +374,12 @@ def _webui_job_limits() -> Any:
     minutes: dict[str, float | None] = {}
     for key in ("job_confirm_minutes", "job_limit_minutes"):
         value = params.get(key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-        if value is not None and not ok:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            minutes[key] = float(value)
+            continue
+        if value is not None:
             log.error("steerswarm: ignoring %s=%r: not a number of minutes above 0", key, value)
-        minutes[key] = float(value) if ok else None
+        minutes[key] = None
     return JobLimits.from_minutes(minutes["job_confirm_minutes"], minutes["job_limit_minutes"])
 
 

@@ -9,28 +9,30 @@ have a module called `extension`, ours is loaded from its path under a name
 of its own instead.
 """
 
+import importlib
 import importlib.util
 import os
 import sys
+from types import ModuleType
 
 _HERE = os.path.dirname(os.path.realpath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 
-def _load_extension():  # type: ignore[no-untyped-def]
+def _load_extension() -> ModuleType:
     path = os.path.join(_HERE, "extension.py")
-    module = sys.modules.get("extension")
-    if module is None:
-        import extension as module
+    module = sys.modules.get("extension") or importlib.import_module("extension")
     if os.path.realpath(getattr(module, "__file__", "") or "") == path:
         return module
     name = "steerswarm_extension"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
-        loaded = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load the extension from {path}")
+        loaded = importlib.util.module_from_spec(spec)
         sys.modules[name] = loaded
-        spec.loader.exec_module(loaded)  # type: ignore[union-attr]
+        spec.loader.exec_module(loaded)
     return sys.modules[name]
 
 

@@ -22,6 +22,7 @@ budget, a relative error of 10 % is 0.05 nats.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 import time
@@ -106,7 +107,7 @@ def _cost_ratio(
         return {"line": ""}
     guards = {n: KlGuard(bench.steerer, neutral_sentences(count=n)) for n in (small, default)}
     timings = interleaved(
-        {str(n): (lambda g=guard: g.evaluate(setting)) for n, guard in guards.items()}, rounds
+        {str(n): functools.partial(guard.evaluate, setting) for n, guard in guards.items()}, rounds
     )
     r = ratio(timings[str(small)], timings[str(default)])
     line = (
@@ -152,7 +153,8 @@ def run(
     log(f"(j) {len(settings)} of {len(candidates)} settings have a full-set KL in {KL_RANGE}")
     generator = torch.Generator().manual_seed(seed)
     sizes = [n for n in SIZES if n < total]
-    rows, per_size = [], {}
+    rows: list[list[Any]] = []
+    per_size: dict[int, dict[str, Any]] = {}
     for n in sizes:
         spaced = torch.tensor([i * total // n for i in range(n)])
         even = [_relative(s["totals"], positions, spaced) for s in settings]

@@ -24,6 +24,7 @@ import ctypes
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import gguf
 import llama_cpp
@@ -69,7 +70,9 @@ def main(workdir: str) -> None:
     n_embd = llm.n_embd()
     n_layer = llama_cpp.llama_model_n_layer(llm.model)
     directions = read_directions(request["vector"])
-    result = {"base": np.stack([log_probs(llm, tokens) for tokens in request["prompts"]])}
+    result: dict[str, Any] = {
+        "base": np.stack([log_probs(llm, tokens) for tokens in request["prompts"]])
+    }
     for shift in request["shifts"]:
         data = buffer_for(directions, n_embd, shift)
         pointer = data.ctypes.data_as(ctypes.POINTER(ctypes.c_float))

@@ -46,7 +46,7 @@ def run(
         steerer.set_vectors([bench.vector(round(0.4 * n), 2.0)])
         log(f"(c) optimization ({label}): {task}, limit {limit}, {particles}x{iterations}")
         started = time.perf_counter()
-        options = {} if mode is None else {"prefix_cache": mode}
+        options: dict[str, Any] = {} if mode is None else {"prefix_cache": mode}
         try:
             scorer = LmEvalFitness(steerer, fitness, **options)
             result = run_optimization(steerer, [0], RunPlan(scorer, space, pso))

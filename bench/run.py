@@ -193,7 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     print("\n\n".join(sections) + "\n", flush=True)
     for name in chosen:
-        if name == "generation":
+        if name == "demo":
+            commit = args.old_commit or demo.OLD_COMMIT
+            result = demo.run(settings["demo_limit"], args.threads or 1, commit, settings["seeds"])
+        elif bench is None:  # loaded unless the demo alone was chosen
+            raise RuntimeError(f"the {name} benchmark needs the model loaded")
+        elif name == "generation":
             result = generation.run(bench, settings["tokens"], settings["rounds_a"])
         elif name == "particle":
             result = particle.run(
@@ -210,9 +215,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif name == "batch":
             limit = settings["limit"]
             result = batch.run(bench, args.task, limit, 6, settings["rounds_b"], args.seed)
-        elif name == "demo":
-            commit = args.old_commit or demo.OLD_COMMIT
-            result = demo.run(settings["demo_limit"], args.threads or 1, commit, settings["seeds"])
         elif name == "profile":
             result = profile.run(bench, settings["demo_limit"])
         elif name == "verdicts":
@@ -222,10 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif name == "serving":
             result = serving.run(bench, args.serve_tokens, settings["rounds_serving"])
         elif name == "strategies":
+            tasks: dict[str, Any] = (
+                {"tasks": tuple(args.strategy_tasks.split(","))} if args.strategy_tasks else {}
+            )
             result = strategies.run(
                 bench, seeds=settings["seeds"], limit=settings["strategy_limit"],
-                alpha_decimals=args.strategy_decimals,
-                **({"tasks": tuple(args.strategy_tasks.split(","))} if args.strategy_tasks else {}),
+                alpha_decimals=args.strategy_decimals, **tasks,
             )
         else:
             result = optimization.run(

@@ -76,8 +76,8 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
     generated = sum(r.completion_tokens for r in replies["batched"])
     r = ratio(timings["one after another"], timings["batched"])
     tps = {name: generated / t.median for name, t in timings.items()}
-    row = ["throughput, batched / one after another", r.cell(2), f"{r.cpu_median:.2f}",
-           f"{r.best:.2f}"]
+    figures = ["throughput, batched / one after another", r.cell(2), f"{r.cpu_median:.2f}",
+               f"{r.best:.2f}"]
     markdown = (
         "### (i) Serving: four differently steered requests sent together\n\n"
         f"{len(jobs)} chat requests, greedy, up to {tokens} new tokens each ({generated} in "
@@ -85,7 +85,7 @@ def run(bench: Bench, tokens: int, rounds: int) -> dict[str, Any]:
         f"{rounds} interleaved rounds. Batched: one generation, one steering setting per row; "
         f"otherwise one generation per request. Same replies both ways: {'yes' if same else 'NO'}."
         "\n\n"
-        + table(["figure", "median (range)", "CPU-time ratio", "fastest rounds"], [row])
+        + table(["figure", "median (range)", "CPU-time ratio", "fastest rounds"], [figures])
         + f"\n\nTokens/s: batched {tps['batched']:.1f}, one after another "
         f"{tps['one after another']:.1f}."
     )

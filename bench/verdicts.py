@@ -60,7 +60,8 @@ def run(bench: Bench, seeds: int = 5, tasks: tuple[str, ...] = tuple(TASKS_RUN))
     from optimize.run.settings import RunSettings
 
     steerer = bench.steerer
-    rows, records = [], []
+    rows: list[list[str]] = []
+    records: list[dict[str, Any]] = []
     for name in tasks:
         search_task, heldout_task = TASKS_RUN[name]
         steerer.reset()
@@ -114,7 +115,7 @@ def run(bench: Bench, seeds: int = 5, tasks: tuple[str, ...] = tuple(TASKS_RUN))
     ]
     positive = [r for r in recommended if r["heldout"] and r["heldout"]["gain_points"] > 0]
     stated = [r for r in records if r["covered"] is not None]
-    covered = [r for r in stated if r["covered"]]
+    covering = [r for r in stated if r["covered"]]
 
     def share(part: list[Any], whole: list[Any]) -> str:
         if not whole:
@@ -133,11 +134,11 @@ def run(bench: Bench, seeds: int = 5, tasks: tuple[str, ...] = tuple(TASKS_RUN))
         f"- recommended with a held-out loss at p < 0.05: {len(harmful)} of {len(recommended)} "
         "recommendations (target: none)\n"
         f"- recommended and positive held out: {share(positive, recommended)} (target: 80 %)\n"
-        f"- the stated interval covers the held-out gain: {share(covered, stated)} "
+        f"- the stated interval covers the held-out gain: {share(covering, stated)} "
         "(target: 80 %)"
     )
     return {
         "markdown": markdown, "seeds": seeds, "runs": records,
         "harmful": len(harmful), "recommended": len(recommended),
-        "positive": len(positive), "stated": len(stated), "covered": len(covered),
+        "positive": len(positive), "stated": len(stated), "covered": len(covering),
     }

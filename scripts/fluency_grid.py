@@ -128,7 +128,9 @@ def judged(saved: dict[str, Any], limits: list[int]) -> list[dict[str, Any]]:
     from steering.fluency import FluencyReference, judge, repeated_4grams
     from steering.models import EMBEDDED_GGUF, embedded_model_folder
 
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_folder()), gguf_file=EMBEDDED_GGUF)
+    tokenizer: Any = AutoTokenizer.from_pretrained(
+        str(embedded_model_folder()), gguf_file=EMBEDDED_GGUF
+    )
 
     def texts(ids: list[list[int]], limit: int) -> tuple[str, ...]:
         return tuple(tokenizer.decode(reply[:limit], skip_special_tokens=True) for reply in ids)

@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,10 +45,11 @@ def main() -> None:
 
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    from optimize.guard.kl import KlGuard, neutral_sentences
+    from optimize.guard.kl import KlGuard
     from steering import capture_vector, steerer_for
     from steering.generate import GenerationSettings, reply
     from steering.models import load_model
+    from steering.neutral import neutral_sentences
 
     loaded = load_model()
     steerer = steerer_for(loaded.model, loaded.tokenizer, loaded.name)
@@ -82,8 +84,9 @@ def main() -> None:
         for alpha in (float(x) for x in args.alphas.split(",")):
             vectors = [vector.with_alpha(alpha)]
             t0 = time.perf_counter()
-            row = {"layer": layer, "alpha": alpha, "kl": guard.evaluate(vectors).kl,
-                   "kl_seconds": time.perf_counter() - t0}
+            row: dict[str, Any] = {"layer": layer, "alpha": alpha,
+                                   "kl": guard.evaluate(vectors).kl,
+                                   "kl_seconds": time.perf_counter() - t0}
             if full is not None and (layer, alpha) in extra:
                 row["kl_all_310"] = full.evaluate(vectors).kl
             row.update(sample(vectors))

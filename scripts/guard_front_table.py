@@ -42,7 +42,7 @@ PROMPT = "Describe your morning in two sentences."
 
 def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     from optimize import FitnessConfig, PsoConfig, SearchSpace, run_optimization
-    from optimize.guard.kl import GuardedFitness, KlGuard, neutral_sentences
+    from optimize.guard.kl import GuardedFitness, KlGuard
     from optimize.guard.objective import ObjectiveOptions
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
     from optimize.run.optimization import RunPlan
@@ -50,6 +50,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
     from presets import load_preset
     from steering import capture_vector
     from steering.capture import capture
+    from steering.neutral import neutral_sentences
 
     preset = load_preset("sentiment")
     space = SearchSpace(
@@ -57,6 +58,7 @@ def _run(steerer: Any, name: str, args: argparse.Namespace) -> dict[str, Any]:
         preset.optimize["alpha_min"], preset.optimize["alpha_max"],
     )
     heldout = None
+    guard_task: str | None
     if name == "health":
         from steering.lm_eval_tasks import task_source
 

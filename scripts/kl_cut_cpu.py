@@ -13,14 +13,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _old_cut(widths, batch_size, min_tokens, _batch_cost):
     """`group_rows`' signature over the cut before the padding buckets (work_accounting's)."""
-    from work_accounting import _old_cut as old_cut
+    from scripts.work_accounting import _old_cut as old_cut
 
     return old_cut(widths, batch_size, min_tokens)
 
@@ -43,12 +43,8 @@ def main() -> int:
     preset = load_preset("sentiment")
     vector = capture_vector(steerer, preset.concept, 7, 1.05, preset.contrast)
     now = KlGuard(steerer)
-    cut = guard_module.group_rows
-    guard_module.group_rows = _old_cut
-    try:
+    with mock.patch.object(guard_module, "group_rows", _old_cut):
         before = KlGuard(steerer)
-    finally:
-        guard_module.group_rows = cut
     guards = {"before": before, "now": now}
     seconds = {name: float("inf") for name in guards}
     values = {}

@@ -21,6 +21,7 @@ import argparse
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,7 +82,7 @@ def main() -> int:
         label = f"fresh load, {e.setting.layers} x {e.setting.alphas}:"
         _compare(label, e.metrics, fresh(e.setting))
     first = paid[0].setting
-    scores = {}
+    scores: dict[int, list[Any]] = {}
     for threads in (1, 2, 1):
         torch.set_num_threads(threads)
         scores.setdefault(threads, []).append(scorer(first))

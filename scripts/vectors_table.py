@@ -84,6 +84,8 @@ def _run_task(steerer, args, task: str, vectors: dict, builder) -> list[dict]:
         )
         result = run_optimization(steerer, [0], plan)
         held = result.heldout
+        if held is None:
+            raise SystemExit(f"{task}, {name}: the run ended before its held-out scores")
         best = result.best
         moved = steerer.vectors[0]
         from steering import recapture

@@ -83,6 +83,8 @@ def main() -> int:
         task_config = FitnessConfig(task, str(REPO / "tasks"), limit=limit, batch_size=8)
         fitness = LmEvalFitness(steerer, task_config)
         scorer, lm = fitness.prefix_scorer, fitness.lm
+        if scorer is None:
+            raise SystemExit(f"{task}: the prefix scorer does not run on {loaded.name}")
         requests = fitness.requests()
         rows: dict[tuple[int, ...], int] = {}
         contexts: dict[tuple[int, ...], int] = {}  # context -> tokens run if shared once

@@ -179,16 +179,21 @@ def _state_on_load(tabs: Tabs) -> None:
     if root is None:
         return
     s = tabs.steering
-    root.load(tabs.steering_actions.refresh, None, tabs.refresh_outputs(), api_name=False)
+    root.load(
+        tabs.steering_actions.refresh, None, tabs.refresh_outputs(),
+        api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
+    )
     # No progress shown on these outputs: a page following a job for minutes
     # would show every one of them as pending; the status line says how far it is.
     root.load(
-        tabs.steering_actions.attach, None, [s.table, s.remove_choice, s.status], api_name=False,
+        tabs.steering_actions.attach, None, [s.table, s.remove_choice, s.status],
+        api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
         concurrency_limit=None, show_progress="hidden",
     )
     if tabs.explore is not None and tabs.explore_actions is not None:
         root.load(
-            tabs.explore_actions.attach, None, tabs.explore.attached_outputs(), api_name=False,
+            tabs.explore_actions.attach, None, tabs.explore.attached_outputs(),
+            api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
             concurrency_limit=None, show_progress="hidden",
         )
 
@@ -204,7 +209,11 @@ def _attach_on_load(tabs: Tabs) -> None:
     tab, actions = tabs.optimize, tabs.optimize_actions
     view = [tab.progress, tab.evaluations, tab.convergence, tab.particle_plot, tab.summary,
             tab.result, tab.result_file, tab.status]
-    root.load(actions.attach, None, view, api_name=False, concurrency_limit=None).then(
+    root.load(
+        actions.attach, None, view,
+        api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
+        concurrency_limit=None,
+    ).then(
         actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,
         queue=False,
     ).then(  # the Resume offer as the results folder holds it now (a cancel makes one)

@@ -48,7 +48,7 @@ def to_chatbot(messages: Sequence[dict[str, str]], as_messages: bool | None = No
     return pairs
 
 
-def table_height(px: int) -> dict[str, int]:
+def table_height(px: int) -> dict[str, Any]:
     """Dataframe kwargs capping a table's height at `px`. Gradio 4.37 calls it
     `height` and draws an empty table that tall (500 px by default, most of
     the webui's screen); current Gradio calls it `max_height`."""

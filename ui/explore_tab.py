@@ -318,7 +318,8 @@ class ExploreActions:
             cells = [state.cell(k) for k in keys or []]
             if not cells or len(cells) > 4:
                 raise InvalidInputError("Choose one to four cells of the map.")
-            if not (prompt or "").strip():
+            text = prompt or ""
+            if not text.strip():
                 raise InvalidInputError("Type a prompt first.")
             tokens = float(max_tokens) if max_tokens is not None else math.nan
             if not tokens.is_integer():
@@ -340,7 +341,7 @@ class ExploreActions:
             vector = self._vector(current, vector_id)
             settings = [()] + [(cell_vector(current.steerer, vector, c),) for c in cells]
             for replies in compare_completions(
-                current.steerer, settings, prompt, generation, cancel=control.cancel
+                current.steerer, settings, text, generation, cancel=control.cancel
             ):
                 emit(_Replies(names, tuple(replies)))
             return control.cancelled

@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 
 from steering.errors import InvalidInputError
 from steering.validate import typed
+from ui.plots import integer_ticks
 
 if TYPE_CHECKING:
     from steering.explore import LayerScan, LogitLens
@@ -49,7 +50,7 @@ def scan_bars(scan: LayerScan, label: str) -> Figure:
         scan.low - 0.5, scan.high + 0.5, color="#f97316", alpha=0.12, label="suggested range"
     )
     ax.axhline(0, color=_INK, linewidth=0.8)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    integer_ticks(ax.xaxis)
     ax.legend(loc="best", fontsize=8)
     _style(ax, "Layer scan: how far concept and contrast prompts separate", "layer", label)
     ax.grid(axis="y", alpha=0.25)
@@ -73,7 +74,7 @@ def heatmaps(grid: MapGrid, cells: Sequence[MapCell]) -> Figure:
         ax = fig.add_subplot(1, 2, index + 1)
         values = _grid_values(grid, cells, field)
         finite = [v for row in values for v in row if not math.isnan(v)]
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if field == "gain" and finite:
             bound = max(abs(v) for v in finite) or 1.0
             kwargs = {"vmin": -bound, "vmax": bound}
@@ -93,7 +94,7 @@ def norm_bars(norms: Sequence[float], layer: int) -> Figure:
     ax = fig.add_subplot()
     colors = ["#f97316" if i == layer else "#60a5fa" for i in range(len(norms))]
     ax.bar(range(len(norms)), list(norms), color=colors)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    integer_ticks(ax.xaxis)
     _style(ax, "Direction norm per layer (orange: the vector's layer)", "layer", "norm")
     ax.grid(axis="y", alpha=0.25)
     return fig

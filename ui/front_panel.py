@@ -85,7 +85,7 @@ class FrontActions:
         # With no gain over the unsteered model nothing is offered (an honest result):
         # the plot still shows the trade-off that was searched.
         front = [] if result is None or not gained(result) else result.front
-        if not front:
+        if result is None or not front:
             hidden = gr.update(choices=[], value=None, visible=False)
             figure = None if result is None else plots.front(result)
             return figure, hidden, gr.update(visible=False), best_offer(result)
@@ -106,7 +106,11 @@ class FrontActions:
     def apply_best(self, result: OptimizationResult | None) -> Iterator[ApplyView]:
         """Make the result's recommended setting the active vectors."""
         recommended = None if result is None else result.verdict.recommended
-        chosen = None if recommended is None else result.search_evaluation(recommended.setting)
+        chosen = (
+            None
+            if result is None or recommended is None
+            else result.search_evaluation(recommended.setting)
+        )
         yield from self._apply(result, chosen, "apply the best setting", "the best setting")
 
     def apply_point(self, result: OptimizationResult | None, index: Any) -> Iterator[ApplyView]:

@@ -49,7 +49,8 @@ def peek_facts(
     minutes): the last-used model's facts and the vectors the user made
     active, read without the lock, so a page loaded meanwhile shows the real
     state; None only when no model was used yet."""
-    acquire = getattr(session.lock, "acquire", None)
+    lock: Any = session.lock  # a lock, or the webui's context manager: acquire when it can
+    acquire = getattr(lock, "acquire", None)
     if acquire is not None and not acquire(blocking=False):
         steerer = session.glance()
         return None if steerer is None else (steerer.info, steerer.user_vectors, "")
@@ -57,7 +58,7 @@ def peek_facts(
         return model_facts(session) if read is None else read()
     finally:
         if acquire is not None:
-            session.lock.release()  # type: ignore[attr-defined]
+            lock.release()
 
 
 def vector_view(current: Current, status: str) -> VectorView:

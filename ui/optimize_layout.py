@@ -159,7 +159,9 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
     )
     example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
     for field in size:
-        field.change(plan_line, size, [plan], api_name=False, queue=False)
+        field.change(  # type: ignore[attr-defined]  # Gradio adds event methods at run time
+            plan_line, size, [plan], api_name=False, queue=False
+        )
     return OptimizeTab(
         vectors=vector_box,
         fields=fields,

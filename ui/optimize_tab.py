@@ -165,7 +165,7 @@ class OptimizeActions:
         """The app's latest optimization, for a page that (re)loads: its
         progress so far, then live, then its result; or the idle view."""
         job = self.jobs.latest
-        if job is None or job.kind != OPTIMIZE:
+        if job is None or job.kind != OPTIMIZE or not isinstance(job.work, _OptimizeWork):
             yield (fmt.progress_html(None), *(gr.update(),) * 6, "")
             return
         yield from self._watch(job, job.work)

@@ -8,11 +8,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 if TYPE_CHECKING:
+    from matplotlib.axis import Axis
+
     from optimize.run.results import Evaluation, OptimizationResult
 
 _SIZE = (6.0, 3.6)
+
+
+def integer_ticks(axis: Axis) -> None:
+    """Ticks on whole numbers only (layers, iterations): the default locator
+    (a MaxNLocator) told so."""
+    locator = axis.get_major_locator()
+    if isinstance(locator, MaxNLocator):
+        locator.set_params(integer=True)
+
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 # The page may be light or dark (the webui defaults to dark): a transparent
 # figure with mid-grey text and frames reads on both.
@@ -60,7 +72,7 @@ def convergence(
     ax.margins(y=0.12)
     if xs:
         ax.set_xlim(0.5, max(xs) + 0.5)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        integer_ticks(ax.xaxis)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)
@@ -112,7 +124,7 @@ def particles(
         if mappable is not None:
             fig.colorbar(mappable, ax=ax, label="score")
         ax.legend(loc="best", fontsize=8)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        integer_ticks(ax.xaxis)
         ax.margins(x=0.1, y=0.12)
     ax.set_xlabel("layer")
     ax.set_ylabel("alpha")

@@ -89,6 +89,6 @@ class FormSettings:
             with contextlib.suppress(ValueError):
                 store[key] = _coerce(kind, value)
 
-        component.change(
+        component.change(  # type: ignore[attr-defined]  # Gradio adds event methods at run time
             remember_value, [component], None, api_name=False, show_progress="hidden", queue=False
         )

@@ -121,7 +121,7 @@ class SteeringActions:
 
     # -- handlers ----------------------------------------------------------
 
-    def refresh(self) -> tuple[str, Any, Any, Any]:
+    def refresh(self) -> tuple[Any, Any, Any, Any]:
         """(model line, layer slider update, table, dropdown) for the model in use now.
 
         Does not wait: while the model is busy it shows the vectors the user

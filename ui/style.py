@@ -24,7 +24,7 @@ FORM_ROW = "steerswarm-form-row"
 CSS = f".{FORM_ROW}, .{FORM_ROW} > .form {{ align-items: flex-end; }}\n"
 
 
-def css_kwargs(accepts: Callable[..., Any]) -> dict[str, str]:
+def css_kwargs(accepts: Callable[..., Any]) -> dict[str, Any]:
     """{"css": CSS} when `accepts` (gr.Blocks, or a Blocks' launch) takes a
     `css` argument in this Gradio, else {}: Gradio 4 takes it in the Blocks
     constructor, Gradio 6 in launch(), and each warns about the other."""

@@ -37,7 +37,7 @@ from steering.engine import Steerer
 from steering.errors import InvalidInputError, UnsupportedModelError
 from steering.kl import KlReference
 from steering.layer_cache import DEFAULT_CACHE_BYTES, LayerCache, layout_unsupported
-from steering.neutral import NEUTRAL_TEXT_PATH, neutral_sentences  # noqa: F401 (re-exported)
+from steering.neutral import neutral_sentences
 from steering.rng import preserved_rng
 from steering.vector import SteeringVector
 

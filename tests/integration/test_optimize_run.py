@@ -609,9 +609,10 @@ def test_a_split_run_holds_out_documents_guards_with_kl_and_reports_the_front(
     search scores one side of a seeded split, the held-out side gets the
     baseline and the recommended setting with a paired test, every evaluation
     carries "kl", and the result file holds the front and the recommendation."""
-    from optimize.guard.kl import GuardedFitness, KlGuard, neutral_sentences
+    from optimize.guard.kl import GuardedFitness, KlGuard
     from optimize.guard.objective import KL, ObjectiveOptions
     from optimize.guard.split import HELDOUT, SEARCH, DocumentSplit
+    from steering.neutral import neutral_sentences
 
     split = DocumentSplit(0.5, seed=1)
     config = sentiment_fitness(sentiment_task, limit=None)

@@ -11,10 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from optimize.guard import kl as guard_module
-from optimize.guard.kl import KlGuard, neutral_sentences
+from optimize.guard.kl import KlGuard
 from optimize.scoring import prefix
 from steering import capture_vector, steerer_for
 from steering.errors import InvalidInputError
+from steering.neutral import neutral_sentences
 
 TEXTS = neutral_sentences()[:12]
 
