@@ -38,7 +38,7 @@ __all__ = [
     "custom_css", "logits_processor_modifier", "main", "params", "setup", "state_modifier", "ui"
 ]
 
-from ui.settings import FIELDS as _SAVED, RENAMED as _RENAMED  # noqa: E402 - needs the sys.path line
+from ui.settings import FIELDS as _SAVED, RENAMED as _RENAMED  # noqa: E402 - needs sys.path set
 
 # The webui's one piece of extension state: it sets these from the settings
 # `<name>-<key>` after importing us and saves them on "Save settings". The
@@ -83,7 +83,7 @@ def _loader_hint(loader: str) -> str:
 def _webui_shared() -> ModuleType | None:
     """The webui's `modules.shared`, or None when not running inside the webui."""
     try:
-        from modules import shared  # type: ignore[import-not-found]
+        from modules import shared
     except ImportError:
         return None
     return shared
@@ -268,7 +268,7 @@ def _log_to_webui() -> None:
     built) reached no one. Older webui versions without
     `modules.logging_colors` keep Python's default."""
     try:
-        from modules.logging_colors import logger as host  # type: ignore[import-not-found]
+        from modules.logging_colors import logger as host
     except ImportError:
         return
     log.handlers = list(host.handlers)

@@ -159,7 +159,8 @@ def main() -> None:
           f"{'dropped':>9}  (MB RSS)")
     for _code, row in rows:
         print(f"{row['code']:<16}{row['prompts']:>8}{row['seconds']:>8}{row['rss_before_mb']:>8}"
-              f"{row['rss_peak_mb']:>8}{row['rss_after_mb']:>8}{row['rss_after_cache_dropped_mb']:>9}"
+              f"{row['rss_peak_mb']:>8}{row['rss_after_mb']:>8}"
+              f"{row['rss_after_cache_dropped_mb']:>9}"
               f"  {row['outcome'][:70]}")
 
 

@@ -66,7 +66,7 @@ def number(
     if isinstance(value, bool):
         raise InvalidInputError(f"{name} must be a number, got {typed(value)}.")
     try:
-        result = float(value)  # type: ignore[arg-type]  # any object: float() refusing it is the check
+        result = float(value)  # type: ignore[arg-type]  # float() refusing it is the check
     except (TypeError, ValueError):
         raise InvalidInputError(f"{name} must be a number, got {typed(value)}.") from None
     if minimum is not None and maximum is None:

@@ -181,19 +181,19 @@ def _state_on_load(tabs: Tabs) -> None:
     s = tabs.steering
     root.load(
         tabs.steering_actions.refresh, None, tabs.refresh_outputs(),
-        api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
+        api_name=False,  # type: ignore[arg-type]  # stub: str only; False means private
     )
     # No progress shown on these outputs: a page following a job for minutes
     # would show every one of them as pending; the status line says how far it is.
     root.load(
         tabs.steering_actions.attach, None, [s.table, s.remove_choice, s.status],
-        api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
+        api_name=False,  # type: ignore[arg-type]  # stub: str only; False means private
         concurrency_limit=None, show_progress="hidden",
     )
     if tabs.explore is not None and tabs.explore_actions is not None:
         root.load(
             tabs.explore_actions.attach, None, tabs.explore.attached_outputs(),
-            api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
+            api_name=False,  # type: ignore[arg-type]  # stub: str only; False means private
             concurrency_limit=None, show_progress="hidden",
         )
 
@@ -211,7 +211,7 @@ def _attach_on_load(tabs: Tabs) -> None:
             tab.result, tab.result_file, tab.status]
     root.load(
         actions.attach, None, view,
-        api_name=False,  # type: ignore[arg-type]  # Gradio 6 takes False (private); its stub says str
+        api_name=False,  # type: ignore[arg-type]  # stub: str only; False means private
         concurrency_limit=None,
     ).then(
         actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,

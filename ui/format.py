@@ -179,7 +179,8 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
     return (
         '<div id="optimize-progress-bar" role="progressbar" '
         f'aria-valuenow="{percent:.0f}" aria-valuemin="0" aria-valuemax="100" '
-        'style="width:100%;height:14px;border-radius:7px;background:rgba(128,128,128,0.3);overflow:hidden">'
+        'style="width:100%;height:14px;border-radius:7px;'
+        'background:rgba(128,128,128,0.3);overflow:hidden">'
         f'<div style="width:{percent:.1f}%;height:100%;background:#f97316"></div></div>'
         f'<div style="margin-top:6px;font-size:0.95em">{html.escape(text)}</div>'
     )

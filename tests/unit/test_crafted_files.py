@@ -48,7 +48,8 @@ def _edited(path: Path, edit) -> Path:
     what someone crafting a file would do (the tensors stay valid)."""
     with safetensors.safe_open(str(path), framework="pt") as handle:
         meta = json.loads(handle.metadata()["steerswarm"])
-        tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - a safetensors handle is no dict
+        keys = handle.keys()  # a safetensors handle is no dict: it has no `in` of its own
+        tensors = {key: handle.get_tensor(key) for key in keys}
     edit(meta)
     path.write_bytes(safetensors.torch.save(tensors, metadata={"steerswarm": json.dumps(meta)}))
     return path
