@@ -6,7 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# -- static checks (lint, types) go here, before the tests ---------------------
+# -- static checks, before the tests: any finding fails the check --------------
+# (settings in pyproject.toml: ruff on every Python file, mypy strict on steering/
+# and optimize/, the rest checked short of strict)
+.venv/bin/ruff check .
+.venv/bin/mypy
 
 # -- the full test tier ---------------------------------------------------------
 .venv/bin/python -m pytest --full "$@"
