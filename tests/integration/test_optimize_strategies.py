@@ -27,7 +27,8 @@ def _bowl(setting):
     targets = ((7, 1.05), (3, -2.0))
     distance = sum(
         (layer - t) ** 2 + (alpha - u) ** 2
-        for layer, alpha, (t, u) in zip(setting.layers, setting.alphas, targets, strict=True)
+        # one vector or two: a one-vector setting is scored against the first target
+        for layer, alpha, (t, u) in zip(setting.layers, setting.alphas, targets, strict=False)
     )
     return -distance, 0.0
 

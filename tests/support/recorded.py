@@ -36,8 +36,8 @@ def sphere_score(setting: Any, nan_layer: int | None) -> tuple[float, float]:
         return math.nan, math.nan
     distance = sum(
         (layer - t) ** 2 + (alpha - u) ** 2
-        for layer, alpha, (t, u) in zip(
-            setting.layers, setting.alphas, SPHERE["targets"], strict=True
+        for layer, alpha, (t, u) in zip(  # as recorded: the targets a setting has vectors for
+            setting.layers, setting.alphas, SPHERE["targets"], strict=False
         )
     )
     return -distance, 0.001 * sum(setting.layers)
