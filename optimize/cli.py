@@ -155,9 +155,10 @@ def _run(args: argparse.Namespace) -> int:
 
     from optimize import Progress, run_optimization
     from optimize.config.table import CLI, fields
-    from optimize.run.assembly import RunRecipe, assembled, plan_lines
+    from optimize.run.assembly import RunRecipe, assembled
     from optimize.run.journal import JournalFile, journal_path
-    from optimize.run.report import summary_lines
+    from optimize.run.plan import plan_lines
+    from optimize.run.report import evaluations_line, summary_lines
     from optimize.run.settings import RunSettings
     from steering import load_model, load_vectors, steerer_for
     from steering.errors import InvalidInputError
@@ -212,8 +213,8 @@ def _run(args: argparse.Namespace) -> int:
             bar.set_description_str(label[progress.phase])
         bar.total = progress.total
         bar.update(progress.done - bar.n)
-        best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
-        bar.set_postfix_str(f"best {best}, baseline {progress.baseline:.3f}")
+        top = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
+        bar.set_postfix_str(f"top score {top}, baseline {progress.baseline:.3f}")
 
     stopped_by: list[int] = []  # the signal that cancelled the run: the exit status says so
 
@@ -273,11 +274,7 @@ def _run(args: argparse.Namespace) -> int:
         journal.finish()
 
     lines = summary_lines(result)
-    cached = sum(1 for e in result.evaluations if e.cached)
-    lines.append(
-        f"{len(result.evaluations)} evaluations ({cached} cached) in "
-        f"{result.wall_seconds:.1f} s" + (" - cancelled" if result.cancelled else "")
-    )
+    lines.append(evaluations_line(result))
     lines.append(f"saved {saved}")
     if result.cancelled:
         lines.append(f"to finish this run: {PROG} --resume {journal.path}")

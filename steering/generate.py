@@ -76,6 +76,30 @@ def chat_input_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> torch.
     return ids
 
 
+@dataclass
+class ReplyEnd:
+    """How a streamed reply ended, filled in by `stream_reply`: the tokens it
+    generated, and `cut` when it stopped at the token limit without ending
+    (the page says so: a reply cut mid-sentence looked finished)."""
+
+    tokens: int = 0
+    cut: bool = False
+
+
+class _Count(StoppingCriteria):
+    """Records how many tokens a generation made and whether its last one ends
+    the reply; never stops it."""
+
+    def __init__(self, end: ReplyEnd, prompt: int, stops: set[int]) -> None:
+        self.end, self.prompt, self.stops = end, prompt, stops
+        self.ended = False
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> bool:
+        self.end.tokens = int(input_ids.shape[1]) - self.prompt
+        self.ended = int(input_ids[0, -1]) in self.stops
+        return False
+
+
 class _StopWhenSet(StoppingCriteria):
     """Ends a generation at the next token once `event` is set (a job's Cancel)."""
 
@@ -92,11 +116,13 @@ def stream_reply(
     messages: Sequence[dict[str, str]],
     settings: GenerationSettings,
     cancel: threading.Event | None = None,
+    end: ReplyEnd | None = None,
 ) -> Iterator[str]:
     """Yield the reply as it grows (each item is the whole reply so far).
 
     The caller holds the model lock for as long as it iterates. A set
     `cancel` ends the reply at the next token (what was written is kept).
+    `end`, when given, says afterwards how the reply ended.
     """
     if not messages or not str(messages[-1].get("content", "")).strip():
         raise InvalidInputError("Type a message first.")
@@ -105,7 +131,8 @@ def stream_reply(
         model, input_ids.shape[1], settings.max_new_tokens, "The conversation", "Clear the chat"
     )
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    stop = StoppingCriteriaList([_StopWhenSet(cancel)] if cancel is not None else [])
+    count = _Count(end or ReplyEnd(), int(input_ids.shape[1]), _stop_ids(model, tokenizer))
+    stop = StoppingCriteriaList([count, *([_StopWhenSet(cancel)] if cancel is not None else [])])
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -134,6 +161,9 @@ def stream_reply(
         worker.join()
     if errors:
         raise errors[0]
+    if end is not None:
+        stopped = cancel is not None and cancel.is_set()
+        end.cut = end.tokens >= settings.max_new_tokens and not count.ended and not stopped
 
 
 def reply(

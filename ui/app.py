@@ -161,8 +161,11 @@ def build_tabs(
         explore_actions.vector_choices, [explore.vector], [explore.vector], api_name=False
     )
     if tabs.optimize is not None:
-        optimize_page.select(
-            tabs.optimize_actions.vector_choices, [tabs.optimize.vectors], [tabs.optimize.vectors]
+        o, actions = tabs.optimize, tabs.optimize_actions
+        # The vectors may have changed in another tab: the choices follow, and
+        # the result's card says so when the vectors it tuned are gone.
+        optimize_page.select(actions.vector_choices, [o.vectors], [o.vectors]).then(
+            actions.result_view, [o.result], o.result_outputs(), api_name=False
         )
         _attach_on_load(tabs)
     _state_on_load(tabs)
@@ -201,23 +204,19 @@ def _state_on_load(tabs: Tabs) -> None:
 def _attach_on_load(tabs: Tabs) -> None:
     """Every page that loads (a reload, a second tab, another visitor) shows
     the app's optimization: live progress while it runs, its result after."""
-    from ui.optimize_layout import offer_outputs  # only with the optimizer installed
-
     root = Context.root_block
     if root is None:
         return
     tab, actions = tabs.optimize, tabs.optimize_actions
-    view = [tab.progress, tab.evaluations, tab.convergence, tab.particle_plot, tab.summary,
-            tab.result, tab.result_file, tab.status]
     root.load(
-        actions.attach, None, view,
+        actions.attach, None, tab.view_outputs(),
         api_name=False,  # type: ignore[arg-type]  # stub: str only; False means private
         concurrency_limit=None,
-    ).then(
-        actions.front.offer, [tab.result], offer_outputs(tab.front, tab.apply), api_name=False,
-        queue=False,
     ).then(  # the Resume offer as the results folder holds it now (a cancel makes one)
         actions.resume_offer, None, [tab.resume_note, tab.resume], api_name=False, queue=False
+    ).then(  # the plan with the vectors active now
+        actions.plan, [tab.vectors, *tab.fields.values()], [tab.plan], api_name=False,
+        queue=False,
     )
 
 

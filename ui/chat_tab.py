@@ -18,7 +18,7 @@ import gradio as gr
 
 from steering import validate
 from steering.errors import SteerSwarmError
-from steering.generate import GenerationSettings, stream_reply
+from steering.generate import GenerationSettings, ReplyEnd, stream_reply
 from steering.session import ModelSession
 from ui import compat, format as fmt
 from ui.jobs import WAITING, ModelJob
@@ -33,6 +33,8 @@ DEFAULT_MAX_NEW_TOKENS = 96
 STEERED = "steered"
 UNSTEERED = "unsteered"
 NOTICE = "notice"
+# Ends a reply that stopped at the token limit, not at its own end.
+CUT_MARK = " … ✂ (cut at the token limit)"
 
 
 @dataclass
@@ -138,12 +140,19 @@ class ChatActions:
                 fmt.failure("reply", exc),
             )
             return
-        steered, unsteered, count = job.result
-        history = [*conversation, _assistant(steered)]
+        steered, unsteered, count, cut = job.result
+        history = [*conversation, _assistant(steered + (CUT_MARK if STEERED in cut else ""))]
         if compare:
-            unsteered_log = [*unsteered_log, conversation[-1], _assistant(unsteered)]
+            shown = unsteered + (CUT_MARK if UNSTEERED in cut else "")
+            unsteered_log = [*unsteered_log, conversation[-1], _assistant(shown)]
         done = f"✓ Replied with {_steering_summary(count)}"
         done += "; the unsteered reply is on the right." if compare else "."
+        if cut:
+            done += (
+                f" ✂ The {' and the '.join(sorted(cut))} reply stopped at the token limit "
+                f"({settings.max_new_tokens} new tokens), not at its end: raise **Max new "
+                "tokens** to read on."
+            )
         yield (
             compat.to_chatbot(history),
             compat.to_chatbot(unsteered_log),
@@ -181,33 +190,49 @@ class _ReplyWork:
         self.settings = settings
         self.compare = compare
 
-    def __call__(self, emit: Callable[[Any], None]) -> tuple[str, str, int]:
+    def __call__(self, emit: Callable[[Any], None]) -> tuple[str, str, int, set[str]]:
+        """(steered reply, unsteered reply, active vectors, the replies cut at
+        the token limit)."""
         current = self.session.current()
         if current.notice:
             emit((NOTICE, current.notice))
         model, tokenizer = current.loaded.model, current.loaded.tokenizer
         count = len(current.steerer.vectors)
-        steered = ""
-        for steered in stream_reply(model, tokenizer, self.conversation, self.settings):
+        cut: set[str] = set()
+        steered, end = "", ReplyEnd()
+        for steered in stream_reply(model, tokenizer, self.conversation, self.settings, end=end):
             emit((STEERED, steered))
+        if end.cut:
+            cut.add(STEERED)
         unsteered = ""
         if self.compare:
+            end = ReplyEnd()
             with current.steerer.unsteered():
-                for unsteered in stream_reply(model, tokenizer, self.conversation, self.settings):
+                for unsteered in stream_reply(
+                    model, tokenizer, self.conversation, self.settings, end=end
+                ):
                     emit((UNSTEERED, unsteered))
-        return steered, unsteered, count
+            if end.cut:
+                cut.add(UNSTEERED)
+        return steered, unsteered, count, cut
 
 
 def build(actions: ChatActions) -> ChatTab:
     """Lay out the tab inside the current Blocks context and wire its events."""
     history = gr.State([])
     unsteered_log = gr.State([])
+    # Each chat's name sits above it, not on it: the label badge Gradio draws
+    # inside a chat covered the text scrolled under it.
     with gr.Row():
         with gr.Column():
-            steered = compat.chatbot("Steered", height=420, elem_id="steered-chat")
+            gr.Markdown("**Steered** (the active vectors on)")
+            steered = compat.chatbot(
+                "Steered", height=420, elem_id="steered-chat", show_label=False
+            )
         with gr.Column(visible=False) as unsteered_column:
+            gr.Markdown("**Unsteered** (no vectors)")
             unsteered = compat.chatbot(
-                "Unsteered (no vectors)", height=420, elem_id="unsteered-chat"
+                "Unsteered (no vectors)", height=420, elem_id="unsteered-chat", show_label=False
             )
     with gr.Row():
         message = gr.Textbox(

@@ -170,7 +170,7 @@ def progress_html(progress: Progress | None, note: str = "") -> str:
     else:
         fraction = progress.fraction
         text = (
-            f"{progress.done} of {progress.total} evaluations · best "
+            f"{progress.done} of {progress.total} evaluations · top score so far "
             f"{_score(progress.best_score)} · unsteered baseline {_score(progress.baseline)}"
         )
         if note:
@@ -194,27 +194,89 @@ def phase_note(phase: str) -> str:
     }.get(phase, "")
 
 
-def result_summary(result: OptimizationResult) -> str:
-    """What a run found, in Markdown: the verdict first (the same words as the
-    command line and the result file), then the scores behind it."""
+# The card's title per verdict kind (the sentences under it are the verdict's own).
+_CARD_TITLES = {
+    "recommended": "✓ Recommended",
+    "cancelled": "✕ Cancelled: nothing to apply",
+}
+# The card's jargon, explained in a note under it (ui/glossary.py).
+_CARD_TERMS = ("KL", "confirmation documents", "held-out documents", "p")
+
+
+def gone_vectors(result: OptimizationResult, active_ids: Sequence[str] | None) -> list[str]:
+    """The vectors `result` tuned that are no longer active (described for
+    people), given the ids of the active vectors; [] when they all are, or
+    when the active vectors are not known (`active_ids` None)."""
+    if active_ids is None:
+        return []
+    active = set(active_ids)
+    return [
+        record.describe()
+        for record in result.vectors
+        if record.vector_id is not None and record.vector_id not in active
+    ]
+
+
+def verdict_card(result: OptimizationResult, gone: Sequence[str] = ()) -> str:
+    """The verdict card at the top of a result, in Markdown: a title, then the
+    verdict's own sentences (the command line prints the same lines, and the
+    result file holds them), then a note explaining its jargon. `gone`: the
+    tuned vectors that are no longer active (then there is nothing to apply)."""
+    from ui import glossary
+
+    verdict = result.verdict
+    title = _CARD_TITLES.get(verdict.kind, "Nothing to apply")
+    if result.cancelled and verdict.recommended is None:
+        title = _CARD_TITLES["cancelled"]
+    lines = [f"### {title}", md(verdict.headline)]
+    if verdict.details or verdict.advice:
+        lines.append("")
+        lines += [f"- {md(sentence)}" for sentence in verdict.details]
+        if verdict.advice:
+            lines.append(f"- **Next:** {md(verdict.advice)}")
+    if gone:
+        many = len(gone) != 1
+        lines += [
+            "",
+            (
+                f"⚠ The vector{'s' if many else ''} this run tuned "
+                f"({'; '.join(md(g) for g in gone)}) {'are' if many else 'is'} no longer active "
+                "(removed, reset or replaced since): there is nothing to apply. Restore "
+                f"{'them' if many else 'it'} from a vector file to apply this result."
+            ),
+        ]
+    elif verdict.recommended is not None:
+        lines += ["", "Click **Apply best** to make this setting the active vectors."]
+    explained = glossary.note(glossary.terms_in(verdict.text, _CARD_TERMS))
+    if explained:
+        lines += ["", f"<small>{explained}</small>"]
+    return "\n".join(lines)
+
+
+def result_summary(
+    result: OptimizationResult, active_ids: Sequence[str] | None = None
+) -> str:
+    """The numbers behind the verdict card, in Markdown: what was scored, the
+    baseline, the top candidate, the confirmation and held-out checks, which
+    vectors were tuned and the evaluations (the count the progress bar
+    counted to). `active_ids` (the active vectors' ids, None: not known): a
+    tuned vector no longer active is named as it was, marked gone."""
     from optimize.guard.objective import KL, TargetObjective
-    from optimize.guard.verdict import RECOMMENDED
-    from optimize.run.apply_rule import gained
-    from optimize.run.report import gain_text, paired_text, scored_text, setting_text
+    from optimize.run.report import (
+        evaluations_line,
+        gain_text,
+        paired_text,
+        scored_text,
+        setting_text,
+    )
 
     verdict = result.verdict
     best, base = result.best, result.baseline
     kl = best.metrics.get(KL, math.nan)
     # guarded and concept rank within the KL budget
     guarded = result.objective != TargetObjective.name
-    heading = {
-        RECOMMENDED: "Recommended setting",
-    }.get(verdict.kind, "Nothing to apply")
     lines = [
-        f"### {'Cancelled run: ' if result.cancelled else ''}{heading}",
-        md(verdict.headline),
-        "",
-        *(f"- {md(sentence)}" for sentence in verdict.details),
+        f"#### The numbers behind the verdict{' (cancelled run)' if result.cancelled else ''}",
         (
             f"- **Task:** {md(result.fitness.task)} · metric **{md(result.metric)}** "
             f"({'higher' if result.higher_is_better else 'lower'} is better) · ranked on "
@@ -222,9 +284,9 @@ def result_summary(result: OptimizationResult) -> str:
         ),
         f"- **Objective:** {md(result.objective)}"
         + (f" (KL budget {result.objective_options.kl_budget:g})" if guarded else ""),
-        f"- **Baseline:** {_score(base.score)} ± {_score(base.stderr)}",
+        f"- **Unsteered baseline:** {_score(base.score)} ± {_score(base.stderr)}",
         (
-            f"- **Best candidate on the search documents:** {_score(best.score)} ± "
+            f"- **Top candidate on the search documents:** {_score(best.score)} ± "
             f"{_score(best.stderr)} ({gain_text(result)}) at {md(setting_text(best))}"
             + ("" if math.isnan(kl) else f" · KL {kl:.3f}")
         ),
@@ -251,21 +313,22 @@ def result_summary(result: OptimizationResult) -> str:
         if heldout.paired is not None:
             lines.append(f"  - paired: {paired_text(heldout.paired)}")
     chosen = verdict.recommended or verdict.candidate or best
+    gone = set(gone_vectors(result, active_ids))
     for tuned in result.tuned_setting(chosen.setting):
         record = tuned.vector
+        described = record.describe()
+        if described in gone:
+            name = f"The vector made from {md(described)} (no longer active)"
+        else:
+            name = f"**Vector #{record.index + 1}** ({md(described)})"
         lines.append(
-            f"- **Vector #{record.index + 1}** ({md(record.describe())}): "
-            f"layer {record.layer} × {record.alpha:g} → **layer {tuned.layer} × {tuned.alpha:g}**"
+            f"- {name}: layer {record.layer} × {record.alpha:g} → "
+            f"**layer {tuned.layer} × {tuned.alpha:g}**"
         )
-    cached = len(result.history) - result.paid_evaluations
-    lines.append(
-        f"- {len(result.evaluations)} evaluations plus the baseline in "
-        f"{result.wall_seconds:.1f} s ({cached} reused a cached score) · seed {result.seed}"
-    )
-    lines.append("")
-    if gained(result):
+    lines.append(f"- {md(evaluations_line(result))} Seed {result.seed}.")
+    if verdict.recommended is not None and not gone:
         lines.append(
-            "Click **Apply best** to make this setting the active steering vectors, or "
-            "choose another **point of the front** below and apply it."
+            "\nAnother **point of the front** (below the plots) trades a little more effect "
+            "for more KL, or less."
         )
     return "\n".join(lines)

@@ -53,9 +53,9 @@ def _same(a: Evaluation, b: Evaluation | None) -> bool:
 
 
 def best_offer(result: OptimizationResult | None) -> Any:
-    """Offer "Apply best" only for a result the apply rule lets through on its
-    gain (before any run: the usual button, which then says to run one)."""
-    return gr.update(visible=result is None or gained(result))
+    """Offer "Apply best" only for a result whose verdict recommends a setting
+    (none before any run: there is nothing to apply yet)."""
+    return gr.update(visible=result is not None and gained(result))
 
 
 class FrontActions:

@@ -1,6 +1,13 @@
-"""The Optimize tab's layout: the vector selection, the form (built from the
-run settings table by ui/optimize_form.py), the buttons and the live view,
-wired to the handlers of an OptimizeActions (ui/optimize_tab.py)."""
+"""The Optimize tab's layout, wired to the handlers of an OptimizeActions
+(ui/optimize_tab.py).
+
+One path through it: what to steer (the vectors), what "better" means (a
+task, or concept strength), how long it may take (the time budget), then
+**Optimize vectors**; the plan says what that will do. Everything else is
+folded under **Advanced** (ui/optimize_form.py). A result opens with its
+verdict card and the one action it allows (**Apply best**, or why there is
+none); the numbers, the plots, the front and every evaluation follow.
+"""
 
 from __future__ import annotations
 
@@ -9,47 +16,42 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from optimize.guard.objective import OBJECTIVES, uses_task
 from ui import compat, format as fmt, front_panel
 from ui.model_access import model_facts
-from ui.optimize_form import build_form
+from ui.optimize_form import (
+    DECIDING,
+    NAMES,
+    Visibility,
+    build_advanced,
+    build_up_front,
+    goal_update,
+    group_columns,
+    remember,
+)
 from ui.settings import FormSettings
 
 if TYPE_CHECKING:
     from ui.optimize_tab import OptimizeActions
 
+INTRO = (
+    "Find **where** (the layer) and **how hard** (the strength) to steer: choose the vectors, "
+    "what “better” means and how long the search may take, then click **Optimize vectors**. "
+    "Each setting the search tries is scored on the loaded model; the best few are checked "
+    "again on documents that did not rank them, and a setting is recommended only when that "
+    "check bears it out. Everything else has a default that suits a first run (**Advanced**)."
+)
 
-def plan_line(particles: Any, iterations: Any, limit: Any, objective: Any = None) -> str:
-    """The warning shown before a run: how much it scores, and that it holds
-    the model, so chat replies (the webui's too) wait until it ends. A field
-    that is not a whole positive number leaves the size out (the run's own
-    check names it when started). For the concept objective it says what is
-    scored instead of a task: the vector's held-out concept and contrast
-    prompts, within the KL budget."""
-    holds = (
-        "It holds the model: chat replies (the webui's too) and vector changes wait until "
-        "it ends; the status line shows the time left once the first setting is scored."
-    )
-    concept = isinstance(objective, str) and objective in OBJECTIVES and not uses_task(objective)
-    try:
-        p, i, n = int(particles), int(iterations), int(limit)
-    except (TypeError, ValueError, OverflowError):
-        p = i = n = -1
-    if concept:
-        scored = (
-            "the held-out concept and contrast prompts of the one selected vector (the held-out "
-            "share of each list; the vector is rebuilt from the rest), ranked by how much "
-            "likelier the concept's become, within the KL budget; the task fields are not used"
+
+def vectors_info(count: int) -> str:
+    """The line under "What to steer": what the choice does, or how to get a vector."""
+    if not count:
+        return (
+            "no vector is active yet: make one in the Steering tab (Load example, then Add "
+            "steering vector), then come back"
         )
-        size = f"{p * i} settings ({p} particles × {i} iterations) on " if p > 0 and i > 0 else ""
-        return f"**Before you start:** this run scores {size}{scored}. {holds}"
-    if p < 1 or i < 1 or n < 1:
-        return f"**Before you start:** {holds}"
     return (
-        f"**Before you start:** this run ranks {p * i} settings ({p} particles × {i} "
-        f"iterations) on the search documents (of at most {n}), then confirms the best few "
-        "on documents that did not rank them and checks the pick on held-out documents; "
-        f"only a gain the confirmation documents bear out is recommended. {holds}"
+        "the active vectors whose layer and strength are searched (the others stay on, as "
+        "they are, for every setting and the baseline alike)"
     )
 
 
@@ -73,9 +75,27 @@ class OptimizeTab:
     apply: gr.Button
     status: gr.Markdown
     front: front_panel.FrontPanel
+    card: gr.Markdown
+    plan: gr.Markdown
+    advanced: gr.Accordion
+    details: gr.Accordion
+    groups: list[Any]  # the Advanced section's groups, shown when a field of theirs is
     resume: gr.Button | None = None
     resume_note: gr.Markdown | None = None
     go_on: gr.Button | None = None
+
+    def view_outputs(self) -> list[Any]:
+        """The outputs a run's view fills, in the order of optimize_tab.VIEW."""
+        front = self.front
+        return [
+            self.progress, self.evaluations, self.convergence, self.particle_plot, self.summary,
+            self.result, self.result_file, self.card, self.apply, front.plot, front.point,
+            front.apply_point, self.go_on, self.details, self.status,
+        ]
+
+    def result_outputs(self) -> list[Any]:
+        """What OptimizeActions.result_view fills (optimize_tab.RESULT_PARTS)."""
+        return [self.card, self.summary, self.apply, self.front.point, self.front.apply_point]
 
 
 def build(actions: OptimizeActions, settings: FormSettings | None = None) -> OptimizeTab:
@@ -83,108 +103,110 @@ def build(actions: OptimizeActions, settings: FormSettings | None = None) -> Opt
 
     `settings` gives the form's starting values and remembers what the user
     enters."""
+    settings = settings or FormSettings()
     info, vectors, _problem = model_facts(actions.session)
     choices = fmt.vector_choices(vectors)
-    gr.Markdown(
-        "Search the **layer** and **alpha** of the chosen vectors with a "
-        "particle swarm; each particle is scored by an lm-eval task on the loaded model. "
-        "Standard lm-eval tasks need internet for their data; local tasks in the task "
-        "folder work offline. With only concept and contrast prompts (no task), choose the "
-        "objective **concept**: it finds the strongest setting of one vector that keeps "
-        "text fluent."
-    )
+    gr.Markdown(INTRO)
     vector_box = gr.CheckboxGroup(
-        choices=choices, value=[v for _label, v in choices], label="Vectors to optimize"
+        choices=choices, value=[v for _label, v in choices], label="What to steer",
+        info=vectors_info(len(choices)), elem_id="optimize-vectors",
     )
-    fields = build_form(settings or FormSettings(), info, actions.sources)
+    fields, values = build_up_front(settings, info, actions.sources)
     with gr.Row():
-        example = gr.Button("Use example settings")
-        run = gr.Button("Optimize vectors", variant="primary")
+        run = gr.Button("Optimize vectors", variant="primary", elem_id="optimize-run")
         cancel = gr.Button("Cancel", variant="stop", elem_id="optimize-cancel")
         # The one answer to "this run would take N hours": a button of its own,
-        # so a second click of Optimize (or a double click) never gives it.
-        go_on = gr.Button("Go on", elem_id="optimize-go-on")
+        # shown only while a run asks, so a second click of Optimize (or a
+        # double click) never gives it.
+        go_on = gr.Button("Go on", elem_id="optimize-go-on", visible=False)
+    plan = gr.Markdown(
+        actions.plan([v for _label, v in choices], *(values[name] for name in NAMES)),
+        elem_id="optimize-plan",
+    )
+    advanced, example = build_advanced(fields, values, actions.sources)
+    groups = group_columns(fields)
+    fields = {name: fields[name] for name in NAMES}
+    remember(settings, fields)
     offer = actions.resume_offer()[0]  # refreshed on every page load and after every run
     with gr.Row():
         resume_note = gr.Markdown(offer, elem_id="optimize-resume-note")
         resume = gr.Button("Resume interrupted run", visible=bool(offer), scale=0)
-    sized_by = ("particles", "iterations", "limit", "objective")
-    size = [fields[name] for name in sized_by]
-    plan = gr.Markdown(plan_line(*(f.value for f in size)), elem_id="optimize-plan")
     progress = gr.HTML(fmt.progress_html(None), elem_id="optimize-progress")
     status = gr.Markdown("", elem_id="optimize-status")
-    with gr.Row():
-        convergence = gr.Plot(label="Convergence", show_label=False, elem_id="convergence-plot")
-        particle_plot = gr.Plot(label="Particles", show_label=False, elem_id="particle-plot")
-    with gr.Row():
-        with gr.Column(scale=3):
-            summary = gr.Markdown("", elem_id="optimize-summary")
-        with gr.Column(scale=2):
-            apply = gr.Button("Apply best", variant="primary")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4):
+            card = gr.Markdown("", elem_id="optimize-verdict")
+        with gr.Column(scale=1, min_width=180):
+            apply = gr.Button(
+                "Apply best", variant="primary", visible=False, elem_id="optimize-apply"
+            )
             result_file = gr.File(label="Result file (JSON)", interactive=False, visible=False)
-    front = front_panel.build()
-    evaluations = gr.Dataframe(
-        value=[],
-        headers=fmt.EVALUATION_HEADERS,
-        label="Evaluations",
-        interactive=False,
-        elem_id="evaluations",
-        **compat.table_height(320),
-    )
+    # Folded until a run starts: before any run it holds only empty plots.
+    with gr.Accordion(
+        "Details: the numbers, the plots and every evaluation", open=False,
+        elem_id="optimize-details",
+    ) as details:
+        summary = gr.Markdown("", elem_id="optimize-summary")
+        with gr.Row():
+            convergence = gr.Plot(label="Convergence", show_label=False, elem_id="convergence-plot")
+            particle_plot = gr.Plot(label="Particles", show_label=False, elem_id="particle-plot")
+        front = front_panel.build()
+        evaluations = gr.Dataframe(
+            value=[],
+            headers=fmt.EVALUATION_HEADERS,
+            label="Evaluations",
+            interactive=False,
+            elem_id="evaluations",
+            **compat.table_height(320),
+        )
     result = gr.State(None)
+    tab = OptimizeTab(
+        vectors=vector_box, fields=fields, example=example, run=run, cancel=cancel,
+        progress=progress, evaluations=evaluations, convergence=convergence,
+        particle_plot=particle_plot, summary=summary, result=result, result_file=result_file,
+        apply=apply, status=status, front=front, card=card, plan=plan, advanced=advanced,
+        details=details, groups=groups, resume=resume, resume_note=resume_note, go_on=go_on,
+    )
+    _wire(actions, tab)
+    return tab
 
-    form = list(fields.values())
-    view = [progress, evaluations, convergence, particle_plot, summary, result, result_file, status]
+
+def _wire(actions: OptimizeActions, tab: OptimizeTab) -> None:
+    form = list(tab.fields.values())
+    outputs = tab.view_outputs()
+    resumed = [tab.resume_note, tab.resume]
     # No concurrency limit: a second page's click must be answered ("already
     # running", then the running job) rather than queued behind the first run.
-    run.click(
-        actions.optimize, [vector_box, *form], view, api_name="optimize", concurrency_limit=None
-    ).then(
-        actions.front.offer, [result], offer_outputs(front, apply), api_name=False, queue=False
-    ).then(
-        actions.resume_offer, None, [resume_note, resume], api_name=False, queue=False
+    tab.run.click(
+        actions.optimize, [tab.vectors, *form], outputs, api_name="optimize",
+        concurrency_limit=None,
+    ).then(actions.resume_offer, None, resumed, api_name=False, queue=False)
+    assert tab.resume is not None and tab.go_on is not None
+    tab.resume.click(
+        actions.resume, None, outputs, api_name="resume_optimization", concurrency_limit=None
+    ).then(actions.resume_offer, None, resumed, api_name=False, queue=False)
+    tab.cancel.click(
+        actions.cancel, None, [tab.status], api_name="cancel_optimization", concurrency_limit=None
     )
-    resume.click(
-        actions.resume, None, view, api_name="resume_optimization", concurrency_limit=None
-    ).then(
-        actions.resume_offer, None, [resume_note, resume], api_name=False, queue=False
-    ).then(
-        actions.front.offer, [result], offer_outputs(front, apply), api_name=False, queue=False
+    tab.go_on.click(
+        actions.go_on, None, [tab.status], api_name="go_on_optimization", concurrency_limit=None
     )
-    cancel.click(
-        actions.cancel, None, [status], api_name="cancel_optimization", concurrency_limit=None
+    tab.example.click(
+        actions.example_settings, None, [*form, tab.status], api_name="example_settings"
     )
-    go_on.click(
-        actions.go_on, None, [status], api_name="go_on_optimization", concurrency_limit=None
+    # The Advanced fields that apply: shown when a deciding field changes.
+    shown = Visibility()
+    deciding = [tab.fields[name] for name in DECIDING]
+    hidden = [tab.fields[name] for name in shown.outputs] + tab.groups
+    for field in deciding:
+        field.change(shown, deciding, hidden, api_name=False, queue=False, show_progress="hidden")
+    tab.fields["task_folder"].change(
+        goal_update, [tab.fields["task_folder"], tab.fields["task"]], [tab.fields["task"]],
+        api_name=False, queue=False, show_progress="hidden",
     )
-    example.click(actions.example_settings, None, [*form, status], api_name="example_settings")
-    for field in size:
-        field.change(  # type: ignore[attr-defined]  # Gradio adds event methods at run time
-            plan_line, size, [plan], api_name=False, queue=False
+    # The plan, as the command line would print it, whenever the form changes.
+    for component in (tab.vectors, *form):
+        component.change(
+            actions.plan, [tab.vectors, *form], [tab.plan], api_name=False, queue=False,
+            show_progress="hidden",
         )
-    return OptimizeTab(
-        vectors=vector_box,
-        fields=fields,
-        example=example,
-        run=run,
-        cancel=cancel,
-        progress=progress,
-        evaluations=evaluations,
-        convergence=convergence,
-        particle_plot=particle_plot,
-        summary=summary,
-        result=result,
-        result_file=result_file,
-        apply=apply,
-        status=status,
-        resume=resume,
-        resume_note=resume_note,
-        front=front,
-        go_on=go_on,
-    )
-
-
-def offer_outputs(front: front_panel.FrontPanel, apply: gr.Button) -> list[Any]:
-    """What FrontActions.offer fills: the front plot, the point choices, their
-    Apply button and "Apply best"."""
-    return [front.plot, front.point, front.apply_point, apply]

@@ -1,5 +1,6 @@
-"""The Optimize tab: search the layer and alpha of chosen vectors with a particle
-swarm scored by lm-eval, watch it live, and apply the best setting.
+"""The Optimize tab: search the layer and strength of chosen vectors with a
+particle swarm scored by lm-eval, watch it live, read the verdict and apply
+the recommended setting.
 
 The run holds the model lock from start to end (in a job thread), so chat and
 vector changes wait for it and say so. "Cancel" stops it after the current
@@ -26,6 +27,7 @@ from optimize import (
 )
 from optimize.run.apply_rule import gained
 from optimize.run.assembly import assembled
+from optimize.run.plan import counted_sizes, plan_lines
 from optimize.run.settings import default_layer_range
 from optimize.scoring.task_sources import AllowedTaskSources
 from presets import load_preset
@@ -38,8 +40,8 @@ from ui.jobs import WAITING, BackgroundJob, JobProgress, JobRegistry, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
 from ui.model_access import model_facts, peek_facts
 from ui.model_jobs import OPTIMIZE, busy
-from ui.optimize_form import NAMES, TASKS_DIR, RunRequest, parse_request
-from ui.optimize_layout import OptimizeTab, build
+from ui.optimize_form import NAMES, TASKS_DIR, RunRequest, parse_request, parse_settings
+from ui.optimize_layout import OptimizeTab, build, vectors_info
 from ui.optimize_resume import new_journal, resumable, resume_offer, workers_for
 
 __all__ = [
@@ -54,9 +56,49 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-# (progress, evaluations table, convergence plot, particle plot, summary,
-#  result state, result file, status)
-OptimizeView = tuple[Any, Any, Any, Any, Any, Any, Any, str]
+# What a run's view fills, in this order (OptimizeTab.view_outputs): the
+# progress bar, the evaluations table, the two plots, the numbers, the result
+# (a gr.State), its file, the verdict card, "Apply best", the front's plot,
+# point choice and button, "Go on", the folded details, and the status line.
+VIEW = (
+    "progress", "evaluations", "convergence", "particles", "summary", "result", "result_file",
+    "card", "apply", "front_plot", "front_point", "front_apply", "go_on", "details", "status",
+)
+OptimizeView = tuple[Any, ...]
+
+
+def view(**values: Any) -> OptimizeView:
+    """A view with `values` by name (VIEW) and no change elsewhere."""
+    unknown = set(values) - set(VIEW)
+    if unknown:
+        raise ValueError(f"not a part of the Optimize view: {sorted(unknown)}")
+    return tuple(values[name] if name in values else gr.update() for name in VIEW)
+
+
+# What `result_view` fills, in its order.
+RESULT_PARTS = ("card", "summary", "apply", "front_point", "front_apply")
+# Said under every plan: a run holds the model.
+HOLDS = (
+    "It holds the model: chat replies (the webui's too) and vector changes wait until it "
+    "ends; the status line shows the time left once the first setting is scored."
+)
+
+
+def _hidden() -> Any:
+    return gr.update(visible=False)
+
+
+# What a new run clears: the previous result is gone from the page (its file
+# stays in the results folder and the Saved tab) and nothing can be applied
+# until this run's verdict says so.
+_CLEARED: dict[str, Any] = {
+    "evaluations": [], "convergence": None, "particles": None, "summary": "", "result": None,
+    "result_file": gr.update(value=None, visible=False), "card": "",
+    "apply": gr.update(visible=False), "front_plot": None,
+    "front_point": gr.update(choices=[], value=None, visible=False),
+    "front_apply": gr.update(visible=False), "go_on": gr.update(visible=False),
+    "details": gr.update(open=True),  # the live plots and table of the new run
+}
 
 
 class OptimizeActions:
@@ -99,7 +141,7 @@ class OptimizeActions:
         choices = fmt.vector_choices(facts[1])
         ids = [vector_id for _label, vector_id in choices]
         kept = [c for c in (selected or []) if c in ids]
-        return gr.update(choices=choices, value=kept or ids)
+        return gr.update(choices=choices, value=kept or ids, info=vectors_info(len(ids)))
 
     # -- handlers ------------------------------------------------------------
 
@@ -108,21 +150,20 @@ class OptimizeActions:
         any job runs (this page's, another page's or another tab's) it only
         says so: the go-ahead a long run waits for is **Go on**, never a
         second click of this button."""
-        keep = (gr.update(),) * 7
         if self.jobs.running is not None:
-            yield (*keep, busy(self.jobs.running))
+            yield view(status=busy(self.jobs.running))
             if self.jobs.running is not None and self.jobs.running.kind == OPTIMIZE:
                 yield from self.attach()
             return
         if not vectors:  # "no model" explains an empty selection better
             _info, _vectors, problem = model_facts(self.session)
             if problem:
-                yield (*keep, fmt.failed("start the optimization", problem))
+                yield view(status=fmt.failed("start the optimization", problem))
                 return
         try:
             request = parse_request(vectors, *values, sources=self.sources)
         except SteerSwarmError as exc:
-            yield (*keep, fmt.failed("start the optimization", str(exc)))
+            yield view(status=fmt.failed("start the optimization", str(exc)))
             return
         # a concept run is not journalled: its journal could not say which
         # prompts were held out, so it could not be resumed (optimize_resume)
@@ -142,7 +183,7 @@ class OptimizeActions:
         try:
             request, journal = resumable(self.save_dir, self.sources)
         except SteerSwarmError as exc:
-            yield (*(gr.update(),) * 7, fmt.failed("resume the run", str(exc)))
+            yield view(status=fmt.failed("resume the run", str(exc)))
             return
         yield from self._start(_OptimizeWork(self.session, request, self.run_status, journal))
 
@@ -158,7 +199,7 @@ class OptimizeActions:
         if self.jobs.start(job):
             yield from self._watch(job, work)
         else:
-            yield (*(gr.update(),) * 7, busy(self.jobs.running))
+            yield view(status=busy(self.jobs.running))
             yield from self.attach()
 
     def attach(self) -> Iterator[OptimizeView]:
@@ -166,7 +207,7 @@ class OptimizeActions:
         progress so far, then live, then its result; or the idle view."""
         job = self.jobs.latest
         if job is None or job.kind != OPTIMIZE or not isinstance(job.work, _OptimizeWork):
-            yield (fmt.progress_html(None), *(gr.update(),) * 6, "")
+            yield view(progress=fmt.progress_html(None), status="")
             return
         yield from self._watch(job, job.work)
 
@@ -175,15 +216,10 @@ class OptimizeActions:
         history: list[Evaluation] = []
         best_so_far: list[float] = []
         last: Progress | None = None
-        no_result = (gr.update(), gr.update())  # result state, result file
-        yield (
-            fmt.progress_html(None, "Starting…"),
-            [],
-            None,
-            None,
-            "",
-            *no_result,
-            (
+        yield view(
+            progress=fmt.progress_html(None, "Starting…"),
+            **_CLEARED,
+            status=(
                 "Starting: loading the task, measuring the unsteered model on the neutral text "
                 "(for the KL guard) and scoring the unsteered baseline…"
                 if work.request.settings.scores_task
@@ -195,59 +231,52 @@ class OptimizeActions:
         try:
             for kind, item in job.follow():
                 if kind == WAITING:
-                    yield (
-                        fmt.progress_html(None, "Waiting for the model…"),
-                        gr.update(),
-                        gr.update(),
-                        gr.update(),
-                        gr.update(),
-                        *no_result,
-                        fmt.WAITING,
+                    yield view(
+                        progress=fmt.progress_html(None, "Waiting for the model…"),
+                        status=fmt.WAITING,
                     )
                     continue
-                if isinstance(item, LongRunQuestion):
-                    yield (*(gr.update(),) * 4, "", *no_result, item.status())
+                if isinstance(item, LongRunQuestion):  # answered by Go on, shown only now
+                    yield view(go_on=gr.update(visible=True), status=item.status())
                     continue
                 if isinstance(item, JobProgress):  # a vector rebuilt at a new layer, a calibration
-                    yield (*(gr.update(),) * 4, gr.update(), *no_result, item.status())
+                    yield view(status=item.status())
                     continue
                 last = item
                 if last.latest is not None:
                     history.append(last.latest)
                     if not last.latest.is_baseline and last.best_score is not None:
                         best_so_far.append(last.best_score)
-                yield (
-                    fmt.progress_html(last, fmt.phase_note(last.phase)),
-                    fmt.evaluation_rows(history),
-                    plots.convergence(history, last.baseline, best_so_far),
-                    plots.particles(history, work.numbers, last.best),
-                    "",
-                    *no_result,
-                    self._running_line(job, time.perf_counter() - started, last.note),
+                yield view(
+                    progress=fmt.progress_html(last, fmt.phase_note(last.phase)),
+                    evaluations=fmt.evaluation_rows(history),
+                    convergence=plots.convergence(history, last.baseline, best_so_far),
+                    particles=plots.particles(
+                        history, work.numbers, last.best, work.request.settings["unit"]
+                    ),
+                    go_on=_hidden(),
+                    status=self._running_line(job, time.perf_counter() - started, last.note),
                 )
         except JobCancelled as exc:  # before any setting was scored, or while Ray started
-            yield (
-                fmt.progress_html(last, "cancelled"),
-                *(gr.update(),) * 4,
-                *no_result,
-                f"✕ {fmt.md(exc)} The active vectors are unchanged.",
+            yield view(
+                progress=fmt.progress_html(last, "cancelled"),
+                go_on=_hidden(),
+                status=f"✕ {fmt.md(exc)} The active vectors are unchanged.",
             )
             return
         except SteerSwarmError as exc:
-            yield (
-                fmt.progress_html(last, "failed"),
-                *(gr.update(),) * 4,
-                *no_result,
-                fmt.failed("run the optimization", str(exc)),
+            yield view(
+                progress=fmt.progress_html(last, "failed"),
+                go_on=_hidden(),
+                status=fmt.failed("run the optimization", str(exc)),
             )
             return
         except Exception as exc:  # the status line must say what happened
             log.exception("optimization failed")
-            yield (
-                fmt.progress_html(last, "failed"),
-                *(gr.update(),) * 4,
-                *no_result,
-                fmt.failed(
+            yield view(
+                progress=fmt.progress_html(last, "failed"),
+                go_on=_hidden(),
+                status=fmt.failed(
                     "run the optimization", f"unexpected error {type(exc).__name__}: {exc}."
                 ),
             )
@@ -261,20 +290,77 @@ class OptimizeActions:
             if gained(result)
             else "The active vectors are unchanged."
         )
-        yield (
-            fmt.progress_html(result.final_progress(), "cancelled" if result.cancelled else "done"),
-            fmt.evaluation_rows(result.history),
-            plots.convergence(
-                result.history,
-                result.baseline.score,
-                result.running_best(),
+        yield view(
+            progress=fmt.progress_html(
+                result.final_progress(), "cancelled" if result.cancelled else "done"
             ),
-            plots.particles(result.history, [i + 1 for i in result.vector_indices], result.best),
-            fmt.result_summary(result),
-            result,
-            gr.update(value=saved, visible=True) if saved is not None else gr.update(),
-            f"{done} {fmt.md(verdict.headline)} {outcome}",
+            evaluations=fmt.evaluation_rows(result.history),
+            convergence=plots.convergence(
+                result.history, result.baseline.score, result.running_best()
+            ),
+            particles=plots.particles(
+                result.history, [i + 1 for i in result.vector_indices], result.best,
+                result.space.unit,
+            ),
+            result=result,
+            result_file=(
+                gr.update(value=saved, visible=True) if saved is not None else _hidden()
+            ),
+            go_on=_hidden(),
+            **self._result_parts(result),
+            status=f"{done} {fmt.md(verdict.headline)} {outcome}",
         )
+
+    def _active_ids(self) -> list[str] | None:
+        """The active vectors' ids, or None while the model is busy (not known)."""
+        facts = peek_facts(self.session)
+        return None if facts is None else [vector.id for vector in facts[1]]
+
+    def _result_parts(self, result: OptimizationResult) -> dict[str, Any]:
+        """The verdict card, the numbers, Apply best and the front, for the
+        vectors active now: a result whose vectors are gone offers nothing to
+        apply and says so."""
+        active = self._active_ids()
+        gone = fmt.gone_vectors(result, active)
+        plot, point, apply_point, apply = self.front.offer(result)
+        if gone:
+            point, apply_point, apply = _hidden(), _hidden(), _hidden()
+        return {
+            "card": fmt.verdict_card(result, gone),
+            "summary": fmt.result_summary(result, active),
+            "apply": apply,
+            "front_plot": plot,
+            "front_point": point,
+            "front_apply": apply_point,
+        }
+
+    def result_view(self, result: OptimizationResult | None) -> tuple[Any, ...]:
+        """(card, summary, Apply best, front point, its button) of the result
+        on this page, checked against the vectors active now: shown when the
+        tab opens, so a summary never names as active a vector that is gone."""
+        if result is None or self._active_ids() is None:
+            return (gr.update(),) * 5
+        parts = self._result_parts(result)
+        return tuple(parts[name] for name in RESULT_PARTS)
+
+    def plan(self, vectors: list[str] | None, *values: Any) -> str:
+        """The plan line shown before a run: what the command line prints
+        before it scores anything (optimize/run/plan.py), with the documents
+        counted without the model, or what is wrong with the form."""
+        try:
+            settings = parse_settings(values, self.sources)
+            chosen = set(vectors or ())
+            facts = peek_facts(self.session)
+            active = [] if facts is None else list(facts[1])
+            prompts = next(
+                ((len(v.prompts), len(v.contrast_prompts)) for v in active if v.id in chosen),
+                None,
+            )
+            others = sum(1 for v in active if v.id not in chosen) if chosen else 0
+            lines = plan_lines(settings, counted_sizes(settings, prompts), others)
+        except SteerSwarmError as exc:
+            return f"**Before you start:** ⚠ {fmt.md(exc)}"
+        return "**Before you start:** " + " ".join(fmt.md(line) for line in lines) + " " + HOLDS
 
     def _running_line(self, job: BackgroundJob, elapsed: float, note: str = "") -> str:
         """The status line while the run goes (with its time budget's plan,
@@ -291,7 +377,7 @@ class OptimizeActions:
         )
 
     def apply_offer(self, result: OptimizationResult | None) -> Any:
-        """Offer "Apply best" only for a setting that beat the unsteered model."""
+        """Offer "Apply best" only for a result whose verdict recommends a setting."""
         return best_offer(result)
 
     def _save(self, result: OptimizationResult) -> str | None:
@@ -311,9 +397,10 @@ class OptimizeActions:
 
     def example_settings(self, name: str = "sentiment") -> tuple[Any, ...]:
         """The preset's search settings put in the form (task, held-out task,
-        limits, swarm, layer and alpha bounds, PSO options, seed), then a
-        status line. The layer bounds are kept inside the loaded model; the
-        split and guard fields, which presets do not set, are left as they are."""
+        limits, swarm, layer and alpha bounds, PSO options, seed) with no time
+        budget (the example's own number of settings), then a status line. The
+        layer bounds are kept inside the loaded model; the split and guard
+        fields, which presets do not set, are left as they are."""
         try:
             preset = load_preset(name)
         except SteerSwarmError as exc:
@@ -325,13 +412,15 @@ class OptimizeActions:
             values["layer_min"] = min(values["layer_min"], top)
             values["layer_max"] = min(values["layer_max"], top)
         values["task_folder"] = str(TASKS_DIR)
+        values["budget"] = 0.0  # a budget would size the swarm: the example's is 6 x 5
         return (
             *(values.get(key, gr.update()) for key in NAMES),
             (
                 f"✓ Filled in the search settings of the example “{preset.title}”: "
                 f"{values['particles']} particles × {values['iterations']} iterations on "
                 f"{values['limit']} documents of {values['task']}, then the baseline and the "
-                f"best setting on {values['heldout_task']}. Click **Optimize vectors**."
+                f"best setting on {values['heldout_task']} (no time budget: the example's own "
+                "size). Click **Optimize vectors**."
             ),
         )
 

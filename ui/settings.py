@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 FIELDS: dict[str, tuple[type, Any]] = {
     "layer": (int, None),
     "alpha": (float, 1.0),  # SmolLM2 greedy chat loops at 2 (seen in the real webui)
-    **{f.saved_key: (f.kind, f.default) for f in run_fields(FORM)},
+    **{f.saved_key: (f.kind, f.form_start) for f in run_fields(FORM)},
 }
 
 # Saved keys renamed since: old key -> new key. The old key is still read (the

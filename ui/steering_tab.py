@@ -47,18 +47,22 @@ log = logging.getLogger(__name__)
 TABLE_HEIGHT_PX = 220  # about five vectors; more scroll
 DEFAULT_FILE_NAME = "steering-vectors.safetensors"
 DEFAULT_ALPHA = 1.0
-# Measured on SmolLM2 (docs/files.md "Strength", scripts/vectors_table.py).
+# The one advice of the README, the example preset, the search and Explore,
+# measured on SmolLM2 (docs/app.md "Where and how hard"): a layer about a
+# quarter of the way in, alpha about 1 (strength about 0.1).
 ALPHA_HINT = (
-    "H + alpha × V; negative steers away. Start near 1: from about 1.5 replies repeat. "
-    "Or a strength (unit below; the table shows both): start near 0.25, replies "
-    "repeat at 1."
+    "H + alpha × V; negative steers away. Start near 1 (about strength 0.1, the unit "
+    "below; the table shows both): replies turn toward the concept and still end; from "
+    "about strength 0.2 they may run on to the token limit."
 )
-
+LAYER_SHARE = 0.27  # of the model's layers: 8 of SmolLM2's 30
 
 
 def default_layer(num_layers: int) -> int:
-    """A middle-early layer, where concept directions steer best (12 of SmolLM2's 30)."""
-    return min(num_layers - 1, round(num_layers * 0.4))
+    """The layer a vector starts at: about a quarter of the way in (8 of
+    SmolLM2's 30, the example's layer), where the demo's search lands
+    (layers 7-8) and inside the search's default range (a tenth to 60 %)."""
+    return min(num_layers - 1, round(num_layers * LAYER_SHARE))
 
 
 @dataclass
@@ -343,7 +347,10 @@ class SteeringActions:
 
 
 def _layer_info(info: ModelInfo) -> str:
-    return f"{info.name} has layers 0 to {info.num_layers - 1}"
+    return (
+        f"{info.name} has layers 0 to {info.num_layers - 1}; start near "
+        f"{default_layer(info.num_layers)} (about a quarter of the way in)"
+    )
 
 
 def build(
@@ -426,7 +433,9 @@ def build(
         )
         remove = gr.Button("Remove vector", scale=1)
         reset = gr.Button("Reset steering vectors", variant="stop", scale=1)
-    with gr.Row():
+    # The rarer actions, folded: files, the llama.cpp / lm-eval export, a
+    # vector from a task (each its own section below the table).
+    with gr.Accordion("Save or load vector files", open=False), gr.Row():
         with gr.Column():
             file_name = gr.Textbox(value=DEFAULT_FILE_NAME, label="File name")
             replace = gr.Checkbox(value=False, label="Replace a file of the same name")

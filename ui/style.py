@@ -3,10 +3,12 @@
 A form row whose fields have help texts of different lengths (one wraps to
 two lines, its neighbour's does not) would set each input at a different
 height: the Optimize tab's Limit box sat lower than Batch size, Particles
-and Iterations. Rows marked with FORM_ROW align their fields at the bottom,
-so the inputs line up whatever the help texts do. Gradio 4.37 (the webui)
-wraps a row's fields in a `.form` box, current Gradio may not: the rule
-covers both.
+and Iterations. In rows marked with FORM_ROW every field fills the row's
+height and puts its label and input at the bottom, so the inputs line up
+whatever the help texts do (aligning the fields themselves at the bottom left
+grey gaps above the shorter ones: the `.form` box's background). Gradio 4.37
+(the webui) and current Gradio both wrap a row's fields in a `.form` box of
+`.block`s: the rules cover both.
 
 The webui takes the CSS from the extension's `custom_css()`; the standalone
 app passes it to `launch()` (Gradio 6) or to `gr.Blocks` (Gradio 4), see
@@ -21,7 +23,13 @@ from typing import Any
 
 FORM_ROW = "steerswarm-form-row"
 
-CSS = f".{FORM_ROW}, .{FORM_ROW} > .form {{ align-items: flex-end; }}\n"
+CSS = (
+    f".{FORM_ROW}, .{FORM_ROW} > .form {{ align-items: stretch; }}\n"
+    f".{FORM_ROW} > .form > .block, .{FORM_ROW} > .block {{ display: flex; "
+    "flex-direction: column; }\n"
+    f".{FORM_ROW} > .form > .block > .container, .{FORM_ROW} > .block > .container, "
+    f".{FORM_ROW} > .form > .block > fieldset {{ margin-top: auto; height: auto; }}\n"
+)
 
 
 def css_kwargs(accepts: Callable[..., Any]) -> dict[str, Any]:

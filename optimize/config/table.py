@@ -66,6 +66,8 @@ class Field:
             needed: the task is not, for the concept objective).
         metavar: the CLI's placeholder, when not N (int), X (float), NAME (text).
         choices: the only values a text setting takes (None: any text).
+        form_default: the form's starting value when it differs from
+            `default` (None: the same), see `form_start`.
     """
 
     name: str
@@ -84,6 +86,7 @@ class Field:
     required_on_cli: bool = False
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
+    form_default: Any = None
 
     def __post_init__(self) -> None:
         if self.kind not in (int, float, str) or self.group not in GROUPS:
@@ -96,6 +99,12 @@ class Field:
 
             raise InvalidInputError(f"{self.noun} must be at most {self.cap:,}, got {value:,}.")
         return value
+
+    @property
+    def form_start(self) -> Any:
+        """The value the Optimize form starts with (and the webui saves as
+        unset): `form_default`, else `default`."""
+        return self.default if self.form_default is None else self.form_default
 
     @property
     def cli_flag(self) -> str:
@@ -160,11 +169,14 @@ FIELDS: tuple[Field, ...] = (
     Field("iterations", int, 3, "Iterations", "The number of iterations",
           "swarm iterations (with a time budget: as many as fit)", "swarm", minimum=1,
           cap=10_000),
+    # The form starts at 5 minutes: the default run takes about 1 minute on the
+    # demo and on steer_sentiment on a 2-core CPU (docs/app.md), so a newcomer's
+    # first run searches about five times as many settings and still ends soon.
     Field("budget", float, 0.0, "Time budget (minutes)", "The time budget",
-          "0: no limit; else the minutes the run may take: after the baseline it plans "
-          "how many settings fit from what one cost (the swarm's iterations), leaving time "
-          "for the confirmation and the held-out check", "swarm", minimum=0.0,
-          cap=7 * 24 * 60, where=frozenset({CLI, FORM})),
+          "the minutes the run may take (0: no limit): the settings that fit are planned "
+          "from what the first evaluation cost, leaving time for the checks", "swarm",
+          minimum=0.0,
+          cap=7 * 24 * 60, where=frozenset({CLI, FORM}), form_default=5.0),
     # -- search space ----------------------------------------------------------
     Field("layer_min", int, None, "Lowest layer", "The lowest layer",
           "lowest layer searched, from 0 (default: 0 on the command line, about a "
@@ -229,7 +241,7 @@ FIELDS: tuple[Field, ...] = (
     # -- search strategy (optimize/strategies) ---------------------------------
     Field("strategy", str, "pso", "Strategy", "The search strategy",
           "pso: the particle swarm; tpe or cmaes: Optuna's samplers, the same number of "
-          "evaluations (needs optuna)", "swarm", where=frozenset({CLI})),
+          "evaluations (needs optuna)", "swarm", where=frozenset({CLI, FORM})),
     # -- guard (optimize/guard/kl.py, docs/guard.md) -------------------------------
     Field("objective", str, "guarded", "Objective", "The objective",
           "guarded: the best target score within the KL budget (and the guard task's "

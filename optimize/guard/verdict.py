@@ -43,6 +43,30 @@ KINDS = (
     UNCONFIRMED,
 )
 
+# What to try next when nothing is recommended, by verdict kind: one sentence,
+# the same on the command line, in the result file and on the Optimize tab.
+ADVICE = {
+    NO_RELIABLE_GAIN: (
+        "To confirm a smaller gain, give the run more documents (a task with more of them, "
+        "or a higher document limit) or a longer time budget."
+    ),
+    NO_GAIN: (
+        "Try other vectors (more and clearer concept and contrast prompts), another layer "
+        "range, or both signs of the strength."
+    ),
+    OUTSIDE_LIMITS: (
+        "Every setting that helped moved replies too far from the unsteered model: search "
+        "lower strengths, or allow a larger KL budget if such replies are acceptable."
+    ),
+    LOOPS: "Search lower strengths: the setting that helped most repeats itself in replies.",
+    CONTRADICTED: (
+        "The gain did not hold on documents the search never saw: search with more documents "
+        "before trusting a setting."
+    ),
+    CANCELLED: "Resume the run (or start it again) to get a verdict.",
+    UNCONFIRMED: "Run the optimization again: this version confirms its pick.",
+}
+
 
 def describe_setting(setting: Setting) -> str:
     """"layer 8, alpha 1.05" (one vector) or "#1 layer 8 alpha 1.05; #2 ..."."""
@@ -139,10 +163,22 @@ class Verdict:
     confirmed: PairedTest | None = None
     heldout: PairedTest | None = None
     details: tuple[str, ...] = field(default_factory=tuple)
+    advice: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.advice:  # what to try next, in the same words wherever it is shown
+            object.__setattr__(self, "advice", ADVICE.get(self.kind, ""))
 
     @property
     def text(self) -> str:
-        return " ".join((self.headline, *self.details))
+        return " ".join((self.headline, *self.details, *((self.advice,) if self.advice else ())))
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The verdict as every view shows it: the headline, the details, then
+        what to try next (the command line prints these lines; the Optimize
+        tab's card shows the same sentences)."""
+        return (self.headline, *self.details, *((self.advice,) if self.advice else ()))
 
     def to_dict(self) -> dict[str, Any]:
         def where(e: Evaluation | None) -> dict[str, Any] | None:
@@ -158,6 +194,7 @@ class Verdict:
             "candidate": where(self.candidate),
             "confirmed": None if self.confirmed is None else self.confirmed.to_dict(),
             "heldout": None if self.heldout is None else self.heldout.to_dict(),
+            "advice": self.advice,
         }
 
 
@@ -174,16 +211,33 @@ def beats_baseline(objective: Objective, evaluation: Evaluation, baseline: Evalu
     return TargetObjective(objective.higher_is_better).better(metrics, baseline.metrics)
 
 
+# Below this share of the KL budget, replies stay *very* close to the unsteered model's.
+VERY_CLOSE_SHARE = 0.25
+
+
+def kl_words(kl: float, budget: float) -> str:
+    """What a KL (nats per token, on everyday text) means for replies, against
+    the budget that kept SmolLM2 fluent (docs/guard.md)."""
+    if kl <= VERY_CLOSE_SHARE * budget:
+        return "Its replies stay very close to the unsteered model's"
+    if kl <= budget:
+        return "Its replies stay close to the unsteered model's"
+    return "Its replies drift from the unsteered model's"
+
+
 def _limits_text(objective: Objective, evaluation: Evaluation) -> str:
     kl = evaluation.metrics.get(KL, math.nan)
     if math.isnan(kl):
         return ""
+    budget = objective.options.kl_budget
     text = (
-        f"Its replies stay close to the unsteered model's on neutral text (KL {kl:.2f} "
-        f"nats per token"
+        f"{kl_words(kl, budget)} on everyday text (KL {kl:.2f} nats per token, how far "
+        "its next-word guesses move"
     )
     if objective.name != TargetObjective.name:
-        text += f"; the budget is {objective.options.kl_budget:g}"
+        text += f"; the budget is {budget:g}"
+    else:
+        text += f"; {budget:g} kept SmolLM2 fluent"
     drop = evaluation.metrics.get(GUARD_DROP, math.nan)
     if not math.isnan(drop):
         text += f"; the guard task changed by {-drop:+.1f} points"
@@ -229,8 +283,10 @@ def decide(
             "version), so nothing is recommended. Run the optimization again.",
             candidate=best,
             details=(
-                (f"Best candidate: {describe_setting(best.setting)}, {best.score:.3f} against the "
-                 f"baseline's {baseline.score:.3f} on the search documents."),
+                (
+                    f"Top candidate: {describe_setting(best.setting)}, {best.score:.3f} against "
+                    f"the baseline's {baseline.score:.3f} on the search documents."
+                ),
             ),
         )
     if confirmation is None:
@@ -240,8 +296,10 @@ def decide(
             "did not rank it: nothing to apply.",
             candidate=best,
             details=(
-                (f"Best candidate: {describe_setting(best.setting)}, {best.score:.3f} against the "
-                 f"baseline's {baseline.score:.3f} on the search documents (not confirmed)."),
+                (
+                    f"Top candidate: {describe_setting(best.setting)}, {best.score:.3f} against "
+                    f"the baseline's {baseline.score:.3f} on the search documents (not confirmed)."
+                ),
             ),
         )
     passed = confirmation.passed()
@@ -268,7 +326,7 @@ def decide(
             )
         return Verdict(
             NO_RELIABLE_GAIN,
-            f"No reliable gain: the best candidate ({describe_setting(candidate.setting)}) "
+            f"No reliable gain: the top candidate ({describe_setting(candidate.setting)}) "
             f"gained {paired_sentence(test, 'confirmation', True)}, which does not rule out luck "
             f"at the {confirmation.level:.2g} level. Nothing to apply.",
             candidate=candidate,
@@ -316,8 +374,9 @@ def _heldout_details(heldout: PairedTest | None, where: str) -> tuple[str, ...]:
 def _not_beaten(objective: Objective, baseline: Evaluation, best: Evaluation) -> Verdict:
     metrics = best.metrics
     kind, headline = NO_GAIN, (
-        f"No setting beat the unsteered model: the best scored {best.score:.3f} against the "
-        f"baseline's {baseline.score:.3f} on the search documents. Nothing to apply."
+        f"No setting beat the unsteered model: the highest-scoring one "
+        f"({describe_setting(best.setting)}) scored {best.score:.3f} against the baseline's "
+        f"{baseline.score:.3f} on the search documents. Nothing to apply."
     )
     if not math.isnan(objective.value(metrics)) and not objective.within_limits(metrics):
         kind = OUTSIDE_LIMITS

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optimize.guard.kl import GuardedFitness, KlGuard
-from optimize.guard.split import CONFIRM, HELDOUT, SEARCH, smallest_confirmable_gain
+from optimize.guard.split import CONFIRM, HELDOUT, SEARCH
 from optimize.run.optimization import FluencyCheck, RunPlan
 from optimize.run.settings import RunSettings
 from optimize.scoring.fitness import LmEvalFitness
@@ -175,63 +175,6 @@ def assembled(
         significance=settings.significance,
         **common,
     )
-
-
-def condition_line(others: int) -> str:
-    """How the baseline and the settings are scored, with `others` active
-    vectors the run does not tune: the same condition for both."""
-    if not others:
-        return "The baseline is the model with no steering; each setting adds only its vectors."
-    return (
-        f"The other {others} active vector(s) stay on for the baseline and for every setting "
-        "alike: a setting's gain is what the tuned vectors add to them."
-    )
-
-
-def plan_lines(settings: RunSettings, plan: RunPlan, others: int = 0) -> list[str]:
-    """What the run will do, said before it scores anything: the documents
-    of each part, the evaluations, the smallest gain each part can confirm
-    (a warning when that is large) and the scoring condition (`others`: the
-    active vectors the run does not tune)."""
-    pso = settings.pso
-    swarm = f"{pso.particles} particles x {pso.iterations} iterations"
-    if not plan.scores_task:
-        return [
-            (f"Searches {pso.evaluations} settings ({swarm}, {settings.strategy}) for the "
-             f"strongest push toward the concept on the vector's held-out prompts "
-             f"({plan.fitness.samples}), within the KL budget {settings.options.kl_budget:g}."),
-            condition_line(others),
-        ]
-    lines = [
-        f"Searches {pso.evaluations} settings ({swarm}, {settings.strategy}) on "
-        f"{plan.fitness.samples} search documents of {settings.fitness.task}; the best "
-        f"{plan.finalists} then on {_samples(plan.confirm)} confirmation documents that did not "
-        f"rank them"
-        + ("." if plan.heldout is None else f"; the pick on {plan.heldout.samples} held-out "
-           "documents the search never sees.")
-    ]
-    level = plan.significance / max(1, plan.finalists)  # Holm's first step
-    needed = smallest_confirmable_gain(_samples(plan.confirm), level, one_sided=True)
-    check = f"A setting is recommended only if it gains about {needed:.0f} points or more there"
-    if plan.heldout is not None:
-        held = smallest_confirmable_gain(plan.heldout.samples, plan.significance)
-        check += f"; the held-out documents can confirm about {held:.0f} points or more"
-    lines.append(
-        check + f" (paired tests at the {plan.significance:g} level, assuming about 3 in 10 "
-        "answers change)."
-    )
-    if needed > 25:
-        lines.append(
-            f"⚠ With {_samples(plan.confirm)} confirmation documents only a large gain can be "
-            "confirmed: use a task with more documents (or raise the document limit) for a "
-            "smaller one."
-        )
-    lines.append(condition_line(others))
-    return lines
-
-
-def _samples(fitness: Fitness | None) -> int:
-    return 0 if fitness is None else int(fitness.samples)
 
 
 @dataclass(frozen=True)

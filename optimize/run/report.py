@@ -18,7 +18,7 @@ def score_text(score: float, stderr: float) -> str:
 
 
 def gain_text(result: OptimizationResult) -> str:
-    """Best minus baseline in the run's unit (points, or nats per token)."""
+    """The top candidate minus the baseline in the run's unit (points, or nats per token)."""
     return gain_phrase(result.objective, result.best.score, result.baseline.score)
 
 
@@ -71,11 +71,34 @@ def front_table(result: OptimizationResult) -> list[str]:
     return lines
 
 
+def evaluations_line(result: OptimizationResult) -> str:
+    """How many evaluations the run scored, in the count its progress bar
+    counted to (`final_progress`): the baseline, the settings, the
+    confirmation and the held-out check, and the time it took."""
+    progress = result.final_progress()
+    settings = len(result.evaluations)
+    cached = sum(1 for e in result.evaluations if e.cached)
+    parts = [f"the baseline and {settings} setting{'s' if settings != 1 else ''}"
+             + (f" ({cached} reused a cached score)" if cached else "")]
+    if result.confirmation is not None:
+        finalists = len(result.confirmation.finalists)
+        parts.append(
+            f"the baseline and {finalists} finalist{'s' if finalists != 1 else ''} on the "
+            "confirmation documents"
+        )
+    if result.heldout is not None:
+        parts.append("the baseline and the pick on the held-out documents")
+    return (
+        f"{progress.done} evaluations in {result.wall_seconds:.1f} s: " + "; ".join(parts)
+        + (" (cancelled)" if result.cancelled else "") + "."
+    )
+
+
 def summary_lines(result: OptimizationResult) -> list[str]:
     """What `python -m optimize` prints after a run: the verdict first, in the
     words every view uses, then the numbers behind it."""
     verdict = result.verdict
-    lines = [verdict.headline, *verdict.details, ""]
+    lines = [*verdict.lines, ""]
     scored = (
         f"task {result.fitness.task}, metric {result.metric}, ranked on {scored_text(result)}"
         if result.scores_task
@@ -90,7 +113,7 @@ def summary_lines(result: OptimizationResult) -> list[str]:
             else ""
         ),
         f"baseline        {score_text(result.baseline.score, result.baseline.stderr)}",
-        f"best candidate  {score_text(result.best.score, result.best.stderr)} "
+        f"top candidate   {score_text(result.best.score, result.best.stderr)} "
         f"({gain_text(result)} on the search documents) at {setting_text(result.best)}"
         + (
             f", KL {result.best.metrics[KL]:.4f}"

@@ -69,10 +69,15 @@ class ConceptExamples:
             object.__setattr__(self, name, texts)
 
 
-def _held(count: int, share: float, seed: int) -> list[int]:
-    """The positions held out of `count` prompts: round(share x count), at
+def held_out_count(count: int, share: float) -> int:
+    """How many of `count` prompts are held out: round(share x count), at
     least 1 and at most count - 1 (so one is left to build from)."""
-    keep = min(count - 1, max(1, round(share * count)))
+    return min(count - 1, max(1, round(share * count)))
+
+
+def _held(count: int, share: float, seed: int) -> list[int]:
+    """The positions held out of `count` prompts (`held_out_count` of them)."""
+    keep = held_out_count(count, share)
     return sorted(int(i) for i in np.random.default_rng(seed).permutation(count)[:keep])
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -38,10 +40,11 @@ from optimize.guard.verdict import (
     Confirmation,
     decide,
 )
-from optimize.run.assembly import assembled, plan_lines
+from optimize.run.assembly import assembled
 from optimize.run.confirm import pick_finalists
 from optimize.run.journal import CONFIRM as CONFIRM_ENTRY, JournalFile, read_journal
 from optimize.run.optimization import RunPlan
+from optimize.run.plan import plan_lines
 from optimize.run.settings import RunSettings
 from optimize.scoring.evaluation import Evaluation
 from optimize.scoring.metrics import PARTIAL, Metrics
@@ -124,7 +127,7 @@ def test_only_a_gain_that_passes_the_test_on_the_confirmation_documents_is_recom
     assert verdict.confirmed == strong and "Recommended: layer 1, alpha 2" in verdict.headline
     none = decide(guarded, BASELINE, best, confirmation=_confirmation(weak, level=0.05))
     assert none.kind == NO_RELIABLE_GAIN and none.recommended is None
-    assert none.headline.startswith("No reliable gain: the best candidate (layer 1, alpha 1)")
+    assert none.headline.startswith("No reliable gain: the top candidate (layer 1, alpha 1)")
     assert "Nothing to apply." in none.headline and "6 fixed, 3 broken" in none.headline
 
 
@@ -391,6 +394,56 @@ def test_the_plan_says_the_documents_and_the_smallest_gain_before_scoring(steere
     assert "on 2 search documents of tiny_sentiment" in text
     assert "4 confirmation documents" in text and "2 held-out documents" in text
     assert "⚠ With 4 confirmation documents only a large gain can be confirmed" in text
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},
+        {"heldout_task": "tiny_heldout", "heldout_limit": 3},
+        {"task": "tiny_group", "limit": 5, "holdout_fraction": 0.4},
+        {"budget": 5.0},
+    ],
+    ids=["split", "heldout-task", "group", "budget"],
+)
+def test_the_plan_counted_before_the_model_runs_is_the_assembled_runs(
+    steerer, sentiment_task, given
+):
+    """The Optimize tab says the plan while its form is filled in, counting the
+    documents without the model: the same sizes, evaluations and lines as the
+    run it then assembles (what the command line prints)."""
+    from optimize.run.plan import PlanSizes, counted_sizes
+
+    settings = RunSettings.from_values(
+        {"task": "tiny_sentiment", "task_folder": sentiment_task, "layer_min": 1,
+         "layer_max": 3, "particles": 2, "iterations": 1, **given}
+    )
+    counted = counted_sizes(settings)
+    with assembled(settings, steerer, [0]) as plan:
+        assert counted == PlanSizes.of_plan(settings, plan)
+        assert plan_lines(settings, counted, 1) == plan_lines(settings, plan, 1)
+        if not given.get("budget"):
+            assert counted.evaluations == plan.total  # what the progress bar counts to
+
+
+def test_documents_are_counted_once_and_again_when_the_folder_changes(tmp_path):
+    from optimize.scoring import documents
+    from tests.support.tasks import write_sentiment_task
+
+    folder = write_sentiment_task(tmp_path)
+    documents._counted.cache_clear()
+    first = documents.task_documents("tiny_sentiment", folder)
+    assert first is not None and documents.task_documents("tiny_sentiment", folder) == first
+    assert documents._counted.cache_info().hits == 1
+    assert documents.task_documents("no_such_task", folder) is None  # a plan line never fails
+    assert documents.task_documents("tiny_sentiment", None) is None  # registered: not counted
+    assert "tiny_sentiment" in documents.folder_tasks(folder)
+    assert "tiny_tag" not in documents.folder_tasks(folder)  # a tag has no score of its own
+    data = Path(folder) / "test.jsonl"  # the scored split
+    lines = data.read_text().splitlines()
+    data.write_text("\n".join(lines[:-1]) + "\n")
+    os.utime(data, (data.stat().st_atime, data.stat().st_mtime + 10))
+    assert documents.task_documents("tiny_sentiment", folder) == (first[0] - 1,)
 
 
 def test_holm_passes_the_smallest_p_at_level_over_k_then_steps_down():

@@ -71,15 +71,19 @@ def test_run_settings_default_from_the_table_and_are_checked():
 
 
 def test_the_form_passes_split_objective_and_guard_into_the_request(actions):
-    changes = {"holdout_fraction": 0.25, "objective": "target", "kl_budget": 0.2,
+    changes = {"holdout_fraction": 0.25, "objective": "guarded", "kl_budget": 0.2,
                "guard_task": "steer_health", "max_guard_drop": 2.0}
     settings = parse_request(*form(actions, **changes)).settings
     assert (settings["holdout_fraction"], settings.objective, settings.options.kl_budget) == (
-        0.25, "target", 0.2
+        0.25, "guarded", 0.2
     )
     assert settings.guard_task.task == "steer_health"
     assert settings.options.max_guard_drop == 2.0
     assert parse_request(*form(actions, guard_task="")).settings.guard_task is None
+    # the target alone reads no KL budget or guard task: the form hides them
+    target = parse_request(*form(actions, **{**changes, "objective": "target"})).settings
+    assert target.objective == "target" and target.guard_task is None
+    assert "kl_budget" not in target.given
 
 
 @pytest.mark.parametrize(
@@ -91,7 +95,7 @@ def test_the_form_passes_split_objective_and_guard_into_the_request(actions):
             {"objective": "nope"},
             "The objective must be one of guarded, target, concept, got 'nope'",
         ),
-        ({"max_guard_drop": -1}, "maximum guard drop"),
+        ({"max_guard_drop": -1, "guard_task": "steer_health"}, "maximum guard drop"),
         ({"guard_task": "steer_sentiment"}, "The guard task is the search task"),
     ],
 )
@@ -121,7 +125,8 @@ def test_a_default_run_holds_out_guards_with_kl_and_plots_the_front(actions, tin
     assert result.heldout is not None and result.heldout.paired is not None
     assert "**Objective:** guarded (KL budget 0.5)" in summary
     assert "paired: gain" in summary and "sign test p =" in summary
-    assert fmt.md(result.verdict.headline) in summary
+    card = final[7]
+    assert fmt.md(result.verdict.headline) in card
     plot, point, apply_point, apply = actions.front.offer(result)
     measured = any(not math.isnan(e.metrics.get(KL, math.nan)) for e in result.evaluations)
     assert isinstance(plot, Figure) if measured else plot is None  # no KL measured: no plot

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from steering.session import ModelSession
-from tests.support.forms import UPDATE, form, last, views
+from tests.support.forms import UPDATE, form, last, named, views
 from tests.support.results import recommending
 from ui import format as fmt
 from ui.optimize_form import NAMES
@@ -30,10 +30,15 @@ def test_optimize_reports_live_and_apply_best_changes_the_vectors(
     assert "1 of 8 evaluations" in live[0][0]  # the baseline, 4 settings, 2 finalists + baseline
     done = re.search(r"(\d+) of (\d+) evaluations", shown[-1][0])
     assert done and done.group(1) == done.group(2)  # the bar ends full
-    _progress, rows, convergence, particles, summary, result, result_file, status = shown[-1]
+    final = named(shown[-1])
+    rows, convergence, particles, summary, result, result_file, status = (
+        final[name] for name in
+        ("evaluations", "convergence", "particles", "summary", "result", "result_file", "status")
+    )
     assert isinstance(convergence, Figure) and isinstance(particles, Figure)
     assert rows[-1][0] == "baseline" and len(rows) == 5
-    assert fmt.md(result.verdict.headline) in summary and "steer_sentiment" in summary
+    assert fmt.md(result.verdict.headline) in final["card"] and "steer_sentiment" in summary
+    assert final["apply"]["visible"] is result.improved  # Apply best only for a recommendation
     assert status.startswith("✓ Done.") and fmt.md(result.verdict.headline) in status
     assert not result.cancelled and len(result.history) == 5
     assert result_file["visible"] is True
@@ -119,7 +124,7 @@ def test_cancel_stops_the_run_and_keeps_the_vectors(optimize_actions, tiny_sessi
     gen = optimize_actions.optimize(*form(optimize_actions, particles=2, iterations=6))
     shown = []
     for view in gen:
-        assert len(view) == 8
+        named(view)  # every output filled
         shown.append(view)
         if "2 of 16 evaluations" in view[0]:
             assert optimize_actions.cancel().startswith("✕ Cancelling")
@@ -127,7 +132,7 @@ def test_cancel_stops_the_run_and_keeps_the_vectors(optimize_actions, tiny_sessi
     assert "cancelled" in final[0]
     result = final[5]
     assert result.cancelled and len(result.history) < 13
-    assert "Cancelled run" in final[4]
+    assert "cancelled run" in final[4] and "Cancelled" in named(final)["card"]
     assert tiny_session.current().steerer.vectors == before
     assert not tiny_session.lock.locked()
 
@@ -210,15 +215,23 @@ def test_example_settings_fill_the_form(optimize_actions):
     preset = load_preset("sentiment").optimize
     values = optimize_actions.example_settings()
     assert len(values) == len(NAMES) + 1  # every field but the vector selection, then the status
+    *fields, status = values
+    filled = dict(zip(NAMES, fields, strict=True))
     (task, folder, metric, limit, batch, particles, iterations, budget, low, high, unit, s_min,
-     s_max,
-     a_min, a_max, c1, c2, w, seed, held_task, held_limit, *guard, workers,
-     status) = values
+     s_max, a_min, a_max, c1, c2, w, seed, held_task, held_limit) = (
+        filled[name] for name in
+        ("task", "task_folder", "metric", "limit", "batch_size", "particles", "iterations",
+         "budget", "layer_min", "layer_max", "unit", "strength_min", "strength_max", "alpha_min",
+         "alpha_max", "c1", "c2", "w", "seed", "heldout_task", "heldout_limit")
+    )
     assert unit == "alpha"  # the preset's measured alpha bounds are searched as alpha
     assert (s_min, s_max) == (UPDATE, UPDATE)  # not the preset's: left as the form has them
-    assert guard == [UPDATE] * 8  # the split, confirmation and guard fields: not the preset's
-    assert workers == UPDATE  # the number of Ray workers is the user's, not the preset's
-    assert budget == UPDATE  # so is the time budget
+    guard = [filled[name] for name in ("holdout_fraction", "confirm_fraction", "finalists",
+             "significance", "strategy", "objective", "kl_budget", "guard_task",
+             "max_guard_drop")]
+    assert guard == [UPDATE] * 9  # the split, search and guard fields: not the preset's
+    assert filled["workers"] == UPDATE  # the number of Ray workers is the user's
+    assert budget == 0  # no time budget: the example's own 6 x 5 settings
     assert (task, held_task) == ("sentiment_search", "sentiment_heldout")
     assert folder == str(TASKS_DIR) and metric == preset["metric"]
     assert (limit, held_limit, batch) == (50, 100, preset["batch_size"])
@@ -241,7 +254,10 @@ def test_a_held_out_task_is_scored_after_the_search_and_reported(optimize_action
     assert any("checking the pick on the held-out documents" in v[0] for v in shown)
     done = re.search(r"(\d+) of (\d+) evaluations", shown[-1][0])
     assert done and done.group(1) == done.group(2)
-    _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
+    final = named(shown[-1])
+    rows, summary, result, result_file, status = (
+        final[name] for name in ("evaluations", "summary", "result", "result_file", "status")
+    )
     held = result.heldout
     assert held is not None and held.samples == 6 and held.fitness.task == "sentiment_heldout"
     assert len(rows) == 5  # the search's evaluations only
@@ -279,7 +295,10 @@ def test_the_tab_confirms_the_finalists_on_documents_that_did_not_rank_them(
     shown = views(
         optimize_actions.optimize(*form(optimize_actions, limit=12, particles=3, iterations=2))
     )
-    _progress, rows, _c, _p, summary, result, result_file, status = shown[-1]
+    final = named(shown[-1])
+    rows, summary, result, result_file, status = (
+        final[name] for name in ("evaluations", "summary", "result", "result_file", "status")
+    )
     assert result.samples + result.confirmation.samples == 12 if result.confirmation else True
     if result.confirmation is not None:
         assert any("confirming the best settings" in v[0] for v in shown)
@@ -292,3 +311,19 @@ def test_the_tab_confirms_the_finalists_on_documents_that_did_not_rank_them(
     assert status.startswith("✓ Done.") and steerer.vectors == before
     saved = json.loads(Path(result_file["value"]).read_text())
     assert saved["verdict"]["headline"] == result.verdict.headline
+
+
+def test_the_plan_the_progress_and_the_summary_count_the_same_evaluations(optimize_actions):
+    """The plan said "31 settings" while the progress counted "34 evaluations":
+    now the plan counts what the progress bar counts to (RunPlan.total) and
+    the summary the evaluations the bar ended on."""
+    values = form(optimize_actions, limit=12, particles=3, iterations=2)
+    plan = optimize_actions.plan(*values)
+    planned = int(re.search(r"Scores at most (\d+) evaluations", plan).group(1))
+    shown = views(optimize_actions.optimize(*values))
+    first = next(v[0] for v in shown if re.search(r"\d+ of \d+ evaluations", str(v[0])))
+    assert re.search(r"1 of (\d+) evaluations", first).group(1) == str(planned)
+    final = named(shown[-1])
+    done = int(re.search(r"(\d+) of \1 evaluations", final["progress"]).group(1))
+    assert done <= planned  # fewer when fewer finalists beat the baseline
+    assert f"{done} evaluations in" in final["summary"]

@@ -10,31 +10,11 @@ import dataclasses
 import pytest
 
 from steering.session import ModelSession
+from tests.support.forms import UPDATE, form
 from ui import format as fmt
 from ui.jobs import RunStatus
-from ui.optimize_form import NAMES
-from ui.optimize_tab import TASKS_DIR, OptimizeActions
+from ui.optimize_tab import OptimizeActions
 from ui.steering_tab import SteeringActions
-
-UPDATE = {"__type__": "update"}
-
-
-def form(actions, **changes):
-    values = {
-        "vectors": actions.vector_choices(None)["value"],
-        "task": "steer_sentiment", "task_folder": str(TASKS_DIR), "metric": "acc",
-        "limit": 4, "batch_size": 4, "particles": 2, "iterations": 2, "layer_min": 0,
-        "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
-        "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3,
-        "w": 0.9, "seed": 0, "heldout_task": "", "heldout_limit": 100,
-        # no held-out share and the target alone (the defaults are tested in
-        # test_ui_front.py); the finalists confirmed on the documents not searched
-        "holdout_fraction": 0.0, "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05,
-        "objective": "target", "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
-        "budget": 0, "workers": 0,
-    }
-    values.update(changes)
-    return [values["vectors"], *(values[name] for name in NAMES)]
 
 
 @pytest.fixture
@@ -64,9 +44,10 @@ def test_a_run_that_beat_nothing_offers_nothing_to_apply(actions, tiny_session):
         "⚠ Could not apply the best setting: No setting beat the unsteered model"
     ), status
     assert tiny_session.current().steerer.vectors == before
-    summary = fmt.result_summary(worse)
-    assert "No setting beat the unsteered model" in summary and "Apply best" not in summary
-    assert actions.apply_offer(None)["visible"] is True  # before any run: the usual button
+    card = fmt.verdict_card(worse)
+    assert "No setting beat the unsteered model" in card and "Apply best" not in card
+    assert "Next:" in card  # what to try instead
+    assert actions.apply_offer(None)["visible"] is False  # before any run: nothing to apply
     if result.improved:
         assert "Apply best" in final[-1] and actions.apply_offer(result)["visible"] is True
     else:
@@ -141,17 +122,23 @@ def test_tables_are_capped_in_this_gradio():
 
 @pytest.mark.parametrize(
     ("particles", "iterations", "limit", "size"),
-    [(2, 6, 4, ("ranks 12 settings (2 particles × 6 iterations) on the search documents "
-                 "(of at most 4)")),
-     (4, 3, 400, "ranks 12 settings (4 particles × 3 iterations)"),
-     (None, 3, 4, None), (0, 3, 4, None), (2.0, 3, 20, "ranks 6 settings")],
+    [(2, 6, 4, ("Scores at most 16 evaluations: the unsteered baseline and 12 settings (2 "
+                "particles x 6 iterations, pso) on 2 search documents of steer_sentiment; the "
+                "baseline and the best 2 on 2 confirmation documents")),
+     (4, 3, 400, "12 settings (4 particles x 3 iterations, pso) on 50 search documents"),
+     (None, 3, 4, "Enter a value for Particles"),
+     (0, 3, 4, "The number of particles must be 1 or more"),
+     (2.0, 3, 20, "the unsteered baseline and 6 settings")],
 )
-def test_the_optimize_tab_warns_before_a_run_that_replies_wait(particles, iterations, limit, size):
-    """Before a run starts, the tab says how much it scores
-    and that chat replies (the webui's too) wait until it ends."""
-    from ui.optimize_layout import plan_line
-
-    line = plan_line(particles, iterations, limit)
+def test_the_optimize_tab_warns_before_a_run_that_replies_wait(
+    actions, particles, iterations, limit, size
+):
+    """Before a run starts, the tab says what the command line would say
+    (the evaluations, the documents of each part counted without the model),
+    that chat replies (the webui's too) wait until it ends, or what is wrong
+    with the form."""
+    line = actions.plan(*form(actions, particles=particles, iterations=iterations, limit=limit))
     assert line.startswith("**Before you start:**")
-    assert "chat replies (the webui's too) and vector changes wait until it ends" in line
-    assert (size in line) if size else ("settings" not in line)
+    assert size in line, line
+    if "⚠" not in line:
+        assert "chat replies (the webui's too) and vector changes wait until it ends" in line

@@ -113,7 +113,8 @@ def test_the_webui_gets_the_css_that_lines_up_form_rows():
     from ui.optimize_form import FORM_ROW
 
     css = extension.custom_css()
-    assert f".{FORM_ROW} > .form" in css and "align-items: flex-end" in css
+    assert f".{FORM_ROW} > .form" in css and "align-items: stretch" in css
+    assert "margin-top: auto" in css  # each field's label and input at the bottom
 
 
 def test_script_loads_its_own_extension_beside_another_extensions(monkeypatch):

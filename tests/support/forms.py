@@ -18,9 +18,12 @@ def last(gen: Iterable[Any]) -> Any:
 
 
 def views(gen: Iterable[Any]) -> list[Any]:
-    """Every view the optimize handler yields; each must fill its 8 outputs."""
+    """Every view the optimize handler yields; each must fill every output of
+    the view (ui.optimize_tab.VIEW)."""
+    from ui.optimize_tab import VIEW
+
     values = list(gen)
-    assert values and all(len(v) == 8 for v in values), [len(v) for v in values]
+    assert values and all(len(v) == len(VIEW) for v in values), [len(v) for v in values]
     return values
 
 
@@ -58,6 +61,7 @@ def form(actions: OptimizeActions, **changes: Any) -> list[Any]:
         "confirm_fraction": 0.5,
         "finalists": 2,
         "significance": 0.05,
+        "strategy": "pso",
         "objective": "target",
         "kl_budget": 0.5,
         "guard_task": "",
@@ -66,3 +70,11 @@ def form(actions: OptimizeActions, **changes: Any) -> list[Any]:
     }
     values.update(changes)
     return [values["vectors"], *(values[name] for name in NAMES)]
+
+
+def named(view: Any) -> dict[str, Any]:
+    """An optimize view by output name (ui.optimize_tab.VIEW)."""
+    from ui.optimize_tab import VIEW
+
+    assert len(view) == len(VIEW), len(view)
+    return dict(zip(VIEW, view, strict=True))

@@ -291,7 +291,7 @@ def _form(vector_ids: list[str], **changes: Any) -> list[Any]:
         "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0, "heldout_task": "",
         "heldout_limit": 100, "holdout_fraction": 0.0, "confirm_fraction": 0.5, "finalists": 2,
         "significance": 0.05, "objective": "target", "kl_budget": 0.5, "guard_task": "",
-        "max_guard_drop": 5.0, "workers": 0, "budget": 0,
+        "max_guard_drop": 5.0, "workers": 0, "budget": 0, "strategy": "pso",
     }
     values.update(changes)
     return [vector_ids, *(values[name] for name in NAMES)]

@@ -78,10 +78,11 @@ def _cases(steerer, vector):
     stranger = dataclasses.replace(vector, id="someone-elses")
     return [
         ("lost 70 points", _result(steerer, vector, (2, 3.0, 0.1), baseline=0.8),
-         ("No setting beat the unsteered model: the best scored 0.100 against the baseline's "
-          "0.800")),
+         ("No setting beat the unsteered model: the highest-scoring one (layer 2, alpha 3) "
+         "scored 0.100 against the baseline's 0.800")),
         ("gained +0.0", _result(steerer, vector, (2, 1.5, 0.5)),
-         "No setting beat the unsteered model: the best scored 0.500"),
+         ("No setting beat the unsteered model: the highest-scoring one (layer 2, alpha 1.5) "
+         "scored 0.500")),
         ("alpha past the limit", _result(steerer, vector, (2, 1e6, 0.8)),
          "The setting gives vector #1 alpha 1e+06, outside the limit of ±100."),
         ("a layer the model lacks", _result(steerer, vector, (40, 1.5, 0.8)),

@@ -41,12 +41,19 @@ ALLOWED = {
     "budget": (1.5,),  # a minute and a half: a time budget
     "max_guard_drop": (1.5, HUGE),
 }
-# with no held-out task the held-out limit is not used; it is swept with one;
-# the form reads only the bounds of the chosen unit: the strength ones with "strength"
+# The form reads only the fields that apply (ui.optimize_form.applies), so each
+# is swept where it does: the held-out limit with a held-out task; the bounds
+# of the chosen unit; the KL budget and the guard task with the guarded
+# objective (the sweep's form ranks by the target alone), the maximum guard
+# drop with a guard task too.
+GUARDED = {"objective": "guarded"}
 WITH = {
     "heldout_limit": {"heldout_task": "sentiment_heldout"},
     "strength_min": {"unit": "strength"},
     "strength_max": {"unit": "strength"},
+    "kl_budget": GUARDED,
+    "guard_task": GUARDED,
+    "max_guard_drop": {**GUARDED, "guard_task": "steer_health"},
 }
 
 CASES = [

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 
 from optimize.run.results import Progress
-from tests.support.forms import form, views
+from tests.support.forms import UPDATE, form, views
 from ui.jobs import JobLimits, RunStatus
 from ui.long_run import LongRunGate, LongRunQuestion
 
@@ -88,9 +88,13 @@ def test_the_wait_is_left_out_of_the_estimate():
 
 
 def _until_asked(gen):
+    from ui.optimize_tab import VIEW
+
     for view in gen:
-        assert len(view) == 8
+        assert len(view) == len(VIEW)
         if view[-1].startswith(ASKS):
+            # Go on is shown only now, while the run asks
+            assert view[VIEW.index("go_on")] == {**UPDATE, "visible": True}, view
             return view
     raise AssertionError("the run never asked")
 

@@ -44,7 +44,9 @@ def test_reply_streams_and_is_recorded(session):
     views = run(ChatActions(session).send("Hello there!", [], [], False, 12, 0))
     assert len(views) > 3  # token by token
     steered, _unsteered, history, log, box, status = views[-1]
-    assert status == "✓ Replied with no steering vectors active (add some in the Steering tab)."
+    assert status.startswith(
+        "✓ Replied with no steering vectors active (add some in the Steering tab)."
+    )
     assert [m["role"] for m in history] == ["user", "assistant"]
     assert history[0]["content"] == "Hello there!" and history[1]["content"]
     assert log == [] and box == ""
@@ -167,3 +169,28 @@ def test_messages_convert_to_either_chatbot_format():
     assert compat.to_chatbot(messages, as_messages=True) == messages
     assert compat.to_chatbot(messages, as_messages=False) == [["a", "b"], ["c", None]]
     assert compat.to_chatbot([], as_messages=False) == []
+
+
+def test_a_reply_cut_at_the_token_limit_says_so(session):
+    """A reply that stopped at the token limit looked finished; now it ends
+    with a mark and the status says how to read on."""
+    from ui.chat_tab import CUT_MARK
+
+    *_, (steered, _u, history, _log, _box, status) = run(
+        ChatActions(session).send("Hello there!", [], [], False, 3, 0)
+    )
+    # the random tiny model does not end a reply within 3 tokens
+    assert history[1]["content"].endswith(CUT_MARK) and reply_of(steered).endswith(CUT_MARK)
+    assert "✂ The steered reply stopped at the token limit (3 new tokens)" in status
+    assert "Max new tokens" in status
+
+
+def test_a_reply_that_ends_is_not_marked():
+    import torch
+
+    from steering.generate import ReplyEnd, _Count
+
+    end = ReplyEnd()
+    count = _Count(end, prompt=5, stops={2})
+    count(torch.tensor([[1, 1, 1, 1, 1, 7, 8, 2]]), torch.zeros(1))
+    assert end.tokens == 3 and count.ended  # the last token ends the reply

@@ -9,9 +9,8 @@ import pytest
 from optimize.config.table import BY_NAME
 from optimize.scoring.concept import CONCEPT_TASK
 from steering.errors import InvalidInputError
-from ui.optimize_form import NAMES, parse_request
-from ui.optimize_layout import plan_line
-from ui.optimize_tab import TASKS_DIR, OptimizeActions
+from ui.optimize_form import CONCEPT, NAMES, parse_request
+from ui.optimize_tab import TASKS_DIR, VIEW, OptimizeActions
 from ui.steering_tab import SteeringActions
 
 HAPPY = "I am so happy today!\nWhat a wonderful surprise.\nWe laughed all day.\nJoy fills me."
@@ -27,9 +26,10 @@ def _values(**changes):
 
 
 def _last(gen):
+    """The last view a handler yielded, by output name (ui.optimize_tab.VIEW)."""
     values = list(gen)
-    assert values and all(len(v) == 8 for v in values), [len(v) for v in values]
-    return values[-1]
+    assert values and all(len(v) == len(VIEW) for v in values), [len(v) for v in values]
+    return dict(zip(VIEW, values[-1], strict=True))
 
 
 def test_the_form_defaults_to_strength_bounds():
@@ -56,25 +56,35 @@ def test_concept_strength_needs_no_task_and_refuses_what_it_cannot_use():
     refused = [
         (["a", "b"], {}, "one vector at a time"),
         (["a"], {"holdout_fraction": 0.0}, "held-out share above 0"),
-        (["a"], {"guard_task": "steer_health"}, "no held-out task, guard task or Ray"),
-        (["a"], {"workers": 2}, "no held-out task, guard task or Ray"),
     ]
     for chosen, changes, needle in refused:
         with pytest.raises(InvalidInputError, match=needle):
             parse_request(chosen, *_values(objective="concept", task="", **changes))
-    # a held-out task left in the form (say by "Use example settings") is a task
-    # field: not read, not in the way
-    kept = parse_request(["a"], *_values(objective="concept", heldout_task="sentiment_heldout"))
-    assert kept.settings.heldout is None
+    # fields of a task run (hidden for concept strength) are not read, not in the
+    # way: a held-out task left by "Use example settings", a guard task, Ray workers
+    kept = parse_request(
+        ["a"], *_values(task=CONCEPT, heldout_task="sentiment_heldout", guard_task="x", workers=2)
+    )
+    assert kept.settings.objective == "concept"
+    assert kept.settings.heldout is None and kept.settings.guard_task is None
+    assert kept.settings.workers == 0
 
 
-def test_the_plan_line_says_what_concept_strength_scores():
-    line = plan_line(4, 3, 40, "concept")
-    assert "scores 12 settings" in line and "40 documents" not in line
-    assert "held-out concept and contrast prompts" in line and "KL budget" in line
-    assert "task fields are not used" in line
-    assert "held-out concept" in plan_line(None, 3, 40, "concept")  # a bad size: still said
-    assert "on the search documents (of at most 40)" in plan_line(4, 3, 40, "guarded")
+def test_the_plan_line_says_what_concept_strength_scores(tiny_session, tmp_path):
+    steering = SteeringActions(tiny_session, tmp_path)
+    list(steering.add_vector(HAPPY, SAD, 1, 1.0))
+    (vector,) = tiny_session.current().steerer.vectors
+    actions = OptimizeActions(tiny_session, tmp_path)
+    line = actions.plan([vector.id], *_values(task=CONCEPT, particles=4, iterations=3))
+    # 4 + 4 prompts, 0.3 of each held out: 1 of each (at least one)
+    assert (
+        "Scores 13 evaluations: the unsteered baseline and 12 settings (4 particles x 3 "
+        "iterations, pso)"
+    ) in line, line
+    assert "the vector's held-out prompts (2), within the KL budget 0.5" in line, line
+    assert "It holds the model" in line
+    bad = actions.plan([vector.id], *_values(task=CONCEPT, particles=None))
+    assert "⚠" in bad and "Particles" in bad, bad  # the form's own problem, said early
 
 
 def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(
@@ -99,14 +109,17 @@ def test_a_concept_run_from_the_tab_finds_and_applies_a_setting(
         strength_min=0.0, strength_max=1.0, layer_min=0, layer_max=3, seed=0,
     )
     view = _last(actions.optimize([before.id], *form))
-    _progress, rows, _conv, _particles, summary, result, result_file, status = view
+    rows, summary, result, result_file, status = (
+        view[name] for name in ("evaluations", "summary", "result", "result_file", "status")
+    )
     assert status.startswith("✓ Done."), status
     assert "nats per token" in status and "points" not in status
     assert result.objective == "concept" and result.fitness.task == CONCEPT_TASK
     assert len(result.history) == 5 and rows[-1][0] == "baseline"
     assert result.baseline.score == 0.0  # unsteered: no gain, by construction
     assert "4 held-out concept and contrast prompts" in summary
-    assert "on the vector's held-out prompts" in summary
+    assert "on the vector's held-out prompts" in view["card"]
+    assert view["apply"]["visible"] is True  # offered: the verdict recommends it
     assert "KL budget" in summary and "nats per token" in summary
     assert result_file["visible"] is True
     assert not list(tmp_path.glob("*.journal.jsonl"))  # not journalled: it cannot resume
@@ -132,7 +145,8 @@ def test_a_concept_run_that_finds_nothing_says_so_in_its_own_terms(tiny_session,
         strength_min=-1.0, strength_max=-0.5, layer_min=1, layer_max=1, iterations=1,
     )
     view = _last(OptimizeActions(tiny_session, tmp_path).optimize([vector.id], *form))
-    summary, result = view[4], view[5]
+    card, summary, result = view["card"], view["summary"], view["result"]
     assert not result.improved and result.best.score < 0.0, summary
-    assert "No setting made the concept's held-out prompts more likely" in summary
-    assert "Nothing to apply" in summary
+    assert "No setting made the concept's held-out prompts more likely" in card
+    assert "Nothing to apply" in card and "prompts" in summary
+    assert view["apply"]["visible"] is False

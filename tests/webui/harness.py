@@ -168,9 +168,9 @@ class Webui:
         return last(self.handler(api_name)(*args))
 
     def component(self, label: str) -> Any:
-        """The form field (Number, Slider or Textbox) with this label."""
+        """The form field (Number, Slider, Textbox or Dropdown) with this label."""
         assert self.page is not None, "build() the page first"
-        fields = (gr.Number, gr.Slider, gr.Textbox)
+        fields = (gr.Number, gr.Slider, gr.Textbox, gr.Dropdown)
         found = [
             b
             for b in self.page.blocks.values()

@@ -50,7 +50,8 @@ def _form(**override: Any) -> list[Any]:
         "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
         "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
         "heldout_task": "", "heldout_limit": 4, "holdout_fraction": 0.0,
-        "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "objective": "target",
+        "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "strategy": "pso",
+        "objective": "target",
         "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0, "workers": 0,
     }
     form.update(override)
@@ -132,7 +133,7 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         webui.on_change("Alpha")(-2.5)
         webui.on_change("Lowest alpha")(-3.0)
         webui.on_change("Seed")(7)
-        webui.on_change("Task")("my_task")
+        webui.on_change("What “better” means")("my_task")
         webui.on_change("Particles")(None)  # a cleared box is not saved over the value
         from modules import ui as webui_ui
 
@@ -145,10 +146,11 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         webui.set_model(tiny_llama(tokenizer), tokenizer)
         webui.load()
         webui.build()
+        goal = "What “better” means"
         values = {label: webui.component(label).value for label in
-                  ("Layer", "Alpha", "Lowest alpha", "Seed", "Task", "Particles")}
+                  ("Layer", "Alpha", "Lowest alpha", "Seed", goal, "Particles")}
         assert values == {"Layer": 1, "Alpha": -2.5, "Lowest alpha": -3.0, "Seed": 7,
-                          "Task": "my_task", "Particles": 6}, values
+                          goal: "my_task", "Particles": 6}, values
 
 
 def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
@@ -184,6 +186,32 @@ def ui_never_raises(tmp: Path, tokenizer: Any) -> None:
             assert any("Activation Steering could not start: TypeError" in t for t in webui.texts())
     finally:
         ui.app.build_tabs = original
+
+
+def optimize_form_shows_what_applies(tmp: Path, tokenizer: Any) -> None:
+    """The Optimize tab's settings beyond the goal and the time budget are in a
+    folded Advanced section, and changing the unit shows the bounds of that
+    unit only: the handler the page registered, with this Gradio's updates."""
+    with Webui(tmp) as webui:
+        webui.set_model(tiny_llama(tokenizer), tokenizer)
+        webui.load()
+        page = webui.build()
+        (advanced,) = [c for c in page.config["components"]
+                       if c.get("props", {}).get("label") == "Advanced"]
+        assert advanced["type"] == "accordion" and advanced["props"]["open"] is False
+        unit = next(b for b in page.blocks.values() if getattr(b, "label", None) == "Unit")
+        bounds = {label: webui.component(label) for label in
+                  ("Lowest alpha", "Highest alpha", "Lowest strength", "Highest strength")}
+        assert bounds["Lowest alpha"].visible is False  # the default unit is strength
+        assert bounds["Lowest strength"].visible is True
+        (shows,) = [f for f in webui._functions()
+                    if (unit._id, "change") in [(t[0], t[1]) for t in f.targets]
+                    and bounds["Lowest alpha"] in f.outputs]
+        values = [("alpha" if block is unit else block.value) for block in shows.inputs]
+        updates = dict(zip([block._id for block in shows.outputs], shows.fn(*values), strict=True))
+        assert updates[bounds["Lowest alpha"]._id]["visible"] is True
+        assert updates[bounds["Highest alpha"]._id]["visible"] is True
+        assert updates[bounds["Lowest strength"]._id]["visible"] is False
 
 
 # -- steering the webui's model ------------------------------------------------
@@ -512,6 +540,7 @@ ALL: dict[str, Callable[[Path, Any], None]] = {
         settings_persist,
         bad_settings_fall_back,
         ui_never_raises,
+        optimize_form_shows_what_applies,
         steers_the_webui_model,
         one_model_user_at_a_time,
         follows_model_changes,

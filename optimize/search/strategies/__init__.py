@@ -43,8 +43,10 @@ def strategy_class(name: str) -> type[Strategy]:
     """The registered strategy `name`, or InvalidInputError naming the known ones."""
     cls = STRATEGIES.get(name)
     if cls is None:
+        from steering.validate import typed
+
         raise InvalidInputError(
-            f"Unknown search strategy {name!r}; known strategies: "
+            f"Unknown search strategy {typed(name)}; known strategies: "
             f"{', '.join(sorted(STRATEGIES))}."
         )
     return cls
