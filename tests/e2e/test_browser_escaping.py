@@ -37,12 +37,11 @@ NO_INJECTED = """() => ({
 
 
 @pytest.fixture
-def app_url(tiny_session, serve, tmp_path, monkeypatch):
+def app_url(tiny_session, serve, tmp_path):
     """The app on the tiny Llama. Every run counts as long, so it stops after
     its baseline and asks to go on, holding the model: a run that is
     certainly still running when the page reloads, however fast the model."""
-    monkeypatch.setattr("ui.optimize_tab.LONG_RUN_SECONDS", 0)
-    return serve(build_app(tiny_session, tmp_path))
+    return serve(build_app(tiny_session, tmp_path, limits=JobLimits(confirm_seconds=0)))
 
 
 def task_box(page):

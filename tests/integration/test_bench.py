@@ -200,7 +200,8 @@ def test_the_kl_sentences_bench_measures_subsets_against_the_full_set(tiny, monk
     source = kl_sentences._sources(20)[first["vector"]]
     vector = capture(steerer, source, 2, 1.0).with_strength(first["strength"])
     ten = KlGuard(steerer, neutral_sentences(count=10)).evaluate([vector]).kl
-    assert result["sizes"][10]["evenly_spaced"][0] == pytest.approx(ten / first["kl"] - 1, abs=1e-5)
+    # (batched differently: float32 sums agree to about 1e-5 of the KL, not exactly)
+    assert result["sizes"][10]["evenly_spaced"][0] == pytest.approx(ten / first["kl"] - 1, abs=1e-4)
     meets = [n for n in (10, 100) if result["sizes"][n]["random_within"] >= 0.95
              and result["sizes"][n]["even_within"] >= 0.95]
     assert result["chosen"] == (meets[0] if meets else 310)
