@@ -20,10 +20,11 @@ searched in 800 steps of 0.01. Wider ranges remain one flag or field away.
 
 The default unit is "strength": the coefficient as a share of the
 mean norm of the hidden states entering the layer over the neutral set, so
-one range fits every layer, vector and model. Its default, -0.4 to 0.4, is
-where the guard's KL budget (0.5 nats/token) is crossed on SmolLM2 at most
-layers (docs/explore.md: KL 0.31-0.51 at strength 0.3, 1.2-2.4 at 0.6), and
-the demo's best setting (layer 7, alpha 1.05) is strength 0.1 inside it.
+one range fits every layer, vector and model. Its default, -0.2 to 0.2, keeps
+a small swarm where a task can gain: on SmolLM2 the demo's vector gains at
+strength 0.05-0.15 over layers 4-14 and every layer's answers collapse from
+about 0.2-0.3 (docs/performance.md, the default run), before the guard's KL
+budget (0.5 nats/token) is crossed at 0.3-0.4 (docs/explore.md).
 A preset's block keeps its measured alpha bounds with "unit": "alpha".
 """
 
@@ -164,9 +165,9 @@ FIELDS: tuple[Field, ...] = (
     Field("num_fewshot", int, 0, "Few-shot examples", "The number of few-shot examples",
           "few-shot examples per prompt", "task", minimum=0, where=frozenset({CLI})),
     # -- swarm -----------------------------------------------------------------
-    Field("particles", int, 4, "Particles", "The number of particles",
+    Field("particles", int, 6, "Particles", "The number of particles",
           "particles in the swarm", "swarm", minimum=1, cap=1000),
-    Field("iterations", int, 3, "Iterations", "The number of iterations",
+    Field("iterations", int, 4, "Iterations", "The number of iterations",
           "swarm iterations (with a time budget: as many as fit)", "swarm", minimum=1,
           cap=10_000),
     # The form starts at 5 minutes: the default run takes about 1 minute on the
@@ -179,20 +180,24 @@ FIELDS: tuple[Field, ...] = (
           cap=7 * 24 * 60, where=frozenset({CLI, FORM}), form_default=5.0),
     # -- search space ----------------------------------------------------------
     Field("layer_min", int, None, "Lowest layer", "The lowest layer",
-          "lowest layer searched, from 0 (default: 0 on the command line, about a "
-          "quarter of the model in the form)", "search space", minimum=0),
+          "lowest layer searched, from 0 (default: about a tenth of the model's layers)",
+          "search space", minimum=0),
     Field("layer_max", int, None, "Highest layer", "The highest layer",
-          "highest layer searched (default: the model's last on the command line, "
-          "about 60% of the model in the form)", "search space", minimum=0),
+          "highest layer searched (default: about 60% of the model's layers)",
+          "search space", minimum=0),
     Field("unit", str, "strength", "Unit", "The unit",
           "strength: search the strength bounds (the added vector's norm as a share of "
           "the layer's mean hidden-state norm; one range fits every layer and model); "
           "alpha: search the raw alpha bounds", "search space", choices=("strength", "alpha")),
-    Field("strength_min", float, -0.4, "Lowest strength", "The lowest strength",
+    # Why +-0.2 (docs/performance.md, the default run): on SmolLM2 the demo's
+    # vector gains 15-29 points at strength 0.05-0.15 over layers 4-14, and at
+    # 0.2-0.3 and past it every layer falls to the answer-one-class floor; a
+    # wider range spends most of a small swarm where nothing can be found.
+    Field("strength_min", float, -0.2, "Lowest strength", "The lowest strength",
           "lowest strength searched (unit strength)", "search space",
           minimum=-8.0, maximum=8.0, where=frozenset({CLI, FORM})),
-    Field("strength_max", float, 0.4, "Highest strength", "The highest strength",
-          "highest strength searched (unit strength; KL passes 0.5 near 0.3-0.4 on SmolLM2)",
+    Field("strength_max", float, 0.2, "Highest strength", "The highest strength",
+          "highest strength searched (unit strength; past about 0.2 SmolLM2's answers break)",
           "search space", minimum=-8.0, maximum=8.0, where=frozenset({CLI, FORM})),
     Field("alpha_min", float, -4.0, "Lowest alpha", "The lowest alpha",
           "lowest alpha searched (unit alpha)", "search space"),

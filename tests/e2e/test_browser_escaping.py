@@ -15,6 +15,7 @@ import re
 import pytest
 
 from ui.app import build_app
+from ui.jobs import JobLimits
 
 pytestmark = pytest.mark.browser
 

@@ -138,7 +138,7 @@ def test_the_app_leaves_no_ray_process_behind_on_sigterm(ray_installed, tiny_dir
 
     from steering.models import load_model
     from steering.persist import DataFolder
-    from ui.optimize_form import NAMES
+    from tests.support.forms import form_fields
 
     data = DataFolder(tmp_path / "data")
     loaded = load_model(str(tiny_dir))
@@ -158,17 +158,8 @@ def test_the_app_leaves_no_ray_process_behind_on_sigterm(ray_installed, tiny_dir
     started: list[psutil.Process] = []
     try:
         client = _client(Client, port, app, log)
-        values = {
-            "task": "steer_sentiment", "task_folder": str(ROOT / "tasks"), "metric": "acc",
-            "limit": 4, "batch_size": 4, "particles": 2, "iterations": 50, "layer_min": 0,
-            "layer_max": 3, "unit": "alpha", "strength_min": -0.4, "strength_max": 0.4,
-            "alpha_min": -4.0, "alpha_max": 4.0, "c1": 0.5, "c2": 0.3, "w": 0.9, "seed": 0,
-            "heldout_task": "", "heldout_limit": 100, "holdout_fraction": 0.0,
-            "confirm_fraction": 0.5, "finalists": 2, "significance": 0.05, "budget": 0,
-            "objective": "target", "kl_budget": 0.5, "guard_task": "", "max_guard_drop": 5.0,
-            "workers": 1,
-        }
-        client.submit([joy.id], *(values[name] for name in NAMES), api_name="/optimize")
+        fields = form_fields(iterations=50, workers=1)
+        client.submit([joy.id], *fields, api_name="/optimize")
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and app.poll() is None:
             started = _ray_processes(app.pid)

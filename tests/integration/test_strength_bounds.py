@@ -59,7 +59,7 @@ def test_the_cli_and_table_default_to_strength_and_keep_alpha_flags():
     add_arguments(parser)
     given = vars(parser.parse_args(["--task", "t"]))
     space = RunSettings.from_values(given).space(30)
-    assert (space.unit, space.strength_min, space.strength_max) == ("strength", -0.4, 0.4)
+    assert (space.unit, space.strength_min, space.strength_max) == ("strength", -0.2, 0.2)
     assert (space.alpha_min, space.alpha_max) == (-4.0, 4.0)
     args = parser.parse_args(
         ["--task", "t", "--unit", "alpha", "--alpha-min", "-1", "--alpha-max", "2"]

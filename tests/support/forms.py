@@ -30,10 +30,16 @@ def views(gen: Iterable[Any]) -> list[Any]:
 def form(actions: OptimizeActions, **changes: Any) -> list[Any]:
     """The tab's inputs, in order (the vector selection, then the form's
     fields in the order of NAMES), with small settings."""
+    values = {"vectors": actions.vector_choices(None)["value"], **changes}
+    return [values["vectors"], *form_fields(**changes)]
+
+
+def form_fields(**changes: Any) -> list[Any]:
+    """The form's fields in the order of NAMES, with small settings (no
+    vector selection: for a client of the served app)."""
     from ui.optimize_form import NAMES
 
     values = {
-        "vectors": actions.vector_choices(None)["value"],
         "task": "steer_sentiment",
         "task_folder": str(TASKS_DIR),
         "metric": "acc",
@@ -69,7 +75,7 @@ def form(actions: OptimizeActions, **changes: Any) -> list[Any]:
         "workers": 0,
     }
     values.update(changes)
-    return [values["vectors"], *(values[name] for name in NAMES)]
+    return [values[name] for name in NAMES]
 
 
 def named(view: Any) -> dict[str, Any]:

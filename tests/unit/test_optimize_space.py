@@ -133,9 +133,9 @@ def test_configs_have_the_documented_defaults():
     assert (fitness.include_path, fitness.metric, fitness.limit) == (None, "acc", 400)
     assert (fitness.batch_size, fitness.num_fewshot) == (8, 0)
     pso = PsoConfig()
-    assert (pso.particles, pso.iterations, pso.seed) == (4, 3, 0)
+    assert (pso.particles, pso.iterations, pso.seed) == (6, 4, 0)
     assert pso.options == {"c1": 0.5, "c2": 0.3, "w": 0.9}
-    assert pso.evaluations == 12
+    assert pso.evaluations == 24
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def _last(gen):
 
 def test_the_form_defaults_to_strength_bounds():
     space = parse_request(["a"], *_values()).settings.space(4)
-    assert (space.unit, space.low, space.high) == ("strength", -0.4, 0.4)
+    assert (space.unit, space.low, space.high) == ("strength", -0.2, 0.2)
     alpha = parse_request(["a"], *_values(unit="alpha", alpha_min=-1.0, alpha_max=2.0))
     space = alpha.settings.space(4)
     assert (space.unit, space.low, space.high) == ("alpha", -1.0, 2.0)
