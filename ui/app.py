@@ -159,6 +159,10 @@ def build_tabs(
         )
     explore_page.select(
         explore_actions.vector_choices, [explore.vector], [explore.vector], api_name=False
+    ).then(  # the map's plan and estimate with the vectors active now
+        explore_actions.map_estimate,
+        [explore.vector, explore.layers, explore.strengths, explore.neutral],
+        [explore.map_plan], api_name=False,
     )
     if tabs.optimize is not None:
         o, actions = tabs.optimize, tabs.optimize_actions

@@ -21,6 +21,7 @@ import gradio as gr
 
 from steering.budget import (
     WorkEstimate,
+    duration,
     estimate_map,
     estimate_moves,
     estimate_reads,
@@ -51,7 +52,7 @@ from steering.generate import GenerationSettings
 from steering.neutral import neutral_sentences
 from steering.progress import JobControl
 from steering.session import Current, ModelSession
-from ui import explore_view as view, format as fmt
+from ui import explore_view as view, format as fmt, glossary
 from ui.jobs import BackgroundJob, JobRegistry
 from ui.model_access import peek_facts
 from ui.model_jobs import (
@@ -76,6 +77,13 @@ CELL_HEADERS = ["Layer", "Strength", "Alpha", "Gain (nats/token)", "KL (nats/tok
 COMPARE_HEADERS = ["Setting", "Completion"]
 LENS_HEADERS = ["Promoted", "Logit", "Suppressed", "Logit"]
 DEFAULT_PROMPT = "Describe your morning in two sentences."
+MAP_NOTE = glossary.note(("strength", "KL", "nats per token"))
+LENS_NOTE = (
+    "<small>The tokens the vector's direction pushes up and down when it is read through "
+    "the model's output layer. They are pieces of words: ␣ marks a leading space (␣joy is "
+    "the word “joy”), a piece without one continues a word (“ful”). Look for a theme among "
+    "them, not for single words.</small>"
+)
 
 
 class ExploreActions:
@@ -240,6 +248,45 @@ class ExploreActions:
             yield (*keep, job)
             return
         yield from self._watch_map(job)
+
+    def map_estimate(
+        self, vector_id: str | None, layers: str | None, strengths: str | None, neutral: Any
+    ) -> str:
+        """What "Compute map" would do and about how long it takes, said before
+        it starts: the cells, the layers and strengths (chosen for you when
+        the fields are blank), and the estimate of the job it would start
+        (steering/budget.py). Nothing when the model is busy or the fields do
+        not parse (the map's own check says why when clicked)."""
+        try:
+            layer_list = view.numbers(layers, "Layers", int)
+            strength_list = view.numbers(strengths, "Strengths", float) or DEFAULT_STRENGTHS
+            count = int(neutral) if neutral is not None and float(neutral).is_integer() else -1
+        except (SteerSwarmError, TypeError, ValueError):
+            return ""
+        lock: Any = self.session.lock  # a lock, or the webui's context manager
+        acquire = getattr(lock, "acquire", None)  # never wait: the estimate is a courtesy
+        if not vector_id or acquire is None or not acquire(blocking=False):
+            return ""
+        try:
+            current = self.session.current()
+            steerer = current.steerer
+            chosen = layer_list or default_layers(steerer.info.num_layers)
+            vector = steerer.find(vector_id)
+            texts = neutral_sentences(count=max(1, min(count, len(neutral_sentences()))))
+            estimate = estimate_map(steerer, vector, chosen, strength_list, texts)
+        except SteerSwarmError:
+            return ""
+        finally:
+            lock.release()
+        picked = "" if layer_list else " (chosen for you: spread over the model)"
+        cells = len(chosen) * len(strength_list)
+        return (
+            f"The map scores {cells} cell{'' if cells == 1 else 's'}: layers "
+            f"{', '.join(str(n) for n in chosen)}{picked} × strengths "
+            f"{', '.join(f'{x:g}' for x in strength_list)}. About "
+            f"{duration(estimate.seconds)} on this machine (from its measured speed); "
+            "**Cancel** stops it after the current row."
+        )
 
     def _watch_map(self, job: BackgroundJob) -> Iterator[tuple[Any, ...]]:
         keep = (gr.update(),) * 5
@@ -471,6 +518,7 @@ class ExploreTab:
     lens_table: gr.Dataframe
     status: gr.Markdown
     go_on: gr.Button | None = None
+    map_plan: gr.Markdown | None = None  # what the map would do, and its estimate
 
     def attached_outputs(self) -> list[Any]:
         """What `ExploreActions.attach` fills, in its order."""
@@ -502,7 +550,14 @@ def build(actions: ExploreActions) -> ExploreTab:
         scan_plot = gr.Plot(label="Separation per layer", elem_id="explore-scan-plot")
         layer_range = gr.State(None)
     with gr.Accordion("2 · Layer × strength map", open=True):
-        with gr.Row():
+        gr.Markdown(
+            "How much the vector raises its concept (gain) against how far it moves everyday "
+            f"text (KL), at each layer and strength. <small>{MAP_NOTE}</small>"
+        )
+        with (
+            gr.Accordion("Choose the layers and strengths (chosen for you)", open=False),
+            gr.Row(),
+        ):
             layers = gr.Textbox(
                 label="Layers (blank: 10 spread over the model)", placeholder="e.g. 2, 5, 8"
             )
@@ -511,6 +566,7 @@ def build(actions: ExploreActions) -> ExploreTab:
                 value=", ".join(f"{s:g}" for s in DEFAULT_STRENGTHS),
             )
             neutral = gr.Number(value=DEFAULT_NEUTRAL, precision=0, label="Neutral sentences (KL)")
+        map_plan = gr.Markdown("", elem_id="explore-map-plan")
         with gr.Row():
             run_map = gr.Button("Compute map", variant="primary", elem_id="explore-map")
             cancel = gr.Button("Cancel", variant="stop", elem_id="explore-cancel")
@@ -531,8 +587,8 @@ def build(actions: ExploreActions) -> ExploreTab:
         compare = gr.Button("Write completions", variant="primary", elem_id="explore-compare")
         compare_table = gr.Dataframe(
             headers=COMPARE_HEADERS, label="Completions", interactive=False, wrap=True,
-            elem_id="explore-compare-table",
-        )
+            elem_id="explore-compare-table", column_widths=["22%", "78%"],
+        )  # fixed widths: a long completion was clipped at the right edge
     with gr.Accordion("4 · Vector inspector", open=True):
         inspect = gr.Button("Inspect vector", elem_id="explore-inspect")
         norm_plot = gr.Plot(label="Norm per layer", elem_id="explore-norm-plot")
@@ -540,12 +596,16 @@ def build(actions: ExploreActions) -> ExploreTab:
             cosine_table = gr.Dataframe(
                 label="Cosine similarity of the active vectors", interactive=False
             )
-            lens_table = gr.Dataframe(headers=LENS_HEADERS, label="Logit lens", interactive=False)
+            with gr.Column():
+                gr.Markdown(LENS_NOTE)
+                lens_table = gr.Dataframe(
+                    headers=LENS_HEADERS, label="Logit lens", interactive=False
+                )
     tab = ExploreTab(
         vector, refresh, measure, scan, scan_plot, layer_range, use_range, layers, strengths,
         neutral, run_map, cancel, map_plot, map_table, map_state, cell, apply, compare_cells,
         prompt, max_tokens, compare, compare_table, inspect, norm_plot, cosine_table,
-        lens_table, status, go_on,
+        lens_table, status, go_on, map_plan,
     )
     _wire(actions, tab)
     return tab
@@ -555,6 +615,13 @@ def _wire(actions: ExploreActions, tab: ExploreTab) -> None:
     tab.refresh.click(
         actions.vector_choices, [tab.vector], [tab.vector], api_name="explore_vectors"
     )
+    if tab.map_plan is not None:  # the map's plan and estimate, before it starts
+        sized: list[Any] = [tab.vector, tab.layers, tab.strengths, tab.neutral]
+        for component in sized:
+            component.change(
+                actions.map_estimate, sized, [tab.map_plan], api_name=False, queue=False,
+                show_progress="hidden",
+            )
     # No concurrency limit on the job buttons: a second page's click is told
     # at once that the model is busy rather than queued behind the first job.
     tab.scan.click(

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from steering.explore import LayerScan, LogitLens
     from steering.explore_map import MapCell, MapGrid
 
-_INK = "#8b93a1"
+_INK = "#6b7280"  # mid-grey that reads on light and dark pages (the lighter one did not)
 _SIZE = (7.0, 3.2)
 
 
@@ -136,8 +136,15 @@ def cosine_rows(matrix: Sequence[Sequence[float]]) -> tuple[list[list[Any]], lis
     return rows, ["", *names]
 
 
+def lens_token(text: str) -> str:
+    """A token as the lens table shows it: a leading space as ␣ (so "␣joy" is a
+    word and "ful" the end of one), other whitespace escaped."""
+    shown = text.replace("\n", "\\n").replace("\t", "\\t")
+    return "␣" + shown[1:] if shown.startswith(" ") else shown
+
+
 def lens_rows(lens: LogitLens) -> list[list[Any]]:
     return [
-        [p.text, round(p.logit, 2), s.text, round(s.logit, 2)]
+        [lens_token(p.text), round(p.logit, 2), lens_token(s.text), round(s.logit, 2)]
         for p, s in zip(lens.promoted, lens.suppressed, strict=True)
     ]

@@ -163,3 +163,22 @@ def test_the_app_has_the_explore_tab_and_its_range_fills_the_optimize_bounds(tin
     outputs = wired[0]["outputs"]
     fields = tabs.optimize.fields
     assert outputs[:2] == [fields["layer_min"]._id, fields["layer_max"]._id]
+
+
+def test_the_map_says_what_it_will_score_and_how_long_before_it_starts(explore):
+    """Layers and strengths are chosen for you (blank layers: spread over the
+    model) and the map says its cells and an estimate before it starts."""
+    actions, _steerer, vector = explore
+    line = actions.map_estimate(vector.id, "", "0.1, 0.2", 2)
+    assert line.startswith("The map scores 8 cells: layers 0, 1, 2, 3 (chosen for you"), line
+    assert "strengths 0.1, 0.2" in line and "About " in line and "on this machine" in line
+    assert actions.map_estimate(vector.id, "1", "0.1", 2).startswith("The map scores 1 cell:")
+    assert actions.map_estimate(vector.id, "x", "0.1", 2) == ""  # the map's own check says why
+    assert actions.map_estimate(None, "", "", 2) == ""
+
+
+def test_the_logit_lens_marks_word_pieces():
+    from ui.explore_view import lens_token
+
+    assert lens_token(" joy") == "␣joy" and lens_token("ful") == "ful"
+    assert lens_token("\n") == "\\n"
