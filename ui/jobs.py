@@ -473,13 +473,16 @@ class JobRegistry:
         self.limits = limits or JobLimits()
         self._lock = threading.Lock()
         self._latest: BackgroundJob | None = None
+        # the latest job of each kind: a page reloaded after an optimization's
+        # result was applied (an apply job) still shows that result
+        self._latest_by_kind: dict[str, BackgroundJob] = {}
 
     def start(self, job: BackgroundJob) -> bool:
         """Start `job` unless another is running; returns whether it started."""
         with self._lock:
             if self._latest is not None and self._latest.running:
                 return False
-            self._latest = job
+            self._latest = self._latest_by_kind[job.kind] = job
         job.start()
         return True
 
@@ -490,6 +493,10 @@ class JobRegistry:
     @property
     def latest(self) -> BackgroundJob | None:
         return self._latest
+
+    def latest_of(self, kind: str) -> BackgroundJob | None:
+        """The latest job of `kind` started, whatever ran after it."""
+        return self._latest_by_kind.get(kind)
 
     @property
     def running(self) -> BackgroundJob | None:

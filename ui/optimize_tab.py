@@ -205,8 +205,8 @@ class OptimizeActions:
     def attach(self) -> Iterator[OptimizeView]:
         """The app's latest optimization, for a page that (re)loads: its
         progress so far, then live, then its result; or the idle view."""
-        job = self.jobs.latest
-        if job is None or job.kind != OPTIMIZE or not isinstance(job.work, _OptimizeWork):
+        job = self.jobs.latest_of(OPTIMIZE)
+        if job is None or not isinstance(job.work, _OptimizeWork):
             yield view(progress=fmt.progress_html(None), status="")
             return
         yield from self._watch(job, job.work)

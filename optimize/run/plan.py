@@ -134,10 +134,11 @@ def _scored(settings: RunSettings, sizes: PlanSizes) -> str:
     unsteered baseline and 12 settings (...)"."""
     pso = settings.pso
     if sizes.settings is None:
+        minutes = float(settings["budget"])
         return (
             f"Scores the unsteered baseline and as many settings as fit in "
-            f"{float(settings['budget']):g} minutes ({pso.particles} particles per iteration, "
-            f"{settings.strategy}; planned from what the first evaluation costs)"
+            f"{minutes:g} minute{'' if minutes == 1 else 's'} ({pso.particles} particles per "
+            f"iteration, {settings.strategy}; planned from what the first evaluation costs)"
         )
     # a task run confirms as many finalists as beat the baseline, up to its number
     most = "at most " if sizes.scores_task else ""

@@ -69,6 +69,19 @@ def test_a_page_with_no_job_shows_the_idle_view(actions):
     assert "Not started" in view[0] and view[-1] == ""
 
 
+def test_a_page_reloaded_after_another_job_still_gets_the_runs_result(actions, tiny_session):
+    """Apply best is a job of its own: a page reloaded after it still shows
+    the optimization's verdict and result, not an empty tab."""
+    final = views(actions.optimize(*form(actions)))[-1]
+    result = final[5]
+    other = BackgroundJob(tiny_session.lock, lambda emit, cancel: "applied", kind="apply")
+    assert actions.jobs.start(other)
+    list(other.follow())
+    assert actions.jobs.latest is other and actions.jobs.latest_of("optimize") is not other
+    reloaded = views(actions.attach())[-1]
+    assert reloaded[5] is result and reloaded[-1].startswith("✓ Done."), reloaded[-1]
+
+
 def test_the_registry_runs_one_job_at_a_time():
     lock = threading.Lock()
     gate = threading.Event()
