@@ -329,7 +329,8 @@ class OptimizeActions:
             "card": fmt.verdict_card(result, gone),
             "summary": fmt.result_summary(result, active),
             "apply": apply,
-            "front_plot": plot,
+            # no KL measured (no setting beat the baseline): no empty plot box
+            "front_plot": gr.update(value=plot, visible=plot is not None),
             "front_point": point,
             "front_apply": apply_point,
         }

@@ -80,6 +80,10 @@ def test_a_page_reloaded_after_another_job_still_gets_the_runs_result(actions, t
     assert actions.jobs.latest is other and actions.jobs.latest_of("optimize") is not other
     reloaded = views(actions.attach())[-1]
     assert reloaded[5] is result and reloaded[-1].startswith("✓ Done."), reloaded[-1]
+    from ui.optimize_tab import VIEW
+
+    plot = reloaded[VIEW.index("front_plot")]  # shown only when there is a front to draw
+    assert plot["visible"] is (plot["value"] is not None)
 
 
 def test_the_registry_runs_one_job_at_a_time():
