@@ -78,6 +78,12 @@ COMPARE_HEADERS = ["Setting", "Completion"]
 LENS_HEADERS = ["Promoted", "Logit", "Suppressed", "Logit"]
 DEFAULT_PROMPT = "Describe your morning in two sentences."
 MAP_NOTE = glossary.note(("strength", "KL", "nats per token"))
+# What the scan is worth as advice, measured (docs/explore.md, scripts/scan_vs_search.py).
+SCAN_IS_INFORMATION = (
+    "This describes the prompts, not where steering helps: on SmolLM2 the layer the search "
+    "picked lay outside this window in most runs measured (docs/explore.md), so the "
+    "Optimize tab's own layer range is the better start."
+)
 LENS_NOTE = (
     "<small>The tokens the vector's direction pushes up and down when it is read through "
     "the model's output layer. They are pieces of words: ␣ marks a leading space (␣joy is "
@@ -185,8 +191,11 @@ class ExploreActions:
                     view.scan_bars(item, SCAN_MEASURES[item.measure]),
                     (item.low, item.high),
                     gr.update(interactive=True),
-                    (f"✓ Suggested layers **{item.low}–{item.high}** (highest mean separation); "
-                     f"the best single layer is {item.best} ({best:.2f})."),
+                    (
+                        f"✓ Layers **{item.low}–{item.high}** separate the concept and contrast "
+                        f"prompts most (highest mean separation); the best single layer is "
+                        f"{item.best} ({best:.2f}). {SCAN_IS_INFORMATION}"
+                    ),
                 )
 
     @staticmethod

@@ -40,14 +40,14 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 
 def scan_bars(scan: LayerScan, label: str) -> Figure:
-    """Separation per layer as bars, the suggested range highlighted."""
+    """Separation per layer as bars, the most separated window highlighted."""
     fig = _figure()
     ax = fig.add_subplot()
     layers = list(range(len(scan.scores)))
     colors = ["#f97316" if scan.low <= i <= scan.high else "#60a5fa" for i in layers]
     ax.bar(layers, scan.scores, color=colors)
     ax.axvspan(
-        scan.low - 0.5, scan.high + 0.5, color="#f97316", alpha=0.12, label="suggested range"
+        scan.low - 0.5, scan.high + 0.5, color="#f97316", alpha=0.12, label="most separated layers"
     )
     ax.axhline(0, color=_INK, linewidth=0.8)
     integer_ticks(ax.xaxis)

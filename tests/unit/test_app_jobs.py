@@ -172,7 +172,7 @@ def test_one_job_at_a_time_across_tabs(app):
         gate.release()
         assert capture.done()[-1][2].startswith("✕ The capture was cancelled")
     *_, scan = explore.scan(vector.id, "dprime")  # its own cancel event: not cancelled
-    assert scan[-1].startswith("✓ Suggested layers"), scan[-1]
+    assert scan[-1].startswith("✓ Layers "), scan[-1]
 
 
 def test_a_map_is_followed_by_a_reloaded_page_and_cancelled_there(app):

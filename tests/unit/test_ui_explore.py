@@ -33,7 +33,7 @@ def test_scan_gives_a_chart_and_a_range_for_the_optimize_form(explore):
     plot, layer_range, button, status = last(actions.scan(vector.id, "dprime"))
     assert isinstance(plot, Figure)
     low, high = layer_range
-    assert 0 <= low <= high <= 3 and "Suggested layers" in status
+    assert 0 <= low <= high <= 3 and "separate the concept and contrast prompts most" in status
     assert button["interactive"] is True
     assert actions.use_range(layer_range)[:2] == (low, high)
     assert "scan first" in actions.use_range(None)[2]
@@ -142,7 +142,7 @@ def test_model_jobs_wait_for_the_lock(explore):
     first = next(views)
     assert "Waiting for the model" in first[-1]
     threading.Timer(0.05, lock.release).start()
-    assert "Suggested" in last(views)[-1]
+    assert "separate the concept and contrast prompts most" in last(views)[-1]
 
 
 def test_the_app_has_the_explore_tab_and_its_range_fills_the_optimize_bounds(tiny_session):
