@@ -88,7 +88,7 @@ def _build_optimize(
 def _build_explore(
     tabs: Tabs, session: ModelSession
 ) -> tuple[explore_tab.ExploreTab, explore_tab.ExploreActions]:
-    """The Explore tab; its suggested layer range fills the Optimize form's bounds."""
+    """The Explore tab; its scan's layer window can fill the Optimize form's bounds."""
     actions = explore_tab.ExploreActions(session, tabs.jobs)
     tab = explore_tab.build(actions)
     tabs.explore, tabs.explore_actions = tab, actions
