@@ -477,4 +477,5 @@ def test_a_newcomers_walk_from_the_example_to_a_verdict_and_a_reload(page, scree
     page.get_by_role("tab", name="Optimize").click()
     headline = verdict.splitlines()[0]
     expect(card).to_contain_text(headline, timeout=30_000)
+    expect(page.locator("#evaluations")).to_contain_text("baseline")  # the table came back
     shot("7-reloaded")

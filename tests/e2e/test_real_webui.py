@@ -311,7 +311,6 @@ def test_optimize_from_the_tab_replies_that_wait_apply_best_and_cancel(
     page.get_by_label("Time budget (minutes)").fill("0")  # no budget: a fixed swarm
     advanced = page.locator("#optimize-advanced")
     advanced.get_by_label("alpha", exact=True).check()  # the unit
-    advanced.get_by_label(re.compile(r"^guarded: ")).check()  # the objective
     for label, value in (
         ("Limit", "100"),
         ("Particles", "2"),
@@ -463,6 +462,7 @@ def test_a_newcomers_walk_in_the_webui(page, webui, screenshot_dir):
     assert [c for c in cells if c][1:3] == [layer, alpha], cells
     page.get_by_role("tab", name="Optimize", exact=True).click()
     expect(card).to_contain_text(verdict.splitlines()[0], timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#evaluations")).to_contain_text("baseline")  # the table came back
     shot("7-reloaded")
 
 
