@@ -292,24 +292,26 @@ def test_optimize_from_the_tab_replies_that_wait_apply_best_and_cancel(
     at once, whose card says there is nothing to apply and offers no Apply."""
     from playwright.sync_api import expect
 
+    from optimize.config.table import BY_NAME
+
     load_example_vector(page)
     page.get_by_role("tab", name="Optimize", exact=True).click()
     apply = page.locator("#optimize-apply")
     expect(apply).to_be_hidden()  # nothing to apply before any run
     open_advanced(page)
+    advanced = page.locator("#optimize-advanced")
     # A field once sat lower than its row (its help text wraps).
     for row in (
         ("Limit", "Batch size"),
-        ("Particles", "Iterations", "Seed"),
+        ("Particles", "Seed"),
         ("Lowest layer", "Highest layer"),
-        ("Lowest strength", "Highest strength"),
+        (f"Lowest {BY_NAME['unit'].form_start}", f"Highest {BY_NAME['unit'].form_start}"),
     ):
-        tops = form_row_tops(page.locator("#optimize-advanced"), row)
+        tops = form_row_tops(advanced, row)
         assert max(tops.values()) - min(tops.values()) <= 1, tops
     page.screenshot(path=str(screenshot_dir / "webui-optimize-form.png"), full_page=True)
     choose_goal(page, "sentiment_search")
     page.get_by_label("Time budget (minutes)").fill("0")  # no budget: a fixed swarm
-    advanced = page.locator("#optimize-advanced")
     advanced.get_by_label("alpha", exact=True).check()  # the unit
     for label, value in (
         ("Limit", "100"),
