@@ -8,7 +8,9 @@ height and puts its label and input at the bottom, so the inputs line up
 whatever the help texts do (aligning the fields themselves at the bottom left
 grey gaps above the shorter ones: the `.form` box's background). Gradio 4.37
 (the webui) and current Gradio both wrap a row's fields in a `.form` box of
-`.block`s: the rules cover both.
+`.block`s: the rules cover both. A field the form hides keeps Gradio's own
+`display: none` (in Gradio 4 the flex rule, more specific, once showed every
+hidden field of the Optimize tab's Advanced section in the webui).
 
 The webui takes the CSS from the extension's `custom_css()`; the standalone
 app passes it to `launch()` (Gradio 6) or to `gr.Blocks` (Gradio 4), see
@@ -25,8 +27,9 @@ FORM_ROW = "steerswarm-form-row"
 
 CSS = (
     f".{FORM_ROW}, .{FORM_ROW} > .form {{ align-items: stretch; }}\n"
-    f".{FORM_ROW} > .form > .block, .{FORM_ROW} > .block {{ display: flex; "
-    "flex-direction: column; }\n"
+    # not on a hidden field: Gradio 4 hides it with a weaker `.hidden {display: none}`
+    f".{FORM_ROW} > .form > .block:not(.hidden), .{FORM_ROW} > .block:not(.hidden) {{ "
+    "display: flex; flex-direction: column; }\n"
     f".{FORM_ROW} > .form > .block > .container, .{FORM_ROW} > .block > .container, "
     f".{FORM_ROW} > .form > .block > fieldset {{ margin-top: auto; height: auto; }}\n"
 )

@@ -300,6 +300,17 @@ def test_optimize_from_the_tab_replies_that_wait_apply_best_and_cancel(
     expect(apply).to_be_hidden()  # nothing to apply before any run
     open_advanced(page)
     advanced = page.locator("#optimize-advanced")
+    # Only the fields that apply show (a style once showed the hidden ones in
+    # the webui): the bounds of the form's unit, the iterations only without
+    # a time budget, the held-out limit only with a held-out task.
+    other_unit = {"strength": "alpha", "alpha": "strength"}[BY_NAME["unit"].form_start]
+    expect(advanced.get_by_label(f"Lowest {other_unit}", exact=True)).to_be_hidden()
+    expect(advanced.get_by_label("Held-out limit", exact=True)).to_be_hidden()
+    iterations = advanced.get_by_label("Iterations", exact=True)
+    if BY_NAME["budget"].form_start:
+        expect(iterations).to_be_hidden()
+    else:
+        expect(iterations).to_be_visible()
     # A field once sat lower than its row (its help text wraps).
     for row in (
         ("Limit", "Batch size"),
@@ -313,6 +324,7 @@ def test_optimize_from_the_tab_replies_that_wait_apply_best_and_cancel(
     choose_goal(page, "sentiment_search")
     page.get_by_label("Time budget (minutes)").fill("0")  # no budget: a fixed swarm
     advanced.get_by_label("alpha", exact=True).check()  # the unit
+    expect(advanced.get_by_label("Lowest strength", exact=True)).to_be_hidden()
     for label, value in (
         ("Limit", "100"),
         ("Particles", "2"),
