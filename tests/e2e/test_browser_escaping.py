@@ -14,8 +14,7 @@ import re
 
 import pytest
 
-from ui.app import build_app
-from ui.jobs import JobLimits
+from ui.app import build_app_with_tabs
 
 pytestmark = pytest.mark.browser
 
@@ -42,12 +41,14 @@ def app_url(tiny_session, serve, tmp_path):
     """The app on the tiny Llama. Every run counts as long, so it stops after
     its baseline and asks to go on, holding the model: a run that is
     certainly still running when the page reloads, however fast the model."""
-    return serve(build_app(tiny_session, tmp_path, limits=JobLimits(confirm_seconds=0)))
+    app, tabs = build_app_with_tabs(tiny_session, tmp_path)
+    tabs.optimize_actions.long_run_seconds = 0  # only optimization asks; a capture does not
+    return serve(app)
 
 
 def task_box(page):
-    """The Task field (its accessible name runs into its info text)."""
-    return page.get_by_role("textbox", name=re.compile(r"^Task(?! folder)"))
+    """What "better" means: a task of the folder, or any name typed in."""
+    return page.get_by_label(re.compile(r"^What .better. means"))
 
 
 def assert_nothing_injected(page) -> None:
@@ -69,6 +70,7 @@ def test_user_text_never_becomes_markup(browser, app_url):
 
     page.get_by_role("tab", name="Optimize").click()
     task_box(page).fill(IMG + LINK)
+    task_box(page).press("Enter")  # a typed name is taken on Enter
     page.get_by_role("button", name="Optimize vectors").click()
     status = page.locator("#optimize-status")
     # refused as a name lm-eval never uses, quoted as typed (cut after 60 characters)
@@ -78,8 +80,8 @@ def test_user_text_never_becomes_markup(browser, app_url):
 
     start_small_run(page)
     reload_while_it_runs(page)
-    # go on from the reloaded page, and see the result there
-    page.get_by_role("button", name="Optimize vectors").click()
+    # go on from the reloaded page (its own Go on button), and see the result there
+    page.locator("#optimize-go-on").click()
     summary = page.locator("#optimize-summary")
     expect(summary).to_contain_text("Vector #1", timeout=120_000)
     expect(summary).to_contain_text(IMG[:30])
@@ -97,13 +99,17 @@ def test_user_text_never_becomes_markup(browser, app_url):
 
 
 def start_small_run(page) -> None:
-    """One particle, one iteration on 2 documents; it stops after its baseline
+    """One particle, one iteration on 8 documents; it stops after its baseline
     to ask whether to go on (the fixture makes every run long)."""
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Optimize").click()
     task_box(page).fill("steer_sentiment")
-    for label, value in (("Limit", "2"), ("Batch size", "2"), ("Particles", "1"),
+    task_box(page).press("Enter")
+    page.get_by_label("Time budget (minutes)").fill("0")  # no budget: a fixed swarm
+    page.locator("#optimize-advanced").get_by_text("Advanced", exact=True).click()
+    page.locator("#optimize-advanced").get_by_label("Limit", exact=True).wait_for()
+    for label, value in (("Limit", "8"), ("Batch size", "8"), ("Particles", "1"),
                          ("Iterations", "1")):
         page.get_by_label(label, exact=True).fill(value)
     page.get_by_role("button", name="Optimize vectors").click()
