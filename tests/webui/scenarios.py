@@ -119,7 +119,7 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
     """Saved `steerswarm-<key>` settings fill the form (an older `-coefficient`
     fills Alpha); what the user enters is saved back by "Save settings" and fills
     the form after a restart."""
-    saved = {f"{NAME}-layer": 2, f"{NAME}-coefficient": 3.5, f"{NAME}-optimize_particles": 6}
+    saved = {f"{NAME}-layer": 2, f"{NAME}-coefficient": 3.5, f"{NAME}-optimize_particles": 9}
     with Webui(tmp / "first") as webui:
         webui.shared.settings.update(saved)
         webui.set_model(tiny_llama(tokenizer), tokenizer)
@@ -127,8 +127,11 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         webui.build()
         assert webui.component("Layer").value == 2
         assert webui.component("Alpha").value == 3.5
-        assert webui.component("Particles").value == 6
-        assert webui.component("Iterations").value == 3  # not saved: the default
+        assert webui.component("Particles").value == 9
+        from optimize.config.table import BY_NAME  # the extension is loaded: its packages import
+
+        # not saved: the default
+        assert webui.component("Iterations").value == BY_NAME["iterations"].default
         webui.on_change("Layer")(1)
         webui.on_change("Alpha")(-2.5)
         webui.on_change("Lowest alpha")(-3.0)
@@ -140,7 +143,7 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         written = yaml.safe_dump(webui_ui.extension_settings([NAME]))
     restored = yaml.safe_load(written)
     assert restored[f"{NAME}-layer"] == 1 and restored[f"{NAME}-alpha"] == -2.5
-    assert restored[f"{NAME}-optimize_particles"] == 6
+    assert restored[f"{NAME}-optimize_particles"] == 9
     with Webui(tmp / "second") as webui:
         webui.shared.settings.update(restored)
         webui.set_model(tiny_llama(tokenizer), tokenizer)
@@ -150,7 +153,7 @@ def settings_persist(tmp: Path, tokenizer: Any) -> None:
         values = {label: webui.component(label).value for label in
                   ("Layer", "Alpha", "Lowest alpha", "Seed", goal, "Particles")}
         assert values == {"Layer": 1, "Alpha": -2.5, "Lowest alpha": -3.0, "Seed": 7,
-                          goal: "my_task", "Particles": 6}, values
+                          goal: "my_task", "Particles": 9}, values
 
 
 def bad_settings_fall_back(tmp: Path, tokenizer: Any) -> None:
