@@ -15,6 +15,7 @@ import pytest
 import presets as preset_examples
 from steering import steerer_for
 from steering.session import ModelSession
+from tests.support.walk import optimize_and_read_verdict
 from ui.app import build_app
 from ui.style import css_kwargs
 
@@ -194,7 +195,7 @@ def test_optimize_then_apply_best_then_another_point_of_the_front(page, screensh
     card = page.locator("#optimize-verdict")  # may hold an earlier run's verdict
     page.get_by_role("button", name="Optimize vectors").click()
     expect(card.locator("h3")).to_have_count(0)  # cleared: this run's card comes next
-    expect(card).to_contain_text("✓ Recommended", timeout=600_000)
+    expect(page.locator("#optimize-verdict")).to_contain_text("✓ Recommended", timeout=600_000)
     expect(page.locator("#optimize-status")).to_contain_text("Done.")
     text = card.inner_text()
     best = re.search(r"Recommended: layer (\d+), alpha (-?[\d.]+)\. It gained", text)
@@ -389,7 +390,6 @@ def test_a_reloaded_page_follows_a_map_and_cancels_it(page, screenshot_dir):
     expect(status).to_contain_text(re.compile(r"✕ Cancelled: \d+ of 240 cells\."), timeout=120_000)
 
 
-WALK_BUDGET = "1"  # minutes: the smallest budget the walk can afford to show
 
 
 def test_a_newcomers_walk_from_the_example_to_a_verdict_and_a_reload(page, screenshot_dir):
@@ -437,21 +437,7 @@ def test_a_newcomers_walk_from_the_example_to_a_verdict_and_a_reload(page, scree
     expect(goal).to_have_value(BY_NAME["task"].default)
     expect(page.get_by_label("Limit", exact=True)).to_be_hidden()
     expect(page.locator("#optimize-apply")).to_be_hidden()
-    page.get_by_label("Time budget (minutes)").fill(WALK_BUDGET)
-    plan = page.locator("#optimize-plan")
-    expect(plan).to_contain_text(
-        f"as many settings as fit in {WALK_BUDGET} minute ({BY_NAME['particles'].default} "
-        "particles per iteration"
-    )
-    shot("4-optimize")
-    card = page.locator("#optimize-verdict")  # may hold an earlier run's verdict
-    page.get_by_role("button", name="Optimize vectors").click()
-    expect(card.locator("h3")).to_have_count(0)  # cleared: this run's card comes next
-    expect(card.locator("h3")).to_be_visible(timeout=600_000)
-    expect(page.locator("#optimize-status")).to_contain_text("Done.")
-    verdict = card.inner_text()
-    log.info("the walk's verdict: %s", verdict)
-    shot("5-verdict")
+    verdict = optimize_and_read_verdict(page, shot)
     apply = page.locator("#optimize-apply")
     if "✓ Recommended" in verdict:
         found = re.search(r"Recommended: layer (\d+), alpha (-?[\d.]+)\.", verdict)
@@ -476,6 +462,6 @@ def test_a_newcomers_walk_from_the_example_to_a_verdict_and_a_reload(page, scree
     assert first_row(page)[1:3] == row
     page.get_by_role("tab", name="Optimize").click()
     headline = verdict.splitlines()[0]
-    expect(card).to_contain_text(headline, timeout=30_000)
+    expect(page.locator("#optimize-verdict")).to_contain_text(headline, timeout=30_000)
     expect(page.locator("#evaluations")).to_contain_text("baseline")  # the table came back
     shot("7-reloaded")

@@ -24,6 +24,7 @@ import pytest
 from real import RealWebui  # tests/webui, put on the path by tests/conftest.py
 
 import presets as preset_examples
+from tests.support.walk import optimize_and_read_verdict
 
 pytestmark = [pytest.mark.webui, pytest.mark.browser]
 
@@ -373,7 +374,7 @@ def test_optimize_from_the_tab_replies_that_wait_apply_best_and_cancel(
 
     open_tab(page)
     page.get_by_role("tab", name="Optimize", exact=True).click()
-    expect(card).to_contain_text("✓ Recommended", timeout=600_000)
+    expect(page.locator("#optimize-verdict")).to_contain_text("✓ Recommended", timeout=600_000)
     found = re.search(r"Recommended: layer (\d+), alpha (-?[\d.]+)\.", card.inner_text())
     assert found and found.group(1) == "5", card.inner_text()
     page.screenshot(path=str(screenshot_dir / "webui-optimize.png"), full_page=True)
@@ -395,11 +396,10 @@ def test_optimize_from_the_tab_replies_that_wait_apply_best_and_cancel(
     )
     page.get_by_role("button", name="Cancel", exact=True).click()
     expect(status).to_contain_text("Cancelled", timeout=REPLY_TIMEOUT_MS)
-    expect(card).to_contain_text("Cancelled: nothing to apply")
+    expect(page.locator("#optimize-verdict")).to_contain_text("Cancelled: nothing to apply")
     expect(apply).to_be_hidden()
 
 
-WALK_BUDGET = "1"  # minutes: the smallest budget the walk can afford to show
 
 
 def test_a_newcomers_walk_in_the_webui(page, webui, screenshot_dir):
@@ -435,20 +435,7 @@ def test_a_newcomers_walk_in_the_webui(page, webui, screenshot_dir):
     expect(advanced.get_by_label("Limit", exact=True)).to_be_hidden()  # folded
     apply = page.locator("#optimize-apply")
     expect(apply).to_be_hidden()
-    page.get_by_label("Time budget (minutes)").fill(WALK_BUDGET)
-    expect(page.locator("#optimize-plan")).to_contain_text(
-        f"as many settings as fit in {WALK_BUDGET} minute ({BY_NAME['particles'].default} "
-        "particles per iteration"
-    )
-    shot("4-optimize")
-    card = page.locator("#optimize-verdict")  # may hold an earlier run's verdict
-    page.get_by_role("button", name="Optimize vectors").click()
-    expect(card.locator("h3")).to_have_count(0)  # cleared: this run's card comes next
-    expect(card.locator("h3")).to_be_visible(timeout=600_000)
-    expect(page.locator("#optimize-status")).to_contain_text("Done.")
-    verdict = card.inner_text()
-    log.info("the webui walk's verdict: %s", verdict)
-    shot("5-verdict")
+    verdict = optimize_and_read_verdict(page, shot)
     if "✓ Recommended" in verdict:
         apply.click()
         expect(page.locator("#optimize-status")).to_contain_text(
@@ -475,7 +462,9 @@ def test_a_newcomers_walk_in_the_webui(page, webui, screenshot_dir):
         page.wait_for_timeout(500)
     assert [c for c in cells if c][1:3] == [layer, alpha], cells
     page.get_by_role("tab", name="Optimize", exact=True).click()
-    expect(card).to_contain_text(verdict.splitlines()[0], timeout=UI_TIMEOUT_MS)
+    expect(page.locator("#optimize-verdict")).to_contain_text(
+        verdict.splitlines()[0], timeout=UI_TIMEOUT_MS
+    )
     expect(page.locator("#evaluations")).to_contain_text("baseline")  # the table came back
     shot("7-reloaded")
 
