@@ -18,7 +18,8 @@ setting, however small, moves which ones: settings with a KL under 0.1
 moved the mean by -0.11 to +0.04 at 128 tokens, while looping settings
 move it by 0.1 to 0.65 (docs/guard.md has the measurement).
 
-The unsteered replies are computed once (`fluency_reference`) and passed
+The unsteered replies are computed once (`fluency_reference`, or together
+with the first settings checked: `fluency_reference_and_checks`) and passed
 back in, so checking a setting costs one batched generation; several
 settings share one (`check_fluency_many`).
 """
@@ -236,6 +237,37 @@ def fluency_reference(
         texts=texts,
         shares=tuple(repeated_4grams(text) for text in texts),
     )
+
+
+def fluency_reference_and_checks(
+    steerer: Steerer,
+    settings: Sequence[Sequence[SteeringVector]],
+    *,
+    prompts: Sequence[str] | None = None,
+    max_new_tokens: int = DEFAULT_FLUENCY_TOKENS,
+) -> tuple[FluencyReference, list[FluencyCheck]]:
+    """The unsteered replies to `prompts` (`fluency_reference`) and
+    the checks of `settings`, generated in one batch: the unsteered rows are
+    one more block with no delta, which adds exactly nothing. On a CPU one
+    generation of 24 rows costs about 80 % of two of 12 (SmolLM2-135M, 32
+    tokens: 20.0 s against 2 x 12.4 s of one thread). The previously active
+    vectors are back afterwards."""
+    prompts = fluency_prompts() if prompts is None else _prompts(prompts)
+    tokens = _tokens(max_new_tokens)
+    ids = steered_reply_ids(steerer, [(), *settings], prompts, tokens)
+    decode = steerer.tokenizer.decode
+    texts = [
+        tuple(decode(list(reply), skip_special_tokens=True) for reply in replies)
+        for replies in ids
+    ]
+    reference = FluencyReference(
+        model=steerer.info.name,
+        prompts=prompts,
+        max_new_tokens=tokens,
+        texts=texts[0],
+        shares=tuple(repeated_4grams(text) for text in texts[0]),
+    )
+    return reference, [judge(replies, reference) for replies in texts[1:]]
 
 
 def _reference_for(

@@ -29,7 +29,7 @@ from optimize.run.settings import RunSettings
 from optimize.scoring.fitness import LmEvalFitness
 from optimize.scoring.metrics import Fitness
 from optimize.scoring.racing import FIRST_PART, RacingFitness
-from steering.fluency import FluencyReference, check_fluency, fluency_reference
+from steering.fluency import FluencyReference, check_fluency, fluency_reference_and_checks
 
 if TYPE_CHECKING:
     from steering.engine import Steerer
@@ -92,8 +92,8 @@ def _search_fitness(
 class ReplyCheck:
     """Whether a setting's greedy replies to the shipped neutral prompts loop
     (steering/fluency.py), against the unsteered model's replies, which are
-    generated once, when the first setting is checked: a run that recommends
-    nothing pays nothing. A model whose context cannot hold a prompt and
+    generated once, in one batch with the first setting checked: a run that
+    recommends nothing pays nothing. A model whose context cannot hold a prompt and
     MIN_REPLY_TOKENS new ones is not checked (the replies would say nothing)."""
 
     MIN_REPLY_TOKENS = 16
@@ -118,8 +118,11 @@ class ReplyCheck:
             tokens = self._tokens()
             if tokens < self.MIN_REPLY_TOKENS:
                 return False, ""
-            self._reference = fluency_reference(self.steerer, max_new_tokens=tokens)
-        found = check_fluency(self.steerer, vectors, reference=self._reference)
+            self._reference, (found,) = fluency_reference_and_checks(
+                self.steerer, [vectors], max_new_tokens=tokens
+            )
+        else:
+            found = check_fluency(self.steerer, vectors, reference=self._reference)
         return found.loops, found.reason
 
 

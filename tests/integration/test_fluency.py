@@ -21,6 +21,7 @@ from steering.fluency import (
     check_fluency_many,
     fluency_prompts,
     fluency_reference,
+    fluency_reference_and_checks,
     judge,
     repeated_4grams,
     setting_loops,
@@ -165,6 +166,19 @@ def test_many_settings_in_one_generation_equal_one_at_a_time(tiny_steerer):
     one = [check_fluency(tiny_steerer, s, reference=reference) for s in settings]
     assert many == one
     assert tiny_steerer.vectors == () and tiny_steerer.steered_layers() == []
+
+
+def test_the_reference_generated_with_the_first_settings_equals_one_made_alone(tiny_steerer):
+    active = _vector(tiny_steerer, layer=2, alpha=1.0)
+    tiny_steerer.set_vectors([active])
+    low, high = _vector(tiny_steerer, 1, 3.0), _vector(tiny_steerer, 2, -6.0)
+    together, checks = fluency_reference_and_checks(
+        tiny_steerer, [[low], [high]], prompts=PROMPTS, max_new_tokens=10
+    )
+    alone = fluency_reference(tiny_steerer, prompts=PROMPTS, max_new_tokens=10)
+    assert together == alone  # unsteered: the active vector is off for it too
+    assert checks == check_fluency_many(tiny_steerer, [[low], [high]], reference=alone)
+    assert tiny_steerer.vectors == (active,) and tiny_steerer.steered_layers() == [2]
 
 
 def test_vectors_are_restored_when_generation_raises(tiny_steerer, tiny, monkeypatch):
