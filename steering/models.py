@@ -140,10 +140,8 @@ def load_model(
     written it. `model` is a local folder or a hub id; `gguf_file` names a
     GGUF file inside it (or is a path to one, when `model` is not given).
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf: str | None
-    keep: Path | None = None
+    cached: Path | None = None
     if model is not None:
         source, gguf, name = model, gguf_file, Path(model).name or model
     elif gguf_file is not None:
@@ -153,29 +151,41 @@ def load_model(
         source, gguf, name = str(gguf_path.parent), gguf_path.name, gguf_path.stem
     else:
         source, gguf, name = str(embedded_model_folder()), EMBEDDED_GGUF, EMBEDDED_NAME
-        cached = embedded_cache_folder()
-        if (cached / CACHE_COMPLETE).is_file():
-            source, gguf = str(cached), None
-        else:
-            keep = cached
+        try:
+            cached = embedded_cache_folder()
+        except OSError:  # no GGUF file to name the folder by: loading it says why
+            cached = None
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     # float32 on CPU (half precision is slow and lossy there); on CUDA the
     # checkpoint's own dtype.
     dtype = torch.float32 if device == "cpu" else "auto"
-    kwargs: dict[str, Any] = {"gguf_file": gguf} if gguf else {}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        # as a Module: transformers' decorated PreTrainedModel.to misreads its self argument
-        loaded: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, **kwargs
-        )
-    except (OSError, ValueError) as exc:
-        raise InvalidInputError(f"Could not load model {source!r}: {exc}") from exc
-    if keep is not None and dtype == torch.float32:
-        _keep(keep, loaded, tokenizer)
+    found = None
+    if cached is not None and (cached / CACHE_COMPLETE).is_file():
+        try:
+            found = _from_pretrained(str(cached), dtype, {})
+        except Exception as exc:  # noqa: BLE001 - any damage to the copy: made again from the GGUF
+            log.info("could not read %s (%s); loading the GGUF file", cached, exc)
+            shutil.rmtree(cached, ignore_errors=True)
+    if found is None:
+        try:
+            found = _from_pretrained(source, dtype, {"gguf_file": gguf} if gguf else {})
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"Could not load model {source!r}: {exc}") from exc
+        if cached is not None and dtype == torch.float32:
+            _keep(cached, *found)
+    loaded, tokenizer = found
     loaded.to(device).eval()
     log.info("loaded %s on %s", name, device)
     return LoadedModel(model=loaded, tokenizer=tokenizer, name=name, origin=(model, gguf_file))
+
+
+def _from_pretrained(source: str, dtype: Any, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    # as a Module: transformers' decorated PreTrainedModel.to misreads its self argument
+    loaded: torch.nn.Module = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
+    return loaded, tokenizer
 
 
 def _resolve(obj: Any, dotted: str) -> Any:

@@ -43,6 +43,11 @@ def test_the_kept_folder_loads_the_same_model_and_tokenizer(tmp_path, monkeypatc
     replies = [loaded.model.generate(ids, **greedy) for loaded in (converted, cached)]
     assert torch.equal(*replies)
 
+    (folder / "model.safetensors").write_bytes(b"damaged")  # a damaged folder is made again
+    again = load_model()
+    assert all(torch.equal(mine[k], again.model.state_dict()[k]) for k in mine)
+    assert (folder / CACHE_COMPLETE).is_file() and load_model().name == EMBEDDED_NAME
+
 
 def test_a_cache_that_cannot_be_written_still_loads(tmp_path, monkeypatch):
     blocked = tmp_path / "a-file"
