@@ -5,6 +5,7 @@ verdict card read."""
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,10 +28,22 @@ def optimize_and_read_verdict(page: Any, shot: Callable[[str], None]) -> str:
     )
     shot("4-optimize")
     card = page.locator("#optimize-verdict")  # may hold an earlier run's verdict
+    status = page.locator("#optimize-status")
     page.get_by_role("button", name="Optimize vectors").click()
     expect(card.locator("h3")).to_have_count(0)  # cleared: this run's card comes next
-    expect(card.locator("h3")).to_be_visible(timeout=600_000)
-    expect(page.locator("#optimize-status")).to_contain_text("Done.")
+    # On a slow machine one minute cannot hold the baseline, a setting and the
+    # checks: the run says so and how long to allow, and a newcomer does that.
+    refused = status.filter(has_text="leaves no time to score a setting")
+    expect(card.locator("h3").or_(refused)).to_be_visible(timeout=600_000)
+    if refused.count():
+        advice = re.search(r"Allow about (\d+) minutes", status.inner_text())
+        assert advice, status.inner_text()
+        minutes = str(int(advice.group(1)) + 1)  # "about": a little more
+        log.info("one minute was refused; the walk allows %s", minutes)
+        page.get_by_label("Time budget (minutes)").fill(minutes)
+        page.get_by_role("button", name="Optimize vectors").click()
+        expect(card.locator("h3")).to_be_visible(timeout=900_000)
+    expect(status).to_contain_text("Done.")
     verdict: str = card.inner_text()
     log.info("the walk's verdict: %s", verdict)
     shot("5-verdict")
