@@ -103,25 +103,28 @@ def test_a_held_out_split_keeps_the_later_documents(tmp_path):
     assert (tmp_path / "t" / "rest.jsonl").read_text() == '{"i": 3}\n{"i": 4}\n'
 
 
-def test_the_demo_variants_are_commands_this_cli_takes():
-    """(e) runs this code with the demo's flags plus each variant's: the
-    current command line must accept every one (a renamed flag would only
-    show as a failed run an hour into the benchmark)."""
-    from bench.demo import DEMO, VARIANTS, _flags
+def test_the_demo_runs_this_codes_default_run_with_a_command_this_cli_takes():
+    """(e) runs this code with the demo's tasks and nothing else (its default
+    run): the current command line must accept it (a renamed flag would only
+    show as a failed run an hour into the benchmark), and what it runs must
+    be the defaults."""
+    from bench.demo import TASK, VARIANTS
     from optimize.cli import _parser as optimize_parser
+    from optimize.config.table import BY_NAME, CLI, fields
+    from optimize.run.settings import RunSettings
 
-    for name, extra in VARIANTS.items():
-        if extra is None:  # the older commit's own command line
-            continue
-        flags = _flags(extra, 3)
-        args = optimize_parser().parse_args(["--vectors", "v.safetensors", *DEMO, *flags])
-        assert (args.particles, args.iterations, args.seed) == (6, 5, 3), name
-        from optimize.config.table import CLI, fields
-        from optimize.run.settings import RunSettings
-
-        given = {f.name: getattr(args, f.name) for f in fields(CLI) if hasattr(args, f.name)}
-        RunSettings.from_values(given)  # the flags agree with each other (unit and bounds)
-    assert VARIANTS["now"] == ("--unit", "alpha")
+    assert VARIANTS["now"] == ()
+    args = optimize_parser().parse_args(
+        ["--vectors", "v.safetensors", *TASK, *VARIANTS["now"], "--seed", "3"]
+    )
+    given = {f.name: getattr(args, f.name) for f in fields(CLI) if hasattr(args, f.name)}
+    settings = RunSettings.from_values(given)  # the flags agree with each other
+    assert (settings.pso.particles, settings.pso.iterations, settings.pso.seed) == (
+        BY_NAME["particles"].default, BY_NAME["iterations"].default, 3
+    )
+    assert settings.heldout is not None
+    tasks = (settings.fitness.task, settings.heldout.task)
+    assert tasks == ("sentiment_search", "sentiment_heldout")
 
 
 def test_the_verdicts_bench_is_a_benchmark_with_its_seeds():
