@@ -448,7 +448,13 @@ class _Run:
             held = 0 if plan.heldout is None else 2 * plan.heldout.samples
             tail = per_document * (confirm + held)
             elapsed = time.perf_counter() - self.started
-            budget = plan_budget(plan, elapsed, setting, tail)
+            try:
+                budget = plan_budget(plan, elapsed, setting, tail)
+            except InvalidInputError:
+                # a refusal, not an interruption: nothing is left to resume
+                if self.journal is not None:
+                    self.journal.close(finished=True)
+                raise
             kept = (budget.pso.particles, budget.pso.iterations, budget.line)
             if self.journal is not None:
                 self.journal.record_budget(*kept)

@@ -497,6 +497,18 @@ def test_a_budgeted_run_keeps_its_plan_in_the_journal_and_resumes_with_it(
     assert resumed.final_progress().total == resumed.final_progress().done
 
 
+def test_a_budget_too_small_for_one_setting_is_refused_and_leaves_nothing_to_resume(
+    steerer, split_plan, tmp_path
+):
+    import dataclasses
+
+    tiny_budget = dataclasses.replace(split_plan, budget_seconds=1e-3)
+    journal = JournalFile(tmp_path / "run.journal.jsonl")
+    with pytest.raises(InvalidInputError, match="leaves no time to score a setting"):
+        run_optimization(steerer, [0], tiny_budget, journal=journal)
+    assert not journal.path.exists()  # no "interrupted run" offered for a refusal
+
+
 def test_a_budget_is_checked_by_the_table():
     settings = RunSettings.from_values({"task": "t", "budget": 5})
     assert settings["budget"] == 5.0
