@@ -103,8 +103,8 @@ def _keep(folder: Path, model: Any, tokenizer: Any) -> None:
     """Save a just-dequantized model and its tokenizer as `folder`, written
     aside and renamed into place, so a reader never sees half a folder and
     two processes converting at once both succeed. A folder that cannot be
-    written (a read-only or full disk) is only logged: the next load
-    converts again."""
+    written (a read-only or full disk, a model the saver refuses) is only
+    logged: the next load converts again."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         aside = Path(tempfile.mkdtemp(prefix=".converting-", dir=folder.parent))
@@ -124,7 +124,8 @@ def _keep(folder: Path, model: Any, tokenizer: Any) -> None:
         tokenizer.save_pretrained(aside)
         (aside / CACHE_COMPLETE).write_text("")
         os.replace(aside, folder)
-    except OSError as exc:  # another process renamed its copy first, or the disk is full
+    except Exception as exc:  # noqa: BLE001 - a copy is only a saving: the load stands
+        # e.g. another process renamed its copy first, or the disk is full
         log.info("not keeping the dequantized model in %s: %s", folder, exc)
     finally:
         shutil.rmtree(aside, ignore_errors=True)
