@@ -64,7 +64,7 @@ GROUP_ROWS: tuple[tuple[str, str, tuple[tuple[str, ...], ...]], ...] = (
     ("task", "Task and documents",
      (("task_folder", "metric", "limit", "batch_size"),)),
     ("swarm", "The search",
-     (("strategy", "particles", "iterations", "seed"), ("c1", "c2", "w"))),
+     (("strategy", "particles", "iterations", "seed"), ("c1", "c2", "w", "velocity_limit"))),
     ("search space", "Where and how hard to steer",
      (("layer_min", "layer_max", "unit"),
       ("strength_min", "strength_max", "alpha_min", "alpha_max"))),
@@ -93,7 +93,7 @@ _TASK_ONLY = frozenset({
     "finalists", "significance", "objective", "guard_task", "max_guard_drop", "workers",
 })
 _UNIT_FIELDS = {"alpha": ("alpha_min", "alpha_max"), "strength": ("strength_min", "strength_max")}
-_PSO_ONLY = frozenset({"c1", "c2", "w"})
+_PSO_ONLY = frozenset({"c1", "c2", "w", "velocity_limit"})
 # Read by `applies`: a change of one of these may show or hide fields.
 DECIDING = ("task", "budget", "unit", "strategy", "heldout_task", "objective", "guard_task")
 

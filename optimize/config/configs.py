@@ -64,6 +64,10 @@ class PsoConfig:
         c1: cognitive coefficient (pull towards a particle's own best).
         c2: social coefficient (pull towards the swarm's best).
         w: inertia weight.
+        velocity_limit: a particle's velocity in each dimension starts, and
+            stays, within plus or minus this share of the dimension's range
+            (0: pyswarms' own start, drawn from [0, 1) whatever the range,
+            with no limit after it).
         seed: the same seed gives the same search.
     """
 
@@ -72,10 +76,11 @@ class PsoConfig:
     c1: float = default("c1")
     c2: float = default("c2")
     w: float = default("w")
+    velocity_limit: float = default("velocity_limit")
     seed: int = default("seed")
 
     def __post_init__(self) -> None:
-        for name in ("particles", "iterations", "c1", "c2", "w", "seed"):
+        for name in ("particles", "iterations", "c1", "c2", "w", "velocity_limit", "seed"):
             object.__setattr__(self, name, BY_NAME[name].check(getattr(self, name)))
         # numpy's limit, not a user's bound, so not in the table's bounds
         validate.whole("The seed", self.seed, maximum=MAX_SEED)

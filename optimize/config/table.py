@@ -214,6 +214,14 @@ FIELDS: tuple[Field, ...] = (
           cap=10),
     Field("w", float, 0.9, "w (inertia)", "w", "inertia weight", "swarm", minimum=0,
           cap=10),
+    # pyswarms' own start draws every velocity from [0, 1) whatever the range:
+    # in strength's 0.4-wide range that sent every particle to the top bound
+    # after one iteration, where the demo's answers collapse, and kept it there
+    # (docs/performance.md, "The swarm's velocities").
+    Field("velocity_limit", float, 0.25, "Velocity limit", "The velocity limit",
+          "a particle's velocity is drawn from, and kept within, plus or minus this share "
+          "of each range (0: pyswarms' own start, from 0 to 1 in every dimension)", "swarm",
+          minimum=0, maximum=1),
     Field("seed", int, 0, "Seed", "The seed",
           "random seed: the same seed gives the same search", "swarm", minimum=0),
     # -- held-out --------------------------------------------------------------

@@ -35,7 +35,9 @@ from steering.errors import InvalidInputError
 from steering.outputs import reason
 
 FORMAT = "steerswarm.journal"
-VERSION = 2
+# 3: the swarm's velocities are limited by default (PsoConfig.velocity_limit), so an
+# earlier journal's search would not continue along the path it started.
+VERSION = 3
 SUFFIX = ".journal.jsonl"
 SEARCH, BASELINE, HELDOUT = "search", "baseline", "heldout"
 # the baseline or a finalist on the confirmation documents (optimize/run/confirm.py)

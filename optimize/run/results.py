@@ -283,7 +283,8 @@ class OptimizationResult:
                 seed=int(data["seed"]),
                 fitness=fitness_from_dict(data["fitness"]),
                 space=SearchSpace(**data["space"]),
-                pso=PsoConfig(**data["pso"]),
+                # a result from before the velocity limit was searched with pyswarms' own start
+                pso=PsoConfig(**{"velocity_limit": 0.0, **data["pso"]}),
                 model=str(data["model"]["name"]),
                 num_layers=int(data["model"]["num_layers"]),
                 metric=str(data["metric"]),

@@ -155,6 +155,7 @@ class RunSettings:
             c1=values["c1"],
             c2=values["c2"],
             w=values["w"],
+            velocity_limit=values["velocity_limit"],
             seed=values["seed"],
         )
         from optimize.search.strategies import strategy_class

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from optimize import LmEvalFitness, PsoConfig, SearchSpace
+from optimize import LmEvalFitness, SearchSpace
 from optimize.guard.objective import make_objective
 from optimize.scoring import prefix
 from optimize.scoring.batched import batched_evaluator
 from optimize.search.loop import run_search
 from steering.batched import row_limit, setting_deltas
 from tests.support.models import fresh_steerer, joy_vector
-from tests.support.recorded import SPHERE, history_rows, sphere_score
+from tests.support.recorded import SPHERE, history_rows, recorded_pso, sphere_score
 from tests.support.tasks import choices_fitness
 
 
@@ -150,7 +150,7 @@ def test_a_batched_evaluator_keeps_the_recorded_pso_history(case):
     visits and records exactly what the one-by-one loop recorded."""
 
     space = SearchSpace(**SPHERE[case.get("space", "space")])
-    pso = PsoConfig(particles=case["particles"], iterations=case["iterations"], seed=case["seed"])
+    pso = recorded_pso(case)
     nan_layer, higher = case["nan_layer"], case["higher_is_better"]
     batches = []
 

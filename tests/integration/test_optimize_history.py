@@ -1,14 +1,16 @@
 """The ask/tell search loop reproduces, exactly, the histories the pyswarms
 loop gave before the redesign (tests/data/pso_history.json, recorded with
-`GlobalBestPSO.optimize`): same seed, same positions, scores, cache hits."""
+`GlobalBestPSO.optimize`): same seed, same positions, scores, cache hits,
+with the velocities pyswarms starts from when it is given no limit (the
+recording's; `PsoConfig.velocity_limit` 0)."""
 
 from __future__ import annotations
 
 import pytest
 
-from optimize import LmEvalFitness, PsoConfig, SearchSpace, run_optimization, swarm_search
+from optimize import LmEvalFitness, SearchSpace, run_optimization, swarm_search
 from optimize.run.optimization import RunPlan
-from tests.support.recorded import RECORDED, SPHERE, history_rows, sphere_score
+from tests.support.recorded import RECORDED, SPHERE, history_rows, recorded_pso, sphere_score
 from tests.support.tasks import sentiment_fitness
 
 
@@ -17,7 +19,7 @@ from tests.support.tasks import sentiment_fitness
 )
 def test_the_swarm_repeats_the_recorded_model_free_history(case):
     space = SearchSpace(**SPHERE[case.get("space", "space")])
-    pso = PsoConfig(particles=case["particles"], iterations=case["iterations"], seed=case["seed"])
+    pso = recorded_pso(case)
     nan_layer, higher = case["nan_layer"], case["higher_is_better"]
 
     def score(setting):
@@ -43,7 +45,7 @@ def test_a_run_on_the_tiny_llama_repeats_the_recorded_history(steerer, sentiment
         RunPlan(
             LmEvalFitness(steerer, config),
             SearchSpace(**recorded["space"]),
-            PsoConfig(particles=run["particles"], iterations=run["iterations"], seed=run["seed"]),
+            recorded_pso(run),
         ),
     )
     assert history_rows(result.history) == run["history"]

@@ -58,6 +58,7 @@ def form_fields(**changes: Any) -> list[Any]:
         "c1": 0.5,
         "c2": 0.3,
         "w": 0.9,
+        "velocity_limit": 0.25,
         "seed": 0,
         "heldout_task": "",
         "heldout_limit": 100,

@@ -14,6 +14,17 @@ RECORDED: dict[str, Any] = json.loads(
 SPHERE: dict[str, Any] = RECORDED["sphere"]
 
 
+def recorded_pso(case: dict[str, Any]) -> Any:
+    """The swarm of a recorded case: its size and seed, and pyswarms' own
+    start (no velocity limit), as the recording's code had it."""
+    from optimize import PsoConfig
+
+    return PsoConfig(
+        particles=case["particles"], iterations=case["iterations"], seed=case["seed"],
+        velocity_limit=0.0,
+    )
+
+
 def history_rows(history: Any) -> list[dict[str, Any]]:
     """A history as the recording writes it."""
     return [

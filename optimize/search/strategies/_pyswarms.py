@@ -52,10 +52,23 @@ def global_best_pso(
     dimensions: int,
     options: dict[str, float],
     bounds: tuple[np.ndarray, np.ndarray],
+    velocity_limit: float = 0.0,
 ) -> Any:
     """A pyswarms GlobalBestPSO whose particles stop at the bounds
     (`bh_strategy="nearest"`; the default "periodic" wraps them around to the
-    far side of the range). Draws its initial swarm from numpy's global RNG."""
+    far side of the range). Draws its initial swarm from numpy's global RNG.
+
+    `velocity_limit` > 0 gives pyswarms a velocity clamp of plus or minus
+    that share of each dimension's range: it draws the initial velocities
+    from within it (so they point either way, in proportion to the range)
+    and keeps every later velocity inside it. 0 keeps pyswarms' own start,
+    velocities from [0, 1) in every dimension whatever its range: all
+    positive, and in a range 0.4 wide (the default strength bounds) enough
+    to carry every particle to the top bound in one step."""
+    clamp = None
+    if velocity_limit > 0:
+        width = np.asarray(bounds[1], dtype=float) - np.asarray(bounds[0], dtype=float)
+        clamp = (-velocity_limit * width, velocity_limit * width)
     with no_logging_setup():
         from pyswarms.single.global_best import GlobalBestPSO
 
@@ -64,5 +77,6 @@ def global_best_pso(
             dimensions=dimensions,
             options=dict(options),
             bounds=bounds,
+            velocity_clamp=clamp,
             bh_strategy="nearest",
         )

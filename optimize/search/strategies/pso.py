@@ -17,14 +17,17 @@ from optimize.search.strategies.base import Strategy
 
 
 class PsoStrategy(Strategy):
-    """Particle swarm (pyswarms GlobalBestPSO, particles stop at the bounds)."""
+    """Particle swarm (pyswarms GlobalBestPSO, particles stop at the bounds,
+    velocities within `PsoConfig.velocity_limit` of each range)."""
 
     name = "pso"
 
     def __init__(self, bounds: tuple[np.ndarray, np.ndarray], config: PsoConfig) -> None:
         super().__init__(bounds, config)
         self._compute_pbest = import_pyswarms("pyswarms.backend.operators").compute_pbest
-        optimizer = global_best_pso(config.particles, len(bounds[0]), config.options, bounds)
+        optimizer = global_best_pso(
+            config.particles, len(bounds[0]), config.options, bounds, config.velocity_limit
+        )
         # What optimize() does before its loop.
         optimizer.bh.memory = optimizer.swarm.position
         optimizer.vh.memory = optimizer.swarm.position
