@@ -98,6 +98,37 @@ def test_paired_test_counts_fixed_and_broken_documents():
     assert (lower.fixed, lower.broken) == (1, 3)
 
 
+def test_a_setting_that_changed_no_answer_is_not_certain_of_no_gain():
+    """29 documents, none changed: the plain standard error is 0 and the
+    interval [0, 0]; with half a document in each cell (Agresti and Min) it
+    is about +-6 points, what 29 unchanged answers can rule out."""
+    test = paired_test([1] * 15 + [0] * 14, [1] * 15 + [0] * 14)
+    low, high = test.interval()
+    assert test.gain_points == 0 and (test.fixed, test.broken) == (0, 0)
+    assert low == pytest.approx(-high) and 5.5 < high < 7.0
+
+
+def test_with_answers_changed_the_adjusted_error_is_close_to_the_plain_one():
+    baseline = [0] * 22 + [1] * 7 + [0] * 20 + [1] * 21
+    setting = [1] * 22 + [0] * 7 + [0] * 20 + [1] * 21
+    diffs = [s - b for b, s in zip(baseline, setting, strict=True)]
+    mean = sum(diffs) / len(diffs)
+    plain = 100 * math.sqrt(
+        sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs)
+    )
+    test = paired_test(baseline, setting)
+    assert test.stderr_points == pytest.approx(plain, rel=0.03)
+    assert test.stderr_points != pytest.approx(plain, rel=1e-6)
+
+
+def test_values_other_than_0_and_1_keep_the_plain_standard_error():
+    test = paired_test([0.2, 0.5, 0.4], [0.3, 0.9, 0.4])
+    diffs = [0.1, 0.4, 0.0]
+    mean = sum(diffs) / 3
+    plain = 100 * math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2 / 3)
+    assert test.stderr_points == pytest.approx(plain)
+
+
 # ---------------------------------------------------------------- objective
 
 
