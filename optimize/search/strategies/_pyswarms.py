@@ -52,7 +52,7 @@ def global_best_pso(
     dimensions: int,
     options: dict[str, float],
     bounds: tuple[np.ndarray, np.ndarray],
-    velocity_limit: float = 0.0,
+    velocity_limit: float,
 ) -> Any:
     """A pyswarms GlobalBestPSO whose particles stop at the bounds
     (`bh_strategy="nearest"`; the default "periodic" wraps them around to the
