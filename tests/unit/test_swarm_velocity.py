@@ -75,3 +75,37 @@ def test_velocities_start_either_way_and_stay_within_the_limit():
 def test_a_velocity_limit_outside_0_to_1_is_refused(value):
     with pytest.raises(InvalidInputError, match="velocity limit"):
         PsoConfig(velocity_limit=value)
+
+
+def test_the_ask_tell_loop_visits_what_pyswarms_own_loop_visits_with_the_limit():
+    """pyswarms' `GlobalBestPSO.optimize` with the same clamp and seed is the
+    oracle: the step-by-step strategy applies the limit exactly as it does."""
+    from optimize.search.strategies._pyswarms import global_best_pso
+
+    lower, upper = SPACE.bounds(1)
+    config = PsoConfig(particles=6, iterations=4, seed=3)
+
+    def cost(positions):
+        return (positions[:, 0] - 7.0) ** 2 + 100 * (positions[:, 1] - 0.1) ** 2
+
+    seen = []
+
+    def recorded_cost(positions):
+        seen.append(positions.copy())
+        return cost(positions)
+
+    np.random.seed(config.seed)
+    pyswarms_loop = global_best_pso(
+        config.particles, 2, config.options, (lower, upper), config.velocity_limit
+    )
+    pyswarms_loop.optimize(recorded_cost, config.iterations, verbose=False)
+
+    np.random.seed(config.seed)
+    strategy = PsoStrategy((lower, upper), config)
+    asked = []
+    for _ in range(config.iterations):
+        asked.append(strategy.ask())
+        strategy.tell(cost(asked[-1]))
+    assert len(seen) == len(asked) == config.iterations
+    for theirs, ours in zip(seen, asked, strict=True):
+        np.testing.assert_array_equal(theirs, ours)
