@@ -624,8 +624,8 @@ def _wire(actions: ExploreActions, tab: ExploreTab) -> None:
     tab.refresh.click(
         actions.vector_choices, [tab.vector], [tab.vector], api_name="explore_vectors"
     )
+    sized: list[Any] = [tab.vector, tab.layers, tab.strengths, tab.neutral]
     if tab.map_plan is not None:  # the map's plan and estimate, before it starts
-        sized: list[Any] = [tab.vector, tab.layers, tab.strengths, tab.neutral]
         for component in sized:
             component.change(
                 actions.map_estimate, sized, [tab.map_plan], api_name=False, queue=False,
@@ -633,16 +633,23 @@ def _wire(actions: ExploreActions, tab: ExploreTab) -> None:
             )
     # No concurrency limit on the job buttons: a second page's click is told
     # at once that the model is busy rather than queued behind the first job.
-    tab.scan.click(
+    scanned = tab.scan.click(
         actions.scan, [tab.vector, tab.measure],
         [tab.scan_plot, tab.layer_range, tab.use_range, tab.status], api_name="explore_scan",
         concurrency_limit=None,
     )
-    tab.run_map.click(
+    mapped = tab.run_map.click(
         actions.map, [tab.vector, tab.layers, tab.strengths, tab.neutral],
         [tab.map_plot, tab.map_table, tab.map_state, tab.cell, tab.compare_cells, tab.status],
         api_name="explore_map", concurrency_limit=None,
     )
+    if tab.map_plan is not None:
+        # The estimate says nothing while the model is busy (it never waits),
+        # so one asked for while a job held the model stays blank: ask again
+        # once the job has let the model go.
+        for event in (scanned, mapped):
+            event.then(actions.map_estimate, sized, [tab.map_plan], api_name=False,
+                       show_progress="hidden")
     tab.cancel.click(
         actions.cancel, None, [tab.status], api_name="explore_cancel", concurrency_limit=None
     )
