@@ -294,8 +294,11 @@ def result_summary(
     confirmation = result.confirmation
     if confirmation is not None:
         lines.append(f"- **Confirmation:** {md(confirmation.documents)}")
-        for finalist, test in zip(confirmation.finalists, confirmation.tests, strict=True):
-            lines.append(f"  - {md(setting_text(finalist))}: {paired_text(test)}")
+        for index, (finalist, test) in enumerate(
+            zip(confirmation.finalists, confirmation.tests, strict=True)
+        ):
+            outcome = confirmation.outcome_text(index)
+            lines.append(f"  - {md(setting_text(finalist))}: {paired_text(test, outcome)}")
     heldout = result.heldout
     if heldout is not None:
         lines += [

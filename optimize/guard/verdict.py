@@ -67,6 +67,16 @@ ADVICE = {
     UNCONFIRMED: "Run the optimization again: this version confirms its pick.",
 }
 
+# What to try next when nothing is recommended but the held-out documents show
+# the candidate gaining (p below the run's significance): the run's own
+# documents were too few or too easy to show it.
+HELDOUT_GAIN_ADVICE = (
+    "The held-out documents show a gain that this run's own documents did not confirm. "
+    "The held-out check measures the pick and does not choose it, so nothing is "
+    "recommended: a run with more documents (a task with more of them, or a higher "
+    "document limit) can confirm the gain or rule it out."
+)
+
 
 def describe_setting(setting: Setting) -> str:
     """"layer 8, alpha 1.05" (one vector) or "#1 layer 8 alpha 1.05; #2 ..."."""
@@ -78,7 +88,8 @@ def describe_setting(setting: Setting) -> str:
     )
 
 
-def _p(value: float) -> str:
+def p_phrase(value: float) -> str:
+    """"p = 0.04", or "p < 0.001": a p-value as every view writes it."""
     return "p < 0.001" if value < 0.001 else f"p = {value:.2g}"
 
 
@@ -89,7 +100,7 @@ def paired_sentence(test: PairedTest, where: str, one_sided: bool = False) -> st
     interval = (
         "" if math.isnan(low) else f"95 % interval {low:+.0f} to {high:+.0f}; "
     )
-    p = _p(test.p_gain) + " one-sided" if one_sided else _p(test.p_value)
+    p = p_phrase(test.p_gain) + " one-sided" if one_sided else p_phrase(test.p_value)
     return (
         f"{test.gain_points:+.1f} points on {test.documents} {where} documents "
         f"({interval}{test.fixed} fixed, {test.broken} broken, {p})"
@@ -112,17 +123,35 @@ class Confirmation:
     tests: tuple[PairedTest, ...]
     level: float
 
-    def passed(self) -> list[int]:
-        """Positions of the finalists whose gain passed: Holm's step-down on the
-        one-sided tests (the smallest p against level / K, the next against
-        level / (K - 1), ..., stopping at the first that fails)."""
+    def thresholds(self) -> list[float | None]:
+        """Per finalist, the level Holm's step-down compared its one-sided p
+        with (the smallest p against level / K, the next against level / (K - 1),
+        ...); None for a finalist never compared, because one with a smaller p
+        failed first."""
         order = sorted(range(len(self.tests)), key=lambda i: (self.tests[i].p_gain, i))
-        passed: list[int] = []
+        thresholds: list[float | None] = [None] * len(self.tests)
         for rank, index in enumerate(order):
-            if not self.tests[index].confirms(self.level / (len(order) - rank)):
+            thresholds[index] = self.level / (len(order) - rank)
+            if not self.tests[index].confirms(thresholds[index]):
                 break
-            passed.append(index)
-        return sorted(passed)
+        return thresholds
+
+    def passed(self) -> list[int]:
+        """Positions of the finalists whose gain passed Holm's step-down."""
+        return [
+            i for i, (test, threshold) in enumerate(zip(self.tests, self.thresholds(), strict=True))
+            if threshold is not None and test.confirms(threshold)
+        ]
+
+    def outcome_text(self, index: int) -> str:
+        """"one-sided p = 0.04, needed below 0.017: not confirmed": the test of
+        finalist `index` as the rule used it, in the words every view shows."""
+        test, threshold = self.tests[index], self.thresholds()[index]
+        p = f"one-sided {p_phrase(test.p_gain)}"
+        if threshold is None:
+            return f"{p}: not confirmed, a finalist with a smaller p failed first"
+        verdict = "confirmed" if test.confirms(threshold) else "not confirmed"
+        return f"{p}, needed below {threshold:.2g}: {verdict}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -274,7 +303,7 @@ def decide(
     if not scores_task:
         return _concept(objective, baseline, best, loops, cancelled)
     if not beats_baseline(objective, best, baseline):
-        return _not_beaten(objective, baseline, best)
+        return _not_beaten(objective, baseline, best, heldout, heldout_documents, significance)
     if confirmation is None and not confirm_planned:
         return Verdict(
             UNCONFIRMED,
@@ -333,6 +362,7 @@ def decide(
             confirmed=test,
             heldout=heldout,
             details=_heldout_details(heldout, heldout_documents),
+            advice=_heldout_gain_advice(heldout, significance),
         )
     candidate, test = confirmation.finalists[chosen], confirmation.tests[chosen]
     if heldout is not None and heldout.broken > heldout.fixed and heldout.p_value < significance:
@@ -371,7 +401,23 @@ def _heldout_details(heldout: PairedTest | None, where: str) -> tuple[str, ...]:
     return (f"Checked on documents the search never saw: {paired_sentence(heldout, where)}.",)
 
 
-def _not_beaten(objective: Objective, baseline: Evaluation, best: Evaluation) -> Verdict:
+def _heldout_gain_advice(heldout: PairedTest | None, significance: float) -> str:
+    """HELDOUT_GAIN_ADVICE when the held-out documents show the unrecommended
+    candidate gaining at the run's significance (the two-sided test, as a
+    held-out loss withdraws a recommendation); otherwise "" (the kind's advice)."""
+    if heldout is not None and heldout.fixed > heldout.broken and heldout.p_value < significance:
+        return HELDOUT_GAIN_ADVICE
+    return ""
+
+
+def _not_beaten(
+    objective: Objective,
+    baseline: Evaluation,
+    best: Evaluation,
+    heldout: PairedTest | None,
+    heldout_documents: str,
+    significance: float,
+) -> Verdict:
     metrics = best.metrics
     kind, headline = NO_GAIN, (
         f"No setting beat the unsteered model: the highest-scoring one "
@@ -390,7 +436,11 @@ def _not_beaten(objective: Objective, baseline: Evaluation, best: Evaluation) ->
             )
             + "). Nothing to apply."
         )
-    return Verdict(kind, headline, candidate=best)
+    return Verdict(
+        kind, headline, candidate=best, heldout=heldout,
+        details=_heldout_details(heldout, heldout_documents),
+        advice=_heldout_gain_advice(heldout, significance) if kind == NO_GAIN else "",
+    )
 
 
 def _concept(

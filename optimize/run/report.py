@@ -9,6 +9,7 @@ import math
 
 from optimize.guard.objective import GUARD, KL, TargetObjective, gain_phrase
 from optimize.guard.split import PairedTest
+from optimize.guard.verdict import p_phrase
 from optimize.run.results import OptimizationResult
 from optimize.scoring.evaluation import Evaluation
 
@@ -37,11 +38,16 @@ def setting_text(evaluation: Evaluation) -> str:
     return setting_text_of(evaluation.layers, evaluation.alphas)
 
 
-def paired_text(test: PairedTest) -> str:
+def paired_text(test: PairedTest, outcome: str = "") -> str:
+    """"gain +15.7 ± 7.9 points; 22 documents fixed, 11 broken (exact sign
+    test, two-sided p = 0.08)". `outcome` replaces the two-sided p: a
+    finalist's one-sided test as the confirmation used it
+    (`Confirmation.outcome_text`)."""
     stderr = "" if math.isnan(test.stderr_points) else f" ± {test.stderr_points:.1f}"
     return (
         f"gain {test.gain_points:+.1f}{stderr} points; {test.fixed} documents fixed, "
-        f"{test.broken} broken (exact sign test p = {test.p_value:.3g})"
+        f"{test.broken} broken (exact sign test, "
+        f"{outcome or 'two-sided ' + p_phrase(test.p_value)})"
     )
 
 
@@ -129,8 +135,11 @@ def summary_lines(result: OptimizationResult) -> list[str]:
         )
         baseline = confirmation.baseline
         lines.append(f"  baseline {score_text(baseline.score, baseline.stderr)}")
-        for finalist, test in zip(confirmation.finalists, confirmation.tests, strict=True):
-            lines.append(f"  {setting_text(finalist)}: {paired_text(test)}")
+        for index, (finalist, test) in enumerate(
+            zip(confirmation.finalists, confirmation.tests, strict=True)
+        ):
+            outcome = confirmation.outcome_text(index)
+            lines.append(f"  {setting_text(finalist)}: {paired_text(test, outcome)}")
     for setting, reason in result.loops:
         lines.append(f"replies loop at {setting_text_of(setting.layers, setting.alphas)}: {reason}")
     held = result.heldout

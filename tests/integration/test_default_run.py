@@ -150,6 +150,45 @@ def test_the_verdict_says_why_there_is_nothing_to_apply():
     assert contradicted.kind == CONTRADICTED and contradicted.recommended is None
 
 
+def test_a_held_out_gain_left_unrecommended_is_said_with_what_would_confirm_it():
+    from optimize.guard.verdict import ADVICE, HELDOUT_GAIN_ADVICE
+
+    guarded = make_objective("guarded", options=ObjectiveOptions(kl_budget=0.5))
+    gain, flat = _test(14, 2, 40), _test(5, 4, 40)
+    assert gain.p_value < 0.05 and flat.p_value > 0.05
+    below = decide(guarded, BASELINE, _evaluation(0, 0.4), heldout=gain)
+    assert below.kind == NO_GAIN and below.recommended is None
+    assert below.advice == HELDOUT_GAIN_ADVICE
+    (held,) = below.details  # two-sided exact sign test: 2 x 137 / 2^16
+    assert held.startswith("Checked on documents the search never saw: +30.0 points on 40 ")
+    assert held.endswith("14 fixed, 2 broken, p = 0.0042).")
+    unconfirmed = decide(guarded, BASELINE, _evaluation(0, 0.8),
+                         confirmation=_confirmation(_test(6, 3)), heldout=gain)
+    assert unconfirmed.kind == NO_RELIABLE_GAIN and unconfirmed.advice == HELDOUT_GAIN_ADVICE
+    # no gain held out, or one below the run's significance: the kind's own advice
+    assert decide(guarded, BASELINE, _evaluation(0, 0.4), heldout=flat).advice == ADVICE[NO_GAIN]
+    assert decide(guarded, BASELINE, _evaluation(0, 0.4), heldout=gain,
+                  significance=0.001).advice == ADVICE[NO_GAIN]
+    # outside the KL budget more documents would not help: its own advice stays
+    over = decide(guarded, BASELINE, _evaluation(0, 0.9, kl=0.9), heldout=gain)
+    assert over.kind == OUTSIDE_LIMITS and over.advice == ADVICE[OUTSIDE_LIMITS]
+
+
+def test_each_finalist_line_gives_the_one_sided_p_and_the_level_holm_compared_it_with():
+    confirmation = _confirmation(_test(7, 2), _test(12, 1), _test(9, 1))
+    assert confirmation.thresholds() == pytest.approx([0.05, 0.05 / 3, 0.025])
+    assert confirmation.passed() == [1, 2]
+    assert confirmation.outcome_text(1) == "one-sided p = 0.0017, needed below 0.017: confirmed"
+    assert confirmation.outcome_text(0) == (
+        "one-sided p = 0.09, needed below 0.05: not confirmed"
+    )
+    stopped = _confirmation(_test(7, 2), _test(9, 1), level=0.01)
+    assert stopped.thresholds() == [None, 0.005] and stopped.passed() == []
+    assert stopped.outcome_text(0) == (
+        "one-sided p = 0.09: not confirmed, a finalist with a smaller p failed first"
+    )
+
+
 def test_finalists_are_the_best_distinct_settings_that_beat_the_baseline():
     guarded = make_objective("guarded", options=ObjectiveOptions(kl_budget=0.5))
     found = [

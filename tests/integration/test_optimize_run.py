@@ -579,7 +579,7 @@ def test_cli_reports_the_held_out_scores(steerer, tiny_dir, sentiment_task, opti
     assert data["split"] == {"fraction": 0.3, "seed": 0, "confirm": 0.7} and data["samples"] == 1
     assert data["heldout"]["samples"] == 2 and data["heldout"]["paired"]["documents"] == 2
     assert "held-out: the 2 held-out documents" in split.out
-    assert "exact sign test p = " in split.out  # the held-out check's paired test
+    assert "exact sign test, two-sided p" in split.out  # the held-out check's paired test
     assert ("Pareto front" in split.out) == bool(data["front"])
 
 

@@ -124,7 +124,7 @@ def test_a_default_run_holds_out_guards_with_kl_and_plots_the_front(actions, tin
     )
     assert result.heldout is not None and result.heldout.paired is not None
     assert "**Objective:** guarded (KL budget 0.5)" in summary
-    assert "paired: gain" in summary and "sign test p =" in summary
+    assert "paired: gain" in summary and "sign test, two-sided p" in summary
     card = final[7]
     assert fmt.md(result.verdict.headline) in card
     plot, point, apply_point, apply = actions.front.offer(result)
