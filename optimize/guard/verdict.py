@@ -131,8 +131,9 @@ class Confirmation:
         order = sorted(range(len(self.tests)), key=lambda i: (self.tests[i].p_gain, i))
         thresholds: list[float | None] = [None] * len(self.tests)
         for rank, index in enumerate(order):
-            thresholds[index] = self.level / (len(order) - rank)
-            if not self.tests[index].confirms(thresholds[index]):
+            threshold = self.level / (len(order) - rank)
+            thresholds[index] = threshold
+            if not self.tests[index].confirms(threshold):
                 break
         return thresholds
 
