@@ -222,15 +222,9 @@ def unused_port() -> int:
 def steering_actions(tiny_session, tmp_path):
     """The Steering tab's handlers on the tiny Llama, with one joy-minus-grief
     vector added at layer 1, alpha 2."""
-    from tests.support.forms import last
-    from ui.steering_tab import SteeringActions
+    from tests.support.forms import steering_actions_with_example
 
-    actions = SteeringActions(tiny_session, tmp_path)
-    status = last(
-        actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0)
-    )[2]
-    assert status.startswith("✓ Added"), status
-    return actions
+    return steering_actions_with_example(tiny_session, tmp_path)
 
 
 @pytest.fixture

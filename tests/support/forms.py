@@ -17,6 +17,19 @@ def last(gen: Iterable[Any]) -> Any:
     return values[-1]
 
 
+def steering_actions_with_example(session: Any, folder: Any) -> Any:
+    """The Steering tab's handlers on `session` (saving under `folder`), with
+    one joy-minus-grief vector added at layer 1, alpha 2."""
+    from ui.steering_tab import SteeringActions
+
+    actions = SteeringActions(session, folder)
+    status = last(
+        actions.add_vector("I love this, it is wonderful.", "I hate this, it is awful.", 1, 2.0)
+    )[2]
+    assert status.startswith("✓ Added"), status
+    return actions
+
+
 def views(gen: Iterable[Any]) -> list[Any]:
     """Every view the optimize handler yields; each must fill every output of
     the view (ui.optimize_tab.VIEW)."""
