@@ -52,7 +52,8 @@ def joy_vector(smol):
 def test_joy_vector_moves_next_words_and_greedy_completions_the_expected_way(smol, joy_vector):
     steerer, vector = joy_vector
     model, tokenizer = smol.model, smol.tokenizer
-    settings = GenerationSettings(max_new_tokens=24)
+    # 16 tokens: mean lexicon +0.27 unsteered, +0.82 joy, -0.07 grief (24 cost half as much again)
+    settings = GenerationSettings(max_new_tokens=16)
 
     vader = SentimentIntensityAnalyzer()  # a lexicon judge, independent of the model
 
