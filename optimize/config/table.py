@@ -238,7 +238,7 @@ FIELDS: tuple[Field, ...] = (
           "the vector's prompts held out to score (the vector is rebuilt from the rest)",
           "held-out", minimum=0.0, maximum=0.9,
           where=frozenset({CLI, FORM})),
-    Field("confirm_fraction", float, 0.7, "Confirmation share", "The confirmation fraction",
+    Field("confirm_fraction", float, 0.8, "Confirmation share", "The confirmation fraction",
           "share of the documents not held out that confirm the best few settings: "
           "documents that did not rank them, so a lucky score on the search documents "
           "does not win; the rest rank every setting", "held-out",
