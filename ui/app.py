@@ -148,14 +148,14 @@ def build_tabs(
             with gr.Tab("Saved") as saved_page:
                 tabs.saved = saved_tab.build(saved_tab.SavedActions(session, jobs), tabs)
             saved_page.select(tabs.saved.actions.listing, None, [tabs.saved.files])
-    page_outputs = [*tabs.refresh_outputs(), steering.status]
-    steering_page.select(steering_actions.page_view, None, page_outputs, api_name=False)
+    steering_page.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
+        steering_actions.status_line, None, [steering.status], api_name=False
+    )
     if webui and isinstance(enclosing, gr.Tab):
         # The webui's sidebar shows our tab; coming back to it after the model
         # was unloaded or swapped must not show the old model's facts.
-        enclosing.select(
-            steering_actions.page_view, None, page_outputs,
-            api_name=False,  # type: ignore[arg-type]  # stub: str only; False means private
+        enclosing.select(steering_actions.refresh, None, tabs.refresh_outputs()).then(
+            steering_actions.status_line, None, [steering.status], api_name=False
         )
     explore_page.select(
         explore_actions.vector_choices, [explore.vector], [explore.vector], api_name=False

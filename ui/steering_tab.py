@@ -208,13 +208,6 @@ class SteeringActions:
             return
         yield from vector_views(job, "change the vectors")  # ends with its outcome
 
-    def page_view(self) -> tuple[Any, Any, Any, Any, str]:
-        """`refresh`'s four parts and the status line, for a page (or tab)
-        that opens: one step, so no client round trip sits between them in
-        which an action clicked at once (Reset, Add) writes its "✓" line
-        only to have it replaced by the count."""
-        return (*self.refresh(), self.status_line())
-
     def status_line(self) -> str:
         """The status line from the server's state: how many vectors the user
         made active, that the model is busy and with what, or why there is no

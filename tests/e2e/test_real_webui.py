@@ -118,12 +118,10 @@ def reset_vectors(page) -> None:
     # Wait for the reset's own line: a new page's status already says
     # "unsteered" (its value when the tab was built), and an Add clicked while
     # the reset still waited for the model was lost. Opening the tab also
-    # writes the status line (the vectors as the server has them), in one
-    # event now, but that event and the click are two requests the server may
-    # answer in either order; when the tab's lands last, it replaces the
-    # reset's line with "No steering vectors are active" (seen once in a full
-    # run with the old two-event chain), so Reset is clicked again: resetting
-    # twice is resetting once.
+    # writes the status line (the vectors as the server has them); when that
+    # ends after the reset, it replaces the reset's line with "No steering
+    # vectors are active" (seen once in a full run), so Reset is clicked again:
+    # resetting twice is resetting once.
     for attempt in range(RESET_TRIES):
         reset.click()
         try:

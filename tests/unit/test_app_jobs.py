@@ -337,17 +337,6 @@ def test_every_page_load_asks_the_server(tiny_session):
     assert any({s.table._id, s.status._id} <= out for out in outputs)  # a capture, followed
     assert any({e.map_state._id, e.status._id} <= out for out in outputs)  # a map, followed
     assert any(o.progress._id in out for out in outputs)
-    # Opening the Steering tab writes its facts and the status line in one
-    # event, not a chain: a click right after it must keep its own line.
-    selects = [
-        d for d in demo.config["dependencies"]
-        if any(t[1] == "select" for t in d["targets"]) and s.status._id in d["outputs"]
-    ]
-    assert len(selects) == 1 and {s.table._id, s.model_line._id} <= set(selects[0]["outputs"])
-    assert not [
-        d for d in demo.config["dependencies"]
-        if d["trigger_after"] == selects[0]["id"] and s.status._id in d["outputs"]
-    ]
     then = [d for d in demo.config["dependencies"] if o.resume_note._id in d["outputs"]]
     assert any(d["trigger_after"] is not None for d in then)  # after the load's attach
     assert tabs.jobs is tabs.steering_actions.jobs.registry is tabs.explore_actions.jobs.registry

@@ -245,16 +245,6 @@ def test_refresh_shows_the_model_and_vectors(with_vector):
     assert len(table) == 1 and choices["choices"] == [(fmt.vector_label(1, vector), vector.id)]
 
 
-def test_a_page_that_opens_gets_the_model_vectors_and_status_at_once(with_vector):
-    actions, _vector = with_vector
-    *refreshed, status = actions.page_view()
-    assert refreshed[0] == actions.refresh()[0] and refreshed[2] == actions.refresh()[2]
-    assert status == "1 steering vector active."
-    last(actions.reset_vectors())
-    *refreshed, status = actions.page_view()
-    assert refreshed[2] == [] and status.startswith("No steering vectors are active")
-
-
 def test_actions_wait_for_the_model_lock_and_say_so(actions):
     """While another job holds the lock (an optimization, a reply), a vector
     change waits, tells the user, and happens only after the lock is free."""

@@ -163,15 +163,6 @@ class Webui:
             raise AssertionError(f"{len(found)} handlers named {api_name!r}")
         return found[0].fn
 
-    def open_tab(self) -> tuple[Any, ...]:
-        """What opening the extension's tab shows (model line, layer update,
-        table, choices, status line): the private event the tab's `select`
-        runs, found by its handler."""
-        found = {f.fn for f in self._functions() if getattr(f.fn, "__name__", "") == "page_view"}
-        if len(found) != 1:
-            raise AssertionError(f"{len(found)} handlers for opening the tab")
-        return tuple(found.pop()())
-
     def call(self, api_name: str, *args: Any) -> Any:
         """Call a handler as Gradio does and return its final output."""
         return last(self.handler(api_name)(*args))
