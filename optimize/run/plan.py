@@ -126,7 +126,9 @@ def condition_line(others: int) -> str:
 
 def _n(count: int | None, what: str) -> str:
     """"21 search documents", or the documents without a number when unknown."""
-    return f"the {what} documents" if count is None else f"{count} {what} documents"
+    if count is None:
+        return f"the {what} documents"
+    return f"{count} {what} document{'' if count == 1 else 's'}"
 
 
 def _scored(settings: RunSettings, sizes: PlanSizes) -> str:

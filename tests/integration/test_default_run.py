@@ -430,9 +430,10 @@ def test_the_plan_says_the_documents_and_the_smallest_gain_before_scoring(steere
         lines = plan_lines(settings, plan)
         assert plan.total == 1 + 2 + (1 + 3) + 2
     text = " ".join(lines)
-    assert "on 2 search documents of tiny_sentiment" in text
-    assert "4 confirmation documents" in text and "2 held-out documents" in text
-    assert "⚠ With 4 confirmation documents only a large gain can be confirmed" in text
+    # 8 documents: 2 held out (30 %), 5 confirm (80 % of the other 6), 1 searched
+    assert "on 1 search document of tiny_sentiment" in text
+    assert "5 confirmation documents" in text and "2 held-out documents" in text
+    assert "⚠ With 5 confirmation documents only a large gain can be confirmed" in text
 
 
 @pytest.mark.parametrize(

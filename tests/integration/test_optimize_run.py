@@ -569,14 +569,14 @@ def test_cli_reports_the_held_out_scores(steerer, tiny_dir, sentiment_task, opti
     assert "held-out task tiny_heldout, 6 documents the search never saw" in ok.out
     assert f"({held['gain_points']:+.1f} points)" in ok.out
     # without a held-out task the task's own 6 documents are split: 2 held out (30 %),
-    # 3 confirm (70 % of the rest) and 1 is searched
+    # 3 confirm (80 % of the rest) and 1 is searched
     split = cli(
         *("--quiet", "--particles", "2", "--iterations", "1", "--layer-max", "3"),
         *("--unit", "alpha", "--alpha-min", "-30", "--alpha-max", "30", "--kl-budget", "0.5"),
     )
     assert split.code == 0, split.err
     data = json.loads(out.read_text())
-    assert data["split"] == {"fraction": 0.3, "seed": 0, "confirm": 0.7} and data["samples"] == 1
+    assert data["split"] == {"fraction": 0.3, "seed": 0, "confirm": 0.8} and data["samples"] == 1
     assert data["heldout"]["samples"] == 2 and data["heldout"]["paired"]["documents"] == 2
     assert "held-out: the 2 held-out documents" in split.out
     assert "exact sign test, two-sided p" in split.out  # the held-out check's paired test
